@@ -1,0 +1,1 @@
+"""The domain actors: streaming sessions, the background poller, the file actor, agents."""

@@ -1,0 +1,1 @@
+"""The embedded OpenAI-compatible server (hypercorn on trio) with fault injection."""

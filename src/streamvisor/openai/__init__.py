@@ -1,0 +1,4 @@
+"""The OpenAI wire protocol: SSE events, accumulators, errors, retry policy, model rules, client.
+
+Knows nothing of actors.
+"""
