@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-#: The recorded OpenAI streams shipped beside the repository (see ../shared/fixtures/recorded/SOURCES.md).
+#: Real recorded OpenAI streams beside the repository (../shared/fixtures/recorded/SOURCES.md).
 RECORDED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "recorded"
 
 
