@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -464,6 +465,18 @@ class TestReadableRoots:
                 ReadableRoots([root]).read(path, 100)
         finally:
             path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+    def test_an_io_error_while_reading_says_why(
+        self, root: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A failing read (EIO) becomes UnreadableFile, an OSError naming the path."""
+
+        def failing_read(fd: int, size: int) -> bytes:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(_file_rules.os, "read", failing_read)
+        with pytest.raises(UnreadableFile, match=r"a\.txt: cannot be read: Input/output error$"):
+            ReadableRoots([root]).read(root / "sub" / "a.txt", 100)
 
     def test_a_file_over_the_limit_is_refused_before_reading(self, root: Path) -> None:
         """The size on disk already breaks the limit."""
