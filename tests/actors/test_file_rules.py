@@ -219,6 +219,14 @@ class TestFileRules:
         assert rules.allowed_types[Purpose.USER_DATA] == frozenset({"application/pdf"})
         assert rules.allowed_types[Purpose.VISION] == IMAGE_TYPES
 
+    def test_rules_are_immutable_and_hashable(self) -> None:
+        """The allow-lists cannot be changed behind the frozen record's back."""
+        rules = FileRules()
+        with pytest.raises(TypeError):
+            rules.allowed_types[Purpose.VISION] = frozenset()  # type: ignore[index]
+        assert hash(rules) == hash(FileRules())
+        assert rules == DEFAULT_RULES
+
     @pytest.mark.parametrize(
         "kwargs",
         [
@@ -301,6 +309,12 @@ class TestCheckContent:
         """A GIF whose structure breaks off is MalformedFile, with the reason."""
         with pytest.raises(MalformedFile, match=r"bad\.gif: is a malformed image/gif: truncated"):
             check_content(samples.truncated_gif(), "vision", path="bad.gif")
+
+    def test_a_gif_without_frames_is_malformed(self) -> None:
+        """A header, a screen and a trailer make no image."""
+        empty_gif = samples.static_gif()[:19] + b"\x3b"
+        with pytest.raises(MalformedFile, match="no image frames"):
+            check_content(empty_gif, "vision", path="none.gif")
 
     def test_empty_content_is_rejected(self) -> None:
         """No bytes, no upload."""
@@ -435,6 +449,13 @@ class TestReadableRoots:
         (root / "dangling").symlink_to(root / "gone")
         with pytest.raises(MissingFile):
             ReadableRoots([root]).read(root / "dangling", 100)
+
+    def test_a_symlink_loop_is_unreadable(self, root: Path) -> None:
+        """A loop of links is reported, not followed forever."""
+        (root / "loop-a").symlink_to(root / "loop-b")
+        (root / "loop-b").symlink_to(root / "loop-a")
+        with pytest.raises(UnreadableFile, match=r"loop-a: cannot be read"):
+            ReadableRoots([root]).read(root / "loop-a", 100)
 
     def test_a_directory_is_refused(self, root: Path) -> None:
         """PathIsADirectory is both NotARegularFile and IsADirectoryError."""

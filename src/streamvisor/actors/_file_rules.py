@@ -21,6 +21,7 @@ import json
 import os
 import re
 import stat
+import types
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -327,7 +328,7 @@ def _default_allowed() -> dict[Purpose, frozenset[str]]:
 def _to_allowed(value: Mapping[Purpose | str, frozenset[str]]) -> Mapping[Purpose, frozenset[str]]:
     allowed = _default_allowed()
     allowed.update({Purpose(k): frozenset(v) for k, v in value.items()})
-    return allowed
+    return types.MappingProxyType(allowed)
 
 
 @attrs.frozen
@@ -350,7 +351,7 @@ class FileRules:
     max_request_image_bytes: int = attrs.field(default=50 * MIB, validator=attrs.validators.gt(0))
     #: MIME types each purpose accepts (see the module's ``*_TYPES`` constants).
     allowed_types: Mapping[Purpose, frozenset[str]] = attrs.field(
-        factory=_default_allowed, converter=_to_allowed
+        factory=dict, converter=_to_allowed, hash=False
     )
     #: MIME types an inline Responses ``input_file`` / Chat ``file`` part may carry.
     input_file_types: frozenset[str] = attrs.field(default=DOCUMENT_TYPES, converter=frozenset)
@@ -538,7 +539,7 @@ class ReadableRoots:
                 raise PathIsADirectory(shown)
             if not stat.S_ISREG(info.st_mode):
                 raise NotARegularFile(shown, _kind(info.st_mode))
-            if self.resolve(path) != real or os.stat(real).st_ino != info.st_ino:
+            if self.resolve(path) != real or not _same_file(os.stat(real), info):
                 raise OutsideAllowedRoots(shown, self._names(), str(real))
             if info.st_size > limit:
                 raise FileTooLarge(shown, info.st_size, limit, None)
@@ -557,6 +558,10 @@ class ReadableRoots:
 
     def _names(self) -> list[str]:
         return [str(root) for root in self.roots]
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _read_capped(fd: int, cap: int) -> bytes:
