@@ -92,6 +92,19 @@ class TestSniff:
             pytest.param(
                 b"BM is not a bitmap\n", "text/plain", ".txt", "text", id="weak-magic-text"
             ),
+            pytest.param(b"import os\nprint(os.sep)\n", "text/plain", ".txt", "text", id="python"),
+            pytest.param(
+                b"From: a@b.c\nSubject: hi\n\nbody\n", "text/plain", ".txt", "text", id="mail"
+            ),
+            pytest.param(b"a,b,c\n1,2,3\n", "text/plain", ".txt", "text", id="csv"),
+            pytest.param(b"# Title\n\n* item\n", "text/plain", ".txt", "text", id="markdown"),
+            pytest.param(
+                b'<svg xmlns="http://www.w3.org/2000/svg"></svg>',
+                "image/svg+xml",
+                ".svg",
+                "puremagic",
+                id="svg",
+            ),
             pytest.param(
                 b"<!DOCTYPE html><html><body>hi</body></html>",
                 "text/html",
@@ -277,6 +290,9 @@ class TestCheckContent:
             pytest.param(TEXT, "fine-tune", "text/plain", id="text-fine-tune"),
             pytest.param(samples.png(), "batch", "image/png", id="png-batch"),
             pytest.param(b"\x00\x01binary", "user_data", "application/octet-stream", id="binary"),
+            pytest.param(
+                b'<svg xmlns="http://www.w3.org/2000/svg"/>', "vision", "image/svg+xml", id="svg"
+            ),
         ],
     )
     def test_disallowed_types_name_the_file_type_and_purpose(

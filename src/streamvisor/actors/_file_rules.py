@@ -134,7 +134,9 @@ class SniffResult:
     extension: str
     #: How it was decided: an exact ``signature`` check, parsing as ``text``, ``puremagic``'s
     #: table, or the ``fallback`` for unrecognised bytes.
-    source: Source
+    source: Source = attrs.field(
+        validator=attrs.validators.in_(("signature", "text", "puremagic", "fallback"))
+    )
     #: 1.0 for signature and text decisions; puremagic's own score otherwise; 0.0 for fallback.
     confidence: float = attrs.field(validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
 
@@ -191,17 +193,19 @@ def _as_text(data: bytes) -> str | None:
 
 
 def _is_jsonl(text: str) -> bool:
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        return False
-    for line in lines:
+    # Line by line without building a list: batch files run to 200 MB.
+    seen = False
+    for line in io.StringIO(text):
+        if not line.strip():
+            continue
         try:
             value = json.loads(line)
         except ValueError:
             return False
         if not isinstance(value, dict):
             return False
-    return True
+        seen = True
+    return seen
 
 
 def _text_kind(text: str) -> SniffResult:
@@ -220,6 +224,11 @@ def _text_kind(text: str) -> SniffResult:
 #: Below this score a match is a 2-4 byte coincidence that text easily hits ("BM", "MZ", ...).
 _PUREMAGIC_TRUSTED = 0.5
 
+#: The text formats puremagic may name for UTF-8 text. Its other guesses for text ("text/x-python"
+#: for a file starting "import os", "message/rfc822" for one starting "From:") are plain text to
+#: the API, and naming them would refuse ordinary text files.
+_TEXT_FORMATS = frozenset({"text/html", "application/xml", "image/svg+xml"})
+
 
 def _puremagic(data: bytes) -> SniffResult | None:
     try:
@@ -236,25 +245,31 @@ def _puremagic(data: bytes) -> SniffResult | None:
 def sniff(data: bytes) -> SniffResult:
     """Say what ``data`` is, from its content alone (a file name is never consulted).
 
-    In order: exact signatures (PNG, JPEG, GIF, WEBP, PDF, docx/pptx/xlsx); JSON Lines and JSON by
-    parsing UTF-8 text; a confident ``puremagic`` match; other UTF-8 text as ``text/plain``; a weak
-    ``puremagic`` match; else ``application/octet-stream``. Never raises (empty bytes included).
+    In order: exact signatures (PNG, JPEG, GIF, WEBP, PDF, ZIP and docx/pptx/xlsx by the archive's
+    layout). UTF-8 text is JSON Lines or JSON if it parses as such, HTML/XML/SVG if ``puremagic``
+    is confident of it, else ``text/plain``. Other bytes get ``puremagic``'s best match, else
+    ``application/octet-stream``. Never raises (empty bytes included).
     """
     found = _signature(data)
     if found is not None:
         return found
-    text = _as_text(data) if data else None
+    if not data:
+        return SniffResult("application/octet-stream", "", "fallback", 0.0)
+    text = _as_text(data)
+    guess = _puremagic(data)
     if text is not None and text.strip():
         kind = _text_kind(text)
         if kind.mime_type != "text/plain":
             return kind
-    weak = _puremagic(data) if data else None
-    if weak is not None and weak.confidence >= _PUREMAGIC_TRUSTED:
-        return weak
-    if text is not None and text.strip():
-        return SniffResult("text/plain", ".txt", "text", 1.0)
-    if weak is not None:
-        return weak
+        if (
+            guess is not None
+            and guess.mime_type in _TEXT_FORMATS
+            and guess.confidence >= _PUREMAGIC_TRUSTED
+        ):
+            return guess
+        return kind
+    if guess is not None:
+        return guess
     return SniffResult("application/octet-stream", "", "fallback", 0.0)
 
 
