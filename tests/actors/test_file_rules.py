@@ -82,6 +82,16 @@ class TestSniff:
             pytest.param(XLSX, _file_rules._XLSX, ".xlsx", "signature", id="xlsx"),
             pytest.param(JSONL, "application/jsonl", ".jsonl", "text", id="jsonl"),
             pytest.param(
+                b'{"a": 1}\r\n\r\n{"b": 2}\r\n', "application/jsonl", ".jsonl", "text", id="crlf"
+            ),
+            pytest.param(
+                '{"s": "a\u2028b"}\n{"t": 1}\n'.encode(),
+                "application/jsonl",
+                ".jsonl",
+                "text",
+                id="u2028-inside-a-string",
+            ),
+            pytest.param(
                 b'{"one": 1}', "application/jsonl", ".jsonl", "text", id="one-line-object"
             ),
             pytest.param(b"[1, 2,\n 3]\n", "application/json", ".json", "text", id="json-array"),
