@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, TextIO
 
 import attrs
@@ -76,7 +76,7 @@ class SecretRedactor:
         """A redacted copy of *value* (mappings, sequences and strings; others as they are)."""
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, MutableMapping | dict):
+        if isinstance(value, Mapping):
             return {
                 key: REDACTED if _is_secret_field(key) else self.value(item)
                 for key, item in value.items()
@@ -135,7 +135,11 @@ def configure_logging(
     ]
     renderer: Any
     if pretty:
-        renderer = structlog.dev.ConsoleRenderer(colors=_isatty(out))
+        # Plain tracebacks: rich's would show local variables (secrets) and wrap long strings,
+        # which the rendered-line pass could then no longer match.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=_isatty(out), exception_formatter=structlog.dev.plain_traceback
+        )
     else:
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()

@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 import pytest
+import structlog
+import structlog.testing
 import trio
 
 from streamvisor.actors._store import (
@@ -255,6 +257,24 @@ class TestStatus:
             assert "stale" in change.reason
             assert change.record == done
             assert await store.get("resp_1") == done
+
+    async def test_an_ignored_status_is_logged(self) -> None:
+        """The poller's operators can see that a stale status was dropped."""
+        async with RegistryStore.open(":memory:") as store:
+            await store.add(rec())
+            await store.record_status("resp_1", "incomplete", at=T0 + 1)
+            with structlog.testing.capture_logs() as logs:
+                await store.record_status("resp_1", "queued", at=T0 + 2)
+        assert logs == [
+            {
+                "event": "registry.status_ignored",
+                "log_level": "info",
+                "response_id": "resp_1",
+                "status": "queued",
+                "current": "incomplete",
+                "reason": "stale 'queued' after terminal 'incomplete'",
+            }
+        ]
 
     async def test_same_terminal_status_again_is_idempotent(self) -> None:
         """cancelled → cancelled (cancel twice) is a no-op."""
