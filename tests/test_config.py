@@ -295,6 +295,7 @@ class TestSecrecy:
         with pytest.raises(ConfigError) as info:
             OpenAISection(api_key=12345)  # type: ignore[arg-type]
         assert "12345" not in str(info.value)
+        assert info.value.value == "<redacted>"
         assert "openai.api_key = '<redacted>'" in str(info.value)
 
     def test_errors_elsewhere_do_not_show_the_key(self, tmp_path: Path) -> None:

@@ -59,9 +59,9 @@ _SDK_ENV: Final = {
     "OPENAI_PROJECT_ID": ("openai", "project"),
 }
 
-KiB: Final = 1024
-MiB: Final = 1024 * KiB
-MB: Final = 1000 * 1000
+_KIB: Final = 1024
+_MIB: Final = 1024 * _KIB
+_MB: Final = 1000 * 1000
 
 
 class ConfigError(ValueError):
@@ -83,7 +83,8 @@ class ConfigError(ValueError):
         expected: str | None = None,
     ) -> None:
         self.key = key
-        self.value = value
+        #: The offending value (``'<redacted>'`` for a secret, so no traceback can show it).
+        self.value = "<redacted>" if key in _SECRET_KEYS else value
         self.source = source
         self.expected = expected
         self.detail = message
@@ -335,11 +336,11 @@ class FilesSection:
         "a non-empty list of directory paths",
         converter=lambda v: tuple(v) if isinstance(v, list) else v,
     )
-    upload_threshold: int = _size(64 * MiB)
-    part_size: int = _size(64 * MiB, high=64 * MiB)
+    upload_threshold: int = _size(64 * _MIB)
+    part_size: int = _size(64 * _MIB, high=64 * _MIB)
     upload_parallelism: int = _int(4, low=1)
-    max_file_bytes: int = _size(512 * MB)
-    max_image_bytes: int = _size(20 * MB)
+    max_file_bytes: int = _size(512 * _MB)
+    max_image_bytes: int = _size(20 * _MB)
     dedupe: bool = _bool(True)
 
 
@@ -545,11 +546,11 @@ _SIZE: Final = re.compile(r"^\s*(\d+)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS: Final = {
     "b": 1,
     "kb": 1000,
-    "mb": MB,
-    "gb": 1000 * MB,
-    "kib": KiB,
-    "mib": MiB,
-    "gib": 1024 * MiB,
+    "mb": _MB,
+    "gb": 1000 * _MB,
+    "kib": _KIB,
+    "mib": _MIB,
+    "gib": 1024 * _MIB,
 }
 _TRUE: Final = frozenset({"true", "1", "yes", "on"})
 _FALSE: Final = frozenset({"false", "0", "no", "off"})

@@ -275,14 +275,14 @@ def _small_metadata(_instance: object, _attribute: attrs.Attribute[Any], value: 
         raise ValueError(f"metadata must encode to <= {_MAX_METADATA_BYTES} bytes, got {size}")
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class TrackedResponse:
     """One background response the poller follows, as stored in the registry.
 
     Invariant: ``terminal_at`` is set exactly when ``status`` is terminal. ``request`` and
     ``metadata`` are scrubbed of secrets and deep-frozen (mappings become read-only proxies, lists
     become tuples); ``as_json()`` gives plain JSON back. Construction raises ``ValueError`` or
-    ``TypeError`` naming the field for a bad value.
+    ``TypeError`` naming the field for a bad value. Fields are keyword-only.
     """
 
     #: The server's id (``resp_...``), the primary key.
