@@ -46,7 +46,10 @@ _SECRET_FIELDS: Final = frozenset(
         "set_cookie",
     }
 )
-_SECRET_TEXT: Final = re.compile(r"\bsk-[A-Za-z0-9_\-*]{8,}|(?i:\bbearer\s+)[^\s\"',;]+")
+_SECRET_TEXT: Final = re.compile(
+    r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-*]{8,}"  # OpenAI keys, masked ones too
+    r"|(?i:\bbearer\s+)[^\s\"',;]+"  # bearer tokens
+)
 #: Secrets shorter than this are not searched for in text (they would redact ordinary words).
 _MIN_SECRET_LEN: Final = 8
 

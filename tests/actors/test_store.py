@@ -16,10 +16,14 @@ import pytest
 import structlog
 import structlog.testing
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamvisor.actors._store import (
     MIGRATIONS,
+    RESPONSE_STATUSES,
     SCHEMA_VERSION,
+    TERMINAL_STATUSES,
     CorruptStore,
     DuplicateResponse,
     IllegalTransition,
@@ -602,3 +606,75 @@ class TestErrors:
             StoreClosed,
         ):
             assert issubclass(error, StoreError)
+
+
+json_data = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+times = st.floats(0, 4e9, allow_nan=False)
+maybe_text = st.none() | st.text(min_size=1, max_size=30)
+
+
+@st.composite
+def tracked(draw: st.DrawFn) -> TrackedResponse:
+    status = draw(st.sampled_from(sorted(RESPONSE_STATUSES)))
+    return TrackedResponse(
+        response_id=draw(st.text(min_size=1, max_size=30)).encode("utf-8", "replace").decode(),
+        status=status,
+        model=draw(st.sampled_from(["o3-pro", "gpt-4o", "模型"])),
+        created_at=draw(times),
+        updated_at=draw(times),
+        owner=draw(st.none() | st.sampled_from(["s1", "session two"])),
+        mode=draw(st.sampled_from(["poll", "stream"])),
+        last_polled_at=draw(st.none() | times),
+        cursor=draw(st.none() | st.integers(0, 2**40)),
+        poll_attempts=draw(st.integers(0, 10**6)),
+        error_count=draw(st.integers(0, 100)),
+        terminal_at=draw(times) if status in TERMINAL_STATUSES else None,
+        last_error=draw(maybe_text),
+        metadata=draw(st.dictionaries(st.text(max_size=8), json_data, max_size=4)),
+        request=draw(st.dictionaries(st.text(max_size=8), json_data, max_size=4)),
+    )
+
+
+class TestProperties:
+    @settings(max_examples=60, deadline=None)
+    @given(record=tracked())
+    async def test_any_valid_record_round_trips_through_the_database(
+        self, record: TrackedResponse
+    ) -> None:
+        """What add() stores, get() returns unchanged -- unicode, big ints, nested JSON."""
+        async with RegistryStore.open(":memory:") as store:
+            await store.add(record)
+            assert await store.get(record.response_id) == record
+
+    @given(
+        data=json_data,
+        separator=st.sampled_from([" ", "=", ":", '"', "\n", "_", "/", ""]),
+    )
+    def test_a_key_inside_any_json_never_survives_scrubbing(
+        self, data: Any, separator: str
+    ) -> None:
+        """Wherever the key is embedded (after a non-alphanumeric), it is removed."""
+        wrapped = {"a": [data, f"x{separator}{KEY}" if separator else KEY], "b": {"c": KEY}}
+        scrubbed = scrub_secrets(wrapped)
+        assert KEY not in json.dumps(scrubbed)
+        assert scrub_secrets(scrubbed) == scrubbed
+
+    @settings(max_examples=30, deadline=None)
+    @given(cursors=st.lists(st.integers(0, 1000), min_size=1, max_size=12))
+    async def test_the_cursor_is_the_maximum_ever_recorded(self, cursors: list[int]) -> None:
+        """Whatever order the cursors arrive in, the stored one is their maximum."""
+        async with RegistryStore.open(":memory:") as store:
+            await store.add(rec())
+            for n in cursors:
+                await store.record_cursor("resp_1", n)
+            assert (await store.get("resp_1")).cursor == max(cursors)

@@ -170,7 +170,11 @@ _SECRET_KEYS: Final = frozenset(
     }
 )
 #: OpenAI keys (``sk-``, ``sk-proj-``, ``sk-svcacct-``, masked ``sk-ab***yz``) and bearer tokens.
-_SECRET_TEXT: Final = re.compile(r"\bsk-[A-Za-z0-9_\-*]{8,}|(?i:\bbearer\s+)[^\s\"',;]+")
+#: ``sk-`` must not follow a letter or digit, so that words like ``task-1234abcd`` are kept.
+_SECRET_TEXT: Final = re.compile(
+    r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-*]{8,}"  # OpenAI keys, masked ones too
+    r"|(?i:\bbearer\s+)[^\s\"',;]+"  # bearer tokens
+)
 _REDACTED: Final = "[REDACTED]"
 
 
@@ -257,8 +261,16 @@ def _non_negative_int(_instance: object, attribute: attrs.Attribute[Any], value:
 
 
 def _non_empty_str(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
+    if not isinstance(value, str) or not value or not _encodable(value):
+        raise ValueError(f"{attribute.name} must be a non-empty UTF-8 string, got {value!r}")
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. from json.loads('"\\ud800"')
+        return False
+    return True
 
 
 def _optional_error(value: str | None) -> str | None:
@@ -266,7 +278,8 @@ def _optional_error(value: str | None) -> str | None:
         return None
     if not isinstance(value, str):
         raise TypeError(f"last_error must be a string or None, got {value!r}")
-    return _redact_text(value)[:_MAX_ERROR_CHARS]
+    text = value.encode("utf-8", "replace").decode("utf-8")  # storable whatever the server sent
+    return _redact_text(text)[:_MAX_ERROR_CHARS]
 
 
 def _small_metadata(_instance: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
