@@ -100,6 +100,17 @@ class TestTrackedResponse:
             "model": "o3-pro",
         }
 
+    def test_an_id_that_cannot_be_stored_as_utf8_is_rejected(self) -> None:
+        """A lone surrogate (from a JSON escape) is refused at construction, not by SQLite."""
+        with pytest.raises(ValueError, match="response_id"):
+            rec("resp_\ud800")
+
+    async def test_an_error_text_with_a_lone_surrogate_is_stored_readably(self) -> None:
+        """Server-provided error text is made storable instead of failing the write."""
+        async with RegistryStore.open(":memory:") as store:
+            await store.add(rec(last_error="bad \ud800 byte"))
+            assert (await store.get("resp_1")).last_error == "bad ? byte"
+
     def test_metadata_must_be_small(self) -> None:
         """metadata is a small JSON object (at most 16 KiB encoded)."""
         with pytest.raises(ValueError, match="metadata"):
