@@ -35,9 +35,10 @@ import enum
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
+import outcome
 import trio
 
 __all__ = [
@@ -321,15 +322,19 @@ class Subscription(Generic[T]):
             self._bus._unregister(self)
         self._state = _State.CLOSED
         self._queue.clear()
-        self._wake()
+        self._wake(
+            outcome.Error(trio.ClosedResourceError("this subscription's context has exited"))
+        )
 
     # -- the bus's side -----------------------------------------------------------------------
 
-    def _wake(self) -> None:
+    def _wake(self, result: outcome.Outcome[Any]) -> None:
+        # A parked receiver implies an empty buffer and no pending notice (it parks only then,
+        # and items that arrive while it waits are handed to it directly).
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            trio.lowlevel.reschedule(waiter)
+            trio.lowlevel.reschedule(waiter, result)
 
     def _note_dropped(self, topic: str, count: int) -> None:
         # Only ever called with a full buffer, so the notice always has an item to precede.
@@ -342,13 +347,13 @@ class Subscription(Generic[T]):
 
     def _disconnect(self) -> None:
         self._bus._unregister(self)
+        # Never a parked receiver to wake here: overflowing needs a full buffer.
         self._state = _State.OVERFLOWED
         self._dropped += 1
-        self._wake()
 
     def _end(self) -> None:
         self._state = _State.ENDED
-        self._wake()
+        self._wake(outcome.Error(trio.EndOfChannel()))
 
     # -- the subscriber's side ----------------------------------------------------------------
 
@@ -398,22 +403,17 @@ class Subscription(Generic[T]):
             await trio.lowlevel.cancel_shielded_checkpoint()
             return value
 
+        if self._waiter is not None:
+            raise trio.BusyResourceError("another task is already receiving from this subscription")
+
         def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
             self._waiter = None
             return trio.lowlevel.Abort.SUCCEEDED
 
-        while True:
-            if self._waiter is not None:
-                raise trio.BusyResourceError(
-                    "another task is already receiving from this subscription"
-                )
-            self._waiter = trio.lowlevel.current_task()
-            # Woken by an item arriving, the bus closing, an overflow or the context exiting.
-            await trio.lowlevel.wait_task_rescheduled(abort)
-            try:
-                return self.receive_nowait()
-            except trio.WouldBlock:
-                continue  # a receive_nowait from another task took the item first
+        self._waiter = trio.lowlevel.current_task()
+        # Woken with the next item itself, or with EndOfChannel / ClosedResourceError.
+        received: T | Missed = await trio.lowlevel.wait_task_rescheduled(abort)
+        return received
 
     def drain(self, limit: int | None = None) -> list[T | Missed]:
         """Take everything buffered now (at most `limit` entries) without waiting.
@@ -518,6 +518,10 @@ class EventBus(Generic[T]):
         if subscribers is None:
             subscribers = self._resolve(topic)
         for sub in subscribers:
+            if sub._waiter is not None:  # parked on an empty buffer: hand the item over
+                sub._delivered += 1
+                sub._wake(outcome.Value(item))
+                continue
             queue = sub._queue
             if len(queue) == sub._max:
                 if sub._overflow is Overflow.DISCONNECT:
@@ -525,8 +529,6 @@ class EventBus(Generic[T]):
                     continue
                 sub._note_dropped(topic, 1)  # the append below evicts the oldest
             queue.append(item)
-            if sub._waiter is not None:
-                sub._wake()
         return len(subscribers)
 
     def publish_many(self, topic: str, items: Iterable[T]) -> int:
@@ -543,19 +545,22 @@ class EventBus(Generic[T]):
         if not count:
             return len(subscribers)
         for sub in subscribers:
+            first = 0
+            if sub._waiter is not None:  # parked on an empty buffer: hand the first item over
+                sub._delivered += 1
+                sub._wake(outcome.Value(batch[0]))
+                first = 1
             queue = sub._queue
-            room = sub._max - len(queue)
+            room = sub._max - len(queue) + first
             if count > room:
                 if sub._overflow is Overflow.DISCONNECT:
-                    queue.extend(batch[:room])
+                    queue.extend(batch[first:room])
                     # Disconnected at the first item that did not fit: the rest were never
                     # offered, exactly as with one publish per item.
                     sub._disconnect()
                     continue
                 sub._note_dropped(topic, count - room)
-            queue.extend(batch)
-            if sub._waiter is not None:
-                sub._wake()
+            queue.extend(batch[first:] if first else batch)
         return len(subscribers)
 
     def subscriber_count(self, topic: str) -> int:

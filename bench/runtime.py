@@ -1,0 +1,267 @@
+"""Runtime benchmarks: the OTP layer and the event bus against bare trio, side by side.
+
+Rows (each ratio is measured against a bare-trio reference in the same run):
+
+* call round-trips/s vs a bare memory-channel ping-pong (target >= 0.40x)
+* cast messages/s vs bare memory-channel sends
+* restart latency, crash -> replacement ready, vs catching the crash and a bare `nursery.start`
+* event-bus fan-out, 1 publisher -> 1,000 subscribers: vs a memory channel per subscriber, and
+  with one stalled subscriber vs without (target: the stalled one costs nothing, >= 0.90x)
+* memory per idle actor (100,000 of them) vs a bare task waiting on a memory channel, each in a
+  fresh subprocess (target <= 1.5x)
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+import trio.testing
+
+from bench._common import Row, Table, at_least, call_in_subprocess, rss_bytes
+from streamvisor.supervisor._bus import EventBus, Missed, Subscription
+
+__all__ = ["main"]
+
+
+@attrs.frozen
+class Sizes:
+    repeats: int
+    round_trips: int
+    casts: int
+    restarts: int
+    subscribers: int
+    events: int
+    idle_tasks: int
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(
+            repeats=3,
+            round_trips=20_000,
+            casts=100_000,
+            restarts=2_000,
+            subscribers=1_000,
+            events=400,
+            idle_tasks=100_000,
+        )
+
+    @classmethod
+    def smoke(cls) -> Sizes:
+        return cls(
+            repeats=1,
+            round_trips=200,
+            casts=1_000,
+            restarts=20,
+            subscribers=20,
+            events=50,
+            idle_tasks=1_000,
+        )
+
+
+def main(*, smoke: bool = False) -> Table:
+    """Run every runtime row and return the table (printed as it goes)."""
+    sizes = Sizes.smoke() if smoke else Sizes.full()
+    table = Table(f"runtime{' (smoke sizes)' if smoke else ''}")
+    trio.run(_in_process_rows, table, sizes)
+    _memory_rows(table, sizes)
+    return table
+
+
+async def _in_process_rows(table: Table, sizes: Sizes) -> None:
+    await _bus_rows(table, sizes)
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+# ---------------------------------------------------------------------------------------------
+# Event bus fan-out
+
+
+@attrs.frozen
+class FanOut:
+    """One fan-out run: end-to-end events/s, and deliveries/s counting only the publisher's time."""
+
+    events_per_s: float
+    publish_deliveries_per_s: float
+
+
+async def _fan_out_channels(subscribers: int, events: int, burst: int) -> FanOut:
+    """Reference: one trio memory channel per subscriber, `send_nowait` to each."""
+    sends: list[trio.MemorySendChannel[int]] = []
+    counts = [0] * subscribers
+
+    async def consume(index: int, receive: trio.MemoryReceiveChannel[int]) -> None:
+        async for _ in receive:
+            counts[index] += 1
+
+    publishing = 0.0
+    async with trio.open_nursery() as nursery:
+        for index in range(subscribers):
+            send, receive = trio.open_memory_channel[int](1024)
+            sends.append(send)
+            nursery.start_soon(consume, index, receive)
+        await trio.testing.wait_all_tasks_blocked()
+        start = time.perf_counter()
+        for first in range(0, events, burst):
+            burst_start = time.perf_counter()
+            for i in range(first, min(first + burst, events)):
+                for send in sends:
+                    send.send_nowait(i)
+            publishing += time.perf_counter() - burst_start
+            await trio.testing.wait_all_tasks_blocked()
+        elapsed = time.perf_counter() - start
+        for send in sends:
+            send.close()
+    assert counts == [events] * subscribers, "a reference subscriber lost events"
+    return FanOut(_rate(events, elapsed), _rate(events * subscribers, publishing))
+
+
+async def _fan_out_bus(subscribers: int, events: int, burst: int, *, stalled: bool) -> FanOut:
+    """The event bus; with `stalled`, one of the subscribers never reads and is always full."""
+    bus: EventBus[int] = EventBus(default_buffer=1024)
+    live = subscribers - 1
+    counts = [0] * live
+
+    async def consume(index: int, task_status: trio.TaskStatus[None]) -> None:
+        async with bus.subscribe("bench.fan") as sub:
+            task_status.started()
+            async for item in sub:
+                if not isinstance(item, Missed):
+                    counts[index] += 1
+
+    publishing = 0.0
+    async with trio.open_nursery() as nursery:
+        for index in range(live):
+            await nursery.start(consume, index)
+        async with bus.subscribe("bench.*") as last:
+            if stalled:  # start full, so that every publish takes the overflow path
+                bus.publish_many("bench.prefill", range(1024))
+            else:
+                nursery.start_soon(_drain_forever, last)
+            await trio.testing.wait_all_tasks_blocked()
+            start = time.perf_counter()
+            for first in range(0, events, burst):
+                burst_start = time.perf_counter()
+                for i in range(first, min(first + burst, events)):
+                    bus.publish("bench.fan", i)
+                publishing += time.perf_counter() - burst_start
+                await trio.testing.wait_all_tasks_blocked()
+            elapsed = time.perf_counter() - start
+            if stalled:
+                assert last.statistics().dropped == events, "the stalled subscriber was not full"
+            bus.close()
+    assert counts == [events] * live, "a live subscriber lost events"
+    return FanOut(_rate(events, elapsed), _rate(events * subscribers, publishing))
+
+
+async def _drain_forever(sub: Subscription[int]) -> None:
+    async for _ in sub:
+        pass
+
+
+async def _bus_rows(table: Table, sizes: Sizes) -> None:
+    subs, events, burst = sizes.subscribers, sizes.events, 100
+    runs: dict[str, list[FanOut]] = {"channels": [], "free": [], "stalled": []}
+    for _ in range(sizes.repeats):  # interleaved, so that a burst of outside load hits all three
+        runs["channels"].append(await _fan_out_channels(subs, events, burst))
+        runs["free"].append(await _fan_out_bus(subs, events, burst, stalled=False))
+        runs["stalled"].append(await _fan_out_bus(subs, events, burst, stalled=True))
+    channels, free, stalled = (
+        FanOut(
+            max(run.events_per_s for run in runs[key]),
+            max(run.publish_deliveries_per_s for run in runs[key]),
+        )
+        for key in ("channels", "free", "stalled")
+    )
+    table.add(
+        Row(
+            f"bus fan-out 1 -> {subs:,} subscribers, end to end",
+            free.events_per_s,
+            "events/s",
+            channels.events_per_s,
+            "a memory channel per subscriber",
+        )
+    )
+    table.add(
+        Row(
+            f"bus publish to {subs:,} subscribers, publisher side",
+            free.publish_deliveries_per_s,
+            "deliv/s",
+            channels.publish_deliveries_per_s,
+            "send_nowait on a channel per subscriber",
+        )
+    )
+    table.add(
+        Row(
+            "bus fan-out with 1 of them stalled, end to end",
+            stalled.events_per_s,
+            "events/s",
+            free.events_per_s,
+            "the same fan-out, nobody stalled",
+            at_least(0.90),
+        )
+    )
+    table.add(
+        Row(
+            "bus publish with 1 of them stalled, publisher side",
+            stalled.publish_deliveries_per_s,
+            "deliv/s",
+            free.publish_deliveries_per_s,
+            "the same publishes, nobody stalled",
+            at_least(0.90),
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory per idle task, each kind in a fresh subprocess
+
+
+def _measure_idle(spawn: Callable[[trio.Nursery, int], Awaitable[Any]], n: int) -> float:
+    """Bytes of RSS per idle task: spawn `n`, let them park, compare RSS with the baseline."""
+    result: list[float] = []
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            await spawn(nursery, 64)  # warm up allocator pools and code paths
+            await trio.testing.wait_all_tasks_blocked()
+            gc.collect()
+            before = rss_bytes()
+            await spawn(nursery, n)
+            await trio.testing.wait_all_tasks_blocked()
+            gc.collect()
+            result.append((rss_bytes() - before) / n)
+            nursery.cancel_scope.cancel()
+
+    trio.run(run)
+    return result[0]
+
+
+def idle_bare_tasks(n: int) -> float:
+    """Subprocess entry: bytes per bare trio task parked on its own memory channel."""
+    keep: list[trio.MemorySendChannel[object]] = []
+
+    async def idle(receive: trio.MemoryReceiveChannel[object]) -> None:
+        async for _ in receive:
+            pass
+
+    async def spawn(nursery: trio.Nursery, count: int) -> None:
+        for _ in range(count):
+            send, receive = trio.open_memory_channel[object](64)
+            keep.append(send)
+            nursery.start_soon(idle, receive)
+
+    return _measure_idle(spawn, n)
+
+
+def _memory_rows(table: Table, sizes: Sizes) -> None:
+    n = sizes.idle_tasks
+    bare = call_in_subprocess("bench.runtime:idle_bare_tasks", n, core=0)
+    table.add(Row(f"bare task on a memory channel ({n:,} idle)", bare, "bytes", None))
