@@ -81,6 +81,81 @@ def _rate(count: int, seconds: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+# Bare-trio references for call, cast and restart
+
+
+async def _bare_ping_pong(round_trips: int) -> float:
+    """Reference for call: a request channel and a reply channel between two tasks. Per second."""
+    request_send, request_receive = trio.open_memory_channel[int](64)
+    reply_send, reply_receive = trio.open_memory_channel[int](64)
+
+    async def server() -> None:
+        async for request in request_receive:
+            await reply_send.send(request)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server)
+        start = time.perf_counter()
+        for i in range(round_trips):
+            await request_send.send(i)
+            assert await reply_receive.receive() == i
+        elapsed = time.perf_counter() - start
+        request_send.close()
+    return _rate(round_trips, elapsed)
+
+
+async def _bare_sends(messages: int, burst: int) -> float:
+    """Reference for cast: `send_nowait` into a channel a task consumes. Messages per second."""
+    send, receive = trio.open_memory_channel[int](burst)
+    handled = 0
+
+    async def consumer() -> None:
+        nonlocal handled
+        async for _ in receive:
+            handled += 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consumer)
+        start = time.perf_counter()
+        for first in range(0, messages, burst):
+            for i in range(first, min(first + burst, messages)):
+                send.send_nowait(i)
+            await trio.testing.wait_all_tasks_blocked()
+        elapsed = time.perf_counter() - start
+        send.close()
+    assert handled == messages
+    return _rate(messages, elapsed)
+
+
+class _Crash(Exception):
+    pass
+
+
+async def _bare_restarts(restarts: int) -> float:
+    """Reference for restart: catch a task's crash, then `nursery.start` a new one. Seconds each."""
+    total = 0.0
+
+    async def child(crash: trio.Event, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await crash.wait()
+        raise _Crash
+
+    crashed_at = 0.0
+    for _ in range(restarts + 1):
+        try:
+            async with trio.open_nursery() as nursery:
+                crash = trio.Event()
+                await nursery.start(child, crash)
+                if crashed_at:
+                    total += time.perf_counter() - crashed_at
+                crashed_at = time.perf_counter()
+                crash.set()
+        except* _Crash:
+            pass
+    return total / restarts
+
+
+# ---------------------------------------------------------------------------------------------
 # Event bus fan-out
 
 

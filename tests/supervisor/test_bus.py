@@ -9,6 +9,7 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from streamvisor.supervisor._bus import (
     BusClosed,
@@ -19,6 +20,7 @@ from streamvisor.supervisor._bus import (
     Missed,
     Overflow,
     SubscriberOverflow,
+    Subscription,
     pattern_matches,
 )
 
@@ -301,6 +303,31 @@ class TestDropOldest:
             assert stats.overflow is Overflow.DROP_OLDEST
             assert stats.pattern == "t"
 
+    async def test_a_gap_is_logged_once_not_once_per_dropped_item(self) -> None:
+        """Lagging is reported per gap, so a stalled subscriber cannot flood the log."""
+        bus: EventBus[int] = EventBus()
+        async with bus.subscribe("t", buffer=2) as sub:
+            with capture_logs() as logs:
+                for i in range(100):
+                    bus.publish("t", i)
+                sub.drain()
+                for i in range(3):
+                    bus.publish("t", i)
+        lagging = [entry for entry in logs if entry["event"] == "subscriber_lagging"]
+        assert (
+            lagging
+            == [
+                {
+                    "event": "subscriber_lagging",
+                    "log_level": "warning",
+                    "pattern": "t",
+                    "buffer": 2,
+                    "topic": "t",
+                }
+            ]
+            * 2
+        )
+
     async def test_missed_rejects_a_non_positive_count(self) -> None:
         """A notice always reports at least one missed item."""
         with pytest.raises(ValueError, match="count"):
@@ -328,6 +355,22 @@ class TestDisconnect:
         assert "'job.*'" in str(info.value)
         assert "3" in str(info.value)
         assert isinstance(info.value, trio.BrokenResourceError)
+
+    async def test_a_disconnect_is_logged_with_pattern_and_buffer(self) -> None:
+        """Operators can see which subscriber the bus dropped."""
+        bus: EventBus[int] = EventBus()
+        async with bus.subscribe("a.*", buffer=1, overflow=Overflow.DISCONNECT):
+            with capture_logs() as logs:
+                for i in range(5):
+                    bus.publish("a.b", i)
+        assert logs == [
+            {
+                "event": "subscriber_disconnected",
+                "log_level": "warning",
+                "pattern": "a.*",
+                "buffer": 1,
+            }
+        ]
 
     async def test_a_disconnected_subscriber_is_removed_at_once(self) -> None:
         """The overflowing publish already reaches one fewer subscriber after it."""
@@ -423,6 +466,28 @@ class TestLifecycle:
             bus.close()  # idempotent
         assert finished.is_set()
         assert bus.closed
+
+    async def test_a_parked_receiver_keeps_what_it_was_woken_with(self) -> None:
+        """An item (or the bus's end) handed to a waiting receiver survives a close right after."""
+        bus: EventBus[int] = EventBus()
+        outcomes: list[object] = []
+
+        async def receiver(sub: Subscription[int]) -> None:
+            try:
+                outcomes.append(await sub.receive())
+            except trio.EndOfChannel:
+                outcomes.append("end")
+
+        async with trio.open_nursery() as nursery:
+            async with bus.subscribe("t") as first:
+                nursery.start_soon(receiver, first)
+                await trio.testing.wait_all_tasks_blocked()
+                bus.publish("t", 7)  # the context exits before the receiver runs
+            async with bus.subscribe("t") as second:
+                nursery.start_soon(receiver, second)
+                await trio.testing.wait_all_tasks_blocked()
+                bus.close()
+        assert outcomes == [7, "end"]
 
     async def test_subscribing_to_a_closed_bus_raises_bus_closed(self) -> None:
         """A closed bus takes no new subscribers."""

@@ -39,6 +39,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 import outcome
+import structlog
 import trio
 
 __all__ = [
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+log = structlog.get_logger("streamvisor.supervisor")
 
 #: Topics resolved to subscriber tuples, at most this many; past it the cache starts over.
 _CACHE_LIMIT = 4096
@@ -338,8 +341,9 @@ class Subscription(Generic[T]):
 
     def _note_dropped(self, topic: str, count: int) -> None:
         # Only ever called with a full buffer, so the notice always has an item to precede.
-        if self._missed == 0:
+        if self._missed == 0:  # a new gap: said once per gap, never per dropped item
             self._missed_topic = topic
+            log.warning("subscriber_lagging", pattern=self._pattern, buffer=self._max, topic=topic)
         elif self._missed_topic != topic:
             self._missed_topic = None
         self._missed += count
@@ -350,6 +354,7 @@ class Subscription(Generic[T]):
         # Never a parked receiver to wake here: overflowing needs a full buffer.
         self._state = _State.OVERFLOWED
         self._dropped += 1
+        log.warning("subscriber_disconnected", pattern=self._pattern, buffer=self._max)
 
     def _end(self) -> None:
         self._state = _State.ENDED
