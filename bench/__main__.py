@@ -8,6 +8,8 @@ import sys
 import time
 from types import ModuleType
 
+from bench._common import quiet_logs
+
 #: Every benchmark module, in the order `all` runs them.
 MODULES = ("runtime", "wire", "daemon")
 
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="tiny sizes: prove the benches run, measure nothing"
     )
     args = parser.parse_args(argv)
+    quiet_logs()
     names = MODULES if args.which == "all" else (args.which,)
     summaries: list[str] = []
     missed = 0

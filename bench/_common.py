@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import os
 import select
 import shutil
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
+import structlog
 
 try:
     import psutil  # type: ignore[import-untyped]
@@ -37,6 +39,7 @@ __all__ = [
     "call_in_subprocess",
     "cpu_seconds",
     "pin_args",
+    "quiet_logs",
     "rss_bytes",
     "start_pinned",
 ]
@@ -160,6 +163,11 @@ class Table:
         )
 
 
+def quiet_logs() -> None:
+    """Drop log events below CRITICAL: benchmarks measure the work, not a terminal's speed."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+
+
 def best_of(repeats: int, measure: Callable[[], float]) -> float:
     """The best (highest) of `repeats` measurements: the least disturbed by other load."""
     return max(measure() for _ in range(repeats))
@@ -221,6 +229,7 @@ def _project_env() -> dict[str, str]:
 
 def _child_main() -> None:
     """Subprocess entry point: run `module:function(*args)` and print its result as JSON."""
+    quiet_logs()
     spec = json.loads(sys.argv[1])
     module_name, _, function_name = spec["target"].partition(":")
     function = getattr(importlib.import_module(module_name), function_name)

@@ -398,6 +398,16 @@ class TestLifecycle:
         with pytest.raises(trio.ClosedResourceError):
             sub.receive_nowait()
 
+    async def test_leaving_the_context_discards_what_was_pending(self) -> None:
+        """Buffered items and a pending `Missed` notice are freed with the subscription."""
+        bus: EventBus[int] = EventBus()
+        async with bus.subscribe("t", buffer=1) as sub:
+            bus.publish("t", 1)
+            bus.publish("t", 2)
+        assert sub.statistics().buffer_used == 0
+        with pytest.raises(trio.ClosedResourceError):
+            sub.receive_nowait()
+
     async def test_an_error_in_the_block_still_unsubscribes(self) -> None:
         """Unsubscribing does not depend on the block ending normally."""
         bus: EventBus[int] = EventBus()

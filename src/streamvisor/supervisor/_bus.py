@@ -325,6 +325,7 @@ class Subscription(Generic[T]):
             self._bus._unregister(self)
         self._state = _State.CLOSED
         self._queue.clear()
+        self._missed = 0
         self._wake(
             outcome.Error(trio.ClosedResourceError("this subscription's context has exited"))
         )
@@ -516,7 +517,8 @@ class EventBus(Generic[T]):
         """Offer `item` to every subscriber whose pattern matches `topic`; return how many.
 
         Synchronous, never blocks, and never raises because of a subscriber: a full buffer
-        overflows by that subscriber's policy. Publishing on a closed bus reaches nobody (returns
+        overflows by that subscriber's policy. Call it from the trio thread (from another thread,
+        use ``trio.from_thread.run_sync``). Publishing on a closed bus reaches nobody (returns
         0). Raises `InvalidTopic` (a `ValueError`) for a malformed topic.
         """
         subscribers = self._cache.get(topic)
