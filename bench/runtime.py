@@ -23,10 +23,14 @@ import attrs
 import trio
 import trio.testing
 
-from bench._common import Row, Table, at_least, call_in_subprocess, rss_bytes
+from bench._common import Row, Table, at_least, at_most, call_in_subprocess, rss_bytes
+from streamvisor.supervisor import Actor, Caller, ChildSpec, open_supervisor, start_actor
 from streamvisor.supervisor._bus import EventBus, Missed, Subscription
 
-__all__ = ["main"]
+__all__ = ["idle_actors", "idle_bare_tasks", "main"]
+
+#: Casts per burst: within an actor's default mailbox (100), so none is dropped.
+_CAST_BURST = 100
 
 
 @attrs.frozen
@@ -74,6 +78,7 @@ def main(*, smoke: bool = False) -> Table:
 
 
 async def _in_process_rows(table: Table, sizes: Sizes) -> None:
+    await _actor_rows(table, sizes)
     await _bus_rows(table, sizes)
 
 
@@ -154,6 +159,121 @@ async def _bare_restarts(restarts: int) -> float:
         except* _Crash:
             pass
     return total / restarts
+
+
+# ---------------------------------------------------------------------------------------------
+# The runtime's actors, measured against the bare references above
+
+
+class _Echo(Actor):
+    """Replies to a call with the request; counts casts."""
+
+    def __init__(self) -> None:
+        self.casts = 0
+
+    async def handle_call(self, request: Any, caller: Caller) -> Any:
+        if request == "casts":
+            return self.casts
+        return request
+
+    async def handle_cast(self, message: Any) -> None:
+        self.casts += 1
+
+
+async def _actor_calls(round_trips: int) -> float:
+    async with trio.open_nursery() as nursery:
+        ref = await start_actor(nursery, _Echo())
+        start = time.perf_counter()
+        for i in range(round_trips):
+            assert await ref.call(i, timeout=None) == i
+        elapsed = time.perf_counter() - start
+        await ref.stop()
+    return _rate(round_trips, elapsed)
+
+
+async def _actor_casts(messages: int, burst: int) -> float:
+    async with trio.open_nursery() as nursery:
+        ref = await start_actor(nursery, _Echo())
+        start = time.perf_counter()
+        for first in range(0, messages, burst):
+            for i in range(first, min(first + burst, messages)):
+                ref.cast(i)
+            await trio.testing.wait_all_tasks_blocked()
+        elapsed = time.perf_counter() - start
+        handled = await ref.call("casts", timeout=None)
+        assert handled == messages, f"{messages - handled} casts dropped"
+        await ref.stop()
+    return _rate(messages, elapsed)
+
+
+class _Crashy(Actor):
+    """Reports when it is ready; crashes on the cast "crash"."""
+
+    def __init__(self, ready: Callable[[], None]) -> None:
+        self._ready = ready
+
+    async def init(self) -> None:
+        self._ready()
+
+    async def handle_cast(self, message: Any) -> None:
+        raise _Crash
+
+
+async def _actor_restarts(restarts: int) -> float:
+    """Crash a permanent child and time until its replacement's init has run. Seconds each."""
+    ready_times: list[float] = []
+    ready = trio.Event()
+
+    def on_ready() -> None:
+        ready_times.append(time.perf_counter())
+        ready.set()
+
+    spec = ChildSpec.worker("crashy", lambda: _Crashy(on_ready))
+    total = 0.0
+    async with open_supervisor([spec], intensity=restarts + 1, period=3600) as sup:
+        for _ in range(restarts):
+            [child] = await sup.which_children()
+            assert child.ref is not None, "the child is not running"
+            ready = trio.Event()
+            crashed_at = time.perf_counter()
+            child.ref.cast("crash")
+            await ready.wait()
+            total += ready_times[-1] - crashed_at
+    return total / restarts
+
+
+async def _actor_rows(table: Table, sizes: Sizes) -> None:
+    calls = ping_pong = 0.0
+    casts = sends = 0.0
+    for _ in range(sizes.repeats):  # interleaved, so that outside load hits both sides alike
+        calls = max(calls, await _actor_calls(sizes.round_trips))
+        ping_pong = max(ping_pong, await _bare_ping_pong(sizes.round_trips))
+        casts = max(casts, await _actor_casts(sizes.casts, _CAST_BURST))
+        sends = max(sends, await _bare_sends(sizes.casts, _CAST_BURST))
+    table.add(
+        Row(
+            "actor call round-trips",
+            calls,
+            "calls/s",
+            ping_pong,
+            "memory-channel ping-pong",
+            at_least(0.40),
+        )
+    )
+    table.add(Row("actor casts handled", casts, "msgs/s", sends, "memory-channel sends"))
+    restart = bare_restart = float("inf")
+    for _ in range(sizes.repeats):
+        restart = min(restart, await _actor_restarts(sizes.restarts))
+        bare_restart = min(bare_restart, await _bare_restarts(sizes.restarts))
+    table.add(
+        Row(
+            "restart latency, crash -> replacement ready",
+            restart * 1e6,
+            "us",
+            bare_restart * 1e6,
+            "catch the crash + nursery.start",
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +488,31 @@ def idle_bare_tasks(n: int) -> float:
     return _measure_idle(spawn, n)
 
 
+class _Idle(Actor):
+    """An actor with nothing to do: parked on its empty mailbox."""
+
+
+def idle_actors(n: int) -> float:
+    """Subprocess entry: bytes per idle actor started with `start_actor`."""
+
+    async def spawn(nursery: trio.Nursery, count: int) -> None:
+        for _ in range(count):
+            await start_actor(nursery, _Idle())
+
+    return _measure_idle(spawn, n)
+
+
 def _memory_rows(table: Table, sizes: Sizes) -> None:
     n = sizes.idle_tasks
     bare = call_in_subprocess("bench.runtime:idle_bare_tasks", n, core=0)
-    table.add(Row(f"bare task on a memory channel ({n:,} idle)", bare, "bytes", None))
+    actor = call_in_subprocess("bench.runtime:idle_actors", n, core=0)
+    table.add(
+        Row(
+            f"memory per idle actor ({n:,} of them)",
+            actor,
+            "bytes",
+            bare,
+            "a bare task waiting on a channel",
+            at_most(1.5),
+        )
+    )
