@@ -300,6 +300,8 @@ def start_pinned(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _wait_for_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
