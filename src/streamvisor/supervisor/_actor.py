@@ -504,8 +504,9 @@ class Actor:
       ``caller.reply(x)`` from any task; raise ``StopActor(reason, reply=...)`` to stop.
     * ``handle_cast(message)``, ``handle_info(message)`` — ``Down``/``Exit`` arrive in
       ``handle_info``.
-    * ``terminate(reason)`` — runs on a graceful stop and after a callback crash, bounded by
-      ``terminate_timeout``; never after a kill.
+    * ``terminate(reason)`` — runs on a graceful stop (bounded by the stopper: a supervisor kills
+      the child after its spec's ``shutdown``) and after an exit the actor chose itself (a
+      callback crash, ``StopActor``; bounded by ``terminate_timeout``); never after a kill.
 
     Any exception from a callback crashes the actor with ``ExitReason.crashed(exc)``.
     Class attributes tune it: ``mailbox_size`` (int ≥ 1 or ``math.inf``), ``terminate_timeout``,
@@ -655,7 +656,10 @@ async def _serve(actor: Actor, ref: ActorRef, receive: trio.MemoryReceiveChannel
 
 
 async def _terminate(actor: Actor, ref: ActorRef, reason: ExitReason) -> ExitReason:
-    with trio.move_on_after(actor.terminate_timeout):
+    # A stop request is bounded by whoever asked (a supervisor kills after the child's
+    # ``shutdown``); an exit the actor chose itself (crash, StopActor) by ``terminate_timeout``.
+    bound = math.inf if ref._stop_reason is not None else actor.terminate_timeout
+    with trio.move_on_after(bound):
         try:
             await actor.terminate(reason)
         except Exception as exc:
