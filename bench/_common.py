@@ -158,7 +158,7 @@ class Table:
     def summary(self) -> str:
         with_target = [row for row in self.rows if row.passed is not None]
         return (
-            f"{self.title}: {len(self.rows)} rows, "
+            f"{len(self.rows)} rows, "
             f"{len(with_target) - len(self.failed)}/{len(with_target)} targets met"
         )
 
