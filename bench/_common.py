@@ -35,7 +35,6 @@ __all__ = [
     "Target",
     "at_least",
     "at_most",
-    "best_of",
     "call_in_subprocess",
     "cpu_seconds",
     "pin_args",
@@ -166,11 +165,6 @@ class Table:
 def quiet_logs() -> None:
     """Drop log events below CRITICAL: benchmarks measure the work, not a terminal's speed."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
-
-
-def best_of(repeats: int, measure: Callable[[], float]) -> float:
-    """The best (highest) of `repeats` measurements: the least disturbed by other load."""
-    return max(measure() for _ in range(repeats))
 
 
 # ---------------------------------------------------------------------------------------------
