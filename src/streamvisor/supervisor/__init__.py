@@ -16,6 +16,7 @@ from ._actor import (
     StopActor,
     start_actor,
 )
+from ._dynamic import DynamicSupervisor, DynamicSupervisorRef
 from ._errors import (
     ActorError,
     ActorExited,
@@ -66,6 +67,8 @@ __all__ = [
     "ChildType",
     "Down",
     "DuplicateChildId",
+    "DynamicSupervisor",
+    "DynamicSupervisorRef",
     "Exit",
     "ExitReason",
     "InvalidChildSpec",

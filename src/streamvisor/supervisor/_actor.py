@@ -467,6 +467,14 @@ class ActorRef:
             return await self.wait()
         raise CallTimeout(self, math.inf if timeout is None else timeout)
 
+    def kill(self, reason: ExitReason = KILLED) -> None:
+        """Cancel the actor now (OTP ``exit(Pid, kill)``): it exits with ``reason`` without
+        running ``terminate``. Never raises; no-op once it exited.
+
+        trio cancellation is cooperative: code inside a ``shield=True`` scope or a synchronous
+        busy loop cannot be killed until it reaches a checkpoint outside the shield."""
+        self._exit_signal(reason)
+
     def _request_stop(self, reason: ExitReason) -> None:
         # Closing the only send handle: the actor drains its mailbox, then sees EndOfChannel.
         if self._stop_reason is None and self._reason is None:
