@@ -25,7 +25,8 @@ _TERMINAL_RESPONSE = frozenset(
     {"response.completed", "response.failed", "response.incomplete", "response.cancelled"}
 )
 
-# A pending string: the dict that owns it, its key, and the pieces (first piece = prior value).
+# A pending string: the dict that owns it, its key, and the pieces (the first is the value the
+# owner holds; more than one piece means the owner is behind).
 _Pending = tuple[dict[str, Any], str, list[str]]
 _Key = tuple[Any, str, Any]
 
@@ -234,7 +235,7 @@ class ResponseAccumulator:
             if owner is None:
                 return
             prior = owner.get(field)
-            pending = (owner, field, [prior] if isinstance(prior, str) and prior else [])
+            pending = (owner, field, [prior if isinstance(prior, str) else ""])
             self._pending[key] = pending
         pending[2].append(data.get("delta") or "")
         self._dirty = True

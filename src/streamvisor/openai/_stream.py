@@ -86,6 +86,7 @@ class EventStream:
         self._decoder = SSEDecoder()
         self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
         self._body_done = False
+        self._decoder_closed = False
         self._frames: list[tuple[str, bytes]] = []
         self._fi = 0
         self._queue: list[StreamEvent] = []
@@ -149,10 +150,13 @@ class EventStream:
             if self._finished:
                 return self._end()
             chunk = await self._next_chunk()
-            if chunk is None:
-                self._finished = True
-            else:
+            if chunk is not None:
                 self._frames, self._fi = self._decoder.feed(chunk), 0
+            elif self._body_done and not self._decoder_closed:
+                self._decoder_closed = True
+                self._frames, self._fi = self._decoder.close(), 0
+            else:
+                self._finished = True
 
     def _end(self) -> StreamEvent:
         if self._error is not None:
@@ -188,7 +192,6 @@ class EventStream:
             return await self._chunks.__anext__()
         except StopAsyncIteration:
             self._body_done = True
-            self._decoder.close()
             return None
         except httpx.TransportError as exc:
             self._body_done = True
@@ -216,6 +219,8 @@ class EventStream:
     def _decode_responses(self, name: str, raw: bytes) -> StreamEvent | None:
         data: Any
         if not raw:
+            if name == "message":
+                return None  # an empty frame carries nothing
             data = {"type": name}
         elif raw[0] == 0x5B and raw.startswith(b"[DONE]"):  # "[": a Chat-style terminator
             self._finished = True
