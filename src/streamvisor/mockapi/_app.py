@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 
-from . import _chat, _responses
+from . import _chat, _files, _responses
 from ._config import MockAPIConfig
 from ._errors import InvalidFault, InvalidScenario
 from ._faults import Fault, first
@@ -127,12 +127,34 @@ async def _cancel_response(call: Call) -> None:
     await _responses.handle_cancel(call.state, call.request, call.responder, call.params["id"])
 
 
+def _files_route(name: str) -> Handler:
+    handler = getattr(_files, name)
+
+    async def route(call: Call) -> None:
+        await handler(call.state, call.request, call.responder, **call.params)
+
+    return route
+
+
 _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("POST", re.compile(r"/v1/chat/completions"), _chat_completions),
     ("POST", re.compile(r"/v1/responses"), _create_response),
     ("GET", re.compile(r"/v1/responses/(?P<id>[^/]+)"), _retrieve_response),
     ("DELETE", re.compile(r"/v1/responses/(?P<id>[^/]+)"), _delete_response),
     ("POST", re.compile(r"/v1/responses/(?P<id>[^/]+)/cancel"), _cancel_response),
+    ("POST", re.compile(r"/v1/files"), _files_route("create_file")),
+    ("GET", re.compile(r"/v1/files"), _files_route("list_files")),
+    ("GET", re.compile(r"/v1/files/(?P<file_id>[^/]+)"), _files_route("retrieve_file")),
+    ("GET", re.compile(r"/v1/files/(?P<file_id>[^/]+)/content"), _files_route("file_content")),
+    ("DELETE", re.compile(r"/v1/files/(?P<file_id>[^/]+)"), _files_route("delete_file")),
+    ("POST", re.compile(r"/v1/uploads"), _files_route("create_upload")),
+    ("POST", re.compile(r"/v1/uploads/(?P<upload_id>[^/]+)/parts"), _files_route("add_part")),
+    (
+        "POST",
+        re.compile(r"/v1/uploads/(?P<upload_id>[^/]+)/complete"),
+        _files_route("complete_upload"),
+    ),
+    ("POST", re.compile(r"/v1/uploads/(?P<upload_id>[^/]+)/cancel"), _files_route("cancel_upload")),
 ]
 
 
@@ -322,6 +344,10 @@ class MockApp:
                     nursery.cancel_scope.cancel()
             finally:
                 self._active.discard(cancel_scope)
+        if responder.started and not responder.finished and not responder.dropped:
+            # Cancelled mid-body (server shutdown or client gone): end the body cleanly.
+            with trio.move_on_after(0.5, shield=True):
+                await responder.finish()
 
     async def _answer(
         self, request: Request, responder: Responder, faults: list[Fault], too_large: bool

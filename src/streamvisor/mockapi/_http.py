@@ -124,6 +124,7 @@ class Responder:
         self.sent_bytes = 0
         self.started = False
         self.finished = False
+        self.dropped = False
 
     async def start(self, status: int, headers: Mapping[str, str] | None = None) -> None:
         merged = {**self._base_headers, **(headers or {})}
@@ -148,6 +149,7 @@ class Responder:
             if room < len(data) or room == 0:
                 if room > 0:
                     await self._raw(data[:room])
+                self.dropped = True
                 raise ConnectionDropped(self._drop.after_bytes)
         await self._raw(data)
 

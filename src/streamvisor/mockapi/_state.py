@@ -79,7 +79,13 @@ class StoredResponse:
         self._changed = trio.Event()
 
     async def wait_changed(self) -> None:
+        """Return after the next event is logged or generation ends."""
         await self._changed.wait()
+
+    async def wait_done(self) -> None:
+        """Return once no more events will be logged (terminal, cancelled or stopped)."""
+        while not self.done:
+            await self.wait_changed()
 
 
 @attrs.define(eq=False)
