@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -56,6 +57,18 @@ class TestCreateAndPoll:
         polled = await client.responses.retrieve(created.id)
         assert polled.status == "completed"
         assert polled.output_text == "You said: hi"
+
+    async def test_the_queued_response_has_the_keys_of_recording_14(
+        self, http: httpx.AsyncClient, recorded_dir: Path
+    ) -> None:
+        (create, *_polls) = json.loads(
+            (recorded_dir / "14_responses_background_poll_transcript.json").read_text()
+        )
+        response = await http.post("/responses", json=create["request"]["body"])
+        served, recorded = response.json(), create["response"]["body"]
+        assert set(served) == set(recorded)
+        for key in ("status", "background", "store", "output", "usage", "error", "reasoning"):
+            assert served[key] == recorded[key], key
 
     async def test_store_is_echoed_as_sent(self, client: openai.AsyncOpenAI) -> None:
         created = await client.responses.create(
