@@ -28,7 +28,7 @@ from ._http import (
 from ._replay import parse_chunk_sizes, serve_replay
 from ._scripts import Scenario, parse_scenario
 from ._state import MockState, RecordedRequest
-from ._wire import ApiProblem, IdFactory, format_go_duration
+from ._wire import SERVER_ERROR, ApiProblem, IdFactory, format_go_duration
 
 __all__ = ["MockApp", "create_app"]
 
@@ -241,9 +241,6 @@ def _status_problem(fault: Fault) -> ApiProblem:
     if code >= 500:
         return ApiProblem(code, SERVER_ERROR, "server_error", headers=headers)
     return ApiProblem(code, f"Injected error (HTTP {code}).", headers=headers)
-
-
-SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 
 
 class MockApp:

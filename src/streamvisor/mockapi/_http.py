@@ -17,9 +17,10 @@ import attrs
 import trio
 
 from ._faults import Fault, first
-from ._wire import ApiProblem, dumps
+from ._wire import SERVER_ERROR, ApiProblem, dumps
 
 __all__ = [
+    "BodyTooLarge",
     "ConnectionDropped",
     "Receive",
     "Request",
@@ -28,6 +29,8 @@ __all__ = [
     "Scope",
     "Send",
     "StopStream",
+    "parse_scope",
+    "read_body",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -243,7 +246,7 @@ class SSEWriter:
         return f"event: {payload['type']}\ndata: {broken}\n\n"
 
     def _error_frame(self, payload: Mapping[str, Any], *, nested: bool) -> str:
-        message = "The server had an error while processing your request. Sorry about that!"
+        message = SERVER_ERROR
         if self._framing == "chat":
             body = {
                 "error": {"message": message, "type": "server_error", "param": None, "code": None}
