@@ -11,7 +11,7 @@ import trio
 
 from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, serve
 
-from .conftest import API_KEY
+from .conftest import API_KEY, consume
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "one two three four"}]}
 RESPONSE = {"model": "gpt-4o", "input": "one two three four"}
@@ -20,16 +20,6 @@ AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 def data_lines(text: str) -> list[str]:
     return [line[len("data: ") :] for line in text.split("\n") if line.startswith("data: ")]
-
-
-async def consume(
-    http: httpx.AsyncClient, received: bytearray, method: str, url: str, **kwargs: Any
-) -> None:
-    """Stream a response body into `received` (raw bytes, as they arrive)."""
-    async with http.stream(method, url, **kwargs) as response:
-        assert response.status_code == 200
-        async for chunk in response.aiter_raw():
-            received.extend(chunk)
 
 
 @pytest.fixture
