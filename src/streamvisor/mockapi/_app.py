@@ -123,6 +123,10 @@ async def _delete_response(call: Call) -> None:
     await _responses.handle_delete(call.state, call.request, call.responder, call.params["id"])
 
 
+async def _input_items(call: Call) -> None:
+    await _responses.handle_input_items(call.state, call.request, call.responder, call.params["id"])
+
+
 async def _cancel_response(call: Call) -> None:
     await _responses.handle_cancel(call.state, call.request, call.responder, call.params["id"])
 
@@ -142,6 +146,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"/v1/responses/(?P<id>[^/]+)"), _retrieve_response),
     ("DELETE", re.compile(r"/v1/responses/(?P<id>[^/]+)"), _delete_response),
     ("POST", re.compile(r"/v1/responses/(?P<id>[^/]+)/cancel"), _cancel_response),
+    ("GET", re.compile(r"/v1/responses/(?P<id>[^/]+)/input_items"), _input_items),
     ("POST", re.compile(r"/v1/files"), _files_route("create_file")),
     ("GET", re.compile(r"/v1/files"), _files_route("list_files")),
     ("GET", re.compile(r"/v1/files/(?P<file_id>[^/]+)"), _files_route("retrieve_file")),
