@@ -168,6 +168,13 @@ class TestUnsupportedParameter:
 
 
 class TestStalls:
+    async def test_a_stall_before_headers_shows_in_openai_processing_ms(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        response = await http.get("/files", headers={"x-mock-fault": "stall=0.03"})
+        assert response.status_code == 200
+        assert int(response.headers["openai-processing-ms"]) >= 30
+
     async def test_a_stall_before_headers_trips_a_client_read_timeout(
         self, http: httpx.AsyncClient
     ) -> None:
@@ -284,6 +291,8 @@ class TestAuthAndHeaders:
         assert second.status_code == 404
         assert first.headers["x-request-id"] != second.headers["x-request-id"]
         for response in (first, second):
+            assert response.headers["openai-version"] == "2020-10-01"
+            assert int(response.headers["openai-processing-ms"]) >= 0
             assert response.headers["x-ratelimit-limit-requests"] == "10000"
             assert response.headers["x-ratelimit-reset-requests"].endswith("ms")
         remaining = [int(r.headers["x-ratelimit-remaining-requests"]) for r in (first, second)]

@@ -296,7 +296,6 @@ class MockApp:
         return {
             "x-request-id": request_id,
             "openai-version": "2020-10-01",
-            "openai-processing-ms": "1",
             "x-ratelimit-limit-requests": str(config.ratelimit_requests),
             "x-ratelimit-limit-tokens": str(config.ratelimit_tokens),
             "x-ratelimit-remaining-requests": str(max(0, config.ratelimit_requests - count)),
