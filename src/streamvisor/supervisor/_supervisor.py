@@ -297,6 +297,8 @@ class Supervisor(Actor):
 
     async def handle_info(self, message: Any) -> None:
         if isinstance(message, _ChildExit):
+            if trio.current_effective_deadline() == -math.inf:
+                return  # we are being torn down (cancelled): restarting would be pointless
             for child in self._children:
                 if child.ref is message.ref:
                     child.ref = None
