@@ -186,6 +186,7 @@ class DynamicSupervisor(Actor):
         await _start_prepared(nursery, actor, ref, receive)
         child.ref = ref
         child.restarting = False
+        log.debug("child_started", supervisor=self._ref.label, child=ref.label)
         return ref
 
     async def terminate(self, reason: ExitReason) -> None:
