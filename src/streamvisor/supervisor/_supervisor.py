@@ -438,10 +438,16 @@ class Supervisor(Actor):
         if op == "get_childspec":
             return child.spec
         if op == "terminate":
-            child.restarting = False
+            was_restarting, child.restarting = child.restarting, False
             await _shutdown_child(self._ref.label, child)
             if child.spec.restart is Restart.TEMPORARY:
                 self._children.remove(child)
+            if was_restarting:
+                # Its group's other pending members would otherwise wait for a retry forever.
+                for other in self._children:
+                    if other.restarting:
+                        self._ref.send(_TryAgain(other))
+                        break
             return None
         if child.ref is not None:
             raise ChildRunning(id, "running")
