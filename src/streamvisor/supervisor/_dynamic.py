@@ -12,9 +12,10 @@ import attrs
 import structlog
 import trio
 
-from ._actor import _EXIT, Actor, ActorRef, Caller, NoReply, StopActor, _prepare, _start_prepared
+from ._actor import Actor, _prepare, _start_prepared
 from ._errors import ActorError, ChildNotFound, InvalidChildSpec, MaxChildren, StartChildError
 from ._reason import KILLED, SHUTDOWN, ExitReason
+from ._ref import _EXIT, ActorRef, Caller, NoReply, StopActor
 from ._spec import AutoShutdown, ChildType, Restart, Shutdown, Strategy, check_flags
 from ._supervisor import ChildCounts, ChildInfo, _ChildExit
 

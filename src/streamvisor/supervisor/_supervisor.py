@@ -12,16 +12,7 @@ import attrs
 import structlog
 import trio
 
-from ._actor import (
-    _EXIT,
-    Actor,
-    ActorRef,
-    Caller,
-    NoReply,
-    StopActor,
-    _prepare,
-    _start_prepared,
-)
+from ._actor import Actor, _prepare, _start_prepared
 from ._errors import (
     ActorError,
     ActorExited,
@@ -34,6 +25,7 @@ from ._errors import (
     StartChildError,
 )
 from ._reason import KILLED, SHUTDOWN, ExitReason
+from ._ref import _EXIT, ActorRef, Caller, NoReply, StopActor
 from ._registry import Registry
 from ._spec import (
     AutoShutdown,
