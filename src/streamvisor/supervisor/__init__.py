@@ -27,16 +27,7 @@ tests in ``tests/supervisor`` are named after its checklist IDs. Where trio forc
 
 from __future__ import annotations
 
-from ._actor import (
-    Actor,
-    ActorRef,
-    Caller,
-    MailboxStatistics,
-    Monitor,
-    NoReply,
-    StopActor,
-    start_actor,
-)
+from ._actor import Actor, start_actor
 from ._dynamic import DynamicSupervisor, DynamicSupervisorRef
 from ._errors import (
     ActorError,
@@ -57,6 +48,7 @@ from ._errors import (
     SupervisorError,
 )
 from ._reason import Down, Exit, ExitReason
+from ._ref import ActorRef, Caller, MailboxStatistics, Monitor, NoReply, StopActor
 from ._registry import Registry
 from ._spec import AutoShutdown, ChildSpec, ChildType, Restart, Shutdown, Strategy, check_childspecs
 from ._supervisor import (
