@@ -493,6 +493,21 @@ class TestUnsupportedParameters:
         assert script.body() == {"model": "o3-mini", "messages": [], "max_completion_tokens": 9}
 
 
+class TestChatStreamBody:
+    async def test_usage_is_requested_unless_the_caller_chose_stream_options(
+        self, recorded_dir: Path
+    ) -> None:
+        body = (recorded_dir / "13_chat_text_after_tool_result_include_usage_2026.sse").read_bytes()
+        script = Script(sse_response(body), sse_response(body))
+        async with client_for(script) as client:
+            for options in ({}, {"stream_options": {"include_obfuscation": False}}):
+                async with client.stream_chat({"model": "gpt-4o", "messages": [], **options}) as s:
+                    events = [e async for e in s]
+        assert script.body(0)["stream_options"] == {"include_usage": True}
+        assert script.body(1)["stream_options"] == {"include_obfuscation": False}
+        assert events[-1].data["response"]["usage"]["total_tokens"] > 0
+
+
 class TestResponsesEndpoints:
     async def test_create_posts_the_body_and_returns_the_response(self) -> None:
         script = Script(json_response(200, RESP))

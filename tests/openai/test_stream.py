@@ -124,18 +124,57 @@ class TestPassThrough:
             rframe("response.created", 0, response=RESP)
             + rframe("keepalive", 1)
             + b"event: keepalive\ndata: \n\n"
-            + rframe("response.brand_new.thing", 3, stuff=[1])
-            + rframe("response.completed", 4, response=DONE)
+            + rframe("response.brand_new.thing", 2, stuff=[1])
+            + rframe("response.completed", 3, response=DONE)
         )
         events, error = await responses_events(body)
         assert error is None
         assert [(e.type, e.sequence_number) for e in events] == [
             ("response.created", 0),
             ("keepalive", 1),
-            ("keepalive", 2),
-            ("response.brand_new.thing", 3),
-            ("response.completed", 4),
+            ("keepalive", 1),
+            ("response.brand_new.thing", 2),
+            ("response.completed", 3),
         ]
+
+    async def test_an_unnumbered_keepalive_never_takes_a_real_events_number(self) -> None:
+        """A bare `event: keepalive` first (no data, no number) must not swallow seq 0."""
+        body = (
+            b"event: keepalive\ndata: \n\n"
+            + rframe("response.created", 0, response=RESP)
+            + b'event: keepalive\ndata: {"type":"keepalive"}\n\n'
+            + rframe("response.completed", 1, response=DONE)
+        )
+        events, error = await responses_events(body)
+        assert error is None
+        assert [(e.type, e.sequence_number) for e in events] == [
+            ("keepalive", -1),
+            ("response.created", 0),
+            ("keepalive", 0),
+            ("response.completed", 1),
+        ]
+
+    async def test_an_unnumbered_keepalive_at_the_start_of_a_resume_is_harmless(self) -> None:
+        body = (
+            b"event: keepalive\ndata: \n\n"
+            + rframe("response.in_progress", 5, response=RESP)
+            + rframe("response.completed", 6, response=DONE)
+        )
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return sse_response(body)
+
+        async with (
+            client_for(handler) as client,
+            client.resume_response("resp_1", starting_after=4) as stream,
+        ):
+            events = [e async for e in stream]
+        assert [(e.type, e.sequence_number) for e in events] == [
+            ("keepalive", 4),
+            ("response.in_progress", 5),
+            ("response.completed", 6),
+        ]
+        assert stream.accumulator.result == DONE
 
     async def test_events_after_completed_are_delivered_and_the_final_stays(self) -> None:
         body = (

@@ -367,6 +367,8 @@ class OpenAIClient(FilesMixin):
         """Stream a chat completion (`POST /chat/completions`, `stream: true`).
 
         Events are the chat chunks mapped into the Responses vocabulary (see `ChatAccumulator`).
+        Without `stream_options` in `body`, `{"include_usage": true}` is sent so that the final
+        completion carries usage (a server rejecting it as unsupported gets it dropped).
 
         Raises:
             On entry: as `_send` (per-status errors after retries, connection errors).
@@ -374,6 +376,7 @@ class OpenAIClient(FilesMixin):
         """
         prepared = self._prepare("chat", body)
         prepared["stream"] = True
+        prepared.setdefault("stream_options", {"include_usage": True})
         response = await self._send_create("/chat/completions", prepared, stream=True)
         acc = ChatAccumulator(session_id=session_id)
         async with self._stream(response, "chat", acc, session_id) as stream:

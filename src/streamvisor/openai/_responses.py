@@ -175,11 +175,16 @@ class ResponseAccumulator:
             if seq != cur + 1:
                 raise SequenceError(expected=cur + 1, got=seq, response_id=self.response_id)
         self._cursor = seq
+        self.apply(event)
+        return True
+
+    def apply(self, event: StreamEvent) -> None:
+        """Apply one event without any ordering check and without moving the cursor (for a
+        frame that carries no sequence number in a numbered stream, e.g. a bare keepalive)."""
         self.events += 1
         handler = _HANDLERS.get(event.type)
         if handler is not None and self._final is None:
             handler(self, event.data)
-        return True
 
     # -- internals -------------------------------------------------------------------------
 

@@ -95,6 +95,8 @@ class EventStream:
         self._finished = False
         self._error: StreamEvent | None = None
         self._last_seq: int | None = accumulator.cursor
+        # Whether the server numbers its events (a resume always is; old streams are not).
+        self._numbered = accumulator.cursor is not None
 
     @property
     def response_id(self) -> str | None:
@@ -234,14 +236,28 @@ class EventStream:
                 raise self._malformed(raw, "not a JSON object")
         etype = data.get("type") or name
         seq = data.get("sequence_number")
-        if type(seq) is not int:
-            last = self._last_seq
-            seq = 0 if last is None else last + 1
         rid = self._response_id
         if rid is None:
             resp = data.get("response")
             if type(resp) is dict:
                 rid = self._response_id = resp.get("id")
+        if type(seq) is int:
+            self._numbered = True
+        else:
+            last = self._last_seq
+            if raw and not self._numbered:
+                seq = 0 if last is None else last + 1  # an old stream: number it locally
+            else:
+                # No position of its own in a numbered stream (e.g. a bare `event: keepalive`):
+                # delivered at the current cursor, never moving it.
+                seq = -1 if last is None else last
+                event = StreamEvent(
+                    etype, seq, data, rid, self.session_id, "responses", time.time()
+                )
+                acc = self.accumulator
+                assert isinstance(acc, ResponseAccumulator)
+                acc.apply(event)
+                return event
         event = StreamEvent(etype, seq, data, rid, self.session_id, "responses", time.time())
         try:
             accepted = self.accumulator.feed(event)
