@@ -15,6 +15,7 @@ import trio.lowlevel
 
 from streamvisor.openai import (
     MalformedStreamError,
+    OutcomeUnknownError,
     SequenceError,
     StreamError,
     StreamEvent,
@@ -304,6 +305,49 @@ class TestInterruption:
             with pytest.raises(MalformedStreamError, match="text/event-stream"):
                 async with client.stream_response({"model": "m", "input": "x"}):
                     pass
+
+
+class TestBackgroundStreams:
+    async def test_a_background_stream_lost_before_its_id_is_outcome_unknown(self) -> None:
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return sse_response(b": connected\n\n")
+
+        async with (
+            client_for(handler) as client,
+            client.stream_response({"model": "m", "input": "x", "background": True}) as stream,
+        ):
+            with pytest.raises(OutcomeUnknownError) as info:
+                async for _ in stream:
+                    pass
+        assert isinstance(info.value.__cause__, StreamInterrupted)
+
+    async def test_once_the_id_is_known_a_drop_is_a_resumable_interruption(self) -> None:
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return sse_response(rframe("response.created", 0, response=RESP))
+
+        async with (
+            client_for(handler) as client,
+            client.stream_response({"model": "m", "input": "x", "background": True}) as stream,
+        ):
+            with pytest.raises(StreamInterrupted) as info:
+                async for _ in stream:
+                    pass
+        assert (info.value.response_id, info.value.cursor) == ("resp_1", 0)
+
+    async def test_iterating_after_the_error_was_raised_just_stops(self) -> None:
+        body = rframe("error", 0, code="x", message="m", param=None)
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return sse_response(body)
+
+        async with (
+            client_for(handler) as client,
+            client.stream_response({"model": "m", "input": "x"}) as stream,
+        ):
+            with pytest.raises(StreamError):
+                async for _ in stream:
+                    pass
+            assert [e async for e in stream] == []
 
 
 class TestResume:

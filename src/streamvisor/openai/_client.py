@@ -331,6 +331,7 @@ class OpenAIClient(FilesMixin):
         accumulator: ChatAccumulator | ResponseAccumulator,
         session_id: str | None,
         response_id: str | None = None,
+        background: bool = False,
     ) -> AsyncIterator[EventStream]:
         try:
             ctype = response.headers.get("content-type", "")
@@ -350,6 +351,7 @@ class OpenAIClient(FilesMixin):
                 session_id=session_id,
                 response_id=response_id,
                 rate_limits=RateLimits.from_headers(response.headers),
+                background=background,
             )
             try:
                 yield stream
@@ -397,7 +399,10 @@ class OpenAIClient(FilesMixin):
         prepared = self._prepare("responses", body)
         prepared["stream"] = True
         response = await self._send_create("/responses", prepared, stream=True)
-        async with self._stream(response, "responses", ResponseAccumulator(), session_id) as stream:
+        background = prepared.get("background") is True
+        async with self._stream(
+            response, "responses", ResponseAccumulator(), session_id, background=background
+        ) as stream:
             yield stream
 
     @asynccontextmanager

@@ -20,7 +20,7 @@ import httpx
 import trio
 
 from ._chat import ChatAccumulator
-from ._errors import MalformedStreamError, StreamError, StreamInterrupted
+from ._errors import MalformedStreamError, OutcomeUnknownError, StreamError, StreamInterrupted
 from ._events import TERMINAL_TYPES, Api, StreamEvent
 from ._responses import ResponseAccumulator, normalize_error
 from ._retry import RateLimits
@@ -60,7 +60,9 @@ class EventStream:
     * raises `StreamError` after yielding an `error` frame and whatever followed it;
     * raises `StreamInterrupted` (with `.cursor`) on EOF, a drop or the idle (read) timeout
       before a terminal event, `MalformedStreamError` on an undecodable frame;
-    * raises `SequenceError` on a gap in `sequence_number` (Responses).
+    * raises `SequenceError` on a gap in `sequence_number` (Responses);
+    * raises `OutcomeUnknownError` instead of `StreamInterrupted` when a background create's
+      stream is lost before its first event named the response (it may exist server-side).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class EventStream:
         session_id: str | None = None,
         response_id: str | None = None,
         rate_limits: RateLimits | None = None,
+        background: bool = False,
         linger: float = 2.0,
     ) -> None:
         self.response = response
@@ -83,6 +86,7 @@ class EventStream:
         self.rate_limits = rate_limits
         self._response_id = response_id
         self._linger = linger
+        self._background = background
         self._decoder = SSEDecoder()
         self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
         self._body_done = False
@@ -131,6 +135,21 @@ class EventStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        try:
+            return await self._next()
+        except StreamInterrupted as exc:
+            if self._background and self.response_id is None:
+                raise OutcomeUnknownError(
+                    "a background response stream was lost before it named its response; the "
+                    "response may exist server-side (queued or running), so do not create it "
+                    "again blindly",
+                    method=self.response.request.method,
+                    url=str(self.response.request.url),
+                    request_id=self.request_id,
+                ) from exc
+            raise
+
+    async def _next(self) -> StreamEvent:
         while True:
             queue = self._queue
             if queue:  # the rest of a Chat chunk that mapped to several events
@@ -164,6 +183,7 @@ class EventStream:
         if self._error is not None:
             err = normalize_error(self._error.data)
             error, self._error = self._error, None
+            self._terminal = True  # raise once; iterating again just stops
             raise StreamError(
                 str(err["message"]),
                 event=error,
