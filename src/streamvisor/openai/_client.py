@@ -208,6 +208,9 @@ class OpenAIClient(FilesMixin):
             except httpx.RequestError as exc:
                 error = _connection_error(exc)
                 if background_create and not isinstance(exc, _NOT_SENT):
+                    log.warning(
+                        "openai.outcome_unknown", method=method, path=path, error=type(exc).__name__
+                    )
                     raise OutcomeUnknownError(
                         "a background create may have reached the server and its answer was "
                         f"lost ({type(exc).__name__}); not retried to avoid a duplicate job",
@@ -234,16 +237,17 @@ class OpenAIClient(FilesMixin):
                 self.rate_limits = limits
             if response.is_success:
                 return response
-            if stream:
-                try:
-                    await response.aread()
-                except httpx.RequestError:
-                    pass
-                finally:
-                    await response.aclose()
+            body: Any = None
+            try:
+                await response.aread()  # already read unless streaming
+                body = _body_of(response)
+            except httpx.RequestError:
+                pass  # the error body was lost; the status still tells what happened
+            finally:
+                await response.aclose()
             err = status_error_from(
                 response.status_code,
-                _body_of(response),
+                body,
                 response.headers,
                 retry_after=policy.retry_after(response.headers),
             )
@@ -253,6 +257,13 @@ class OpenAIClient(FilesMixin):
                 and response.status_code >= 500
                 and response.headers.get("x-should-retry") != "true"
             ):
+                log.warning(
+                    "openai.outcome_unknown",
+                    method=method,
+                    path=path,
+                    status=response.status_code,
+                    request_id=err.request_id,
+                )
                 raise OutcomeUnknownError(
                     f"a background create failed with {response.status_code}; the response may "
                     "exist server-side, so it was not retried",
@@ -282,10 +293,6 @@ class OpenAIClient(FilesMixin):
             )
             await trio.sleep(delay)
             retries += 1
-
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self._send(method, path, **kwargs)
-        return _body_of(response)
 
     def _prepare(
         self, api: Literal["chat", "responses"], body: Mapping[str, Any]
