@@ -102,6 +102,8 @@ class EventStream:
         self._last_seq: int | None = accumulator.cursor
         # Whether the server numbers its events (a resume always is; old streams are not).
         self._numbered = accumulator.cursor is not None
+        self._decode = self._decode_responses if api == "responses" else self._decode_chat
+        self._chat = accumulator if isinstance(accumulator, ChatAccumulator) else None
 
     @property
     def response_id(self) -> str | None:
@@ -162,10 +164,7 @@ class EventStream:
             if self._fi < len(self._frames) and not self._finished:
                 name, data = self._frames[self._fi]
                 self._fi += 1
-                if self.api == "responses":
-                    decoded = self._decode_responses(name, data)
-                else:
-                    decoded = self._decode_chat(data)
+                decoded = self._decode(name, data)
                 if decoded is not None:
                     return decoded
                 continue
@@ -298,11 +297,10 @@ class EventStream:
                 self._terminal = True
         return event
 
-    def _decode_chat(self, raw: bytes) -> StreamEvent | None:
-        if not raw:
+    def _decode_chat(self, name: str, raw: bytes) -> StreamEvent | None:
+        acc = self._chat
+        if not raw or acc is None:
             return None
-        acc = self.accumulator
-        assert isinstance(acc, ChatAccumulator)
         if raw[0] == 0x5B and raw.startswith(b"[DONE]"):
             self._finished = True
             if self._error is not None:
