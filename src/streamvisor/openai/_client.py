@@ -59,7 +59,7 @@ class Polled:
         rate_limits: The answer's `x-ratelimit-*` headers, if any.
     """
 
-    response: dict[str, Any]
+    response: dict[str, Any] = attrs.field(hash=False)
     poll_after: float | None = None
     request_id: str | None = None
     rate_limits: RateLimits | None = None
