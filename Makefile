@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+LINT   := src tests run.py $(wildcard bench)
 
 .PHONY: run test bench lint clean
 
@@ -25,8 +26,8 @@ run: $(VENV)/.run-installed
 	$(BIN)/python run.py $(ARGS)
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check src tests bench run.py
-	$(BIN)/ruff format --check src tests bench run.py
+	$(BIN)/ruff check $(LINT)
+	$(BIN)/ruff format --check $(LINT)
 	$(BIN)/mypy --strict src
 
 test: lint
