@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from streamvisor.openai import InvalidRequestError
+
 __all__ = [
     "ActorsLayerError",
     "AnimatedGifNotAllowed",
@@ -43,13 +45,20 @@ __all__ = [
     "FileTooLarge",
     "InvalidDataURL",
     "InvalidInputPart",
+    "InvalidSessionId",
+    "InvalidSessionRequest",
     "MalformedFile",
     "MissingFile",
     "NotARegularFile",
     "OutsideAllowedRoots",
     "PathIsADirectory",
     "RequestLimitExceeded",
+    "SessionError",
+    "StreamLost",
+    "StreamStopped",
+    "TooManyStreams",
     "UnknownPurpose",
+    "UnknownStream",
     "UnreadableFile",
     "UnsupportedFileType",
 ]
@@ -250,3 +259,79 @@ class RequestLimitExceeded(InvalidInputPart):
         self.total = total
         self.limit = limit
         super().__init__(path, f"{what}: {total} exceeds the per-request limit of {limit}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming sessions (``_session.py``)::
+#
+#     ActorsLayerError
+#     └── SessionError                        a session refused or lost a stream; .session_id
+#         ├── InvalidSessionRequest (streamvisor.openai.InvalidRequestError, so ValueError)
+#         │                                   rejected at the call, before any network I/O; .field
+#         ├── InvalidSessionId (ValueError)   not usable as a topic segment / registry name
+#         ├── TooManyStreams (RuntimeError)   the session already runs .limit streams
+#         ├── UnknownStream (LookupError)     no stream (running or remembered) with .stream_id
+#         ├── StreamStopped                   the stream was stopped before its first event
+#         └── StreamLost                      a foreground stream died with its worker (restart)
+
+
+class SessionError(ActorsLayerError):
+    """A streaming session refused a request or lost a stream. ``session_id`` names it."""
+
+    def __init__(self, session_id: str | None, message: str) -> None:
+        super().__init__(message if session_id is None else f"session {session_id}: {message}")
+        self.session_id = session_id
+        self.message = message
+
+
+class InvalidSessionRequest(SessionError, InvalidRequestError):
+    """A chat/respond request rejected before any network I/O; ``field`` names the culprit."""
+
+    def __init__(self, session_id: str | None, field: str, message: str) -> None:
+        super().__init__(session_id, f"{field}: {message}")
+        self.field = field
+
+
+class InvalidSessionId(SessionError, ValueError):
+    """A session id that cannot be a topic segment (``session.<id>``) or a registered name."""
+
+    def __init__(self, session_id: object, reason: str) -> None:
+        super().__init__(None, f"invalid session id {session_id!r}: {reason}")
+        self.reason = reason
+
+
+class TooManyStreams(SessionError, RuntimeError):
+    """The session already runs ``limit`` streams; stop or wait for one first."""
+
+    def __init__(self, session_id: str, limit: int) -> None:
+        super().__init__(session_id, f"already running {limit} streams (the limit)")
+        self.limit = limit
+
+
+class UnknownStream(SessionError, LookupError):
+    """No running or remembered stream has this ``stream_id``."""
+
+    def __init__(self, session_id: str, stream_id: str) -> None:
+        super().__init__(session_id, f"no stream {stream_id!r}")
+        self.stream_id = stream_id
+
+
+class StreamStopped(SessionError):
+    """The stream was stopped (by a caller or the session's shutdown) before its first event."""
+
+    def __init__(self, session_id: str, stream_id: str, why: str) -> None:
+        super().__init__(session_id, f"stream {stream_id} was stopped before it started ({why})")
+        self.stream_id = stream_id
+        self.why = why
+
+
+class StreamLost(SessionError):
+    """A foreground stream ended with its worker (a crash); only durable streams survive that."""
+
+    def __init__(self, session_id: str, stream_id: str) -> None:
+        super().__init__(
+            session_id,
+            f"stream {stream_id} was lost when the session worker restarted "
+            "(only durable Responses streams are resumed)",
+        )
+        self.stream_id = stream_id
