@@ -81,6 +81,22 @@ class FakeTracker:
         self.finished.append((response_id, status, response))
 
 
+class HeldOpen(httpx.AsyncByteStream):
+    """A response body that sends ``frames`` and then stays open until it is closed."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self._frames = frames
+        self._closed = trio.Event()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for frame in self._frames:
+            yield frame
+        await self._closed.wait()
+
+    async def aclose(self) -> None:
+        self._closed.set()
+
+
 class ClosingTransport(httpx.AsyncBaseTransport):
     """A real loopback transport that remembers whether each response body was closed."""
 
@@ -151,14 +167,18 @@ async def session_env(
     durable: bool = True,
     settings: Mapping[str, Any] | None = None,
     stop_timeout: float = 5.0,
+    transport: httpx.AsyncBaseTransport | None = None,
     **deps: Any,
 ) -> AsyncIterator[Env]:
-    """A session under a real DynamicSupervisor, talking to ``url`` over loopback."""
+    """A session under a real DynamicSupervisor, talking to ``url`` over loopback (or through
+    ``transport``)."""
     tracker = tracker if tracker is not None else FakeTracker()
-    transport = ClosingTransport()
+    watched = ClosingTransport()
     config = SessionsSection(durable_responses=durable, stop_timeout=stop_timeout)
     async with (
-        OpenAIClient.open(client_settings(url, **(settings or {})), transport=transport) as client,
+        OpenAIClient.open(
+            client_settings(url, **(settings or {})), transport=transport or watched
+        ) as client,
         trio.open_nursery() as nursery,
     ):
         bus: EventBus[Any] = EventBus()
@@ -172,7 +192,7 @@ async def session_env(
         session_deps = SessionDeps(client=client, bus=bus, config=config, tracker=tracker, **values)
         handle = await open_session(sup, session_id, session_deps, timeout=10.0)
         try:
-            yield Env(handle, bus, sup, registry, session_deps, tracker, transport)
+            yield Env(handle, bus, sup, registry, session_deps, tracker, watched)
         finally:
             if sup.alive:
                 await sup.stop(timeout=10.0)
@@ -213,6 +233,7 @@ __all__ = [
     "ClosingTransport",
     "Env",
     "FakeTracker",
+    "HeldOpen",
     "Missed",
     "TrackerCrash",
     "assert_gapless",

@@ -7,15 +7,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
 from streamvisor.actors._errors import (
+    InvalidSessionId,
     InvalidSessionRequest,
     TooManyStreams,
     UnknownStream,
 )
-from streamvisor.actors._session import StreamTicket
+from streamvisor.actors._session import StreamTicket, check_session_id, open_session
 from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, serve
 from streamvisor.openai import (
     BadRequestError,
@@ -28,6 +30,7 @@ from streamvisor.openai import (
 from ._session_support import (
     API_KEY,
     Env,
+    HeldOpen,
     Missed,
     assert_gapless,
     collect,
@@ -274,7 +277,7 @@ class TestRequestValidation:
     async def test_a_bad_chat_request_is_rejected_before_any_network_io(
         self, env: Env, server: MockServer, messages: Any, params: dict[str, Any], field: str
     ) -> None:
-        with pytest.raises(InvalidSessionRequest) as caught:
+        with trio.fail_after(5), pytest.raises(InvalidSessionRequest) as caught:
             await env.handle.chat("gpt-4o", messages, **params)
         assert caught.value.field == field
         assert isinstance(caught.value, InvalidRequestError)
@@ -284,7 +287,10 @@ class TestRequestValidation:
     async def test_a_reasoning_model_param_that_cannot_be_dropped_is_rejected(
         self, env: Env, server: MockServer
     ) -> None:
-        with pytest.raises(InvalidSessionRequest, match="max_completion_tokens") as caught:
+        with (
+            trio.fail_after(5),
+            pytest.raises(InvalidSessionRequest, match="max_completion_tokens") as caught,
+        ):
             await env.handle.chat("o3", USER, max_tokens=100, max_completion_tokens=200)
         assert caught.value.field == "max_tokens"
         assert server.requests == []
@@ -306,11 +312,12 @@ class TestRequestValidation:
     async def test_a_bad_responses_request_is_rejected_before_any_network_io(
         self, env: Env, server: MockServer, input: Any, params: dict[str, Any], field: str
     ) -> None:
-        with pytest.raises(InvalidSessionRequest) as caught:
-            await env.handle.respond("gpt-4o", input, **params)
+        with trio.fail_after(5):
+            with pytest.raises(InvalidSessionRequest) as caught:
+                await env.handle.respond("gpt-4o", input, **params)
+            assert await env.handle.streams() == []
         assert caught.value.field == field
         assert server.requests == []
-        assert await env.handle.streams() == []
 
 
 class TestModelRules:
@@ -402,10 +409,11 @@ class TestStop:
             assert await env.handle.stop(ticket.stream_id) == [done]
 
     async def test_an_unknown_stream_id_is_a_lookup_error(self, env: Env) -> None:
-        with pytest.raises(UnknownStream):
-            await env.handle.stop("stream-99")
-        with pytest.raises(LookupError):
-            await env.handle.wait("stream-99")
+        with trio.fail_after(5):
+            with pytest.raises(UnknownStream):
+                await env.handle.stop("stream-99")
+            with pytest.raises(LookupError):
+                await env.handle.wait("stream-99")
 
 
 class TestConcurrency:
@@ -481,3 +489,61 @@ class TestSessionShutdown:
         assert_gapless(events)
         assert took < 5.0
         assert ("POST", "/v1/chat/completions") in env.transport.closed
+
+
+class TestOpening:
+    @pytest.mark.parametrize("session_id", ["", "a.b", "a*", "has space", "x" * 129, 7])
+    def test_a_session_id_that_cannot_be_one_topic_segment_is_rejected(
+        self, session_id: Any
+    ) -> None:
+        with pytest.raises(InvalidSessionId):
+            check_session_id(session_id)
+
+    async def test_opening_a_running_session_returns_its_worker(self, env: Env) -> None:
+        with trio.fail_after(5):
+            again = await open_session(env.sessions, "s1", env.deps)
+            other = await open_session(env.sessions, "s2", env.deps)
+            children = await env.sessions.which_children()
+        assert again.ref is env.handle.ref
+        assert other.ref is not env.handle.ref
+        assert len(children) == 2
+        assert other.topic == "session.s2"
+
+
+def sse(event: dict[str, Any]) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+class TestWorkerRestart:
+    async def test_a_stream_that_ended_just_before_a_crash_gets_no_second_terminal_event(
+        self,
+    ) -> None:
+        response = {"id": "resp_held", "object": "response", "status": "in_progress", "output": []}
+        done = {**response, "status": "completed"}
+        frames = [
+            sse({"type": "response.created", "sequence_number": 0, "response": response}),
+            sse({"type": "response.completed", "sequence_number": 1, "response": done}),
+        ]
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            headers = {"content-type": "text/event-stream", "x-request-id": "req_held"}
+            return httpx.Response(200, headers=headers, stream=HeldOpen(frames))
+
+        with trio.fail_after(10):
+            async with (
+                session_env("http://api.test/v1", transport=httpx.MockTransport(handler)) as env,
+                env.subscribe() as sub,
+            ):
+                ticket = await env.handle.respond("gpt-4o", "Hi", durable=False)
+                events = events_of(await collect(sub))
+                # The body stays open after the terminal event: the worker is still reading.
+                [info] = await env.handle.streams()
+                env.handle.ref.kill()
+                outcome = await env.handle.wait(ticket.stream_id)
+                await trio.sleep(0.05)
+                assert sub.drain() == []
+        assert info.stream_id == ticket.stream_id
+        assert [e.type for e in events] == ["response.created", "response.completed"]
+        assert outcome.status == "completed"
+        assert outcome.error is None
+        assert env.tracker.finished == []

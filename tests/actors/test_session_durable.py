@@ -14,7 +14,7 @@ import trio
 
 from streamvisor.actors._session import SessionState, StreamingSession
 from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, serve
-from streamvisor.openai import InternalServerError, StreamEvent
+from streamvisor.openai import InternalServerError, OutcomeUnknownError, StreamEvent
 
 from ._session_support import (
     API_KEY,
@@ -115,6 +115,33 @@ class TestDurableStream:
             outcome = await env.handle.wait(ticket.stream_id)
         assert len(requests_to(server, "POST")) == 3
         assert outcome.status == "completed"
+
+    async def test_an_error_frame_ends_it_once_and_hands_the_response_to_polling(
+        self, env: Env, server: MockServer
+    ) -> None:
+        server.inject(Fault.error_event(after_events=6), method="POST", path="/v1/responses")
+        with trio.fail_after(10):
+            async with env.subscribe() as sub:
+                ticket = await env.handle.respond("gpt-4o", TEXT, metadata=LONG)
+                events = events_of(await collect(sub))
+                outcome = await env.handle.wait(ticket.stream_id)
+                await trio.sleep(0.05)
+                assert sub.drain() == []
+        assert_gapless(events)
+        assert [e.type for e in events].count("error") == 1
+        assert "origin" not in events[-1].data
+        assert env.tracker.finished == [(ticket.response_id, "in_progress", None)]
+        assert outcome.status == "error"
+
+    async def test_a_create_dropped_before_its_first_event_is_raised_at_the_call(
+        self, env: Env, server: MockServer
+    ) -> None:
+        # Without its first event the response id is unknown, so there is nothing to resume.
+        server.inject(Fault.drop_after(20), method="POST", path="/v1/responses")
+        with trio.fail_after(10), pytest.raises(OutcomeUnknownError):
+            await env.handle.respond("gpt-4o", TEXT)
+        assert env.tracker.tracked == {}
+        assert await env.handle.streams() == []
 
 
 class TestResumeAfterDrops:

@@ -80,7 +80,6 @@ from streamvisor.supervisor import (
 from ._errors import (
     InvalidSessionId,
     InvalidSessionRequest,
-    SessionError,
     StreamLost,
     StreamStopped,
     TooManyStreams,
@@ -533,10 +532,12 @@ class _Stream:
 class _Broken(Exception):
     """Internal: a stream ended without its terminal event (carries the error to report)."""
 
-    def __init__(self, error: BaseException, status: str = "error") -> None:
+    def __init__(self, error: BaseException, status: str = "error", *, reported: bool = False):
         super().__init__(str(error))
         self.error = error
         self.status = status
+        #: Subscribers already got the terminal event (the server's `error` frame).
+        self.reported = reported
 
 
 class StreamingSession(Actor):
@@ -563,7 +564,6 @@ class StreamingSession(Actor):
         self.state = state
         self.topic = session_topic(session_id)
         self._active: dict[str, _Stream] = {}
-        self._stopping = False
         # The mailbox size is a class attribute of Actor; this session's comes from config.
         setattr(self, "mailbox_size", deps.config.mailbox_size)  # noqa: B010
 
@@ -583,6 +583,10 @@ class StreamingSession(Actor):
 
     def _recover(self, record: _Record) -> None:
         """Take over a stream the previous worker left in flight."""
+        if record.terminal and not record.durable:  # it ended; only the bookkeeping was left
+            self.state.streams.pop(record.stream_id, None)
+            self.state.remember(self._final(record))
+            return
         if record.terminal or record.stopping or (record.durable and record.response_id):
             stream = _Stream(record, phase="resuming")
             if record.stopping:
@@ -600,7 +604,6 @@ class StreamingSession(Actor):
         if not reason.is_normal:
             # A crash: leave every stream in SessionState for the restarted worker to resume.
             return
-        self._stopping = True
         streams = list(self._active.values())
         for stream in streams:
             if stream.ending is None:
@@ -625,8 +628,6 @@ class StreamingSession(Actor):
 
     def _start(self, request: _Start, caller: Caller) -> Any:
         sid = self.session_id
-        if self._stopping:
-            return _Failed(SessionError(sid, "the session is stopping"))
         if len(self._active) >= self.deps.max_streams:
             return _Failed(TooManyStreams(sid, self.deps.max_streams))
         body = request.body
@@ -785,8 +786,10 @@ class StreamingSession(Actor):
                     if stream.starter is not None or rec.response_id is None:
                         rec.response_id = event.response_id or events.response_id
                         self._started(stream)
+                    if event.terminal:
+                        rec.terminal = True
         except StreamError as exc:  # the `error` frame itself was published
-            raise _Broken(exc, "failed") from exc
+            raise _Broken(exc, "failed", reported=True) from exc
         except (OpenAIError, httpx.HTTPError) as exc:
             raise _Broken(exc) from exc
         return self._final(rec)
@@ -840,16 +843,14 @@ class StreamingSession(Actor):
                         if event.terminal:
                             rec.terminal = True
                 break
-            except StreamError as exc:  # an `error` frame: the response failed server-side
-                rec.terminal = True
-                outcome = await self._finish_durable(rec, exc)
-                raise _Broken(exc, outcome.status) from exc
+            except StreamError as exc:  # an `error` frame (published, terminal for subscribers)
+                return await self._finish_durable(rec, exc)
             except (*_RESUMABLE, *_RETRY_STATUS) as exc:
                 if rec.response_id is None:
                     raise _Broken(exc) from exc
                 failures = 0 if progressed else failures + 1
                 if failures >= deps.resume_attempts:
-                    raise _Broken(await self._hand_over(rec, exc), "in_progress") from exc
+                    return await self._hand_over(rec, exc)
                 stream.phase = "resuming"
                 log.info(
                     "session.resume",
@@ -867,7 +868,7 @@ class StreamingSession(Actor):
             except (OpenAIError, httpx.HTTPError) as exc:
                 if rec.response_id is None:
                     raise _Broken(exc) from exc
-                raise _Broken(await self._hand_over(rec, exc), "in_progress") from exc
+                return await self._hand_over(rec, exc)
         return await self._finish_durable(rec, None)
 
     def _seed(self, rec: _Record) -> Mapping[str, Any] | None:
@@ -928,15 +929,22 @@ class StreamingSession(Actor):
             )
 
     async def _finish_durable(self, rec: _Record, error: BaseException | None) -> StreamOutcome:
+        """The stream published its terminal event: tell the tracker how the response ended.
+
+        After an `error` frame without a terminal Response the response's fate is unknown (it
+        may still run in the background): the poller is handed it to find out."""
         acc = rec.accumulator
         response = None if acc is None else (acc.result or acc.snapshot)
         status = acc.status if isinstance(acc, ResponseAccumulator) else None
-        if status is None or status not in _TERMINAL_STATUSES:
-            status = "failed" if error is not None else "completed"
-        await self._tracker_finished(rec, status, response)
-        return self._outcome(rec, status, response, error)
+        if status is not None and status in _TERMINAL_STATUSES:
+            await self._tracker_finished(rec, status, acc.result if acc is not None else None)
+            return self._outcome(rec, status, response, error)
+        if error is None:  # `_durable` returns only after a terminal event
+            error = StreamError("the stream ended without a final response")
+        await self._tracker_finished(rec, "in_progress", None)
+        return self._outcome(rec, "error", response, error)
 
-    async def _hand_over(self, rec: _Record, exc: BaseException) -> BaseException:
+    async def _hand_over(self, rec: _Record, exc: BaseException) -> StreamOutcome:
         """Resuming keeps failing: the poller takes the response over; subscribers are told."""
         log.warning(
             "session.handover",
@@ -948,15 +956,18 @@ class StreamingSession(Actor):
         )
         self._publish_error(rec, exc, handed_over=True)
         await self._tracker_finished(rec, "in_progress", None)
-        return exc
+        acc = rec.accumulator
+        return self._outcome(rec, "in_progress", None if acc is None else acc.snapshot, exc)
 
     async def _broken(self, stream: _Stream, broken: _Broken) -> StreamOutcome:
         rec = stream.record
         error = broken.error
-        if broken.status == "error" and stream.starter is None:
+        if broken.reported:
+            pass
+        elif stream.starter is None:
             # Subscribers saw events of this stream: it ends with an `error` event, not silence.
             self._publish_error(rec, error)
-        elif broken.status == "error":
+        else:  # nothing was published; the caller of chat/respond gets the error
             log.info(
                 "session.start_failed",
                 session=self.session_id,
@@ -1051,15 +1062,20 @@ class StreamingSession(Actor):
         self._emit(rec, "error", seq, data)
 
     def _final(self, rec: _Record) -> StreamOutcome:
+        """The outcome of a foreground stream whose terminal event was published."""
         acc = rec.accumulator
+        assert acc is not None
+        response = acc.result or acc.snapshot
+        if acc.error is not None and not acc.done:  # it ended with the server's `error` frame
+            error = StreamError(str(acc.error["message"]), code=acc.error["code"])
+            return self._outcome(rec, "failed", response, error)
         if isinstance(acc, ChatAccumulator):
             final = acc.final_type or "response.completed"
-            return self._outcome(rec, final.rsplit(".", 1)[-1], acc.result or acc.snapshot, None)
-        assert acc is not None
+            return self._outcome(rec, final.rsplit(".", 1)[-1], response, None)
         status = acc.status
         if status is None or status not in _TERMINAL_STATUSES:
             status = "completed"
-        return self._outcome(rec, status, acc.result or acc.snapshot, None)
+        return self._outcome(rec, status, response, None)
 
     def _outcome(
         self,
@@ -1234,7 +1250,7 @@ class SessionHandle:
 
         Raises:
             InvalidSessionRequest: a bad request (see `build_chat_body`); nothing was sent.
-            TooManyStreams / SessionError: the session is full or stopping.
+            TooManyStreams: the session already runs its maximum of streams.
             APIStatusError, APIConnectionError, StreamInterrupted, ...: the stream failed before
                 its first event (after the client's retries).
             StreamStopped: a ``stop`` arrived before the first event.
@@ -1256,7 +1272,7 @@ class SessionHandle:
         Raises:
             InvalidSessionRequest: a bad request (see `build_responses_body`), ``store=False``
                 with a durable stream, or a durable stream without a tracker; nothing was sent.
-            TooManyStreams / SessionError: the session is full or stopping.
+            TooManyStreams: the session already runs its maximum of streams.
             OutcomeUnknownError: a durable create whose answer was lost (it may exist).
             APIStatusError, APIConnectionError, StreamInterrupted, ...: as `chat`.
         """
