@@ -14,6 +14,7 @@ import trio
 from streamvisor.actors._errors import (
     InvalidSessionId,
     InvalidSessionRequest,
+    StreamStopped,
     TooManyStreams,
     UnknownStream,
 )
@@ -392,6 +393,32 @@ class TestStop:
         assert events[-1].type == "response.cancelled"
         assert outcome.status == "cancelled"
         assert not [r for r in server.requests if r.path.endswith("/cancel")]
+
+    async def test_a_stream_stopped_before_its_first_event_fails_its_start_call(
+        self, env: Env, server: MockServer
+    ) -> None:
+        server.inject(Fault.stall(5.0), path="/v1/chat/completions")
+        failures: list[BaseException] = []
+
+        async def start() -> None:
+            try:
+                await env.handle.chat("gpt-4o", USER)
+            except StreamStopped as exc:
+                failures.append(exc)
+
+        with trio.fail_after(5):
+            async with env.subscribe() as sub, trio.open_nursery() as nursery:
+                nursery.start_soon(start)
+                while not server.requests:
+                    await trio.sleep(0.01)
+                [info] = await env.handle.streams()
+                [outcome] = await env.handle.stop()
+                await trio.sleep(0.05)
+                assert sub.drain() == []
+        assert info.state == "starting"
+        assert [type(e) for e in failures] == [StreamStopped]
+        assert outcome.status == "cancelled"
+        assert outcome.last_sequence_number is None
 
     async def test_stop_without_an_id_stops_every_stream(self, env: Env) -> None:
         with trio.fail_after(10):

@@ -220,7 +220,10 @@ class TestResumeAfterDrops:
         assert last.data["error_type"] == "InternalServerError"
         assert last.data["status"] == 500
         assert env.tracker.finished == [(ticket.response_id, "in_progress", None)]
+        # The cursor handed to the poller is the server's, not the session's own error event.
+        assert env.tracker.cursors[-1] == (ticket.response_id, last.sequence_number - 1)
         assert outcome.status == "in_progress"
+        assert outcome.last_sequence_number == last.sequence_number
         assert isinstance(outcome.error, InternalServerError)
         assert len(requests_to(server, "GET")) == 2 * 4  # 2 attempts x (1 + 3 client retries)
 
@@ -343,6 +346,7 @@ class TestStopDurable:
         assert_gapless(events)
         assert outcome.status == "cancelled"
         assert env.tracker.finished[-1][:2] == (rid, "cancelled")
+        assert env.tracker.cursors[-1] == (rid, events[-1].sequence_number - 1)
 
 
 class TestSessionShutdown:

@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio.testing
 
+from streamvisor.actors._session import SessionHandle, SessionState, _Record, session_factory
 from streamvisor.openai import RetryPolicy
 from streamvisor.supervisor import CallTimeout
 
@@ -241,3 +242,56 @@ class TestWait:
                 assert info.cursor == 6
                 outcome = await env.handle.wait(ticket.stream_id)
         assert outcome.status == "in_progress"
+
+
+class TestRecovery:
+    """A restarted worker takes over what its predecessor left in `SessionState`."""
+
+    async def _start_on(self, env: Env, state: SessionState) -> SessionHandle:
+        ref = await env.sessions.start_child(
+            session_factory("s9", env.deps, state), name="session.s9"
+        )
+        return SessionHandle(ref, "s9", registry=env.registry)
+
+    async def test_a_stream_whose_terminal_event_was_published_gets_no_second_one(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        async def no_network(request: httpx.Request) -> httpx.Response:
+            raise AssertionError(f"unexpected request {request.method} {request.url}")
+
+        state = SessionState("s9")
+        state.streams["stream-1"] = _Record(
+            "stream-1",
+            "responses",
+            "gpt-4o",
+            {},
+            durable=True,
+            response_id=RID,
+            cursor=5,
+            ended="error",
+            tracked=True,
+        )
+        state.streams["stream-2"] = _Record(
+            "stream-2",
+            "chat",
+            "gpt-4o",
+            {},
+            durable=False,
+            response_id="chatcmpl-1",
+            cursor=3,
+            ended="response.cancelled",
+        )
+        with trio.fail_after(10):
+            async with (
+                session_env("http://api.test/v1", transport=httpx.MockTransport(no_network)) as env,
+                env.bus.subscribe("session.s9") as sub,
+            ):
+                handle = await self._start_on(env, state)
+                durable = await handle.wait("stream-1")
+                foreground = await handle.wait("stream-2")
+                assert sub.drain() == []
+        assert env.tracker.finished == [(RID, "in_progress", None)]
+        assert (durable.status, durable.last_sequence_number) == ("in_progress", 6)
+        assert (foreground.status, foreground.last_sequence_number) == ("cancelled", 4)
+        assert state.streams == {}
+        assert state.starts == 1

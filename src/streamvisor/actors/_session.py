@@ -269,8 +269,12 @@ class _Record:
     body: dict[str, Any]
     durable: bool
     response_id: str | None = None
-    #: The last *published* sequence number (written right after each publish).
+    #: The last *published* sequence number of a server event (written right after each
+    #: publish): the resume cursor.
     cursor: int | None = None
+    #: The type of the terminal event the session published itself ("error" or
+    #: "response.cancelled"), once it did: subscribers consider the stream over.
+    ended: str | None = None
     #: The accumulator of the current connection (its snapshot seeds a resume).
     accumulator: ChatAccumulator | ResponseAccumulator | None = None
     tracked: bool = False
@@ -583,13 +587,26 @@ class StreamingSession(Actor):
 
     def _recover(self, record: _Record) -> None:
         """Take over a stream the previous worker left in flight."""
-        if record.terminal and not record.durable:  # it ended; only the bookkeeping was left
+        if record.ended is None and record.terminal and not record.durable:
+            # It ended; only the bookkeeping was left.
             self.state.streams.pop(record.stream_id, None)
             self.state.remember(self._final(record))
             return
-        if record.terminal or record.stopping or (record.durable and record.response_id):
+        if record.ended is not None and not (record.durable and record.response_id):
+            status = "cancelled" if record.ended == "response.cancelled" else "error"
+            self._remember(record, status, None)
+            return
+        if (
+            record.ended is not None
+            or record.terminal
+            or record.stopping
+            or (record.durable and record.response_id)
+        ):
             stream = _Stream(record, phase="resuming")
-            if record.stopping:
+            if record.ended is not None:
+                # Subscribers already got its terminal event; the poller finds out the rest.
+                stream.ending = "settle"
+            elif record.stopping:
                 stream.ending = "stop"
             self._active[record.stream_id] = stream
             self.spawn(self._run, stream)
@@ -729,6 +746,9 @@ class StreamingSession(Actor):
                         outcome = await self._foreground(stream)
                 except _Broken as broken:
                     outcome = await self._broken(stream, broken)
+        elif stream.ending == "settle":
+            await self._tracker_finished(rec, "in_progress", None)
+            outcome = self._outcome(rec, "in_progress", None, None)
         if outcome is None:  # stopped (by a caller, or the session's shutdown)
             outcome = await self._wind_down(stream)
         self._done(stream, outcome)
@@ -909,11 +929,9 @@ class StreamingSession(Actor):
             return
         if rec.cursor is not None:
             tracker.note_cursor(rec.response_id, rec.cursor)
-        ok = False
-        with trio.move_on_after(self.deps.cleanup_timeout, shield=True):
+        with trio.move_on_after(self.deps.cleanup_timeout, shield=True) as scope:
             try:
                 await tracker.stream_finished(rec.response_id, status, response)
-                ok = True
             except Exception as exc:
                 log.warning(
                     "session.tracker_failed",
@@ -922,8 +940,7 @@ class StreamingSession(Actor):
                     status=status,
                     error=repr(exc),
                 )
-                ok = True
-        if not ok:
+        if scope.cancelled_caught:
             log.warning(
                 "session.tracker_timeout", session=self.session_id, response_id=rec.response_id
             )
@@ -1006,7 +1023,8 @@ class StreamingSession(Actor):
                     error=repr(cancel_error),
                 )
         why = "stopped by the caller" if stream.ending == "stop" else "the session was stopped"
-        if rec.cursor is not None:  # subscribers saw it start: it ends with a terminal event
+        if rec.cursor is not None and rec.ended is None:
+            # Subscribers saw it start: it ends with a terminal event.
             seq = rec.cursor + 1
             data: dict[str, Any] = {
                 "type": "response.cancelled",
@@ -1036,11 +1054,13 @@ class StreamingSession(Actor):
 
     def _emit(self, rec: _Record, type_: str, seq: int, data: dict[str, Any]) -> None:
         """Publish an event the session makes itself (continuing the stream's numbering)."""
+        if rec.ended is not None:  # one terminal event per stream
+            return
         event = StreamEvent(
             type_, seq, data, rec.response_id, self.session_id, rec.api, time.time()
         )
         self.deps.bus.publish(self.topic, event)
-        rec.cursor = seq
+        rec.ended = type_
 
     def _publish_error(
         self, rec: _Record, error: BaseException, *, handed_over: bool = False
@@ -1084,9 +1104,12 @@ class StreamingSession(Actor):
         response: Mapping[str, Any] | None,
         error: BaseException | None,
     ) -> StreamOutcome:
-        return StreamOutcome(rec.stream_id, rec.response_id, status, response, error, rec.cursor)
+        last = rec.cursor
+        if rec.ended is not None:  # the session's own terminal event followed the server's
+            last = 0 if last is None else last + 1
+        return StreamOutcome(rec.stream_id, rec.response_id, status, response, error, last)
 
-    def _remember(self, rec: _Record, status: str, error: BaseException) -> None:
+    def _remember(self, rec: _Record, status: str, error: BaseException | None) -> None:
         self.state.streams.pop(rec.stream_id, None)
         self.state.remember(self._outcome(rec, status, None, error))
 
