@@ -206,12 +206,8 @@ def _plan(
     summary = reasoning_param.get("summary") if isinstance(reasoning_param, Mapping) else None
     reasons = scenario.name == "reasoning" or is_reasoning_model(model, effort)
     wants_summary = scenario.name == "reasoning" or summary is not None
-    if script.kind == "text" and script.reasoning and reasons and wants_summary:
-        parts = script.reasoning
-    elif reasons:
-        parts = ()
-    else:
-        parts = ()
+    wanted = script.kind == "text" and reasons and wants_summary
+    parts = script.reasoning if wanted else ()
     budget: float = body.get("max_output_tokens") or math.inf
     if scenario.name == "incomplete":
         budget = max(1, len(script.tokens) // 2)

@@ -30,6 +30,7 @@ from ._errors import (
     ChildNotFound,
     ChildRestarting,
     ChildRunning,
+    InvalidChildSpec,
     StartChildError,
 )
 from ._reason import KILLED, SHUTDOWN, ExitReason
@@ -179,9 +180,11 @@ class SupervisorRef(ActorRef):
         """Add ``spec`` as the last child and start it; return its ref.
 
         Raises ``AlreadyStarted`` (id running), ``AlreadyPresent`` (id stopped or restarting),
-        ``InvalidChildSpec`` (significant child under ``AutoShutdown.NEVER``) and
+        ``InvalidChildSpec`` (not a spec, or significant under ``AutoShutdown.NEVER``) and
         ``StartChildError`` (its factory or ``init`` raised; the spec is not kept).
         """
+        if not isinstance(spec, ChildSpec):
+            raise InvalidChildSpec(f"not a ChildSpec: {spec!r}")
         return cast(ActorRef, await self.call(_StartChild(spec), timeout=timeout))
 
     async def terminate_child(self, id: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109  # DYN-02
@@ -414,8 +417,6 @@ class Supervisor(Actor):
         raise ChildNotFound(id, "not found")
 
     async def _start_child(self, spec: ChildSpec) -> ActorRef:
-        if not isinstance(spec, ChildSpec):
-            raise TypeError(f"not a ChildSpec: {spec!r}")
         check_significance(spec, self.auto_shutdown)
         for existing in self._children:
             if existing.spec.id == spec.id:
