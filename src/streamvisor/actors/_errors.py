@@ -41,7 +41,9 @@ __all__ = [
     "FileInputError",
     "FileRejected",
     "FileTooLarge",
+    "FileUploadFailed",
     "InvalidDataURL",
+    "InvalidFileId",
     "InvalidInputPart",
     "MalformedFile",
     "MissingFile",
@@ -250,3 +252,42 @@ class RequestLimitExceeded(InvalidInputPart):
         self.total = total
         self.limit = limit
         super().__init__(path, f"{what}: {total} exceeds the per-request limit of {limit}")
+
+
+# --------------------------------------------------------------------------------------------
+# FileActor (``_files.py``)
+#
+#     ActorsLayerError
+#     ├── FileUploadFailed                  the API refused or failed an upload of a good file;
+#                                           .path, .purpose, .upload_id; __cause__: the wire error
+#     └── InvalidFileId (ValueError)        a file id that cannot name a file; .file_id
+
+
+class FileUploadFailed(ActorsLayerError):
+    """An upload of a file that passed every local check failed at the API.
+
+    ``path`` names the file (or the caller's name for in-memory bytes), ``purpose`` the upload
+    purpose, ``upload_id`` the Uploads-API upload (cancelled server-side before this is raised)
+    or None for a single ``POST /files``. The wire error (``streamvisor.openai.OpenAIError``) is
+    chained as ``__cause__`` and kept in ``.cause``.
+    """
+
+    rule = "upload"
+
+    def __init__(
+        self, path: str, purpose: str, cause: BaseException, upload_id: str | None = None
+    ) -> None:
+        self.path = path
+        self.purpose = purpose
+        self.cause = cause
+        self.upload_id = upload_id
+        via = f"upload {upload_id} (cancelled)" if upload_id is not None else "POST /files"
+        super().__init__(f"{path}: upload for purpose {purpose!r} failed via {via}: {cause}")
+
+
+class InvalidFileId(ActorsLayerError, ValueError):
+    """A file id that cannot name a file (empty, not a string, or holding URL syntax)."""
+
+    def __init__(self, file_id: object) -> None:
+        self.file_id = file_id
+        super().__init__(f"not a file id: {file_id!r}")
