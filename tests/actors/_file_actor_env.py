@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -126,6 +127,7 @@ async def files_env(
     list_page_size: int | None = None,
     max_concurrent_uploads: int = 4,
     prepare: Callable[[WireRecorder], None] | None = None,
+    wall_clock: Callable[[], float] = time.time,
     **section: Any,
 ) -> AsyncIterator[FilesEnv]:
     """A FileActor whose only readable root is ``tmp_path/root``; ``tmp_path/outside`` is not."""
@@ -147,6 +149,7 @@ async def files_env(
                 config,
                 max_concurrent_uploads=max_concurrent_uploads,
                 list_page_size=list_page_size,
+                wall_clock=wall_clock,
             )
             ref = await start_actor(nursery, actor)
             yield FilesEnv(server, client, FilesHandle(ref, config), ref, root, outside, wire)

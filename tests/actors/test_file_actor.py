@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
 import trio
 
 from streamvisor.actors._errors import AssistantsShapeNotAllowed
-from streamvisor.actors._files import FileActor, FilesHandle
+from streamvisor.actors._files import EXPIRY_MARGIN, FileActor, FilesHandle
 from streamvisor.config import FilesSection
 from streamvisor.openai import NotFoundError
 from streamvisor.supervisor import ChildSpec, Registry, open_supervisor
@@ -223,6 +224,21 @@ class TestDeduplication:
                 assert len(results) == 5
                 stats = await env.files.statistics()
                 assert (stats.uploads, stats.coalesced) == (1, 4)
+
+    async def test_a_file_about_to_expire_is_uploaded_again_rather_than_reused(
+        self, tmp_path: Path
+    ) -> None:
+        """`batch` files expire after 30 days: near `expires_at` the bytes are sent afresh."""
+        now = [time.time()]
+        with trio.fail_after(10):
+            async with files_env(tmp_path, wall_clock=lambda: now[0]) as env:
+                first = await env.files.upload(JSONL, purpose="batch")
+                assert first["expires_at"] is not None
+                assert await env.files.upload(JSONL, purpose="batch") == first
+                now[0] = first["expires_at"] - EXPIRY_MARGIN
+                again = await env.files.upload(JSONL, purpose="batch")
+                assert again["id"] != first["id"]
+                assert len(env.seen("POST", "/v1/files")) == 2
 
     async def test_with_dedupe_off_every_upload_is_sent(self, tmp_path: Path) -> None:
         """`dedupe = false` turns the index and the coalescing off."""

@@ -18,6 +18,7 @@ from streamvisor.actors._errors import (
     FileTooLarge,
     FileUploadFailed,
     InvalidFileId,
+    InvalidFileName,
     InvalidInputPart,
     MissingFile,
     NotARegularFile,
@@ -223,6 +224,30 @@ class TestBadFiles:
                 for call in (env.files.retrieve, env.files.content, env.files.delete):
                     with pytest.raises(InvalidFileId):
                         await call(file_id)
+                assert env.server.requests == []
+
+    async def test_a_path_with_a_nul_byte_is_unreadable_and_the_actor_keeps_serving(
+        self, tmp_path: Path
+    ) -> None:
+        """No OS call can take it: refused at the caller, never a crash."""
+        with trio.fail_after(10):
+            async with files_env(tmp_path) as env:
+                with pytest.raises(UnreadableFile, match="NUL"):
+                    await env.files.upload("notes\0.txt")
+                assert env.ref.alive
+                await env.files.upload(TEXT)
+
+    @pytest.mark.parametrize("filename", ["", "  ", "a/b.txt", "a\r\nX-Evil: 1", "tab\there"])
+    async def test_an_unusable_upload_name_is_refused_at_the_caller(
+        self, tmp_path: Path, filename: str
+    ) -> None:
+        """Names that would bend the multipart headers (or mean a path) are never sent."""
+        with trio.fail_after(10):
+            async with files_env(tmp_path) as env:
+                with pytest.raises(InvalidFileName):
+                    await env.files.upload(TEXT, filename=filename)
+                with pytest.raises(InvalidFileName):
+                    await env.files.file_input(TEXT, via="data", filename=filename)
                 assert env.server.requests == []
 
     async def test_source_of_the_wrong_type_is_a_type_error(self, tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "FileUploadFailed",
     "InvalidDataURL",
     "InvalidFileId",
+    "InvalidFileName",
     "InvalidInputPart",
     "MalformedFile",
     "MissingFile",
@@ -260,7 +261,8 @@ class RequestLimitExceeded(InvalidInputPart):
 #     ActorsLayerError
 #     ├── FileUploadFailed                  the API refused or failed an upload of a good file;
 #                                           .path, .purpose, .upload_id; __cause__: the wire error
-#     └── InvalidFileId (ValueError)        a file id that cannot name a file; .file_id
+#     ├── InvalidFileId (ValueError)        a file id that cannot name a file; .file_id
+#     └── InvalidFileName (ValueError)      an upload name the API cannot carry; .filename
 
 
 class FileUploadFailed(ActorsLayerError):
@@ -291,3 +293,11 @@ class InvalidFileId(ActorsLayerError, ValueError):
     def __init__(self, file_id: object) -> None:
         self.file_id = file_id
         super().__init__(f"not a file id: {file_id!r}")
+
+
+class InvalidFileName(ActorsLayerError, ValueError):
+    """An upload name that is empty, not a string, or holds control characters or a ``/``."""
+
+    def __init__(self, filename: object) -> None:
+        self.filename = filename
+        super().__init__(f"not a usable upload file name: {filename!r}")

@@ -23,7 +23,9 @@ returned Assistants-shaped image parts. Here:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import re
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +42,9 @@ from ._errors import (
     ActorsLayerError,
     FileUploadFailed,
     InvalidFileId,
+    InvalidFileName,
     InvalidInputPart,
+    UnreadableFile,
     UnsupportedFileType,
 )
 from ._file_inputs import RESPONSES_DETAILS, Api, InputTotals
@@ -56,6 +60,7 @@ from ._file_rules import (
 )
 
 __all__ = [
+    "EXPIRY_MARGIN",
     "FileActor",
     "FileSource",
     "FilesHandle",
@@ -69,6 +74,10 @@ log = structlog.get_logger("streamvisor.actors.files")
 FileSource = str | os.PathLike[str] | bytes
 
 _Kind = Literal["upload", "input_image", "input_file"]
+
+#: A deduplicated file is reused only if it outlives the answer by this much (seconds): the
+#: caller must still be able to use the id it gets (``batch`` files expire after 30 days).
+EXPIRY_MARGIN = 300.0
 
 
 def rules_for_section(section: FilesSection) -> FileRules:
@@ -248,6 +257,8 @@ class FileActor(Actor):
     it through a :class:`FilesHandle`. ``max_concurrent_uploads`` bounds the uploads reading or
     sending at once (each large upload also sends ``upload_parallelism`` parts at once);
     ``list_page_size`` is the ``limit`` of each ``GET /files`` page (None: the API's default).
+    ``wall_clock`` (Unix seconds) is read only to compare with a file's ``expires_at``: a
+    deduplicated file about to expire is uploaded again rather than reused.
 
     Raises (at construction) ``ValueError`` for a bad bound or page size.
     """
@@ -259,6 +270,7 @@ class FileActor(Actor):
         *,
         max_concurrent_uploads: int = 4,
         list_page_size: int | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if max_concurrent_uploads < 1:
             raise ValueError(f"max_concurrent_uploads must be >= 1, got {max_concurrent_uploads}")
@@ -271,6 +283,7 @@ class FileActor(Actor):
         self.list_page_size = list_page_size
         self.max_concurrent_uploads = max_concurrent_uploads
         self._slots = trio.CapacityLimiter(max_concurrent_uploads)
+        self._wall_clock = wall_clock
         # Dedup state: (sha256, purpose) -> file id -> the FileObject it was answered with.
         self._index: dict[tuple[str, Purpose], str] = {}
         self._files: dict[str, dict[str, Any]] = {}
@@ -283,6 +296,11 @@ class FileActor(Actor):
         self._peak = 0
 
     # -- callbacks -----------------------------------------------------------------------------
+
+    async def init(self) -> None:
+        for root in self.roots.roots:
+            if not root.is_dir():
+                log.warning("files.root_missing", actor=self.ref.label, root=str(root))
 
     async def handle_call(self, request: Any, caller: Caller) -> Any:
         if isinstance(request, _Statistics):
@@ -347,11 +365,11 @@ class FileActor(Actor):
             )
             key = (prepared.digest, prepared.purpose)
             if dedupe:
-                known = self._index.get(key)
+                known = self._reusable(key)
                 if known is not None:
                     self._deduplicated += 1
-                    log.debug("files.deduplicated", actor=self.ref.label, file_id=known)
-                    return dict(self._files[known])
+                    log.debug("files.deduplicated", actor=self.ref.label, file_id=known["id"])
+                    return dict(known)
                 flight = self._flights.get(key)
             if flight is None:
                 return await self._lead(prepared, key if dedupe else None)
@@ -443,6 +461,22 @@ class FileActor(Actor):
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
+    def _reusable(self, key: tuple[str, Purpose]) -> dict[str, Any] | None:
+        file_id = self._index.get(key)
+        if file_id is None:
+            return None
+        file = self._files[file_id]
+        expires_at = file.get("expires_at")
+        expiring = (
+            isinstance(expires_at, int | float)
+            and not isinstance(expires_at, bool)
+            and expires_at - EXPIRY_MARGIN <= self._wall_clock()
+        )
+        if expiring:
+            self._evict(file_id)
+            return None
+        return file
+
     def _evict(self, file_id: str) -> None:
         if self._files.pop(file_id, None) is not None:
             for key in [k for k, v in self._index.items() if v == file_id]:
@@ -479,9 +513,27 @@ def _check_file_id(file_id: object) -> str:
 def _as_source(source: object) -> FileSource:
     if isinstance(source, bytearray | memoryview):
         return bytes(source)
-    if isinstance(source, bytes | str | os.PathLike):
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, str | os.PathLike):
+        path = os.fspath(source)
+        if not isinstance(path, str):
+            raise TypeError("a path must be text; pass file contents as bytes")
+        if "\0" in path:
+            raise UnreadableFile(path, "the path contains a NUL byte")
         return source
     raise TypeError(f"expected a path or bytes, not {type(source).__name__}")
+
+
+_BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def _check_filename(filename: object) -> str | None:
+    if filename is None:
+        return None
+    if not isinstance(filename, str) or not filename.strip() or _BAD_NAME.search(filename):
+        raise InvalidFileName(filename)
+    return filename
 
 
 class FilesHandle:
@@ -563,7 +615,7 @@ class FilesHandle:
                 Uploads-API upload was cancelled server-side first).
             TypeError: ``source`` is neither a path nor bytes.
         """
-        source = _as_source(source)
+        source, filename = _as_source(source), _check_filename(filename)
         parsed = parse_purpose(purpose, _shown(source, filename))
         result: dict[str, Any] = await self._call(_Upload(source, parsed, filename), timeout)
         return result
@@ -589,7 +641,7 @@ class FilesHandle:
             AnimatedGifNotAllowed, FileTooLarge, EmptyFile, MalformedFile, the file-access
             errors and FileUploadFailed: as for :meth:`upload`.
         """
-        source = _as_source(source)
+        source, filename = _as_source(source), _check_filename(filename)
         name = _shown(source, filename)
         if detail not in RESPONSES_DETAILS:
             raise InvalidInputPart(
@@ -625,7 +677,7 @@ class FilesHandle:
             FileTooLarge, EmptyFile, the file-access errors and FileUploadFailed: as for
             :meth:`upload`.
         """
-        source = _as_source(source)
+        source, filename = _as_source(source), _check_filename(filename)
         if via == "file_id":
             request = _Upload(source, Purpose.USER_DATA, filename, kind="input_file")
             file = await self._call(request, timeout)
