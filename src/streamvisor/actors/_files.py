@@ -49,6 +49,7 @@ from ._errors import (
 )
 from ._file_inputs import RESPONSES_DETAILS, Api, InputTotals
 from ._file_rules import (
+    DedupIndex,
     FileRules,
     Purpose,
     ReadableRoots,
@@ -284,8 +285,8 @@ class FileActor(Actor):
         self.max_concurrent_uploads = max_concurrent_uploads
         self._slots = trio.CapacityLimiter(max_concurrent_uploads)
         self._wall_clock = wall_clock
-        # Dedup state: (sha256, purpose) -> file id -> the FileObject it was answered with.
-        self._index: dict[tuple[str, Purpose], str] = {}
+        # Dedup state: (sha256, purpose) -> file id, and the FileObject each id was answered with.
+        self._index = DedupIndex()
         self._files: dict[str, dict[str, Any]] = {}
         self._flights: dict[tuple[str, Purpose], _Flight] = {}
         self._uploads = 0
@@ -299,7 +300,7 @@ class FileActor(Actor):
 
     async def init(self) -> None:
         for root in self.roots.roots:
-            if not root.is_dir():
+            if not await trio.Path(root).is_dir():
                 log.warning("files.root_missing", actor=self.ref.label, root=str(root))
 
     async def handle_call(self, request: Any, caller: Caller) -> Any:
@@ -389,7 +390,7 @@ class FileActor(Actor):
             file = await self._send(prepared)
             flight.file = file
             if key is not None:
-                self._index[key] = file["id"]
+                self._index.add(*key, file["id"])
                 self._files[file["id"]] = file
         except Exception as exc:
             flight.error = exc
@@ -462,7 +463,7 @@ class FileActor(Actor):
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def _reusable(self, key: tuple[str, Purpose]) -> dict[str, Any] | None:
-        file_id = self._index.get(key)
+        file_id = self._index.get(*key)
         if file_id is None:
             return None
         file = self._files[file_id]
@@ -478,9 +479,8 @@ class FileActor(Actor):
         return file
 
     def _evict(self, file_id: str) -> None:
-        if self._files.pop(file_id, None) is not None:
-            for key in [k for k, v in self._index.items() if v == file_id]:
-                del self._index[key]
+        self._files.pop(file_id, None)
+        if self._index.evict(file_id):
             log.debug("files.evicted", actor=self.ref.label, file_id=file_id)
 
     def _statistics(self) -> FilesStatistics:
