@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from streamvisor.actors._agent import Agent, AgentHandle, start_agent
-from streamvisor.actors._errors import ModelResponseFailed
+from streamvisor.actors._errors import DuplicateToolName, InvalidAgentConfig, ModelResponseFailed
 from streamvisor.openai import (
     BadRequestError,
     ClientSettings,
@@ -247,3 +247,32 @@ class TestResponsesReplay:
             "name": "lookup",
             "arguments": '{"city": "Rome"}',
         }
+
+
+class TestConstruction:
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({"agent_id": "a.b"}, "agent id"),
+            ({"agent_id": ""}, "agent id"),
+            ({"agent_id": "a*"}, "agent id"),
+            ({"api": "assistants"}, "api must be"),
+            ({"model": ""}, "model must be"),
+            ({"max_queued": -1}, "max_queued"),
+            ({"options": {"model": "x"}}, "options may not set"),
+            ({"instructions": 3}, "instructions must be"),
+        ],
+    )
+    async def test_bad_arguments_are_refused_before_start(
+        self, bus: EventBus[Any], kwargs: dict[str, Any], match: str
+    ) -> None:
+        """InvalidAgentConfig (a ValueError) at construction, naming the problem."""
+        values: dict[str, Any] = {"agent_id": "ok", "model": "gpt-4o", **kwargs}
+        async with OpenAIClient.open(ClientSettings(base_url="https://api.test/v1")) as client:
+            with pytest.raises(InvalidAgentConfig, match=match):
+                Agent(values.pop("agent_id"), client=client, bus=bus, **values)
+
+    async def test_duplicate_tools_are_refused_before_start(self, bus: EventBus[Any]) -> None:
+        async with OpenAIClient.open(ClientSettings(base_url="https://api.test/v1")) as client:
+            with pytest.raises(DuplicateToolName):
+                Agent("a", client=client, bus=bus, model="gpt-4o", tools=[lookup, lookup])

@@ -58,7 +58,13 @@ from streamvisor.supervisor import (
 )
 from streamvisor.supervisor._bus import EventBus
 
-from ._errors import AgentBusy, InvalidAgentConfig, MaxTurnsExceeded, ModelResponseFailed
+from ._errors import (
+    AgentBusy,
+    InvalidAgentConfig,
+    MaxTurnsExceeded,
+    ModelResponseFailed,
+    ToolDefinitionError,
+)
 from ._tools import Tool, ToolRegistry
 
 __all__ = [
@@ -318,7 +324,10 @@ class Agent(Actor):
             self._history.clear()
             return outcome.Value(None)
         if isinstance(request, _Register):
-            return outcome.capture(self.tools.add, request.tool)
+            try:
+                return outcome.Value(self.tools.add(request.tool))
+            except ToolDefinitionError as exc:
+                return outcome.Error(exc)
         if isinstance(request, _Tools):
             return tuple(self.tools)
         raise TypeError(f"Agent does not understand {request!r}")
