@@ -24,7 +24,7 @@ from streamvisor.actors._errors import AgentBusy, DuplicateToolName, MaxTurnsExc
 from streamvisor.config import AgentSection
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.openai import ClientSettings, OpenAIClient, RetryPolicy, StreamEvent
-from streamvisor.supervisor import CallTimeout
+from streamvisor.supervisor import ActorExited, CallTimeout
 from streamvisor.supervisor._bus import EventBus
 
 APIS = pytest.mark.parametrize("api", ["responses", "chat"])
@@ -530,3 +530,59 @@ class TestMailbox:
             history = await agent.history()
         assert reply.tool_results[0].output == "fine"
         assert [h.get("content") for h in history if h.get("role") == "user"] == ["second"]
+
+
+class TestLifecycle:
+    async def test_stopping_the_agent_mid_turn_cancels_the_tool_and_fails_the_ask(
+        self, start: StartAgent
+    ) -> None:
+        """The running tool is cancelled; the waiting caller gets ActorExited, not a hang."""
+        entered = trio.Event()
+        cancelled = False
+
+        async def slow() -> str:
+            """Slow."""
+            nonlocal cancelled
+            entered.set()
+            try:
+                await trio.sleep_forever()
+            finally:
+                cancelled = True
+
+        agent = await start(tools=[slow])
+        errors: list[BaseException] = []
+
+        async def asker() -> None:
+            try:
+                await agent.ask("go")
+            except ActorExited as exc:
+                errors.append(exc)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(asker)
+                await entered.wait()
+                await agent.ref.stop()
+        assert cancelled
+        assert len(errors) == 1
+
+    async def test_a_sync_tool_past_its_timeout_is_abandoned_and_reported(
+        self, start: StartAgent
+    ) -> None:
+        """A thread cannot be interrupted: the agent stops waiting for it and answers."""
+        release = threading.Event()
+
+        def blocking() -> str:
+            """Blocks its thread."""
+            release.wait(5)
+            return "late"
+
+        agent = await start(tools=[blocking], config=AgentSection(tool_timeout=0.05))
+        try:
+            with trio.fail_after(10):
+                reply = await agent.ask("go")
+        finally:
+            release.set()
+        assert reply.tool_results[0].output == (
+            "error: TimeoutError: tool blocking timed out after 0.05 s"
+        )
