@@ -24,6 +24,7 @@ from ._errors import (
     APITimeoutError,
     BadRequestError,
     CancelRejected,
+    InvalidRequestError,
     MalformedStreamError,
     OutcomeUnknownError,
     status_error_from,
@@ -297,6 +298,23 @@ class OpenAIClient(FilesMixin):
     def _prepare(
         self, api: Literal["chat", "responses"], body: Mapping[str, Any]
     ) -> dict[str, Any]:
+        """Check a create body locally, then apply the model rules.
+
+        Raises:
+            InvalidRequestError: no `model`; Chat without a `messages` list; Responses with both
+                `previous_response_id` and `conversation` (mutually exclusive).
+        """
+        if not isinstance(body, Mapping):
+            raise InvalidRequestError(f"a request body is a mapping, not {type(body).__name__}")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequestError("the request body needs a non-empty 'model'")
+        if api == "chat" and not isinstance(body.get("messages"), list):
+            raise InvalidRequestError("a chat request needs a 'messages' list")
+        if api == "responses" and body.get("previous_response_id") and body.get("conversation"):
+            raise InvalidRequestError(
+                "'previous_response_id' and 'conversation' exclude each other"
+            )
         if not self.settings.model_rules:
             return dict(body)
         new, dropped = apply_model_rules(api, body)
