@@ -260,6 +260,7 @@ class TestConstruction:
             ({"model": ""}, "model must be"),
             ({"max_queued": -1}, "max_queued"),
             ({"options": {"model": "x"}}, "options may not set"),
+            ({"options": {"previous_response_id": "resp_1"}}, "options may not set"),
             ({"instructions": 3}, "instructions must be"),
         ],
     )

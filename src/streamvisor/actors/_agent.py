@@ -285,7 +285,18 @@ class Agent(Actor):
             raise InvalidAgentConfig(f"instructions must be a str, got {instructions!r}")
         if not isinstance(max_queued, int) or max_queued < 0:
             raise InvalidAgentConfig(f"max_queued must be an int >= 0, got {max_queued!r}")
-        reserved = {"model", "input", "messages", "tools", "stream", "instructions"}
+        # The agent owns these; previous_response_id / conversation would contradict re-sending
+        # the history.
+        reserved = {
+            "model",
+            "input",
+            "messages",
+            "tools",
+            "stream",
+            "instructions",
+            "previous_response_id",
+            "conversation",
+        }
         clash = reserved.intersection(options or {})
         if clash:
             raise InvalidAgentConfig(f"options may not set {sorted(clash)}: the agent owns them")
@@ -671,7 +682,8 @@ class AgentHandle:
             MaxTurnsExceeded: the model still called tools after ``max_turns`` requests.
             ModelResponseFailed: a response ended ``failed`` or ``cancelled``.
             OpenAIError: the request or stream failed (``APIStatusError``, ``StreamError``,
-                ``StreamInterrupted``, ``APIConnectionError``, ...) after the client's retries.
+                ``StreamInterrupted``, ``APIConnectionError``, ...) after the client's retries,
+                or ``InvalidRequestError`` for a body the client refuses before sending.
             ActorExited: the agent exited before or during the call.
         """
         if not isinstance(text, str):
