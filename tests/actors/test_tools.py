@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import inspect
 import json
 import re
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from streamvisor.actors._errors import (
     UnsupportedToolParameter,
 )
 from streamvisor.actors._tools import Tool, ToolOutcome, ToolRegistry, format_tool_error
+from streamvisor.mockapi import schema_example
 
 
 class Color(enum.Enum):
@@ -417,3 +419,39 @@ class TestInvoke:
 
     def test_format_tool_error_without_a_message_names_the_type(self) -> None:
         assert format_tool_error(TimeoutError()) == "error: TimeoutError"
+
+
+SCALARS = st.sampled_from([str, int, float, bool, Color, Level, Literal["x", "y"]])
+HINTS = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        inner.map(lambda h: list[h]),  # type: ignore[valid-type]
+        inner.map(lambda h: dict[str, h]),  # type: ignore[valid-type]
+        inner.map(lambda h: h | None),  # type: ignore[operator]
+        inner.map(lambda h: Annotated[h, "doc"]),
+    ),
+    max_leaves=4,
+)
+
+
+class TestDerivedSchemasAgainstAnExampleMaker:
+    @given(hints=st.lists(HINTS, min_size=1, max_size=3))
+    def test_a_value_built_from_the_schema_parses_for_any_supported_signature(
+        self, hints: list[Any]
+    ) -> None:
+        """What the embedded server's schema_example makes from a derived schema is accepted:
+        schema and validator agree (the model sees exactly what the function takes)."""
+
+        def fn(**kwargs: Any) -> None:
+            pass
+
+        params = [
+            inspect.Parameter(f"p{i}", inspect.Parameter.KEYWORD_ONLY, annotation=hint)
+            for i, hint in enumerate(hints)
+        ]
+        fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        fn.__annotations__ = {p.name: p.annotation for p in params}
+        tool = Tool.from_function(fn)
+        example = schema_example(tool.parameters)
+        parsed = tool.parse_arguments(json.dumps(example))
+        assert set(parsed) == {p.name for p in params}

@@ -258,7 +258,7 @@ def _is_strict(schema: Any) -> bool:
             return False
         if set(schema.get("required") or ()) != set(schema.get("properties") or {}):
             return False
-    if not schema and schema is not None:
+    if not schema:  # {} (Any) accepts anything: strict mode needs a type
         return False
     for key in ("properties", "$defs"):
         if any(not _is_strict(s) for s in (schema.get(key) or {}).values()):
