@@ -24,7 +24,13 @@ from streamvisor.actors._errors import AgentBusy, DuplicateToolName, MaxTurnsExc
 from streamvisor.config import AgentSection
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.openai import ClientSettings, OpenAIClient, RetryPolicy, StreamEvent
-from streamvisor.supervisor import ActorExited, CallTimeout
+from streamvisor.supervisor import (
+    ActorExited,
+    CallTimeout,
+    DynamicSupervisor,
+    DynamicSupervisorRef,
+    start_actor,
+)
 from streamvisor.supervisor._bus import EventBus
 
 APIS = pytest.mark.parametrize("api", ["responses", "chat"])
@@ -586,3 +592,21 @@ class TestLifecycle:
         assert reply.tool_results[0].output == (
             "error: TimeoutError: tool blocking timed out after 0.05 s"
         )
+
+
+class TestUnderADynamicSupervisor:
+    async def test_agents_start_as_children_of_one_template_and_answer(
+        self, client: OpenAIClient, bus: EventBus[Any], nursery: trio.Nursery
+    ) -> None:
+        """The daemon's `agents` supervisor: factory(agent_id) -> Agent; one handle per child."""
+
+        def factory(agent_id: str) -> Agent:
+            return Agent(agent_id, client=client, bus=bus, model="gpt-4o", tools=[get_weather])
+
+        sup = await start_actor(nursery, DynamicSupervisor(factory))
+        assert isinstance(sup, DynamicSupervisorRef)
+        with trio.fail_after(10):
+            handles = [AgentHandle(await sup.start_child(i), i) for i in ("x", "y")]
+            replies = [await h.ask(f"hello {h.agent_id}") for h in handles]
+        assert [r.tool_calls[0].agent_id for r in replies] == ["x", "y"]
+        assert (await sup.count_children()).active == 2
