@@ -610,3 +610,17 @@ class TestUnderADynamicSupervisor:
             replies = [await h.ask(f"hello {h.agent_id}") for h in handles]
         assert [r.tool_calls[0].agent_id for r in replies] == ["x", "y"]
         assert (await sup.count_children()).active == 2
+
+
+class TestIncomplete:
+    async def test_a_chat_answer_cut_by_length_ends_the_turn_without_running_its_calls(
+        self, start: StartAgent, server: MockServer
+    ) -> None:
+        """finish_reason 'length' with tool calls: status incomplete, nothing run or kept."""
+        agent = await start("chat", options={"metadata": {"mock_scenario": "incomplete"}})
+        with trio.fail_after(10):
+            reply = await agent.ask("weather?")
+            history = await agent.history()
+        assert (reply.status, reply.tool_calls, reply.tool_results) == ("incomplete", (), ())
+        assert history[1] == {"role": "assistant", "content": ""}
+        assert len(model_requests(server)) == 1

@@ -42,7 +42,7 @@ def response_stream(output: list[dict[str, Any]], status: str = "completed", **e
         "usage": {"input_tokens": 5, "output_tokens": 3, "total_tokens": 8},
         **extra,
     }
-    terminal = {"completed": "response.completed", "failed": "response.failed"}[status]
+    terminal = f"response.{status}"
     return sse(
         {"type": "response.created", "response": base},
         {"type": terminal, "response": final},
@@ -277,3 +277,33 @@ class TestConstruction:
         async with OpenAIClient.open(ClientSettings(base_url="https://api.test/v1")) as client:
             with pytest.raises(DuplicateToolName):
                 Agent("a", client=client, bus=bus, model="gpt-4o", tools=[lookup, lookup])
+
+
+class TestIncompleteResponses:
+    async def test_half_written_calls_of_an_incomplete_response_are_not_run(
+        self, nursery: trio.Nursery, bus: EventBus[Any]
+    ) -> None:
+        """Out of tokens mid-call: the turn ends 'incomplete'; the call is neither run nor kept."""
+        ran = False
+
+        def lookup(city: str) -> str:
+            """Look a city up."""
+            nonlocal ran
+            ran = True
+            return city
+
+        partial = {**call_item("c1", "lookup", '{"ci'), "status": "incomplete"}
+        model = Model(
+            response_stream(
+                [text_item("Let me check"), partial],
+                status="incomplete",
+                incomplete_details={"reason": "max_output_tokens"},
+            ),
+        )
+        agent = await agent_for(nursery, model, bus, tools=[lookup])
+        with trio.fail_after(5):
+            reply = await agent.ask("go")
+            history = await agent.history()
+        assert (reply.status, reply.text, reply.tool_calls) == ("incomplete", "Let me check", ())
+        assert not ran
+        assert [h.get("type", h.get("role")) for h in history] == ["user", "message"]

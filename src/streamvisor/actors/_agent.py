@@ -52,6 +52,7 @@ from streamvisor.supervisor import (
     ActorRef,
     Caller,
     CallTimeout,
+    ExitReason,
     NoReply,
     Registry,
     start_actor,
@@ -178,7 +179,8 @@ class AgentReply:
     #: The result of each call, in the same order as `tool_calls`.
     tool_results: tuple[ToolResult, ...] = attrs.field(converter=_tuple)
     usage: Usage = attrs.field(validator=attrs.validators.instance_of(Usage))
-    #: The final response's status: ``completed``, or ``incomplete`` (e.g. out of tokens).
+    #: The final response's status: ``completed``, or ``incomplete`` (out of tokens, content
+    #: filter: `text` is what was produced, and calls in that response were not run).
     status: str = attrs.field(default="completed", validator=_str)
     #: True when the final answer is a refusal.
     refused: bool = False
@@ -354,6 +356,12 @@ class Agent(Actor):
             return
         await super().handle_cast(message)
 
+    async def terminate(self, reason: ExitReason) -> None:
+        # Waiting asks get ActorExited from the runtime; none is started any more.
+        self._queue.clear()
+        if self._scope is not None:
+            self._scope.cancel()
+
     # -- turns -----------------------------------------------------------------------------
 
     def _start(self, pending: _Pending) -> None:
@@ -398,14 +406,20 @@ class Agent(Actor):
             if isinstance(rid, str):
                 response_ids.append(rid)
             usage = usage + Usage.from_api(final.get("usage"))
+            status = _status_of(self.api, final)
+            # An incomplete response (out of tokens, filtered) may hold half-written calls:
+            # they are neither run nor kept (a call without an output would poison the history);
+            # the turn ends with what the model produced.
+            run_calls = status == "completed"
             if self.api == "responses":
                 answer, refused, wanted = _responses_outcome(final)
-                items.extend(_responses_replay(final))
+                items.extend(_responses_replay(final, keep_calls=run_calls))
             else:
                 answer, refused, wanted, message = _chat_outcome(final)
+                if not run_calls and message.pop("tool_calls", None) is not None:
+                    message["content"] = message.get("content") or ""
                 items.append(message)
-            status = _status_of(self.api, final)
-            if not wanted:
+            if not wanted or not run_calls:
                 self._history = items
                 return AgentReply(
                     answer, calls, results, usage, status, refused, tuple(response_ids)
@@ -566,7 +580,7 @@ def _responses_outcome(
     return "".join(refusals), True, calls
 
 
-def _responses_replay(final: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _responses_replay(final: Mapping[str, Any], *, keep_calls: bool) -> list[dict[str, Any]]:
     """The response's output items as input items for the next request (see module doc)."""
     out: list[dict[str, Any]] = []
     for item in final.get("output") or ():
@@ -574,6 +588,8 @@ def _responses_replay(final: Mapping[str, Any]) -> list[dict[str, Any]]:
             continue
         kind = item.get("type")
         if kind == "function_call":
+            if not keep_calls:
+                continue
             out.append(
                 {
                     "type": "function_call",
