@@ -28,6 +28,8 @@ Design decisions:
   answered while a turn runs. An ``ask`` that arrives while a turn runs **waits in a FIFO queue**
   (at most ``max_queued``; beyond that it raises `AgentBusy`). An ``ask`` whose timeout expires
   is dropped from the queue, or, if its turn is running, that turn is cancelled.
+* **An incomplete response ends the turn** (``AgentReply.status == "incomplete"``): calls it
+  may hold are half-written, so they are neither run nor kept in the history.
 * **History is committed per turn.** A turn that fails (API error, `MaxTurnsExceeded`,
   `ModelResponseFailed`, cancelled by a timeout) leaves the history as it was before the ``ask``.
   `reset()` while a turn runs or asks wait raises `AgentBusy`.
