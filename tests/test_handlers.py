@@ -19,7 +19,7 @@ from streamvisor._handlers import (
     handle_stream_events,
 )
 from streamvisor.openai import StreamEvent
-from streamvisor.supervisor._bus import Missed
+from streamvisor.supervisor import Missed
 
 
 def ev(type: str, seq: int, **data: Any) -> StreamEvent:

@@ -18,7 +18,7 @@ import attrs
 import trio
 
 from .openai import StreamEvent
-from .supervisor._bus import Missed
+from .supervisor import Missed
 
 __all__ = [
     "CONTINUE",

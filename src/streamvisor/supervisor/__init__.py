@@ -21,21 +21,28 @@ tests in ``tests/supervisor`` are named after its checklist IDs. Where trio forc
 * ``which_children`` lists children in **start order** (OTP 25 lists newest first).
 * **NM-02 (``via``)** does not apply: the ``Registry`` is an explicit object passed down the tree,
   not a node-global table, so another naming scheme is simply another ``Registry``.
+* **Event bus**: ``EventBus.publish`` is synchronous and never blocks; each subscriber has its own
+  bounded buffer with an overflow policy (drop-oldest with an in-band ``Missed(n)`` notice, or
+  disconnect with ``SubscriberOverflow``).
 * Not implemented: ``ignore`` from ``init`` (OTP's ``{ok, undefined}``) and the gen_server
   ``timeout``/``hibernate``/``continue`` return variants.
 """
 
 from __future__ import annotations
 
-from ._actor import (
-    Actor,
-    ActorRef,
-    Caller,
-    MailboxStatistics,
-    Monitor,
-    NoReply,
-    StopActor,
-    start_actor,
+from ._actor import Actor, start_actor
+from ._bus import (
+    BusClosed,
+    BusError,
+    EventBus,
+    InvalidPattern,
+    InvalidTopic,
+    Missed,
+    Overflow,
+    SubscriberOverflow,
+    Subscription,
+    SubscriptionStatistics,
+    pattern_matches,
 )
 from ._dynamic import DynamicSupervisor, DynamicSupervisorRef
 from ._errors import (
@@ -57,6 +64,7 @@ from ._errors import (
     SupervisorError,
 )
 from ._reason import Down, Exit, ExitReason
+from ._ref import ActorRef, Caller, MailboxStatistics, Monitor, NoReply, StopActor
 from ._registry import Registry
 from ._spec import AutoShutdown, ChildSpec, ChildType, Restart, Shutdown, Strategy, check_childspecs
 from ._supervisor import (
@@ -76,6 +84,8 @@ __all__ = [
     "AlreadyPresent",
     "AlreadyStarted",
     "AutoShutdown",
+    "BusClosed",
+    "BusError",
     "CallTimeout",
     "Caller",
     "CallingSelf",
@@ -90,26 +100,35 @@ __all__ = [
     "DuplicateChildId",
     "DynamicSupervisor",
     "DynamicSupervisorRef",
+    "EventBus",
     "Exit",
     "ExitReason",
     "InvalidChildSpec",
+    "InvalidPattern",
     "InvalidSupervisorFlags",
+    "InvalidTopic",
     "MailboxStatistics",
     "MaxChildren",
+    "Missed",
     "Monitor",
     "NoReply",
     "NoSuchActor",
+    "Overflow",
     "Registry",
     "Restart",
     "Shutdown",
     "StartChildError",
     "StopActor",
     "Strategy",
+    "SubscriberOverflow",
+    "Subscription",
+    "SubscriptionStatistics",
     "Supervisor",
     "SupervisorError",
     "SupervisorRef",
     "check_childspecs",
     "open_supervisor",
+    "pattern_matches",
     "start_actor",
     "start_supervisor",
 ]
