@@ -13,8 +13,8 @@ import trio
 from streamvisor.actors._errors import AssistantsShapeNotAllowed
 from streamvisor.actors._files import EXPIRY_MARGIN, FileActor, FilesHandle
 from streamvisor.config import FilesSection
-from streamvisor.openai import NotFoundError
-from streamvisor.supervisor import ChildSpec, Registry, open_supervisor
+from streamvisor.openai import ClientSettings, NotFoundError, OpenAIClient
+from streamvisor.supervisor import CallTimeout, ChildSpec, NoSuchActor, Registry, open_supervisor
 
 from . import _file_samples as samples
 from ._file_actor_env import FilesEnv, WireRecorder, files_env
@@ -271,6 +271,22 @@ class TestConcurrency:
                     gate[0].set()
                 assert len(await env.files.list()) == 1
 
+    async def test_an_upload_the_caller_gave_up_on_still_lands_in_the_index(
+        self, tmp_path: Path
+    ) -> None:
+        """After a `CallTimeout` the upload completes; asking again costs no second upload."""
+        gate: list[trio.Event] = []
+        with trio.fail_after(10):
+            async with files_env(
+                tmp_path, prepare=lambda wire: gate.append(wire.gate("POST", "/v1/files"))
+            ) as env:
+                with pytest.raises(CallTimeout):
+                    await env.files.upload(TEXT, timeout=0.05)
+                gate[0].set()
+                file = await env.files.upload(TEXT)
+                assert env.server.state.files[file["id"]].data == TEXT
+                assert len(env.seen("POST", "/v1/files")) == 1
+
     async def test_at_most_the_configured_number_of_uploads_are_sent_at_once(
         self, tmp_path: Path
     ) -> None:
@@ -403,6 +419,40 @@ class TestFilesApi:
                 file = await env.files.upload(samples.pdf(), filename="r.pdf")
                 assert await env.files.retrieve(file["id"]) == file
                 assert await env.files.content(file["id"]) == samples.pdf()
+
+
+class TestConstruction:
+    """Bad settings are refused when the actor is built; a handle needs a live actor."""
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            pytest.param({"max_concurrent_uploads": 0}, "max_concurrent_uploads", id="bound"),
+            pytest.param({"list_page_size": 0}, "list_page_size", id="page-size-low"),
+            pytest.param({"list_page_size": 10_001}, "list_page_size", id="page-size-high"),
+        ],
+    )
+    async def test_bad_settings_are_refused(self, kwargs: dict[str, int], message: str) -> None:
+        """`ValueError` naming the setting, before anything starts."""
+        async with OpenAIClient.open(ClientSettings(base_url="http://127.0.0.1:9/v1")) as client:
+            with pytest.raises(ValueError, match=message):
+                FileActor(client, FilesSection(), **kwargs)
+
+    async def test_a_registered_handle_without_its_actor_raises_no_such_actor(self) -> None:
+        """Nothing registered under the name: `NoSuchActor`, not a hang."""
+        handle = FilesHandle.registered(Registry(), "files")
+        with pytest.raises(NoSuchActor):
+            await handle.list()
+
+    async def test_an_unknown_route_is_a_value_error(self, tmp_path: Path) -> None:
+        """`via` must name one of the two routes."""
+        with trio.fail_after(10):
+            async with files_env(tmp_path) as env:
+                with pytest.raises(ValueError, match="via"):
+                    await env.files.image_input(samples.png(), via="url")  # type: ignore[arg-type]
+                with pytest.raises(ValueError, match="via"):
+                    await env.files.file_input(samples.pdf(), via="url")  # type: ignore[arg-type]
+                assert env.server.requests == []
 
 
 class TestRestarts:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import attrs
+import outcome
 import structlog
 import trio
 
@@ -147,13 +148,6 @@ class _Delete:
 @attrs.frozen
 class _Statistics:
     pass
-
-
-@attrs.frozen
-class _Failed:
-    """The reply to a request that failed: the handle raises ``error`` at the caller."""
-
-    error: Exception
 
 
 _Request = _Upload | _Inline | _List | _Retrieve | _Content | _Delete
@@ -304,10 +298,12 @@ class FileActor(Actor):
                 log.warning("files.root_missing", actor=self.ref.label, root=str(root))
 
     async def handle_call(self, request: Any, caller: Caller) -> Any:
+        # Every reply is an ``outcome``: a failure is returned to the caller, never raised here
+        # (raising from a callback would crash the actor).
         if isinstance(request, _Statistics):
-            return self._statistics()
+            return outcome.Value(self._statistics())
         if not isinstance(request, _Request):
-            return _Failed(TypeError(f"FileActor does not understand {request!r}"))
+            return outcome.Error(TypeError(f"FileActor does not understand {request!r}"))
         self.spawn(self._answer, request, caller)
         return NoReply
 
@@ -323,9 +319,9 @@ class FileActor(Actor):
                 error=type(exc).__name__,
                 reason=str(exc),
             )
-            caller.reply(_Failed(exc))
+            caller.reply(outcome.Error(exc))
         else:
-            caller.reply(result)
+            caller.reply(outcome.Value(result))
 
     async def _run(self, request: _Request) -> Any:
         if isinstance(request, _Upload):
@@ -582,10 +578,8 @@ class FilesHandle:
             ref = self._registry.whereis(self._name)
             if ref is None:
                 raise NoSuchActor(self._name)
-        reply = await ref.call(request, timeout=timeout)
-        if isinstance(reply, _Failed):
-            raise reply.error
-        return reply
+        result: outcome.Outcome[Any] = await ref.call(request, timeout=timeout)
+        return result.unwrap()
 
     # -- uploads -------------------------------------------------------------------------------
 
