@@ -26,31 +26,39 @@ API_KEY = "sk-test-files-0123456789"
 FAST_RETRIES = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.005)
 
 
+@attrs.frozen
+class Gate:
+    """Holds requests: ``arrived`` is set when one waits, ``release`` lets them all through."""
+
+    arrived: trio.Event = attrs.field(factory=trio.Event)
+    release: trio.Event = attrs.field(factory=trio.Event)
+
+
 class WireRecorder(httpx.AsyncBaseTransport):
     """Forwards every request to the real loopback transport, keeping the bytes as sent.
 
     The embedded server records multipart bodies only by size, so what the Files API received as
     a part's ``Content-Type`` is read here, with the server's own multipart parser. ``hold(glob)``
     delays or gates matching requests; ``peak(glob)`` is the most of them ever in flight at once.
+    Set them up before the requests they concern (the actor sends nothing on its own).
     """
 
     def __init__(self) -> None:
         self._inner = httpx.AsyncHTTPTransport()
         self.sent: list[httpx.Request] = []
         self._delays: list[tuple[str, str, float]] = []
-        self._gates: list[tuple[str, str, trio.Event]] = []
+        self._gates: list[tuple[str, str, Gate]] = []
         self._active: dict[tuple[str, str], int] = {}
         self._peak: dict[tuple[str, str], int] = {}
-        self.waiting_at_gate = 0
 
     def delay(self, method: str, glob: str, seconds: float) -> None:
         self._delays.append((method, glob, seconds))
 
-    def gate(self, method: str, glob: str) -> trio.Event:
-        """Hold matching requests until the returned event is set."""
-        event = trio.Event()
-        self._gates.append((method, glob, event))
-        return event
+    def gate(self, method: str, glob: str) -> Gate:
+        """Hold matching requests until ``gate.release`` is set."""
+        gate = Gate()
+        self._gates.append((method, glob, gate))
+        return gate
 
     def peak(self, method: str, glob: str) -> int:
         return self._peak.get((method, glob), 0)
@@ -75,13 +83,10 @@ class WireRecorder(httpx.AsyncBaseTransport):
             for m, g, seconds in self._delays:
                 if _matches(m, g, method, path):
                     await trio.sleep(seconds)
-            for m, g, event in self._gates:
+            for m, g, gate in self._gates:
                 if _matches(m, g, method, path):
-                    self.waiting_at_gate += 1
-                    try:
-                        await event.wait()
-                    finally:
-                        self.waiting_at_gate -= 1
+                    gate.arrived.set()
+                    await gate.release.wait()
             return await self._inner.handle_async_request(request)
         finally:
             for key in watched:
@@ -126,7 +131,6 @@ async def files_env(
     *,
     list_page_size: int | None = None,
     max_concurrent_uploads: int = 4,
-    prepare: Callable[[WireRecorder], None] | None = None,
     wall_clock: Callable[[], float] = time.time,
     **section: Any,
 ) -> AsyncIterator[FilesEnv]:
@@ -136,8 +140,6 @@ async def files_env(
     outside.mkdir()
     config = FilesSection(roots=(str(root),), **section)
     wire = WireRecorder()
-    if prepare is not None:
-        prepare(wire)
     async with serve(MockAPIConfig(api_key=API_KEY)) as server:
         settings = ClientSettings(base_url=server.url, api_key=API_KEY, retry=FAST_RETRIES)
         async with (

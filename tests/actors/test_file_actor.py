@@ -17,7 +17,7 @@ from streamvisor.openai import ClientSettings, NotFoundError, OpenAIClient
 from streamvisor.supervisor import CallTimeout, ChildSpec, NoSuchActor, Registry, open_supervisor
 
 from . import _file_samples as samples
-from ._file_actor_env import FilesEnv, WireRecorder, files_env
+from ._file_actor_env import FilesEnv, files_env
 
 JSONL = b'{"custom_id": "r1", "method": "POST"}\n{"custom_id": "r2", "method": "POST"}\n'
 TEXT = b"plain notes\nsecond line\n"
@@ -103,18 +103,11 @@ class TestLargeUploads:
     ) -> None:
         """12 parts, at most `upload_parallelism` at once; the server's file has the right bytes."""
         data = _text(0, 3000)
-
-        def slow_parts(wire: WireRecorder) -> None:
-            wire.delay("POST", "/v1/uploads/*/parts", 0.02)
-
         with trio.fail_after(15):
             async with files_env(
-                tmp_path,
-                upload_threshold=1000,
-                part_size=256,
-                upload_parallelism=4,
-                prepare=slow_parts,
+                tmp_path, upload_threshold=1000, part_size=256, upload_parallelism=4
             ) as env:
+                env.wire.delay("POST", "/v1/uploads/*/parts", 0.02)
                 file = await env.files.upload(env.write("big.txt", data))
 
                 (create,) = env.seen("POST", "/v1/uploads")
@@ -208,9 +201,8 @@ class TestDeduplication:
     ) -> None:
         """Five callers at once, one network upload, and every caller gets its FileObject."""
         with trio.fail_after(10):
-            async with files_env(
-                tmp_path, prepare=lambda wire: wire.delay("POST", "/v1/files", 0.2)
-            ) as env:
+            async with files_env(tmp_path) as env:
+                env.wire.delay("POST", "/v1/files", 0.2)
                 results: list[dict[str, object]] = []
 
                 async def one() -> None:
@@ -257,32 +249,27 @@ class TestConcurrency:
         self, tmp_path: Path
     ) -> None:
         """With the upload held at the wire, `list` and `statistics` are still answered."""
-        gate: list[trio.Event] = []
         with trio.fail_after(10):
-            async with files_env(
-                tmp_path, prepare=lambda wire: gate.append(wire.gate("POST", "/v1/files"))
-            ) as env:
+            async with files_env(tmp_path) as env:
+                gate = env.wire.gate("POST", "/v1/files")
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(env.files.upload, TEXT)
-                    while env.wire.waiting_at_gate == 0:
-                        await trio.sleep(0.001)
+                    await gate.arrived.wait()
                     assert await env.files.list() == []
                     assert (await env.files.statistics()).in_flight == 1
-                    gate[0].set()
+                    gate.release.set()
                 assert len(await env.files.list()) == 1
 
     async def test_an_upload_the_caller_gave_up_on_still_lands_in_the_index(
         self, tmp_path: Path
     ) -> None:
         """After a `CallTimeout` the upload completes; asking again costs no second upload."""
-        gate: list[trio.Event] = []
         with trio.fail_after(10):
-            async with files_env(
-                tmp_path, prepare=lambda wire: gate.append(wire.gate("POST", "/v1/files"))
-            ) as env:
+            async with files_env(tmp_path) as env:
+                gate = env.wire.gate("POST", "/v1/files")
                 with pytest.raises(CallTimeout):
                     await env.files.upload(TEXT, timeout=0.05)
-                gate[0].set()
+                gate.release.set()
                 file = await env.files.upload(TEXT)
                 assert env.server.state.files[file["id"]].data == TEXT
                 assert len(env.seen("POST", "/v1/files")) == 1
@@ -292,11 +279,8 @@ class TestConcurrency:
     ) -> None:
         """Six distinct uploads with a bound of 2: the wire never carries more than 2."""
         with trio.fail_after(10):
-            async with files_env(
-                tmp_path,
-                max_concurrent_uploads=2,
-                prepare=lambda wire: wire.delay("POST", "/v1/files", 0.03),
-            ) as env:
+            async with files_env(tmp_path, max_concurrent_uploads=2) as env:
+                env.wire.delay("POST", "/v1/files", 0.03)
                 async with trio.open_nursery() as nursery:
                     for i in range(6):
                         nursery.start_soon(env.files.upload, _text(i))

@@ -310,9 +310,8 @@ class TestApiFailures:
     async def test_coalesced_callers_all_get_the_failure(self, tmp_path: Path) -> None:
         """Three identical uploads joined into one that fails: three `FileUploadFailed`."""
         with trio.fail_after(10):
-            async with files_env(
-                tmp_path, prepare=lambda wire: wire.delay("POST", "/v1/files", 0.1)
-            ) as env:
+            async with files_env(tmp_path) as env:
+                env.wire.delay("POST", "/v1/files", 0.1)
                 env.server.inject(Fault.status(400), method="POST", path="/v1/files", times=1)
                 failures: list[BaseException] = []
 
