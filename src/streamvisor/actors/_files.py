@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -333,17 +333,16 @@ class FileActor(Actor):
             pages = self.client.list_files(purpose=request.purpose, limit=self.list_page_size)
             return [item async for item in pages]
         if isinstance(request, _Retrieve):
-            return await self._forgetting_missing(request.file_id, self._retrieve)
+            return await self._forgetting_missing(request.file_id, self.client.retrieve_file)
         if isinstance(request, _Content):
             return await self._forgetting_missing(request.file_id, self.client.file_content)
         # Evict before the call: an upload racing this delete must not be answered with the id.
         self._evict(request.file_id)
         return await self.client.delete_file(request.file_id)
 
-    async def _retrieve(self, file_id: str) -> dict[str, Any]:
-        return await self.client.retrieve_file(file_id)
-
-    async def _forgetting_missing(self, file_id: str, fetch: Any) -> Any:
+    async def _forgetting_missing(
+        self, file_id: str, fetch: Callable[[str], Awaitable[object]]
+    ) -> object:
         try:
             return await fetch(file_id)
         except NotFoundError:
@@ -602,11 +601,13 @@ class FilesHandle:
         Raises:
             UnknownPurpose: ``purpose`` is not an upload purpose (before any hop to the actor).
             OutsideAllowedRoots, MissingFile, PathIsADirectory, NotARegularFile, UnreadableFile:
-                the path cannot be read as asked.
+                the path cannot be read as asked (a NUL byte in it: ``UnreadableFile``, raised
+                before any hop to the actor).
             EmptyFile, FileTooLarge, UnsupportedFileType, AnimatedGifNotAllowed, MalformedFile:
                 the content breaks a rule for ``purpose``.
             FileUploadFailed: the API failed the upload (``__cause__`` is the wire error; an
                 Uploads-API upload was cancelled server-side first).
+            InvalidFileName: ``filename`` is empty or holds control characters or a ``/``.
             TypeError: ``source`` is neither a path nor bytes.
         """
         source, filename = _as_source(source), _check_filename(filename)
@@ -633,7 +634,7 @@ class FilesHandle:
             ValueError: ``via`` is neither ``"file_id"`` nor ``"data_url"``.
             UnsupportedFileType: the content is not PNG, JPEG, WEBP or GIF.
             AnimatedGifNotAllowed, FileTooLarge, EmptyFile, MalformedFile, the file-access
-            errors and FileUploadFailed: as for :meth:`upload`.
+            errors, FileUploadFailed, InvalidFileName, TypeError: as for :meth:`upload`.
         """
         source, filename = _as_source(source), _check_filename(filename)
         name = _shown(source, filename)
@@ -668,8 +669,8 @@ class FilesHandle:
         Raises:
             ValueError: ``via`` is neither ``"file_id"`` nor ``"data"``.
             UnsupportedFileType: the content is not a type an ``input_file`` may carry.
-            FileTooLarge, EmptyFile, the file-access errors and FileUploadFailed: as for
-            :meth:`upload`.
+            FileTooLarge, EmptyFile, the file-access errors, FileUploadFailed, InvalidFileName,
+            TypeError: as for :meth:`upload`.
         """
         source, filename = _as_source(source), _check_filename(filename)
         if via == "file_id":
