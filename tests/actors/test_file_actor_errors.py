@@ -38,7 +38,8 @@ TEXT = b"plain notes\n"
 
 #: When one part fails, `upload_large` cancels its sibling parts, some in the middle of sending
 #: their body; httpcore never closes the body's async generator then, and trio's finalizer warns
-#: when it is collected. Harmless, and not the file actor's doing: silence only that warning.
+#: when it is collected (httpx's body streams are async generators: encode/httpx#3686, fixes
+#: proposed in #3593 and #3700). Harmless, and not the file actor's doing: silence only that.
 CANCELLED_BODY_LEAK = pytest.mark.filterwarnings(
     r"ignore:Async generator 'httpx\._(multipart\.MultipartStream|content\.ByteStream)\.__aiter__'"
     " was garbage collected:ResourceWarning"
