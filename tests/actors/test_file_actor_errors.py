@@ -30,6 +30,7 @@ from streamvisor.actors._errors import (
 )
 from streamvisor.mockapi import Fault
 from streamvisor.openai import InternalServerError, NotFoundError, UploadFailed
+from streamvisor.supervisor import ActorExited
 
 from . import _file_samples as samples
 from ._file_actor_env import FilesEnv, files_env
@@ -291,6 +292,32 @@ class TestApiFailures:
                 file = await env.files.upload(path)
                 assert await env.files.content(file["id"]) == b"y" * 500
         gc.collect()  # the abandoned bodies are collected here, under this test's filter
+
+    @CANCELLED_BODY_LEAK
+    async def test_stopping_the_actor_mid_upload_cancels_the_upload_server_side(
+        self, tmp_path: Path
+    ) -> None:
+        """The caller gets `ActorExited`; the shielded cleanup still cancels the Upload."""
+        with trio.fail_after(10):
+            async with files_env(tmp_path, upload_threshold=100, part_size=64) as env:
+                gate = env.wire.gate("POST", "/v1/uploads/*/parts")
+                outcomes: list[BaseException] = []
+
+                async def upload() -> None:
+                    try:
+                        await env.files.upload(b"z" * 500, filename="z.txt")
+                    except ActorExited as exc:
+                        outcomes.append(exc)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(upload)
+                    await gate.arrived.wait()
+                    await env.ref.stop()
+                assert len(outcomes) == 1
+                (upload_record,) = env.server.state.uploads.values()
+                assert upload_record.status == "cancelled"
+                assert env.server.state.files == {}
+        gc.collect()
 
     async def test_a_failing_post_files_names_the_file_and_keeps_the_wire_error(
         self, tmp_path: Path
