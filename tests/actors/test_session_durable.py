@@ -14,7 +14,12 @@ import trio
 
 from streamvisor.actors._session import SessionState, StreamingSession
 from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, serve
-from streamvisor.openai import InternalServerError, OutcomeUnknownError, StreamEvent
+from streamvisor.openai import (
+    InternalServerError,
+    OutcomeUnknownError,
+    StreamError,
+    StreamEvent,
+)
 
 from ._session_support import (
     API_KEY,
@@ -133,6 +138,19 @@ class TestDurableStream:
         assert env.tracker.finished == [(ticket.response_id, "in_progress", None)]
         assert outcome.status == "error"
 
+    async def test_an_error_frame_before_any_response_fails_the_call(
+        self, env: Env, server: MockServer
+    ) -> None:
+        server.inject(Fault.error_event(after_events=0), method="POST", path="/v1/responses")
+        with trio.fail_after(10):
+            async with env.subscribe() as sub:
+                with pytest.raises(StreamError):
+                    await env.handle.respond("gpt-4o", TEXT)
+                events = events_of(sub.drain())
+        assert [e.type for e in events] == ["error"]
+        assert env.tracker.tracked == {}
+        assert env.tracker.finished == []
+
     async def test_a_create_dropped_before_its_first_event_is_raised_at_the_call(
         self, env: Env, server: MockServer
     ) -> None:
@@ -226,6 +244,20 @@ class TestResumeAfterDrops:
         assert outcome.last_sequence_number == last.sequence_number
         assert isinstance(outcome.error, InternalServerError)
         assert len(requests_to(server, "GET")) == 2 * 4  # 2 attempts x (1 + 3 client retries)
+
+    async def test_a_quota_error_on_resume_hands_over_at_once(self, server: MockServer) -> None:
+        server.inject(Fault.drop_after(2500), method="POST", path="/v1/responses")
+        server.inject(Fault.insufficient_quota(), method="GET", path="/v1/responses/*", times=None)
+        with trio.fail_after(10):
+            async with (
+                session_env(server.url, resume_attempts=5) as env,
+                env.subscribe() as sub,
+            ):
+                ticket = await env.handle.respond("gpt-4o", TEXT, metadata=LONG)
+                events = events_of(await collect(sub))
+        assert events[-1].data["error_type"] == "InsufficientQuotaError"
+        assert len(requests_to(server, "GET")) == 1
+        assert env.tracker.finished == [(ticket.response_id, "in_progress", None)]
 
 
 class TestWorkerRestart:

@@ -48,6 +48,7 @@ from streamvisor.openai import (
     CancelRejected,
     ChatAccumulator,
     ConflictError,
+    InsufficientQuotaError,
     InternalServerError,
     OpenAIClient,
     OpenAIError,
@@ -847,18 +848,20 @@ class StreamingSession(Actor):
                         progressed = True
                         if rec.response_id is None:
                             rec.response_id = event.response_id or events.response_id
-                            if rec.response_id is None:
+                            if rec.response_id is not None:
+                                self._started(stream)
+                                await self._track(rec)
+                            elif event.type != "error":  # (an `error` ends it: StreamError)
                                 raise _Broken(
                                     StreamInterrupted(
                                         "the first event of a durable stream named no response",
                                         cursor=seq,
                                     )
                                 )
-                            self._started(stream)
-                        if not rec.tracked:
+                        elif not rec.tracked:  # resumed by a restarted worker before tracking
                             await self._track(rec)
                         count += 1
-                        if count % every == 0:
+                        if count % every == 0 and rec.response_id is not None:
                             note(rec.response_id, seq)
                         if event.terminal:
                             rec.terminal = True
@@ -868,6 +871,8 @@ class StreamingSession(Actor):
             except (*_RESUMABLE, *_RETRY_STATUS) as exc:
                 if rec.response_id is None:
                     raise _Broken(exc) from exc
+                if isinstance(exc, InsufficientQuotaError):  # permanent: no point retrying
+                    return await self._hand_over(rec, exc)
                 failures = 0 if progressed else failures + 1
                 if failures >= deps.resume_attempts:
                     return await self._hand_over(rec, exc)
