@@ -380,16 +380,18 @@ class TestStop:
     async def test_stopping_a_foreground_response_closes_the_connection_server_side(
         self, env: Env, server: MockServer
     ) -> None:
+        very_slow = {"mock_scenario": "long:1000", "mock_token_delay_ms": "20"}
         with trio.fail_after(10):
             async with env.subscribe() as sub:
-                ticket = await env.handle.respond("gpt-4o", "Hi", durable=False, metadata=SLOW)
+                ticket = await env.handle.respond("gpt-4o", "Hi", durable=False, metadata=very_slow)
                 [outcome] = await env.handle.stop(ticket.stream_id)
                 events = events_of(await collect(sub))
             stored = server.state.responses[ticket.response_id or ""]
-            # With the client gone the server finishes generating at once (400 tokens x 20 ms
-            # would take 8 s otherwise).
-            while not stored.done:
-                await trio.sleep(0.01)
+            # With the client gone the server finishes generating at once; 1000 tokens x 20 ms
+            # would take 20 s otherwise.
+            with trio.fail_after(3):
+                while not stored.done:
+                    await trio.sleep(0.01)
         assert events[-1].type == "response.cancelled"
         assert outcome.status == "cancelled"
         assert not [r for r in server.requests if r.path.endswith("/cancel")]

@@ -129,7 +129,15 @@ _OUTCOMES_KEPT = 256
 class DurableTracker(Protocol):
     """What a durable session stream tells the background poller (contracts §4.1).
 
-    `BackgroundHandle` implements it; tests use a small in-memory fake.
+    `BackgroundHandle` implements it; tests use a small in-memory fake. The session calls
+    ``track_stream`` after a stream's first event (again after a worker restart if that call
+    never returned), ``note_cursor`` every `SessionDeps.cursor_every` events and at the end
+    (always a server sequence number, never one of the session's own events), and
+    ``stream_finished`` once: with the terminal status, or with ``"in_progress"`` and no
+    response to hand the response over to polling (resume kept failing, an `error` frame left
+    its fate unknown, the session shut down). ``note_cursor`` runs on the streaming task and
+    must not raise (it would crash the worker, which then restarts and resumes); the awaited
+    calls are bounded and their failures are logged, never fatal to the stream.
     """
 
     async def track_stream(
@@ -222,8 +230,9 @@ class StreamOutcome:
     Attributes:
         stream_id / response_id: Which stream.
         status: "completed", "incomplete", "failed" (the API said so), "cancelled" (stopped by a
-            caller), "error" (the stream broke; see `error`), or "in_progress" (a durable stream
-            handed over to the background poller, which now follows it).
+            caller or by the session's shutdown), "error" (the stream broke; see `error`; a
+            durable response whose fate is unknown is handed to the poller), or "in_progress"
+            (a durable stream handed over to the background poller, which now follows it).
         response: The final Response (Responses) or chat completion (Chat), or the partial one
             accumulated so far when the stream did not complete.
         error: The typed error that ended the stream, if any.
