@@ -4,7 +4,7 @@ bound, with `httpx.MockTransport` behind a real `OpenAIClient` (no sockets)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -16,7 +16,16 @@ from streamvisor.actors._session import SessionHandle, SessionState, _Record, se
 from streamvisor.openai import RetryPolicy
 from streamvisor.supervisor import CallTimeout
 
-from ._session_support import Env, assert_gapless, collect, deltas, events_of, session_env
+from ._session_support import (
+    Env,
+    FakeTracker,
+    HeldOpen,
+    assert_gapless,
+    collect,
+    deltas,
+    events_of,
+    session_env,
+)
 
 RID = "resp_logic"
 WORDS = ["one ", "two ", "three ", "four ", "five"]
@@ -295,3 +304,39 @@ class TestRecovery:
         assert (foreground.status, foreground.last_sequence_number) == ("cancelled", 4)
         assert state.streams == {}
         assert state.starts == 1
+
+
+class HangingTracker(FakeTracker):
+    async def stream_finished(
+        self, response_id: str, status: str, response: Mapping[str, Any] | None
+    ) -> None:
+        await trio.sleep_forever()
+
+
+class TestShutdownBound:
+    async def test_a_hanging_tracker_cannot_hold_the_shutdown_past_the_stop_timeout(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        events = script()[:7]
+
+        async def held(request: httpx.Request) -> httpx.Response:
+            headers = {"content-type": "text/event-stream", "x-request-id": "req_held"}
+            return httpx.Response(200, headers=headers, stream=HeldOpen([sse(e) for e in events]))
+
+        tracker = HangingTracker()
+        with trio.fail_after(60):
+            async with session_env(
+                "http://api.test/v1",
+                transport=httpx.MockTransport(held),
+                tracker=tracker,
+                stop_timeout=4.0,
+                cleanup_timeout=30.0,
+            ) as env:
+                await env.handle.respond("gpt-4o", "Hi")
+                worker = env.handle.ref
+                start = trio.current_time()
+                await env.sessions.terminate_child(worker)
+                took = trio.current_time() - start
+        assert took == pytest.approx(1.0, abs=0.05)  # one shielded step of stop_timeout / 4
+        assert worker.reason is not None
+        assert worker.reason.kind == "shutdown"

@@ -182,8 +182,9 @@ class SessionDeps:
             is handed over to polling.
         resume_backoff / resume_backoff_max: The delay before resume attempt n >= 2 is
             ``min(resume_backoff * 2**(n-2), resume_backoff_max)``; the first is immediate.
-        cleanup_timeout: Bound (seconds, shielded) on a stream's wind-down: a server-side cancel,
-            the tracker's ``stream_finished``. Keep it below the sessions' stop timeout.
+        cleanup_timeout: Bound (seconds, shielded) on each step of a stream's wind-down (the
+            server-side cancel, the tracker's ``stream_finished``); at most a quarter of
+            ``config.stop_timeout`` is used, so a shutdown finishes within it.
         call_timeout: Bound on one tracker call made while streaming.
     """
 
@@ -578,6 +579,8 @@ class StreamingSession(Actor):
         self.state = state
         self.topic = session_topic(session_id)
         self._active: dict[str, _Stream] = {}
+        # Two shielded steps per wind-down, each bounded: a shutdown ends within stop_timeout.
+        self._cleanup = min(deps.cleanup_timeout, deps.config.stop_timeout / 4)
         # The mailbox size is a class attribute of Actor; this session's comes from config.
         setattr(self, "mailbox_size", deps.config.mailbox_size)  # noqa: B010
 
@@ -943,7 +946,7 @@ class StreamingSession(Actor):
             return
         if rec.cursor is not None:
             tracker.note_cursor(rec.response_id, rec.cursor)
-        with trio.move_on_after(self.deps.cleanup_timeout, shield=True) as scope:
+        with trio.move_on_after(self._cleanup, shield=True) as scope:
             try:
                 await tracker.stream_finished(rec.response_id, status, response)
             except Exception as exc:
@@ -1020,7 +1023,7 @@ class StreamingSession(Actor):
         cancel_error: BaseException | None = None
         status = "cancelled"
         if stream.ending == "stop" and rec.durable and rec.response_id is not None:
-            with trio.move_on_after(self.deps.cleanup_timeout, shield=True) as scope:
+            with trio.move_on_after(self._cleanup, shield=True) as scope:
                 try:
                     response = await self.deps.client.cancel_response(rec.response_id)
                 except CancelRejected as exc:  # it finished first; stopping is still done
