@@ -271,6 +271,8 @@ class TestRequestValidation:
             ([{"role": "wizard", "content": "x"}], {}, "messages[0].role"),
             ([{"role": "user"}], {}, "messages[0].content"),
             ([{"role": "tool", "content": "x"}], {}, "messages[0].tool_call_id"),
+            ([{"role": "assistant"}], {}, "messages[0]"),
+            ([USER[0], "hi"], {}, "messages[1]"),
             (USER, {"stream": False}, "stream"),
             (USER, {"n": 0}, "n"),
         ],
@@ -284,6 +286,29 @@ class TestRequestValidation:
         assert isinstance(caught.value, InvalidRequestError)
         assert isinstance(caught.value, ValueError)
         assert server.requests == []
+
+    async def test_a_tool_call_history_is_a_valid_request(self, env: Env) -> None:
+        history = [
+            *USER,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_capital", "arguments": '{"country": "UK"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "London"},
+        ]
+        with trio.fail_after(10):
+            ticket = await env.handle.chat("gpt-4o", history, tools=[CAPITAL])
+            outcome = await env.handle.wait(ticket.stream_id)
+        assert outcome.status == "completed"
+        assert outcome.response is not None
+        assert "London" in outcome.response["choices"][0]["message"]["content"]
 
     async def test_a_reasoning_model_param_that_cannot_be_dropped_is_rejected(
         self, env: Env, server: MockServer

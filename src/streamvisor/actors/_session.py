@@ -110,7 +110,10 @@ log = structlog.get_logger("streamvisor.actors")
 Api = Literal["chat", "responses"]
 
 #: Roles a Chat Completions message may have.
-CHAT_ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool"})
+CHAT_ROLES: frozenset[str] = frozenset(
+    {"system", "developer", "user", "assistant", "tool", "function"}
+)
+_ASSISTANT_PAYLOADS = ("content", "tool_calls", "function_call", "refusal", "audio")
 #: Roles a Responses input message may have.
 INPUT_ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant"})
 
@@ -373,7 +376,7 @@ def _check_messages(sid: str | None, messages: object) -> list[Any]:
         if role == "tool" and not isinstance(msg.get("tool_call_id"), str):
             raise _reject(sid, f"{where}.tool_call_id", "a tool message needs its tool_call_id")
         if role == "assistant":
-            if msg.get("content") is None and not msg.get("tool_calls") and not msg.get("refusal"):
+            if all(msg.get(k) is None for k in _ASSISTANT_PAYLOADS):
                 raise _reject(sid, where, "an assistant message needs content or tool_calls")
         elif msg.get("content") is None:
             raise _reject(sid, f"{where}.content", f"a {role} message needs content")
