@@ -24,6 +24,7 @@ from streamvisor.openai import (
     BadRequestError,
     InvalidRequestError,
     RateLimitError,
+    StreamError,
     StreamEvent,
     StreamInterrupted,
 )
@@ -218,6 +219,18 @@ class TestForegroundResponses:
         assert "origin" not in events[-1].data  # the server's frame, not one the session made
         assert outcome.status == "failed"
         assert outcome.error is not None
+
+    async def test_an_error_frame_before_any_other_event_fails_the_call(
+        self, env: Env, server: MockServer
+    ) -> None:
+        server.inject(Fault.error_event(after_events=0), path="/v1/chat/completions")
+        with trio.fail_after(10):
+            async with env.subscribe() as sub:
+                with pytest.raises(StreamError):
+                    await env.handle.chat("gpt-4o", USER)
+                events = events_of(sub.drain())
+            assert await env.handle.streams() == []
+        assert [e.type for e in events] == ["error"]
 
 
 class TestRetries:

@@ -819,7 +819,7 @@ class StreamingSession(Actor):
                 async for event in events:
                     publish(topic, event)
                     rec.cursor = event.sequence_number
-                    if stream.starter is not None or rec.response_id is None:
+                    if stream.starter is not None and event.type != "error":
                         rec.response_id = event.response_id or events.response_id
                         self._started(stream)
                     if event.terminal:
@@ -1295,8 +1295,8 @@ class SessionHandle:
             InvalidSessionRequest: a bad request (see `build_chat_body`); nothing was sent.
             TooManyStreams: the session already runs its maximum of streams.
             APIStatusError, APIConnectionError, StreamInterrupted, ...: the stream failed before
-                its first event (after the client's retries).
-            StreamStopped: a ``stop`` arrived before the first event.
+                its first event (after the client's retries); nothing was published.
+            StreamStopped: a ``stop`` (or the session's shutdown) came before the first event.
         """
         body = build_chat_body(model, messages, params, session_id=self.session_id)
         return cast(
@@ -1316,8 +1316,10 @@ class SessionHandle:
             InvalidSessionRequest: a bad request (see `build_responses_body`), ``store=False``
                 with a durable stream, or a durable stream without a tracker; nothing was sent.
             TooManyStreams: the session already runs its maximum of streams.
-            OutcomeUnknownError: a durable create whose answer was lost (it may exist).
-            APIStatusError, APIConnectionError, StreamInterrupted, ...: as `chat`.
+            OutcomeUnknownError: a durable create whose answer (or first event) was lost: the
+                response may exist server-side, and is not tracked.
+            StreamError: the server's first event was an `error` frame (it was published).
+            APIStatusError, APIConnectionError, StreamInterrupted, StreamStopped: as `chat`.
         """
         body = build_responses_body(model, input, params, session_id=self.session_id)
         if durable is not None and not isinstance(durable, bool):
