@@ -320,6 +320,31 @@ class TestWorkerRestart:
         assert outcome.status == "completed"
         assert len(requests_to(server, "GET")) == 1
 
+    async def test_every_in_flight_durable_stream_is_resumed_by_the_new_worker(
+        self, env: Env, server: MockServer
+    ) -> None:
+        paced = {**LONG, "mock_token_delay_ms": "5"}
+        with trio.fail_after(15):
+            async with env.subscribe() as sub:
+                a = await env.handle.respond("gpt-4o", "first", metadata=paced)
+                b = await env.handle.respond("gpt-4o", "second", metadata=paced)
+                seen: list[Any] = []
+                async for item in sub:
+                    seen.append(item)
+                    if isinstance(item, StreamEvent) and item.sequence_number == 20:
+                        env.handle.ref.kill()
+                        break
+                seen += await collect(sub, until_terminal=2)
+        assert worker(env).state.starts == 2
+        for ticket in (a, b):
+            events = events_of(seen, ticket.response_id)
+            assert [e.sequence_number for e in events] == list(range(len(events)))
+            assert events[-1].type == "response.completed"
+        assert {r.path for r in requests_to(server, "GET")} == {
+            f"/v1/responses/{a.response_id}",
+            f"/v1/responses/{b.response_id}",
+        }
+
     async def test_a_foreground_stream_lost_with_its_worker_ends_with_an_error_event(
         self, env: Env
     ) -> None:
