@@ -719,6 +719,7 @@ async def _main(
                         nursery.cancel_scope.cancel()
                     else:
                         task_status.started(ref)
+                        del task_status  # it holds the temporary start nursery alive
                         reason = await _serve_in_nursery(actor, ref, receive, nursery)
             else:
                 try:
@@ -727,6 +728,7 @@ async def _main(
                     init_error = exc
                 else:
                     task_status.started(ref)
+                    del task_status  # it holds the temporary start nursery alive
                     result = await _serve(actor, ref, receive)
                     if result is _UPGRADE:
                         async with trio.open_nursery() as nursery:
