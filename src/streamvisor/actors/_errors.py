@@ -30,25 +30,30 @@ for in-memory bytes, or ``parts[i]`` for a hand-built input part) and the rule b
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "ActorsLayerError",
     "AnimatedGifNotAllowed",
     "AssistantsShapeNotAllowed",
+    "BackgroundError",
     "EmptyFile",
     "FileAccessError",
     "FileInputError",
     "FileRejected",
     "FileTooLarge",
+    "InvalidBackgroundRequest",
     "InvalidDataURL",
     "InvalidInputPart",
     "MalformedFile",
     "MissingFile",
     "NotARegularFile",
+    "NotRegistered",
     "OutsideAllowedRoots",
     "PathIsADirectory",
     "RequestLimitExceeded",
+    "ResponseGone",
     "UnknownPurpose",
     "UnreadableFile",
     "UnsupportedFileType",
@@ -250,3 +255,58 @@ class RequestLimitExceeded(InvalidInputPart):
         self.total = total
         self.limit = limit
         super().__init__(path, f"{what}: {total} exceeds the per-request limit of {limit}")
+
+
+# ------------------------------------------------------------------------------------------------
+# background (BackgroundPoller, actors/_background.py)::
+#
+#     ActorsLayerError
+#     └── BackgroundError                     anything the background poller rejects or fails at
+#         ├── InvalidBackgroundRequest (ValueError)   a create/track rejected before any I/O
+#         ├── ResponseGone (LookupError)      the server no longer knows the id (404: unknown, or
+#         │                                   deleted after its retention window); .response_id
+#         └── NotRegistered                   created server-side, but the registry write failed:
+#                                             .response_id, .response (cancel it, or track it)
+#
+# The registry store's own errors (``UnknownResponse(KeyError)``, ``StoreError``, ...) and the
+# wire layer's (``OutcomeUnknownError``, ``CancelRejected``, ...) pass through unchanged.
+
+
+class BackgroundError(ActorsLayerError):
+    """Root of the errors raised by the background poller itself."""
+
+
+class InvalidBackgroundRequest(BackgroundError, ValueError):
+    """A background create or track rejected before any I/O; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ResponseGone(BackgroundError, LookupError):
+    """The server answered 404 for this response: an unknown id, or one deleted after its
+    retention window. A tracked response is marked ``failed`` (``last_error`` starts with
+    ``response_gone:``) when this is seen."""
+
+    def __init__(self, response_id: str, detail: str | None = None) -> None:
+        message = f"response {response_id!r} is gone from the server (404)"
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.response_id = response_id
+        self.detail = detail
+
+
+class NotRegistered(BackgroundError):
+    """The server created the response, but recording it in the registry failed.
+
+    The response runs server-side untracked: ``response`` is what the server answered, so the
+    caller can cancel it (or retry the tracking). ``__cause__`` is the store's error.
+    """
+
+    def __init__(self, response_id: str, response: Mapping[str, Any]) -> None:
+        super().__init__(
+            f"response {response_id!r} was created but could not be recorded in the registry; "
+            "it is not being polled"
+        )
+        self.response_id = response_id
+        self.response = response
