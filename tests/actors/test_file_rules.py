@@ -412,6 +412,11 @@ class TestReadableRoots:
         roots = ReadableRoots([tmp_path / "link-root"])
         assert roots.read(tmp_path / "link-root" / "sub" / "a.txt", 100)[1] == b"inside"
 
+    def test_a_path_with_a_nul_byte_is_unreadable_not_a_crash(self, root: Path) -> None:
+        """A NUL byte cannot name a file: a typed UnreadableFile, not a bare ValueError."""
+        with pytest.raises(UnreadableFile, match="NUL byte"):
+            ReadableRoots([root]).read(str(root / "sub" / "a.txt\0.png"), 100)
+
     def test_dotdot_traversal_out_of_the_root_is_refused(self, root: Path, tmp_path: Path) -> None:
         """`..` segments are resolved before the check."""
         path = root / "sub" / ".." / ".." / "secret.txt"

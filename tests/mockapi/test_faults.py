@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 import trio
 
-from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, StoredResponse, serve
+from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, serve
 
-from .conftest import API_KEY
+from .conftest import API_KEY, consume
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "one two three four"}]}
 RESPONSE = {"model": "gpt-4o", "input": "one two three four"}
@@ -21,16 +20,6 @@ AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 def data_lines(text: str) -> list[str]:
     return [line[len("data: ") :] for line in text.split("\n") if line.startswith("data: ")]
-
-
-async def consume(
-    http: httpx.AsyncClient, received: bytearray, method: str, url: str, **kwargs: Any
-) -> None:
-    """Stream a response body into `received` (raw bytes, as they arrive)."""
-    async with http.stream(method, url, **kwargs) as response:
-        assert response.status_code == 200
-        async for chunk in response.aiter_raw():
-            received.extend(chunk)
 
 
 @pytest.fixture
@@ -179,6 +168,13 @@ class TestUnsupportedParameter:
 
 
 class TestStalls:
+    async def test_a_stall_before_headers_shows_in_openai_processing_ms(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        response = await http.get("/files", headers={"x-mock-fault": "stall=0.03"})
+        assert response.status_code == 200
+        assert int(response.headers["openai-processing-ms"]) >= 30
+
     async def test_a_stall_before_headers_trips_a_client_read_timeout(
         self, http: httpx.AsyncClient
     ) -> None:
@@ -295,6 +291,8 @@ class TestAuthAndHeaders:
         assert second.status_code == 404
         assert first.headers["x-request-id"] != second.headers["x-request-id"]
         for response in (first, second):
+            assert response.headers["openai-version"] == "2020-10-01"
+            assert int(response.headers["openai-processing-ms"]) >= 0
             assert response.headers["x-ratelimit-limit-requests"] == "10000"
             assert response.headers["x-ratelimit-reset-requests"].endswith("ms")
         remaining = [int(r.headers["x-ratelimit-remaining-requests"]) for r in (first, second)]
@@ -318,31 +316,34 @@ async def test_leaving_serve_ends_open_streams_and_background_work_promptly() ->
     """A client following a live background stream sees it end cleanly when the server stops
     (an EOF without a terminal event: "still running, resume or poll")."""
     received = bytearray()
-    with trio.fail_after(3):
+    first_bytes, stop = trio.Event(), trio.Event()
+
+    async def run_server(task_status: trio.TaskStatus[MockServer]) -> None:
+        async with serve(MockAPIConfig(graceful_timeout=2.0)) as server:
+            task_status.started(server)
+            await stop.wait()
+
+    async def follow(url: str) -> None:
+        body = {
+            **RESPONSE,
+            "background": True,
+            "stream": True,
+            "metadata": {"mock_queue_ms": "60000"},
+        }
         async with (
-            serve(MockAPIConfig(graceful_timeout=2.0)) as server,
-            httpx.AsyncClient(base_url=server.url) as http,
+            httpx.AsyncClient(base_url=url) as http,
+            http.stream("POST", "/responses", json=body) as r,
         ):
-            body = {
-                **RESPONSE,
-                "background": True,
-                "stream": True,
-                "metadata": {"mock_queue_ms": "60000"},
-            }
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    partial(consume, http, received, "POST", "/responses", json=body)
-                )
-                while not server.state.responses:
-                    await trio.sleep(0.001)
-                (stored,) = server.state.responses.values()
-                await server_stops(server, stored)
-    assert b"response.created" in received
+            async for chunk in r.aiter_raw():
+                received.extend(chunk)
+                first_bytes.set()
+
+    with trio.fail_after(3):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server)
+            nursery.start_soon(follow, server.url)
+            await first_bytes.wait()
+            stop.set()
+    assert received.startswith(b"event: response.created\n")
+    assert received.endswith(b"\n\n")
     assert b"response.in_progress" not in received
-
-
-async def server_stops(server: MockServer, stored: StoredResponse) -> None:
-    """Wait until the stream is being followed, then leave the caller's `serve()` block."""
-    while stored.next_sequence_number < 2:
-        await stored.wait_changed()
-    server.app.cancel_requests()

@@ -96,6 +96,17 @@ class TestText:
         assert response.background is False
 
 
+async def test_a_bad_temperature_gets_the_recorded_error_body(
+    client: openai.AsyncOpenAI, recorded_dir: Path
+) -> None:
+    (exchange,) = json.loads((recorded_dir / "16_responses_http_error_transcript.json").read_text())
+    request = exchange["request"]["body"]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(**request)
+    assert caught.value.status_code == exchange["response"]["status"]
+    assert caught.value.body == exchange["response"]["body"]["error"]
+
+
 class TestRefusal:
     async def test_refusal_parts_stream_refusal_deltas(self, client: openai.AsyncOpenAI) -> None:
         async with client.responses.stream(
@@ -244,3 +255,26 @@ class TestEndings:
         deltas_off = [e for e in off if e.type == "response.output_text.delta"]
         assert all(e.model_dump().get("obfuscation") for e in deltas_on)
         assert not any("obfuscation" in e.model_dump() for e in deltas_off)
+
+
+class TestInputItems:
+    async def test_input_items_list_the_request_input_with_ids(
+        self, client: openai.AsyncOpenAI
+    ) -> None:
+        created = await client.responses.create(
+            model="gpt-4o",
+            input=[
+                {"role": "user", "content": "first"},
+                {"role": "assistant", "content": "reply"},
+                {"role": "user", "content": "second"},
+            ],
+        )
+        newest_first = await client.responses.input_items.list(created.id)
+        texts = [item.content[0].text for item in newest_first.data]  # type: ignore[union-attr]
+        assert texts == ["second", "reply", "first"]
+        assert all(item.id.startswith("msg_") for item in newest_first.data)  # type: ignore[union-attr]
+        paged = [
+            item.id  # type: ignore[union-attr]
+            async for item in client.responses.input_items.list(created.id, limit=1, order="asc")
+        ]
+        assert paged == [item.id for item in reversed(newest_first.data)]  # type: ignore[union-attr]

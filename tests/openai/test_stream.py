@@ -15,6 +15,7 @@ import trio.lowlevel
 
 from streamvisor.openai import (
     MalformedStreamError,
+    OutcomeUnknownError,
     SequenceError,
     StreamError,
     StreamEvent,
@@ -124,18 +125,57 @@ class TestPassThrough:
             rframe("response.created", 0, response=RESP)
             + rframe("keepalive", 1)
             + b"event: keepalive\ndata: \n\n"
-            + rframe("response.brand_new.thing", 3, stuff=[1])
-            + rframe("response.completed", 4, response=DONE)
+            + rframe("response.brand_new.thing", 2, stuff=[1])
+            + rframe("response.completed", 3, response=DONE)
         )
         events, error = await responses_events(body)
         assert error is None
         assert [(e.type, e.sequence_number) for e in events] == [
             ("response.created", 0),
             ("keepalive", 1),
-            ("keepalive", 2),
-            ("response.brand_new.thing", 3),
-            ("response.completed", 4),
+            ("keepalive", 1),
+            ("response.brand_new.thing", 2),
+            ("response.completed", 3),
         ]
+
+    async def test_an_unnumbered_keepalive_never_takes_a_real_events_number(self) -> None:
+        """A bare `event: keepalive` first (no data, no number) must not swallow seq 0."""
+        body = (
+            b"event: keepalive\ndata: \n\n"
+            + rframe("response.created", 0, response=RESP)
+            + b'event: keepalive\ndata: {"type":"keepalive"}\n\n'
+            + rframe("response.completed", 1, response=DONE)
+        )
+        events, error = await responses_events(body)
+        assert error is None
+        assert [(e.type, e.sequence_number) for e in events] == [
+            ("keepalive", -1),
+            ("response.created", 0),
+            ("keepalive", 0),
+            ("response.completed", 1),
+        ]
+
+    async def test_an_unnumbered_keepalive_at_the_start_of_a_resume_is_harmless(self) -> None:
+        body = (
+            b"event: keepalive\ndata: \n\n"
+            + rframe("response.in_progress", 5, response=RESP)
+            + rframe("response.completed", 6, response=DONE)
+        )
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return sse_response(body)
+
+        async with (
+            client_for(handler) as client,
+            client.resume_response("resp_1", starting_after=4) as stream,
+        ):
+            events = [e async for e in stream]
+        assert [(e.type, e.sequence_number) for e in events] == [
+            ("keepalive", 4),
+            ("response.in_progress", 5),
+            ("response.completed", 6),
+        ]
+        assert stream.accumulator.result == DONE
 
     async def test_events_after_completed_are_delivered_and_the_final_stays(self) -> None:
         body = (
@@ -265,6 +305,49 @@ class TestInterruption:
             with pytest.raises(MalformedStreamError, match="text/event-stream"):
                 async with client.stream_response({"model": "m", "input": "x"}):
                     pass
+
+
+class TestBackgroundStreams:
+    async def test_a_background_stream_lost_before_its_id_is_outcome_unknown(self) -> None:
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return sse_response(b": connected\n\n")
+
+        async with (
+            client_for(handler) as client,
+            client.stream_response({"model": "m", "input": "x", "background": True}) as stream,
+        ):
+            with pytest.raises(OutcomeUnknownError) as info:
+                async for _ in stream:
+                    pass
+        assert isinstance(info.value.__cause__, StreamInterrupted)
+
+    async def test_once_the_id_is_known_a_drop_is_a_resumable_interruption(self) -> None:
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return sse_response(rframe("response.created", 0, response=RESP))
+
+        async with (
+            client_for(handler) as client,
+            client.stream_response({"model": "m", "input": "x", "background": True}) as stream,
+        ):
+            with pytest.raises(StreamInterrupted) as info:
+                async for _ in stream:
+                    pass
+        assert (info.value.response_id, info.value.cursor) == ("resp_1", 0)
+
+    async def test_iterating_after_the_error_was_raised_just_stops(self) -> None:
+        body = rframe("error", 0, code="x", message="m", param=None)
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return sse_response(body)
+
+        async with (
+            client_for(handler) as client,
+            client.stream_response({"model": "m", "input": "x"}) as stream,
+        ):
+            with pytest.raises(StreamError):
+                async for _ in stream:
+                    pass
+            assert [e async for e in stream] == []
 
 
 class TestResume:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import trio
 import trio.testing
@@ -9,11 +11,15 @@ import trio.testing
 from streamvisor.supervisor import (
     AutoShutdown,
     ChildSpec,
+    DynamicSupervisor,
+    DynamicSupervisorRef,
     ExitReason,
     InvalidChildSpec,
     Restart,
     Strategy,
     Supervisor,
+    SupervisorRef,
+    start_actor,
     start_supervisor,
 )
 from streamvisor.testing import Crash, Crashable, ExitWith, Trace
@@ -123,3 +129,33 @@ class TestAS04OnlySelfExits:
         (await ref_of(sup, "a")).cast(Crash())
         await trace.wait_count("init", "s", 2)
         assert sup.alive
+
+
+class TestSessionSubtreeUseCase:
+    async def test_AS02_a_session_subtree_vanishes_when_its_significant_worker_finishes(
+        self, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, trace: Trace
+    ) -> None:
+        """A transient session supervisor under a DynamicSupervisor goes away for good when its
+        significant worker exits normally; siblings sessions are untouched."""
+
+        def session(id: str) -> Supervisor:
+            return Supervisor(
+                [
+                    significant(trace, f"{id}.worker"),
+                    *workers(trace, [f"{id}.helper"]),
+                ],
+                auto_shutdown=AutoShutdown.ANY_SIGNIFICANT,
+            )
+
+        sessions = cast(
+            DynamicSupervisorRef,
+            await start_actor(nursery, DynamicSupervisor(session, restart=Restart.TRANSIENT)),
+        )
+        s1 = await sessions.start_child("s1")
+        s2 = await sessions.start_child("s2")
+        assert isinstance(s1, SupervisorRef)
+        (await ref_of(s1, "s1.worker")).cast(ExitWith(ExitReason.normal()))
+        assert await s1.wait() == ExitReason.shutdown()
+        await trio.sleep(1)
+        assert [i.ref for i in await sessions.which_children()] == [s2]
+        assert ("terminate", "s1.helper", ExitReason.shutdown()) in trace.events

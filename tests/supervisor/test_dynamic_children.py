@@ -21,6 +21,7 @@ from streamvisor.supervisor import (
     Registry,
     Restart,
     StartChildError,
+    Strategy,
     Supervisor,
     check_childspecs,
     open_supervisor,
@@ -212,3 +213,21 @@ class TestDYN05to07Introspection:
             (await ref_of(sup, "a")).cast(Stall(100))
             with trio.fail_after(1):
                 assert (await sup.count_children()).active == 1
+
+
+class TestDYN02DuringGroupRestart:
+    async def test_DYN02_terminating_a_restarting_child_lets_its_group_restart_without_it(
+        self, autojump_clock: trio.testing.MockClock, trace: Trace
+    ) -> None:
+        specs = [failing_restarts(trace, "w", None), *workers(trace, ["after"])]
+        async with open_supervisor(specs, strategy=Strategy.REST_FOR_ONE, intensity=100) as sup:
+            (await ref_of(sup, "w")).cast(Crash())
+            await trace.wait_count("init", "w", 2)
+            assert [i.restarting for i in await sup.which_children()] == [True, True]
+            await sup.terminate_child("w")
+            await trace.wait_count("init", "after", 2)
+            rows = await sup.which_children()
+            assert [(r.id, r.ref is not None, r.restarting) for r in rows] == [
+                ("w", False, False),
+                ("after", True, False),
+            ]

@@ -47,6 +47,11 @@ def test_the_supervisor_package_exports_the_contract_names() -> None:
         "ActorExited",
         "DuplicateChildId",
         "InvalidChildSpec",
+        "EventBus",
+        "Subscription",
+        "Missed",
+        "Overflow",
+        "SubscriberOverflow",
     ]
     assert set(contract) <= set(sup.__all__)
 

@@ -23,6 +23,32 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
                 ├── InvalidDataURL              bad header, bad base64, MIME mismatch
                 └── RequestLimitExceeded        .total, .limit: too many images or image bytes
 
+    ActorsLayerError
+    └── AgentError                        agents and their tools (``_agent.py``, ``_tools.py``)
+        ├── ToolDefinitionError (ValueError)   a tool that cannot be offered; .function, .parameter
+        │   ├── InvalidToolName                .name breaks ``^[A-Za-z0-9_-]{1,64}$``
+        │   ├── DuplicateToolName              .name is already in the registry
+        │   └── UnsupportedToolParameter (TypeError)   a hint with no JSON schema; .hint
+        ├── ToolArgumentsError (ValueError)    the model's arguments do not fit; .tool, .problems
+        ├── InvalidAgentConfig (ValueError)    a bad agent id, api, model or option
+        ├── AgentBusy (RuntimeError)           the agent's queue of asks is full; .agent_id
+        ├── MaxTurnsExceeded (RuntimeError)    no final answer within max_turns; .max_turns
+        └── ModelResponseFailed (RuntimeError) the model's response ended failed/cancelled;
+                                               .status, .code, .response_id
+
+    ActorsLayerError
+    ├── FileUploadFailed                  a good file the API failed to take (``_files.py``);
+    │                                     .path, .purpose, .upload_id; __cause__: the wire error
+    ├── InvalidFileId (ValueError)        a file id that cannot name a file; .file_id
+    └── InvalidFileName (ValueError)      an upload name the API cannot carry; .filename
+
+    ActorsLayerError
+    └── BackgroundError                   the background poller (``_background.py``)
+        ├── InvalidBackgroundRequest (ValueError)   a create/track rejected before any I/O
+        ├── ResponseGone (LookupError)    404: unknown id, or deleted after retention; .response_id
+        └── NotRegistered                 created server-side, the registry write failed;
+                                          .response_id, .response
+
 Every ``FileInputError`` names what it concerns in ``.path`` (a filesystem path, the caller's name
 for in-memory bytes, or ``parts[i]`` for a hand-built input part) and the rule broken in ``.rule``
 (a stable short string such as ``"max_bytes"``, for mapping to HTTP statuses and metrics).
@@ -35,28 +61,41 @@ from typing import Any
 
 __all__ = [
     "ActorsLayerError",
+    "AgentBusy",
+    "AgentError",
     "AnimatedGifNotAllowed",
     "AssistantsShapeNotAllowed",
     "BackgroundError",
+    "DuplicateToolName",
     "EmptyFile",
     "FileAccessError",
     "FileInputError",
     "FileRejected",
     "FileTooLarge",
+    "FileUploadFailed",
+    "InvalidAgentConfig",
     "InvalidBackgroundRequest",
     "InvalidDataURL",
+    "InvalidFileId",
+    "InvalidFileName",
     "InvalidInputPart",
+    "InvalidToolName",
     "MalformedFile",
+    "MaxTurnsExceeded",
     "MissingFile",
+    "ModelResponseFailed",
     "NotARegularFile",
     "NotRegistered",
     "OutsideAllowedRoots",
     "PathIsADirectory",
     "RequestLimitExceeded",
     "ResponseGone",
+    "ToolArgumentsError",
+    "ToolDefinitionError",
     "UnknownPurpose",
     "UnreadableFile",
     "UnsupportedFileType",
+    "UnsupportedToolParameter",
 ]
 
 
@@ -255,6 +294,157 @@ class RequestLimitExceeded(InvalidInputPart):
         self.total = total
         self.limit = limit
         super().__init__(path, f"{what}: {total} exceeds the per-request limit of {limit}")
+
+
+# --------------------------------------------------------------------------------------------
+# FileActor (``_files.py``)
+#
+#     ActorsLayerError
+#     ├── FileUploadFailed                  the API refused or failed an upload of a good file;
+#                                           .path, .purpose, .upload_id; __cause__: the wire error
+#     ├── InvalidFileId (ValueError)        a file id that cannot name a file; .file_id
+#     └── InvalidFileName (ValueError)      an upload name the API cannot carry; .filename
+
+
+class FileUploadFailed(ActorsLayerError):
+    """An upload of a file that passed every local check failed at the API.
+
+    ``path`` names the file (or the caller's name for in-memory bytes), ``purpose`` the upload
+    purpose, ``upload_id`` the Uploads-API upload (cancelled server-side before this is raised)
+    or None for a single ``POST /files``. The wire error (``streamvisor.openai.OpenAIError``) is
+    chained as ``__cause__`` and kept in ``.cause``.
+    """
+
+    rule = "upload"
+
+    def __init__(
+        self, path: str, purpose: str, cause: BaseException, upload_id: str | None = None
+    ) -> None:
+        self.path = path
+        self.purpose = purpose
+        self.cause = cause
+        self.upload_id = upload_id
+        via = f"upload {upload_id} (cancelled)" if upload_id is not None else "POST /files"
+        super().__init__(f"{path}: upload for purpose {purpose!r} failed via {via}: {cause}")
+
+
+class InvalidFileId(ActorsLayerError, ValueError):
+    """A file id that cannot name a file (empty, not a string, or holding URL syntax)."""
+
+    def __init__(self, file_id: object) -> None:
+        self.file_id = file_id
+        super().__init__(f"not a file id: {file_id!r}")
+
+
+class InvalidFileName(ActorsLayerError, ValueError):
+    """An upload name that is empty, not a string, or holds control characters or a ``/``."""
+
+    def __init__(self, filename: object) -> None:
+        self.filename = filename
+        super().__init__(f"not a usable upload file name: {filename!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Agents and tools (``_agent.py``, ``_tools.py``)
+
+
+class AgentError(ActorsLayerError):
+    """Root of the errors of agents and their tools."""
+
+
+class ToolDefinitionError(AgentError, ValueError):
+    """A tool that cannot be offered to the model. ``function`` names the Python function (or the
+    tool), ``parameter`` the offending parameter (None when the tool as a whole is wrong)."""
+
+    def __init__(self, function: str, message: str, parameter: str | None = None) -> None:
+        self.function = function
+        self.parameter = parameter
+        where = f"parameter {parameter!r} of " if parameter is not None else ""
+        super().__init__(f"{where}tool function {function!r}: {message}")
+
+
+class InvalidToolName(ToolDefinitionError):
+    """The tool's name is not 1-64 characters of letters, digits, ``_`` and ``-``."""
+
+    def __init__(self, function: str, name: object) -> None:
+        self.name = name
+        super().__init__(
+            function, f"tool name {name!r} must match ^[A-Za-z0-9_-]{{1,64}}$ (the API's rule)"
+        )
+
+
+class DuplicateToolName(ToolDefinitionError):
+    """A registry already holds a tool of that name."""
+
+    def __init__(self, function: str, name: str) -> None:
+        self.name = name
+        super().__init__(function, f"a tool named {name!r} is already registered")
+
+
+class UnsupportedToolParameter(ToolDefinitionError, TypeError):
+    """A parameter whose kind or type hint has no JSON-schema equivalent (or has no hint)."""
+
+    def __init__(self, function: str, parameter: str, hint: object, why: str) -> None:
+        self.hint = hint
+        super().__init__(function, why, parameter)
+
+
+class ToolArgumentsError(AgentError, ValueError):
+    """The model's arguments for ``tool`` do not fit its parameters; ``problems`` lists each."""
+
+    def __init__(self, tool: str, problems: Iterable[str]) -> None:
+        self.tool = tool
+        self.problems = tuple(problems)
+        super().__init__(f"invalid arguments for {tool}: " + "; ".join(self.problems))
+
+
+class InvalidAgentConfig(AgentError, ValueError):
+    """An agent constructed with a bad id, api, model or option."""
+
+
+class AgentBusy(AgentError, RuntimeError):
+    """The agent already runs a turn and its queue of waiting asks is full."""
+
+    def __init__(self, agent_id: str, queued: int) -> None:
+        self.agent_id = agent_id
+        self.queued = queued
+        super().__init__(f"agent {agent_id!r} is busy: a turn runs and {queued} asks wait")
+
+
+class MaxTurnsExceeded(AgentError, RuntimeError):
+    """The model still asked for tools after ``max_turns`` requests in one ``ask``.
+
+    ``tool_calls`` holds every call the turn made; the agent's history is left as it was.
+    """
+
+    def __init__(self, agent_id: str, max_turns: int, tool_calls: Iterable[object] = ()) -> None:
+        self.agent_id = agent_id
+        self.max_turns = max_turns
+        self.tool_calls = tuple(tool_calls)
+        super().__init__(
+            f"agent {agent_id!r} got no final answer within max_turns={max_turns} model "
+            f"requests ({len(self.tool_calls)} tool calls made)"
+        )
+
+
+class ModelResponseFailed(AgentError, RuntimeError):
+    """The model's response ended ``failed`` or ``cancelled`` instead of answering."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        status: str,
+        *,
+        code: str | None = None,
+        message: str | None = None,
+        response_id: str | None = None,
+    ) -> None:
+        self.agent_id = agent_id
+        self.status = status
+        self.code = code
+        self.response_id = response_id
+        detail = f": {code or 'error'}: {message}" if message else ""
+        super().__init__(f"agent {agent_id!r}: response {response_id} ended {status}{detail}")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -507,6 +507,9 @@ class ReadableRoots:
             UnreadableFile: the OS refused to resolve it (e.g. a symlink loop, permissions).
         """
         shown = os.fspath(path)
+        if "\0" in shown:
+            # The OS cannot name such a file; Path.resolve would raise a bare ValueError.
+            raise UnreadableFile(shown, "the path contains a NUL byte")
         candidate = Path(path).expanduser()
         if not candidate.is_absolute():
             candidate = self.roots[0] / candidate

@@ -207,8 +207,8 @@ class FilesMixin:
         cancelled (bounded, shielded) before the error propagates. Returns the completed Upload.
 
         Raises:
-            InvalidRequestError: bad `part_size`/`max_concurrency`, empty source, or a path
-                without `filename` derivable (before any I/O to the API).
+            InvalidRequestError: bad `part_size`/`max_concurrency`, an empty source, or bytes
+                without a `filename` (before any I/O to the API).
             UploadFailed: a part failed; `.upload_id` was cancelled; `.errors` are the causes.
             OSError: the file cannot be read. Otherwise as `_send` (create / complete).
         """
@@ -243,16 +243,23 @@ class FilesMixin:
                     assert isinstance(source, bytes)
                     chunk = source[offset : offset + part_size]
                 else:
-                    chunk = await trio.to_thread.run_sync(_read_range, path, offset, part_size)
+                    chunk = await trio.to_thread.run_sync(
+                        _read_range, path, offset, part_size, abandon_on_cancel=True
+                    )
                 part = await self.add_upload_part(upload_id, chunk)
                 part_ids[index] = part["id"]
 
         async def hash_source() -> None:
             if path is None:
                 assert isinstance(source, bytes)
-                digest.append(await trio.to_thread.run_sync(_md5_bytes, source))
+                digest.append(
+                    await trio.to_thread.run_sync(_md5_bytes, source, abandon_on_cancel=True)
+                )
             else:
-                digest.append(await trio.to_thread.run_sync(_md5_file, path))
+                # Abandoned on cancel: hashing a large file must not delay a failure's cleanup.
+                digest.append(
+                    await trio.to_thread.run_sync(_md5_file, path, abandon_on_cancel=True)
+                )
 
         finished = False
         try:

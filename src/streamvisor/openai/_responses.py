@@ -8,7 +8,9 @@ the snapshot is read, `*.done` events overwrite (they are authoritative), and a 
 
 Ordering: `sequence_number` must rise by one. A number at or below the cursor is a duplicate (a
 resume overlap): dropped silently and counted in `.duplicates`. A jump is a gap: `feed` raises
-`SequenceError` and leaves the state untouched, so the caller can resume from `.cursor`.
+`SequenceError` and leaves the state untouched, so the caller can resume from `.cursor`. An
+out-of-order event therefore always shows up as a gap first (the later number arrives early):
+reported, never silently reordered.
 """
 
 from __future__ import annotations
@@ -175,11 +177,16 @@ class ResponseAccumulator:
             if seq != cur + 1:
                 raise SequenceError(expected=cur + 1, got=seq, response_id=self.response_id)
         self._cursor = seq
+        self.apply(event)
+        return True
+
+    def apply(self, event: StreamEvent) -> None:
+        """Apply one event without any ordering check and without moving the cursor (for a
+        frame that carries no sequence number in a numbered stream, e.g. a bare keepalive)."""
         self.events += 1
         handler = _HANDLERS.get(event.type)
         if handler is not None and self._final is None:
             handler(self, event.data)
-        return True
 
     # -- internals -------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import httpx
 import trio
 
 from ._chat import ChatAccumulator
-from ._errors import MalformedStreamError, StreamError, StreamInterrupted
+from ._errors import MalformedStreamError, OutcomeUnknownError, StreamError, StreamInterrupted
 from ._events import TERMINAL_TYPES, Api, StreamEvent
 from ._responses import ResponseAccumulator, normalize_error
 from ._retry import RateLimits
@@ -60,7 +60,9 @@ class EventStream:
     * raises `StreamError` after yielding an `error` frame and whatever followed it;
     * raises `StreamInterrupted` (with `.cursor`) on EOF, a drop or the idle (read) timeout
       before a terminal event, `MalformedStreamError` on an undecodable frame;
-    * raises `SequenceError` on a gap in `sequence_number` (Responses).
+    * raises `SequenceError` on a gap in `sequence_number` (Responses);
+    * raises `OutcomeUnknownError` instead of `StreamInterrupted` when a background create's
+      stream is lost before its first event named the response (it may exist server-side).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class EventStream:
         session_id: str | None = None,
         response_id: str | None = None,
         rate_limits: RateLimits | None = None,
+        background: bool = False,
         linger: float = 2.0,
     ) -> None:
         self.response = response
@@ -83,6 +86,7 @@ class EventStream:
         self.rate_limits = rate_limits
         self._response_id = response_id
         self._linger = linger
+        self._background = background
         self._decoder = SSEDecoder()
         self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
         self._body_done = False
@@ -93,8 +97,13 @@ class EventStream:
         self._qi = 0
         self._terminal = False
         self._finished = False
+        self._raised = False
         self._error: StreamEvent | None = None
         self._last_seq: int | None = accumulator.cursor
+        # Whether the server numbers its events (a resume always is; old streams are not).
+        self._numbered = accumulator.cursor is not None
+        self._decode = self._decode_responses if api == "responses" else self._decode_chat
+        self._chat = accumulator if isinstance(accumulator, ChatAccumulator) else None
 
     @property
     def response_id(self) -> str | None:
@@ -129,6 +138,21 @@ class EventStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        try:
+            return await self._next()
+        except StreamInterrupted as exc:
+            if self._background and self.response_id is None:
+                raise OutcomeUnknownError(
+                    "a background response stream was lost before it named its response; the "
+                    "response may exist server-side (queued or running), so do not create it "
+                    "again blindly",
+                    method=self.response.request.method,
+                    url=str(self.response.request.url),
+                    request_id=self.request_id,
+                ) from exc
+            raise
+
+    async def _next(self) -> StreamEvent:
         while True:
             queue = self._queue
             if queue:  # the rest of a Chat chunk that mapped to several events
@@ -140,10 +164,7 @@ class EventStream:
             if self._fi < len(self._frames) and not self._finished:
                 name, data = self._frames[self._fi]
                 self._fi += 1
-                if self.api == "responses":
-                    decoded = self._decode_responses(name, data)
-                else:
-                    decoded = self._decode_chat(data)
+                decoded = self._decode(name, data)
                 if decoded is not None:
                     return decoded
                 continue
@@ -159,9 +180,12 @@ class EventStream:
                 self._finished = True
 
     def _end(self) -> StreamEvent:
+        if self._raised:
+            raise StopAsyncIteration
         if self._error is not None:
             err = normalize_error(self._error.data)
             error, self._error = self._error, None
+            self._raised = True  # raise once; iterating again just stops
             raise StreamError(
                 str(err["message"]),
                 event=error,
@@ -172,7 +196,7 @@ class EventStream:
                 body=error.data,
             )
         if not self._terminal:
-            self._terminal = True  # raise once; iterating again just stops
+            self._raised = True
             raise StreamInterrupted(
                 "stream ended before its terminal event",
                 cursor=self.cursor,
@@ -184,8 +208,9 @@ class EventStream:
     async def _next_chunk(self) -> bytes | None:
         """The next body chunk, or None at the end (EOF, or a drop after the terminal event)."""
         try:
-            if self._terminal:
-                # The body should end right after the terminal event; wait briefly for stragglers.
+            if self._terminal or self._error is not None:
+                # The body should end right after the terminal event (or the error frame and the
+                # `response.failed` that may follow it): wait only briefly for stragglers.
                 with trio.move_on_after(self._linger):
                     return await self._chunks.__anext__()
                 return None
@@ -197,7 +222,7 @@ class EventStream:
             self._body_done = True
             if self._terminal or self._error is not None:
                 return None
-            self._finished = self._terminal = True
+            self._finished = self._raised = True
             kind = "idle timeout" if isinstance(exc, httpx.TimeoutException) else "connection lost"
             raise StreamInterrupted(
                 f"stream interrupted ({kind}): {type(exc).__name__}",
@@ -207,7 +232,7 @@ class EventStream:
             ) from exc
 
     def _malformed(self, data: bytes, why: str) -> MalformedStreamError:
-        self._finished = self._terminal = True
+        self._finished = self._raised = True
         self._error = None
         return MalformedStreamError(
             f"malformed stream frame ({why}): {data[:200]!r}",
@@ -234,19 +259,33 @@ class EventStream:
                 raise self._malformed(raw, "not a JSON object")
         etype = data.get("type") or name
         seq = data.get("sequence_number")
-        if type(seq) is not int:
-            last = self._last_seq
-            seq = 0 if last is None else last + 1
         rid = self._response_id
         if rid is None:
             resp = data.get("response")
             if type(resp) is dict:
                 rid = self._response_id = resp.get("id")
+        if type(seq) is int:
+            self._numbered = True
+        else:
+            last = self._last_seq
+            if raw and not self._numbered:
+                seq = 0 if last is None else last + 1  # an old stream: number it locally
+            else:
+                # No position of its own in a numbered stream (e.g. a bare `event: keepalive`):
+                # delivered at the current cursor, never moving it.
+                seq = -1 if last is None else last
+                event = StreamEvent(
+                    etype, seq, data, rid, self.session_id, "responses", time.time()
+                )
+                acc = self.accumulator
+                assert isinstance(acc, ResponseAccumulator)
+                acc.apply(event)
+                return event
         event = StreamEvent(etype, seq, data, rid, self.session_id, "responses", time.time())
         try:
             accepted = self.accumulator.feed(event)
         except Exception:
-            self._finished = self._terminal = True
+            self._finished = self._raised = True
             raise
         if not accepted:
             return None
@@ -258,11 +297,10 @@ class EventStream:
                 self._terminal = True
         return event
 
-    def _decode_chat(self, raw: bytes) -> StreamEvent | None:
-        if not raw:
+    def _decode_chat(self, name: str, raw: bytes) -> StreamEvent | None:
+        acc = self._chat
+        if not raw or acc is None:
             return None
-        acc = self.accumulator
-        assert isinstance(acc, ChatAccumulator)
         if raw[0] == 0x5B and raw.startswith(b"[DONE]"):
             self._finished = True
             if self._error is not None:

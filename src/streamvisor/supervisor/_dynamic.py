@@ -12,9 +12,10 @@ import attrs
 import structlog
 import trio
 
-from ._actor import _EXIT, Actor, ActorRef, Caller, NoReply, StopActor, _prepare, _start_prepared
+from ._actor import Actor, _prepare, _start_prepared
 from ._errors import ActorError, ChildNotFound, InvalidChildSpec, MaxChildren, StartChildError
 from ._reason import KILLED, SHUTDOWN, ExitReason
+from ._ref import _EXIT, ActorRef, Caller, NoReply, StopActor
 from ._spec import AutoShutdown, ChildType, Restart, Shutdown, Strategy, check_flags
 from ._supervisor import ChildCounts, ChildInfo, _ChildExit
 
@@ -186,6 +187,7 @@ class DynamicSupervisor(Actor):
         await _start_prepared(nursery, actor, ref, receive)
         child.ref = ref
         child.restarting = False
+        log.debug("child_started", supervisor=self._ref.label, child=ref.label)
         return ref
 
     async def terminate(self, reason: ExitReason) -> None:
@@ -227,6 +229,8 @@ class DynamicSupervisor(Actor):
 
     async def handle_info(self, message: Any) -> None:
         if isinstance(message, _ChildExit):
+            if trio.current_effective_deadline() == -math.inf:
+                return  # we are being torn down (cancelled): restarting would be pointless
             for child in self._children:
                 if child.ref is message.ref:
                     child.ref = None
