@@ -22,12 +22,13 @@ import trio.testing
 
 from streamvisor.actors._background import (
     BackgroundHandle,
+    BackgroundPoller,
     DurableTracker,
     open_background_poller,
 )
 from streamvisor.actors._background_status import BackgroundStatus, PollingStopped
 from streamvisor.actors._errors import InvalidBackgroundRequest, ResponseGone
-from streamvisor.actors._store import UnknownResponse
+from streamvisor.actors._store import CorruptStore, UnknownResponse
 from streamvisor.config import BackgroundSection
 from streamvisor.openai import (
     CancelRejected,
@@ -36,6 +37,7 @@ from streamvisor.openai import (
     OutcomeUnknownError,
     RetryPolicy,
 )
+from streamvisor.supervisor import NoSuchActor, Registry, start_actor
 from streamvisor.supervisor._bus import EventBus, Missed, Subscription
 
 Clock = trio.testing.MockClock
@@ -699,3 +701,55 @@ class TestDurableTracker:
                 )
             stored = await r.handle.get("resp_s")
         assert stored.cursor == 7
+
+
+class TestTheActor:
+    async def test_a_poller_that_keeps_crashing_takes_the_background_poller_down(
+        self, autojump_clock: Clock
+    ) -> None:
+        """Past the pollers' restart intensity the failure escalates (OTP), it is not hidden."""
+        api = FakeAPI(next_script=[Crash()])
+        settings = ClientSettings(base_url="https://api.test/v1", retry=RetryPolicy(max_retries=0))
+        async with (
+            OpenAIClient.open(settings, transport=httpx.MockTransport(api)) as client,
+            trio.open_nursery() as nursery,
+        ):
+            poller = BackgroundPoller(
+                client=client, bus=EventBus(), section=SECTION, poller_intensity=2
+            )
+            ref = await start_actor(nursery, poller)
+            await BackgroundHandle(ref).create("hi", "gpt-4o")
+            with trio.fail_after(600):
+                reason = await ref.wait()
+        assert reason.kind == "crashed"
+        assert len(api.gets) == 3  # the first run and two restarts
+
+    async def test_a_registry_handle_follows_the_poller_by_name(
+        self, autojump_clock: Clock
+    ) -> None:
+        registry = Registry()
+        handle = BackgroundHandle.from_registry(registry, "background")
+        with pytest.raises(NoSuchActor):
+            await handle.active()
+        settings = ClientSettings(base_url="https://api.test/v1")
+        async with (
+            OpenAIClient.open(settings, transport=httpx.MockTransport(FakeAPI())) as client,
+            trio.open_nursery() as nursery,
+        ):
+            poller = BackgroundPoller(client=client, bus=EventBus(), section=SECTION)
+            ref = await start_actor(nursery, poller, name="background", registry=registry)
+            record = await handle.create("hi", "gpt-4o")
+            assert [a.response_id for a in await handle.active()] == [record.response_id]
+            await ref.stop()
+
+    async def test_an_unreadable_registry_fails_the_start(
+        self, autojump_clock: Clock, tmp_path: Any
+    ) -> None:
+        path = tmp_path / "registry.sqlite3"
+        path.write_bytes(b"this is not a database" * 100)
+        async with OpenAIClient.open(ClientSettings(base_url="https://api.test/v1")) as client:
+            with pytest.raises(CorruptStore):
+                async with open_background_poller(
+                    client=client, bus=EventBus(), section=SECTION, registry_path=str(path)
+                ):
+                    pass  # pragma: no cover - the start fails
