@@ -53,6 +53,13 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
     ├── InvalidFileId (ValueError)        a file id that cannot name a file; .file_id
     └── InvalidFileName (ValueError)      an upload name the API cannot carry; .filename
 
+    ActorsLayerError
+    └── BackgroundError                   the background poller (``_background.py``)
+        ├── InvalidBackgroundRequest (ValueError)   a create/track rejected before any I/O
+        ├── ResponseGone (LookupError)    404: unknown id, or deleted after retention; .response_id
+        └── NotRegistered                 created server-side, the registry write failed;
+                                          .response_id, .response
+
 Every ``FileInputError`` names what it concerns in ``.path`` (a filesystem path, the caller's name
 for in-memory bytes, or ``parts[i]`` for a hand-built input part) and the rule broken in ``.rule``
 (a stable short string such as ``"max_bytes"``, for mapping to HTTP statuses and metrics).
@@ -60,7 +67,8 @@ for in-memory bytes, or ``parts[i]`` for a hand-built input part) and the rule b
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from streamvisor.openai import InvalidRequestError
 
@@ -70,6 +78,7 @@ __all__ = [
     "AgentError",
     "AnimatedGifNotAllowed",
     "AssistantsShapeNotAllowed",
+    "BackgroundError",
     "DuplicateToolName",
     "EmptyFile",
     "FileAccessError",
@@ -78,6 +87,7 @@ __all__ = [
     "FileTooLarge",
     "FileUploadFailed",
     "InvalidAgentConfig",
+    "InvalidBackgroundRequest",
     "InvalidDataURL",
     "InvalidFileId",
     "InvalidFileName",
@@ -90,9 +100,11 @@ __all__ = [
     "MissingFile",
     "ModelResponseFailed",
     "NotARegularFile",
+    "NotRegistered",
     "OutsideAllowedRoots",
     "PathIsADirectory",
     "RequestLimitExceeded",
+    "ResponseGone",
     "SessionError",
     "StreamLost",
     "StreamStopped",
@@ -519,3 +531,58 @@ class StreamLost(SessionError):
             "(only durable Responses streams are resumed)",
         )
         self.stream_id = stream_id
+
+
+# ------------------------------------------------------------------------------------------------
+# background (BackgroundPoller, actors/_background.py)::
+#
+#     ActorsLayerError
+#     └── BackgroundError                     anything the background poller rejects or fails at
+#         ├── InvalidBackgroundRequest (ValueError)   a create/track rejected before any I/O
+#         ├── ResponseGone (LookupError)      the server no longer knows the id (404: unknown, or
+#         │                                   deleted after its retention window); .response_id
+#         └── NotRegistered                   created server-side, but the registry write failed:
+#                                             .response_id, .response (cancel it, or track it)
+#
+# The registry store's own errors (``UnknownResponse(KeyError)``, ``StoreError``, ...) and the
+# wire layer's (``OutcomeUnknownError``, ``CancelRejected``, ...) pass through unchanged.
+
+
+class BackgroundError(ActorsLayerError):
+    """Root of the errors raised by the background poller itself."""
+
+
+class InvalidBackgroundRequest(BackgroundError, ValueError):
+    """A background create or track rejected before any I/O; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ResponseGone(BackgroundError, LookupError):
+    """The server answered 404 for this response: an unknown id, or one deleted after its
+    retention window. A tracked response is marked ``failed`` (``last_error`` starts with
+    ``response_gone:``) when this is seen."""
+
+    def __init__(self, response_id: str, detail: str | None = None) -> None:
+        message = f"response {response_id!r} is gone from the server (404)"
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.response_id = response_id
+        self.detail = detail
+
+
+class NotRegistered(BackgroundError):
+    """The server created the response, but recording it in the registry failed.
+
+    The response runs server-side untracked: ``response`` is what the server answered, so the
+    caller can cancel it (or retry the tracking). ``__cause__`` is the store's error.
+    """
+
+    def __init__(self, response_id: str, response: Mapping[str, Any]) -> None:
+        super().__init__(
+            f"response {response_id!r} was created but could not be recorded in the registry; "
+            "it is not being polled"
+        )
+        self.response_id = response_id
+        self.response = response

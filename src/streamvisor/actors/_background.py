@@ -1,0 +1,484 @@
+"""`BackgroundPoller`: the durable registry of background responses, their polling, cancel, resume.
+
+The tree under it::
+
+    background  (BackgroundPoller)       calls: create / poll / cancel / get / active / track ...
+    └── pollers (DynamicSupervisor, transient children, its own restart intensity)
+        ├── ResponsePoller resp_a        one per polled response; exits when it is terminal
+        └── ResponsePoller resp_b
+
+Every tracked response lives in the SQLite registry (`RegistryStore`) before anything else happens
+to it, and every poller starts from the registry, so neither a poller crash nor a daemon restart
+-- even ``kill -9`` -- loses a response: `init` adopts every non-terminal entry as polling. If the
+pollers' supervisor gives up (its restart intensity), the background poller crashes with it and
+its own supervisor decides.
+
+Status changes are published as `BackgroundStatus` on ``background.<id>`` and, for an owned
+response, on ``session.<owner>`` (see `_background_status`). A response the server answers 404
+for (expired, deleted) is recorded as ``failed`` with ``last_error`` ``response_gone: ...`` and
+``metadata["gone"]`` true: the six API statuses stay the only statuses, and a consumer that only
+knows them sees it as finished. ``insufficient_quota`` (and 401/403) stop its polling with a
+`PollingStopped` notice; the response stays active in the registry for ``poll()`` or a restart.
+
+Long calls (create, poll, cancel) run in tasks linked to the actor, so it keeps answering while
+the network is slow; a caller that times out does not undo them (a create still gets tracked).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random as _random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, Final
+
+import structlog
+import trio
+
+from ..config import BackgroundSection
+from ..openai import CancelRejected, NotFoundError, OpenAIClient, OpenAIError, OutcomeUnknownError
+from ..supervisor import (
+    Actor,
+    ActorExited,
+    Caller,
+    DynamicSupervisor,
+    DynamicSupervisorRef,
+    ExitReason,
+    NoReply,
+    Restart,
+    start_actor,
+)
+from ..supervisor._bus import EventBus
+from ._background_handle import BackgroundHandle, BackgroundStream, DurableTracker
+from ._background_messages import (
+    Active,
+    Cancel,
+    Create,
+    Cursor,
+    Failed,
+    Get,
+    Observed,
+    Poll,
+    StreamFinished,
+    StreamInfo,
+    Track,
+    registry_request,
+)
+from ._background_pollers import ResponsePoller, Shared, mark_gone, observe, publish
+from ._background_status import BackgroundStatus, PollingStopped, poll_delay
+from ._errors import ActorsLayerError, BackgroundError, NotRegistered, ResponseGone
+from ._store import (
+    RESPONSE_STATUSES,
+    TERMINAL_STATUSES,
+    DuplicateResponse,
+    RegistryStore,
+    StoreError,
+    TrackedResponse,
+)
+
+__all__ = [
+    "BackgroundHandle",
+    "BackgroundPoller",
+    "BackgroundStatus",
+    "BackgroundStream",
+    "DurableTracker",
+    "PollingStopped",
+    "open_background_poller",
+]
+
+log = structlog.get_logger("streamvisor.background")
+
+#: Errors a call reports to its caller; anything else is a bug and crashes the actor.
+_CALLER_ERRORS: Final = (OpenAIError, ActorsLayerError, StoreError, ValueError)
+#: Bound on closing the registry and stopping the pollers.
+_CLOSE_TIMEOUT: Final = 10.0
+
+
+# ---------------------------------------------------------------------------------- the actor
+
+
+class BackgroundPoller(Actor):
+    """The background-response registry and its supervised pollers (see the module docstring).
+
+    Args:
+        client: The shared wire client (its retry policy applies to each poll).
+        bus: Where `BackgroundStatus` / `PollingStopped` records and resumed events go.
+        section: Intervals, backoff, TTL and the registry path (``":memory:"`` allowed: a private
+            database that lives as long as this actor).
+        registry_path: Overrides ``section.registry_path``.
+        wall_clock: Wall-clock seconds for persisted timestamps and the TTL (``time.time``).
+        random: Random numbers in [0, 1) for the backoff jitter.
+        poller_intensity / poller_period: The pollers' supervisor gives up (and takes this actor
+            down) after more than ``poller_intensity`` poller restarts in ``poller_period`` s.
+        cursor_flush: Seconds durable-stream cursors (``note_cursor``) are batched before being
+            written.
+
+    ``init`` raises the store's errors (``CorruptStore``, ``UnsupportedSchema``, ``StoreError``,
+    ``OSError``) when the registry cannot be opened: the start fails, nothing else runs.
+    """
+
+    mailbox_size = 4096
+
+    def __init__(
+        self,
+        *,
+        client: OpenAIClient,
+        bus: EventBus[Any],
+        section: BackgroundSection,
+        registry_path: str | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        random: Callable[[], float] = _random.random,
+        poller_intensity: int = 10,
+        poller_period: float = 60.0,
+        cursor_flush: float = 0.25,
+    ) -> None:
+        self._client = client
+        self._bus = bus
+        self._section = section
+        self._path = registry_path if registry_path is not None else section.registry_path
+        self._wall_clock = wall_clock
+        self._random = random
+        self._intensity = poller_intensity
+        self._period = poller_period
+        self._cursor_flush = cursor_flush
+        self._stack = AsyncExitStack()
+        self._shared: Shared | None = None
+        self._adopt: list[str] = []
+        self._pollers: DynamicSupervisorRef | None = None
+        self._ready = trio.Event()
+        self._stopping = False
+        self._cursors: dict[str, int] = {}
+        self._cursors_dirty = trio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def init(self) -> None:
+        try:
+            store = await self._stack.enter_async_context(RegistryStore.open(self._path))
+            adopted = await store.active()
+            for record in adopted:
+                if record.mode != "poll":  # its stream died with the previous daemon
+                    await store.update(record.response_id, mode="poll")
+        except BaseException:
+            with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await self._stack.aclose()
+            raise
+        self._shared = Shared(
+            client=self._client,
+            bus=self._bus,
+            store=store,
+            section=self._section,
+            wall_clock=self._wall_clock,
+            random=self._random,
+        )
+        self._adopt = [record.response_id for record in adopted]
+        if adopted:
+            log.info("background.adopting", count=len(adopted), path=self._path)
+        self.spawn(self._supervise)
+        self.spawn(self._cleanup_loop)
+        self.spawn(self._flush_loop)
+
+    async def terminate(self, reason: ExitReason) -> None:
+        self._stopping = True
+        if self._pollers is not None and self._pollers.alive:
+            with trio.move_on_after(_CLOSE_TIMEOUT), contextlib.suppress(ActorExited):
+                await self._pollers.stop(timeout=None)
+        try:
+            await self._flush_cursors()
+        except StoreError as exc:
+            log.warning("background.cursor_flush_failed", error=str(exc))
+        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+            await self._stack.aclose()
+
+    @property
+    def shared(self) -> Shared:
+        assert self._shared is not None, "used before init"
+        return self._shared
+
+    async def _supervise(self) -> None:
+        """Run the pollers' supervisor; adopt the registry's active responses; crash if the
+        supervisor gives up. Closes the registry on the way out (also after a kill)."""
+        try:
+            async with trio.open_nursery() as nursery:
+                pollers = DynamicSupervisor(
+                    self._new_poller,
+                    restart=Restart.TRANSIENT,
+                    shutdown=1.0,
+                    intensity=self._intensity,
+                    period=self._period,
+                )
+                ref = await start_actor(nursery, pollers)
+                assert isinstance(ref, DynamicSupervisorRef)
+                self._pollers = ref
+                for response_id in self._adopt:
+                    await self._start_poller(response_id, 0.0)
+                self._adopt = []
+                self._ready.set()
+                reason = await ref.wait()
+                if not self._stopping:
+                    raise RuntimeError(f"the background pollers' supervisor exited: {reason}")
+        finally:
+            with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await self._stack.aclose()
+
+    def _new_poller(self, response_id: str, first_delay: float) -> ResponsePoller:
+        return ResponsePoller(self.shared, response_id, first_delay)
+
+    async def _start_poller(self, response_id: str, first_delay: float) -> None:
+        if self.shared.polling(response_id):
+            return
+        assert self._pollers is not None
+        await self._pollers.start_child(response_id, first_delay)
+
+    async def _ensure_polled(self, record: TrackedResponse | None, first_delay: float) -> None:
+        if record is not None and not record.is_terminal and record.mode == "poll":
+            await self._ready.wait()
+            await self._start_poller(record.response_id, first_delay)
+
+    def _wake(self, response_id: str) -> None:
+        poller = self.shared.pollers.get(response_id)
+        if poller is not None and poller.ref.alive:
+            poller.wake()
+
+    async def _cleanup_loop(self) -> None:
+        """Remove terminal entries older than ``terminal_ttl``, now and every cleanup_interval."""
+        section = self._section
+        while True:
+            try:
+                removed = await self.shared.store.purge_terminal(
+                    section.terminal_ttl, now=self._wall_clock()
+                )
+            except StoreError as exc:
+                log.warning("background.cleanup_failed", error=str(exc))
+            else:
+                if removed:
+                    log.info("background.cleaned", count=len(removed))
+            await trio.sleep(section.cleanup_interval)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._cursors_dirty.wait()
+            await trio.sleep(self._cursor_flush)
+            try:
+                await self._flush_cursors()
+            except StoreError as exc:
+                log.warning("background.cursor_flush_failed", error=str(exc))
+
+    async def _flush_cursors(self, only: str | None = None) -> None:
+        if only is not None:
+            pending = {only: self._cursors.pop(only)} if only in self._cursors else {}
+        else:
+            pending, self._cursors = self._cursors, {}
+            self._cursors_dirty = trio.Event()
+        for response_id, cursor in pending.items():
+            with contextlib.suppress(KeyError):  # UnknownResponse: no longer tracked
+                await self.shared.store.record_cursor(response_id, cursor, at=self._wall_clock())
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def _answer(self, caller: Caller, work: Callable[[], Awaitable[object]]) -> Any:
+        """Run ``work`` in a linked task and reply with its result (or its caller error)."""
+
+        async def run() -> None:
+            try:
+                value = await work()
+            except _CALLER_ERRORS as exc:
+                caller.reply(Failed(exc))
+            else:
+                caller.reply(value)
+
+        self.spawn(run)
+        return NoReply
+
+    async def handle_call(self, request: Any, caller: Caller) -> Any:
+        if isinstance(request, Create):
+            return self._answer(caller, lambda: self._create(request.body, request.owner))
+        if isinstance(request, Poll):
+            return self._answer(caller, lambda: self._poll(request.response_id))
+        if isinstance(request, Cancel):
+            return self._answer(caller, lambda: self._cancel(request.response_id))
+        try:
+            if isinstance(request, Get):
+                return await self.shared.store.get(request.response_id)
+            if isinstance(request, Active):
+                return await self.shared.store.active()
+            if isinstance(request, Track):
+                return await self._track(request)
+            if isinstance(request, StreamFinished):
+                return await self._stream_finished(request)
+            if isinstance(request, StreamInfo):
+                return (self._client, self._bus)
+        except _CALLER_ERRORS as exc:
+            return Failed(exc)
+        return await super().handle_call(request, caller)
+
+    async def handle_cast(self, message: Any) -> None:
+        if isinstance(message, Cursor):
+            previous = self._cursors.get(message.response_id, -1)
+            self._cursors[message.response_id] = max(previous, message.cursor)
+            self._cursors_dirty.set()
+        elif isinstance(message, Observed):
+            try:
+                await observe(self.shared, message.response_id, message.response, message.status)
+            except StoreError as exc:
+                log.warning("background.observe_failed", error=str(exc))
+            if message.status in TERMINAL_STATUSES:
+                self._wake(message.response_id)
+        else:
+            await super().handle_cast(message)
+
+    # -- the operations ------------------------------------------------------------------------
+
+    async def _create(self, body: Mapping[str, Any], owner: str | None) -> TrackedResponse:
+        shared = self.shared
+        try:
+            response = await shared.client.create_response(body)
+        except OutcomeUnknownError as exc:
+            log.exception(
+                "background.create_outcome_unknown",
+                model=body.get("model"),
+                owner=owner,
+                request_id=exc.request_id,
+                hint="the response may exist server-side; it is not tracked",
+            )
+            raise
+        response_id = response.get("id")
+        if not isinstance(response_id, str) or not response_id:
+            raise BackgroundError(f"the server's create answer has no response id: {response!r}")
+        status = response.get("status")
+        if status not in RESPONSE_STATUSES:
+            status = "queued"
+        at = self._wall_clock()
+        terminal = status in TERMINAL_STATUSES
+        try:
+            record = await shared.store.add(
+                TrackedResponse(
+                    response_id=response_id,
+                    status=status,
+                    model=str(body["model"]),
+                    created_at=at,
+                    owner=owner,
+                    mode="poll",
+                    terminal_at=at if terminal else None,
+                    request=registry_request(body),
+                )
+            )
+        except StoreError as exc:
+            log.exception("background.not_registered", response_id=response_id)
+            raise NotRegistered(response_id, response) from exc
+        publish(shared.bus, BackgroundStatus(response_id, status, None, response, at, owner))
+        log.info("background.created", response_id=response_id, status=status, owner=owner)
+        await self._ensure_polled(record, poll_delay(None, self._section))
+        return record
+
+    async def _poll(self, response_id: str) -> dict[str, Any]:
+        shared = self.shared
+        try:
+            polled = await shared.client.retrieve_response(response_id)
+        except NotFoundError as err:
+            await mark_gone(shared, response_id, err)
+            raise ResponseGone(response_id, str(err)) from err
+        if await shared.store.find(response_id) is not None:
+            await shared.store.record_poll(response_id, at=self._wall_clock())
+            record = await observe(shared, response_id, polled.response, polled.status or "")
+            await self._ensure_polled(record, poll_delay(polled.poll_after, self._section))
+        return polled.response
+
+    async def _cancel(self, response_id: str) -> dict[str, Any]:
+        shared = self.shared
+        try:
+            response = await shared.client.cancel_response(response_id)
+        except NotFoundError as err:
+            await mark_gone(shared, response_id, err)
+            raise ResponseGone(response_id, str(err)) from err
+        except CancelRejected as err:
+            if err.status is None:  # not a background response: nothing to cancel
+                raise
+            # It finished before the cancel got there: report how it finished.
+            log.info("background.cancel_raced", response_id=response_id, status=err.status)
+            return await self._poll(response_id)
+        await observe(shared, response_id, response, str(response.get("status", "")))
+        self._wake(response_id)
+        return response
+
+    async def _track(self, request: Track) -> TrackedResponse:
+        shared = self.shared
+        at = self._wall_clock()
+        try:
+            record = await shared.store.add(
+                TrackedResponse(
+                    response_id=request.response_id,
+                    status="queued",
+                    model=request.model,
+                    created_at=at,
+                    owner=request.owner,
+                    mode="stream",
+                    cursor=request.cursor,
+                    request=registry_request(request.request),
+                )
+            )
+        except DuplicateResponse:  # the session's worker restarted and tracks it again
+            record = await shared.store.get(request.response_id)
+            if not record.is_terminal:
+                record = await shared.store.update(
+                    request.response_id, owner=request.owner, mode="stream"
+                )
+            if request.cursor is not None:
+                record = await shared.store.record_cursor(request.response_id, request.cursor)
+            return record
+        note = BackgroundStatus(request.response_id, "queued", None, None, at, request.owner)
+        publish(shared.bus, note)
+        return record
+
+    async def _stream_finished(self, request: StreamFinished) -> TrackedResponse | None:
+        shared = self.shared
+        await self._flush_cursors(request.response_id)
+        record = await shared.store.find(request.response_id)
+        if record is None:
+            log.warning("background.untracked_stream", response_id=request.response_id)
+            return None
+        if request.status in RESPONSE_STATUSES:
+            record = await observe(shared, request.response_id, request.response, request.status)
+        if record is not None and not record.is_terminal:
+            # The stream ended without a terminal event: polling takes over from here.
+            record = await shared.store.update(request.response_id, mode="poll")
+            await self._ensure_polled(record, 0.0)
+        return record
+
+
+# ---------------------------------------------------------------------------------- embedding
+
+
+@asynccontextmanager
+async def open_background_poller(
+    *,
+    client: OpenAIClient,
+    bus: EventBus[Any],
+    section: BackgroundSection,
+    **options: Any,
+) -> AsyncIterator[BackgroundHandle]:
+    """Run a `BackgroundPoller` for the block (outside a supervision tree: tests, scripts).
+
+    ``options`` are `BackgroundPoller`'s keyword arguments. On exit the poller is stopped
+    gracefully (pollers stopped, cursors flushed, registry closed). Raises what ``init`` raises
+    (e.g. ``CorruptStore``) as is; an error in the block propagates wrapped by the nursery that
+    runs the poller, as trio does.
+    """
+    failed: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        poller = BackgroundPoller(client=client, bus=bus, section=section, **options)
+        try:
+            ref = await start_actor(nursery, poller)
+        except Exception as exc:
+            failed = exc
+        else:
+            try:
+                yield BackgroundHandle(ref)
+            finally:
+                if ref.alive:
+                    with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                        await ref.stop(timeout=math.inf)
+    if failed is not None:
+        raise failed

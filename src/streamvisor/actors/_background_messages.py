@@ -1,0 +1,134 @@
+"""The background poller's messages (private to the actor and its handle) and shared checks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+from ._errors import InvalidBackgroundRequest
+from ._store import TERMINAL_STATUSES
+
+__all__ = [
+    "Active",
+    "Cancel",
+    "Create",
+    "Cursor",
+    "Failed",
+    "Get",
+    "Observed",
+    "Poll",
+    "StreamFinished",
+    "StreamInfo",
+    "Track",
+    "check_owner",
+    "registry_request",
+    "seed_snapshot",
+]
+
+#: A create's ``input`` larger than this (JSON bytes) is not copied into the registry.
+_MAX_STORED_INPUT: Final = 64 * 1024
+
+
+# ------------------------------------------------------------------------------------ messages
+
+
+@attrs.frozen
+class Failed:
+    error: Exception
+
+
+@attrs.frozen
+class Create:
+    body: Mapping[str, Any]
+    owner: str | None
+
+
+@attrs.frozen
+class Poll:
+    response_id: str
+
+
+@attrs.frozen
+class Cancel:
+    response_id: str
+
+
+@attrs.frozen
+class Get:
+    response_id: str
+
+
+@attrs.frozen
+class Active:
+    pass
+
+
+@attrs.frozen
+class Track:
+    response_id: str
+    owner: str
+    model: str
+    request: Mapping[str, Any]
+    cursor: int | None
+
+
+@attrs.frozen
+class StreamFinished:
+    response_id: str
+    status: str
+    response: Mapping[str, Any] | None
+
+
+@attrs.frozen
+class Cursor:
+    response_id: str
+    cursor: int
+
+
+@attrs.frozen
+class Observed:
+    response_id: str
+    status: str
+    response: Mapping[str, Any] | None
+
+
+@attrs.frozen
+class StreamInfo:
+    pass
+
+
+# -------------------------------------------------------------------------------------- helpers
+
+
+def check_owner(owner: str | None) -> None:
+    if owner is None:
+        return
+    if not isinstance(owner, str) or not owner or any(c in owner for c in ".*"):
+        raise InvalidBackgroundRequest(
+            f"owner must be a session id without '.' or '*' (a bus topic segment), got {owner!r}"
+        )
+
+
+def registry_request(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The create body as the registry keeps it: a large ``input`` (images as data URLs...) is
+    replaced by a note, so that the registry stays small."""
+    stored = dict(body)
+    if "input" in stored:
+        size = len(json.dumps(stored["input"], default=str))
+        if size > _MAX_STORED_INPUT:
+            stored["input"] = None
+            stored["input_omitted_bytes"] = size
+    return stored
+
+
+def seed_snapshot(response: Mapping[str, Any]) -> dict[str, Any]:
+    """The snapshot a resumed stream's events apply to. A GET shows output up to *now*, not up to
+    ``starting_after``, so an active response's output is left out rather than doubled; the
+    terminal event carries the whole Response."""
+    seed = dict(response)
+    if seed.get("status") not in TERMINAL_STATUSES:
+        seed["output"] = []
+    return seed
