@@ -20,6 +20,11 @@ from the restarted worker. ``stop`` closes the connection (and cancels a durable
 server-side) and publishes ``response.cancelled``. When the session is shut down, foreground
 streams are closed the same way and durable ones are handed over to polling, not cancelled.
 
+``chat``/``respond`` return once the stream's first event is published (so the ticket names the
+response); subscribe to the topic before calling them to see every event. A durable create whose
+connection is lost before that first event cannot be resumed (its response id is unknown): the
+call raises the client's ``OutcomeUnknownError``.
+
 Bound: a session runs at most `SessionDeps.max_streams` streams at once (8 by default); each holds
 one HTTP connection for its whole life.
 """
