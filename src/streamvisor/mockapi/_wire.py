@@ -1,0 +1,117 @@
+"""Wire-level values: JSON encoding, error bodies, ids, tokens, Go-style durations.
+
+Everything here is a pure function of its arguments (ids come from a seeded `IdFactory`), so the
+server's bytes are deterministic for a given seed and request sequence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from typing import Any
+
+__all__ = [
+    "ApiProblem",
+    "IdFactory",
+    "api_error",
+    "dumps",
+    "format_go_duration",
+    "split_tokens",
+]
+
+_ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]+|\s+")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as the real API writes it (`{"a":1,"b":[]}`)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def api_error(
+    message: str,
+    type_: str = "invalid_request_error",
+    *,
+    param: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """The error body shape of every non-2xx response (reference §6.1)."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class ApiProblem(Exception):
+    """Raised inside a handler to answer with an HTTP error: status, body and extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = api_error(message, type_, param=param, code=code)
+        self.headers = dict(headers or {})
+
+
+def split_tokens(text: str) -> list[str]:
+    """Split text into word tokens with their leading whitespace: "The", " capital", "."."""
+    return _TOKEN.findall(text)
+
+
+def format_go_duration(seconds: float) -> str:
+    """Format like Go's `time.Duration.String()`: `17ms`, `7.66s`, `1m26.4s`, `6m0s`."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        ms = round(seconds * 1000, 3)
+        return f"{_trim(ms)}ms"
+    minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    rest = round(rest, 3)
+    if hours:
+        return f"{hours}h{minutes}m{_trim(rest)}s"
+    if minutes:
+        return f"{minutes}m{_trim(rest)}s"
+    return f"{_trim(rest)}s"
+
+
+def _trim(value: float) -> str:
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+class IdFactory:
+    """Deterministic, unique ids shaped like OpenAI's (`resp_<hex>`, `file-<alnum>`, ...)."""
+
+    def __init__(self, seed: str) -> None:
+        self._seed = seed
+        self._counter = itertools.count()
+
+    def _digest(self, kind: str) -> bytes:
+        n = next(self._counter)
+        return hashlib.sha256(f"{self._seed}:{kind}:{n}".encode()).digest()
+
+    def hex(self, prefix: str, length: int = 48) -> str:
+        return prefix + (self._digest(prefix).hex() * 2)[:length]
+
+    def alnum(self, prefix: str, length: int = 24) -> str:
+        digest = self._digest(prefix)
+        number = int.from_bytes(digest * 2, "big")
+        chars = []
+        for _ in range(length):
+            number, index = divmod(number, len(_ALNUM))
+            chars.append(_ALNUM[index])
+        return prefix + "".join(chars)
+
+    def obfuscation(self, key: str) -> str:
+        """A padding string of 1..15 characters, as the real API adds to stream deltas."""
+        digest = hashlib.sha256(f"{self._seed}:obf:{key}".encode()).digest()
+        length = 1 + digest[0] % 15
+        return "".join(_ALNUM[b % len(_ALNUM)] for b in digest[1 : 1 + length])

@@ -1,0 +1,547 @@
+"""OTP supervisors: strategies, restart types, intensity with escalation, ordered shutdown."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar, cast
+
+import attrs
+import structlog
+import trio
+
+from ._actor import (
+    _EXIT,
+    Actor,
+    ActorRef,
+    Caller,
+    NoReply,
+    StopActor,
+    _prepare,
+    _start_prepared,
+)
+from ._errors import (
+    ActorError,
+    ActorExited,
+    AlreadyPresent,
+    AlreadyStarted,
+    ChildNotFound,
+    ChildRestarting,
+    ChildRunning,
+    StartChildError,
+)
+from ._reason import KILLED, SHUTDOWN, ExitReason
+from ._registry import Registry
+from ._spec import (
+    AutoShutdown,
+    ChildSpec,
+    ChildType,
+    Restart,
+    Strategy,
+    check_childspecs,
+    check_flags,
+    check_significance,
+)
+
+__all__ = [
+    "ChildCounts",
+    "ChildInfo",
+    "Supervisor",
+    "SupervisorRef",
+    "open_supervisor",
+    "start_supervisor",
+]
+
+log = structlog.get_logger("streamvisor.supervisor")
+
+
+@attrs.frozen(slots=True)
+class ChildInfo:
+    """One row of ``which_children`` (DYN-05)."""
+
+    id: str | None
+    #: The running child, or None when stopped or between restart attempts.
+    ref: ActorRef | None
+    #: True between failed restart attempts (OTP ``restarting``).
+    restarting: bool
+    type: ChildType
+
+
+@attrs.frozen(slots=True)
+class ChildCounts:
+    """``count_children`` (DYN-06): all specs, running children, specs per type."""
+
+    specs: int
+    active: int
+    supervisors: int
+    workers: int
+
+
+class _Child:
+    __slots__ = ("ref", "restarting", "spec")
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.ref: ActorRef | None = None
+        self.restarting = False
+
+
+@attrs.frozen(slots=True)
+class _ChildExit:
+    ref: ActorRef
+    reason: ExitReason
+
+
+class _ChildWatch:
+    """The supervisor's monitor on one child (SD-05): turns its exit into a mailbox notice."""
+
+    __slots__ = ("sup",)
+
+    def __init__(self, sup: ActorRef) -> None:
+        self.sup = sup
+
+    def _on_exit(self, ref: ActorRef, reason: ExitReason) -> None:
+        self.sup._deliver_system((_EXIT, _ChildExit(ref, reason), None))
+
+
+@attrs.frozen(slots=True)
+class _TryAgain:
+    child: _Child
+
+
+# Requests (handle_call payloads).
+@attrs.frozen(slots=True)
+class _StartChild:
+    spec: ChildSpec
+
+
+@attrs.frozen(slots=True)
+class _ById:
+    op: str
+    id: str
+
+
+_WHICH = "which_children"
+_COUNT = "count_children"
+
+
+def _expected_shutdown(spec: ChildSpec, reason: ExitReason, killed_after_timeout: bool) -> bool:
+    """SD-05: exit reasons that do not deserve a ``shutdown_error`` report."""
+    if killed_after_timeout:
+        return False
+    if spec.shutdown == "brutal_kill" and reason.kind == "killed":
+        return True
+    if reason == SHUTDOWN:
+        return True
+    return spec.restart is not Restart.PERMANENT and reason.is_normal
+
+
+async def _shutdown_child(sup_label: str, child: _Child) -> None:
+    """Stop one child per its spec: graceful request → bounded wait → kill → wait (SD-02..04)."""
+    ref = child.ref
+    child.ref = None
+    if ref is None or not ref.alive:
+        return
+    spec = child.spec
+    killed_after_timeout = False
+    if spec.shutdown == "brutal_kill":
+        ref._exit_signal(KILLED)
+        reason = await ref.wait()
+    else:
+        ref._request_stop(SHUTDOWN)
+        timeout = math.inf if spec.shutdown == "infinity" else float(spec.shutdown)
+        with trio.move_on_after(timeout):
+            await ref.wait()
+        if ref.alive:
+            killed_after_timeout = True
+            log.warning("shutdown_timeout", supervisor=sup_label, child=spec.id, timeout=timeout)
+            ref._exit_signal(KILLED)
+        reason = await ref.wait()
+    if _expected_shutdown(spec, reason, killed_after_timeout):
+        log.debug("child_shutdown", supervisor=sup_label, child=spec.id, reason=reason)
+    else:
+        log.error("shutdown_error", supervisor=sup_label, child=spec.id, reason=reason)
+
+
+class SupervisorRef(ActorRef):
+    """A running ``Supervisor``: an ``ActorRef`` plus OTP's dynamic-children API.
+
+    Every request is a call to the supervisor with ``timeout=None`` by default (OTP
+    ``infinity``); besides the errors listed, each may raise ``ActorExited`` if the supervisor
+    is gone and ``CallTimeout`` if a ``timeout`` is given and expires.
+    """
+
+    __slots__ = ()
+
+    async def start_child(self, spec: ChildSpec, *, timeout: float | None = None) -> ActorRef:  # noqa: ASYNC109  # DYN-01
+        """Add ``spec`` as the last child and start it; return its ref.
+
+        Raises ``AlreadyStarted`` (id running), ``AlreadyPresent`` (id stopped or restarting),
+        ``InvalidChildSpec`` (significant child under ``AutoShutdown.NEVER``) and
+        ``StartChildError`` (its factory or ``init`` raised; the spec is not kept).
+        """
+        return cast(ActorRef, await self.call(_StartChild(spec), timeout=timeout))
+
+    async def terminate_child(self, id: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109  # DYN-02
+        """Stop the child per its shutdown spec; keep its spec (unless temporary). Not a restart,
+        never triggers auto-shutdown. Raises ``ChildNotFound``."""
+        await self.call(_ById("terminate", id), timeout=timeout)
+
+    async def restart_child(self, id: str, *, timeout: float | None = None) -> ActorRef:  # noqa: ASYNC109  # DYN-03
+        """Start a stopped child again. Raises ``ChildNotFound``, ``ChildRunning``,
+        ``ChildRestarting``, ``StartChildError``."""
+        return cast(ActorRef, await self.call(_ById("restart", id), timeout=timeout))
+
+    async def delete_child(self, id: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109  # DYN-04
+        """Forget a stopped child's spec. Raises ``ChildNotFound``, ``ChildRunning``,
+        ``ChildRestarting``."""
+        await self.call(_ById("delete", id), timeout=timeout)
+
+    async def which_children(self, *, timeout: float | None = None) -> list[ChildInfo]:  # noqa: ASYNC109  # DYN-05
+        """All children **in start order** (OTP lists newest first; we list oldest first)."""
+        return cast("list[ChildInfo]", await self.call(_WHICH, timeout=timeout))
+
+    async def count_children(self, *, timeout: float | None = None) -> ChildCounts:  # noqa: ASYNC109  # DYN-06
+        return cast(ChildCounts, await self.call(_COUNT, timeout=timeout))
+
+    async def get_childspec(self, id: str, *, timeout: float | None = None) -> ChildSpec:  # noqa: ASYNC109  # DYN-07
+        """The child's full spec. Raises ``ChildNotFound``."""
+        return cast(ChildSpec, await self.call(_ById("get_childspec", id), timeout=timeout))
+
+
+class Supervisor(Actor):
+    """An OTP supervisor, itself an actor (so it can be a child: ``ChildSpec.supervisor``).
+
+    Children start in order, each synchronously (SUP-02); if one fails the started ones are
+    stopped in reverse and the start raises ``StartChildError`` (SUP-03). Restarts follow the
+    strategy and each child's restart type. More than ``intensity`` restarts within ``period``
+    seconds (counted per supervisor) logs ``reached_max_restart_intensity``, stops every child in
+    reverse start order and exits with reason ``shutdown`` (INT-01..03).
+
+    Raises ``InvalidSupervisorFlags`` / ``InvalidChildSpec`` / ``DuplicateChildId`` at
+    construction.
+    """
+
+    __slots__ = ("_children", "_restarts", "auto_shutdown", "intensity", "period", "strategy")
+
+    _eager_nursery: ClassVar[bool] = True
+    _ref_class: ClassVar[type[ActorRef]] = SupervisorRef
+    mailbox_size: ClassVar[float] = math.inf
+    terminate_timeout: ClassVar[float] = math.inf
+    trap_exits = True
+
+    def __init__(
+        self,
+        children: Sequence[ChildSpec] = (),
+        *,
+        strategy: Strategy = Strategy.ONE_FOR_ONE,
+        intensity: int = 1,
+        period: float = 5,
+        auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
+    ) -> None:
+        check_flags(strategy, intensity, period, auto_shutdown)
+        specs = check_childspecs(children, auto_shutdown)
+        self.strategy = strategy
+        self.intensity = intensity
+        self.period = period
+        self.auto_shutdown = auto_shutdown
+        self._children = [_Child(spec) for spec in specs]
+        self._restarts: deque[float] = deque()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def init(self) -> None:
+        started: list[_Child] = []
+        for child in list(self._children):
+            try:
+                await self._start(child)
+            except Exception as exc:
+                for done in reversed(started):
+                    await _shutdown_child(self._ref.label, done)
+                raise StartChildError(child.spec.id, exc) from exc
+            if child.ref is not None:
+                started.append(child)
+
+    async def terminate(self, reason: ExitReason) -> None:
+        await self._stop_all()
+        log.info("supervisor_stopped", supervisor=self._ref.label, reason=reason)
+
+    async def _start(self, child: _Child) -> ActorRef:
+        spec = child.spec
+        actor = spec.factory()
+        ref, receive = _prepare(actor, spec.name, self._ref._registry, label=spec.id)
+        ref._add_watcher(_ChildWatch(self._ref))
+        nursery = self._ref._nursery
+        assert nursery is not None
+        await _start_prepared(nursery, actor, ref, receive)
+        child.ref = ref
+        child.restarting = False
+        log.debug("child_started", supervisor=self._ref.label, child=spec.id)
+        return ref
+
+    async def _stop_all(self) -> None:
+        for child in reversed(self._children):
+            child.restarting = False
+            await _shutdown_child(self._ref.label, child)
+
+    async def _give_up(self) -> None:
+        await self._stop_all()
+        raise StopActor(SHUTDOWN)
+
+    # -- child exits and restarts --------------------------------------------------------------
+
+    async def handle_info(self, message: Any) -> None:
+        if isinstance(message, _ChildExit):
+            for child in self._children:
+                if child.ref is message.ref:
+                    child.ref = None
+                    await self._child_exited(child, message.reason)
+                    return
+        elif isinstance(message, _TryAgain):
+            child = message.child
+            if child in self._children and child.restarting:
+                await self._restart(child)
+        else:
+            await super().handle_info(message)
+
+    async def _child_exited(self, child: _Child, reason: ExitReason) -> None:
+        spec = child.spec
+        restart = spec.restart is Restart.PERMANENT or (
+            spec.restart is Restart.TRANSIENT and not reason.is_normal
+        )
+        if spec.restart is Restart.PERMANENT or not reason.is_normal:  # CH-05
+            log.error("child_terminated", supervisor=self._ref.label, child=spec.id, reason=reason)
+        if restart:
+            await self._restart(child)
+            return
+        if spec.restart is Restart.TEMPORARY:
+            self._children.remove(child)
+        if spec.significant and self._auto_shutdown_due():
+            log.info("auto_shutdown", supervisor=self._ref.label, child=spec.id)
+            await self._give_up()
+
+    def _auto_shutdown_due(self) -> bool:
+        if self.auto_shutdown is AutoShutdown.ANY_SIGNIFICANT:
+            return True
+        if self.auto_shutdown is AutoShutdown.ALL_SIGNIFICANT:
+            return not any(
+                c.spec.significant and (c.ref is not None or c.restarting) for c in self._children
+            )
+        return False
+
+    def _add_restart(self) -> bool:
+        """Record a restart; True when the intensity is exceeded (INT-01)."""
+        now = trio.current_time()
+        restarts = self._restarts
+        while restarts and restarts[0] < now - self.period:
+            restarts.popleft()
+        restarts.append(now)
+        return len(restarts) > self.intensity
+
+    async def _restart(self, child: _Child) -> None:
+        if self._add_restart():
+            log.error(
+                "reached_max_restart_intensity",
+                supervisor=self._ref.label,
+                child=child.spec.id,
+                intensity=self.intensity,
+                period=self.period,
+                reason=SHUTDOWN,
+            )
+            await self._give_up()
+        children = self._children
+        if self.strategy is Strategy.ONE_FOR_ONE:
+            group = [child]
+        else:
+            index = children.index(child)
+            group = list(children if self.strategy is Strategy.ONE_FOR_ALL else children[index:])
+            for other in reversed(group):
+                if other is not child and other.ref is not None:
+                    await _shutdown_child(self._ref.label, other)
+            for other in group:  # SUP-08: temporary siblings are not restarted
+                if other is not child and other.spec.restart is Restart.TEMPORARY:
+                    children.remove(other)
+            group = [c for c in group if c in children]
+        for position, member in enumerate(group):
+            if member.ref is not None:
+                continue
+            try:
+                await self._start(member)
+            except Exception as exc:
+                log.exception(
+                    "child_restart_failed",
+                    supervisor=self._ref.label,
+                    child=member.spec.id,
+                    error=repr(exc),
+                )
+                for rest in group[position:]:
+                    rest.restarting = True
+                self._ref.send(_TryAgain(member))  # INT-04: serve other requests meanwhile
+                return
+            log.info("child_restarted", supervisor=self._ref.label, child=member.spec.id)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def handle_call(self, request: Any, caller: Caller) -> Any:
+        try:
+            if isinstance(request, _StartChild):
+                return await self._start_child(request.spec)
+            if isinstance(request, _ById):
+                return await self._by_id(request.op, request.id)
+            if request == _WHICH:
+                return [
+                    ChildInfo(c.spec.id, c.ref, c.restarting, c.spec.type) for c in self._children
+                ]
+            if request == _COUNT:
+                workers = sum(c.spec.type is ChildType.WORKER for c in self._children)
+                return ChildCounts(
+                    specs=len(self._children),
+                    active=sum(c.ref is not None for c in self._children),
+                    supervisors=len(self._children) - workers,
+                    workers=workers,
+                )
+        except (ActorError, ValueError) as exc:
+            caller._fail(exc)
+            return NoReply
+        return await super().handle_call(request, caller)
+
+    def _find(self, id: str) -> _Child:
+        for child in self._children:
+            if child.spec.id == id:
+                return child
+        raise ChildNotFound(id, "not found")
+
+    async def _start_child(self, spec: ChildSpec) -> ActorRef:
+        if not isinstance(spec, ChildSpec):
+            raise TypeError(f"not a ChildSpec: {spec!r}")
+        check_significance(spec, self.auto_shutdown)
+        for existing in self._children:
+            if existing.spec.id == spec.id:
+                if existing.ref is not None:
+                    raise AlreadyStarted(existing.ref, f"child {spec.id!r}")
+                raise AlreadyPresent(spec.id, "already present")
+        child = _Child(spec)
+        try:
+            ref = await self._start(child)
+        except Exception as exc:
+            raise StartChildError(spec.id, exc) from exc
+        self._children.append(child)
+        return ref
+
+    async def _by_id(self, op: str, id: str) -> object:
+        child = self._find(id)
+        if op == "get_childspec":
+            return child.spec
+        if op == "terminate":
+            child.restarting = False
+            await _shutdown_child(self._ref.label, child)
+            if child.spec.restart is Restart.TEMPORARY:
+                self._children.remove(child)
+            return None
+        if child.ref is not None:
+            raise ChildRunning(id, "running")
+        if child.restarting:
+            raise ChildRestarting(id, "restarting")
+        if op == "delete":
+            self._children.remove(child)
+            return None
+        try:
+            return await self._start(child)
+        except Exception as exc:
+            raise StartChildError(id, exc) from exc
+
+
+async def start_supervisor(
+    nursery: trio.Nursery,
+    children: Sequence[ChildSpec] = (),
+    *,
+    strategy: Strategy = Strategy.ONE_FOR_ONE,
+    intensity: int = 1,
+    period: float = 5,
+    auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
+    registry: Registry | None = None,
+    name: str | None = None,
+) -> SupervisorRef:
+    """Start a supervisor in ``nursery``; return once all its children started (SUP-02).
+
+    ``registry`` defaults to a fresh ``Registry``; children inherit it. Raises
+    ``InvalidSupervisorFlags``/``InvalidChildSpec``/``DuplicateChildId`` for bad arguments,
+    ``StartChildError`` if a child failed to start (SUP-03), ``AlreadyStarted`` if ``name`` is
+    taken. Stop it with ``await ref.stop()``.
+    """
+    supervisor = Supervisor(
+        children,
+        strategy=strategy,
+        intensity=intensity,
+        period=period,
+        auto_shutdown=auto_shutdown,
+    )
+    ref, receive = _prepare(
+        supervisor, name, registry if registry is not None else Registry(), name or "supervisor"
+    )
+    return cast(SupervisorRef, await _start_prepared(nursery, supervisor, ref, receive))
+
+
+@asynccontextmanager
+async def open_supervisor(
+    children: Sequence[ChildSpec] = (),
+    *,
+    strategy: Strategy = Strategy.ONE_FOR_ONE,
+    intensity: int = 1,
+    period: float = 5,
+    auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
+    registry: Registry | None = None,
+    name: str | None = None,
+) -> AsyncIterator[SupervisorRef]:
+    """Run a supervisor for the body of an ``async with``; on exit, stop its children in reverse
+    start order (each per its shutdown spec) and wait for it.
+
+    If the supervisor exits on its own (intensity exceeded, auto-shutdown), the body is cancelled
+    and ``ActorExited`` (with its reason) is raised from the ``async with``. Cancelling the
+    enclosing scope kills the whole tree without the graceful phase. Raises as
+    ``start_supervisor``.
+    """
+    supervisor = Supervisor(
+        children,
+        strategy=strategy,
+        intensity=intensity,
+        period=period,
+        auto_shutdown=auto_shutdown,
+    )
+    ref, receive = _prepare(
+        supervisor, name, registry if registry is not None else Registry(), name or "supervisor"
+    )
+    exited_by_itself = False
+    error: Exception | None = None
+
+    async def watch(body: trio.CancelScope) -> None:
+        nonlocal exited_by_itself
+        await ref.wait()
+        if ref._stop_reason is None:
+            exited_by_itself = True
+            body.cancel()
+
+    # Errors are re-raised outside the nursery, so the caller sees them unwrapped.
+    async with trio.open_nursery() as nursery:
+        try:
+            await _start_prepared(nursery, supervisor, ref, receive)
+        except Exception as exc:
+            error = exc
+        else:
+            body = trio.CancelScope()
+            nursery.start_soon(watch, body)
+            try:
+                with body:
+                    yield cast(SupervisorRef, ref)
+            except Exception as exc:
+                error = exc
+            finally:
+                ref._request_stop(SHUTDOWN)
+                await ref.wait()
+    if error is not None:
+        raise error
+    if exited_by_itself:
+        assert ref.reason is not None
+        raise ActorExited(ref, ref.reason)

@@ -1,0 +1,25 @@
+"""Fixtures: a running embedded server, and the official SDK pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from streamvisor.mockapi import MockAPIConfig, MockServer, serve
+
+API_KEY = "sk-test-mockapi-0123456789"
+
+
+@pytest.fixture
+async def server(recorded_dir: Path) -> AsyncIterator[MockServer]:
+    async with serve(MockAPIConfig(api_key=API_KEY, recordings_dir=recorded_dir)) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(server: MockServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=server.url, api_key=API_KEY, max_retries=0) as sdk:
+        yield sdk
