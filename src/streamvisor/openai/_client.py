@@ -1,0 +1,507 @@
+"""`OpenAIClient`: one shared `httpx.AsyncClient`, retries, typed errors, streams, JSON calls.
+
+Every call goes through `_send`, which owns the retry loop (reference §6.4, plus the daemon's
+rules: quota errors are permanent; a background create whose outcome is unknown is never
+repeated). Streams are retried only before their response headers; after that a failure is a
+`StreamInterrupted` carrying the resume cursor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import attrs
+import httpx
+import structlog
+import trio
+
+from ._chat import ChatAccumulator
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    BadRequestError,
+    CancelRejected,
+    MalformedStreamError,
+    OutcomeUnknownError,
+    status_error_from,
+)
+from ._files import FilesMixin
+from ._models import apply_model_rules
+from ._responses import ResponseAccumulator
+from ._retry import RateLimits
+from ._settings import ClientSettings
+from ._stream import EventStream
+
+__all__ = ["OpenAIClient", "Polled"]
+
+log = structlog.get_logger("streamvisor.openai")
+
+# Connection attempts that cannot have reached the server: safe to retry even for a create.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_UNSUPPORTED = frozenset({"unsupported_parameter", "unsupported_value"})
+_REQUIRED = frozenset({"model", "input", "messages", "stream", "background"})
+_PARAM_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_CANCEL_STATUS = re.compile(r"cannot cancel an? (\w+) response", re.IGNORECASE)
+_CLOSE_TIMEOUT = 5.0
+
+
+@attrs.frozen
+class Polled:
+    """One `retrieve_response` answer.
+
+    Attributes:
+        response: The Response object as the server sent it.
+        poll_after: The server's `openai-poll-after-ms` hint in seconds, or None.
+        request_id: The answer's `x-request-id`.
+        rate_limits: The answer's `x-ratelimit-*` headers, if any.
+    """
+
+    response: dict[str, Any]
+    poll_after: float | None = None
+    request_id: str | None = None
+    rate_limits: RateLimits | None = None
+
+    @property
+    def status(self) -> str | None:
+        status = self.response.get("status")
+        return status if isinstance(status, str) else None
+
+
+def _connection_error(exc: httpx.RequestError) -> APIConnectionError:
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"request timed out: {type(exc).__name__}")
+    return APIConnectionError(f"connection error: {type(exc).__name__}: {exc}")
+
+
+def _body_of(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _poll_after(headers: httpx.Headers) -> float | None:
+    raw = headers.get("openai-poll-after-ms")
+    if raw is None:
+        return None
+    try:
+        value = float(raw) / 1000.0
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _droppable(err: BadRequestError, body: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The key path of a parameter the server rejected as unsupported, if we may drop it."""
+    if err.code not in _UNSUPPORTED or not err.param or not _PARAM_PATH.match(err.param):
+        return None
+    path = tuple(err.param.split("."))
+    if path[0] in _REQUIRED:
+        return None
+    node: Any = body
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return path
+
+
+def _without(body: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    new = dict(body)
+    if len(path) == 1:
+        del new[path[0]]
+    else:
+        new[path[0]] = _without(new[path[0]], path[1:])
+    return new
+
+
+class OpenAIClient(FilesMixin):
+    """The wire-level OpenAI client. Create it with `OpenAIClient.open(settings)`.
+
+    All methods raise the `_errors` tree: `APIStatusError` subclasses for non-2xx answers (after
+    retries), `APIConnectionError`/`APITimeoutError` for failures to get an answer, and
+    `OutcomeUnknownError` for a background create whose fate is unknown.
+    """
+
+    def __init__(self, settings: ClientSettings, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self._http = http
+        #: The rate limits of the latest answer that carried them.
+        self.rate_limits: RateLimits | None = None
+
+    def __repr__(self) -> str:
+        return f"<OpenAIClient base_url={self.settings.base_url!r}>"
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        settings: ClientSettings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> AsyncIterator[OpenAIClient]:
+        """An async context manager around one shared `httpx.AsyncClient` (closed on exit).
+
+        `settings` defaults to `ClientSettings.from_env()`; `transport` replaces the network
+        (e.g. `httpx.MockTransport` in tests).
+        """
+        settings = settings if settings is not None else ClientSettings.from_env()
+        headers = {"Accept": "application/json", **settings.default_headers}
+        if settings.api_key is not None:
+            headers["Authorization"] = f"Bearer {settings.api_key}"
+        if settings.organization is not None:
+            headers["OpenAI-Organization"] = settings.organization
+        if settings.project is not None:
+            headers["OpenAI-Project"] = settings.project
+        http = httpx.AsyncClient(
+            base_url=settings.base_url + "/",
+            headers=headers,
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout,
+                read=settings.read_timeout,
+                write=settings.write_timeout,
+                pool=settings.pool_timeout,
+            ),
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_keepalive_connections,
+                keepalive_expiry=settings.keepalive_expiry,
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+        try:
+            yield cls(settings, http)
+        finally:
+            with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await http.aclose()
+
+    # -- the request core ------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        stream: bool = False,
+        background_create: bool = False,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send with retries; return a 2xx response (open when `stream`, else read).
+
+        Raises:
+            APIStatusError (per-status subclass): a non-2xx answer not retried or out of retries.
+            APIConnectionError / APITimeoutError: no answer after the retries.
+            OutcomeUnknownError: `background_create` and the request may have been received.
+        """
+        policy = self.settings.retry
+        url = path.lstrip("/")
+        retries = 0
+        while True:
+            request = self._http.build_request(method, url, **kwargs)
+            if retries:
+                request.headers["x-stainless-retry-count"] = str(retries)
+            try:
+                response = await self._http.send(request, stream=stream)
+            except httpx.RequestError as exc:
+                error = _connection_error(exc)
+                if background_create and not isinstance(exc, _NOT_SENT):
+                    raise OutcomeUnknownError(
+                        "a background create may have reached the server and its answer was "
+                        f"lost ({type(exc).__name__}); not retried to avoid a duplicate job",
+                        method=method,
+                        url=str(request.url),
+                    ) from exc
+                if retries >= policy.max_retries or not isinstance(exc, httpx.TransportError):
+                    raise error from exc
+                delay = policy.delay(retries)
+                log.info(
+                    "openai.retry",
+                    method=method,
+                    path=path,
+                    attempt=retries + 1,
+                    delay=round(delay, 3),
+                    error=type(exc).__name__,
+                )
+                await trio.sleep(delay)
+                retries += 1
+                continue
+
+            limits = RateLimits.from_headers(response.headers)
+            if limits is not None:
+                self.rate_limits = limits
+            if response.is_success:
+                return response
+            if stream:
+                try:
+                    await response.aread()
+                except httpx.RequestError:
+                    pass
+                finally:
+                    await response.aclose()
+            err = status_error_from(
+                response.status_code,
+                _body_of(response),
+                response.headers,
+                retry_after=policy.retry_after(response.headers),
+            )
+            retryable = policy.should_retry_status(response.status_code, response.headers, err)
+            if (
+                background_create
+                and response.status_code >= 500
+                and response.headers.get("x-should-retry") != "true"
+            ):
+                raise OutcomeUnknownError(
+                    f"a background create failed with {response.status_code}; the response may "
+                    "exist server-side, so it was not retried",
+                    method=method,
+                    url=str(request.url),
+                    request_id=err.request_id,
+                ) from err
+            if not retryable or retries >= policy.max_retries:
+                log.warning(
+                    "openai.error",
+                    method=method,
+                    path=path,
+                    status=response.status_code,
+                    code=err.code,
+                    request_id=err.request_id,
+                )
+                raise err
+            delay = policy.delay(retries, response.headers)
+            log.info(
+                "openai.retry",
+                method=method,
+                path=path,
+                attempt=retries + 1,
+                delay=round(delay, 3),
+                status=response.status_code,
+                request_id=err.request_id,
+            )
+            await trio.sleep(delay)
+            retries += 1
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._send(method, path, **kwargs)
+        return _body_of(response)
+
+    def _prepare(
+        self, api: Literal["chat", "responses"], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        if not self.settings.model_rules:
+            return dict(body)
+        new, dropped = apply_model_rules(api, body)
+        if dropped:
+            log.info("openai.params_dropped", model=new.get("model"), params=list(dropped))
+        return new
+
+    async def _send_create(
+        self, path: str, body: dict[str, Any], *, stream: bool
+    ) -> httpx.Response:
+        """POST a create body; on a 400 naming an unsupported parameter, retry once without it."""
+        background = body.get("background") is True
+        try:
+            return await self._send(
+                "POST", path, json=body, stream=stream, background_create=background
+            )
+        except BadRequestError as err:
+            drop = _droppable(err, body)
+            if drop is None:
+                raise
+            log.warning(
+                "openai.param_unsupported",
+                model=body.get("model"),
+                param=err.param,
+                code=err.code,
+                request_id=err.request_id,
+            )
+            return await self._send(
+                "POST", path, json=_without(body, drop), stream=stream, background_create=background
+            )
+
+    # -- streams ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _stream(
+        self,
+        response: httpx.Response,
+        api: Literal["chat", "responses"],
+        accumulator: ChatAccumulator | ResponseAccumulator,
+        session_id: str | None,
+        response_id: str | None = None,
+    ) -> AsyncIterator[EventStream]:
+        try:
+            ctype = response.headers.get("content-type", "")
+            if "text/event-stream" not in ctype:
+                await response.aread()
+                raise MalformedStreamError(
+                    f"expected text/event-stream, got {ctype or 'no content-type'!r}",
+                    cursor=accumulator.cursor,
+                    response_id=response_id,
+                    request_id=response.headers.get("x-request-id"),
+                    body=_body_of(response),
+                )
+            stream = EventStream(
+                response,
+                api=api,
+                accumulator=accumulator,
+                session_id=session_id,
+                response_id=response_id,
+                rate_limits=RateLimits.from_headers(response.headers),
+            )
+            try:
+                yield stream
+            finally:
+                with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                    await stream.aclose()
+        finally:
+            with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await response.aclose()
+
+    @asynccontextmanager
+    async def stream_chat(
+        self, body: Mapping[str, Any], *, session_id: str | None = None
+    ) -> AsyncIterator[EventStream]:
+        """Stream a chat completion (`POST /chat/completions`, `stream: true`).
+
+        Events are the chat chunks mapped into the Responses vocabulary (see `ChatAccumulator`).
+
+        Raises:
+            On entry: as `_send` (per-status errors after retries, connection errors).
+            While iterating: see `EventStream`.
+        """
+        prepared = self._prepare("chat", body)
+        prepared["stream"] = True
+        response = await self._send_create("/chat/completions", prepared, stream=True)
+        acc = ChatAccumulator(session_id=session_id)
+        async with self._stream(response, "chat", acc, session_id) as stream:
+            yield stream
+
+    @asynccontextmanager
+    async def stream_response(
+        self, body: Mapping[str, Any], *, session_id: str | None = None
+    ) -> AsyncIterator[EventStream]:
+        """Stream a Responses create (`POST /responses`, `stream: true`).
+
+        With `background: true` the stream can be resumed later with `resume_response`.
+
+        Raises:
+            On entry: as `_send`, including `OutcomeUnknownError` for a background create whose
+            answer was lost before the headers. While iterating: see `EventStream`.
+        """
+        prepared = self._prepare("responses", body)
+        prepared["stream"] = True
+        response = await self._send_create("/responses", prepared, stream=True)
+        async with self._stream(response, "responses", ResponseAccumulator(), session_id) as stream:
+            yield stream
+
+    @asynccontextmanager
+    async def resume_response(
+        self,
+        response_id: str,
+        *,
+        starting_after: int | None = None,
+        snapshot: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> AsyncIterator[EventStream]:
+        """Resume a background stream: `GET /responses/{id}?stream=true&starting_after=N`.
+
+        The server sends only events after `starting_after` (without `response.created`), so
+        pass the `snapshot` the events apply to (your accumulator's `.snapshot`, or a GET); it
+        seeds the accumulator, whose cursor starts at `starting_after`.
+
+        Raises:
+            On entry: as `_send` (e.g. `BadRequestError` for a response not created with
+            `background: true`, `NotFoundError`). While iterating: see `EventStream`.
+        """
+        params: dict[str, Any] = {"stream": "true"}
+        if starting_after is not None:
+            params["starting_after"] = str(starting_after)
+        response = await self._send(
+            "GET",
+            f"/responses/{response_id}",
+            params=params,
+            stream=True,
+            headers={"Accept": "text/event-stream"},
+        )
+        acc = ResponseAccumulator(snapshot, cursor=starting_after)
+        async with self._stream(response, "responses", acc, session_id, response_id) as stream:
+            yield stream
+
+    # -- JSON calls ------------------------------------------------------------------------
+
+    async def create_response(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST /responses` (not streamed); returns the Response object.
+
+        Raises: as `_send`, including `OutcomeUnknownError` for `background: true`.
+        """
+        prepared = self._prepare("responses", body)
+        prepared.pop("stream", None)
+        response = await self._send_create("/responses", prepared, stream=False)
+        result: dict[str, Any] = _body_of(response)
+        return result
+
+    async def retrieve_response(
+        self, response_id: str, *, include: list[str] | None = None
+    ) -> Polled:
+        """`GET /responses/{id}`: the Response plus the server's polling hint.
+
+        Raises: `NotFoundError` for an unknown or expired id; otherwise as `_send`.
+        """
+        params: dict[str, Any] = {}
+        if include:
+            params["include[]"] = include
+        response = await self._send("GET", f"/responses/{response_id}", params=params)
+        return Polled(
+            response=_body_of(response),
+            poll_after=_poll_after(response.headers),
+            request_id=response.headers.get("x-request-id"),
+            rate_limits=RateLimits.from_headers(response.headers),
+        )
+
+    async def cancel_response(self, response_id: str) -> dict[str, Any]:
+        """`POST /responses/{id}/cancel`: returns the Response (status `cancelled`; idempotent).
+
+        Raises:
+            CancelRejected: 400, the response already finished (`.status` names how) or is not
+                a background response (`.status` None).
+            NotFoundError: unknown id. Otherwise as `_send`.
+        """
+        try:
+            response = await self._send("POST", f"/responses/{response_id}/cancel")
+        except BadRequestError as err:
+            match = _CANCEL_STATUS.search(err.message)
+            raise CancelRejected(
+                err.message,
+                status=match.group(1).lower() if match else None,
+                status_code=err.status_code,
+                headers=err.headers,
+                request_id=err.request_id,
+                code=err.code,
+                type=err.type,
+                param=err.param,
+                body=err.body,
+            ) from err
+        result: dict[str, Any] = _body_of(response)
+        return result
+
+    async def delete_response(self, response_id: str) -> None:
+        """`DELETE /responses/{id}`.
+
+        Raises: `NotFoundError` for an unknown id; otherwise as `_send`.
+        """
+        await self._send("DELETE", f"/responses/{response_id}", headers={"Accept": "*/*"})
+
+    async def create_chat_completion(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST /chat/completions` (not streamed); returns the chat completion.
+
+        Raises: as `_send`.
+        """
+        prepared = self._prepare("chat", body)
+        prepared.pop("stream", None)
+        prepared.pop("stream_options", None)
+        response = await self._send_create("/chat/completions", prepared, stream=False)
+        result: dict[str, Any] = _body_of(response)
+        return result

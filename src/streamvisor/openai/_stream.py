@@ -1,0 +1,281 @@
+"""`EventStream`: an open SSE response decoded into `StreamEvent`s and accumulated.
+
+Per network chunk: one `SSEDecoder.feed` (framing only). Per event: one `json.loads` (of bytes),
+one `StreamEvent`, one accumulator step; no copies, no validation models. Unknown event types (and
+`keepalive`) are passed on and consume their sequence number.
+
+Closing early is clean under trio: the body's async generators (httpx, httpcore) are never left
+suspended for the garbage collector. `aclose()` closes the response and then runs the body
+iterator to its end (a closed connection ends it at once with a ReadError), bounded and shielded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import trio
+
+from ._chat import ChatAccumulator
+from ._errors import MalformedStreamError, StreamError, StreamInterrupted
+from ._events import TERMINAL_TYPES, Api, StreamEvent
+from ._responses import ResponseAccumulator, normalize_error
+from ._retry import RateLimits
+from ._sse import SSEDecoder
+
+__all__ = ["EventStream"]
+
+# The C scanner behind json.loads, without its encoding sniffing and whitespace regexes.
+_scan: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 (untyped in typeshed)
+
+
+def _loads(raw: bytes) -> Any:
+    """Parse one JSON document from UTF-8 bytes (ValueError if it is not exactly one)."""
+    text = raw.decode()
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        raise ValueError("no JSON value") from None
+    if end != len(text) and text[end:].strip():
+        raise ValueError("extra data after the JSON value")
+    return value
+
+
+_DRAIN_TIMEOUT = 1.0
+
+
+class EventStream:
+    """The events of one streamed response; iterate it with `async for`.
+
+    Obtained from `OpenAIClient.stream_chat`, `stream_response` or `resume_response` (async
+    context managers that close the connection on exit). Iteration:
+
+    * yields every event in order, including unknown types, `keepalive`, and events after the
+      terminal one (e.g. `response.rate_limits.updated`); duplicates of a resume are dropped;
+    * ends normally after the terminal event (Chat: `[DONE]`; Responses: EOF, or `linger`
+      seconds of silence after the terminal event);
+    * raises `StreamError` after yielding an `error` frame and whatever followed it;
+    * raises `StreamInterrupted` (with `.cursor`) on EOF, a drop or the idle (read) timeout
+      before a terminal event, `MalformedStreamError` on an undecodable frame;
+    * raises `SequenceError` on a gap in `sequence_number` (Responses).
+    """
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        *,
+        api: Api,
+        accumulator: ChatAccumulator | ResponseAccumulator,
+        session_id: str | None = None,
+        response_id: str | None = None,
+        rate_limits: RateLimits | None = None,
+        linger: float = 2.0,
+    ) -> None:
+        self.response = response
+        self.api: Api = api
+        self.accumulator = accumulator
+        self.session_id = session_id
+        self.request_id: str | None = response.headers.get("x-request-id")
+        #: The `x-ratelimit-*` headers of the stream's response, if any.
+        self.rate_limits = rate_limits
+        self._response_id = response_id
+        self._linger = linger
+        self._decoder = SSEDecoder()
+        self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
+        self._body_done = False
+        self._frames: list[tuple[str, bytes]] = []
+        self._fi = 0
+        self._queue: list[StreamEvent] = []
+        self._qi = 0
+        self._terminal = False
+        self._finished = False
+        self._error: StreamEvent | None = None
+        self._last_seq: int | None = accumulator.cursor
+
+    @property
+    def response_id(self) -> str | None:
+        if self._response_id is None:
+            self._response_id = self.accumulator.response_id
+        return self._response_id
+
+    @property
+    def cursor(self) -> int | None:
+        """The last sequence number delivered: resume with `starting_after=cursor`."""
+        return self.accumulator.cursor
+
+    @property
+    def terminal_seen(self) -> bool:
+        """True once the terminal event (not `error`) was delivered."""
+        return self._terminal
+
+    async def aclose(self) -> None:
+        """Stop decoding and close the connection (idempotent, bounded, shielded)."""
+        self._finished = True
+        with trio.move_on_after(_DRAIN_TIMEOUT, shield=True):
+            await self.response.aclose()
+            if not self._body_done:
+                self._body_done = True
+                try:
+                    async for _ in self._chunks:
+                        pass
+                except Exception:  # the closed connection ends the body with a ReadError
+                    pass
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        while True:
+            queue = self._queue
+            if queue:  # the rest of a Chat chunk that mapped to several events
+                event = queue[self._qi]
+                self._qi += 1
+                if self._qi == len(queue):
+                    self._queue, self._qi = [], 0
+                return event
+            if self._fi < len(self._frames) and not self._finished:
+                name, data = self._frames[self._fi]
+                self._fi += 1
+                if self.api == "responses":
+                    decoded = self._decode_responses(name, data)
+                else:
+                    decoded = self._decode_chat(data)
+                if decoded is not None:
+                    return decoded
+                continue
+            if self._finished:
+                return self._end()
+            chunk = await self._next_chunk()
+            if chunk is None:
+                self._finished = True
+            else:
+                self._frames, self._fi = self._decoder.feed(chunk), 0
+
+    def _end(self) -> StreamEvent:
+        if self._error is not None:
+            err = normalize_error(self._error.data)
+            error, self._error = self._error, None
+            raise StreamError(
+                str(err["message"]),
+                event=error,
+                request_id=self.request_id,
+                code=err["code"],
+                type=err["type"],
+                param=err["param"],
+                body=error.data,
+            )
+        if not self._terminal:
+            self._terminal = True  # raise once; iterating again just stops
+            raise StreamInterrupted(
+                "stream ended before its terminal event",
+                cursor=self.cursor,
+                response_id=self.response_id,
+                request_id=self.request_id,
+            )
+        raise StopAsyncIteration
+
+    async def _next_chunk(self) -> bytes | None:
+        """The next body chunk, or None at the end (EOF, or a drop after the terminal event)."""
+        try:
+            if self._terminal:
+                # The body should end right after the terminal event; wait briefly for stragglers.
+                with trio.move_on_after(self._linger):
+                    return await self._chunks.__anext__()
+                return None
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._body_done = True
+            self._decoder.close()
+            return None
+        except httpx.TransportError as exc:
+            self._body_done = True
+            if self._terminal or self._error is not None:
+                return None
+            self._finished = self._terminal = True
+            kind = "idle timeout" if isinstance(exc, httpx.TimeoutException) else "connection lost"
+            raise StreamInterrupted(
+                f"stream interrupted ({kind}): {type(exc).__name__}",
+                cursor=self.cursor,
+                response_id=self.response_id,
+                request_id=self.request_id,
+            ) from exc
+
+    def _malformed(self, data: bytes, why: str) -> MalformedStreamError:
+        self._finished = self._terminal = True
+        self._error = None
+        return MalformedStreamError(
+            f"malformed stream frame ({why}): {data[:200]!r}",
+            cursor=self.cursor,
+            response_id=self.response_id,
+            request_id=self.request_id,
+        )
+
+    def _decode_responses(self, name: str, raw: bytes) -> StreamEvent | None:
+        data: Any
+        if not raw:
+            data = {"type": name}
+        elif raw[0] == 0x5B and raw.startswith(b"[DONE]"):  # "[": a Chat-style terminator
+            self._finished = True
+            return None
+        else:
+            try:
+                data = _loads(raw)
+            except ValueError:
+                raise self._malformed(raw, "invalid JSON") from None
+            if type(data) is not dict:
+                raise self._malformed(raw, "not a JSON object")
+        etype = data.get("type") or name
+        seq = data.get("sequence_number")
+        if type(seq) is not int:
+            last = self._last_seq
+            seq = 0 if last is None else last + 1
+        rid = self._response_id
+        if rid is None:
+            resp = data.get("response")
+            if type(resp) is dict:
+                rid = self._response_id = resp.get("id")
+        event = StreamEvent(etype, seq, data, rid, self.session_id, "responses", time.time())
+        try:
+            accepted = self.accumulator.feed(event)
+        except Exception:
+            self._finished = self._terminal = True
+            raise
+        if not accepted:
+            return None
+        self._last_seq = seq
+        if etype in TERMINAL_TYPES:
+            if etype == "error":
+                self._error = event
+            else:
+                self._terminal = True
+        return event
+
+    def _decode_chat(self, raw: bytes) -> StreamEvent | None:
+        if not raw:
+            return None
+        acc = self.accumulator
+        assert isinstance(acc, ChatAccumulator)
+        if raw[0] == 0x5B and raw.startswith(b"[DONE]"):
+            self._finished = True
+            if self._error is not None:
+                return None
+            self._terminal = True
+            return acc.finish()
+        try:
+            data = _loads(raw)
+        except ValueError:
+            raise self._malformed(raw, "invalid JSON") from None
+        if type(data) is not dict:
+            raise self._malformed(raw, "not a JSON object")
+        events = acc.feed_chunk(data)
+        if not events:
+            return None
+        first = events[0]
+        if first.type == "error":
+            self._error = first
+        if len(events) > 1:
+            self._queue.extend(events[1:])
+        return first
