@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import attrs
@@ -131,17 +132,19 @@ async def _serve_hypercorn(
 def run_forever(
     config: MockAPIConfig | None = None, host: str = "127.0.0.1", port: int = 8765
 ) -> None:
-    """Serve until interrupted (Ctrl-C), blocking: `python run.py mockapi`.
+    """Serve until SIGINT (Ctrl-C) or SIGTERM, blocking: `python run.py mockapi`.
 
-    Raises `OSError` if the address cannot be bound.
+    Prints the base URL once listening; returns after a clean shutdown. Must be called from the
+    main thread. Raises `OSError` if the address cannot be bound.
     """
     base = config or MockAPIConfig()
     config = attrs.evolve(base, host=host, port=port)
 
     async def main() -> None:
-        async with serve(config) as server:
-            print(f"streamvisor mock OpenAI API on {server.url}", flush=True)
-            await trio.sleep_forever()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with serve(config) as server:
+                print(f"streamvisor mock OpenAI API on {server.url}", flush=True)
+                async for _ in signals:
+                    return
 
-    with suppress(KeyboardInterrupt):
-        trio.run(main)
+    trio.run(main)

@@ -1,0 +1,87 @@
+"""Starting and stopping the server: `serve()`, the bare ASGI app, `run_forever`."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from streamvisor.mockapi import Fault, MockAPIConfig, ServerNotRunning, create_app, serve
+
+
+class TestServe:
+    async def test_the_url_points_at_the_v1_root_on_the_bound_port(self) -> None:
+        async with serve() as one, serve() as two:
+            assert one.url == f"http://127.0.0.1:{one.port}/v1"
+            assert one.port != two.port
+            async with httpx.AsyncClient() as http:
+                assert (await http.get(f"{one.url}/files")).json()["object"] == "list"
+
+    async def test_injecting_after_the_server_stopped_raises(self) -> None:
+        async with serve() as server:
+            pass
+        with pytest.raises(ServerNotRunning):
+            server.inject(Fault.status(500))
+
+    async def test_the_port_is_free_again_after_exit(self) -> None:
+        async with serve() as server:
+            port = server.port
+        async with serve(MockAPIConfig(port=port)) as again:
+            assert again.port == port
+
+
+async def test_the_bare_app_runs_background_work_in_its_lifespan_nursery() -> None:
+    """Served by plain hypercorn (no `serve()`), background responses still complete."""
+    app = create_app(MockAPIConfig())
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.errorlog = None
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(
+            lambda task_status: hypercorn_serve(
+                app,  # type: ignore[arg-type]
+                config,
+                shutdown_trigger=stop.wait,
+                task_status=task_status,
+            )
+        )
+        async with httpx.AsyncClient(base_url=f"{binds[0]}/v1") as http:
+            body = {"model": "gpt-4o", "input": "hi", "background": True, "stream": True}
+            response = await http.post("/responses", json=body)
+        assert response.text.rstrip().split("\n")[-2] == "event: response.completed"
+        stop.set()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_run_forever_serves_until_interrupted() -> None:
+    port = free_port()
+    code = f"from streamvisor.mockapi import run_forever; run_forever(port={port})"
+    process = await trio.lowlevel.open_process([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        with trio.fail_after(20):
+            line = await process.stdout.receive_some(200)
+        assert f"http://127.0.0.1:{port}/v1".encode() in line
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"http://127.0.0.1:{port}/v1/files")
+        assert response.status_code == 200
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
