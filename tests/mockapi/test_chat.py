@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import trio
 
 from streamvisor.mockapi import MockServer
 
@@ -133,6 +134,11 @@ class TestText:
         assert final.choices[0].finish_reason == "length"
         assert final.choices[0].message.content == "You said:"
 
+    async def test_n_choices_interleave_chunk_by_chunk(self, server: MockServer) -> None:
+        served = await raw_chunks(server, {"model": "gpt-4o", "messages": USER, "n": 2})
+        indices = [chunk["choices"][0]["index"] for chunk in served]
+        assert indices == [0, 1] * (len(served) // 2)
+
     async def test_n_choices_interleave_and_each_accumulates_the_reply(
         self, client: openai.AsyncOpenAI
     ) -> None:
@@ -158,6 +164,23 @@ class TestText:
         )
         assert completion.usage is not None
         assert completion.usage.completion_tokens == 40
+
+
+class TestPacing:
+    async def test_a_per_request_token_delay_spaces_the_chunks(self, server: MockServer) -> None:
+        """Each token waits at least `mock_token_delay_ms` (a lower bound: never flaky)."""
+        start = trio.current_time()
+        served = await raw_chunks(
+            server,
+            {
+                "model": "gpt-4o",
+                "messages": [{"role": "user", "content": "a b c"}],
+                "metadata": {"mock_token_delay_ms": "10"},
+            },
+        )
+        tokens = len(served) - 2  # role chunk and finish chunk
+        assert tokens == 6  # "You", " said", ":", " a", " b", " c"
+        assert trio.current_time() - start >= tokens * 0.010
 
 
 class TestRefusal:

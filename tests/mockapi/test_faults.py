@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 import trio
 
-from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, StoredResponse, serve
+from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, serve
 
 from .conftest import API_KEY
 
@@ -318,31 +317,34 @@ async def test_leaving_serve_ends_open_streams_and_background_work_promptly() ->
     """A client following a live background stream sees it end cleanly when the server stops
     (an EOF without a terminal event: "still running, resume or poll")."""
     received = bytearray()
-    with trio.fail_after(3):
+    first_bytes, stop = trio.Event(), trio.Event()
+
+    async def run_server(task_status: trio.TaskStatus[MockServer]) -> None:
+        async with serve(MockAPIConfig(graceful_timeout=2.0)) as server:
+            task_status.started(server)
+            await stop.wait()
+
+    async def follow(url: str) -> None:
+        body = {
+            **RESPONSE,
+            "background": True,
+            "stream": True,
+            "metadata": {"mock_queue_ms": "60000"},
+        }
         async with (
-            serve(MockAPIConfig(graceful_timeout=2.0)) as server,
-            httpx.AsyncClient(base_url=server.url) as http,
+            httpx.AsyncClient(base_url=url) as http,
+            http.stream("POST", "/responses", json=body) as r,
         ):
-            body = {
-                **RESPONSE,
-                "background": True,
-                "stream": True,
-                "metadata": {"mock_queue_ms": "60000"},
-            }
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    partial(consume, http, received, "POST", "/responses", json=body)
-                )
-                while not server.state.responses:
-                    await trio.sleep(0.001)
-                (stored,) = server.state.responses.values()
-                await server_stops(server, stored)
-    assert b"response.created" in received
+            async for chunk in r.aiter_raw():
+                received.extend(chunk)
+                first_bytes.set()
+
+    with trio.fail_after(3):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server)
+            nursery.start_soon(follow, server.url)
+            await first_bytes.wait()
+            stop.set()
+    assert received.startswith(b"event: response.created\n")
+    assert received.endswith(b"\n\n")
     assert b"response.in_progress" not in received
-
-
-async def server_stops(server: MockServer, stored: StoredResponse) -> None:
-    """Wait until the stream is being followed, then leave the caller's `serve()` block."""
-    while stored.next_sequence_number < 2:
-        await stored.wait_changed()
-    server.app.cancel_requests()

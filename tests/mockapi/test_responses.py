@@ -96,6 +96,17 @@ class TestText:
         assert response.background is False
 
 
+async def test_a_bad_temperature_gets_the_recorded_error_body(
+    client: openai.AsyncOpenAI, recorded_dir: Path
+) -> None:
+    (exchange,) = json.loads((recorded_dir / "16_responses_http_error_transcript.json").read_text())
+    request = exchange["request"]["body"]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(**request)
+    assert caught.value.status_code == exchange["response"]["status"]
+    assert caught.value.body == exchange["response"]["body"]["error"]
+
+
 class TestRefusal:
     async def test_refusal_parts_stream_refusal_deltas(self, client: openai.AsyncOpenAI) -> None:
         async with client.responses.stream(

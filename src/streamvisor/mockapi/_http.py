@@ -95,7 +95,8 @@ def parse_scope(scope: Scope, body: bytes) -> Request:
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    """Read the whole request body. Raises `BodyTooLarge` past `limit` bytes."""
+    """Read the whole request body. Raises `BodyTooLarge` past `limit` bytes (after reading and
+    discarding the rest, so the connection stays usable for the error response and after)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -104,10 +105,13 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             raise trio.BrokenResourceError("client disconnected while sending the body")
         chunk = bytes(message.get("body", b""))
         size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(size)
-        chunks.append(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        else:
+            chunks.clear()
         if not message.get("more_body", False):
+            if size > limit:
+                raise BodyTooLarge(size)
             return b"".join(chunks)
 
 

@@ -180,5 +180,7 @@ class MockState:
             if not stored.background:
                 return None
             if trio.current_time() - stored.created_at >= self.config.retention:
+                if stored.done:
+                    del self.responses[response_id]
                 return None
         return stored

@@ -331,6 +331,7 @@ class OpenAIClient(FilesMixin):
         accumulator: ChatAccumulator | ResponseAccumulator,
         session_id: str | None,
         response_id: str | None = None,
+        background: bool = False,
     ) -> AsyncIterator[EventStream]:
         try:
             ctype = response.headers.get("content-type", "")
@@ -350,6 +351,7 @@ class OpenAIClient(FilesMixin):
                 session_id=session_id,
                 response_id=response_id,
                 rate_limits=RateLimits.from_headers(response.headers),
+                background=background,
             )
             try:
                 yield stream
@@ -367,6 +369,8 @@ class OpenAIClient(FilesMixin):
         """Stream a chat completion (`POST /chat/completions`, `stream: true`).
 
         Events are the chat chunks mapped into the Responses vocabulary (see `ChatAccumulator`).
+        Without `stream_options` in `body`, `{"include_usage": true}` is sent so that the final
+        completion carries usage (a server rejecting it as unsupported gets it dropped).
 
         Raises:
             On entry: as `_send` (per-status errors after retries, connection errors).
@@ -374,6 +378,7 @@ class OpenAIClient(FilesMixin):
         """
         prepared = self._prepare("chat", body)
         prepared["stream"] = True
+        prepared.setdefault("stream_options", {"include_usage": True})
         response = await self._send_create("/chat/completions", prepared, stream=True)
         acc = ChatAccumulator(session_id=session_id)
         async with self._stream(response, "chat", acc, session_id) as stream:
@@ -394,7 +399,10 @@ class OpenAIClient(FilesMixin):
         prepared = self._prepare("responses", body)
         prepared["stream"] = True
         response = await self._send_create("/responses", prepared, stream=True)
-        async with self._stream(response, "responses", ResponseAccumulator(), session_id) as stream:
+        background = prepared.get("background") is True
+        async with self._stream(
+            response, "responses", ResponseAccumulator(), session_id, background=background
+        ) as stream:
             yield stream
 
     @asynccontextmanager

@@ -39,7 +39,8 @@ class StreamEvent:
         type: The OpenAI semantic name (`response.output_text.delta`, `error`, `keepalive`, ...).
         sequence_number: Gapless per stream. For Responses, the server's number (the resume
             cursor); assigned locally from the previous one for old streams that lack it and for
-            Chat (from 0).
+            Chat (from 0). A frame without a number inside a numbered stream (a bare
+            `event: keepalive`) carries the current cursor (-1 before any) and does not move it.
         data: The frame's parsed JSON object (Responses) or the mapped fields (Chat).
         response_id: The response (or chat completion) id, once known.
         session_id: The caller's session id, passed through.

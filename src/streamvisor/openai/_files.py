@@ -207,8 +207,8 @@ class FilesMixin:
         cancelled (bounded, shielded) before the error propagates. Returns the completed Upload.
 
         Raises:
-            InvalidRequestError: bad `part_size`/`max_concurrency`, empty source, or a path
-                without `filename` derivable (before any I/O to the API).
+            InvalidRequestError: bad `part_size`/`max_concurrency`, an empty source, or bytes
+                without a `filename` (before any I/O to the API).
             UploadFailed: a part failed; `.upload_id` was cancelled; `.errors` are the causes.
             OSError: the file cannot be read. Otherwise as `_send` (create / complete).
         """

@@ -25,7 +25,8 @@ _TERMINAL_RESPONSE = frozenset(
     {"response.completed", "response.failed", "response.incomplete", "response.cancelled"}
 )
 
-# A pending string: the dict that owns it, its key, and the pieces (first piece = prior value).
+# A pending string: the dict that owns it, its key, and the pieces (the first is the value the
+# owner holds; more than one piece means the owner is behind).
 _Pending = tuple[dict[str, Any], str, list[str]]
 _Key = tuple[Any, str, Any]
 
@@ -174,11 +175,16 @@ class ResponseAccumulator:
             if seq != cur + 1:
                 raise SequenceError(expected=cur + 1, got=seq, response_id=self.response_id)
         self._cursor = seq
+        self.apply(event)
+        return True
+
+    def apply(self, event: StreamEvent) -> None:
+        """Apply one event without any ordering check and without moving the cursor (for a
+        frame that carries no sequence number in a numbered stream, e.g. a bare keepalive)."""
         self.events += 1
         handler = _HANDLERS.get(event.type)
         if handler is not None and self._final is None:
             handler(self, event.data)
-        return True
 
     # -- internals -------------------------------------------------------------------------
 
@@ -234,7 +240,7 @@ class ResponseAccumulator:
             if owner is None:
                 return
             prior = owner.get(field)
-            pending = (owner, field, [prior] if isinstance(prior, str) and prior else [])
+            pending = (owner, field, [prior if isinstance(prior, str) else ""])
             self._pending[key] = pending
         pending[2].append(data.get("delta") or "")
         self._dirty = True

@@ -17,7 +17,7 @@ Semantics (the WHATWG event-stream rules, as httpx-sse applies them):
   `retry` are kept; unknown fields are ignored; a leading UTF-8 BOM is dropped;
 * an event is dispatched when it has data or an event name (httpx-sse also dispatches empty
   `id`/`retry`-only events; nothing here needs them);
-* an event cut off by EOF before its blank line is discarded (`close()` says if one was).
+* an event cut off by EOF before its blank line is discarded (`close()` sets `truncated`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class SSEDecoder:
     `data` stays bytes (UTF-8 on the wire; `json.loads` accepts it as is).
     """
 
-    __slots__ = ("_buf", "_names", "_started", "last_event_id", "retry")
+    __slots__ = ("_buf", "_names", "_started", "last_event_id", "retry", "truncated")
 
     def __init__(self) -> None:
         self._buf = b""
@@ -43,6 +43,8 @@ class SSEDecoder:
         self.last_event_id = ""
         #: The last valid `retry:` field seen, in milliseconds.
         self.retry: int | None = None
+        #: Set by `close()`: an unfinished event was discarded at the end of the stream.
+        self.truncated = False
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
         """Decode one chunk; return the events it completed, in order."""
@@ -59,6 +61,9 @@ class SSEDecoder:
             tail = b"\r" if buf.endswith(b"\r") else b""
             body = buf[:-1] if tail else buf
             buf = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + tail
+        return self._frame(buf)
+
+    def _frame(self, buf: bytes) -> list[tuple[str, bytes]]:
         blocks = buf.split(b"\n\n")
         self._buf = blocks.pop()
         if not blocks:
@@ -79,16 +84,19 @@ class SSEDecoder:
                 out.append(event)
         return out
 
-    def close(self) -> bool:
-        """End of stream: True if an unfinished event (bytes after the last blank line that are
-        not only comments or line ends) was discarded."""
+    def close(self) -> list[tuple[str, bytes]]:
+        """End of stream: return the events a final held-back CR completes. Sets `truncated`
+        if an unfinished event (anything but comments after the last blank line) was dropped."""
         rest, self._buf = self._buf, b""
-        if not rest:
-            return False
-        for line in rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
-            if line and not line.startswith(b":"):
-                return True
-        return False
+        events: list[tuple[str, bytes]] = []
+        if rest.endswith(b"\r"):
+            events = self._frame(rest.replace(b"\r", b"\n"))
+            rest, self._buf = self._buf, b""
+        self.truncated = any(
+            line and not line.startswith(b":")
+            for line in rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        )
+        return events
 
     def _name(self, raw: bytes) -> str:
         name = self._names.get(raw)

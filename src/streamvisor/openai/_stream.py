@@ -20,7 +20,7 @@ import httpx
 import trio
 
 from ._chat import ChatAccumulator
-from ._errors import MalformedStreamError, StreamError, StreamInterrupted
+from ._errors import MalformedStreamError, OutcomeUnknownError, StreamError, StreamInterrupted
 from ._events import TERMINAL_TYPES, Api, StreamEvent
 from ._responses import ResponseAccumulator, normalize_error
 from ._retry import RateLimits
@@ -60,7 +60,9 @@ class EventStream:
     * raises `StreamError` after yielding an `error` frame and whatever followed it;
     * raises `StreamInterrupted` (with `.cursor`) on EOF, a drop or the idle (read) timeout
       before a terminal event, `MalformedStreamError` on an undecodable frame;
-    * raises `SequenceError` on a gap in `sequence_number` (Responses).
+    * raises `SequenceError` on a gap in `sequence_number` (Responses);
+    * raises `OutcomeUnknownError` instead of `StreamInterrupted` when a background create's
+      stream is lost before its first event named the response (it may exist server-side).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class EventStream:
         session_id: str | None = None,
         response_id: str | None = None,
         rate_limits: RateLimits | None = None,
+        background: bool = False,
         linger: float = 2.0,
     ) -> None:
         self.response = response
@@ -83,9 +86,11 @@ class EventStream:
         self.rate_limits = rate_limits
         self._response_id = response_id
         self._linger = linger
+        self._background = background
         self._decoder = SSEDecoder()
         self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
         self._body_done = False
+        self._decoder_closed = False
         self._frames: list[tuple[str, bytes]] = []
         self._fi = 0
         self._queue: list[StreamEvent] = []
@@ -94,6 +99,8 @@ class EventStream:
         self._finished = False
         self._error: StreamEvent | None = None
         self._last_seq: int | None = accumulator.cursor
+        # Whether the server numbers its events (a resume always is; old streams are not).
+        self._numbered = accumulator.cursor is not None
 
     @property
     def response_id(self) -> str | None:
@@ -128,6 +135,21 @@ class EventStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        try:
+            return await self._next()
+        except StreamInterrupted as exc:
+            if self._background and self.response_id is None:
+                raise OutcomeUnknownError(
+                    "a background response stream was lost before it named its response; the "
+                    "response may exist server-side (queued or running), so do not create it "
+                    "again blindly",
+                    method=self.response.request.method,
+                    url=str(self.response.request.url),
+                    request_id=self.request_id,
+                ) from exc
+            raise
+
+    async def _next(self) -> StreamEvent:
         while True:
             queue = self._queue
             if queue:  # the rest of a Chat chunk that mapped to several events
@@ -149,15 +171,19 @@ class EventStream:
             if self._finished:
                 return self._end()
             chunk = await self._next_chunk()
-            if chunk is None:
-                self._finished = True
-            else:
+            if chunk is not None:
                 self._frames, self._fi = self._decoder.feed(chunk), 0
+            elif self._body_done and not self._decoder_closed:
+                self._decoder_closed = True
+                self._frames, self._fi = self._decoder.close(), 0
+            else:
+                self._finished = True
 
     def _end(self) -> StreamEvent:
         if self._error is not None:
             err = normalize_error(self._error.data)
             error, self._error = self._error, None
+            self._terminal = True  # raise once; iterating again just stops
             raise StreamError(
                 str(err["message"]),
                 event=error,
@@ -188,7 +214,6 @@ class EventStream:
             return await self._chunks.__anext__()
         except StopAsyncIteration:
             self._body_done = True
-            self._decoder.close()
             return None
         except httpx.TransportError as exc:
             self._body_done = True
@@ -216,6 +241,8 @@ class EventStream:
     def _decode_responses(self, name: str, raw: bytes) -> StreamEvent | None:
         data: Any
         if not raw:
+            if name == "message":
+                return None  # an empty frame carries nothing
             data = {"type": name}
         elif raw[0] == 0x5B and raw.startswith(b"[DONE]"):  # "[": a Chat-style terminator
             self._finished = True
@@ -229,14 +256,28 @@ class EventStream:
                 raise self._malformed(raw, "not a JSON object")
         etype = data.get("type") or name
         seq = data.get("sequence_number")
-        if type(seq) is not int:
-            last = self._last_seq
-            seq = 0 if last is None else last + 1
         rid = self._response_id
         if rid is None:
             resp = data.get("response")
             if type(resp) is dict:
                 rid = self._response_id = resp.get("id")
+        if type(seq) is int:
+            self._numbered = True
+        else:
+            last = self._last_seq
+            if raw and not self._numbered:
+                seq = 0 if last is None else last + 1  # an old stream: number it locally
+            else:
+                # No position of its own in a numbered stream (e.g. a bare `event: keepalive`):
+                # delivered at the current cursor, never moving it.
+                seq = -1 if last is None else last
+                event = StreamEvent(
+                    etype, seq, data, rid, self.session_id, "responses", time.time()
+                )
+                acc = self.accumulator
+                assert isinstance(acc, ResponseAccumulator)
+                acc.apply(event)
+                return event
         event = StreamEvent(etype, seq, data, rid, self.session_id, "responses", time.time())
         try:
             accepted = self.accumulator.feed(event)

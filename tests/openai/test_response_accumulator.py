@@ -1,0 +1,420 @@
+"""ResponseAccumulator follows every rule of reference §3.4."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamvisor.openai import ResponseAccumulator, SequenceError, StreamEvent
+
+from .conftest import frames
+
+RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+RESPONSES = sorted(p.name for p in RECORDED.glob("*_responses_*.sse"))
+
+
+def ev(type: str, seq: int, **data: Any) -> StreamEvent:
+    return StreamEvent(type, seq, {"type": type, "sequence_number": seq, **data})
+
+
+def events_of(name: str) -> list[StreamEvent]:
+    out = []
+    for i, data in enumerate(frames((RECORDED / name).read_bytes())):
+        out.append(StreamEvent(data["type"], data.get("sequence_number", i), data))
+    return out
+
+
+def strings(response: dict[str, Any]) -> list[Any]:
+    """The accumulated strings of every output item (what deltas build)."""
+    out: list[Any] = []
+    for item in response["output"]:
+        kind = item["type"]
+        if kind == "message":
+            out.append([p.get("text", p.get("refusal")) for p in item["content"]])
+        elif kind == "function_call":
+            out.append((item["call_id"], item["arguments"]))
+        elif kind == "reasoning":
+            out.append([s["text"] for s in item.get("summary") or []])
+        else:
+            out.append(kind)
+    return out
+
+
+_AUTHORITATIVE = (".done", "response.completed", "response.failed", "response.incomplete")
+
+
+def created(seq: int = 0, **response: Any) -> StreamEvent:
+    return ev(
+        "response.created",
+        seq,
+        response={"id": "resp_1", "status": "in_progress", "output": [], **response},
+    )
+
+
+class TestDeltas:
+    @pytest.mark.parametrize("name", RESPONSES)
+    def test_deltas_alone_rebuild_every_string_of_the_final_response(self, name: str) -> None:
+        """Without any `.done` or terminal event, the snapshot already has the final strings."""
+        events = events_of(name)
+        final = events[-1].data["response"]
+        acc = ResponseAccumulator()
+        kept = [e for e in events if not e.type.endswith(_AUTHORITATIVE)]
+        for seq, event in enumerate(kept):
+            acc.feed(StreamEvent(event.type, seq, event.data))
+        snapshot = acc.snapshot
+        assert snapshot is not None
+        assert strings(snapshot) == strings(final)
+        assert acc.anomalies == 0
+        assert not acc.done
+
+    @pytest.mark.parametrize("name", RESPONSES)
+    def test_accumulating_never_mutates_the_events(self, name: str) -> None:
+        events = events_of(name)
+        before = copy.deepcopy([e.data for e in events])
+        acc = ResponseAccumulator()
+        for event in events:
+            acc.feed(event)
+            assert acc.snapshot is not None
+        assert [e.data for e in events] == before
+
+    def test_text_refusal_arguments_and_summary_deltas_append_to_their_fields(self) -> None:
+        acc = ResponseAccumulator()
+        acc.feed(created())
+        acc.feed(
+            ev(
+                "response.output_item.added",
+                1,
+                output_index=0,
+                item={"type": "message", "id": "m", "content": []},
+            )
+        )
+        acc.feed(
+            ev(
+                "response.content_part.added",
+                2,
+                output_index=0,
+                content_index=0,
+                part={"type": "output_text", "text": "", "annotations": []},
+            )
+        )
+        acc.feed(
+            ev(
+                "response.content_part.added",
+                3,
+                output_index=0,
+                content_index=1,
+                part={"type": "refusal", "refusal": ""},
+            )
+        )
+        acc.feed(ev("response.output_text.delta", 4, output_index=0, content_index=0, delta="He"))
+        acc.feed(ev("response.refusal.delta", 5, output_index=0, content_index=1, delta="No"))
+        acc.feed(ev("response.output_text.delta", 6, output_index=0, content_index=0, delta="llo"))
+        acc.feed(
+            ev(
+                "response.output_item.added",
+                7,
+                output_index=1,
+                item={"type": "function_call", "call_id": "c", "arguments": ""},
+            )
+        )
+        acc.feed(ev("response.function_call_arguments.delta", 8, output_index=1, delta='{"a"'))
+        acc.feed(ev("response.function_call_arguments.delta", 9, output_index=1, delta=":1}"))
+        acc.feed(
+            ev(
+                "response.output_item.added",
+                10,
+                output_index=2,
+                item={"type": "reasoning", "summary": []},
+            )
+        )
+        acc.feed(
+            ev(
+                "response.reasoning_summary_part.added",
+                11,
+                output_index=2,
+                summary_index=0,
+                part={"type": "summary_text", "text": ""},
+            )
+        )
+        acc.feed(
+            ev(
+                "response.reasoning_summary_text.delta",
+                12,
+                output_index=2,
+                summary_index=0,
+                delta="think",
+            )
+        )
+        acc.feed(
+            ev(
+                "response.output_item.added",
+                13,
+                output_index=3,
+                item={"type": "code_interpreter_call", "code": ""},
+            )
+        )
+        acc.feed(ev("response.code_interpreter_call_code.delta", 14, output_index=3, delta="1+"))
+        acc.feed(ev("response.code_interpreter_call_code.delta", 15, output_index=3, delta="1"))
+        snap = acc.snapshot
+        assert snap is not None
+        assert snap["output"][0]["content"] == [
+            {"type": "output_text", "text": "Hello", "annotations": []},
+            {"type": "refusal", "refusal": "No"},
+        ]
+        assert snap["output"][1]["arguments"] == '{"a":1}'
+        assert snap["output"][2]["summary"] == [{"type": "summary_text", "text": "think"}]
+        assert snap["output"][3]["code"] == "1+1"
+        assert acc.output_text == "Hello"
+
+    def test_reading_the_snapshot_between_deltas_keeps_appending(self) -> None:
+        acc = ResponseAccumulator()
+        acc.feed(created())
+        acc.feed(
+            ev(
+                "response.output_item.added",
+                1,
+                output_index=0,
+                item={"type": "message", "content": [{"type": "output_text", "text": ""}]},
+            )
+        )
+        seen = []
+        for seq, piece in enumerate(["a", "b", "c"], start=2):
+            acc.feed(
+                ev("response.output_text.delta", seq, output_index=0, content_index=0, delta=piece)
+            )
+            seen.append(acc.output_text)
+        assert seen == ["a", "ab", "abc"]
+
+    def test_done_events_overwrite_what_deltas_built(self) -> None:
+        acc = ResponseAccumulator()
+        acc.feed(created())
+        acc.feed(
+            ev(
+                "response.output_item.added",
+                1,
+                output_index=0,
+                item={"type": "message", "content": [{"type": "output_text", "text": ""}]},
+            )
+        )
+        acc.feed(ev("response.output_text.delta", 2, output_index=0, content_index=0, delta="Hi"))
+        acc.feed(ev("response.output_text.done", 3, output_index=0, content_index=0, text="Hello!"))
+        acc.feed(ev("response.output_text.delta", 4, output_index=0, content_index=0, delta="?"))
+        assert acc.output_text == "Hello!?"
+
+    def test_annotations_are_placed_at_their_index(self) -> None:
+        acc = ResponseAccumulator()
+        acc.feed(created())
+        acc.feed(
+            ev(
+                "response.output_item.added",
+                1,
+                output_index=0,
+                item={
+                    "type": "message",
+                    "content": [{"type": "output_text", "text": "", "annotations": []}],
+                },
+            )
+        )
+        acc.feed(
+            ev(
+                "response.output_text.annotation.added",
+                2,
+                output_index=0,
+                content_index=0,
+                annotation_index=0,
+                annotation={"type": "url_citation", "url": "u"},
+            )
+        )
+        acc.feed(
+            ev(
+                "response.output_text.annotation.added",
+                3,
+                output_index=0,
+                content_index=0,
+                annotation_index=1,
+                annotation={"type": "url_citation", "url": "v"},
+            )
+        )
+        snap = acc.snapshot
+        assert snap is not None
+        assert [a["url"] for a in snap["output"][0]["content"][0]["annotations"]] == ["u", "v"]
+
+    def test_a_delta_for_a_missing_item_is_ignored_and_counted(self) -> None:
+        acc = ResponseAccumulator()
+        acc.feed(created())
+        acc.feed(ev("response.output_text.delta", 1, output_index=5, content_index=0, delta="x"))
+        assert acc.anomalies == 1
+        assert acc.snapshot is not None
+        assert acc.snapshot["output"] == []
+
+
+class TestLifecycle:
+    def test_queued_and_in_progress_update_the_status(self) -> None:
+        acc = ResponseAccumulator()
+        acc.feed(created(status="queued"))
+        assert acc.status == "queued"
+        acc.feed(
+            ev(
+                "response.in_progress",
+                1,
+                response={"id": "resp_1", "status": "in_progress", "output": []},
+            )
+        )
+        assert acc.status == "in_progress"
+        assert acc.response_id == "resp_1"
+
+    @pytest.mark.parametrize(
+        "terminal", ["response.completed", "response.failed", "response.incomplete"]
+    )
+    def test_every_terminal_event_gives_its_final_response(self, terminal: str) -> None:
+        """Unlike the SDK, failed and incomplete also return their final Response."""
+        final = {
+            "id": "resp_1",
+            "status": terminal.split(".")[1],
+            "output": [],
+            "incomplete_details": {"reason": "max_output_tokens"},
+        }
+        acc = ResponseAccumulator()
+        acc.feed(created())
+        acc.feed(ev(terminal, 1, response=final))
+        assert acc.done
+        assert acc.result == final
+        assert acc.status == final["status"]
+
+    def test_events_after_completed_advance_the_cursor_but_never_overwrite_it(self) -> None:
+        final = {"id": "resp_1", "status": "completed", "output": []}
+        acc = ResponseAccumulator()
+        acc.feed(created())
+        acc.feed(ev("response.completed", 1, response=final))
+        assert acc.feed(ev("response.rate_limits.updated", 2, rate_limits=[]))
+        assert acc.feed(
+            ev("response.in_progress", 3, response={"id": "resp_1", "status": "in_progress"})
+        )
+        assert acc.result == final
+        assert acc.status == "completed"
+        assert acc.cursor == 3
+
+    def test_an_error_keeps_the_partial_snapshot_and_a_following_failed_is_final(self) -> None:
+        acc = ResponseAccumulator()
+        acc.feed(created())
+        acc.feed(
+            ev(
+                "response.output_item.added",
+                1,
+                output_index=0,
+                item={"type": "message", "content": [{"type": "output_text", "text": ""}]},
+            )
+        )
+        acc.feed(ev("response.output_text.delta", 2, output_index=0, content_index=0, delta="part"))
+        acc.feed(ev("error", 3, code="server_error", message="boom", param=None))
+        assert acc.error == {"code": "server_error", "message": "boom", "param": None, "type": None}
+        assert not acc.done
+        assert acc.output_text == "part"
+        failed = {
+            "id": "resp_1",
+            "status": "failed",
+            "error": {"code": "server_error"},
+            "output": [],
+        }
+        acc.feed(ev("response.failed", 4, response=failed))
+        assert acc.result == failed
+
+    def test_the_nested_gateway_error_form_is_normalised(self) -> None:
+        acc = ResponseAccumulator()
+        acc.feed(
+            ev(
+                "error",
+                0,
+                error={
+                    "type": "invalid_request_error",
+                    "code": "bad",
+                    "message": "nope",
+                    "param": "x",
+                },
+            )
+        )
+        assert acc.error == {
+            "code": "bad",
+            "message": "nope",
+            "param": "x",
+            "type": "invalid_request_error",
+        }
+
+
+class TestOrderAndResume:
+    def test_a_gap_raises_and_leaves_the_state_untouched(self) -> None:
+        acc = ResponseAccumulator()
+        acc.feed(created())
+        acc.feed(ev("response.in_progress", 1, response={"status": "in_progress"}))
+        with pytest.raises(SequenceError) as info:
+            acc.feed(ev("response.completed", 3, response={"status": "completed"}))
+        assert (info.value.expected, info.value.got) == (2, 3)
+        assert isinstance(info.value, ValueError)
+        assert acc.cursor == 1
+        assert not acc.done
+
+    def test_duplicates_are_dropped_silently_and_counted(self) -> None:
+        acc = ResponseAccumulator()
+        acc.feed(created())
+        acc.feed(
+            ev(
+                "response.output_item.added",
+                1,
+                output_index=0,
+                item={"type": "message", "content": [{"type": "output_text", "text": ""}]},
+            )
+        )
+        delta = ev("response.output_text.delta", 2, output_index=0, content_index=0, delta="x")
+        assert acc.feed(delta)
+        assert not acc.feed(delta)
+        assert not acc.feed(created())
+        assert acc.duplicates == 2
+        assert acc.output_text == "x"
+
+    def test_resume_without_created_is_seeded_from_a_snapshot_and_skips_seen_events(
+        self,
+    ) -> None:
+        """Recording 11 replays from seq 1; seeded at the create stream's seq N it drops 1..N."""
+        create = events_of("10_responses_background_stream_create.sse")
+        resume = events_of("11_responses_background_resume_starting_after_0.sse")
+        for cut in range(2, len(create) - 1):
+            first = ResponseAccumulator()
+            for event in create[: cut + 1]:
+                first.feed(event)
+            seed = copy.deepcopy(first.snapshot)
+            second = ResponseAccumulator(seed, cursor=first.cursor)
+            delivered = [e for e in resume if second.feed(e)]
+            assert [e.sequence_number for e in delivered] == list(range(cut + 1, 17))
+            assert second.duplicates == cut
+            assert second.result == resume[-1].data["response"]
+            assert first.snapshot == seed, "the seed is copied, never mutated"
+
+    def test_resume_from_a_seed_rebuilds_the_text_before_the_terminal_event(self) -> None:
+        create = events_of("10_responses_background_stream_create.sse")
+        resume = events_of("11_responses_background_resume_starting_after_0.sse")
+        first = ResponseAccumulator()
+        for event in create[:9]:  # through a few text deltas
+            first.feed(event)
+        second = ResponseAccumulator(first.snapshot, cursor=first.cursor)
+        for event in resume:
+            if event.type.startswith("response.output_text.delta"):
+                second.feed(event)
+            elif event.sequence_number > first.cursor:  # type: ignore[operator]
+                break
+        assert "2 + 2 equals 4."[: len(second.output_text)] == second.output_text
+
+    def test_resume_with_no_seed_adopts_the_first_lifecycle_snapshot(self) -> None:
+        resume = events_of("11_responses_background_resume_starting_after_0.sse")
+        acc = ResponseAccumulator(cursor=0)
+        for event in resume:
+            acc.feed(event)
+        assert acc.result == resume[-1].data["response"]
+        assert acc.anomalies == 0
+
+    def test_a_terminal_seed_is_already_done(self) -> None:
+        acc = ResponseAccumulator({"id": "r", "status": "completed", "output": []}, cursor=9)
+        assert acc.done
+        assert acc.cursor == 9
