@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         table = module.main(smoke=args.smoke)
         missed += len(table.failed)
-        summaries.append(f"{table.summary()} ({time.perf_counter() - started:.1f} s)")
+        elapsed = time.perf_counter() - started
+        summaries.append(f"bench.{name}: {table.summary()} ({elapsed:.1f} s)")
     print("\n== summary ==")
     for line in summaries:
         print(line)

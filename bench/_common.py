@@ -35,7 +35,6 @@ __all__ = [
     "Target",
     "at_least",
     "at_most",
-    "best_of",
     "call_in_subprocess",
     "cpu_seconds",
     "pin_args",
@@ -158,7 +157,7 @@ class Table:
     def summary(self) -> str:
         with_target = [row for row in self.rows if row.passed is not None]
         return (
-            f"{self.title}: {len(self.rows)} rows, "
+            f"{len(self.rows)} rows, "
             f"{len(with_target) - len(self.failed)}/{len(with_target)} targets met"
         )
 
@@ -166,11 +165,6 @@ class Table:
 def quiet_logs() -> None:
     """Drop log events below CRITICAL: benchmarks measure the work, not a terminal's speed."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
-
-
-def best_of(repeats: int, measure: Callable[[], float]) -> float:
-    """The best (highest) of `repeats` measurements: the least disturbed by other load."""
-    return max(measure() for _ in range(repeats))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +294,8 @@ def start_pinned(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _wait_for_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:

@@ -74,6 +74,10 @@ def main(*, smoke: bool = False) -> Table:
     table = Table(f"runtime{' (smoke sizes)' if smoke else ''}")
     trio.run(_in_process_rows, table, sizes)
     _memory_rows(table, sizes)
+    table.note(
+        f"rates: best of {sizes.repeats} runs, interleaved with their references; latency: "
+        "mean over the restarts of the best run; memory: RSS delta in a fresh process per kind"
+    )
     return table
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -31,3 +33,13 @@ async def server(recorded_dir: Path) -> AsyncIterator[MockServer]:
 async def client(server: MockServer) -> AsyncIterator[openai.AsyncOpenAI]:
     async with openai.AsyncOpenAI(base_url=server.url, api_key=API_KEY, max_retries=0) as sdk:
         yield sdk
+
+
+async def consume(
+    http: httpx.AsyncClient, received: bytearray, method: str, url: str, **kwargs: Any
+) -> None:
+    """Stream a response body into `received` (raw bytes, as they arrive)."""
+    async with http.stream(method, url, **kwargs) as response:
+        assert response.status_code == 200
+        async for chunk in response.aiter_raw():
+            received.extend(chunk)

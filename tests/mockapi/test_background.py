@@ -14,7 +14,7 @@ import trio
 
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 
-from .conftest import API_KEY, SDK_GENERATOR_LEAK
+from .conftest import API_KEY, SDK_GENERATOR_LEAK, consume
 
 pytestmark = SDK_GENERATOR_LEAK
 
@@ -172,6 +172,57 @@ class TestStreaming:
             json={"model": "gpt-4o", "input": "hi", "background": True, "stream": True},
         )
         assert "obfuscation" not in response.text
+
+
+class TestResumeAfterFailure:
+    async def test_every_cursor_resumes_exactly_the_rest_of_the_log(
+        self, server: MockServer, http: httpx.AsyncClient
+    ) -> None:
+        created = (
+            await http.post(
+                "/responses", json={"model": "gpt-4o", "input": "a b c", "background": True}
+            )
+        ).json()
+        await finished(server, created["id"])
+        log = server.state.responses[created["id"]].events
+        for cursor in range(-1, len(log)):
+            response = await http.get(
+                f"/responses/{created['id']}",
+                params={"stream": "true", "starting_after": str(cursor)},
+            )
+            events = sse_events(response.text) if response.text.strip() else []
+            assert events == log[cursor + 1 :], cursor
+
+    async def test_a_dropped_stream_resumed_from_its_cursor_loses_and_repeats_nothing(
+        self, server: MockServer, http: httpx.AsyncClient
+    ) -> None:
+        body = {"model": "gpt-4o", "input": "one two three", "background": True, "stream": True}
+        received = bytearray()
+        with pytest.raises(httpx.RemoteProtocolError):
+            await consume(
+                http,
+                received,
+                "POST",
+                "/responses",
+                json=body,
+                headers={"x-mock-fault": "drop_after_bytes=5000"},
+            )
+        complete_frames = bytes(received).rsplit(b"\n\n", 1)[0].decode()
+        before = sse_events(complete_frames)
+        cursor = before[-1]["sequence_number"]
+        response_id = before[0]["response"]["id"]
+        rest = sse_events(
+            (
+                await http.get(
+                    f"/responses/{response_id}",
+                    params={"stream": "true", "starting_after": str(cursor)},
+                )
+            ).text
+        )
+        numbers = [e["sequence_number"] for e in before + rest]
+        assert numbers == list(range(len(numbers)))
+        assert rest[-1]["type"] == "response.completed"
+        assert before + rest == server.state.responses[response_id].events
 
 
 class TestKeepalive:

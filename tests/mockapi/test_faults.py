@@ -11,7 +11,7 @@ import trio
 
 from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, serve
 
-from .conftest import API_KEY
+from .conftest import API_KEY, consume
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "one two three four"}]}
 RESPONSE = {"model": "gpt-4o", "input": "one two three four"}
@@ -20,16 +20,6 @@ AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 def data_lines(text: str) -> list[str]:
     return [line[len("data: ") :] for line in text.split("\n") if line.startswith("data: ")]
-
-
-async def consume(
-    http: httpx.AsyncClient, received: bytearray, method: str, url: str, **kwargs: Any
-) -> None:
-    """Stream a response body into `received` (raw bytes, as they arrive)."""
-    async with http.stream(method, url, **kwargs) as response:
-        assert response.status_code == 200
-        async for chunk in response.aiter_raw():
-            received.extend(chunk)
 
 
 @pytest.fixture
@@ -178,6 +168,13 @@ class TestUnsupportedParameter:
 
 
 class TestStalls:
+    async def test_a_stall_before_headers_shows_in_openai_processing_ms(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        response = await http.get("/files", headers={"x-mock-fault": "stall=0.03"})
+        assert response.status_code == 200
+        assert int(response.headers["openai-processing-ms"]) >= 30
+
     async def test_a_stall_before_headers_trips_a_client_read_timeout(
         self, http: httpx.AsyncClient
     ) -> None:
@@ -294,6 +291,8 @@ class TestAuthAndHeaders:
         assert second.status_code == 404
         assert first.headers["x-request-id"] != second.headers["x-request-id"]
         for response in (first, second):
+            assert response.headers["openai-version"] == "2020-10-01"
+            assert int(response.headers["openai-processing-ms"]) >= 0
             assert response.headers["x-ratelimit-limit-requests"] == "10000"
             assert response.headers["x-ratelimit-reset-requests"].endswith("ms")
         remaining = [int(r.headers["x-ratelimit-remaining-requests"]) for r in (first, second)]

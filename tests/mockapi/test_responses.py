@@ -255,3 +255,26 @@ class TestEndings:
         deltas_off = [e for e in off if e.type == "response.output_text.delta"]
         assert all(e.model_dump().get("obfuscation") for e in deltas_on)
         assert not any("obfuscation" in e.model_dump() for e in deltas_off)
+
+
+class TestInputItems:
+    async def test_input_items_list_the_request_input_with_ids(
+        self, client: openai.AsyncOpenAI
+    ) -> None:
+        created = await client.responses.create(
+            model="gpt-4o",
+            input=[
+                {"role": "user", "content": "first"},
+                {"role": "assistant", "content": "reply"},
+                {"role": "user", "content": "second"},
+            ],
+        )
+        newest_first = await client.responses.input_items.list(created.id)
+        texts = [item.content[0].text for item in newest_first.data]  # type: ignore[union-attr]
+        assert texts == ["second", "reply", "first"]
+        assert all(item.id.startswith("msg_") for item in newest_first.data)  # type: ignore[union-attr]
+        paged = [
+            item.id  # type: ignore[union-attr]
+            async for item in client.responses.input_items.list(created.id, limit=1, order="asc")
+        ]
+        assert paged == [item.id for item in reversed(newest_first.data)]  # type: ignore[union-attr]

@@ -15,8 +15,8 @@ from streamvisor.mockapi import (
     parse_scenario,
     schema_example,
 )
-from streamvisor.mockapi._scripts import is_reasoning_model, split_tokens
-from streamvisor.mockapi._wire import format_go_duration
+from streamvisor.mockapi._scripts import is_reasoning_model
+from streamvisor.mockapi._wire import format_go_duration, split_tokens
 
 
 def test_all_names_the_public_surface() -> None:

@@ -24,6 +24,7 @@ from streamvisor.openai import (
     ClientSettings,
     InsufficientQuotaError,
     InternalServerError,
+    InvalidRequestError,
     NotFoundError,
     OpenAIClient,
     OutcomeUnknownError,
@@ -491,6 +492,29 @@ class TestUnsupportedParameters:
                 {"model": "o3-mini", "messages": [], "temperature": 0.2, "max_tokens": 9}
             )
         assert script.body() == {"model": "o3-mini", "messages": [], "max_completion_tokens": 9}
+
+
+class TestLocalValidation:
+    @pytest.mark.parametrize(
+        ("api", "body"),
+        [
+            ("responses", {"input": "x"}),
+            ("responses", {"model": "", "input": "x"}),
+            ("responses", {"model": "m", "previous_response_id": "r", "conversation": "c"}),
+            ("chat", {"model": "m"}),
+            ("chat", {"model": "m", "messages": "hi"}),
+        ],
+    )
+    async def test_bad_bodies_fail_before_any_request(self, api: str, body: Any) -> None:
+        script = Script()
+        async with client_for(script) as client:
+            create = client.create_chat_completion if api == "chat" else client.create_response
+            stream = client.stream_chat if api == "chat" else client.stream_response
+            with pytest.raises(InvalidRequestError):
+                await create(body)
+            with pytest.raises(ValueError):
+                await stream(body).__aenter__()
+        assert script.requests == []
 
 
 class TestChatStreamBody:

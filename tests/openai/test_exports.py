@@ -50,6 +50,13 @@ def test_every_error_is_exported_and_rooted_at_openai_error() -> None:
         assert issubclass(getattr(wire, name), wire.OpenAIError)
 
 
+def test_records_with_dicts_are_still_hashable() -> None:
+    event = wire.StreamEvent("keepalive", 1, {"type": "keepalive"})
+    assert hash(event) == hash(wire.StreamEvent("keepalive", 1, {}))
+    hash(wire.ClientSettings(default_headers={"x": "y"}))
+    hash(wire.Polled({"id": "r"}))
+
+
 def test_terminal_types_match_the_contract() -> None:
     assert {
         "response.completed",

@@ -71,6 +71,12 @@ def expected_chat(recording: bytes) -> dict[str, Any]:
     }
 
 
+def test_the_recordings_are_all_there(recorded_dir: Path) -> None:
+    """The parametrised tests below are not silently empty."""
+    assert recorded_dir == RECORDED
+    assert (len(CHAT), len(RESPONSES)) == (6, 7)
+
+
 class TestEveryRecordingParses:
     @pytest.mark.parametrize("name", RESPONSES)
     async def test_responses_final_equals_the_recorded_terminal_payload(

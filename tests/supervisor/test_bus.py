@@ -416,7 +416,9 @@ class TestLifecycle:
                 raise KeyError("boom")
         assert bus.subscriber_count("t") == 0
 
-    async def test_cancellation_while_waiting_unsubscribes(self) -> None:
+    async def test_cancellation_while_waiting_unsubscribes(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
         """A subscriber cancelled inside `receive` leaves nothing registered or parked."""
         bus: EventBus[int] = EventBus()
         with trio.move_on_after(1) as scope:
@@ -506,6 +508,13 @@ class TestLifecycle:
         with pytest.raises(BusClosed, match="'t'"):
             async with bus.subscribe("t"):
                 pass  # pragma: no cover
+
+    async def test_receiving_before_entering_is_an_error(self) -> None:
+        """A subscription is live only inside its `async with`."""
+        bus: EventBus[int] = EventBus()
+        sub = bus.subscribe("t")
+        with pytest.raises(RuntimeError, match="async with"):
+            await sub.receive()
 
     async def test_a_subscription_cannot_be_entered_twice(self) -> None:
         """Each `subscribe()` is one registration."""

@@ -28,7 +28,7 @@ from ._http import (
 from ._replay import parse_chunk_sizes, serve_replay
 from ._scripts import Scenario, parse_scenario
 from ._state import MockState, RecordedRequest
-from ._wire import ApiProblem, IdFactory, format_go_duration
+from ._wire import SERVER_ERROR, ApiProblem, IdFactory, format_go_duration
 
 __all__ = ["MockApp", "create_app"]
 
@@ -123,6 +123,10 @@ async def _delete_response(call: Call) -> None:
     await _responses.handle_delete(call.state, call.request, call.responder, call.params["id"])
 
 
+async def _input_items(call: Call) -> None:
+    await _responses.handle_input_items(call.state, call.request, call.responder, call.params["id"])
+
+
 async def _cancel_response(call: Call) -> None:
     await _responses.handle_cancel(call.state, call.request, call.responder, call.params["id"])
 
@@ -142,6 +146,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"/v1/responses/(?P<id>[^/]+)"), _retrieve_response),
     ("DELETE", re.compile(r"/v1/responses/(?P<id>[^/]+)"), _delete_response),
     ("POST", re.compile(r"/v1/responses/(?P<id>[^/]+)/cancel"), _cancel_response),
+    ("GET", re.compile(r"/v1/responses/(?P<id>[^/]+)/input_items"), _input_items),
     ("POST", re.compile(r"/v1/files"), _files_route("create_file")),
     ("GET", re.compile(r"/v1/files"), _files_route("list_files")),
     ("GET", re.compile(r"/v1/files/(?P<file_id>[^/]+)"), _files_route("retrieve_file")),
@@ -243,9 +248,6 @@ def _status_problem(fault: Fault) -> ApiProblem:
     return ApiProblem(code, f"Injected error (HTTP {code}).", headers=headers)
 
 
-SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
-
-
 class MockApp:
     """The ASGI app. Background work runs in `state.nursery` (set by `serve()`, or opened by
     the ASGI lifespan protocol when another server runs the app)."""
@@ -294,7 +296,6 @@ class MockApp:
         return {
             "x-request-id": request_id,
             "openai-version": "2020-10-01",
-            "openai-processing-ms": "1",
             "x-ratelimit-limit-requests": str(config.ratelimit_requests),
             "x-ratelimit-limit-tokens": str(config.ratelimit_tokens),
             "x-ratelimit-remaining-requests": str(max(0, config.ratelimit_requests - count)),

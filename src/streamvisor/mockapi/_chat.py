@@ -23,7 +23,7 @@ from ._scripts import (
     tool_result_text,
 )
 from ._state import MockState
-from ._wire import ApiProblem
+from ._wire import SERVER_ERROR, ApiProblem
 
 __all__ = ["REASONING_REJECTED", "check_reasoning_params", "handle_chat"]
 
@@ -170,7 +170,7 @@ async def handle_chat(
         if script.kind == "failed":
             raise ApiProblem(
                 500,
-                "The server had an error while processing your request. Sorry about that!",
+                SERVER_ERROR,
                 "server_error",
             )
         await trio.sleep(token_delay * len(tokens))

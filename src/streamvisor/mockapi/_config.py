@@ -63,7 +63,8 @@ class MockAPIConfig:
     #: Limits reported in the `x-ratelimit-*` headers (per minute).
     ratelimit_requests: int = attrs.field(default=10_000, validator=attrs.validators.gt(0))
     ratelimit_tokens: int = attrs.field(default=30_000_000, validator=attrs.validators.gt(0))
-    #: Seeds the ids and obfuscation strings, so two servers with one seed serve identical bytes.
+    #: Seeds ids and obfuscation strings: two servers with one seed and one request sequence
+    #: hand out the same ids (only `created`/`created_at` timestamps differ).
     seed: str = "streamvisor"
     #: How long hypercorn waits for open connections when the server shuts down.
     graceful_timeout: float = attrs.field(default=1.0, validator=_non_negative)

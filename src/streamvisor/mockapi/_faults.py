@@ -30,7 +30,7 @@ import attrs
 
 from ._errors import InvalidFault
 
-__all__ = ["Fault", "FaultKind", "FaultTable", "parse_fault_header"]
+__all__ = ["Fault", "FaultKind", "FaultTable", "HeaderFault", "first", "parse_fault_header"]
 
 FaultKind = Literal[
     "drop",

@@ -19,11 +19,9 @@ import trio
 from ._http import SSEWriter
 from ._scripts import Script, json_arguments_tokens
 from ._state import TERMINAL_STATUSES, MockState, StoredResponse
-from ._wire import split_tokens
+from ._wire import SERVER_ERROR, split_tokens
 
 __all__ = ["Emit", "Pause", "Plan", "Step", "drive", "follow", "run_background", "steps"]
-
-SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 
 
 @attrs.frozen

@@ -17,9 +17,10 @@ import attrs
 import trio
 
 from ._faults import Fault, first
-from ._wire import ApiProblem, dumps
+from ._wire import SERVER_ERROR, ApiProblem, dumps
 
 __all__ = [
+    "BodyTooLarge",
     "ConnectionDropped",
     "Receive",
     "Request",
@@ -28,6 +29,8 @@ __all__ = [
     "Scope",
     "Send",
     "StopStream",
+    "parse_scope",
+    "read_body",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -125,13 +128,19 @@ class Responder:
         stall = first(faults, "stall")
         self._stall = stall if stall is not None and stall.after_bytes is not None else None
         self.faults = tuple(faults)
+        self._created = trio.current_time()
         self.sent_bytes = 0
         self.started = False
         self.finished = False
         self.dropped = False
 
     async def start(self, status: int, headers: Mapping[str, str] | None = None) -> None:
-        merged = {**self._base_headers, **(headers or {})}
+        elapsed_ms = round((trio.current_time() - self._created) * 1000)
+        merged = {
+            **self._base_headers,
+            "openai-processing-ms": str(elapsed_ms),
+            **(headers or {}),
+        }
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in merged.items()]
         await self._send({"type": "http.response.start", "status": status, "headers": raw})
         self.started = True
@@ -243,7 +252,7 @@ class SSEWriter:
         return f"event: {payload['type']}\ndata: {broken}\n\n"
 
     def _error_frame(self, payload: Mapping[str, Any], *, nested: bool) -> str:
-        message = "The server had an error while processing your request. Sorry about that!"
+        message = SERVER_ERROR
         if self._framing == "chat":
             body = {
                 "error": {"message": message, "type": "server_error", "param": None, "code": None}

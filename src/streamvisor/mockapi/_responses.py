@@ -35,6 +35,7 @@ __all__ = [
     "handle_cancel",
     "handle_create",
     "handle_delete",
+    "handle_input_items",
     "handle_retrieve",
 ]
 
@@ -276,6 +277,7 @@ async def handle_create(
         store=stored_flag,
         created_at=trio.current_time(),
     )
+    stored.input_items = _input_items(state, body)
     state.responses[rid] = stored
     events = steps(state, stored, plan)
     if background:
@@ -317,6 +319,38 @@ async def handle_create(
     await responder.json(200, copy.deepcopy(stored.response))
 
 
+def _input_items(state: MockState, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The request's input as the API stores it: every item typed, with an id and a status."""
+    raw = body.get("input")
+    items = [{"role": "user", "content": raw}] if isinstance(raw, str) else list(raw or [])
+    stored: list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        kind = item.get("type", "message")
+        if kind == "message":
+            content = item.get("content")
+            if isinstance(content, str):
+                part = "output_text" if item.get("role") == "assistant" else "input_text"
+                content = [{"type": part, "text": content}]
+            stored.append(
+                {
+                    "id": item.get("id") or state.ids.hex("msg_"),
+                    "type": "message",
+                    "role": item.get("role", "user"),
+                    "status": "completed",
+                    "content": content,
+                }
+            )
+        elif kind == "function_call_output":
+            stored.append(
+                {"id": item.get("id") or state.ids.hex("fco_"), "status": "completed", **item}
+            )
+        else:
+            stored.append({"id": item.get("id") or state.ids.hex("item_"), **item})
+    return stored
+
+
 def _lookup(state: MockState, response_id: str) -> StoredResponse:
     stored = state.live_response(response_id)
     if stored is None:
@@ -351,6 +385,48 @@ async def handle_retrieve(
         200,
         copy.deepcopy(stored.response),
         {"openai-poll-after-ms": str(state.config.poll_after_ms)},
+    )
+
+
+async def handle_input_items(
+    state: MockState, request: Request, responder: Responder, response_id: str
+) -> None:
+    """`GET /v1/responses/{id}/input_items?after=&limit=&order=` (cursor pagination)."""
+    stored = _lookup(state, response_id)
+    query = request.query
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise ApiProblem(400, f"Invalid value for 'order': '{order}'.", param="order")
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise ApiProblem(
+            400,
+            "Invalid 'limit': expected an integer between 1 and 100.",
+            param="limit",
+            code="invalid_value",
+        )
+    items = list(stored.input_items)
+    if order == "desc":
+        items.reverse()
+    after = query.get("after")
+    if after:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise ApiProblem(400, f"Item with id '{after}' not found.", param="after")
+        items = items[ids.index(after) + 1 :]
+    page = items[:limit]
+    await responder.json(
+        200,
+        {
+            "object": "list",
+            "data": copy.deepcopy(page),
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        },
     )
 
 

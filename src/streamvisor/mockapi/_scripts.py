@@ -6,7 +6,6 @@ Both APIs share this: a request becomes a `Script` (what the model "says"), and 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -16,13 +15,22 @@ from ._errors import InvalidScenario
 from ._wire import IdFactory, dumps, split_tokens
 
 __all__ = [
+    "REFUSAL_TEXT",
     "SCENARIOS",
     "Scenario",
     "Script",
     "ToolCall",
+    "count_tokens",
+    "echo_text",
     "is_reasoning_model",
+    "json_arguments_tokens",
+    "make_tool_calls",
     "parse_scenario",
+    "pick_tools",
+    "reasoning_parts",
     "schema_example",
+    "text_of",
+    "tool_result_text",
 ]
 
 SCENARIOS = ("echo", "tools", "refusal", "reasoning", "long", "incomplete", "failed", "replay")
@@ -250,10 +258,3 @@ def json_arguments_tokens(arguments: str) -> list[str]:
     """Split a JSON arguments string into stream pieces, as the API streams them."""
     pieces = split_tokens(arguments)
     return pieces or [arguments]
-
-
-def loads_or_none(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None

@@ -51,6 +51,8 @@ class StoredResponse:
     store: bool
     created_at: float  # trio time, for retention
     events: list[dict[str, Any]] = attrs.field(factory=list)
+    #: The request's input as stored items (each with an id), for `GET .../input_items`.
+    input_items: list[dict[str, Any]] = attrs.field(factory=list)
     done: bool = False  # no event will be appended any more
     cancel_scope: trio.CancelScope | None = None
     _changed: trio.Event = attrs.field(factory=trio.Event)

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 __all__ = [
+    "SERVER_ERROR",
     "ApiProblem",
     "IdFactory",
     "api_error",
@@ -20,6 +21,9 @@ __all__ = [
     "format_go_duration",
     "split_tokens",
 ]
+
+#: The message of the real API's 500s and `server_error` failures.
+SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]+|\s+")

@@ -24,6 +24,7 @@ from ._errors import (
     APITimeoutError,
     BadRequestError,
     CancelRejected,
+    InvalidRequestError,
     MalformedStreamError,
     OutcomeUnknownError,
     status_error_from,
@@ -59,7 +60,7 @@ class Polled:
         rate_limits: The answer's `x-ratelimit-*` headers, if any.
     """
 
-    response: dict[str, Any]
+    response: dict[str, Any] = attrs.field(hash=False)
     poll_after: float | None = None
     request_id: str | None = None
     rate_limits: RateLimits | None = None
@@ -208,6 +209,9 @@ class OpenAIClient(FilesMixin):
             except httpx.RequestError as exc:
                 error = _connection_error(exc)
                 if background_create and not isinstance(exc, _NOT_SENT):
+                    log.warning(
+                        "openai.outcome_unknown", method=method, path=path, error=type(exc).__name__
+                    )
                     raise OutcomeUnknownError(
                         "a background create may have reached the server and its answer was "
                         f"lost ({type(exc).__name__}); not retried to avoid a duplicate job",
@@ -234,16 +238,17 @@ class OpenAIClient(FilesMixin):
                 self.rate_limits = limits
             if response.is_success:
                 return response
-            if stream:
-                try:
-                    await response.aread()
-                except httpx.RequestError:
-                    pass
-                finally:
-                    await response.aclose()
+            body: Any = None
+            try:
+                await response.aread()  # already read unless streaming
+                body = _body_of(response)
+            except httpx.RequestError:
+                pass  # the error body was lost; the status still tells what happened
+            finally:
+                await response.aclose()
             err = status_error_from(
                 response.status_code,
-                _body_of(response),
+                body,
                 response.headers,
                 retry_after=policy.retry_after(response.headers),
             )
@@ -253,6 +258,13 @@ class OpenAIClient(FilesMixin):
                 and response.status_code >= 500
                 and response.headers.get("x-should-retry") != "true"
             ):
+                log.warning(
+                    "openai.outcome_unknown",
+                    method=method,
+                    path=path,
+                    status=response.status_code,
+                    request_id=err.request_id,
+                )
                 raise OutcomeUnknownError(
                     f"a background create failed with {response.status_code}; the response may "
                     "exist server-side, so it was not retried",
@@ -283,13 +295,26 @@ class OpenAIClient(FilesMixin):
             await trio.sleep(delay)
             retries += 1
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self._send(method, path, **kwargs)
-        return _body_of(response)
-
     def _prepare(
         self, api: Literal["chat", "responses"], body: Mapping[str, Any]
     ) -> dict[str, Any]:
+        """Check a create body locally, then apply the model rules.
+
+        Raises:
+            InvalidRequestError: no `model`; Chat without a `messages` list; Responses with both
+                `previous_response_id` and `conversation` (mutually exclusive).
+        """
+        if not isinstance(body, Mapping):
+            raise InvalidRequestError(f"a request body is a mapping, not {type(body).__name__}")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequestError("the request body needs a non-empty 'model'")
+        if api == "chat" and not isinstance(body.get("messages"), list):
+            raise InvalidRequestError("a chat request needs a 'messages' list")
+        if api == "responses" and body.get("previous_response_id") and body.get("conversation"):
+            raise InvalidRequestError(
+                "'previous_response_id' and 'conversation' exclude each other"
+            )
         if not self.settings.model_rules:
             return dict(body)
         new, dropped = apply_model_rules(api, body)

@@ -50,7 +50,7 @@ class StreamEvent:
 
     type: str
     sequence_number: int
-    data: Mapping[str, Any]
+    data: Mapping[str, Any] = attrs.field(hash=False)
     response_id: str | None = None
     session_id: str | None = None
     api: Api = "responses"

@@ -243,16 +243,23 @@ class FilesMixin:
                     assert isinstance(source, bytes)
                     chunk = source[offset : offset + part_size]
                 else:
-                    chunk = await trio.to_thread.run_sync(_read_range, path, offset, part_size)
+                    chunk = await trio.to_thread.run_sync(
+                        _read_range, path, offset, part_size, abandon_on_cancel=True
+                    )
                 part = await self.add_upload_part(upload_id, chunk)
                 part_ids[index] = part["id"]
 
         async def hash_source() -> None:
             if path is None:
                 assert isinstance(source, bytes)
-                digest.append(await trio.to_thread.run_sync(_md5_bytes, source))
+                digest.append(
+                    await trio.to_thread.run_sync(_md5_bytes, source, abandon_on_cancel=True)
+                )
             else:
-                digest.append(await trio.to_thread.run_sync(_md5_file, path))
+                # Abandoned on cancel: hashing a large file must not delay a failure's cleanup.
+                digest.append(
+                    await trio.to_thread.run_sync(_md5_file, path, abandon_on_cancel=True)
+                )
 
         finished = False
         try:

@@ -8,7 +8,9 @@ the snapshot is read, `*.done` events overwrite (they are authoritative), and a 
 
 Ordering: `sequence_number` must rise by one. A number at or below the cursor is a duplicate (a
 resume overlap): dropped silently and counted in `.duplicates`. A jump is a gap: `feed` raises
-`SequenceError` and leaves the state untouched, so the caller can resume from `.cursor`.
+`SequenceError` and leaves the state untouched, so the caller can resume from `.cursor`. An
+out-of-order event therefore always shows up as a gap first (the later number arrives early):
+reported, never silently reordered.
 """
 
 from __future__ import annotations

@@ -70,7 +70,9 @@ class ClientSettings:
     keepalive_expiry: float = attrs.field(default=30.0, validator=_positive)
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     model_rules: bool = True
-    default_headers: Mapping[str, str] = attrs.field(factory=dict, converter=dict, repr=False)
+    default_headers: Mapping[str, str] = attrs.field(
+        factory=dict, converter=dict, repr=False, hash=False
+    )
 
     @property
     def has_api_key(self) -> bool:

@@ -97,10 +97,13 @@ class EventStream:
         self._qi = 0
         self._terminal = False
         self._finished = False
+        self._raised = False
         self._error: StreamEvent | None = None
         self._last_seq: int | None = accumulator.cursor
         # Whether the server numbers its events (a resume always is; old streams are not).
         self._numbered = accumulator.cursor is not None
+        self._decode = self._decode_responses if api == "responses" else self._decode_chat
+        self._chat = accumulator if isinstance(accumulator, ChatAccumulator) else None
 
     @property
     def response_id(self) -> str | None:
@@ -161,10 +164,7 @@ class EventStream:
             if self._fi < len(self._frames) and not self._finished:
                 name, data = self._frames[self._fi]
                 self._fi += 1
-                if self.api == "responses":
-                    decoded = self._decode_responses(name, data)
-                else:
-                    decoded = self._decode_chat(data)
+                decoded = self._decode(name, data)
                 if decoded is not None:
                     return decoded
                 continue
@@ -180,10 +180,12 @@ class EventStream:
                 self._finished = True
 
     def _end(self) -> StreamEvent:
+        if self._raised:
+            raise StopAsyncIteration
         if self._error is not None:
             err = normalize_error(self._error.data)
             error, self._error = self._error, None
-            self._terminal = True  # raise once; iterating again just stops
+            self._raised = True  # raise once; iterating again just stops
             raise StreamError(
                 str(err["message"]),
                 event=error,
@@ -194,7 +196,7 @@ class EventStream:
                 body=error.data,
             )
         if not self._terminal:
-            self._terminal = True  # raise once; iterating again just stops
+            self._raised = True
             raise StreamInterrupted(
                 "stream ended before its terminal event",
                 cursor=self.cursor,
@@ -206,8 +208,9 @@ class EventStream:
     async def _next_chunk(self) -> bytes | None:
         """The next body chunk, or None at the end (EOF, or a drop after the terminal event)."""
         try:
-            if self._terminal:
-                # The body should end right after the terminal event; wait briefly for stragglers.
+            if self._terminal or self._error is not None:
+                # The body should end right after the terminal event (or the error frame and the
+                # `response.failed` that may follow it): wait only briefly for stragglers.
                 with trio.move_on_after(self._linger):
                     return await self._chunks.__anext__()
                 return None
@@ -219,7 +222,7 @@ class EventStream:
             self._body_done = True
             if self._terminal or self._error is not None:
                 return None
-            self._finished = self._terminal = True
+            self._finished = self._raised = True
             kind = "idle timeout" if isinstance(exc, httpx.TimeoutException) else "connection lost"
             raise StreamInterrupted(
                 f"stream interrupted ({kind}): {type(exc).__name__}",
@@ -229,7 +232,7 @@ class EventStream:
             ) from exc
 
     def _malformed(self, data: bytes, why: str) -> MalformedStreamError:
-        self._finished = self._terminal = True
+        self._finished = self._raised = True
         self._error = None
         return MalformedStreamError(
             f"malformed stream frame ({why}): {data[:200]!r}",
@@ -282,7 +285,7 @@ class EventStream:
         try:
             accepted = self.accumulator.feed(event)
         except Exception:
-            self._finished = self._terminal = True
+            self._finished = self._raised = True
             raise
         if not accepted:
             return None
@@ -294,11 +297,10 @@ class EventStream:
                 self._terminal = True
         return event
 
-    def _decode_chat(self, raw: bytes) -> StreamEvent | None:
-        if not raw:
+    def _decode_chat(self, name: str, raw: bytes) -> StreamEvent | None:
+        acc = self._chat
+        if not raw or acc is None:
             return None
-        acc = self.accumulator
-        assert isinstance(acc, ChatAccumulator)
         if raw[0] == 0x5B and raw.startswith(b"[DONE]"):
             self._finished = True
             if self._error is not None:

@@ -1,21 +1,34 @@
-"""The generic OTP runtime on trio: actors, supervisors, monitors, a name registry.
+"""The generic OTP runtime on trio: actors, supervisors, monitors, links, a name registry.
 
-Knows nothing of OpenAI. The OTP semantics it follows, by checklist ID, are in the project's
-``reference/otp-and-trio.md``; ``tests/supervisor`` is named after those IDs.
+Knows nothing of OpenAI. It follows the OTP semantics of ``reference/otp-and-trio.md`` §1; the
+tests in ``tests/supervisor`` are named after its checklist IDs. Where trio forces a choice:
+
+* **pid → ``ActorRef``**: an actor is one trio task reading a bounded memory channel. A restart
+  makes a new actor with a new ref and a fresh mailbox (queued messages are lost, as in OTP);
+  callers that must survive restarts address it by name through the ``Registry``.
+* **Mailbox overflow**: ``call`` waits for space within its timeout (backpressure); ``cast`` and
+  ``send`` to a full mailbox drop the message, count it (``statistics().dropped``) and log
+  ``mailbox_overflow`` on the 1st, 2nd, 4th, 8th… drop. ``Down``/``Exit`` notices are never
+  dropped. ``Supervisor``/``DynamicSupervisor`` mailboxes are unbounded.
+* **Calls**: a reply wakes the caller directly (no reply channel); a reply after the caller's
+  timeout is dropped (GS-03); the callee's death fails every pending call with ``ActorExited``.
+* **Graceful stop** closes the mailbox's send side: the actor handles what is queued, runs
+  ``terminate`` and exits. **Kill** is ``CancelScope.cancel()``: cooperative — code inside a
+  ``shield=True`` scope or a synchronous loop cannot be killed until it reaches a checkpoint.
+  ``terminate`` never runs after a kill.
+* **Child exits** reach the supervisor as messages from a monitor, never as exceptions in its
+  nursery, so siblings are untouched and restarts never catch ``BaseException``/``Cancelled``.
+* ``which_children`` lists children in **start order** (OTP 25 lists newest first).
+* **NM-02 (``via``)** does not apply: the ``Registry`` is an explicit object passed down the tree,
+  not a node-global table, so another naming scheme is simply another ``Registry``.
+* Not implemented: ``ignore`` from ``init`` (OTP's ``{ok, undefined}``) and the gen_server
+  ``timeout``/``hibernate``/``continue`` return variants.
 """
 
 from __future__ import annotations
 
-from ._actor import (
-    Actor,
-    ActorRef,
-    Caller,
-    MailboxStatistics,
-    Monitor,
-    NoReply,
-    StopActor,
-    start_actor,
-)
+from ._actor import Actor, start_actor
+from ._dynamic import DynamicSupervisor, DynamicSupervisorRef
 from ._errors import (
     ActorError,
     ActorExited,
@@ -35,6 +48,7 @@ from ._errors import (
     SupervisorError,
 )
 from ._reason import Down, Exit, ExitReason
+from ._ref import ActorRef, Caller, MailboxStatistics, Monitor, NoReply, StopActor
 from ._registry import Registry
 from ._spec import AutoShutdown, ChildSpec, ChildType, Restart, Shutdown, Strategy, check_childspecs
 from ._supervisor import (
@@ -66,6 +80,8 @@ __all__ = [
     "ChildType",
     "Down",
     "DuplicateChildId",
+    "DynamicSupervisor",
+    "DynamicSupervisorRef",
     "Exit",
     "ExitReason",
     "InvalidChildSpec",

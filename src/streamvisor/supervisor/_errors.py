@@ -26,8 +26,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._actor import ActorRef
     from ._reason import ExitReason
+    from ._ref import ActorRef
 
 __all__ = [
     "ActorError",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 if TYPE_CHECKING:
-    from ._actor import ActorRef
+    from ._ref import ActorRef
 
 __all__ = ["Down", "Exit", "ExitKind", "ExitReason"]
 

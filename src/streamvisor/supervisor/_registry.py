@@ -9,7 +9,7 @@ import trio
 from ._errors import AlreadyStarted, NoSuchActor
 
 if TYPE_CHECKING:
-    from ._actor import ActorRef
+    from ._ref import ActorRef
 
 __all__ = ["Registry"]
 

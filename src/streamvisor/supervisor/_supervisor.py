@@ -12,16 +12,7 @@ import attrs
 import structlog
 import trio
 
-from ._actor import (
-    _EXIT,
-    Actor,
-    ActorRef,
-    Caller,
-    NoReply,
-    StopActor,
-    _prepare,
-    _start_prepared,
-)
+from ._actor import Actor, _prepare, _start_prepared
 from ._errors import (
     ActorError,
     ActorExited,
@@ -30,9 +21,11 @@ from ._errors import (
     ChildNotFound,
     ChildRestarting,
     ChildRunning,
+    InvalidChildSpec,
     StartChildError,
 )
 from ._reason import KILLED, SHUTDOWN, ExitReason
+from ._ref import _EXIT, ActorRef, Caller, NoReply, StopActor
 from ._registry import Registry
 from ._spec import (
     AutoShutdown,
@@ -179,9 +172,11 @@ class SupervisorRef(ActorRef):
         """Add ``spec`` as the last child and start it; return its ref.
 
         Raises ``AlreadyStarted`` (id running), ``AlreadyPresent`` (id stopped or restarting),
-        ``InvalidChildSpec`` (significant child under ``AutoShutdown.NEVER``) and
+        ``InvalidChildSpec`` (not a spec, or significant under ``AutoShutdown.NEVER``) and
         ``StartChildError`` (its factory or ``init`` raised; the spec is not kept).
         """
+        if not isinstance(spec, ChildSpec):
+            raise InvalidChildSpec(f"not a ChildSpec: {spec!r}")
         return cast(ActorRef, await self.call(_StartChild(spec), timeout=timeout))
 
     async def terminate_child(self, id: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109  # DYN-02
@@ -294,6 +289,8 @@ class Supervisor(Actor):
 
     async def handle_info(self, message: Any) -> None:
         if isinstance(message, _ChildExit):
+            if trio.current_effective_deadline() == -math.inf:
+                return  # we are being torn down (cancelled): restarting would be pointless
             for child in self._children:
                 if child.ref is message.ref:
                     child.ref = None
@@ -414,8 +411,6 @@ class Supervisor(Actor):
         raise ChildNotFound(id, "not found")
 
     async def _start_child(self, spec: ChildSpec) -> ActorRef:
-        if not isinstance(spec, ChildSpec):
-            raise TypeError(f"not a ChildSpec: {spec!r}")
         check_significance(spec, self.auto_shutdown)
         for existing in self._children:
             if existing.spec.id == spec.id:
@@ -435,10 +430,16 @@ class Supervisor(Actor):
         if op == "get_childspec":
             return child.spec
         if op == "terminate":
-            child.restarting = False
+            was_restarting, child.restarting = child.restarting, False
             await _shutdown_child(self._ref.label, child)
             if child.spec.restart is Restart.TEMPORARY:
                 self._children.remove(child)
+            if was_restarting:
+                # Its group's other pending members would otherwise wait for a retry forever.
+                for other in self._children:
+                    if other.restarting:
+                        self._ref.send(_TryAgain(other))
+                        break
             return None
         if child.ref is not None:
             raise ChildRunning(id, "running")

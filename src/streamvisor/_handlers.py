@@ -1,0 +1,228 @@
+"""The original's callback style: `handle_stream_events` and `format_stream_event`.
+
+The Erlang system let a caller run `handle_stream_events(Handler, Timeout)`: a receive loop where
+the handler returned `continue`, `{continue, NewTimeout}`, `stop` or `{error, Reason}`, and
+`format_stream_event/1` turned an event into a display type (`text_delta`, `tool_calls`,
+`completion_finished`, ...). Both are kept here over any async iterable of events — normally a
+bus `Subscription` — with the same contract, typed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from typing import Any, Final, TypeAlias
+
+import attrs
+import trio
+
+from .openai import StreamEvent
+from .supervisor._bus import Missed
+
+__all__ = [
+    "CONTINUE",
+    "STOP",
+    "Continue",
+    "HandlerError",
+    "HandlerResult",
+    "Stop",
+    "StreamIdleTimeout",
+    "display_type",
+    "format_stream_event",
+    "handle_stream_events",
+]
+
+
+@attrs.frozen
+class Continue:
+    """Keep going; with `timeout`, wait at most that long for the next event from now on."""
+
+    timeout: float | None = attrs.field(default=None)
+
+    @timeout.validator
+    def _check(self, _: attrs.Attribute[float | None], value: float | None) -> None:
+        if value is not None and not value > 0:
+            raise ValueError(f"Continue(timeout={value!r}): a timeout must be > 0 seconds")
+
+
+@attrs.frozen
+class Stop:
+    """Stop handling; the events seen so far are returned."""
+
+
+CONTINUE: Final = Continue()
+STOP: Final = Stop()
+
+
+class StreamIdleTimeout(TimeoutError):
+    """No event arrived within the handler's idle timeout.
+
+    Attributes:
+        timeout: The idle timeout that expired, in seconds.
+        events: The events handled before it expired.
+    """
+
+    def __init__(self, timeout: float, events: list[object]) -> None:
+        super().__init__(f"no stream event within {timeout:g} s ({len(events)} handled before)")
+        self.timeout = timeout
+        self.events = events
+
+
+class HandlerError(Exception):
+    """The handler asked to stop with an error (the original's `{error, Reason}`).
+
+    A handler may return it or raise it; either way `handle_stream_events` raises it, with the
+    events handled so far on `.events`.
+    """
+
+    def __init__(self, reason: object) -> None:
+        super().__init__(f"stream handler stopped with an error: {reason!r}")
+        self.reason = reason
+        self.events: list[object] = []
+
+
+HandlerResult: TypeAlias = Continue | Stop | HandlerError | None
+Handler: TypeAlias = Callable[[Any], HandlerResult | Awaitable[HandlerResult]]
+
+
+async def handle_stream_events(
+    events: AsyncIterable[Any],
+    handler: Handler,
+    timeout: float | None = 30.0,  # noqa: ASYNC109 - an idle timeout per event, the original API
+    *,
+    stop_on_terminal: bool = True,
+) -> list[Any]:
+    """Feed each event to `handler` until it says stop, a terminal event passes, or time runs out.
+
+    `handler(event)` (plain or async) returns `CONTINUE` (or None), `Continue(timeout=T)` to change
+    the idle timeout, `STOP`, or a `HandlerError` (returned or raised). With `stop_on_terminal`,
+    a terminal event (`event.terminal`) is handed to the handler and then ends the loop — the
+    original's `stream_complete` / `stream_error`.
+
+    Returns the list of events handled, in order.
+
+    Raises:
+        StreamIdleTimeout: no event within the current idle timeout (`timeout=None`: wait forever).
+        HandlerError: the handler returned or raised one.
+        Whatever the event source raises (e.g. `SubscriberOverflow` for a disconnected
+        subscriber) and whatever else the handler raises.
+    """
+    seen: list[Any] = []
+    idle = timeout
+    iterator = aiter(events)
+    while True:
+        try:
+            with trio.fail_after(idle if idle is not None else float("inf")):
+                event = await anext(iterator)
+        except StopAsyncIteration:
+            return seen
+        except trio.TooSlowError:
+            raise StreamIdleTimeout(idle if idle is not None else float("inf"), seen) from None
+        seen.append(event)
+        try:
+            result = handler(event)
+            if inspect.isawaitable(result):
+                result = await result
+        except HandlerError as err:
+            err.events = seen
+            raise
+        if isinstance(result, HandlerError):
+            result.events = seen
+            raise result
+        if isinstance(result, Stop):
+            return seen
+        if isinstance(result, Continue) and result.timeout is not None:
+            idle = result.timeout
+        elif result is not None and not isinstance(result, Continue):
+            raise TypeError(
+                f"stream handler returned {result!r}; expected CONTINUE, Continue(timeout=...), "
+                "STOP or a HandlerError"
+            )
+        if stop_on_terminal and getattr(event, "terminal", False):
+            return seen
+
+
+_DISPLAY: Final[Mapping[str, str]] = {
+    "response.created": "stream_started",
+    "response.queued": "queued",
+    "response.in_progress": "in_progress",
+    "response.output_text.delta": "text_delta",
+    "response.output_text.done": "text_done",
+    "response.refusal.delta": "refusal_delta",
+    "response.refusal.done": "refusal_done",
+    "response.output_item.added": "item_started",
+    "response.output_item.done": "item_done",
+    "response.function_call_arguments.delta": "tool_call_delta",
+    "response.function_call_arguments.done": "tool_calls",
+    "response.reasoning_summary_text.delta": "reasoning_delta",
+    "response.reasoning_summary_text.done": "reasoning_done",
+    "response.reasoning_text.delta": "reasoning_delta",
+    "response.completed": "completion_finished",
+    "response.incomplete": "completion_incomplete",
+    "response.failed": "completion_failed",
+    "response.cancelled": "completion_cancelled",
+    "error": "stream_error",
+    "keepalive": "keepalive",
+}
+
+
+def display_type(event: object) -> str:
+    """The original's display type for an event (`text_delta`, `tool_calls`, ...)."""
+    if isinstance(event, StreamEvent):
+        return _DISPLAY.get(event.type, event.type)
+    if isinstance(event, Missed):
+        return "missed_events"
+    status = getattr(event, "status", None)
+    if isinstance(status, str) and hasattr(event, "response_id"):
+        return "background_status"
+    return type(event).__name__
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_stream_event(event: object) -> str:
+    """One human-readable line for an event: `[display_type] detail`.
+
+    Deltas show their text as is; tool calls their name and arguments; terminal events the final
+    status (and the error, if any); bus notices how many events a slow subscriber missed;
+    background status changes the transition.
+    """
+    kind = display_type(event)
+    if isinstance(event, Missed):
+        return f"[{kind}] {event.count} event(s) dropped for a slow subscriber"
+    if not isinstance(event, StreamEvent):
+        previous = getattr(event, "previous", None)
+        status = getattr(event, "status", None)
+        rid = getattr(event, "response_id", None)
+        if kind == "background_status":
+            arrow = f"{previous} → {status}" if previous else str(status)
+            return f"[{kind}] {rid}: {arrow}"
+        return f"[{kind}] {event!r}"
+    data = event.data
+    if "delta" in data and isinstance(data["delta"], str):
+        return f"[{kind}] {data['delta']}"
+    if event.type == "response.function_call_arguments.done":
+        return f"[{kind}] {data.get('name') or '?'}({data.get('arguments', '')})"
+    if event.type == "error":
+        code = data.get("code") or data.get("type") or "error"
+        return f"[{kind}] {code}: {data.get('message', '')}"
+    response = data.get("response")
+    if isinstance(response, Mapping):
+        status = response.get("status")
+        detail = f"{response.get('id', event.response_id)} {status}" if status else ""
+        error = response.get("error")
+        if isinstance(error, Mapping) and error:
+            detail += f" ({error.get('code')}: {error.get('message')})"
+        incomplete = response.get("incomplete_details")
+        if isinstance(incomplete, Mapping) and incomplete:
+            detail += f" ({incomplete.get('reason')})"
+        return f"[{kind}] {detail}".rstrip()
+    item = data.get("item")
+    if isinstance(item, Mapping):
+        name = item.get("name")
+        return f"[{kind}] {item.get('type')}{f' {name}' if name else ''}"
+    return f"[{kind}] {_short(dict(data))}"

@@ -1,0 +1,833 @@
+"""The durable active-response registry: background responses tracked in SQLite.
+
+The BackgroundPoller keeps every background response it tracks here, so that after a daemon
+restart -- even ``kill -9`` -- every non-terminal response is adopted again instead of forgotten
+(the Erlang original kept them in gen_server state and lost them with the process).
+
+Errors raised by this module (they move to ``actors/_errors.py`` at merge)::
+
+    StoreError                              root: anything the registry store raises
+    ├── UnknownResponse(KeyError)           no record with that response id
+    ├── DuplicateResponse(ValueError)       add() of a response id that is already tracked
+    ├── IllegalTransition(ValueError)       a terminal status replaced by a different one
+    ├── CorruptStore                        not a database, damaged pages, or a row that fails
+    │   │                                   validation (named in the message)
+    │   └── UnsupportedSchema               written by a newer streamvisor (schema too new)
+    └── StoreClosed(trio.ClosedResourceError)  used after its ``async with`` block ended
+
+Concurrency: one ``sqlite3.Connection`` per store, opened with ``check_same_thread=False`` and
+used by exactly one worker thread at a time (``trio.to_thread.run_sync`` under a ``trio.Lock``).
+Thread calls are never abandoned on cancellation, so the lock is never released while a thread
+still holds the connection, and an operation that started always finishes (committed or rolled
+back) before its task sees ``Cancelled``.
+
+Durability: a file database runs in WAL mode with ``synchronous=NORMAL``. Every operation is one
+transaction; a commit reaches the OS with the WAL append, so a crashed or ``kill -9``-ed daemon
+loses nothing it committed and a half-written transaction is never visible (uncommitted WAL frames
+are ignored on recovery). Only an OS crash or power loss can roll back the last few commits --
+NORMAL skips the per-commit fsync that FULL pays for and syncs at checkpoints instead. That is the
+right trade here: a registry entry lost that way is a response the server still has (an orphan the
+operator can list), and a cursor that goes back only makes a resume replay events, which the
+session discards by sequence number; paying an fsync per poll would not buy anything better.
+``":memory:"`` gives a private database that lives exactly as long as the store.
+
+Times: every timestamp is passed in by the caller as a float. The poller uses wall-clock time
+(``time.time()``) for persisted timestamps -- they must mean something after a restart, which
+``trio.current_time()`` does not -- and keeps its scheduling on trio's clock. Tests pass constants.
+
+Secrets: a record never holds an API key. ``request`` and ``metadata`` lose every key that names a
+credential (``Authorization``, ``api_key``, ``x-api-key``, ... at any depth), and every string in
+them and in ``last_error`` has ``sk-...`` keys and ``Bearer`` tokens replaced by ``[REDACTED]``.
+This happens when the record is built, so nothing secret can reach the database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+import attrs
+import structlog
+import trio
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "MIGRATIONS",
+    "MODES",
+    "RESPONSE_STATUSES",
+    "SCHEMA_VERSION",
+    "TERMINAL_STATUSES",
+    "CorruptStore",
+    "DuplicateResponse",
+    "IllegalTransition",
+    "Migration",
+    "RegistryStore",
+    "StatusChange",
+    "StoreClosed",
+    "StoreError",
+    "TrackedResponse",
+    "UnknownResponse",
+    "UnsupportedSchema",
+    "scrub_secrets",
+]
+
+_log = structlog.get_logger("streamvisor.registry")
+_T = TypeVar("_T")
+
+#: Statuses a background response moves through; the server keeps polling-worthy work in these.
+ACTIVE_STATUSES: Final = frozenset({"queued", "in_progress"})
+#: Final statuses. ``incomplete`` is one (the Erlang original polled it forever).
+TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled", "incomplete"})
+RESPONSE_STATUSES: Final = ACTIVE_STATUSES | TERMINAL_STATUSES
+#: How the poller follows a response: by GET polling, or by a resumable stream.
+MODES: Final = frozenset({"poll", "stream"})
+
+#: How long a writer waits for another connection's lock before giving up (SQLITE_BUSY).
+_BUSY_TIMEOUT_MS: Final = 5000
+#: Bound on closing: the longest an in-flight operation can take, plus slack.
+_CLOSE_TIMEOUT: Final = _BUSY_TIMEOUT_MS / 1000 + 5.0
+_MAX_METADATA_BYTES: Final = 16 * 1024
+_MAX_ERROR_CHARS: Final = 4000
+
+
+# --------------------------------------------------------------------------------------- errors
+
+
+class StoreError(Exception):
+    """Root of every error raised by the registry store."""
+
+
+class UnknownResponse(StoreError, KeyError):
+    """No record with this response id is tracked."""
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(response_id)
+        self.response_id = response_id
+
+    def __str__(self) -> str:  # KeyError would print the repr of its argument
+        return f"response {self.response_id!r} is not tracked by the registry"
+
+
+class DuplicateResponse(StoreError, ValueError):
+    """``add()`` of a response id that is already tracked."""
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"response {response_id!r} is already tracked by the registry")
+        self.response_id = response_id
+
+
+class IllegalTransition(StoreError, ValueError):
+    """A terminal status cannot become a different status."""
+
+    def __init__(self, response_id: str, current: str, requested: str) -> None:
+        super().__init__(
+            f"response {response_id!r} is already {current!r} (terminal); "
+            f"it cannot become {requested!r}"
+        )
+        self.response_id = response_id
+        self.current = current
+        self.requested = requested
+
+
+class CorruptStore(StoreError):
+    """The file is not a registry database, is damaged, or holds a row that fails validation."""
+
+
+class UnsupportedSchema(CorruptStore):
+    """The database was written by a newer streamvisor: its schema version is too high."""
+
+
+class StoreClosed(StoreError, trio.ClosedResourceError):
+    """The store was used after its ``async with`` block ended (you closed it)."""
+
+
+# ---------------------------------------------------------------------------------- secrets
+
+#: Key names (lower case, ``-`` read as ``_``) that carry credentials; dropped at any depth.
+_SECRET_KEYS: Final = frozenset(
+    {
+        "authorization",
+        "proxy_authorization",
+        "api_key",
+        "apikey",
+        "x_api_key",
+        "openai_api_key",
+        "client_secret",
+        "secret_key",
+        "password",
+        "access_token",
+        "refresh_token",
+        "cookie",
+        "set_cookie",
+    }
+)
+#: OpenAI keys (``sk-``, ``sk-proj-``, ``sk-svcacct-``, masked ``sk-ab***yz``) and bearer tokens.
+#: ``sk-`` must not follow a letter or digit, so that words like ``task-1234abcd`` are kept.
+_SECRET_TEXT: Final = re.compile(
+    r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-*]{8,}"  # OpenAI keys, masked ones too
+    r"|(?i:\bbearer\s+)[^\s\"',;]+"  # bearer tokens
+)
+_REDACTED: Final = "[REDACTED]"
+
+
+def _redact_text(text: str) -> str:
+    return _SECRET_TEXT.sub(_REDACTED, text)
+
+
+def scrub_secrets(value: Any) -> Any:
+    """Return a plain-JSON copy of *value* without credentials.
+
+    Mapping keys that name a credential are dropped at any depth; strings have ``sk-...`` keys and
+    ``Bearer`` tokens replaced by ``[REDACTED]``. Raises ``TypeError`` for a value that is not
+    JSON data (mapping keys must be strings).
+    """
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"JSON object keys must be strings, got {key!r}")
+            if key.lower().replace("-", "_") in _SECRET_KEYS:
+                continue
+            out[key] = scrub_secrets(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [scrub_secrets(item) for item in value]
+    if isinstance(value, str):
+        return _redact_text(value)
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"JSON numbers must be finite, got {value!r}")
+        return value
+    raise TypeError(f"not JSON data: {type(value).__name__} {value!r}")
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({key: _freeze(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(item) for item in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(item) for item in value]
+    return value
+
+
+def _json_field(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Converter: a scrubbed, deep-frozen copy (MappingProxyType / tuples) of a JSON object."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a JSON object (mapping), got {type(value).__name__}")
+    return _freeze(scrub_secrets(value))  # type: ignore[no-any-return]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(_thaw(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+# ----------------------------------------------------------------------------------- record
+
+
+def _time(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"a time must be a float (seconds since the epoch), got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"a time must be finite, got {value!r}")
+    return float(value)
+
+
+def _optional_time(value: float | None) -> float | None:
+    return None if value is None else _time(value)
+
+
+def _non_negative_int(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None and attribute.name == "cursor":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be an int >= 0, got {value!r}")
+
+
+def _non_empty_str(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value or not _encodable(value):
+        raise ValueError(f"{attribute.name} must be a non-empty UTF-8 string, got {value!r}")
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. from json.loads('"\\ud800"')
+        return False
+    return True
+
+
+def _optional_error(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"last_error must be a string or None, got {value!r}")
+    text = value.encode("utf-8", "replace").decode("utf-8")  # storable whatever the server sent
+    return _redact_text(text)[:_MAX_ERROR_CHARS]
+
+
+def _small_metadata(_instance: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    size = len(_dumps(value).encode())
+    if size > _MAX_METADATA_BYTES:
+        raise ValueError(f"metadata must encode to <= {_MAX_METADATA_BYTES} bytes, got {size}")
+
+
+@attrs.frozen(kw_only=True)
+class TrackedResponse:
+    """One background response the poller follows, as stored in the registry.
+
+    Invariant: ``terminal_at`` is set exactly when ``status`` is terminal. ``request`` and
+    ``metadata`` are scrubbed of secrets and deep-frozen (mappings become read-only proxies, lists
+    become tuples); ``as_json()`` gives plain JSON back. Construction raises ``ValueError`` or
+    ``TypeError`` naming the field for a bad value. Fields are keyword-only.
+    """
+
+    #: The server's id (``resp_...``), the primary key.
+    response_id: str = attrs.field(validator=_non_empty_str)
+    #: queued / in_progress (active) or completed / failed / cancelled / incomplete (terminal).
+    status: str = attrs.field(validator=attrs.validators.in_(RESPONSE_STATUSES))
+    #: The model the response was created with.
+    model: str = attrs.field(validator=_non_empty_str)
+    #: Wall-clock time the response was first tracked.
+    created_at: float = attrs.field(converter=_time)
+    #: Wall-clock time of the last change; defaults to ``created_at``.
+    updated_at: float = attrs.field(converter=_time)
+    #: The session id that created it, if any (its events go to ``session.<owner>`` too).
+    owner: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_non_empty_str)
+    )
+    #: ``"poll"`` (GET polling) or ``"stream"`` (a durable stream resumed from ``cursor``).
+    mode: str = attrs.field(default="poll", validator=attrs.validators.in_(MODES))
+    #: Wall-clock time of the last poll, successful or not.
+    last_polled_at: float | None = attrs.field(default=None, converter=_optional_time)
+    #: The last sequence number delivered (the ``starting_after`` for a resume); never goes back
+    #: through ``record_cursor``.
+    cursor: int | None = attrs.field(default=None, validator=_non_negative_int)
+    #: Polls made so far.
+    poll_attempts: int = attrs.field(default=0, validator=_non_negative_int)
+    #: Consecutive failed polls (reset by a successful one): the backoff survives a restart.
+    error_count: int = attrs.field(default=0, validator=_non_negative_int)
+    #: Wall-clock time the status became terminal; None while active.
+    terminal_at: float | None = attrs.field(default=None, converter=_optional_time)
+    #: The last error seen while polling or streaming (redacted, truncated).
+    last_error: str | None = attrs.field(default=None, converter=_optional_error)
+    #: A small JSON object for the poller's and users' own notes (<= 16 KiB encoded).
+    metadata: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_json_field, validator=_small_metadata, hash=False
+    )
+    #: The create body, minus every credential.
+    request: Mapping[str, Any] = attrs.field(factory=dict, converter=_json_field, hash=False)
+
+    @updated_at.default
+    def _updated_at_default(self) -> float:
+        return self.created_at
+
+    @terminal_at.validator
+    def _terminal_at_matches_status(self, _attribute: object, value: float | None) -> None:
+        if (self.status in TERMINAL_STATUSES) != (value is not None):
+            raise ValueError(
+                f"terminal_at must be set exactly when the status is terminal "
+                f"(status={self.status!r}, terminal_at={value!r})"
+            )
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for completed, failed, cancelled and incomplete."""
+        return self.status in TERMINAL_STATUSES
+
+    def as_json(self) -> dict[str, Any]:
+        """Every field as plain JSON data (dicts and lists), e.g. for the gateway."""
+        return {field.name: _thaw(getattr(self, field.name)) for field in attrs.fields(type(self))}
+
+
+@attrs.frozen
+class StatusChange:
+    """What ``record_status`` did: the record as stored afterwards, and whether it changed."""
+
+    #: The record as stored after the call (unchanged when ``applied`` is false).
+    record: TrackedResponse
+    #: The status before the call.
+    previous: str
+    #: False when the new status was ignored (see ``reason``).
+    applied: bool
+    #: Why it was ignored, e.g. a stale in_progress seen after completed; None when applied.
+    reason: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        """True when the stored status is different from before."""
+        return self.applied and self.previous != self.record.status
+
+
+# ----------------------------------------------------------------------------------- schema
+
+#: A migration takes the schema from version ``i`` to ``i + 1`` on the connection it is given,
+#: inside the transaction that also records the new version (DDL is transactional in SQLite, so a
+#: crash mid-migration leaves the old version intact). It must not commit (no ``executescript``).
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _v1_responses_table(conn: sqlite3.Connection) -> None:
+    statuses = ", ".join(f"'{s}'" for s in sorted(RESPONSE_STATUSES))
+    terminal = ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES))
+    conn.execute(
+        f"""
+        CREATE TABLE responses (
+            response_id    TEXT PRIMARY KEY NOT NULL,
+            status         TEXT NOT NULL CHECK (status IN ({statuses})),
+            model          TEXT NOT NULL,
+            owner          TEXT,
+            mode           TEXT NOT NULL DEFAULT 'poll',
+            created_at     REAL NOT NULL,
+            updated_at     REAL NOT NULL,
+            last_polled_at REAL,
+            cursor         INTEGER CHECK (cursor IS NULL OR cursor >= 0),
+            poll_attempts  INTEGER NOT NULL DEFAULT 0,
+            error_count    INTEGER NOT NULL DEFAULT 0,
+            terminal_at    REAL,
+            last_error     TEXT,
+            metadata       TEXT NOT NULL DEFAULT '{{}}',
+            request        TEXT NOT NULL DEFAULT '{{}}',
+            CHECK ((status IN ({terminal})) = (terminal_at IS NOT NULL))
+        )
+        """
+    )
+    conn.execute(
+        "CREATE INDEX responses_active ON responses (created_at) WHERE terminal_at IS NULL"
+    )
+    conn.execute("CREATE INDEX responses_terminal ON responses (terminal_at)")
+
+
+#: ``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``; append, never edit a released one.
+MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_responses_table,)
+#: The schema version this code writes.
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_COLUMNS: Final = tuple(field.name for field in attrs.fields(TrackedResponse))
+_JSON_COLUMNS: Final = frozenset({"metadata", "request"})
+
+
+# ---------------------------------------------------------------- synchronous side (in a thread)
+
+
+def _translate(exc: sqlite3.Error, what: str) -> StoreError:
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in {"SQLITE_CORRUPT", "SQLITE_NOTADB"}:
+        return CorruptStore(f"{what}: the registry database is damaged or not a database ({exc})")
+    return StoreError(f"{what}: {exc}")
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: committed on success, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlock later
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _row_to_record(row: sqlite3.Row) -> TrackedResponse:
+    response_id = row["response_id"]
+    try:
+        values = {
+            name: json.loads(row[name]) if name in _JSON_COLUMNS else row[name] for name in _COLUMNS
+        }
+        return TrackedResponse(**values)
+    except (ValueError, TypeError) as exc:
+        raise CorruptStore(f"registry row {response_id!r} is invalid: {exc}") from exc
+
+
+def _record_to_row(record: TrackedResponse) -> tuple[Any, ...]:
+    return tuple(
+        _dumps(getattr(record, name)) if name in _JSON_COLUMNS else getattr(record, name)
+        for name in _COLUMNS
+    )
+
+
+_INSERT: Final = (
+    f"INSERT INTO responses ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+_REPLACE: Final = (
+    f"UPDATE responses SET {', '.join(f'{c} = ?' for c in _COLUMNS[1:])} WHERE response_id = ?"
+)
+
+
+def _select(conn: sqlite3.Connection, response_id: str) -> TrackedResponse | None:
+    row = conn.execute("SELECT * FROM responses WHERE response_id = ?", (response_id,)).fetchone()
+    return None if row is None else _row_to_record(row)
+
+
+def _require(conn: sqlite3.Connection, response_id: str) -> TrackedResponse:
+    record = _select(conn, response_id)
+    if record is None:
+        raise UnknownResponse(response_id)
+    return record
+
+
+def _write(conn: sqlite3.Connection, record: TrackedResponse) -> None:
+    values = _record_to_row(record)
+    conn.execute(_REPLACE, (*values[1:], values[0]))
+
+
+def _check_transition(record: TrackedResponse, status: str) -> None:
+    if record.is_terminal and status != record.status:
+        raise IllegalTransition(record.response_id, record.status, status)
+
+
+def _open_connection(path: str, migrations: Sequence[Migration]) -> sqlite3.Connection:
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: no implicit transactions; every write is an explicit BEGIN/COMMIT.
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        _configure(conn, path)
+        _migrate(conn, path, migrations)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _translate(exc, f"opening registry database {path!r}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, path: str) -> None:
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    if path != ":memory:":
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            _log.warning("registry.no_wal", path=path, journal_mode=mode)
+        conn.execute("PRAGMA synchronous = NORMAL")
+    check = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if check != "ok":
+        raise CorruptStore(f"registry database {path!r} failed its integrity check: {check}")
+
+
+def _migrate(conn: sqlite3.Connection, path: str, migrations: Sequence[Migration]) -> None:
+    with _transaction(conn):  # BEGIN IMMEDIATE: two processes never migrate at once
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            "version INTEGER PRIMARY KEY NOT NULL, applied_at REAL NOT NULL)"
+        )
+        current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+        if current > len(migrations):
+            raise UnsupportedSchema(
+                f"registry database {path!r} has schema version {current}; this streamvisor "
+                f"understands up to {len(migrations)} (was it written by a newer version?)"
+            )
+        for version in range(current, len(migrations)):
+            migrations[version](conn)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (version + 1, time.time()),  # wall clock: a persisted, human-facing timestamp
+            )
+        if current < len(migrations):
+            _log.info("registry.migrated", path=path, from_version=current, to=len(migrations))
+
+
+def _close_connection(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("PRAGMA optimize")
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------------------ store
+
+
+class RegistryStore:
+    """The registry of tracked background responses, on one SQLite connection.
+
+    Obtain one with ``async with RegistryStore.open(path) as store:``. Every method runs its SQL in
+    a worker thread, as one transaction, serialized with the store's other calls; every method
+    raises ``StoreClosed`` once the block has ended, ``CorruptStore`` for a damaged database or
+    row, and ``StoreError`` for other database failures (e.g. the file stayed locked by another
+    process for longer than the busy timeout, or the disk is full).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        """Private: use ``RegistryStore.open``."""
+        self._conn = conn
+        self._lock = trio.Lock()
+        self._closed = False
+        #: Where the database lives (``":memory:"`` for a private in-memory one).
+        self.path = path
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS
+    ) -> AsyncIterator[RegistryStore]:
+        """Open (creating it and its parent directory if needed) and migrate the database.
+
+        *path* is a file path or ``":memory:"``. *migrations* is the schema's upgrade path (the
+        hook tests and future versions use). Raises ``CorruptStore`` if the file is not a
+        registry database or fails SQLite's quick check, ``UnsupportedSchema`` if its schema is
+        newer than *migrations* knows, ``StoreError`` for other database errors and ``OSError``
+        if the directory cannot be created. On exit the connection is closed (bounded, shielded).
+        """
+        spath = str(path)
+        conn = await trio.to_thread.run_sync(_open_connection, spath, tuple(migrations))
+        store = cls(conn, spath)
+        _log.debug("registry.opened", path=spath)
+        try:
+            yield store
+        finally:
+            await store._aclose()
+
+    async def _aclose(self) -> None:
+        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
+            async with self._lock:
+                self._closed = True
+                await trio.to_thread.run_sync(_close_connection, self._conn)
+        if scope.cancelled_caught:  # pragma: no cover - needs a wedged SQLite call
+            self._closed = True
+            _log.error("registry.close_timeout", path=self.path, timeout=_CLOSE_TIMEOUT)
+
+    async def _run(self, what: str, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        async with self._lock:
+            if self._closed:
+                raise StoreClosed(f"the registry store {self.path!r} is closed")
+
+            def call() -> _T:
+                try:
+                    return fn(self._conn)
+                except sqlite3.Error as exc:
+                    raise _translate(exc, what) from exc
+
+            # Never abandon_on_cancel: the lock must cover the thread's whole use of the
+            # connection, and a write that started must finish (commit or roll back).
+            return await trio.to_thread.run_sync(call)
+
+    # ------------------------------------------------------------------------------- reads
+
+    async def get(self, response_id: str) -> TrackedResponse:
+        """The record for *response_id*. Raises ``UnknownResponse`` if it is not tracked."""
+        return await self._run("get", lambda conn: _require(conn, response_id))
+
+    async def find(self, response_id: str) -> TrackedResponse | None:
+        """The record for *response_id*, or None if it is not tracked."""
+        return await self._run("find", lambda conn: _select(conn, response_id))
+
+    async def active(self) -> list[TrackedResponse]:
+        """Every non-terminal record, oldest (``created_at``, then insertion order) first."""
+
+        def query(conn: sqlite3.Connection) -> list[TrackedResponse]:
+            rows = conn.execute(
+                "SELECT * FROM responses WHERE terminal_at IS NULL ORDER BY created_at, rowid"
+            )
+            return [_row_to_record(row) for row in rows]
+
+        return await self._run("active", query)
+
+    async def all(self) -> list[TrackedResponse]:
+        """Every record, terminal or not, oldest first."""
+
+        def query(conn: sqlite3.Connection) -> list[TrackedResponse]:
+            rows = conn.execute("SELECT * FROM responses ORDER BY created_at, rowid")
+            return [_row_to_record(row) for row in rows]
+
+        return await self._run("all", query)
+
+    # ------------------------------------------------------------------------------ writes
+
+    async def add(self, record: TrackedResponse) -> TrackedResponse:
+        """Start tracking *record*; returns it. Raises ``DuplicateResponse`` if already tracked."""
+        if not isinstance(record, TrackedResponse):
+            raise TypeError(f"add() takes a TrackedResponse, got {type(record).__name__}")
+
+        def insert(conn: sqlite3.Connection) -> TrackedResponse:
+            with _transaction(conn):
+                if _select(conn, record.response_id) is not None:
+                    raise DuplicateResponse(record.response_id)
+                conn.execute(_INSERT, _record_to_row(record))
+            return record
+
+        return await self._run("add", insert)
+
+    async def update(self, response_id: str, /, **changes: Any) -> TrackedResponse:
+        """Change fields of one record atomically; returns the new record.
+
+        Any field but ``response_id`` may change; the new record is validated as a whole (e.g.
+        a terminal status needs ``terminal_at``). A status change follows the same rule as
+        ``record_status``, strictly: leaving a terminal status raises ``IllegalTransition``.
+        Raises ``UnknownResponse``, ``IllegalTransition``, ``TypeError`` for an unknown field and
+        ``ValueError``/``TypeError`` for an invalid value; nothing is written on error.
+        """
+        if "response_id" in changes:
+            raise ValueError("update() cannot change response_id; remove() and add() instead")
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise TypeError(f"update() got unknown TrackedResponse fields: {sorted(unknown)}")
+
+        def apply(conn: sqlite3.Connection) -> TrackedResponse:
+            with _transaction(conn):
+                record = _require(conn, response_id)
+                if "status" in changes:
+                    _check_transition(record, changes["status"])
+                new = attrs.evolve(record, **changes)
+                _write(conn, new)
+            return new
+
+        return await self._run("update", apply)
+
+    async def record_status(
+        self, response_id: str, status: str, *, at: float, error: str | None = None
+    ) -> StatusChange:
+        """Record a status seen by polling or streaming at wall-clock time *at*.
+
+        Active → anything is applied (``updated_at`` = *at*; ``terminal_at`` = *at* when the new
+        status is terminal; ``last_error`` = *error* if given). A terminal status is final: the
+        same status again is an idempotent no-op, and an active status after it (a stale poll,
+        e.g. completed → in_progress) is ignored -- both return the unchanged record with
+        ``applied=False`` and a ``reason``. Raises ``IllegalTransition`` for a different terminal
+        status, ``UnknownResponse``, and ``ValueError`` for an unknown status.
+        """
+        if status not in RESPONSE_STATUSES:
+            raise ValueError(f"unknown response status {status!r}")
+        at = _time(at)
+
+        def apply(conn: sqlite3.Connection) -> StatusChange:
+            with _transaction(conn):
+                record = _require(conn, response_id)
+                if record.is_terminal:
+                    if status == record.status:
+                        reason = f"already {status}"
+                    elif status in ACTIVE_STATUSES:
+                        reason = f"stale {status!r} after terminal {record.status!r}"
+                    else:
+                        raise IllegalTransition(response_id, record.status, status)
+                    return StatusChange(record, record.status, applied=False, reason=reason)
+                changes: dict[str, Any] = {"status": status, "updated_at": at}
+                if status in TERMINAL_STATUSES:
+                    changes["terminal_at"] = at
+                if error is not None:
+                    changes["last_error"] = error
+                new = attrs.evolve(record, **changes)
+                _write(conn, new)
+            return StatusChange(new, record.status, applied=True)
+
+        change = await self._run("record_status", apply)
+        if not change.applied:
+            _log.info(
+                "registry.status_ignored",
+                response_id=response_id,
+                status=status,
+                current=change.previous,
+                reason=change.reason,
+            )
+        return change
+
+    async def record_cursor(
+        self, response_id: str, cursor: int, *, at: float | None = None
+    ) -> TrackedResponse:
+        """Advance the resume cursor to *cursor* if it is higher; it never goes back.
+
+        Returns the stored record (unchanged when *cursor* is not higher). ``updated_at`` becomes
+        *at* when given and the cursor moved. Raises ``UnknownResponse`` and ``ValueError`` for a
+        negative or non-int cursor.
+        """
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+            raise ValueError(f"cursor must be an int >= 0, got {cursor!r}")
+        stamp = None if at is None else _time(at)
+
+        def apply(conn: sqlite3.Connection) -> TrackedResponse:
+            with _transaction(conn):
+                record = _require(conn, response_id)
+                if record.cursor is not None and cursor <= record.cursor:
+                    return record
+                changes: dict[str, Any] = {"cursor": cursor}
+                if stamp is not None:
+                    changes["updated_at"] = stamp
+                new = attrs.evolve(record, **changes)
+                _write(conn, new)
+            return new
+
+        return await self._run("record_cursor", apply)
+
+    async def record_poll(
+        self, response_id: str, *, at: float, error: str | None = None
+    ) -> TrackedResponse:
+        """Count one poll made at *at*: ``poll_attempts`` + 1 and ``last_polled_at`` = *at*.
+
+        A failed poll (*error* given) also adds one to ``error_count`` and stores ``last_error``;
+        a successful one resets ``error_count`` to 0. Raises ``UnknownResponse``.
+        """
+        at = _time(at)
+
+        def apply(conn: sqlite3.Connection) -> TrackedResponse:
+            with _transaction(conn):
+                record = _require(conn, response_id)
+                if error is None:
+                    errors: dict[str, Any] = {"error_count": 0}
+                else:
+                    errors = {"error_count": record.error_count + 1, "last_error": error}
+                new = attrs.evolve(
+                    record,
+                    poll_attempts=record.poll_attempts + 1,
+                    last_polled_at=at,
+                    **errors,
+                )
+                _write(conn, new)
+            return new
+
+        return await self._run("record_poll", apply)
+
+    async def remove(self, response_id: str) -> TrackedResponse:
+        """Stop tracking *response_id*; returns the removed record. Raises ``UnknownResponse``."""
+
+        def delete(conn: sqlite3.Connection) -> TrackedResponse:
+            with _transaction(conn):
+                record = _require(conn, response_id)
+                conn.execute("DELETE FROM responses WHERE response_id = ?", (response_id,))
+            return record
+
+        return await self._run("remove", delete)
+
+    async def purge_terminal(self, older_than: float, now: float) -> list[str]:
+        """Remove terminal records whose age ``now - terminal_at`` is at least *older_than*.
+
+        Returns the removed ids, longest-terminal first. Active records are never removed.
+        Raises ``ValueError`` for a negative or non-finite *older_than*.
+        """
+        older_than = _time(older_than)
+        if older_than < 0:
+            raise ValueError(f"older_than must be >= 0, got {older_than!r}")
+        cutoff = _time(now) - older_than
+
+        def delete(conn: sqlite3.Connection) -> list[str]:
+            with _transaction(conn):
+                rows = conn.execute(
+                    "SELECT response_id FROM responses WHERE terminal_at IS NOT NULL "
+                    "AND terminal_at <= ? ORDER BY terminal_at, rowid",
+                    (cutoff,),
+                ).fetchall()
+                ids = [row["response_id"] for row in rows]
+                conn.executemany("DELETE FROM responses WHERE response_id = ?", [(i,) for i in ids])
+            return ids
+
+        removed = await self._run("purge_terminal", delete)
+        if removed:
+            _log.debug("registry.purged", count=len(removed))
+        return removed

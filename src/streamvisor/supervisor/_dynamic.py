@@ -1,0 +1,315 @@
+"""A supervisor of many children of one template (OTP simple_one_for_one, SUP-07; Elixir's
+DynamicSupervisor)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any, ClassVar, cast
+
+import attrs
+import structlog
+import trio
+
+from ._actor import Actor, _prepare, _start_prepared
+from ._errors import ActorError, ChildNotFound, InvalidChildSpec, MaxChildren, StartChildError
+from ._reason import KILLED, SHUTDOWN, ExitReason
+from ._ref import _EXIT, ActorRef, Caller, NoReply, StopActor
+from ._spec import AutoShutdown, ChildType, Restart, Shutdown, Strategy, check_flags
+from ._supervisor import ChildCounts, ChildInfo, _ChildExit
+
+__all__ = ["DynamicSupervisor", "DynamicSupervisorRef"]
+
+log = structlog.get_logger("streamvisor.supervisor")
+
+
+class _Dyn:
+    __slots__ = ("args", "name", "ref", "restarting")
+
+    def __init__(self, args: tuple[object, ...], name: str | None) -> None:
+        self.args = args
+        self.name = name
+        self.ref: ActorRef | None = None
+        self.restarting = False
+
+
+class _Watch:
+    __slots__ = ("sup",)
+
+    def __init__(self, sup: ActorRef) -> None:
+        self.sup = sup
+
+    def _on_exit(self, ref: ActorRef, reason: ExitReason) -> None:
+        self.sup._deliver_system((_EXIT, _ChildExit(ref, reason), None))
+
+
+@attrs.frozen(slots=True)
+class _Start:
+    args: tuple[object, ...]
+    name: str | None
+
+
+@attrs.frozen(slots=True)
+class _Terminate:
+    ref: ActorRef
+
+
+@attrs.frozen(slots=True)
+class _TryAgain:
+    child: _Dyn
+
+
+_WHICH = "which_children"
+_COUNT = "count_children"
+
+
+class DynamicSupervisorRef(ActorRef):
+    """A running ``DynamicSupervisor``. Requests are calls with ``timeout=None`` by default; each
+    may also raise ``ActorExited`` (supervisor gone) and ``CallTimeout`` (``timeout`` given)."""
+
+    __slots__ = ()
+
+    async def start_child(
+        self,
+        *args: object,
+        name: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> ActorRef:
+        """Start ``factory(*args)`` (registered as ``name``, if given) and return its ref.
+
+        Raises ``MaxChildren`` at the limit, ``StartChildError`` if the factory or ``init``
+        raised or ``name`` is taken (``__cause__``: the error, e.g. ``AlreadyStarted``).
+        """
+        return cast(ActorRef, await self.call(_Start(args, name), timeout=timeout))
+
+    async def terminate_child(
+        self,
+        ref: ActorRef,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> None:
+        """Stop the child (per the template's shutdown) and forget it. Raises ``ChildNotFound``
+        for a ref that is not (or no longer) its child."""
+        await self.call(_Terminate(ref), timeout=timeout)
+
+    async def which_children(
+        self,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[ChildInfo]:
+        """All children in start order; ``id`` is None (OTP: ``undefined``)."""
+        return cast("list[ChildInfo]", await self.call(_WHICH, timeout=timeout))
+
+    async def count_children(
+        self,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> ChildCounts:
+        return cast(ChildCounts, await self.call(_COUNT, timeout=timeout))
+
+
+def _check_template(restart: object, shutdown: object, max_children: object) -> None:
+    if not isinstance(restart, Restart):
+        raise InvalidChildSpec(f"restart must be a Restart: {restart!r}")
+    if shutdown not in ("brutal_kill", "infinity") and (
+        isinstance(shutdown, bool)
+        or not isinstance(shutdown, int | float)
+        or not (shutdown >= 0 and math.isfinite(shutdown))
+    ):
+        raise InvalidChildSpec(
+            f"shutdown must be seconds, 'brutal_kill' or 'infinity': {shutdown!r}"
+        )
+    if max_children is not None and (
+        isinstance(max_children, bool) or not isinstance(max_children, int) or max_children < 0
+    ):
+        raise InvalidChildSpec(f"max_children must be an int >= 0 or None: {max_children!r}")
+
+
+class DynamicSupervisor(Actor):
+    """Children started on demand from one template: ``factory(*args)`` returns the Actor.
+
+    Each child is restarted per ``restart`` with the same args (and name); intensity is counted
+    per supervisor as for ``Supervisor``. At stop, all children are stopped **in parallel** under
+    one shared ``shutdown`` timer (SUP-07), then killed if still running.
+
+    Raises ``InvalidSupervisorFlags``/``InvalidChildSpec`` at construction.
+    """
+
+    __slots__ = (
+        "_children",
+        "_restarts",
+        "factory",
+        "intensity",
+        "max_children",
+        "period",
+        "restart",
+        "shutdown",
+        "type",
+    )
+
+    _eager_nursery: ClassVar[bool] = True
+    _ref_class: ClassVar[type[ActorRef]] = DynamicSupervisorRef
+    mailbox_size: ClassVar[float] = math.inf
+    terminate_timeout: ClassVar[float] = math.inf
+
+    def __init__(
+        self,
+        factory: Callable[..., Actor],
+        *,
+        restart: Restart = Restart.PERMANENT,
+        shutdown: Shutdown = 5.0,
+        type: ChildType = ChildType.WORKER,
+        max_children: int | None = None,
+        intensity: int = 1,
+        period: float = 5,
+    ) -> None:
+        check_flags(Strategy.ONE_FOR_ONE, intensity, period, AutoShutdown.NEVER)
+        _check_template(restart, shutdown, max_children)
+        if not callable(factory):
+            raise InvalidChildSpec(f"a child factory must be callable: {factory!r}")
+        self.factory = factory
+        self.restart = restart
+        self.shutdown = shutdown
+        self.type = type
+        self.max_children = max_children
+        self.intensity = intensity
+        self.period = period
+        self._children: list[_Dyn] = []
+        self._restarts: deque[float] = deque()
+
+    async def _start(self, child: _Dyn) -> ActorRef:
+        actor = self.factory(*child.args)
+        ref, receive = _prepare(actor, child.name, self._ref._registry, child.name)
+        ref._add_watcher(_Watch(self._ref))
+        nursery = self._ref._nursery
+        assert nursery is not None
+        await _start_prepared(nursery, actor, ref, receive)
+        child.ref = ref
+        child.restarting = False
+        log.debug("child_started", supervisor=self._ref.label, child=ref.label)
+        return ref
+
+    async def terminate(self, reason: ExitReason) -> None:
+        await self._stop_all()
+        log.info("supervisor_stopped", supervisor=self._ref.label, reason=reason)
+
+    async def _stop_all(self) -> None:
+        refs = [c.ref for c in self._children if c.ref is not None]
+        for child in self._children:
+            child.ref = None
+            child.restarting = False
+        await self._stop_refs(refs)
+
+    async def _stop_refs(self, refs: list[ActorRef]) -> None:
+        """SUP-07: ask everyone at once, one shared timer, then kill the rest."""
+        if self.shutdown == "brutal_kill":
+            for ref in refs:
+                ref._exit_signal(KILLED)
+        else:
+            for ref in refs:
+                ref._request_stop(SHUTDOWN)
+            timeout = math.inf if self.shutdown == "infinity" else float(self.shutdown)
+            with trio.move_on_after(timeout):
+                for ref in refs:
+                    await ref.wait()
+            for ref in refs:
+                if ref.alive:
+                    log.warning("shutdown_timeout", supervisor=self._ref.label, child=ref.label)
+                    ref._exit_signal(KILLED)
+        for ref in refs:
+            await ref.wait()
+
+    def _add_restart(self) -> bool:
+        now = trio.current_time()
+        while self._restarts and self._restarts[0] < now - self.period:
+            self._restarts.popleft()
+        self._restarts.append(now)
+        return len(self._restarts) > self.intensity
+
+    async def handle_info(self, message: Any) -> None:
+        if isinstance(message, _ChildExit):
+            if trio.current_effective_deadline() == -math.inf:
+                return  # we are being torn down (cancelled): restarting would be pointless
+            for child in self._children:
+                if child.ref is message.ref:
+                    child.ref = None
+                    await self._child_exited(child, message.reason)
+                    return
+        elif isinstance(message, _TryAgain):
+            if message.child in self._children and message.child.restarting:
+                await self._restart(message.child)
+        else:
+            await super().handle_info(message)
+
+    async def _child_exited(self, child: _Dyn, reason: ExitReason) -> None:
+        restart = self.restart is Restart.PERMANENT or (
+            self.restart is Restart.TRANSIENT and not reason.is_normal
+        )
+        if self.restart is Restart.PERMANENT or not reason.is_normal:
+            log.error(
+                "child_terminated", supervisor=self._ref.label, child=child.name, reason=reason
+            )
+        if restart:
+            await self._restart(child)
+        else:
+            self._children.remove(child)
+
+    async def _restart(self, child: _Dyn) -> None:
+        if self._add_restart():
+            log.error(
+                "reached_max_restart_intensity",
+                supervisor=self._ref.label,
+                intensity=self.intensity,
+                period=self.period,
+                reason=SHUTDOWN,
+            )
+            await self._stop_all()
+            raise StopActor(SHUTDOWN)
+        try:
+            await self._start(child)
+        except Exception:
+            log.exception("child_restart_failed", supervisor=self._ref.label, child=child.name)
+            child.restarting = True
+            self._ref.send(_TryAgain(child))
+            return
+        log.info("child_restarted", supervisor=self._ref.label, child=child.name)
+
+    async def handle_call(self, request: Any, caller: Caller) -> Any:
+        try:
+            if isinstance(request, _Start):
+                return await self._start_child(request)
+            if isinstance(request, _Terminate):
+                for child in self._children:
+                    if child.ref is request.ref:
+                        self._children.remove(child)
+                        child.ref = None
+                        await self._stop_refs([request.ref])
+                        return None
+                raise ChildNotFound(request.ref, "not a child")
+            if request == _WHICH:
+                return [ChildInfo(None, c.ref, c.restarting, self.type) for c in self._children]
+            if request == _COUNT:
+                n = len(self._children)
+                sups = n if self.type is ChildType.SUPERVISOR else 0
+                return ChildCounts(
+                    specs=n,
+                    active=sum(c.ref is not None for c in self._children),
+                    supervisors=sups,
+                    workers=n - sups,
+                )
+        except ActorError as exc:
+            caller._fail(exc)
+            return NoReply
+        return await super().handle_call(request, caller)
+
+    async def _start_child(self, request: _Start) -> ActorRef:
+        if self.max_children is not None and len(self._children) >= self.max_children:
+            raise MaxChildren(None, f"max_children={self.max_children} reached")
+        child = _Dyn(request.args, request.name)
+        try:
+            ref = await self._start(child)
+        except Exception as exc:
+            raise StartChildError(None, exc) from exc
+        self._children.append(child)
+        return ref
