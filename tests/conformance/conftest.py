@@ -68,11 +68,13 @@ class RecordingTransport(httpx.AsyncBaseTransport):
 
 
 @asynccontextmanager
-async def running_server() -> AsyncIterator[MockServer]:
-    """The embedded server, replaying recordings from the shared fixtures."""
+async def running_server(**config: Any) -> AsyncIterator[MockServer]:
+    """The embedded server, replaying recordings from the shared fixtures; `config` are further
+    `MockAPIConfig` fields."""
     if not RECORDED.is_dir():
         pytest.fail(f"recorded fixtures not found at {RECORDED}")
-    async with serve(MockAPIConfig(recordings_dir=RECORDED, graceful_timeout=0.2)) as running:
+    values: dict[str, Any] = {"recordings_dir": RECORDED, "graceful_timeout": 0.2, **config}
+    async with serve(MockAPIConfig(**values)) as running:
         yield running
 
 

@@ -28,11 +28,22 @@ from streamvisor.openai import (
     StreamInterrupted,
 )
 
-from .conftest import GUARD, NO_BACKOFF, Attempts, OpenClient, RecordingTransport, posts
+from .conftest import (
+    GUARD,
+    NO_BACKOFF,
+    Attempts,
+    OpenClient,
+    RecordingTransport,
+    client_opener,
+    posts,
+    running_server,
+)
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
 MESSAGES = [{"role": "user", "content": "Tell me something about streams and sockets"}]
+#: A background response that stays queued for 0.6 s.
+QUEUED = {"mock_queue_ms": "600"}
 
 
 def chat_body(**extra: Any) -> dict[str, Any]:
@@ -244,6 +255,57 @@ class TestBackgroundResume:
         assert posts(server, RESPONSES) == 1
         assert len(server.state.responses) == 1
 
+    async def test_a_resume_that_drops_too_is_resumed_again_from_its_own_cursor(
+        self, server: MockServer, open_client: OpenClient
+    ) -> None:
+        """Two drops (the create, then the first resume): three pieces, one gapless stream."""
+        server.inject(Fault.drop_after(1800), method="POST", path=RESPONSES, times=1)
+        server.inject(Fault.drop_after(1200), method="GET", path="/v1/responses/*", times=1)
+        with trio.fail_after(GUARD):
+            async with open_client() as client:
+                pieces = []
+                events, stream, error = await read_until_error(
+                    client.stream_response(background_body(stream=True))
+                )
+                pieces.append(events)
+                assert isinstance(error, StreamInterrupted)
+                rid, snapshot = error.response_id, stream.accumulator.snapshot
+                assert rid is not None
+                events, stream, error = await read_until_error(
+                    client.resume_response(rid, starting_after=error.cursor, snapshot=snapshot)
+                )
+                pieces.append(events)
+                assert isinstance(error, StreamInterrupted)
+                assert error.cursor == events[-1].sequence_number
+                events, stream = await read_all(
+                    client.resume_response(
+                        rid, starting_after=error.cursor, snapshot=stream.accumulator.snapshot
+                    )
+                )
+                pieces.append(events)
+                stored = await client.retrieve_response(rid)
+        assert all(pieces)
+        numbers = [e.sequence_number for piece in pieces for e in piece]
+        assert numbers == list(range(len(numbers)))
+        assert stream.accumulator.result == stored.response
+        assert stored.status == "completed"
+
+    async def test_a_resume_cut_before_its_first_event_keeps_the_cursor_it_started_from(
+        self, server: MockServer, open_client: OpenClient
+    ) -> None:
+        """Nothing new arrived, so the cursor to resume from is still `starting_after`."""
+        server.inject(Fault.drop_after(10), method="GET", path="/v1/responses/*", times=1)
+        with trio.fail_after(GUARD):
+            async with open_client() as client:
+                created = await client.create_response(background_body())
+                events, _, error = await read_until_error(
+                    client.resume_response(created["id"], starting_after=1, snapshot=created)
+                )
+        assert events == []
+        assert isinstance(error, StreamInterrupted)
+        assert error.cursor == 1
+        assert error.response_id == created["id"]
+
     async def test_a_background_stream_lost_before_its_first_event_is_an_unknown_outcome(
         self, server: MockServer, open_client: OpenClient
     ) -> None:
@@ -258,6 +320,53 @@ class TestBackgroundResume:
         assert isinstance(error, OutcomeUnknownError)
         assert posts(server, RESPONSES) == 1
         assert len(server.state.responses) == 1
+
+
+class TestKeepalives:
+    async def test_keepalives_keep_a_queued_background_stream_within_its_read_timeout(
+        self, open_client: OpenClient
+    ) -> None:
+        """A response queued for longer than the read timeout, with keepalive frames more often
+        than it: the stream survives, the keepalives take sequence numbers, nothing is lost."""
+        with trio.fail_after(GUARD):
+            async with running_server(keepalive_interval=0.05) as server:
+                opener = client_opener(server)
+                async with opener(read_timeout=0.25) as client:
+                    events, stream = await read_all(
+                        client.stream_response(background_body(stream=True, metadata=QUEUED))
+                    )
+                    stored = await client.retrieve_response(stream.response_id)
+        types = [e.type for e in events]
+        assert types.count("keepalive") >= 3
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        assert types[-1] == "response.completed"
+        assert stream.accumulator.result == stored.response
+
+    async def test_a_drop_during_keepalives_resumes_after_the_last_keepalive(
+        self, open_client: OpenClient
+    ) -> None:
+        """Keepalives are events like any other: a resume after one does not repeat it."""
+        with trio.fail_after(GUARD):
+            async with running_server(keepalive_interval=0.05) as server:
+                server.inject(Fault.drop_after(2200), method="POST", path=RESPONSES, times=1)
+                opener = client_opener(server)
+                async with opener(read_timeout=0.25) as client:
+                    first, stream, error = await read_until_error(
+                        client.stream_response(background_body(stream=True, metadata=QUEUED))
+                    )
+                    assert isinstance(error, StreamInterrupted)
+                    assert error.response_id is not None
+                    rest, resumed = await read_all(
+                        client.resume_response(
+                            error.response_id,
+                            starting_after=error.cursor,
+                            snapshot=stream.accumulator.snapshot,
+                        )
+                    )
+        assert first[-1].type == "keepalive"
+        numbers = [e.sequence_number for e in first + rest]
+        assert numbers == list(range(len(numbers)))
+        assert resumed.accumulator.result["status"] == "completed"
 
 
 class TestOutcomeUnknown:

@@ -99,6 +99,18 @@ async def responses_both(
     return ours, events, theirs, sdk_events
 
 
+async def read_until_error(opened: Any) -> tuple[list[StreamEvent], Exception]:
+    """Iterate a stream that must fail: (the events delivered before, the error)."""
+    events: list[StreamEvent] = []
+    try:
+        async with opened as stream:
+            async for event in stream:
+                events.append(event)
+    except Exception as exc:
+        return events, exc
+    pytest.fail("the stream ended without an error")
+
+
 def chat_body(scenario: str, **extra: Any) -> dict[str, Any]:
     return {
         "model": "gpt-4o-mini",
@@ -224,6 +236,44 @@ class TestResponsesAgreement:
         assert ours["incomplete_details"] == {"reason": "max_output_tokens"}
         assert events[-1].type == "response.incomplete"
         self.assert_agrees(ours, events, theirs, sdk_events)
+
+
+@SDK_GENERATOR_LEAK
+class TestFailures:
+    async def test_a_failed_response_is_terminal_with_its_error(self) -> None:
+        """`response.failed` ends the stream normally; its Response (status, error) agrees with
+        the SDK's terminal event."""
+        with trio.fail_after(GUARD):
+            ours, events, theirs, sdk_events = await responses_both(responses_body("failed"))
+        assert ours["status"] == "failed"
+        assert ours["error"]["code"] == "server_error"
+        assert events[-1].type == "response.failed"
+        assert without(ours, _CLOCK_FIELDS) == without(sdk_dump(theirs), _CLOCK_FIELDS)
+        assert [e.type for e in events] == [e.type for e in sdk_events]
+
+    async def test_a_chat_stream_failing_midway_raises_where_the_sdk_raises(self) -> None:
+        """A live chat stream that fails midway (an `{"error": ...}` frame): streamvisor yields
+        the `error` event and raises `StreamError`; the SDK raises `APIError` with the same
+        message."""
+        import openai
+
+        from streamvisor.openai import StreamError
+
+        body = chat_body("failed")
+
+        async def sdk_read(sdk: Any) -> None:
+            async with sdk.chat.completions.stream(**body) as sdk_stream:
+                async for _ in sdk_stream:
+                    pass
+
+        with trio.fail_after(GUARD):
+            async with twins() as (client, sdk):
+                events, ours = await read_until_error(client.stream_chat(body))
+                with pytest.raises(openai.APIError) as theirs:
+                    await sdk_read(sdk)
+        assert isinstance(ours, StreamError)
+        assert events[-1].type == "error"
+        assert ours.message == theirs.value.message
 
 
 @pytest.mark.parametrize("framing", ["chat", "responses"])
