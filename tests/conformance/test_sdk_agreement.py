@@ -130,6 +130,10 @@ def responses_body(scenario: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+async def chat_body_both_n3() -> tuple[dict[str, Any], list[StreamEvent], Any]:
+    return await chat_both(chat_body("echo", n=3))
+
+
 def assert_chat_agrees(ours: dict[str, Any], theirs: Any) -> None:
     assert our_chat(ours) == sdk_chat(theirs)
 
@@ -157,6 +161,15 @@ class TestChatAgreement:
         assert ours["choices"][0]["finish_reason"] == "tool_calls"
         added = [e for e in events if e.type == "response.output_item.added"]
         assert [e.data["item"]["call_id"] for e in added] == [c["id"] for c in calls]
+        assert_chat_agrees(ours, theirs)
+
+    async def test_several_choices_interleaved(self) -> None:
+        """With `n: 3` the chunks of the choices interleave; each choice assembles on its own,
+        as the SDK's do."""
+        with trio.fail_after(GUARD):
+            ours, _, theirs = await chat_body_both_n3()
+        assert [c["index"] for c in ours["choices"]] == [0, 1, 2]
+        assert len({c["message"]["content"] for c in ours["choices"]}) == 1
         assert_chat_agrees(ours, theirs)
 
     async def test_a_refusal(self) -> None:
