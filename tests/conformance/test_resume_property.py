@@ -5,6 +5,8 @@ second job. Never a hang, never a silently partial result.
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +23,24 @@ BODY = {
     "store": True,
     "stream": True,
 }
+
+
+async def read_piece(
+    opened: Any, events: list[StreamEvent]
+) -> tuple[StreamInterrupted | OutcomeUnknownError | None, Any, Any]:
+    """Read one stream into `events`: (its error or None, the snapshot to resume from, the
+    accumulated result)."""
+    stream = None
+    error: StreamInterrupted | OutcomeUnknownError | None = None
+    try:
+        async with opened as stream:
+            async for event in stream:
+                events.append(event)
+    except (StreamInterrupted, OutcomeUnknownError) as exc:
+        error = exc
+    if stream is None:
+        return error, None, None
+    return error, stream.accumulator.snapshot, stream.accumulator.result
 
 
 class TestResumeAnywhere:
@@ -43,26 +63,20 @@ class TestResumeAnywhere:
                     server.inject(Fault.drop_after(resume_cut), method="GET", times=1)
                 async with client_opener(server)() as client:
                     events: list[StreamEvent] = []
-                    opened = client.stream_response(BODY)
-                    while True:
-                        try:
-                            async with opened as stream:
-                                async for event in stream:
-                                    events.append(event)
-                            break
-                        except OutcomeUnknownError:
+                    error, snapshot, final = await read_piece(client.stream_response(BODY), events)
+                    while error is not None:
+                        if isinstance(error, OutcomeUnknownError):
                             assert not events
                             assert len(server.state.responses) == 1
                             return
-                        except StreamInterrupted as exc:
-                            assert exc.response_id is not None
-                            assert exc.cursor == events[-1].sequence_number
-                            opened = client.resume_response(
-                                exc.response_id,
-                                starting_after=exc.cursor,
-                                snapshot=stream.accumulator.snapshot,
-                            )
-                    final = stream.accumulator.result
+                        assert error.response_id is not None
+                        assert error.cursor == events[-1].sequence_number
+                        error, snapshot, final = await read_piece(
+                            client.resume_response(
+                                error.response_id, starting_after=error.cursor, snapshot=snapshot
+                            ),
+                            events,
+                        )
                     stored = await client.retrieve_response(events[0].response_id or "")
         assert [e.sequence_number for e in events] == list(range(len(events)))
         assert events[-1].type == "response.completed"
