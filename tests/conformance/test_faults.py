@@ -306,6 +306,33 @@ class TestBackgroundResume:
         assert error.cursor == 1
         assert error.response_id == created["id"]
 
+    @pytest.mark.xfail(
+        reason="wire: a resume that finds nothing after a terminal cursor raises "
+        "StreamInterrupted, though the seeded snapshot is already terminal (a resume loop hazard)",
+        strict=True,
+    )
+    async def test_resuming_a_finished_stream_from_its_terminal_cursor_ends_cleanly(
+        self, server: MockServer, open_client: OpenClient
+    ) -> None:
+        """A worker that crashed right after delivering the terminal event resumes from it:
+        nothing new arrives, the stream ends normally, the result is the final Response."""
+        with trio.fail_after(GUARD):
+            async with open_client() as client:
+                events, stream = await read_all(
+                    client.stream_response(background_body(stream=True))
+                )
+                final = stream.accumulator.result
+                assert events[-1].terminal
+                rest, resumed = await read_all(
+                    client.resume_response(
+                        events[-1].response_id or "",
+                        starting_after=events[-1].sequence_number,
+                        snapshot=final,
+                    )
+                )
+        assert rest == []
+        assert resumed.accumulator.result == final
+
     async def test_a_background_stream_lost_before_its_first_event_is_an_unknown_outcome(
         self, server: MockServer, open_client: OpenClient
     ) -> None:
