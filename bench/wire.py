@@ -324,16 +324,18 @@ def main(*, smoke: bool = False) -> Table:
     """Run every wire row and return the table (printed as it goes)."""
     sizes = Sizes.smoke() if smoke else Sizes.full()
     table = Table(f"wire{' (smoke sizes)' if smoke else ''}")
-    previous = _pin_self(0)
-    try:
-        with open_load_server(core=1, events=sizes.events) as server:
+    # Start the server (pinned to the second core) before pinning ourselves to the first: a
+    # child inherits its parent's affinity.
+    with open_load_server(core=1, events=sizes.events) as server:
+        previous = _pin_self(0)
+        try:
             if previous is not None and len(previous) < 2:
                 table.note("only one core available: client and server share it")
             for framing in ("responses", "chat"):
                 trio.run(_run_framing, table, server, framing, sizes)
-    finally:
-        if previous is not None:
-            os.sched_setaffinity(0, previous)
+        finally:
+            if previous is not None:
+                os.sched_setaffinity(0, previous)
     table.note(
         f"one stream of {sizes.events:,} events per row, best of {sizes.repeats} "
         f"({sizes.sdk_repeats} for the SDK rows); "
