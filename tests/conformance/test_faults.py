@@ -81,13 +81,17 @@ async def read_until_error(opened: Any) -> tuple[list[StreamEvent], Any, BaseExc
 
 
 class TestRetriesBeforeTheStream:
-    @pytest.mark.parametrize(("api", "path"), [("chat", CHAT), ("responses", RESPONSES)])
-    async def test_a_429_with_retry_after_is_retried_after_the_hinted_delay_then_succeeds(
-        self, server: MockServer, open_client: OpenClient, api: str, path: str
+    @pytest.mark.parametrize(
+        ("status", "api", "path"),
+        [(429, "chat", CHAT), (429, "responses", RESPONSES), (502, "chat", CHAT)],
+    )
+    async def test_a_retryable_status_with_retry_after_is_retried_after_the_hinted_delay(
+        self, server: MockServer, open_client: OpenClient, status: int, api: str, path: str
     ) -> None:
-        """Two 429s with `retry-after: 0.2`: three attempts, each at least 0.2 s after the last
-        (the client's own backoff is zero here, so the wait is the server's hint)."""
-        server.inject(Fault.status(429, retry_after=0.2), method="POST", path=path, times=2)
+        """Two 429s (or 502s) with `retry-after: 0.2`: three attempts, each at least 0.2 s after
+        the last (the client's own backoff is zero here, so the wait is the server's hint), and
+        the third succeeds."""
+        server.inject(Fault.status(status, retry_after=0.2), method="POST", path=path, times=2)
         attempts = Attempts()
         with trio.fail_after(GUARD):
             async with open_client(transport=RecordingTransport(attempts)) as client:
