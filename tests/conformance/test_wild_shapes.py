@@ -5,6 +5,7 @@ real recording and served by the embedded server's replay mode over loopback HTT
 * `response.rate_limits.updated` after `response.completed` (chatlas #282);
 * `keepalive` frames, which take sequence numbers, while the response is parked;
 * SSE comments, `id:`/`retry:` fields and CRLF line ends, as proxies produce them;
+* a gap in the sequence numbers (events lost upstream), and an event repeated by a proxy;
 * Azure-style Chat chunks with empty `choices` and `prompt_filter_results` before the answer.
 """
 
@@ -19,7 +20,7 @@ import pytest
 import trio
 
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
-from streamvisor.openai import StreamError, StreamEvent
+from streamvisor.openai import SequenceError, StreamError, StreamEvent
 
 from ._views import our_chat, sdk_chat
 from .conftest import GUARD, SDK_GENERATOR_LEAK, OpenClient, client_opener
@@ -77,6 +78,18 @@ def with_keepalives() -> list[dict[str, Any]]:
     return renumbered([*frames[:2], keepalive, keepalive, keepalive, *frames[2:]])
 
 
+def with_a_gap() -> list[dict[str, Any]]:
+    """Recording 10 with its ninth event missing (numbers as recorded: 7 then 9)."""
+    frames = recorded_frames(BACKGROUND)
+    return [*frames[:8], *frames[9:]]
+
+
+def with_a_repeat() -> list[dict[str, Any]]:
+    """Recording 10 with its ninth event sent twice."""
+    frames = recorded_frames(BACKGROUND)
+    return [*frames[:9], frames[8], *frames[9:]]
+
+
 def through_a_proxy() -> bytes:
     """Recording 10 with comments, `id:`/`retry:` fields and CRLF line ends."""
     out = [b": connected\r\n\r\nretry: 3000\r\n\r\n"]
@@ -111,6 +124,8 @@ async def wild_server(tmp_path: Path) -> AsyncIterator[MockServer]:
         "rate_limits_after_completed.sse": responses_sse(rate_limits_after_completed()),
         "keepalives.sse": responses_sse(with_keepalives()),
         "proxy.sse": through_a_proxy(),
+        "gap.sse": responses_sse(with_a_gap()),
+        "repeat.sse": responses_sse(with_a_repeat()),
         "azure_chat.sse": chat_sse(azure_chat()),
     }
     for name, body in recordings.items():
@@ -128,6 +143,7 @@ def open_wild(wild_server: MockServer) -> OpenClient:
 async def replay_responses(
     open_client: OpenClient, stem: str
 ) -> tuple[list[StreamEvent], Any, Exception | None]:
+    """Replay `stem` as a Responses stream: (events, the accumulator, its error or None)."""
     body = {"model": "gpt-4o", "input": "hi", "metadata": {"mock_scenario": f"replay:{stem}"}}
     events: list[StreamEvent] = []
     error: Exception | None = None
@@ -136,7 +152,7 @@ async def replay_responses(
             async with client.stream_response(body) as stream:
                 async for event in stream:
                     events.append(event)
-        except StreamError as exc:
+        except (StreamError, SequenceError) as exc:
             error = exc
     return events, stream.accumulator, error
 
@@ -191,6 +207,27 @@ class TestResponsesInTheWild:
         """A proxy's SSE decorations are framing only: the same events as the recording."""
         with trio.fail_after(GUARD):
             events, accumulator, error = await replay_responses(open_wild, "proxy")
+        assert error is None
+        assert [e.data for e in events] == recorded_frames(BACKGROUND)
+        assert accumulator.result == recorded_frames(BACKGROUND)[-1]["response"]
+
+    async def test_a_gap_in_the_sequence_numbers_raises_sequence_error_at_the_gap(
+        self, open_wild: OpenClient
+    ) -> None:
+        """Lost events are never papered over: the events before the gap, then `SequenceError`
+        (a `ValueError`) naming the number expected and the one received."""
+        with trio.fail_after(GUARD):
+            events, accumulator, error = await replay_responses(open_wild, "gap")
+        assert isinstance(error, SequenceError)
+        assert isinstance(error, ValueError)
+        assert (error.expected, error.got) == (8, 9)
+        assert [e.sequence_number for e in events] == list(range(8))
+        assert accumulator.result is None
+
+    async def test_an_event_sent_twice_is_delivered_once(self, open_wild: OpenClient) -> None:
+        """A repeated sequence number is dropped: one delivery, the recording's final result."""
+        with trio.fail_after(GUARD):
+            events, accumulator, error = await replay_responses(open_wild, "repeat")
         assert error is None
         assert [e.data for e in events] == recorded_frames(BACKGROUND)
         assert accumulator.result == recorded_frames(BACKGROUND)[-1]["response"]

@@ -1,6 +1,11 @@
-"""Property: wherever a background stream is cut, the client either resumes it into the server's
-exact final Response (no gap, no duplicate) or reports an unknown outcome without creating a
-second job. Never a hang, never a silently partial result.
+"""Properties of streams cut at any byte, over loopback against the embedded server.
+
+* A foreground stream (either framing) cut anywhere either completes (the cut fell after its
+  end) or raises `StreamInterrupted` at its last delivered event: never a silently partial
+  result.
+* A background stream cut anywhere (and its first resume cut too) either resumes into the
+  server's exact final Response, with no gap and no duplicate, or reports an unknown outcome
+  without creating a second job.
 """
 
 from __future__ import annotations
@@ -41,6 +46,41 @@ async def read_piece(
     if stream is None:
         return error, None, None
     return error, stream.accumulator.snapshot, stream.accumulator.result
+
+
+class TestForegroundCutAnywhere:
+    @settings(
+        max_examples=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(chat=st.booleans(), after_bytes=st.integers(0, 6000))
+    async def test_a_stream_cut_anywhere_completes_or_is_interrupted_at_its_last_event(
+        self, chat: bool, after_bytes: int
+    ) -> None:
+        """Either the terminal event and a result, or `StreamInterrupted` whose cursor is the
+        last delivered event (None before any) and no result."""
+        path = "/v1/chat/completions" if chat else "/v1/responses"
+        with trio.fail_after(GUARD):
+            async with running_server() as server:
+                server.inject(Fault.drop_after(after_bytes), method="POST", path=path, times=1)
+                async with client_opener(server)() as client:
+                    if chat:
+                        messages = [{"role": "user", "content": "cut me anywhere you like"}]
+                        opened = client.stream_chat({"model": "gpt-4o", "messages": messages})
+                    else:
+                        opened = client.stream_response({"model": "gpt-4o", "input": "cut me"})
+                    events: list[StreamEvent] = []
+                    error, _, result = await read_piece(opened, events)
+        assert not isinstance(error, OutcomeUnknownError)  # foreground: nothing is orphaned
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        if error is None:
+            assert events[-1].terminal
+            assert result is not None
+        else:
+            assert error.cursor == (events[-1].sequence_number if events else None)
+            assert not any(e.terminal for e in events)
+            assert result is None
 
 
 class TestResumeAnywhere:
