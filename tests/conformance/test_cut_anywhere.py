@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamvisor.mockapi import Fault
@@ -52,7 +52,6 @@ class TestForegroundCutAnywhere:
     @settings(
         max_examples=30,
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
     @given(chat=st.booleans(), after_bytes=st.integers(0, 6000))
     async def test_a_stream_cut_anywhere_completes_or_is_interrupted_at_its_last_event(
@@ -87,7 +86,6 @@ class TestResumeAnywhere:
     @settings(
         max_examples=30,
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
     @given(after_bytes=st.integers(0, 7000), resume_cut=st.none() | st.integers(0, 3000))
     async def test_a_background_stream_cut_anywhere_resumes_exactly_or_reports_unknown(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamvisor.openai import StreamEvent
@@ -39,7 +39,6 @@ class TestRechunkedReplays:
     @settings(
         max_examples=6,
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
     @given(sizes=CHUNK_SIZES)
     async def test_every_recording_cut_anywhere_yields_the_events_of_the_whole_recording(
