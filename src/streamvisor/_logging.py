@@ -15,7 +15,6 @@ line -- ours or a library's -- passes the redactor:
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, TextIO
@@ -23,33 +22,11 @@ from typing import Any, Final, TextIO
 import attrs
 import structlog
 
+from streamvisor._secrets import REDACTED, is_secret_field, redact_text
 from streamvisor.config import LogSection
 
 __all__ = ["REDACTED", "SecretRedactor", "configure_logging", "reset_logging"]
 
-REDACTED: Final = "[REDACTED]"
-
-_SECRET_FIELDS: Final = frozenset(
-    {
-        "authorization",
-        "proxy_authorization",
-        "api_key",
-        "apikey",
-        "x_api_key",
-        "openai_api_key",
-        "client_secret",
-        "secret_key",
-        "password",
-        "access_token",
-        "refresh_token",
-        "cookie",
-        "set_cookie",
-    }
-)
-_SECRET_TEXT: Final = re.compile(
-    r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-*]{8,}"  # OpenAI keys, masked ones too
-    r"|(?i:\bbearer\s+)[^\s\"',;]+"  # bearer tokens
-)
 #: Secrets shorter than this are not searched for in text (they would redact ordinary words).
 _MIN_SECRET_LEN: Final = 8
 
@@ -73,7 +50,7 @@ class SecretRedactor:
         """*value* with every configured secret, ``sk-`` key and bearer token replaced."""
         for secret in self.secrets:
             value = value.replace(secret, REDACTED)
-        return _SECRET_TEXT.sub(REDACTED, value)
+        return redact_text(value)
 
     def value(self, value: Any) -> Any:
         """A redacted copy of *value* (mappings, sequences and strings; others as they are)."""
@@ -81,7 +58,7 @@ class SecretRedactor:
             return self.text(value)
         if isinstance(value, Mapping):
             return {
-                key: REDACTED if _is_secret_field(key) else self.value(item)
+                key: REDACTED if is_secret_field(key) else self.value(item)
                 for key, item in value.items()
             }
         if isinstance(value, list | tuple):
@@ -95,13 +72,9 @@ class SecretRedactor:
         if isinstance(event_dict, str):
             return self.text(event_dict)
         return {
-            key: REDACTED if _is_secret_field(key) else self.value(item)
+            key: REDACTED if is_secret_field(key) else self.value(item)
             for key, item in event_dict.items()
         }
-
-
-def _is_secret_field(key: Any) -> bool:
-    return isinstance(key, str) and key.lower().replace("-", "_") in _SECRET_FIELDS
 
 
 # ------------------------------------------------------------------ global state department

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -57,6 +56,8 @@ from typing import Any, Final, TypeVar
 import attrs
 import structlog
 import trio
+
+from .._secrets import is_secret_field, redact_text
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -151,36 +152,6 @@ class StoreClosed(StoreError, trio.ClosedResourceError):
 
 # ---------------------------------------------------------------------------------- secrets
 
-#: Key names (lower case, ``-`` read as ``_``) that carry credentials; dropped at any depth.
-_SECRET_KEYS: Final = frozenset(
-    {
-        "authorization",
-        "proxy_authorization",
-        "api_key",
-        "apikey",
-        "x_api_key",
-        "openai_api_key",
-        "client_secret",
-        "secret_key",
-        "password",
-        "access_token",
-        "refresh_token",
-        "cookie",
-        "set_cookie",
-    }
-)
-#: OpenAI keys (``sk-``, ``sk-proj-``, ``sk-svcacct-``, masked ``sk-ab***yz``) and bearer tokens.
-#: ``sk-`` must not follow a letter or digit, so that words like ``task-1234abcd`` are kept.
-_SECRET_TEXT: Final = re.compile(
-    r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-*]{8,}"  # OpenAI keys, masked ones too
-    r"|(?i:\bbearer\s+)[^\s\"',;]+"  # bearer tokens
-)
-_REDACTED: Final = "[REDACTED]"
-
-
-def _redact_text(text: str) -> str:
-    return _SECRET_TEXT.sub(_REDACTED, text)
-
 
 def scrub_secrets(value: Any) -> Any:
     """Return a plain-JSON copy of *value* without credentials.
@@ -194,14 +165,14 @@ def scrub_secrets(value: Any) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"JSON object keys must be strings, got {key!r}")
-            if key.lower().replace("-", "_") in _SECRET_KEYS:
+            if is_secret_field(key):
                 continue
             out[key] = scrub_secrets(item)
         return out
     if isinstance(value, list | tuple):
         return [scrub_secrets(item) for item in value]
     if isinstance(value, str):
-        return _redact_text(value)
+        return redact_text(value)
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
@@ -279,7 +250,7 @@ def _optional_error(value: str | None) -> str | None:
     if not isinstance(value, str):
         raise TypeError(f"last_error must be a string or None, got {value!r}")
     text = value.encode("utf-8", "replace").decode("utf-8")  # storable whatever the server sent
-    return _redact_text(text)[:_MAX_ERROR_CHARS]
+    return redact_text(text)[:_MAX_ERROR_CHARS]
 
 
 def _small_metadata(_instance: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
