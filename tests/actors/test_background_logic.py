@@ -95,7 +95,11 @@ class Crash:
     """The transport itself blows up (not an httpx error): a bug, as far as the poller knows."""
 
 
-Step = Ok | Fail | Crash
+class Garbage:
+    """A 200 that is not a Response (a captive portal, a misconfigured proxy)."""
+
+
+Step = Ok | Fail | Crash | Garbage
 
 
 @attrs.define
@@ -158,6 +162,8 @@ class FakeAPI:
         step = script.pop(0) if len(script) > 1 else script[0]
         if isinstance(step, Crash):
             raise RuntimeError("transport bug")
+        if isinstance(step, Garbage):
+            return httpx.Response(200, headers={"content-type": "text/html"}, text="<html>")
         if isinstance(step, Fail):
             answer = _error(step.status_code, step.message, step.code, step.type)
             if step.retry_after is not None:
@@ -321,6 +327,19 @@ class TestErrorBackoff:
             record = await r.handle.create("hi", "gpt-4o")
             await settle()
         assert gaps(api.get_times(record.response_id)) == [7.0, 2.0]
+
+    async def test_a_200_that_is_not_a_response_counts_as_a_failed_poll(
+        self, autojump_clock: Clock
+    ) -> None:
+        api = FakeAPI(next_script=[Garbage(), Ok("completed")])
+        async with rig(api) as r:
+            record = await r.handle.create("hi", "gpt-4o")
+            await settle()
+            stored = await r.handle.get(record.response_id)
+        assert gaps(api.get_times(record.response_id)) == [1.0]
+        assert stored.status == "completed"
+        assert stored.last_error is not None
+        assert stored.last_error.startswith("malformed_response")
 
 
 class TestTerminalStatuses:
