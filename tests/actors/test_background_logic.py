@@ -28,7 +28,12 @@ from streamvisor.actors._background import (
 )
 from streamvisor.actors._background_status import BackgroundStatus, PollingStopped
 from streamvisor.actors._errors import InvalidBackgroundRequest, ResponseGone
-from streamvisor.actors._store import CorruptStore, UnknownResponse
+from streamvisor.actors._store import (
+    CorruptStore,
+    RegistryStore,
+    TrackedResponse,
+    UnknownResponse,
+)
 from streamvisor.config import BackgroundSection
 from streamvisor.openai import (
     CancelRejected,
@@ -772,3 +777,58 @@ class TestTheActor:
                     client=client, bus=EventBus(), section=SECTION, registry_path=str(path)
                 ):
                     pass  # pragma: no cover - the start fails
+
+
+class TestAdoption:
+    async def test_active_entries_are_adopted_and_polled_at_once(
+        self, autojump_clock: Clock, tmp_path: Any
+    ) -> None:
+        path = str(tmp_path / "registry.sqlite3")
+        async with RegistryStore.open(path) as store:
+            for rid, mode in (("resp_a", "poll"), ("resp_b", "stream")):
+                await store.add(
+                    TrackedResponse(
+                        response_id=rid,
+                        status="queued",
+                        model="gpt-4o",
+                        created_at=EPOCH,
+                        mode=mode,
+                    )
+                )
+        api = FakeAPI()
+        api.status.update(resp_a="queued", resp_b="in_progress")
+        api.scripts.update(resp_a=[Ok("completed")], resp_b=[Ok("completed")])
+        async with rig(api, registry_path=path) as r:
+            await settle()
+            records = [await r.handle.get(rid) for rid in ("resp_a", "resp_b")]
+        assert sorted(api.gets) == [(0.0, "resp_a"), (0.0, "resp_b")]
+        assert [(x.status, x.mode) for x in records] == [("completed", "poll")] * 2
+
+    async def test_an_adopted_response_the_server_forgot_is_marked_gone(
+        self, autojump_clock: Clock, tmp_path: Any
+    ) -> None:
+        path = str(tmp_path / "registry.sqlite3")
+        async with RegistryStore.open(path) as store:
+            await store.add(
+                TrackedResponse(
+                    response_id="resp_old", status="in_progress", model="o3", created_at=EPOCH
+                )
+            )
+        async with rig(registry_path=path) as r:
+            await settle(1)
+            stored = await r.handle.get("resp_old")
+        assert stored.status == "failed"
+        assert stored.metadata["gone"] is True
+
+    async def test_a_graceful_stop_writes_the_pending_cursors(
+        self, autojump_clock: Clock, tmp_path: Any
+    ) -> None:
+        path = str(tmp_path / "registry.sqlite3")
+        async with rig(registry_path=path, cursor_flush=60.0) as r:
+            await r.handle.track_stream(
+                response_id="resp_s", owner="s1", model="gpt-4o", request={}, cursor=None
+            )
+            r.handle.note_cursor("resp_s", 8)
+            await trio.testing.wait_all_tasks_blocked()
+        async with RegistryStore.open(path) as store:
+            assert (await store.get("resp_s")).cursor == 8
