@@ -101,7 +101,11 @@ class TestLifecycle:
                     "hi",
                     "gpt-4o",
                     owner="s1",
-                    metadata={"mock_queue_ms": "150", "mock_token_delay_ms": "15"},
+                    metadata={
+                        "mock_queue_ms": "150",
+                        "mock_scenario": "long:20",
+                        "mock_token_delay_ms": "15",
+                    },
                 )
                 notes = await until_terminal(background)
                 on_session = await until_terminal(session)
@@ -113,7 +117,8 @@ class TestLifecycle:
             ("in_progress", "completed"),
         ]
         assert on_session == notes
-        assert text_of(notes[-1].response) == "You said: hi"
+        server_side = env.server.state.responses[record.response_id].response
+        assert text_of(notes[-1].response) == text_of(server_side) != ""
         assert stored.status == "completed"
         assert active == []
 
@@ -191,7 +196,7 @@ class TestDurability:
         with trio.fail_after(10):
             async with env.poller(registry_path=path) as first:
                 record = await first.create(
-                    "hi", "gpt-4o", owner="s1", metadata={"mock_queue_ms": "300"}
+                    "hi", "gpt-4o", owner="s1", metadata={"mock_queue_ms": "800"}
                 )
             rid = record.response_id
             assert env.server.state.responses[rid].status == "queued"  # stopped mid-background
