@@ -553,6 +553,35 @@ class TestCancel:
         assert info.value.status is None
 
 
+class TestPollAndStreamCalls:
+    async def test_poll_of_an_untracked_response_answers_without_registering_it(
+        self, autojump_clock: Clock
+    ) -> None:
+        api = FakeAPI()
+        api.status["resp_x"] = "completed"
+        api.scripts["resp_x"] = [Ok("completed")]
+        async with rig(api) as r:
+            response = await r.handle.poll("resp_x")
+            with pytest.raises(UnknownResponse):
+                await r.handle.get("resp_x")
+        assert response["status"] == "completed"
+
+    async def test_poll_of_an_unknown_response_raises_response_gone(
+        self, autojump_clock: Clock
+    ) -> None:
+        async with rig() as r:
+            with pytest.raises(ResponseGone):
+                await r.handle.poll("resp_x")
+
+    async def test_stream_of_an_unknown_response_raises_response_gone_on_entry(
+        self, autojump_clock: Clock
+    ) -> None:
+        async with rig() as r:
+            with pytest.raises(ResponseGone):
+                async with r.handle.stream("resp_x", starting_after=3):
+                    pass  # pragma: no cover - entering fails
+
+
 class TestCleanup:
     async def test_terminal_entries_are_removed_after_the_ttl(self, autojump_clock: Clock) -> None:
         section = attrs.evolve(SECTION, terminal_ttl=100.0, cleanup_interval=10.0)
