@@ -42,7 +42,7 @@ from streamvisor.openai import (
     OutcomeUnknownError,
     RetryPolicy,
 )
-from streamvisor.supervisor import NoSuchActor, Registry, start_actor
+from streamvisor.supervisor import ChildSpec, NoSuchActor, Registry, open_supervisor, start_actor
 from streamvisor.supervisor._bus import EventBus, Missed, Subscription
 
 Clock = trio.testing.MockClock
@@ -861,3 +861,35 @@ class TestAdoption:
             await trio.testing.wait_all_tasks_blocked()
         async with RegistryStore.open(path) as store:
             assert (await store.get("resp_s")).cursor == 8
+
+
+class TestInASupervisionTree:
+    async def test_a_killed_background_poller_is_restarted_and_adopts_its_responses(
+        self, autojump_clock: Clock, tmp_path: Any
+    ) -> None:
+        """Killed mid-background (no terminate, nothing flushed), restarted by its supervisor:
+        the new instance adopts the response from the file registry and sees it through."""
+        path = str(tmp_path / "registry.sqlite3")
+        api = FakeAPI(next_script=[Ok("in_progress"), Ok("in_progress"), Ok("completed")])
+        registry = Registry()
+        bus: EventBus[Any] = EventBus()
+        settings = ClientSettings(base_url="https://api.test/v1", retry=RetryPolicy(max_retries=0))
+        async with OpenAIClient.open(settings, transport=httpx.MockTransport(api)) as client:
+
+            def factory() -> BackgroundPoller:
+                return BackgroundPoller(client=client, bus=bus, section=SECTION, registry_path=path)
+
+            spec = ChildSpec.worker("background", factory, name="background")
+            async with open_supervisor([spec], registry=registry):
+                handle = BackgroundHandle.from_registry(registry, "background")
+                first = handle.ref
+                record = await handle.create("hi", "gpt-4o", owner="s1")
+                await trio.sleep(1)  # queued, not yet polled
+                async with bus.subscribe("session.s1") as sub:
+                    first.kill()
+                    notes = await take(sub, 2)
+                assert handle.ref is not first
+                stored = await handle.get(record.response_id)
+        assert statuses(notes) == [("queued", "in_progress"), ("in_progress", "completed")]
+        assert stored.status == "completed"
+        assert api.gets[0][0] == pytest.approx(1.0)  # the new instance polled at once
