@@ -623,13 +623,13 @@ class TestSupervision:
 
     async def test_the_error_backoff_survives_a_poller_restart(self, autojump_clock: Clock) -> None:
         """error_count is persisted: a restarted poller waits the backoff, not the interval."""
+        section = attrs.evolve(SECTION, poll_interval=5.0)
         api = FakeAPI(next_script=[Fail(500), Fail(500), Crash(), Ok("completed")])
-        async with rig(api) as r:
+        async with rig(api, section=section) as r:
             record = await r.handle.create("hi", "gpt-4o")
             await settle()
         # +1 s after the 1st error, +2 s after the 2nd; the 3rd poll crashes the poller, and its
-        # replacement reads error_count=2 from the registry: 2 s again, not the 2 s interval by
-        # coincidence -- see the first-delay check in the adopted-response test below.
+        # replacement reads error_count=2 from the registry: 2 s, not the 5 s first delay.
         assert gaps(api.get_times(record.response_id)) == [1.0, 2.0, 2.0]
 
 
