@@ -37,6 +37,17 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
                                                .status, .code, .response_id
 
     ActorsLayerError
+    └── SessionError                      a session refused or lost a stream (``_session.py``);
+        │                                 .session_id
+        ├── InvalidSessionRequest (openai.InvalidRequestError, so ValueError)
+        │                                 rejected at the call, before any network I/O; .field
+        ├── InvalidSessionId (ValueError) not usable as one topic segment / registered name
+        ├── TooManyStreams (RuntimeError) the session already runs .limit streams
+        ├── UnknownStream (LookupError)   no running or remembered stream with .stream_id
+        ├── StreamStopped                 the stream was stopped before its first event
+        └── StreamLost                    a foreground stream died with its worker (a crash)
+
+    ActorsLayerError
     ├── FileUploadFailed                  a good file the API failed to take (``_files.py``);
     │                                     .path, .purpose, .upload_id; __cause__: the wire error
     ├── InvalidFileId (ValueError)        a file id that cannot name a file; .file_id
@@ -59,6 +70,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from streamvisor.openai import InvalidRequestError
+
 __all__ = [
     "ActorsLayerError",
     "AgentBusy",
@@ -79,6 +92,8 @@ __all__ = [
     "InvalidFileId",
     "InvalidFileName",
     "InvalidInputPart",
+    "InvalidSessionId",
+    "InvalidSessionRequest",
     "InvalidToolName",
     "MalformedFile",
     "MaxTurnsExceeded",
@@ -90,9 +105,14 @@ __all__ = [
     "PathIsADirectory",
     "RequestLimitExceeded",
     "ResponseGone",
+    "SessionError",
+    "StreamLost",
+    "StreamStopped",
+    "TooManyStreams",
     "ToolArgumentsError",
     "ToolDefinitionError",
     "UnknownPurpose",
+    "UnknownStream",
     "UnreadableFile",
     "UnsupportedFileType",
     "UnsupportedToolParameter",
@@ -445,6 +465,72 @@ class ModelResponseFailed(AgentError, RuntimeError):
         self.response_id = response_id
         detail = f": {code or 'error'}: {message}" if message else ""
         super().__init__(f"agent {agent_id!r}: response {response_id} ended {status}{detail}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming sessions (``_session.py``)
+
+
+class SessionError(ActorsLayerError):
+    """A streaming session refused a request or lost a stream. ``session_id`` names it."""
+
+    def __init__(self, session_id: str | None, message: str) -> None:
+        super().__init__(message if session_id is None else f"session {session_id}: {message}")
+        self.session_id = session_id
+        self.message = message
+
+
+class InvalidSessionRequest(SessionError, InvalidRequestError):
+    """A chat/respond request rejected before any network I/O; ``field`` names the culprit."""
+
+    def __init__(self, session_id: str | None, field: str, message: str) -> None:
+        super().__init__(session_id, f"{field}: {message}")
+        self.field = field
+
+
+class InvalidSessionId(SessionError, ValueError):
+    """A session id that cannot be a topic segment (``session.<id>``) or a registered name."""
+
+    def __init__(self, session_id: object, reason: str) -> None:
+        super().__init__(None, f"invalid session id {session_id!r}: {reason}")
+        self.reason = reason
+
+
+class TooManyStreams(SessionError, RuntimeError):
+    """The session already runs ``limit`` streams; stop or wait for one first."""
+
+    def __init__(self, session_id: str, limit: int) -> None:
+        super().__init__(session_id, f"already running {limit} streams (the limit)")
+        self.limit = limit
+
+
+class UnknownStream(SessionError, LookupError):
+    """No running or remembered stream has this ``stream_id``."""
+
+    def __init__(self, session_id: str, stream_id: str) -> None:
+        super().__init__(session_id, f"no stream {stream_id!r}")
+        self.stream_id = stream_id
+
+
+class StreamStopped(SessionError):
+    """The stream was stopped (by a caller or the session's shutdown) before its first event."""
+
+    def __init__(self, session_id: str, stream_id: str, why: str) -> None:
+        super().__init__(session_id, f"stream {stream_id} was stopped before it started ({why})")
+        self.stream_id = stream_id
+        self.why = why
+
+
+class StreamLost(SessionError):
+    """A foreground stream ended with its worker (a crash); only durable streams survive that."""
+
+    def __init__(self, session_id: str, stream_id: str) -> None:
+        super().__init__(
+            session_id,
+            f"stream {stream_id} was lost when the session worker restarted "
+            "(only durable Responses streams are resumed)",
+        )
+        self.stream_id = stream_id
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""The daemon end to end: the tree, the facade, and the original's usage examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from streamvisor import _handlers as handlers
+from streamvisor.actors import BackgroundStatus, SessionHandle
+from streamvisor.daemon import Daemon
+from streamvisor.openai import StreamEvent
+from tests.actors import _file_samples as samples
+
+
+class TestTheTree:
+    async def test_the_root_starts_files_background_sessions_agents_in_order(
+        self, daemon: Daemon
+    ) -> None:
+        """The children of the root, in start order, all running."""
+        status = await daemon.status()
+        assert [c.id for c in status.children] == ["files", "background", "sessions", "agents"]
+        assert all(c.ref is not None and c.ref.alive for c in status.children)
+        assert status.embedded
+        assert status.base_url == daemon.mockapi.url
+
+
+class TestStreamingChat:
+    async def test_basic_streaming_with_a_handler(self, daemon: Daemon) -> None:
+        """The original's first example: stream a chat and handle events with a callback."""
+        with trio.fail_after(10):
+            async with daemon.subscribe("session.s1") as events:
+                session = await daemon.open_session("s1")
+                assert isinstance(session, SessionHandle)
+                await session.chat("gpt-4o", [{"role": "user", "content": "Hello there"}])
+                tokens: list[str] = []
+
+                def on_event(event: StreamEvent) -> handlers.Continue:
+                    if event.type == "response.output_text.delta":
+                        tokens.append(event.data["delta"])
+                    return handlers.CONTINUE
+
+                seen = await handlers.handle_stream_events(events, on_event, timeout=5)
+        assert "".join(tokens) == "You said: Hello there"
+        assert seen[-1].type == "response.completed"
+        assert [e.sequence_number for e in seen] == list(range(len(seen)))
+
+
+class TestBackground:
+    async def test_background_create_then_poll_to_completion(self, daemon: Daemon) -> None:
+        """The original's second example: create a background response and watch it finish."""
+        with trio.fail_after(10):
+            async with daemon.subscribe("background.*") as statuses:
+                record = await daemon.background.create("What is 2 + 2?", "gpt-4o")
+                final = None
+                async for item in statuses:
+                    assert isinstance(item, BackgroundStatus)
+                    if item.response_id == record.response_id and item.terminal:
+                        final = item
+                        break
+        assert final is not None
+        assert final.status == "completed"
+        polled = await daemon.background.poll(record.response_id)
+        assert polled["status"] == "completed"
+        assert await daemon.background.active() == []
+
+
+class TestFiles:
+    async def test_an_image_input_is_uploaded_and_accepted_by_responses(
+        self, daemon: Daemon, tmp_path: Path
+    ) -> None:
+        """The original's third example, with the Responses `input_image` shape."""
+        (tmp_path / "diagram.png").write_bytes(samples.png(4, 4))
+        part = await daemon.files.image_input(tmp_path / "diagram.png")
+        assert part["type"] == "input_image"
+        assert part["file_id"].startswith("file-")
+        daemon.files.validate_input(part)
