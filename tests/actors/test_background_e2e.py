@@ -187,6 +187,22 @@ class TestResume:
         assert accumulated is not None
         assert text_of(accumulated) == text_of(final)
 
+    async def test_resuming_a_finished_response_after_its_last_event_ends_cleanly(
+        self, env: Env
+    ) -> None:
+        """Nothing follows the terminal cursor: no events, no error, the final Response known."""
+        with trio.fail_after(10):
+            async with env.poller() as bg, env.bus.subscribe("background.*") as sub:
+                record = await bg.create("hi", "gpt-4o")
+                await until_terminal(sub)
+                last = len(env.server.state.responses[record.response_id].events) - 1
+                async with bg.stream(record.response_id, starting_after=last) as stream:
+                    events = [event async for event in stream]
+                    final = stream.events.accumulator.result
+        assert events == []
+        assert final is not None
+        assert text_of(final) == "You said: hi"
+
 
 class TestDurability:
     async def test_a_new_poller_on_the_same_registry_finishes_what_the_old_one_started(
