@@ -101,7 +101,11 @@ class TestLifecycle:
                     "hi",
                     "gpt-4o",
                     owner="s1",
-                    metadata={"mock_queue_ms": "150", "mock_token_delay_ms": "15"},
+                    metadata={
+                        "mock_queue_ms": "150",
+                        "mock_scenario": "long:20",
+                        "mock_token_delay_ms": "15",
+                    },
                 )
                 notes = await until_terminal(background)
                 on_session = await until_terminal(session)
@@ -113,7 +117,8 @@ class TestLifecycle:
             ("in_progress", "completed"),
         ]
         assert on_session == notes
-        assert text_of(notes[-1].response) == "You said: hi"
+        server_side = env.server.state.responses[record.response_id].response
+        assert text_of(notes[-1].response) == text_of(server_side) != ""
         assert stored.status == "completed"
         assert active == []
 
@@ -182,6 +187,22 @@ class TestResume:
         assert accumulated is not None
         assert text_of(accumulated) == text_of(final)
 
+    async def test_resuming_a_finished_response_after_its_last_event_ends_cleanly(
+        self, env: Env
+    ) -> None:
+        """Nothing follows the terminal cursor: no events, no error, the final Response known."""
+        with trio.fail_after(10):
+            async with env.poller() as bg, env.bus.subscribe("background.*") as sub:
+                record = await bg.create("hi", "gpt-4o")
+                await until_terminal(sub)
+                last = len(env.server.state.responses[record.response_id].events) - 1
+                async with bg.stream(record.response_id, starting_after=last) as stream:
+                    events = [event async for event in stream]
+                    final = stream.events.accumulator.result
+        assert events == []
+        assert final is not None
+        assert text_of(final) == "You said: hi"
+
 
 class TestDurability:
     async def test_a_new_poller_on_the_same_registry_finishes_what_the_old_one_started(
@@ -191,7 +212,7 @@ class TestDurability:
         with trio.fail_after(10):
             async with env.poller(registry_path=path) as first:
                 record = await first.create(
-                    "hi", "gpt-4o", owner="s1", metadata={"mock_queue_ms": "300"}
+                    "hi", "gpt-4o", owner="s1", metadata={"mock_queue_ms": "800"}
                 )
             rid = record.response_id
             assert env.server.state.responses[rid].status == "queued"  # stopped mid-background

@@ -28,7 +28,12 @@ from streamvisor.actors._background import (
 )
 from streamvisor.actors._background_status import BackgroundStatus, PollingStopped
 from streamvisor.actors._errors import InvalidBackgroundRequest, ResponseGone
-from streamvisor.actors._store import CorruptStore, UnknownResponse
+from streamvisor.actors._store import (
+    CorruptStore,
+    RegistryStore,
+    TrackedResponse,
+    UnknownResponse,
+)
 from streamvisor.config import BackgroundSection
 from streamvisor.openai import (
     CancelRejected,
@@ -37,7 +42,7 @@ from streamvisor.openai import (
     OutcomeUnknownError,
     RetryPolicy,
 )
-from streamvisor.supervisor import NoSuchActor, Registry, start_actor
+from streamvisor.supervisor import ChildSpec, NoSuchActor, Registry, open_supervisor, start_actor
 from streamvisor.supervisor._bus import EventBus, Missed, Subscription
 
 Clock = trio.testing.MockClock
@@ -95,7 +100,11 @@ class Crash:
     """The transport itself blows up (not an httpx error): a bug, as far as the poller knows."""
 
 
-Step = Ok | Fail | Crash
+class Garbage:
+    """A 200 that is not a Response (a captive portal, a misconfigured proxy)."""
+
+
+Step = Ok | Fail | Crash | Garbage
 
 
 @attrs.define
@@ -158,6 +167,8 @@ class FakeAPI:
         step = script.pop(0) if len(script) > 1 else script[0]
         if isinstance(step, Crash):
             raise RuntimeError("transport bug")
+        if isinstance(step, Garbage):
+            return httpx.Response(200, headers={"content-type": "text/html"}, text="<html>")
         if isinstance(step, Fail):
             answer = _error(step.status_code, step.message, step.code, step.type)
             if step.retry_after is not None:
@@ -321,6 +332,19 @@ class TestErrorBackoff:
             record = await r.handle.create("hi", "gpt-4o")
             await settle()
         assert gaps(api.get_times(record.response_id)) == [7.0, 2.0]
+
+    async def test_a_200_that_is_not_a_response_counts_as_a_failed_poll(
+        self, autojump_clock: Clock
+    ) -> None:
+        api = FakeAPI(next_script=[Garbage(), Ok("completed")])
+        async with rig(api) as r:
+            record = await r.handle.create("hi", "gpt-4o")
+            await settle()
+            stored = await r.handle.get(record.response_id)
+        assert gaps(api.get_times(record.response_id)) == [1.0]
+        assert stored.status == "completed"
+        assert stored.last_error is not None
+        assert stored.last_error.startswith("malformed_response")
 
 
 class TestTerminalStatuses:
@@ -529,6 +553,35 @@ class TestCancel:
         assert info.value.status is None
 
 
+class TestPollAndStreamCalls:
+    async def test_poll_of_an_untracked_response_answers_without_registering_it(
+        self, autojump_clock: Clock
+    ) -> None:
+        api = FakeAPI()
+        api.status["resp_x"] = "completed"
+        api.scripts["resp_x"] = [Ok("completed")]
+        async with rig(api) as r:
+            response = await r.handle.poll("resp_x")
+            with pytest.raises(UnknownResponse):
+                await r.handle.get("resp_x")
+        assert response["status"] == "completed"
+
+    async def test_poll_of_an_unknown_response_raises_response_gone(
+        self, autojump_clock: Clock
+    ) -> None:
+        async with rig() as r:
+            with pytest.raises(ResponseGone):
+                await r.handle.poll("resp_x")
+
+    async def test_stream_of_an_unknown_response_raises_response_gone_on_entry(
+        self, autojump_clock: Clock
+    ) -> None:
+        async with rig() as r:
+            with pytest.raises(ResponseGone):
+                async with r.handle.stream("resp_x", starting_after=3):
+                    pass  # pragma: no cover - entering fails
+
+
 class TestCleanup:
     async def test_terminal_entries_are_removed_after_the_ttl(self, autojump_clock: Clock) -> None:
         section = attrs.evolve(SECTION, terminal_ttl=100.0, cleanup_interval=10.0)
@@ -570,13 +623,13 @@ class TestSupervision:
 
     async def test_the_error_backoff_survives_a_poller_restart(self, autojump_clock: Clock) -> None:
         """error_count is persisted: a restarted poller waits the backoff, not the interval."""
+        section = attrs.evolve(SECTION, poll_interval=5.0)
         api = FakeAPI(next_script=[Fail(500), Fail(500), Crash(), Ok("completed")])
-        async with rig(api) as r:
+        async with rig(api, section=section) as r:
             record = await r.handle.create("hi", "gpt-4o")
             await settle()
         # +1 s after the 1st error, +2 s after the 2nd; the 3rd poll crashes the poller, and its
-        # replacement reads error_count=2 from the registry: 2 s again, not the 2 s interval by
-        # coincidence -- see the first-delay check in the adopted-response test below.
+        # replacement reads error_count=2 from the registry: 2 s, not the 5 s first delay.
         assert gaps(api.get_times(record.response_id)) == [1.0, 2.0, 2.0]
 
 
@@ -753,3 +806,90 @@ class TestTheActor:
                     client=client, bus=EventBus(), section=SECTION, registry_path=str(path)
                 ):
                     pass  # pragma: no cover - the start fails
+
+
+class TestAdoption:
+    async def test_active_entries_are_adopted_and_polled_at_once(
+        self, autojump_clock: Clock, tmp_path: Any
+    ) -> None:
+        path = str(tmp_path / "registry.sqlite3")
+        async with RegistryStore.open(path) as store:
+            for rid, mode in (("resp_a", "poll"), ("resp_b", "stream")):
+                await store.add(
+                    TrackedResponse(
+                        response_id=rid,
+                        status="queued",
+                        model="gpt-4o",
+                        created_at=EPOCH,
+                        mode=mode,
+                    )
+                )
+        api = FakeAPI()
+        api.status.update(resp_a="queued", resp_b="in_progress")
+        api.scripts.update(resp_a=[Ok("completed")], resp_b=[Ok("completed")])
+        async with rig(api, registry_path=path) as r:
+            await settle()
+            records = [await r.handle.get(rid) for rid in ("resp_a", "resp_b")]
+        assert sorted(api.gets) == [(0.0, "resp_a"), (0.0, "resp_b")]
+        assert [(x.status, x.mode) for x in records] == [("completed", "poll")] * 2
+
+    async def test_an_adopted_response_the_server_forgot_is_marked_gone(
+        self, autojump_clock: Clock, tmp_path: Any
+    ) -> None:
+        path = str(tmp_path / "registry.sqlite3")
+        async with RegistryStore.open(path) as store:
+            await store.add(
+                TrackedResponse(
+                    response_id="resp_old", status="in_progress", model="o3", created_at=EPOCH
+                )
+            )
+        async with rig(registry_path=path) as r:
+            await settle(1)
+            stored = await r.handle.get("resp_old")
+        assert stored.status == "failed"
+        assert stored.metadata["gone"] is True
+
+    async def test_a_graceful_stop_writes_the_pending_cursors(
+        self, autojump_clock: Clock, tmp_path: Any
+    ) -> None:
+        path = str(tmp_path / "registry.sqlite3")
+        async with rig(registry_path=path, cursor_flush=60.0) as r:
+            await r.handle.track_stream(
+                response_id="resp_s", owner="s1", model="gpt-4o", request={}, cursor=None
+            )
+            r.handle.note_cursor("resp_s", 8)
+            await trio.testing.wait_all_tasks_blocked()
+        async with RegistryStore.open(path) as store:
+            assert (await store.get("resp_s")).cursor == 8
+
+
+class TestInASupervisionTree:
+    async def test_a_killed_background_poller_is_restarted_and_adopts_its_responses(
+        self, autojump_clock: Clock, tmp_path: Any
+    ) -> None:
+        """Killed mid-background (no terminate, nothing flushed), restarted by its supervisor:
+        the new instance adopts the response from the file registry and sees it through."""
+        path = str(tmp_path / "registry.sqlite3")
+        api = FakeAPI(next_script=[Ok("in_progress"), Ok("in_progress"), Ok("completed")])
+        registry = Registry()
+        bus: EventBus[Any] = EventBus()
+        settings = ClientSettings(base_url="https://api.test/v1", retry=RetryPolicy(max_retries=0))
+        async with OpenAIClient.open(settings, transport=httpx.MockTransport(api)) as client:
+
+            def factory() -> BackgroundPoller:
+                return BackgroundPoller(client=client, bus=bus, section=SECTION, registry_path=path)
+
+            spec = ChildSpec.worker("background", factory, name="background")
+            async with open_supervisor([spec], registry=registry):
+                handle = BackgroundHandle.from_registry(registry, "background")
+                first = handle.ref
+                record = await handle.create("hi", "gpt-4o", owner="s1")
+                await trio.sleep(1)  # queued, not yet polled
+                async with bus.subscribe("session.s1") as sub:
+                    first.kill()
+                    notes = await take(sub, 2)
+                assert handle.ref is not first
+                stored = await handle.get(record.response_id)
+        assert statuses(notes) == [("queued", "in_progress"), ("in_progress", "completed")]
+        assert stored.status == "completed"
+        assert api.gets[0][0] == pytest.approx(1.0)  # the new instance polled at once

@@ -219,6 +219,9 @@ class BackgroundPoller(Actor):
                 reason = await ref.wait()
                 if not self._stopping:
                     raise RuntimeError(f"the background pollers' supervisor exited: {reason}")
+                # A graceful stop: ``terminate`` still flushes cursors into the registry; the
+                # actor's nursery cancels this task once it is done.
+                await trio.sleep_forever()
         finally:
             with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                 await self._stack.aclose()

@@ -37,37 +37,49 @@ _MAX_STORED_INPUT: Final = 64 * 1024
 
 @attrs.frozen
 class Failed:
+    """A call's expected failure, raised again in the caller's task by the handle."""
+
     error: Exception
 
 
 @attrs.frozen
 class Create:
+    """call: create a background response (the body is final: forced flags, model rules)."""
+
     body: Mapping[str, Any]
     owner: str | None
 
 
 @attrs.frozen
 class Poll:
+    """call: GET a response now."""
+
     response_id: str
 
 
 @attrs.frozen
 class Cancel:
+    """call: cancel a response."""
+
     response_id: str
 
 
 @attrs.frozen
 class Get:
+    """call: the registry record of a response."""
+
     response_id: str
 
 
 @attrs.frozen
 class Active:
-    pass
+    """call: every non-terminal registry record."""
 
 
 @attrs.frozen
 class Track:
+    """call: a durable session stream's response (DurableTracker.track_stream)."""
+
     response_id: str
     owner: str
     model: str
@@ -77,6 +89,8 @@ class Track:
 
 @attrs.frozen
 class StreamFinished:
+    """call: a durable stream ended (DurableTracker.stream_finished)."""
+
     response_id: str
     status: str
     response: Mapping[str, Any] | None
@@ -84,12 +98,16 @@ class StreamFinished:
 
 @attrs.frozen
 class Cursor:
+    """cast: the last published sequence number of a durable stream (batched writes)."""
+
     response_id: str
     cursor: int
 
 
 @attrs.frozen
 class Observed:
+    """cast: a status seen in a resumed stream's terminal event."""
+
     response_id: str
     status: str
     response: Mapping[str, Any] | None
@@ -97,13 +115,14 @@ class Observed:
 
 @attrs.frozen
 class StreamInfo:
-    pass
+    """call: the client and bus a resumed stream runs on (in the caller's task)."""
 
 
 # -------------------------------------------------------------------------------------- helpers
 
 
 def check_owner(owner: str | None) -> None:
+    """Raise ``InvalidBackgroundRequest`` unless ``owner`` is None or usable as a topic segment."""
     if owner is None:
         return
     if not isinstance(owner, str) or not owner or any(c in owner for c in ".*"):

@@ -265,6 +265,13 @@ class ResponsePoller(Actor):
                     retry_in=round(delay, 3),
                 )
                 continue
+            body: Any = polled.response  # typed dict, but it is whatever the server sent
+            if not isinstance(body, dict):  # a proxy's HTML page, say
+                text = f"malformed_response: not a JSON object: {str(body)[:200]!r}"
+                record = await store.record_poll(rid, at=shared.wall_clock(), error=text)
+                delay = error_backoff(record.error_count, section, shared.random)
+                log.warning("background.poll_failed", response_id=rid, error=text)
+                continue
             await store.record_poll(rid, at=shared.wall_clock())
             status = polled.status or ""
             observed = await observe(shared, rid, polled.response, status)
