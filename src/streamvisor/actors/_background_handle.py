@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final
 
 import structlog
 
@@ -34,6 +34,7 @@ from ._background_messages import (
 )
 from ._errors import InvalidBackgroundRequest, ResponseGone
 from ._store import TrackedResponse
+from ._tracker import DurableTracker
 
 __all__ = ["BackgroundHandle", "BackgroundStream", "DurableTracker"]
 
@@ -44,27 +45,6 @@ _RESERVED: Final = frozenset({"model", "input", "background", "store", "stream"}
 
 
 # --------------------------------------------------------------------------------- the handle
-
-
-@runtime_checkable
-class DurableTracker(Protocol):
-    """How a durable session stream tells the registry about its response (contracts §4.1)."""
-
-    async def track_stream(
-        self,
-        *,
-        response_id: str,
-        owner: str,
-        model: str,
-        request: Mapping[str, Any],
-        cursor: int | None,
-    ) -> None: ...
-
-    def note_cursor(self, response_id: str, cursor: int) -> None: ...
-
-    async def stream_finished(
-        self, response_id: str, status: str, response: Mapping[str, Any] | None
-    ) -> None: ...
 
 
 class BackgroundStream:

@@ -38,7 +38,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, cast
 
 import attrs
 import httpx
@@ -91,6 +91,7 @@ from ._errors import (
     TooManyStreams,
     UnknownStream,
 )
+from ._tracker import DurableTracker
 
 __all__ = [
     "CHAT_ROLES",
@@ -132,37 +133,6 @@ _OUTCOMES_KEPT = 256
 
 # ---------------------------------------------------------------------------------------------
 # Values
-
-
-class DurableTracker(Protocol):
-    """What a durable session stream tells the background poller (contracts §4.1).
-
-    `BackgroundHandle` implements it; tests use a small in-memory fake. The session calls
-    ``track_stream`` after a stream's first event (again after a worker restart if that call
-    never returned), ``note_cursor`` every `SessionDeps.cursor_every` events and at the end
-    (always a server sequence number, never one of the session's own events), and
-    ``stream_finished`` once: with the terminal status, or with ``"in_progress"`` and no
-    response to hand the response over to polling (resume kept failing, an `error` frame left
-    its fate unknown, the session shut down). ``note_cursor`` runs on the streaming task and
-    must not raise (it would crash the worker, which then restarts and resumes); the awaited
-    calls are bounded and their failures are logged, never fatal to the stream.
-    """
-
-    async def track_stream(
-        self,
-        *,
-        response_id: str,
-        owner: str,
-        model: str,
-        request: Mapping[str, Any],
-        cursor: int | None,
-    ) -> None: ...
-
-    def note_cursor(self, response_id: str, cursor: int) -> None: ...
-
-    async def stream_finished(
-        self, response_id: str, status: str, response: Mapping[str, Any] | None
-    ) -> None: ...
 
 
 def _at_least(low: float) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
