@@ -164,6 +164,18 @@ class TestFormatStreamEvent:
                 "[item_started] function_call f",
             ),
             (Missed(3), "[missed_events] 3 event(s) dropped for a slow subscriber"),
+            (
+                ev("response.output_item.done", 7, output_index=0, finish_reason="stop", item={}),
+                "[item_done] choice 0 finished: stop",
+            ),
+            (
+                ev(
+                    "response.completed",
+                    8,
+                    response={"id": "chatcmpl-1", "choices": [{"finish_reason": "tool_calls"}]},
+                ),
+                "[completion_finished] chatcmpl-1 tool_calls",
+            ),
         ],
     )
     def test_lines(self, event: object, line: str) -> None:

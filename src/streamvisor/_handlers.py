@@ -213,7 +213,14 @@ def format_stream_event(event: object) -> str:
     response = data.get("response")
     if isinstance(response, Mapping):
         status = response.get("status")
-        detail = f"{response.get('id', event.response_id)} {status}" if status else ""
+        choices = response.get("choices")
+        if status is None and isinstance(choices, list):  # a chat completion
+            reasons = sorted(
+                {str(c.get("finish_reason")) for c in choices if c.get("finish_reason")}
+            )
+            status = ",".join(sorted(str(r) for r in reasons)) or None
+        rid = response.get("id", event.response_id)
+        detail = f"{rid} {status}" if status else str(rid or "")
         error = response.get("error")
         if isinstance(error, Mapping) and error:
             detail += f" ({error.get('code')}: {error.get('message')})"
@@ -221,6 +228,8 @@ def format_stream_event(event: object) -> str:
         if isinstance(incomplete, Mapping) and incomplete:
             detail += f" ({incomplete.get('reason')})"
         return f"[{kind}] {detail}".rstrip()
+    if "finish_reason" in data:  # a chat choice finished
+        return f"[{kind}] choice {data.get('output_index', 0)} finished: {data['finish_reason']}"
     item = data.get("item")
     if isinstance(item, Mapping):
         name = item.get("name")

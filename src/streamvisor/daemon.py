@@ -35,6 +35,7 @@ import httpx
 import structlog
 import trio
 
+from ._logging import configure_logging
 from .actors import (
     Agent,
     AgentHandle,
@@ -247,6 +248,7 @@ async def open_daemon(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     mockapi: MockAPIConfig | None = None,
+    configure_logs: bool | None = None,
 ) -> AsyncIterator[Daemon]:
     """Start the whole tree; stop it in order when the block exits.
 
@@ -256,6 +258,9 @@ async def open_daemon(
             on loopback and the daemon talks to it.
         transport: An httpx transport for the client (tests); disables the embedded server.
         mockapi: The embedded server's configuration (default: from ``config.mockapi``).
+        configure_logs: Apply ``[log]`` to structlog and stdlib logging (JSON lines or pretty,
+            the level, secret redaction). None (default): only if the host program has not
+            configured structlog itself, so an embedding application keeps its own logging.
 
     Raises:
         ConfigError: bad configuration (from `Config.load`).
@@ -264,6 +269,8 @@ async def open_daemon(
         ActorExited: the root supervisor gave up (restart intensity exceeded) while the block ran.
     """
     config = config if config is not None else Config.load()
+    if configure_logs or (configure_logs is None and not structlog.is_configured()):
+        configure_logging(config.log, secrets=[config.openai.api_key])
     async with AsyncExitStack() as stack:
         server: MockServer | None = None
         if config.use_embedded_server and transport is None:
