@@ -1,8 +1,10 @@
 """`EventStream`: an open SSE response decoded into `StreamEvent`s and accumulated.
 
-Per network chunk: one `SSEDecoder.feed` (framing only). Per event: one `json.loads` (of bytes),
-one `StreamEvent`, one accumulator step; no copies, no validation models. Unknown event types (and
-`keepalive`) are passed on and consume their sequence number.
+Per network chunk: one `SSEParser.feed` (httpx-sse's decoders frame the chunk's events). Per event:
+one JSON parse of its `data` text, one `StreamEvent`, one accumulator step; no copies, no
+validation models. Unknown event types (and `keepalive`) are passed on and consume their sequence
+number. Events are decoded and accumulated one at a time, as they are delivered, so the
+accumulator's cursor never runs ahead of what the consumer has seen.
 
 Closing early is clean under trio: the body's async generators (httpx, httpcore) are never left
 suspended for the garbage collector. `aclose()` closes the response and then runs the body
@@ -18,29 +20,34 @@ from typing import Any
 
 import httpx
 import trio
+from httpx_sse import ServerSentEvent
 
 from ._chat import ChatAccumulator
 from ._errors import MalformedStreamError, OutcomeUnknownError, StreamError, StreamInterrupted
 from ._events import TERMINAL_TYPES, Api, StreamEvent
 from ._responses import ResponseAccumulator, normalize_error
 from ._retry import RateLimits
-from ._sse import SSEDecoder
+from ._sse import SSEParser
 
 __all__ = ["EventStream"]
 
-# The C scanner behind json.loads, without its encoding sniffing and whitespace regexes.
+# The C scanner behind json.loads, without its type checks and whitespace regexes.
 _scan: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 (untyped in typeshed)
+_loads_exactly = json.loads
 
 
-def _loads(raw: bytes) -> Any:
-    """Parse one JSON document from UTF-8 bytes (ValueError if it is not exactly one)."""
-    text = raw.decode()
+def _loads(text: str) -> Any:
+    """`json.loads(text)`, faster for the usual frame: one JSON value, no surrounding blanks.
+
+    Raises:
+        ValueError: `text` is not exactly one JSON value (as `json.loads` decides).
+    """
     try:
         value, end = _scan(text, 0)
-    except StopIteration:
-        raise ValueError("no JSON value") from None
-    if end != len(text) and text[end:].strip():
-        raise ValueError("extra data after the JSON value")
+    except StopIteration:  # leading blanks, or no value at all: let json.loads decide
+        return _loads_exactly(text)
+    if end != len(text):  # trailing blanks are fine, extra data is not: json.loads decides
+        return _loads_exactly(text)
     return value
 
 
@@ -87,11 +94,11 @@ class EventStream:
         self._response_id = response_id
         self._linger = linger
         self._background = background
-        self._decoder = SSEDecoder()
+        self._sse = SSEParser()
         self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
         self._body_done = False
-        self._decoder_closed = False
-        self._frames: list[tuple[str, bytes]] = []
+        self._sse_closed = False
+        self._frames: list[ServerSentEvent] = []
         self._fi = 0
         self._queue: list[StreamEvent] = []
         self._qi = 0
@@ -139,7 +146,36 @@ class EventStream:
 
     async def __anext__(self) -> StreamEvent:
         try:
-            return await self._next()
+            while True:
+                # The hot path first: the next frame of the current chunk.
+                fi = self._fi
+                frames = self._frames
+                if fi < len(frames) and not self._queue and not self._finished:
+                    self._fi = fi + 1
+                    event = self._decode(frames[fi])
+                    if event is not None:
+                        return event
+                    continue
+                queue = self._queue
+                if queue:  # the rest of a Chat chunk that mapped to several events
+                    event = queue[self._qi]
+                    self._qi += 1
+                    if self._qi == len(queue):
+                        self._queue, self._qi = [], 0
+                    return event
+                if self._finished:
+                    return self._end()
+                invalid = self._sse.invalid
+                if invalid is not None:
+                    raise self._malformed(invalid.object[invalid.start :], "invalid UTF-8")
+                chunk = await self._next_chunk()
+                if chunk is not None:
+                    self._frames, self._fi = self._sse.feed(chunk), 0
+                elif self._body_done and not self._sse_closed:
+                    self._sse_closed = True
+                    self._frames, self._fi = self._sse.close(), 0
+                else:
+                    self._finished = True
         except StreamInterrupted as exc:
             if self._background and self.response_id is None:
                 raise OutcomeUnknownError(
@@ -151,33 +187,6 @@ class EventStream:
                     request_id=self.request_id,
                 ) from exc
             raise
-
-    async def _next(self) -> StreamEvent:
-        while True:
-            queue = self._queue
-            if queue:  # the rest of a Chat chunk that mapped to several events
-                event = queue[self._qi]
-                self._qi += 1
-                if self._qi == len(queue):
-                    self._queue, self._qi = [], 0
-                return event
-            if self._fi < len(self._frames) and not self._finished:
-                name, data = self._frames[self._fi]
-                self._fi += 1
-                decoded = self._decode(name, data)
-                if decoded is not None:
-                    return decoded
-                continue
-            if self._finished:
-                return self._end()
-            chunk = await self._next_chunk()
-            if chunk is not None:
-                self._frames, self._fi = self._decoder.feed(chunk), 0
-            elif self._body_done and not self._decoder_closed:
-                self._decoder_closed = True
-                self._frames, self._fi = self._decoder.close(), 0
-            else:
-                self._finished = True
 
     def _end(self) -> StreamEvent:
         if self._raised:
@@ -231,7 +240,7 @@ class EventStream:
                 request_id=self.request_id,
             ) from exc
 
-    def _malformed(self, data: bytes, why: str) -> MalformedStreamError:
+    def _malformed(self, data: str | bytes, why: str) -> MalformedStreamError:
         self._finished = self._raised = True
         self._error = None
         return MalformedStreamError(
@@ -241,32 +250,32 @@ class EventStream:
             request_id=self.request_id,
         )
 
-    def _decode_responses(self, name: str, raw: bytes) -> StreamEvent | None:
+    def _decode_responses(self, sse: ServerSentEvent) -> StreamEvent | None:
         data: Any
-        if not raw:
-            if name == "message":
-                return None  # an empty frame carries nothing
-            data = {"type": name}
-        elif raw[0] == 0x5B and raw.startswith(b"[DONE]"):  # "[": a Chat-style terminator
-            self._finished = True
-            return None
-        else:
+        raw = sse.data
+        if raw:
             try:
                 data = _loads(raw)
             except ValueError:
+                if raw.startswith("[DONE]"):  # a Chat-style terminator
+                    self._finished = True
+                    return None
                 raise self._malformed(raw, "invalid JSON") from None
             if type(data) is not dict:
                 raise self._malformed(raw, "not a JSON object")
-        etype = data.get("type") or name
+            etype = data.get("type") or sse.event
+        else:
+            etype = sse.event
+            if etype == "message":
+                return None  # an empty frame carries nothing
+            data = {"type": etype}
         seq = data.get("sequence_number")
         rid = self._response_id
         if rid is None:
             resp = data.get("response")
             if type(resp) is dict:
                 rid = self._response_id = resp.get("id")
-        if type(seq) is int:
-            self._numbered = True
-        else:
+        if type(seq) is not int:
             last = self._last_seq
             if raw and not self._numbered:
                 seq = 0 if last is None else last + 1  # an old stream: number it locally
@@ -281,6 +290,8 @@ class EventStream:
                 assert isinstance(acc, ResponseAccumulator)
                 acc.apply(event)
                 return event
+        elif not self._numbered:
+            self._numbered = True
         event = StreamEvent(etype, seq, data, rid, self.session_id, "responses", time.time())
         try:
             accepted = self.accumulator.feed(event)
@@ -297,19 +308,20 @@ class EventStream:
                 self._terminal = True
         return event
 
-    def _decode_chat(self, name: str, raw: bytes) -> StreamEvent | None:
+    def _decode_chat(self, sse: ServerSentEvent) -> StreamEvent | None:
+        raw = sse.data
         acc = self._chat
         if not raw or acc is None:
             return None
-        if raw[0] == 0x5B and raw.startswith(b"[DONE]"):
-            self._finished = True
-            if self._error is not None:
-                return None
-            self._terminal = True
-            return acc.finish()
         try:
             data = _loads(raw)
         except ValueError:
+            if raw.startswith("[DONE]"):
+                self._finished = True
+                if self._error is not None:
+                    return None
+                self._terminal = True
+                return acc.finish()
             raise self._malformed(raw, "invalid JSON") from None
         if type(data) is not dict:
             raise self._malformed(raw, "not a JSON object")
