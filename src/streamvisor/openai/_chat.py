@@ -177,9 +177,15 @@ class ChatAccumulator:
         self._cursor = seq
         return StreamEvent(type, seq, data, self.response_id, self.session_id, "chat", now)
 
-    def feed_chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
-        """Accumulate one decoded `data:` object; return the events it maps to (often one)."""
-        now = time.time()
+    def feed_chunk(
+        self, chunk: Mapping[str, Any], *, now: float | None = None
+    ) -> list[StreamEvent]:
+        """Accumulate one decoded `data:` object; return the events it maps to (often one).
+
+        `now` is the events' `received_at` (default: the current wall clock).
+        """
+        if now is None:
+            now = time.time()
         choices = chunk.get("choices")
         if choices and len(choices) == 1 and self.response_id is not None:
             # The hot path: one choice, a content delta alone, nothing else in the chunk.
@@ -194,23 +200,25 @@ class ChatAccumulator:
                 and not chunk.get("error")
             ):
                 text = delta.get("content")
-                st = self._choices.get(ch.get("index", 0))
+                idx = ch.get("index", 0)
+                st = self._choices.get(idx)
                 if text and st is not None:
                     st.content.append(text)
                     self._seq = self._cursor = seq = self._seq + 1
+                    rid = self.response_id
                     data = {
                         "type": "response.output_text.delta",
                         "delta": text,
-                        "output_index": ch.get("index", 0),
+                        "output_index": idx,
                         "content_index": 0,
-                        "item_id": self.response_id,
+                        "item_id": rid,
                     }
                     return [
                         StreamEvent(
                             "response.output_text.delta",
                             seq,
                             data,
-                            self.response_id,
+                            rid,
                             self.session_id,
                             "chat",
                             now,

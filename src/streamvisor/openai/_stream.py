@@ -100,13 +100,14 @@ class EventStream:
         self._sse_closed = False
         self._frames: list[ServerSentEvent] = []
         self._fi = 0
+        # When the current chunk arrived: the `received_at` of the events it carries.
+        self._received = 0.0
         self._queue: list[StreamEvent] = []
         self._qi = 0
         self._terminal = False
         self._finished = False
         self._raised = False
         self._error: StreamEvent | None = None
-        self._last_seq: int | None = accumulator.cursor
         # Whether the server numbers its events (a resume always is; old streams are not).
         self._numbered = accumulator.cursor is not None
         self._decode = self._decode_responses if api == "responses" else self._decode_chat
@@ -170,6 +171,7 @@ class EventStream:
                     raise self._malformed(invalid.object[invalid.start :], "invalid UTF-8")
                 chunk = await self._next_chunk()
                 if chunk is not None:
+                    self._received = time.time()
                     self._frames, self._fi = self._sse.feed(chunk), 0
                 elif self._body_done and not self._sse_closed:
                     self._sse_closed = True
@@ -276,7 +278,7 @@ class EventStream:
             if type(resp) is dict:
                 rid = self._response_id = resp.get("id")
         if type(seq) is not int:
-            last = self._last_seq
+            last = self.accumulator.cursor
             if raw and not self._numbered:
                 seq = 0 if last is None else last + 1  # an old stream: number it locally
             else:
@@ -284,7 +286,7 @@ class EventStream:
                 # delivered at the current cursor, never moving it.
                 seq = -1 if last is None else last
                 event = StreamEvent(
-                    etype, seq, data, rid, self.session_id, "responses", time.time()
+                    etype, seq, data, rid, self.session_id, "responses", self._received
                 )
                 acc = self.accumulator
                 assert isinstance(acc, ResponseAccumulator)
@@ -292,7 +294,7 @@ class EventStream:
                 return event
         elif not self._numbered:
             self._numbered = True
-        event = StreamEvent(etype, seq, data, rid, self.session_id, "responses", time.time())
+        event = StreamEvent(etype, seq, data, rid, self.session_id, "responses", self._received)
         try:
             accepted = self.accumulator.feed(event)
         except Exception:
@@ -300,7 +302,6 @@ class EventStream:
             raise
         if not accepted:
             return None
-        self._last_seq = seq
         if etype in TERMINAL_TYPES:
             if etype == "error":
                 self._error = event
@@ -325,7 +326,7 @@ class EventStream:
             raise self._malformed(raw, "invalid JSON") from None
         if type(data) is not dict:
             raise self._malformed(raw, "not a JSON object")
-        events = acc.feed_chunk(data)
+        events = acc.feed_chunk(data, now=self._received)
         if not events:
             return None
         first = events[0]
