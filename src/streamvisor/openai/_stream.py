@@ -22,7 +22,7 @@ import httpx
 import trio
 from httpx_sse import ServerSentEvent
 
-from ._chat import ChatAccumulator
+from ._chat import ChatAccumulator, _new_event
 from ._errors import MalformedStreamError, OutcomeUnknownError, StreamError, StreamInterrupted
 from ._events import TERMINAL_TYPES, Api, StreamEvent
 from ._responses import ResponseAccumulator, normalize_error
@@ -31,24 +31,12 @@ from ._sse import SSEParser
 
 __all__ = ["EventStream"]
 
-# The C scanner behind json.loads, without its type checks and whitespace regexes.
+# A frame's `data` is parsed as `json.loads` would: first by the C scanner behind it, without its
+# type checks and whitespace regexes (the usual frame is one value, no surrounding blanks); if
+# the scanner finds no value at 0 or stops before the end, `json.loads` itself decides (blanks
+# are fine, anything else raises ValueError).
 _scan: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 (untyped in typeshed)
 _loads_exactly = json.loads
-
-
-def _loads(text: str) -> Any:
-    """`json.loads(text)`, faster for the usual frame: one JSON value, no surrounding blanks.
-
-    Raises:
-        ValueError: `text` is not exactly one JSON value (as `json.loads` decides).
-    """
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:  # leading blanks, or no value at all: let json.loads decide
-        return _loads_exactly(text)
-    if end != len(text):  # trailing blanks are fine, extra data is not: json.loads decides
-        return _loads_exactly(text)
-    return value
 
 
 _DRAIN_TIMEOUT = 1.0
@@ -256,8 +244,13 @@ class EventStream:
         data: Any
         raw = sse.data
         if raw:
-            try:
-                data = _loads(raw)
+            try:  # `_loads`, inlined: this is the per-event hot path
+                try:
+                    data, end = _scan(raw, 0)
+                except StopIteration:
+                    end = -1
+                if end != len(raw):
+                    data = _loads_exactly(raw)
             except ValueError:
                 if raw.startswith("[DONE]"):  # a Chat-style terminator
                     self._finished = True
@@ -294,7 +287,7 @@ class EventStream:
                 return event
         elif not self._numbered:
             self._numbered = True
-        event = StreamEvent(etype, seq, data, rid, self.session_id, "responses", self._received)
+        event = _new_event(etype, seq, data, rid, self.session_id, "responses", self._received)
         try:
             accepted = self.accumulator.feed(event)
         except Exception:
@@ -314,8 +307,13 @@ class EventStream:
         acc = self._chat
         if not raw or acc is None:
             return None
-        try:
-            data = _loads(raw)
+        try:  # `_loads`, inlined: this is the per-event hot path
+            try:
+                data, end = _scan(raw, 0)
+            except StopIteration:
+                end = -1
+            if end != len(raw):
+                data = _loads_exactly(raw)
         except ValueError:
             if raw.startswith("[DONE]"):
                 self._finished = True
