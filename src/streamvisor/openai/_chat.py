@@ -231,44 +231,51 @@ class ChatAccumulator:
         """
         if now is None:
             now = time.time()
+        event = self._feed_delta(chunk, now)
+        if event is not None:
+            return [event]
+        return self._feed_chunk(chunk, now)
+
+    def _feed_delta(self, chunk: Mapping[str, Any], now: float) -> StreamEvent | None:
+        """The hot path of `feed_chunk` (the stream calls it first): a chunk that is one content
+        delta of a known choice and nothing else is accumulated and its one event returned;
+        for any other chunk nothing changes and None is returned."""
         choices = chunk.get("choices")
-        if choices and len(choices) == 1 and self.response_id is not None:
-            # The hot path: one choice, a content delta alone, nothing else in the chunk.
-            ch = choices[0]
-            delta = ch.get("delta")
-            if (
-                delta
-                and len(delta) == 1
-                and ch.get("finish_reason") is None
-                and not ch.get("logprobs")
-                and not chunk.get("usage")
-                and not chunk.get("error")
-            ):
-                text = delta.get("content")
-                idx = ch.get("index", 0)
-                st = self._choices.get(idx)
-                if text and st is not None:
-                    st.content.append(text)
-                    self._seq = self._cursor = seq = self._seq + 1
-                    rid = self.response_id
-                    data = {
-                        "type": "response.output_text.delta",
-                        "delta": text,
-                        "output_index": idx,
-                        "content_index": 0,
-                        "item_id": rid,
-                    }
-                    return [
-                        _new_event(
-                            "response.output_text.delta",
-                            seq,
-                            data,
-                            rid,
-                            self.session_id,
-                            "chat",
-                            now,
-                        )
-                    ]
+        if not choices or len(choices) != 1 or self.response_id is None:
+            return None
+        ch = choices[0]
+        delta = ch.get("delta")
+        if (
+            not delta
+            or len(delta) != 1
+            or ch.get("finish_reason") is not None
+            or ch.get("logprobs")
+            or chunk.get("usage")
+            or chunk.get("error")
+        ):
+            return None
+        text = delta.get("content")
+        idx = ch.get("index", 0)
+        st = self._choices.get(idx)
+        if not text or st is None:
+            return None
+        st.content.append(text)
+        self._seq = self._cursor = seq = self._seq + 1
+        rid = self.response_id
+        data = {
+            "type": "response.output_text.delta",
+            "delta": text,
+            "output_index": idx,
+            "content_index": 0,
+            "item_id": rid,
+        }
+        return _new_event(
+            "response.output_text.delta", seq, data, rid, self.session_id, "chat", now
+        )
+
+    def _feed_chunk(self, chunk: Mapping[str, Any], now: float) -> list[StreamEvent]:
+        """`feed_chunk` for every chunk `_feed_delta` declined."""
+        choices = chunk.get("choices")
         error = chunk.get("error")
         if error:
             self.error = normalize_error(chunk)

@@ -324,7 +324,10 @@ class EventStream:
             raise self._malformed(raw, "invalid JSON") from None
         if type(data) is not dict:
             raise self._malformed(raw, "not a JSON object")
-        events = acc.feed_chunk(data, now=self._received)
+        event = acc._feed_delta(data, self._received)
+        if event is not None:
+            return event
+        events = acc._feed_chunk(data, self._received)
         if not events:
             return None
         first = events[0]
