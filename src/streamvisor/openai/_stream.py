@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -86,8 +86,8 @@ class EventStream:
         self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
         self._body_done = False
         self._sse_closed = False
-        self._frames: list[ServerSentEvent] = []
-        self._fi = 0
+        # The events of the current chunk not decoded yet.
+        self._frames: Iterator[ServerSentEvent] = iter(())
         # When the current chunk arrived: the `received_at` of the events it carries.
         self._received = 0.0
         self._queue: list[StreamEvent] = []
@@ -136,15 +136,6 @@ class EventStream:
     async def __anext__(self) -> StreamEvent:
         try:
             while True:
-                # The hot path first: the next frame of the current chunk.
-                fi = self._fi
-                frames = self._frames
-                if fi < len(frames) and not self._queue and not self._finished:
-                    self._fi = fi + 1
-                    event = self._decode(frames[fi])
-                    if event is not None:
-                        return event
-                    continue
                 queue = self._queue
                 if queue:  # the rest of a Chat chunk that mapped to several events
                     event = queue[self._qi]
@@ -152,6 +143,14 @@ class EventStream:
                     if self._qi == len(queue):
                         self._queue, self._qi = [], 0
                     return event
+                decode = self._decode
+                # The hot path: the current chunk's next frame (decoding may finish the stream).
+                for sse in () if self._finished else self._frames:
+                    decoded = decode(sse)
+                    if decoded is not None:
+                        return decoded
+                    if self._finished:
+                        break
                 if self._finished:
                     return self._end()
                 invalid = self._sse.invalid
@@ -160,10 +159,10 @@ class EventStream:
                 chunk = await self._next_chunk()
                 if chunk is not None:
                     self._received = time.time()
-                    self._frames, self._fi = self._sse.feed(chunk), 0
+                    self._frames = iter(self._sse.feed(chunk))
                 elif self._body_done and not self._sse_closed:
                     self._sse_closed = True
-                    self._frames, self._fi = self._sse.close(), 0
+                    self._frames = iter(self._sse.close())
                 else:
                     self._finished = True
         except StreamInterrupted as exc:
