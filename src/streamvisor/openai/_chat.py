@@ -1,7 +1,8 @@
 """`ChatAccumulator`: Chat Completions chunks mapped into the Responses vocabulary and assembled.
 
-`feed_chunk(chunk)` is the parser's path: it accumulates the chunk and returns the mapped events
-(sequence numbers from 0). `finish()` (on `data: [DONE]`) returns the terminal event whose
+`feed_chunk(chunk)` is the parser's path (`EventStream` calls its two halves directly: the
+lone-content-delta fast path, then the general case): it accumulates the chunk and returns the
+mapped events (sequence numbers from 0). `finish()` (on `data: [DONE]`) returns the terminal event whose
 `data["response"]` is the assembled chat completion. `feed(event)` rebuilds the same state from
 mapped events (e.g. on a subscriber's side).
 
