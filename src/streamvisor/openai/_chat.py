@@ -2,9 +2,9 @@
 
 `feed_chunk(chunk)` is the parser's path (`EventStream` calls its two halves directly: the
 lone-content-delta fast path, then the general case): it accumulates the chunk and returns the
-mapped events (sequence numbers from 0). `finish()` (on `data: [DONE]`) returns the terminal event whose
-`data["response"]` is the assembled chat completion. `feed(event)` rebuilds the same state from
-mapped events (e.g. on a subscriber's side).
+mapped events (sequence numbers from 0). `finish()` (on `data: [DONE]`) returns the terminal
+event whose `data["response"]` is the assembled chat completion. `feed(event)` rebuilds the same
+state from mapped events (e.g. on a subscriber's side).
 
 Mapping (docs/contracts.md §2):
 
