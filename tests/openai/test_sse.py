@@ -1,111 +1,156 @@
-"""The SSE decoder frames events exactly as httpx-sse does, for any split of any input."""
+"""SSEParser: httpx-sse's decoders driven chunk by chunk, whatever the chunk boundaries."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 
 import pytest
-from httpx_sse._decoders import SSEDecoder as OracleDecoder
-from httpx_sse._decoders import SSELineDecoder
+from httpx_sse import ServerSentEvent
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamvisor.openai._sse import SSEDecoder
+from streamvisor.openai._sse import SSEParser
 
 from .conftest import split_at
 
 
-def decode(body: bytes, cuts: Iterable[int] = ()) -> list[tuple[str, bytes]]:
-    decoder = SSEDecoder()
-    out: list[tuple[str, bytes]] = []
+def decode(body: bytes, cuts: Iterable[int] = ()) -> list[tuple[str, str]]:
+    """The (event, data) pairs of `body` delivered in pieces cut at `cuts`, EOF included."""
+    parser = SSEParser()
+    out: list[ServerSentEvent] = []
     for piece in split_at(body, cuts):
-        out.extend(decoder.feed(piece))
-    return out + decoder.close()
+        out.extend(parser.feed(piece))
+    out.extend(parser.close())
+    return [(sse.event, sse.data) for sse in out]
 
 
-def oracle(body: bytes) -> list[tuple[str, bytes]]:
-    """httpx-sse's own line and event decoders (what `EventSource.aiter_sse` runs)."""
-    lines = SSELineDecoder()
-    events = OracleDecoder()
-    out = []
-    text = body.decode("utf-8")
-    for line in [*lines.decode(text), *lines.flush()] if text else []:
-        sse = events.decode(line.rstrip("\n"))
-        if sse is not None:
-            out.append((sse.event, sse.data.encode()))
-    return out
+def every_cut(body: bytes) -> range:
+    return range(1, len(body))
 
 
-def meaningful(events: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """Without empty `message` events (httpx-sse also dispatches id/retry-only frames)."""
-    return [e for e in events if e != ("message", b"")]
+class TestTheHttpxSseClassesWeDrive:
+    """httpx_sse._decoders is private: these fail loudly if an upgrade changes its shape."""
+
+    def test_the_line_decoder_takes_text_and_returns_lines_and_flushes(self) -> None:
+        lines = SSELineDecoder()
+        assert inspect.signature(lines.decode).parameters.keys() == {"text"}
+        assert inspect.signature(lines.flush).parameters.keys() == set()
+        assert lines.decode("data: 1\r") == []
+        assert lines.decode("\ndata: 2\n\npart") == ["data: 1", "data: 2", ""]
+        assert lines.flush() == ["part"]
+
+    def test_the_event_decoder_takes_one_line_and_dispatches_on_a_blank_one(self) -> None:
+        events = SSEDecoder()
+        assert inspect.signature(events.decode).parameters.keys() == {"line"}
+        assert events.decode("event: x") is None
+        assert events.decode("data: 1") is None
+        sse = events.decode("")
+        assert isinstance(sse, ServerSentEvent)
+        assert (sse.event, sse.data) == ("x", "1")
 
 
 class TestFraming:
     def test_chat_data_lines_and_the_done_sentinel_are_plain_message_events(self) -> None:
         """`data: [DONE]` is not special to SSE: it arrives as a message whose data is [DONE]."""
         body = b'data: {"a":1}\n\ndata: [DONE]\n\n'
-        assert decode(body) == [("message", b'{"a":1}'), ("message", b"[DONE]")]
-        assert oracle(body) == decode(body)
+        assert decode(body) == [("message", '{"a":1}'), ("message", "[DONE]")]
 
     def test_responses_event_and_data_lines_make_one_named_event(self) -> None:
         body = b'event: response.created\ndata: {"type":"response.created"}\n\n'
-        assert decode(body) == [("response.created", b'{"type":"response.created"}')]
+        assert decode(body) == [("response.created", '{"type":"response.created"}')]
 
     def test_multi_line_data_is_joined_with_newlines(self) -> None:
-        assert decode(b"data: a\ndata: b\ndata:\n\n") == [("message", b"a\nb\n")]
+        assert decode(b"data: a\ndata: b\ndata:\n\n") == [("message", "a\nb\n")]
 
     def test_comments_are_skipped_even_between_fields(self) -> None:
         body = b": keepalive comment\nevent: x\n: another\ndata: 1\n\n: trailing\n\n"
-        assert decode(body) == [("x", b"1")]
+        assert decode(body) == [("x", "1")]
 
-    @pytest.mark.parametrize("eol", [b"\r\n", b"\r", b"\n"])
-    def test_every_line_ending_is_accepted(self, eol: bytes) -> None:
+    @pytest.mark.parametrize("eol", [b"\r\n", b"\r", b"\n"], ids=["crlf", "cr", "lf"])
+    def test_every_line_ending_is_accepted_at_every_split(self, eol: bytes) -> None:
         body = b"event: x" + eol + b"data: 1" + eol + eol + b"data: 2" + eol + eol
-        assert decode(body) == [("x", b"1"), ("message", b"2")]
-
-    def test_a_crlf_split_between_two_chunks_is_one_line_end(self) -> None:
-        body = b"data: 1\r\n\r\ndata: 2\r\n\r\n"
-        for cut in range(1, len(body)):
-            assert decode(body, [cut]) == [("message", b"1"), ("message", b"2")], cut
+        for cut in every_cut(body):
+            assert decode(body, [cut]) == [("x", "1"), ("message", "2")], cut
 
     def test_an_event_name_without_data_is_still_delivered(self) -> None:
         """`event: keepalive` frames with no data reach the stream (it passes them on)."""
-        assert decode(b"event: keepalive\n\n") == [("keepalive", b"")]
+        assert decode(b"event: keepalive\n\n") == [("keepalive", "")]
 
-    def test_an_event_cut_off_by_eof_is_discarded_and_reported(self) -> None:
-        decoder = SSEDecoder()
-        assert decoder.feed(b'data: {"a":1}\n\ndata: {"b"') == [("message", b'{"a":1}')]
-        assert decoder.close() == []
-        assert decoder.truncated
 
-    def test_eof_after_only_comments_reports_nothing_lost(self) -> None:
-        decoder = SSEDecoder()
-        decoder.feed(b"data: 1\n\n: bye\n")
-        assert decoder.close() == []
-        assert not decoder.truncated
+class TestChunkBoundaries:
+    def test_a_crlf_split_between_two_chunks_is_one_line_end(self) -> None:
+        """The CR ends one chunk, the LF starts the next: no extra blank line, no lost event."""
+        parser = SSEParser()
+        assert parser.feed(b"data: 1\r") == []
+        assert parser.feed(b"\ndata: 2\r") == []
+        assert parser.feed(b"\n\r") == []  # that CR may be half of a CRLF: wait
+        (sse,) = parser.feed(b"\n")
+        assert sse.data == "1\n2"
+        assert parser.close() == []
+
+    def test_a_character_split_between_chunks_waits_for_its_last_byte(self) -> None:
+        body = 'data: {"t":"héllo ✓ 🙂"}\n\n'.encode()
+        for cut in every_cut(body):
+            assert decode(body, [cut]) == [("message", '{"t":"héllo ✓ 🙂"}')], cut
+
+    def test_one_byte_chunks_decode_like_the_whole_body(self) -> None:
+        body = "event: a\r\ndata: é\r\n\r\n: c\rdata: ✓\r\r".encode()
+        assert decode(body, every_cut(body)) == decode(body) == [("a", "é"), ("message", "✓")]
 
     def test_a_leading_byte_order_mark_is_dropped_even_when_split(self) -> None:
         body = b"\xef\xbb\xbfdata: 1\n\n"
         for cut in range(1, 4):
-            assert decode(body, [cut]) == [("message", b"1")]
+            assert decode(body, [cut]) == [("message", "1")], cut
 
-    def test_field_without_space_and_field_without_colon(self) -> None:
-        assert decode(b"event:x\ndata:1\ndata\n\n") == [("x", b"1\n")]
+    def test_only_a_leading_byte_order_mark_is_dropped(self) -> None:
+        assert decode("data: \ufeffx\n\n".encode()) == [("message", "\ufeffx")]
 
-    def test_id_and_retry_are_remembered_but_unknown_fields_ignored(self) -> None:
-        decoder = SSEDecoder()
-        assert decoder.feed(b"id: 7\nretry: 1500\nfoo: bar\ndata: x\n\n") == [("message", b"x")]
-        assert (decoder.last_event_id, decoder.retry) == ("7", 1500)
 
-    def test_utf8_split_inside_a_character_survives(self) -> None:
-        body = 'data: {"t":"héllo ✓"}\n\n'.encode()
-        for cut in range(1, len(body)):
-            assert decode(body, [cut]) == [("message", '{"t":"héllo ✓"}'.encode())]
+class TestEndOfBody:
+    def test_an_event_cut_off_by_eof_is_discarded_not_half_parsed(self) -> None:
+        parser = SSEParser()
+        assert [s.data for s in parser.feed(b'data: {"a":1}\n\ndata: {"b"')] == ['{"a":1}']
+        assert parser.close() == []
+
+    def test_an_event_whose_last_line_ends_without_a_blank_line_is_discarded(self) -> None:
+        assert decode(b"data: 1\n\ndata: 2\n") == [("message", "1")]
+
+    def test_a_final_cr_held_back_at_eof_still_dispatches(self) -> None:
+        """`data: 1\\r\\r`: the last CR waits for a possible LF; EOF makes it a line end."""
+        parser = SSEParser()
+        assert parser.feed(b"data: 1\r\r") == []
+        assert [s.data for s in parser.close()] == ["1"]
+
+    def test_a_character_cut_off_by_eof_is_dropped_with_its_event(self) -> None:
+        assert decode(b"data: 1\n\ndata: \xc3") == [("message", "1")]
+
+
+class TestInvalidUtf8:
+    def test_the_events_before_the_bad_byte_are_returned_then_invalid_is_set(self) -> None:
+        parser = SSEParser()
+        events = parser.feed(b"data: 1\n\ndata: \xff\n\ndata: 3\n\n")
+        assert [s.data for s in events] == ["1"]
+        assert parser.invalid is not None
+        assert parser.invalid.object[parser.invalid.start :].startswith(b"\xff")
+
+    def test_nothing_is_decoded_after_invalid_bytes(self) -> None:
+        parser = SSEParser()
+        parser.feed(b"data: \xc3(\n\n")
+        assert parser.feed(b"data: 2\n\n") == []
+        assert parser.close() == []
+
+    def test_a_bad_byte_after_a_split_character_is_still_caught(self) -> None:
+        parser = SSEParser()
+        assert [s.data for s in parser.feed(b"data: 1\n\ndata: \xe2\x9c")] == ["1"]
+        assert parser.invalid is None
+        assert parser.feed(b"\xff\n\n") == []
+        assert parser.invalid is not None
 
 
 _FIELD = st.sampled_from(["data", "event", "id", "retry", ":", "data", "data", "foo"])
-_VALUE = st.text(alphabet='ab {}"é:', max_size=6)
+_VALUE = st.text(alphabet='ab {}"é✓🙂:', max_size=6)
 _EOL = st.sampled_from(["\n", "\r\n", "\r"])
 
 
@@ -124,11 +169,8 @@ def sse_bodies(draw: st.DrawFn) -> str:
 
 @settings(max_examples=300, deadline=None)
 @given(body=sse_bodies(), data=st.data())
-def test_the_decoder_agrees_with_httpx_sse_for_any_input_and_any_split(
-    body: str, data: st.DataObject
-) -> None:
-    """Differential test: same events as httpx-sse's decoder (ending the body with a blank line
-    so both see the same complete events), whatever the chunking."""
-    raw = (body + "\n\n").encode()
+def test_any_split_of_any_body_decodes_like_the_whole_body(body: str, data: st.DataObject) -> None:
+    """Chunk boundaries (inside characters, inside CRLF, anywhere) never change the events."""
+    raw = body.encode()
     cuts = data.draw(st.lists(st.integers(1, max(1, len(raw) - 1)), max_size=8))
-    assert meaningful(decode(raw, cuts)) == meaningful(oracle(raw))
+    assert decode(raw, cuts) == decode(raw)

@@ -286,6 +286,65 @@ class TestInterruption:
         assert isinstance(error, StreamInterrupted)
         assert error.cursor == 0
 
+    async def test_invalid_utf8_raises_malformed_after_the_good_events(self) -> None:
+        """Bad bytes are not replaced with U+FFFD (that would corrupt text silently)."""
+        body = rframe("response.created", 0, response=RESP) + b'event: x\ndata: {"d":"\xff"}\n\n'
+        events, error = await responses_events(body)
+        assert [e.type for e in events] == ["response.created"]
+        assert isinstance(error, MalformedStreamError)
+        assert "invalid UTF-8" in str(error)
+        assert error.cursor == 0
+
+    async def test_a_frame_split_at_every_byte_decodes_the_same(self) -> None:
+        """Chunk boundaries inside a character, inside CRLF, anywhere: the same events."""
+        body = (
+            rframe("response.created", 0, response=RESP).replace(b"\n", b"\r\n")
+            + rframe("response.output_text.delta", 1, delta="héllo ✓ 🙂")
+            + rframe("response.completed", 2, response=DONE)
+        )
+        whole, _ = await responses_events(body)
+        assert whole[1].data["delta"] == "héllo ✓ 🙂"
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(
+                200, headers=SSE_HEADERS, stream=Chunked(body[i : i + 1] for i in range(len(body)))
+            )
+
+        async with (
+            client_for(handler) as client,
+            client.stream_response({"model": "m", "input": "x"}) as stream,
+        ):
+            split = [e async for e in stream]
+        assert [(e.type, e.data) for e in split] == [(e.type, e.data) for e in whole]
+
+    async def test_blanks_around_the_json_of_a_frame_are_accepted(self) -> None:
+        body = (
+            b'event: response.created\ndata:   {"type":"response.created","sequence_number":0,'
+            + json.dumps({"response": RESP})[1:].encode()
+            + b"  \n\n"
+            + rframe("response.completed", 1, response=DONE)
+        )
+        events, error = await responses_events(body)
+        assert error is None
+        assert [e.type for e in events] == ["response.created", "response.completed"]
+
+    async def test_extra_data_after_the_json_value_is_malformed(self) -> None:
+        body = rframe("response.created", 0, response=RESP) + b"data: {} {}\n\n"
+        events, error = await responses_events(body)
+        assert len(events) == 1
+        assert isinstance(error, MalformedStreamError)
+
+    async def test_a_done_sentinel_ends_a_responses_stream_like_eof(self) -> None:
+        body = (
+            rframe("response.created", 0, response=RESP)
+            + rframe("response.completed", 1, response=DONE)
+            + b"data: [DONE]\n\n"
+            + rframe("keepalive", 2)
+        )
+        events, error = await responses_events(body)
+        assert error is None
+        assert [e.type for e in events] == ["response.created", "response.completed"]
+
     async def test_a_gap_in_sequence_numbers_raises_sequence_error(self) -> None:
         body = (
             rframe("response.created", 0, response=RESP)

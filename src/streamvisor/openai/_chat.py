@@ -1,9 +1,10 @@
 """`ChatAccumulator`: Chat Completions chunks mapped into the Responses vocabulary and assembled.
 
-`feed_chunk(chunk)` is the parser's path: it accumulates the chunk and returns the mapped events
-(sequence numbers from 0). `finish()` (on `data: [DONE]`) returns the terminal event whose
-`data["response"]` is the assembled chat completion. `feed(event)` rebuilds the same state from
-mapped events (e.g. on a subscriber's side).
+`feed_chunk(chunk)` is the parser's path (`EventStream` calls its two halves directly: the
+lone-content-delta fast path, then the general case): it accumulates the chunk and returns the
+mapped events (sequence numbers from 0). `finish()` (on `data: [DONE]`) returns the terminal
+event whose `data["response"]` is the assembled chat completion. `feed(event)` rebuilds the same
+state from mapped events (e.g. on a subscriber's side).
 
 Mapping (docs/contracts.md §2):
 
@@ -22,8 +23,10 @@ Mapping (docs/contracts.md §2):
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import attrs
 
 from ._errors import SequenceError
 from ._events import StreamEvent
@@ -32,6 +35,49 @@ from ._responses import normalize_error
 __all__ = ["ChatAccumulator"]
 
 _INCOMPLETE_REASONS = frozenset({"length", "content_filter"})
+
+_FIELDS = ("type", "sequence_number", "data", "response_id", "session_id", "api", "received_at")
+_EventFactory = Callable[[str, int, Any, "str | None", "str | None", Any, float], StreamEvent]
+
+
+def _event_factory() -> _EventFactory:
+    """`StreamEvent(type, sequence_number, data, response_id, session_id, api, received_at)`,
+    a third faster: it fills the slots directly instead of through the frozen class's
+    `object.__setattr__` calls (one event per frame makes that the parsers' biggest fixed cost).
+    Only valid while StreamEvent's fields are plain (no validator, converter or on_setattr
+    hook to skip); otherwise the class itself is returned. Shared with `_stream.py`.
+    """
+    fields = attrs.fields(StreamEvent)
+    hooks: list[object] = [h for f in fields for h in (f.validator, f.converter, f.on_setattr)]
+    if tuple(f.name for f in fields) != _FIELDS or any(h is not None for h in hooks):
+        return StreamEvent
+    new = object.__new__
+    cls = StreamEvent
+    s0, s1, s2, s3, s4, s5, s6 = (getattr(cls, f.name).__set__ for f in fields)
+
+    def new_event(
+        type: str,
+        sequence_number: int,
+        data: Any,
+        response_id: str | None,
+        session_id: str | None,
+        api: Any,
+        received_at: float,
+    ) -> StreamEvent:
+        event: StreamEvent = new(cls)
+        s0(event, type)
+        s1(event, sequence_number)
+        s2(event, data)
+        s3(event, response_id)
+        s4(event, session_id)
+        s5(event, api)
+        s6(event, received_at)
+        return event
+
+    return new_event
+
+
+_new_event = _event_factory()
 
 
 class _ToolCall:
@@ -175,47 +221,62 @@ class ChatAccumulator:
     def _event(self, type: str, data: dict[str, Any], now: float) -> StreamEvent:
         self._seq = seq = self._seq + 1
         self._cursor = seq
-        return StreamEvent(type, seq, data, self.response_id, self.session_id, "chat", now)
+        return _new_event(type, seq, data, self.response_id, self.session_id, "chat", now)
 
-    def feed_chunk(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
-        """Accumulate one decoded `data:` object; return the events it maps to (often one)."""
-        now = time.time()
+    def feed_chunk(
+        self, chunk: Mapping[str, Any], *, now: float | None = None
+    ) -> list[StreamEvent]:
+        """Accumulate one decoded `data:` object; return the events it maps to (often one).
+
+        `now` is the events' `received_at` (default: the current wall clock).
+        """
+        if now is None:
+            now = time.time()
+        event = self._feed_delta(chunk, now)
+        if event is not None:
+            return [event]
+        return self._feed_chunk(chunk, now)
+
+    def _feed_delta(self, chunk: Mapping[str, Any], now: float) -> StreamEvent | None:
+        """The hot path of `feed_chunk` (the stream calls it first): a chunk that is one content
+        delta of a known choice and nothing else is accumulated and its one event returned;
+        for any other chunk nothing changes and None is returned."""
         choices = chunk.get("choices")
-        if choices and len(choices) == 1 and self.response_id is not None:
-            # The hot path: one choice, a content delta alone, nothing else in the chunk.
-            ch = choices[0]
-            delta = ch.get("delta")
-            if (
-                delta
-                and len(delta) == 1
-                and ch.get("finish_reason") is None
-                and not ch.get("logprobs")
-                and not chunk.get("usage")
-                and not chunk.get("error")
-            ):
-                text = delta.get("content")
-                st = self._choices.get(ch.get("index", 0))
-                if text and st is not None:
-                    st.content.append(text)
-                    self._seq = self._cursor = seq = self._seq + 1
-                    data = {
-                        "type": "response.output_text.delta",
-                        "delta": text,
-                        "output_index": ch.get("index", 0),
-                        "content_index": 0,
-                        "item_id": self.response_id,
-                    }
-                    return [
-                        StreamEvent(
-                            "response.output_text.delta",
-                            seq,
-                            data,
-                            self.response_id,
-                            self.session_id,
-                            "chat",
-                            now,
-                        )
-                    ]
+        if not choices or len(choices) != 1 or self.response_id is None:
+            return None
+        ch = choices[0]
+        delta = ch.get("delta")
+        if (
+            not delta
+            or len(delta) != 1
+            or ch.get("finish_reason") is not None
+            or ch.get("logprobs")
+            or chunk.get("usage")
+            or chunk.get("error")
+        ):
+            return None
+        text = delta.get("content")
+        idx = ch.get("index", 0)
+        st = self._choices.get(idx)
+        if not text or st is None:
+            return None
+        st.content.append(text)
+        self._seq = self._cursor = seq = self._seq + 1
+        rid = self.response_id
+        data = {
+            "type": "response.output_text.delta",
+            "delta": text,
+            "output_index": idx,
+            "content_index": 0,
+            "item_id": rid,
+        }
+        return _new_event(
+            "response.output_text.delta", seq, data, rid, self.session_id, "chat", now
+        )
+
+    def _feed_chunk(self, chunk: Mapping[str, Any], now: float) -> list[StreamEvent]:
+        """`feed_chunk` for every chunk `_feed_delta` declined."""
+        choices = chunk.get("choices")
         error = chunk.get("error")
         if error:
             self.error = normalize_error(chunk)

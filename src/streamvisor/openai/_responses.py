@@ -177,7 +177,10 @@ class ResponseAccumulator:
             if seq != cur + 1:
                 raise SequenceError(expected=cur + 1, got=seq, response_id=self.response_id)
         self._cursor = seq
-        self.apply(event)
+        self.events += 1  # `apply`, inlined: this is the per-event hot path
+        handler = _HANDLERS.get(event.type)
+        if handler is not None and self._final is None:
+            handler(self, event.data)
         return True
 
     def apply(self, event: StreamEvent) -> None:
@@ -373,7 +376,13 @@ class ResponseAccumulator:
 
 def _content_delta(field: str) -> Callable[[ResponseAccumulator, Mapping[str, Any]], None]:
     def handler(acc: ResponseAccumulator, data: Mapping[str, Any]) -> None:
-        acc._append((data.get("output_index"), field, data.get("content_index")), data)
+        key = (data.get("output_index"), field, data.get("content_index"))
+        pending = acc._pending.get(key)
+        if pending is None:  # the first delta of this part
+            acc._append(key, data)
+            return
+        pending[2].append(data.get("delta") or "")  # the hot path: `_append`, inlined
+        acc._dirty = True
 
     return handler
 

@@ -1,130 +1,76 @@
-"""An incremental Server-Sent Events decoder over bytes, for both OpenAI framings.
+"""Server-Sent Events for both OpenAI framings, parsed by httpx-sse's own decoders.
 
-Why not `httpx_sse.EventSource.aiter_sse` on the hot path (it remains the reference: the tests
-check this decoder against httpx-sse's on random inputs): it decodes line by line through two
-nested async generators, and on an early exit it closes its line generator without closing the
-`Response.aiter_text()` generator inside it, which trio reports as a ResourceWarning (an error
-under `filterwarnings = error`). This decoder is plain synchronous code fed one network chunk at
-a time; it frames whole events with `bytes.split`, never decodes text it does not need (the JSON
-parser takes bytes), and so costs less per event than the line decoder alone.
+httpx-sse does the parsing: `SSELineDecoder` splits text into lines (CRLF, LF or CR, a CR at
+the end of a chunk waiting for the next one) and `SSEDecoder` turns lines into
+`ServerSentEvent`s (the WHATWG rules: `:` comments, one leading space stripped, `data` lines
+joined with `\\n`, `event` defaulting to "message", `id`/`retry` kept, unknown fields ignored,
+dispatch on a blank line). `SSEParser` only drives them from the stream's own chunk loop.
 
-Semantics (the WHATWG event-stream rules, as httpx-sse applies them):
+Why not the public `EventSource.aiter_sse`: it feeds those decoders from two nested async
+generators over `Response.aiter_text()`, which costs an async-generator step per line, and on an
+early exit it closes its line generator without closing the `aiter_text()` generator inside it,
+which trio reports as a ResourceWarning (an error under `filterwarnings = error`). Driving the
+same two synchronous classes per network chunk has neither problem: no async generator is added,
+so nothing is left suspended, and a chunk's lines are decoded in one C-level `map`.
+`httpx_sse._decoders` is private, hence the pinned range in `pyproject.toml` and the test that
+fails loudly if those classes change shape.
 
-* lines end with CRLF, LF or CR (a CR at the end of a chunk waits for the next one);
-* a blank line ends an event; `:` lines are comments; `field: value` strips one leading space;
-  a line without a colon is a field with an empty value;
-* `data` lines are joined with `\\n`; `event` sets the name (default "message"); `id` and
-  `retry` are kept; unknown fields are ignored; a leading UTF-8 BOM is dropped;
-* an event is dispatched when it has data or an event name (httpx-sse also dispatches empty
-  `id`/`retry`-only events; nothing here needs them);
-* an event cut off by EOF before its blank line is discarded (`close()` sets `truncated`).
+What the adapter adds (bytes to text, which `aiter_text()` would otherwise do):
+
+* an incremental UTF-8 decoder: a character split across chunks waits for its last byte;
+* a leading byte order mark is dropped (the spec says so; `aiter_text()` would keep it);
+* invalid UTF-8 is not replaced with U+FFFD (that would silently corrupt text and tool-call
+  arguments): the events before the bad byte are returned, then `invalid` is set;
+* at EOF, `close()` flushes a final line; an event cut off before its blank line is discarded
+  (only a blank line dispatches), never half-parsed.
 """
 
 from __future__ import annotations
 
-__all__ = ["SSEDecoder"]
+import codecs
 
-_BOM = b"\xef\xbb\xbf"
+from httpx_sse import ServerSentEvent
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
+__all__ = ["SSEParser"]
+
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8-sig")
 
 
-class SSEDecoder:
-    """Feed bytes with `feed(chunk)`; get back the complete `(event, data)` pairs it finished.
+class SSEParser:
+    """Feed body chunks with `feed(chunk)`; get back the events each one completed, in order.
 
-    `data` stays bytes (UTF-8 on the wire; `json.loads` accepts it as is).
+    Events are httpx-sse's `ServerSentEvent`s, as `aiter_sse` would yield them (including the
+    empty `message` events it dispatches for `id`/`retry`-only frames).
     """
 
-    __slots__ = ("_buf", "_names", "_started", "last_event_id", "retry", "truncated")
+    __slots__ = ("_fields", "_lines", "_text", "invalid")
 
     def __init__(self) -> None:
-        self._buf = b""
-        self._started = False
-        self._names: dict[bytes, str] = {}
-        #: The last `id:` field seen (kept across events, as the spec says).
-        self.last_event_id = ""
-        #: The last valid `retry:` field seen, in milliseconds.
-        self.retry: int | None = None
-        #: Set by `close()`: an unfinished event was discarded at the end of the stream.
-        self.truncated = False
+        self._text = _Utf8Decoder("strict").decode
+        self._lines = SSELineDecoder()
+        self._fields = SSEDecoder().decode
+        #: Set when the body held invalid UTF-8: the events before it were returned, nothing
+        #: after it will be (every later `feed` returns no events).
+        self.invalid: UnicodeDecodeError | None = None
 
-    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
-        """Decode one chunk; return the events it completed, in order."""
-        buf = self._buf + chunk if self._buf else chunk
-        if not self._started:
-            if len(buf) < 3 and _BOM.startswith(buf):
-                self._buf = buf
-                return []
-            self._started = True
-            if buf.startswith(_BOM):
-                buf = buf[3:]
-        if b"\r" in buf:
-            # Keep a trailing CR: it may be the first half of a CRLF split across chunks.
-            tail = b"\r" if buf.endswith(b"\r") else b""
-            body = buf[:-1] if tail else buf
-            buf = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + tail
-        return self._frame(buf)
-
-    def _frame(self, buf: bytes) -> list[tuple[str, bytes]]:
-        blocks = buf.split(b"\n\n")
-        self._buf = blocks.pop()
-        if not blocks:
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Decode one body chunk; return the events it completed."""
+        if self.invalid is not None:
             return []
-        out: list[tuple[str, bytes]] = []
-        for block in blocks:
-            # The fast paths: `data: …` alone (Chat), `event: …` + `data: …` (Responses).
-            if block.startswith(b"data: ") and b"\n" not in block:
-                out.append(("message", block[6:]))
-                continue
-            if block.startswith(b"event: "):
-                nl = block.find(b"\n")
-                if nl > 0 and block.startswith(b"data: ", nl + 1) and block.find(b"\n", nl + 1) < 0:
-                    out.append((self._name(block[7:nl]), block[nl + 7 :]))
-                    continue
-            event = self._slow(block)
-            if event is not None:
-                out.append(event)
-        return out
+        try:
+            text = self._text(chunk)
+        except UnicodeDecodeError as exc:
+            self.invalid = exc
+            # What precedes the bad byte is valid and starts on a character boundary.
+            text = exc.object[: exc.start].decode()
+        if not text:
+            return []
+        return [sse for sse in map(self._fields, self._lines.decode(text)) if sse is not None]
 
-    def close(self) -> list[tuple[str, bytes]]:
-        """End of stream: return the events a final held-back CR completes. Sets `truncated`
-        if an unfinished event (anything but comments after the last blank line) was dropped."""
-        rest, self._buf = self._buf, b""
-        events: list[tuple[str, bytes]] = []
-        if rest.endswith(b"\r"):
-            events = self._frame(rest.replace(b"\r", b"\n"))
-            rest, self._buf = self._buf, b""
-        self.truncated = any(
-            line and not line.startswith(b":")
-            for line in rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        )
-        return events
-
-    def _name(self, raw: bytes) -> str:
-        name = self._names.get(raw)
-        if name is None:
-            name = raw.decode("utf-8", "replace") or "message"
-            if len(self._names) < 256:
-                self._names[raw] = name
-        return name
-
-    def _slow(self, block: bytes) -> tuple[str, bytes] | None:
-        event = b""
-        data: list[bytes] = []
-        has_event = False
-        for line in block.split(b"\n"):
-            if not line or line[0] == 0x3A:  # blank (leading) or ":" comment
-                continue
-            field, colon, value = line.partition(b":")
-            if colon and value[:1] == b" ":
-                value = value[1:]
-            if field == b"data":
-                data.append(value)
-            elif field == b"event":
-                event, has_event = value, True
-            elif field == b"id":
-                if b"\0" not in value:
-                    self.last_event_id = value.decode("utf-8", "replace")
-            elif field == b"retry" and value.isdigit():
-                self.retry = int(value)
-        if not data and not (has_event and event):
-            return None
-        return self._name(event), b"\n".join(data)
+    def close(self) -> list[ServerSentEvent]:
+        """End of the body: the events a final line completes (a CR held back at the end of
+        the last chunk). Bytes of an unfinished character or event are discarded."""
+        if self.invalid is not None:
+            return []
+        return [sse for sse in map(self._fields, self._lines.flush()) if sse is not None]

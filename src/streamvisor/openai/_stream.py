@@ -1,8 +1,10 @@
 """`EventStream`: an open SSE response decoded into `StreamEvent`s and accumulated.
 
-Per network chunk: one `SSEDecoder.feed` (framing only). Per event: one `json.loads` (of bytes),
-one `StreamEvent`, one accumulator step; no copies, no validation models. Unknown event types (and
-`keepalive`) are passed on and consume their sequence number.
+Per network chunk: one `SSEParser.feed` (httpx-sse's decoders frame the chunk's events). Per event:
+one JSON parse of its `data` text, one `StreamEvent`, one accumulator step; no copies, no
+validation models. Unknown event types (and `keepalive`) are passed on and consume their sequence
+number. Events are decoded and accumulated one at a time, as they are delivered, so the
+accumulator's cursor never runs ahead of what the consumer has seen.
 
 Closing early is clean under trio: the body's async generators (httpx, httpcore) are never left
 suspended for the garbage collector. `aclose()` closes the response and then runs the body
@@ -13,35 +15,28 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import trio
+from httpx_sse import ServerSentEvent
 
-from ._chat import ChatAccumulator
+from ._chat import ChatAccumulator, _new_event
 from ._errors import MalformedStreamError, OutcomeUnknownError, StreamError, StreamInterrupted
 from ._events import TERMINAL_TYPES, Api, StreamEvent
 from ._responses import ResponseAccumulator, normalize_error
 from ._retry import RateLimits
-from ._sse import SSEDecoder
+from ._sse import SSEParser
 
 __all__ = ["EventStream"]
 
-# The C scanner behind json.loads, without its encoding sniffing and whitespace regexes.
+# A frame's `data` is parsed as `json.loads` would: first by the C scanner behind it, without its
+# type checks and whitespace regexes (the usual frame is one value, no surrounding blanks); if
+# the scanner finds no value at 0 or stops before the end, `json.loads` itself decides (blanks
+# are fine, anything else raises ValueError).
 _scan: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 (untyped in typeshed)
-
-
-def _loads(raw: bytes) -> Any:
-    """Parse one JSON document from UTF-8 bytes (ValueError if it is not exactly one)."""
-    text = raw.decode()
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:
-        raise ValueError("no JSON value") from None
-    if end != len(text) and text[end:].strip():
-        raise ValueError("extra data after the JSON value")
-    return value
+_loads_exactly = json.loads
 
 
 _DRAIN_TIMEOUT = 1.0
@@ -87,19 +82,20 @@ class EventStream:
         self._response_id = response_id
         self._linger = linger
         self._background = background
-        self._decoder = SSEDecoder()
+        self._sse = SSEParser()
         self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
         self._body_done = False
-        self._decoder_closed = False
-        self._frames: list[tuple[str, bytes]] = []
-        self._fi = 0
+        self._sse_closed = False
+        # The events of the current chunk not decoded yet.
+        self._frames: Iterator[ServerSentEvent] = iter(())
+        # When the current chunk arrived: the `received_at` of the events it carries.
+        self._received = 0.0
         self._queue: list[StreamEvent] = []
         self._qi = 0
         self._terminal = False
         self._finished = False
         self._raised = False
         self._error: StreamEvent | None = None
-        self._last_seq: int | None = accumulator.cursor
         # Whether the server numbers its events (a resume always is; old streams are not).
         self._numbered = accumulator.cursor is not None
         self._decode = self._decode_responses if api == "responses" else self._decode_chat
@@ -139,7 +135,36 @@ class EventStream:
 
     async def __anext__(self) -> StreamEvent:
         try:
-            return await self._next()
+            while True:
+                queue = self._queue
+                if queue:  # the rest of a Chat chunk that mapped to several events
+                    event = queue[self._qi]
+                    self._qi += 1
+                    if self._qi == len(queue):
+                        self._queue, self._qi = [], 0
+                    return event
+                decode = self._decode
+                # The hot path: the current chunk's next frame (decoding may finish the stream).
+                for sse in () if self._finished else self._frames:
+                    decoded = decode(sse)
+                    if decoded is not None:
+                        return decoded
+                    if self._finished:
+                        break
+                if self._finished:
+                    return self._end()
+                invalid = self._sse.invalid
+                if invalid is not None:
+                    raise self._malformed(invalid.object[invalid.start :], "invalid UTF-8")
+                chunk = await self._next_chunk()
+                if chunk is not None:
+                    self._received = time.time()
+                    self._frames = iter(self._sse.feed(chunk))
+                elif self._body_done and not self._sse_closed:
+                    self._sse_closed = True
+                    self._frames = iter(self._sse.close())
+                else:
+                    self._finished = True
         except StreamInterrupted as exc:
             if self._background and self.response_id is None:
                 raise OutcomeUnknownError(
@@ -151,33 +176,6 @@ class EventStream:
                     request_id=self.request_id,
                 ) from exc
             raise
-
-    async def _next(self) -> StreamEvent:
-        while True:
-            queue = self._queue
-            if queue:  # the rest of a Chat chunk that mapped to several events
-                event = queue[self._qi]
-                self._qi += 1
-                if self._qi == len(queue):
-                    self._queue, self._qi = [], 0
-                return event
-            if self._fi < len(self._frames) and not self._finished:
-                name, data = self._frames[self._fi]
-                self._fi += 1
-                decoded = self._decode(name, data)
-                if decoded is not None:
-                    return decoded
-                continue
-            if self._finished:
-                return self._end()
-            chunk = await self._next_chunk()
-            if chunk is not None:
-                self._frames, self._fi = self._decoder.feed(chunk), 0
-            elif self._body_done and not self._decoder_closed:
-                self._decoder_closed = True
-                self._frames, self._fi = self._decoder.close(), 0
-            else:
-                self._finished = True
 
     def _end(self) -> StreamEvent:
         if self._raised:
@@ -231,7 +229,7 @@ class EventStream:
                 request_id=self.request_id,
             ) from exc
 
-    def _malformed(self, data: bytes, why: str) -> MalformedStreamError:
+    def _malformed(self, data: str | bytes, why: str) -> MalformedStreamError:
         self._finished = self._raised = True
         self._error = None
         return MalformedStreamError(
@@ -241,33 +239,38 @@ class EventStream:
             request_id=self.request_id,
         )
 
-    def _decode_responses(self, name: str, raw: bytes) -> StreamEvent | None:
+    def _decode_responses(self, sse: ServerSentEvent) -> StreamEvent | None:
         data: Any
-        if not raw:
-            if name == "message":
-                return None  # an empty frame carries nothing
-            data = {"type": name}
-        elif raw[0] == 0x5B and raw.startswith(b"[DONE]"):  # "[": a Chat-style terminator
-            self._finished = True
-            return None
-        else:
-            try:
-                data = _loads(raw)
+        raw = sse.data
+        if raw:
+            try:  # `_loads`, inlined: this is the per-event hot path
+                try:
+                    data, end = _scan(raw, 0)
+                except StopIteration:
+                    end = -1
+                if end != len(raw):
+                    data = _loads_exactly(raw)
             except ValueError:
+                if raw.startswith("[DONE]"):  # a Chat-style terminator
+                    self._finished = True
+                    return None
                 raise self._malformed(raw, "invalid JSON") from None
             if type(data) is not dict:
                 raise self._malformed(raw, "not a JSON object")
-        etype = data.get("type") or name
+            etype = data.get("type") or sse.event
+        else:
+            etype = sse.event
+            if etype == "message":
+                return None  # an empty frame carries nothing
+            data = {"type": etype}
         seq = data.get("sequence_number")
         rid = self._response_id
         if rid is None:
             resp = data.get("response")
             if type(resp) is dict:
                 rid = self._response_id = resp.get("id")
-        if type(seq) is int:
-            self._numbered = True
-        else:
-            last = self._last_seq
+        if type(seq) is not int:
+            last = self.accumulator.cursor
             if raw and not self._numbered:
                 seq = 0 if last is None else last + 1  # an old stream: number it locally
             else:
@@ -275,13 +278,15 @@ class EventStream:
                 # delivered at the current cursor, never moving it.
                 seq = -1 if last is None else last
                 event = StreamEvent(
-                    etype, seq, data, rid, self.session_id, "responses", time.time()
+                    etype, seq, data, rid, self.session_id, "responses", self._received
                 )
                 acc = self.accumulator
                 assert isinstance(acc, ResponseAccumulator)
                 acc.apply(event)
                 return event
-        event = StreamEvent(etype, seq, data, rid, self.session_id, "responses", time.time())
+        elif not self._numbered:
+            self._numbered = True
+        event = _new_event(etype, seq, data, rid, self.session_id, "responses", self._received)
         try:
             accepted = self.accumulator.feed(event)
         except Exception:
@@ -289,7 +294,6 @@ class EventStream:
             raise
         if not accepted:
             return None
-        self._last_seq = seq
         if etype in TERMINAL_TYPES:
             if etype == "error":
                 self._error = event
@@ -297,23 +301,32 @@ class EventStream:
                 self._terminal = True
         return event
 
-    def _decode_chat(self, name: str, raw: bytes) -> StreamEvent | None:
+    def _decode_chat(self, sse: ServerSentEvent) -> StreamEvent | None:
+        raw = sse.data
         acc = self._chat
         if not raw or acc is None:
             return None
-        if raw[0] == 0x5B and raw.startswith(b"[DONE]"):
-            self._finished = True
-            if self._error is not None:
-                return None
-            self._terminal = True
-            return acc.finish()
-        try:
-            data = _loads(raw)
+        try:  # `_loads`, inlined: this is the per-event hot path
+            try:
+                data, end = _scan(raw, 0)
+            except StopIteration:
+                end = -1
+            if end != len(raw):
+                data = _loads_exactly(raw)
         except ValueError:
+            if raw.startswith("[DONE]"):
+                self._finished = True
+                if self._error is not None:
+                    return None
+                self._terminal = True
+                return acc.finish()
             raise self._malformed(raw, "invalid JSON") from None
         if type(data) is not dict:
             raise self._malformed(raw, "not a JSON object")
-        events = acc.feed_chunk(data)
+        event = acc._feed_delta(data, self._received)
+        if event is not None:
+            return event
+        events = acc._feed_chunk(data, self._received)
         if not events:
             return None
         first = events[0]
