@@ -310,11 +310,6 @@ class TestBackgroundResume:
         assert error.cursor == 1
         assert error.response_id == created["id"]
 
-    @pytest.mark.xfail(
-        reason="wire: a resume that finds nothing after a terminal cursor raises "
-        "StreamInterrupted, though the seeded snapshot is already terminal (a resume loop hazard)",
-        strict=True,
-    )
     async def test_resuming_a_finished_stream_from_its_terminal_cursor_ends_cleanly(
         self, server: MockServer, open_client: OpenClient
     ) -> None:

@@ -193,7 +193,9 @@ class EventStream:
                 param=err["param"],
                 body=error.data,
             )
-        if not self._terminal:
+        if not self._terminal and not self.accumulator.done:
+            # (A resume seeded with an already terminal snapshot has nothing left to receive:
+            # its empty body is the normal end, not an interruption.)
             self._raised = True
             raise StreamInterrupted(
                 "stream ended before its terminal event",
