@@ -174,7 +174,7 @@ class TestGracefulShutdown:
         """The server sees no cancel; the response keeps running; the registry keeps it active
         for polling, and the next daemon sees it to completion, owner and all."""
         registry = tmp_path / "registry.sqlite3"
-        paced = {"mock_scenario": "long:30", "mock_token_delay_ms": "20"}
+        paced = {"mock_scenario": "long:30", "mock_token_delay_ms": "40"}
         with trio.fail_after(15):
             async with (
                 running_daemon(tmp_path, **remote(server, registry)) as daemon,

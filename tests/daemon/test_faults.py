@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,8 @@ class TestWorkerCrash:
                 old.kill()
                 final = await first.wait_terminal(ticket.response_id)
                 outcome = await session.wait(ticket.stream_id, timeout=5)
+        resumes = [r.query for r in server_of(daemon).requests if "starting_after" in r.query]
+        assert resumes  # the new worker resumed from its cursor, it did not start over
         assert not old.alive
         assert session.ref is not old
         assert session.ref.alive
@@ -337,7 +340,7 @@ class TestBadFiles:
         self, daemon: Daemon, call: Any, error: type[actors.FileInputError], rule: str, name: str
     ) -> None:
         with pytest.raises(error) as caught:
-            await call
+            await call()
         assert caught.value.rule == rule
         assert name in caught.value.path
         assert name in str(caught.value)
@@ -360,31 +363,57 @@ class TestBadFiles:
         files = daemon.files
         cases: list[tuple[Any, type[actors.FileInputError], str, str]] = [
             (
-                files.upload(tmp_path / "secret.txt"),
+                partial(files.upload, tmp_path / "secret.txt"),
                 actors.OutsideAllowedRoots,
                 "allowed_roots",
                 "secret.txt",
             ),
-            (files.upload(root / "big.txt"), actors.FileTooLarge, "max_bytes", "big.txt"),
-            (files.image_input(root / "big.png"), actors.FileTooLarge, "max_bytes", "big.png"),
+            (partial(files.upload, root / "big.txt"), actors.FileTooLarge, "max_bytes", "big.txt"),
             (
-                files.image_input(root / "anim.gif"),
+                partial(files.image_input, root / "big.png"),
+                actors.FileTooLarge,
+                "max_bytes",
+                "big.png",
+            ),
+            (
+                partial(files.image_input, root / "anim.gif"),
                 actors.AnimatedGifNotAllowed,
                 "non_animated_gif",
                 "anim.gif",
             ),
-            (files.upload(root / "empty.txt"), actors.EmptyFile, "non_empty", "empty.txt"),
+            (partial(files.upload, root / "empty.txt"), actors.EmptyFile, "non_empty", "empty.txt"),
             (
-                files.image_input(root / "doc.pdf"),
+                partial(files.image_input, root / "doc.pdf"),
                 actors.UnsupportedFileType,
                 "allowed_types",
                 "doc.pdf",
             ),
-            (files.upload(root / "missing.txt"), actors.MissingFile, "exists", "missing.txt"),
-            (files.upload(root / "adir"), actors.PathIsADirectory, "regular_file", "adir"),
-            (files.upload(root / "pipe"), actors.NotARegularFile, "regular_file", "pipe"),
-            (files.upload(str(root / "nul\0.txt")), actors.UnreadableFile, "readable", "nul"),
+            (
+                partial(files.upload, root / "missing.txt"),
+                actors.MissingFile,
+                "exists",
+                "missing.txt",
+            ),
+            (partial(files.upload, root / "adir"), actors.PathIsADirectory, "regular_file", "adir"),
+            (partial(files.upload, root / "pipe"), actors.NotARegularFile, "regular_file", "pipe"),
+            (
+                partial(files.upload, str(root / "nul\0.txt")),
+                actors.UnreadableFile,
+                "readable",
+                "nul",
+            ),
         ]
+        if os.geteuid() != 0:  # root reads files whatever their permissions
+            (root / "locked.txt").write_text("locked")
+            (root / "locked.txt").chmod(0)
+            cases.append(
+                (
+                    partial(files.upload, root / "locked.txt"),
+                    actors.UnreadableFile,
+                    "readable",
+                    "locked",
+                )
+            )
         with trio.fail_after(10):
             for call, error, rule, name in cases:
                 await self._rejected(daemon, call, error, rule, name)
@@ -404,13 +433,14 @@ class TestBadRequests:
         session = await daemon.open_session("strict")
         before = len(server_of(daemon).requests)
         bad: list[tuple[Any, str]] = [
-            (session.chat("gpt-4o", []), "messages"),
-            (session.respond("gpt-4o", ""), "input"),
-            (session.respond("gpt-4o", []), "input"),
-            (session.chat("gpt-4o", [{"role": "robot", "content": "hi"}]), "role"),
-            (session.respond("gpt-4o", "hi", max_tokens=50), "max_tokens"),
+            (partial(session.chat, "gpt-4o", []), "messages"),
+            (partial(session.respond, "gpt-4o", ""), "input"),
+            (partial(session.respond, "gpt-4o", []), "input"),
+            (partial(session.chat, "gpt-4o", [{"role": "robot", "content": "hi"}]), "role"),
+            (partial(session.respond, "gpt-4o", "hi", max_tokens=50), "max_tokens"),
             (
-                session.chat(
+                partial(
+                    session.chat,
                     "o3",
                     [{"role": "user", "content": "hi"}],
                     max_tokens=100,
@@ -422,7 +452,7 @@ class TestBadRequests:
         with trio.fail_after(5):
             for call, field in bad:
                 with pytest.raises(actors.InvalidSessionRequest) as caught:
-                    await call
+                    await call()
                 assert field in (caught.value.field or ""), caught.value
                 assert isinstance(caught.value, ValueError)
         assert len(server_of(daemon).requests) == before
