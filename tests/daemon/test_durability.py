@@ -10,22 +10,20 @@ daemon, taking the background responses with it.
 from __future__ import annotations
 
 import io
-import json
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from streamvisor._logging import configure_logging, reset_logging
 from streamvisor.actors import RegistryStore
-from streamvisor.config import LogSection
 from streamvisor.mockapi import Fault, MockServer
 from streamvisor.testing import EventRecorder, running_daemon, running_mockapi
+from tests.daemon.conftest import log_events
 
 #: A fake key that the redactor's ``sk-``/bearer patterns would not catch: only code that never
 #: logs it keeps it out of the logs.
@@ -45,21 +43,6 @@ def remote(server: MockServer, registry: Path | str = ":memory:") -> dict[str, A
         "openai_base_url": server.url,
         "background_registry_path": registry,
     }
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """Every log line (structlog and stdlib, debug and up) as JSON, for the test to read."""
-    buffer = io.StringIO()
-    configure_logging(LogSection(format="json", level="debug"), stream=buffer)
-    try:
-        yield buffer
-    finally:
-        reset_logging()
-
-
-def log_events(buffer: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
 
 
 class TestRestartFromTheRegistry:

@@ -199,6 +199,26 @@ class TestStorms:
         assert requests_to(daemon, "POST", "/v1/responses") == 3
         assert requests_to(daemon, "POST", "/v1/chat/completions") == 2
 
+    async def test_a_durable_stream_resumes_through_a_storm_on_its_resume_requests(
+        self, daemon: Daemon
+    ) -> None:
+        """The connection drops mid-stream and the resumes meet 429s and 503s: the session
+        keeps resuming from its cursor; subscribers see one gapless copy."""
+        server = server_of(daemon)
+        server.inject(Fault.drop_after(4000), method="POST", path="/v1/responses")
+        server.inject(Fault.status(429, retry_after=0.01), method="GET", path="/v1/responses/*")
+        server.inject(Fault.status(503), method="GET", path="/v1/responses/*", times=2)
+        with trio.fail_after(15):
+            async with EventRecorder.open(daemon, "session.stormy") as recorder:
+                session = await daemon.open_session("stormy")
+                ticket = await session.respond("gpt-4o", "Count", metadata=LONG)
+                final = await recorder.wait_terminal()
+                outcome = await session.wait(ticket.stream_id, timeout=10)
+        assert final.type == "response.completed"
+        assert outcome.ok
+        assert recorder.sequence_numbers() == list(range(final.sequence_number + 1))
+        assert len(recorder.text().split()) == 30
+
     async def test_a_storm_that_outlasts_the_retries_is_a_typed_error_and_the_tree_runs_on(
         self, daemon: Daemon
     ) -> None:
