@@ -493,6 +493,7 @@ class TestBadRequests:
     async def test_a_bad_background_create_fails_typed_before_any_network_io(
         self, daemon: Daemon
     ) -> None:
+        """An empty model or ``stream=True``: `InvalidBackgroundRequest`; nothing sent."""
         before = len(server_of(daemon).requests)
         with pytest.raises(actors.InvalidBackgroundRequest):
             await daemon.background.create("hi", "")
