@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from streamvisor.openai import ChatAccumulator, SequenceError, StreamEvent
-from streamvisor.openai._chat import _new_event
+from streamvisor.openai._events import new_event
 
 from .conftest import frames
 
@@ -209,21 +209,21 @@ class TestReplay:
 
 
 class TestFastEventConstruction:
-    """The parsers' `_new_event` builds exactly what `StreamEvent(...)` builds, only faster."""
+    """The parsers' `new_event` builds exactly what `StreamEvent(...)` builds, only faster."""
 
     def test_it_fills_the_slots_directly_while_the_fields_are_plain(self) -> None:
-        assert _new_event is not StreamEvent  # if this fails, the fast path silently went away
+        assert new_event is not StreamEvent  # if this fails, the fast path silently went away
 
     def test_the_event_equals_the_one_the_class_builds(self) -> None:
         args = ("response.output_text.delta", 3, {"delta": "x"}, "r1", "s1", "chat", 12.5)
-        fast, slow = _new_event(*args), StreamEvent(*args)
+        fast, slow = new_event(*args), StreamEvent(*args)
         assert fast == slow
         assert hash(fast) == hash(slow)
         assert attrs.asdict(fast, recurse=False) == attrs.asdict(slow, recurse=False)
         assert fast.terminal is False
 
     def test_the_event_stays_frozen(self) -> None:
-        event = _new_event("error", 0, {}, None, None, "responses", 0.0)
+        event = new_event("error", 0, {}, None, None, "responses", 0.0)
         assert event.terminal
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             event.type = "x"  # type: ignore[misc]

@@ -23,61 +23,16 @@ Mapping (docs/contracts.md §2):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import attrs
-
 from ._errors import SequenceError
-from ._events import StreamEvent
+from ._events import StreamEvent, new_event
 from ._responses import normalize_error
 
 __all__ = ["ChatAccumulator"]
 
 _INCOMPLETE_REASONS = frozenset({"length", "content_filter"})
-
-_FIELDS = ("type", "sequence_number", "data", "response_id", "session_id", "api", "received_at")
-_EventFactory = Callable[[str, int, Any, "str | None", "str | None", Any, float], StreamEvent]
-
-
-def _event_factory() -> _EventFactory:
-    """`StreamEvent(type, sequence_number, data, response_id, session_id, api, received_at)`,
-    a third faster: it fills the slots directly instead of through the frozen class's
-    `object.__setattr__` calls (one event per frame makes that the parsers' biggest fixed cost).
-    Only valid while StreamEvent's fields are plain (no validator, converter or on_setattr
-    hook to skip); otherwise the class itself is returned. Shared with `_stream.py`.
-    """
-    fields = attrs.fields(StreamEvent)
-    hooks: list[object] = [h for f in fields for h in (f.validator, f.converter, f.on_setattr)]
-    if tuple(f.name for f in fields) != _FIELDS or any(h is not None for h in hooks):
-        return StreamEvent
-    new = object.__new__
-    cls = StreamEvent
-    s0, s1, s2, s3, s4, s5, s6 = (getattr(cls, f.name).__set__ for f in fields)
-
-    def new_event(
-        type: str,
-        sequence_number: int,
-        data: Any,
-        response_id: str | None,
-        session_id: str | None,
-        api: Any,
-        received_at: float,
-    ) -> StreamEvent:
-        event: StreamEvent = new(cls)
-        s0(event, type)
-        s1(event, sequence_number)
-        s2(event, data)
-        s3(event, response_id)
-        s4(event, session_id)
-        s5(event, api)
-        s6(event, received_at)
-        return event
-
-    return new_event
-
-
-_new_event = _event_factory()
 
 
 class _ToolCall:
@@ -221,7 +176,7 @@ class ChatAccumulator:
     def _event(self, type: str, data: dict[str, Any], now: float) -> StreamEvent:
         self._seq = seq = self._seq + 1
         self._cursor = seq
-        return _new_event(type, seq, data, self.response_id, self.session_id, "chat", now)
+        return new_event(type, seq, data, self.response_id, self.session_id, "chat", now)
 
     def feed_chunk(
         self, chunk: Mapping[str, Any], *, now: float | None = None
@@ -270,9 +225,7 @@ class ChatAccumulator:
             "content_index": 0,
             "item_id": rid,
         }
-        return _new_event(
-            "response.output_text.delta", seq, data, rid, self.session_id, "chat", now
-        )
+        return new_event("response.output_text.delta", seq, data, rid, self.session_id, "chat", now)
 
     def _feed_chunk(self, chunk: Mapping[str, Any], now: float) -> list[StreamEvent]:
         """`feed_chunk` for every chunk `_feed_delta` declined."""

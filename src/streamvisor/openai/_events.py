@@ -6,7 +6,7 @@ mapped into the same semantic names by `ChatAccumulator.feed_chunk`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -45,7 +45,8 @@ class StreamEvent:
         response_id: The response (or chat completion) id, once known.
         session_id: The caller's session id, passed through.
         api: "chat" or "responses".
-        received_at: Wall clock (`time.time()`) at decoding, for display only.
+        received_at: Wall clock (`time.time()`) when the network chunk holding the frame
+            arrived, for display only.
     """
 
     type: str
@@ -60,3 +61,49 @@ class StreamEvent:
     def terminal(self) -> bool:
         """True for completed / failed / incomplete / cancelled / error."""
         return self.type in TERMINAL_TYPES
+
+
+_FIELDS = ("type", "sequence_number", "data", "response_id", "session_id", "api", "received_at")
+_EventFactory = Callable[[str, int, Any, "str | None", "str | None", Any, float], StreamEvent]
+
+
+def _event_factory() -> _EventFactory:
+    """`StreamEvent(type, sequence_number, data, response_id, session_id, api, received_at)`,
+    a third faster: it fills the slots directly instead of through the frozen class's
+    `object.__setattr__` calls (one event per frame makes that the parsers' biggest fixed cost).
+    Only valid while StreamEvent's fields are plain (no validator, converter or on_setattr
+    hook to skip); otherwise the class itself is returned. Used by both parsers (`_chat.py`,
+    `_stream.py`).
+    """
+    fields = attrs.fields(StreamEvent)
+    hooks: list[object] = [h for f in fields for h in (f.validator, f.converter, f.on_setattr)]
+    if tuple(f.name for f in fields) != _FIELDS or any(h is not None for h in hooks):
+        return StreamEvent
+    new = object.__new__
+    cls = StreamEvent
+    s0, s1, s2, s3, s4, s5, s6 = (getattr(cls, f.name).__set__ for f in fields)
+
+    def new_event(
+        type: str,
+        sequence_number: int,
+        data: Any,
+        response_id: str | None,
+        session_id: str | None,
+        api: Any,
+        received_at: float,
+    ) -> StreamEvent:
+        event: StreamEvent = new(cls)
+        s0(event, type)
+        s1(event, sequence_number)
+        s2(event, data)
+        s3(event, response_id)
+        s4(event, session_id)
+        s5(event, api)
+        s6(event, received_at)
+        return event
+
+    return new_event
+
+
+#: Build a `StreamEvent` on the parsers' hot path (see `_event_factory`).
+new_event = _event_factory()

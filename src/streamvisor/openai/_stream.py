@@ -22,9 +22,9 @@ import httpx
 import trio
 from httpx_sse import ServerSentEvent
 
-from ._chat import ChatAccumulator, _new_event
+from ._chat import ChatAccumulator
 from ._errors import MalformedStreamError, OutcomeUnknownError, StreamError, StreamInterrupted
-from ._events import TERMINAL_TYPES, Api, StreamEvent
+from ._events import TERMINAL_TYPES, Api, StreamEvent, new_event
 from ._responses import ResponseAccumulator, normalize_error
 from ._retry import RateLimits
 from ._sse import SSEParser
@@ -288,7 +288,7 @@ class EventStream:
                 return event
         elif not self._numbered:
             self._numbered = True
-        event = _new_event(etype, seq, data, rid, self.session_id, "responses", self._received)
+        event = new_event(etype, seq, data, rid, self.session_id, "responses", self._received)
         try:
             accepted = self.accumulator.feed(event)
         except Exception:
