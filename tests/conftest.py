@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from streamvisor._logging import reset_logging
 
 #: Real recorded OpenAI streams beside the repository (../shared/fixtures/recorded/SOURCES.md).
 RECORDED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "recorded"
@@ -15,3 +18,11 @@ def recorded_dir() -> Path:
     if not RECORDED.is_dir():
         pytest.fail(f"recorded fixtures not found at {RECORDED}")
     return RECORDED
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging() -> Iterator[None]:
+    """Logging is process-global: a test (or a daemon it opens, which applies ``[log]`` when
+    structlog is unconfigured) must not change what the next test's logs look like."""
+    yield
+    reset_logging()

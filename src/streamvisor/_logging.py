@@ -83,6 +83,8 @@ class SecretRedactor:
 
 #: The handler configure_logging installed on the stdlib root logger (replaced on reconfigure).
 _stdlib_handler: logging.Handler | None = None
+#: The stdlib root logger's level before configure_logging first changed it (restored on reset).
+_root_level_before: int | None = None
 
 
 def configure_logging(
@@ -97,7 +99,7 @@ def configure_logging(
     *stream* defaults to ``sys.stderr``; ``format="auto"`` is pretty when it is a terminal and
     JSON lines otherwise. Calling it again replaces the previous configuration. Raises nothing.
     """
-    global _stdlib_handler
+    global _stdlib_handler, _root_level_before
     out = sys.stderr if stream is None else stream
     redactor = SecretRedactor(tuple(s for s in secrets if s))
     pretty = settings.format == "pretty" or (settings.format == "auto" and _isatty(out))
@@ -142,6 +144,8 @@ def configure_logging(
     root = logging.getLogger()
     if _stdlib_handler is not None:
         root.removeHandler(_stdlib_handler)
+    else:
+        _root_level_before = root.level
     root.addHandler(handler)
     root.setLevel(level)
     _stdlib_handler = handler
@@ -150,11 +154,14 @@ def configure_logging(
 
 def reset_logging() -> None:
     """Undo ``configure_logging``: structlog's defaults, our stdlib handler removed."""
-    global _stdlib_handler
+    global _stdlib_handler, _root_level_before
     structlog.reset_defaults()
     if _stdlib_handler is not None:
-        logging.getLogger().removeHandler(_stdlib_handler)
-        _stdlib_handler = None
+        root = logging.getLogger()
+        root.removeHandler(_stdlib_handler)
+        if _root_level_before is not None:
+            root.setLevel(_root_level_before)
+        _stdlib_handler = _root_level_before = None
 
 
 def _isatty(stream: TextIO) -> bool:
