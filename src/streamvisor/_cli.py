@@ -1,30 +1,253 @@
-"""Command line: run the daemon, serve the embedded OpenAI-compatible server, or show a demo."""
+"""Command line: run the daemon, serve the embedded OpenAI-compatible server, or show a demo.
+
+    python run.py                      run the daemon (embedded server when OPENAI_API_KEY is unset)
+    python run.py mockapi [--port N]   serve the embedded server alone, for any OpenAI client
+    python run.py demo FEATURE         show one feature live in the terminal
+
+Exit codes: 0 after a clean shutdown (SIGINT / SIGTERM) or a demo that ran to its end, 1 for a
+demo that failed, 2 for bad arguments or configuration, 130 for an interrupt during startup.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import signal
+import sys
 from collections.abc import Sequence
+from typing import Final, TextIO
+
+import attrs
+import trio
+
+from .config import Config, ConfigError
+
+__all__ = ["DEMOS", "build_parser", "main", "serve_daemon", "serve_mockapi", "status_line"]
+
+DEMOS: Final = ("stream", "responses", "background", "files", "agent", "combined")
+
+_DEMO_HELP: Final = """\
+features:
+  stream      a chat stream that calls a weather tool, then a plain text stream
+  responses   a durable Responses stream with a reasoning summary and its semantic events
+  background  two background responses: status transitions, a cancel, active() shrinking
+  files       PNG and PDF uploads (types sniffed from content), input parts, list(), a rejected
+              animated GIF, delete()
+  agent       an agent with a calculator and a clock answering one question
+  combined    a durable background stream with an image input, then background.poll
+
+Without OPENAI_API_KEY the demos run against the embedded server, paced so that streaming is
+visible (each takes a few seconds); with a key they use the real API and the models below.
+"""
+
+_EXAMPLE: Final = (
+    "OPENAI_BASE_URL={url} OPENAI_API_KEY=sk-anything python -c "
+    "\"import openai; print(openai.OpenAI().chat.completions.create(model='gpt-4o-mini', "
+    "messages=[{{'role': 'user', 'content': 'Hello'}}]).choices[0].message.content)\""
+)
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``run.py`` argument parser (each command documents itself: ``run.py CMD --help``)."""
     parser = argparse.ArgumentParser(
         prog="run.py",
-        description="streamvisor: a supervised streaming daemon for the OpenAI API.",
+        description=(
+            "streamvisor: a supervised streaming daemon for the OpenAI API. With no "
+            "OPENAI_API_KEY it starts an embedded OpenAI-compatible server and uses it."
+        ),
+        epilog="Run 'run.py COMMAND --help' for a command's options.",
     )
     parser.add_argument(
-        "--config", help="path to a streamvisor.toml (default: config/streamvisor.toml)"
+        "--config",
+        metavar="PATH",
+        help="a streamvisor.toml (default: $STREAMVISOR_CONFIG, else config/streamvisor.toml)",
     )
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("daemon", help="run the daemon (the default)")
-    mock = sub.add_parser("mockapi", help="serve the embedded OpenAI-compatible server alone")
-    mock.add_argument("--port", type=int, default=8765)
-    demo = sub.add_parser("demo", help="show one feature live in the terminal")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    daemon = sub.add_parser(
+        "daemon",
+        help="run the daemon until Ctrl-C / SIGTERM (the default command)",
+        description=(
+            "Run the daemon until SIGINT or SIGTERM, then stop it in order. Without "
+            "OPENAI_API_KEY it starts the embedded OpenAI-compatible server and says where."
+        ),
+    )
+    daemon.add_argument(
+        "--status-interval",
+        type=_non_negative,
+        default=30.0,
+        metavar="SECONDS",
+        help="print a one-line status (sessions, agents, active background responses) this "
+        "often; 0 turns it off (default 30)",
+    )
+    mock = sub.add_parser(
+        "mockapi",
+        help="serve the embedded OpenAI-compatible server alone (Ctrl-C to stop)",
+        description="Serve the embedded OpenAI-compatible server for any OpenAI client.",
+    )
+    mock.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    mock.add_argument(
+        "--port", type=int, default=8765, help="port to bind; 0 picks a free one (default 8765)"
+    )
+    mock.add_argument(
+        "--token-delay",
+        type=_non_negative,
+        default=None,
+        metavar="SECONDS",
+        help="pause between streamed tokens (default: [mockapi] token_delay)",
+    )
+    mock.add_argument(
+        "--queue-delay",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long background responses stay queued (default 0)",
+    )
+    demo = sub.add_parser(
+        "demo",
+        help="show one feature live in the terminal",
+        description="Show one feature live: tokens as they arrive, tool calls, status changes.",
+        epilog=_DEMO_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("feature", choices=DEMOS, help="which feature to show")
     demo.add_argument(
-        "feature", choices=["stream", "responses", "background", "files", "agent", "combined"]
+        "--model", default=None, help="the model of the chat/background/agent demos (gpt-4o-mini)"
+    )
+    demo.add_argument(
+        "--reasoning-model",
+        default=None,
+        help="the model of the 'responses' demo (o4-mini)",
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``run.py``; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    raise SystemExit(f"command {args.command or 'daemon'!r} is not wired yet")
+    try:
+        config = Config.load(args.config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    from ._logging import configure_logging
+
+    command = args.command or "daemon"
+    log = config.log
+    if command == "demo" and log.level == "info":
+        # The demo's own output tells the story; routine log lines would interleave with tokens.
+        log = attrs.evolve(log, level="warning")
+    configure_logging(log, secrets=[config.openai.api_key])
+    try:
+        if command == "mockapi":
+            delay = args.token_delay if args.token_delay is not None else None
+            return trio.run(serve_mockapi, config, args.host, args.port, delay, args.queue_delay)
+        if command == "demo":
+            from ._demos import Models, run_demo
+
+            defaults = Models()
+            models = Models(
+                chat=args.model or defaults.chat,
+                reasoning=args.reasoning_model or defaults.reasoning,
+            )
+            return trio.run(functools.partial(run_demo, args.feature, config, models=models))
+        interval = getattr(args, "status_interval", 30.0)
+        return trio.run(serve_daemon, config, interval)
+    except KeyboardInterrupt:
+        # Only before the signal handlers are installed (or in a demo): nothing left running.
+        print("interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def status_line(status: object) -> str:
+    """One line about a running daemon: sessions, agents, active background responses."""
+    sessions = getattr(status, "sessions", "?")
+    agents = getattr(status, "agents", "?")
+    active = getattr(status, "active_background", "?")
+    return (
+        f"status: {sessions} session(s), {agents} agent(s), {active} active background response(s)"
+    )
+
+
+async def serve_daemon(
+    config: Config, status_interval: float = 30.0, *, out: TextIO | None = None
+) -> int:
+    """Run the daemon until SIGINT or SIGTERM; say where it sends requests, print a status line
+    every ``status_interval`` seconds (0: never), and say when it has stopped. Returns 0.
+
+    Raises what `open_daemon` raises (``StartChildError``, ``OSError`` for an unusable
+    ``[mockapi]`` address, ...). Must run in the main thread (it installs signal handlers).
+    """
+    from .daemon import open_daemon
+
+    stream = out if out is not None else sys.stdout
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_daemon(config) as daemon, trio.open_nursery() as nursery:
+            if daemon.mockapi is not None:
+                say(
+                    "streamvisor daemon: no OPENAI_API_KEY, using the embedded OpenAI-compatible "
+                    f"server at {daemon.mockapi.url}"
+                )
+            else:
+                say(f"streamvisor daemon: using {daemon.client.settings.base_url}")
+            say("streamvisor daemon running; Ctrl-C or SIGTERM to stop")
+
+            if status_interval > 0:
+
+                async def report() -> None:
+                    while True:
+                        await trio.sleep(status_interval)
+                        say(status_line(await daemon.status()))
+
+                nursery.start_soon(report)
+            async for signum in signals:
+                say(f"received {signal.Signals(signum).name}, shutting down")
+                break
+            nursery.cancel_scope.cancel()
+    say("streamvisor daemon stopped")
+    return 0
+
+
+async def serve_mockapi(
+    config: Config,
+    host: str,
+    port: int,
+    token_delay: float | None = None,
+    queue_delay: float = 0.0,
+    *,
+    out: TextIO | None = None,
+) -> int:
+    """Serve the embedded OpenAI-compatible server until SIGINT or SIGTERM; print its base URL
+    and an example client command first. Returns 0. Raises ``OSError`` if it cannot bind."""
+    from .mockapi import MockAPIConfig, serve
+
+    stream = out if out is not None else sys.stdout
+    mock = MockAPIConfig(
+        host=host,
+        port=port,
+        token_delay=config.mockapi.token_delay if token_delay is None else token_delay,
+        queue_delay=queue_delay,
+        keepalive_interval=config.mockapi.keepalive_interval,
+    )
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with serve(mock) as server:
+            print(f"streamvisor mock OpenAI API on {server.url}", file=stream, flush=True)
+            print("try: " + _EXAMPLE.format(url=server.url), file=stream, flush=True)
+            async for signum in signals:
+                print(f"received {signal.Signals(signum).name}, stopping", file=stream, flush=True)
+                break
+    print("mock OpenAI API stopped", file=stream, flush=True)
+    return 0
