@@ -15,12 +15,15 @@ import functools
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 import attrs
 import trio
 
 from .config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from .daemon import DaemonStatus
 
 __all__ = ["DEMOS", "build_parser", "main", "serve_daemon", "serve_mockapi", "status_line"]
 
@@ -38,6 +41,18 @@ features:
 
 Without OPENAI_API_KEY the demos run against the embedded server, paced so that streaming is
 visible (each takes a few seconds); with a key they use the real API and the models below.
+"""
+
+_EPILOG: Final = """\
+examples:
+  python run.py                              run the daemon (Ctrl-C to stop)
+  python run.py daemon --status-interval 5   ... with a status line every 5 s
+  python run.py mockapi --port 8765          serve the embedded server for any OpenAI client
+  python run.py demo stream                  watch a chat stream with a tool call
+  python run.py demo --help                  the demos and their options
+
+Run 'run.py COMMAND --help' for a command's options. Settings: config/streamvisor.toml and
+OPENAI_API_KEY / OPENAI_BASE_URL / STREAMVISOR_<SECTION>_<KEY> in the environment.
 """
 
 _EXAMPLE: Final = (
@@ -62,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
             "streamvisor: a supervised streaming daemon for the OpenAI API. With no "
             "OPENAI_API_KEY it starts an embedded OpenAI-compatible server and uses it."
         ),
-        epilog="Run 'run.py COMMAND --help' for a command's options.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--config",
@@ -168,14 +184,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def status_line(status: object) -> str:
-    """One line about a running daemon: sessions, agents, active background responses."""
-    sessions = getattr(status, "sessions", "?")
-    agents = getattr(status, "agents", "?")
-    active = getattr(status, "active_background", "?")
-    return (
-        f"status: {sessions} session(s), {agents} agent(s), {active} active background response(s)"
+def status_line(status: DaemonStatus, uptime: float | None = None) -> str:
+    """One line about a running daemon: sessions, agents, active background responses, uptime."""
+    line = (
+        f"status: {status.sessions} session(s), {status.agents} agent(s), "
+        f"{status.active_background} active background response(s)"
     )
+    if uptime is not None:
+        minutes, seconds = divmod(int(uptime), 60)
+        line += f"; up {minutes}m{seconds:02d}s" if minutes else f"; up {seconds}s"
+    return line
 
 
 async def serve_daemon(
@@ -206,11 +224,13 @@ async def serve_daemon(
             say("streamvisor daemon running; Ctrl-C or SIGTERM to stop")
 
             if status_interval > 0:
+                started = trio.current_time()
 
                 async def report() -> None:
                     while True:
                         await trio.sleep(status_interval)
-                        say(status_line(await daemon.status()))
+                        status = await daemon.status()
+                        say(status_line(status, trio.current_time() - started))
 
                 nursery.start_soon(report)
             async for signum in signals:

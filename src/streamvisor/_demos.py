@@ -135,6 +135,8 @@ class Pacing:
     queue_delay: float = 1.0
     #: The server's ``openai-poll-after-ms`` hint (how often the poller looks).
     poll_after_ms: int = 250
+    #: The poller's interval before the first hint (``[background] poll_interval``).
+    poll_interval: float = 0.25
 
     def mockapi(self, config: Config) -> MockAPIConfig:
         return MockAPIConfig(
@@ -171,6 +173,8 @@ class DemoContext:
 
 
 # -- stream printing -----------------------------------------------------------------------------
+
+_TERMINAL: Final = frozenset({"completed", "failed", "cancelled", "incomplete"})
 
 _QUIET: Final = frozenset(
     {
@@ -391,7 +395,7 @@ async def demo_stream(ctx: DemoContext) -> None:
         messages.append({k: v for k, v in message.items() if v is not None})
         for call in calls:
             arguments = json.loads(call["function"]["arguments"] or "{}")
-            result = get_weather(**arguments)
+            result = get_weather(str(arguments.get("city", "")))
             console.line(f"  tool result {call['function']['name']}({arguments}) = {result}")
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
         console.line("  (sending the tool result back)")
@@ -456,10 +460,10 @@ async def demo_background(ctx: DemoContext) -> None:
             **ctx.scenario("long:60"),
         )
         second = await background.create(
-            "Write a short paragraph about trio's nurseries.",
+            "Write a long essay about trio's nurseries and structured concurrency.",
             ctx.models.chat,
-            max_output_tokens=300,
-            **ctx.scenario("long:60"),
+            max_output_tokens=2000,
+            **ctx.scenario("long:200"),
         )
         for label, record in (("A", first), ("B", second)):
             names[record.response_id] = label
@@ -491,17 +495,18 @@ async def demo_background(ctx: DemoContext) -> None:
                     break
                 elif isinstance(item, Missed):
                     console.line(f"  ({item.count} status events missed)")
-                if not cancelled and statuses[second.response_id] not in ("queued",):
+                status_b = statuses[second.response_id]
+                if not cancelled and status_b in _TERMINAL:
+                    cancelled = True
+                    console.line(f"  B finished ({status_b}) before it could be cancelled")
+                elif not cancelled and status_b != "queued":
                     cancelled = True
                     final = await background.cancel(second.response_id)
                     statuses[second.response_id] = final["status"]
                     console.line(f"  cancel(B) → {final['status']}")
                     console.line(f"  active(): {len(await background.active())}")
                     show()
-                if all(
-                    s in ("completed", "failed", "cancelled", "incomplete")
-                    for s in statuses.values()
-                ):
+                if all(s in _TERMINAL for s in statuses.values()):
                     break
     console.line(f"  active(): {len(await background.active())}")
     console.line("  transitions seen: " + "; ".join(transitions))
@@ -537,9 +542,13 @@ async def demo_files(ctx: DemoContext) -> None:
     )
     console.line(f"  validate_inputs: ok ({totals})")
 
+    # Only the demo's own files are shown and deleted: with a real key the account may hold
+    # many others.
+    ours = {image["file_id"], document["file_id"]}
     listed = await files.list()
-    console.line(f"  list(): {len(listed)} file(s)")
-    for file in listed:
+    mine = [file for file in listed if file.get("id") in ours]
+    console.line(f"  list(): {len(listed)} file(s), {len(mine)} of them the demo's:")
+    for file in mine:
         console.line(
             f"    {file['id']}  {file.get('filename')!s:<12} {file.get('bytes')!s:>6} bytes  "
             f"purpose={file.get('purpose')}"
@@ -552,10 +561,11 @@ async def demo_files(ctx: DemoContext) -> None:
     else:
         console.line(f"  {gif.name}: unexpectedly accepted")
 
-    for file in listed:
-        result = await files.delete(file["id"])
-        console.line(f"  delete({file['id']}) → deleted={result.get('deleted')}")
-    console.line(f"  list(): {len(await files.list())} file(s)")
+    for file_id in sorted(ours):
+        result = await files.delete(file_id)
+        console.line(f"  delete({file_id}) → deleted={result.get('deleted')}")
+    left = [file for file in await files.list() if file.get("id") in ours]
+    console.line(f"  list(): {len(left)} of the demo's files left")
 
 
 def calculator(a: float, op: Literal["add", "subtract", "multiply", "divide"], b: float) -> float:
@@ -591,12 +601,20 @@ async def demo_agent(ctx: DemoContext) -> None:
     question = "What is 12.5 multiplied by 4, and what time is it now (UTC)?"
     console.line(f"  user: {question}")
     reply: AgentReply | None = None
+    finished: set[str] = set()  # responses whose terminal event was shown
+
+    def answered() -> bool:
+        # The agent publishes a response's events before it replies, so the turn's events have
+        # all been shown once the reply is in and its last response's terminal event was seen.
+        return reply is not None and (not reply.response_ids or reply.response_ids[-1] in finished)
+
     async with ctx.daemon.subscribe(agent.topic) as events, trio.open_nursery() as nursery:
 
         async def ask() -> None:
             nonlocal reply
             reply = await agent.ask(question, timeout=120)
-            nursery.cancel_scope.cancel()
+            if answered():
+                nursery.cancel_scope.cancel()
 
         nursery.start_soon(ask)
         async for event in events:
@@ -609,8 +627,12 @@ async def demo_agent(ctx: DemoContext) -> None:
                 delta = event.data.get("delta")
                 if event.type == "response.output_text.delta" and isinstance(delta, str):
                     console.token("assistant", delta)
-                elif event.type in ("response.created", "response.completed"):
+                elif event.type == "response.created" or event.terminal:
                     console.line(f"  #{event.sequence_number:<3} {format_stream_event(event)}")
+                if event.terminal and event.response_id is not None:
+                    finished.add(event.response_id)
+                    if answered():
+                        nursery.cancel_scope.cancel()
     assert reply is not None
     console.line(
         f"  → {reply.status}: {len(reply.tool_calls)} tool call(s) over {reply.usage.requests} "
@@ -660,13 +682,29 @@ FEATURES: Final[Mapping[str, Callable[[DemoContext], Awaitable[None]]]] = {
 }
 
 
-def _demo_config(config: Config, workdir: Path) -> Config:
+#: What a demo may run into that is not a bug: the API's or the files' fault, or time.
+_EXPECTED: Final = (OpenAIError, ActorsLayerError, TimeoutError, trio.TooSlowError)
+
+
+def _expected_failure(exc: BaseException) -> BaseException | None:
+    """The error to report if ``exc`` (or every error in a group of them) is an expected one."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [_expected_failure(inner) for inner in exc.exceptions]
+        return leaves[0] if leaves and all(leaf is not None for leaf in leaves) else None
+    return exc if isinstance(exc, _EXPECTED) else None
+
+
+def _demo_config(config: Config, workdir: Path, pacing: Pacing) -> Config:
     # The demo's files live in its own directory; its background responses are its own business
-    # (an in-memory registry: nothing is resumed by the next daemon run).
+    # (an in-memory registry: nothing is resumed by the next daemon run). The poller looks often
+    # enough for the status transitions to be seen.
+    section = config.background
+    interval = pacing.poll_interval if config.use_embedded_server else 1.0
+    interval = min(section.poll_interval, interval)
     return attrs.evolve(
         config,
         files=attrs.evolve(config.files, roots=(str(workdir),)),
-        background=attrs.evolve(config.background, registry_path=":memory:"),
+        background=attrs.evolve(section, registry_path=":memory:", poll_interval=interval),
     )
 
 
@@ -691,7 +729,7 @@ async def run_demo(
     started = trio.current_time()
     with tempfile.TemporaryDirectory(prefix="streamvisor-demo-") as tmp:
         workdir = Path(await trio.Path(tmp).resolve())
-        config = _demo_config(config, workdir)
+        config = _demo_config(config, workdir, pacing)
         mock = pacing.mockapi(config) if config.use_embedded_server else None
         async with open_daemon(config, mockapi=mock) as daemon:
             if daemon.mockapi is not None:
@@ -702,8 +740,11 @@ async def run_demo(
             context = DemoContext(daemon, console, models or Models(), workdir, pacing)
             try:
                 await demo(context)
-            except (OpenAIError, ActorsLayerError, TimeoutError) as exc:
-                console.line(f"demo {feature!r} failed: {type(exc).__name__}: {exc}")
+            except Exception as exc:
+                failure = _expected_failure(exc)
+                if failure is None:
+                    raise
+                console.line(f"demo {feature!r} failed: {type(failure).__name__}: {failure}")
                 return 1
     console.line()
     console.line(f"demo {feature!r} done in {trio.current_time() - started:.1f}s")
