@@ -62,6 +62,7 @@ class TestStream:
         )
         assert "[completion_finished]" in text
         assert text.count("completed:") == 3
+        assert "summary: 3 chat streams, 1 tool call(s) run and answered" in text
         assert "with gaps" not in text
 
 
@@ -77,7 +78,7 @@ class TestResponses:
         for shown in ("[queued]", "[in_progress]", "[reasoning_done]", "[completion_finished]"):
             assert shown in text
         assert re.search(r"reasoning_summary_text\.delta \d+", text)
-        assert "outcome completed" in text
+        assert "summary: completed; reasoning summary" in text
         assert "sequence numbers gapless" in text
 
 
@@ -93,6 +94,8 @@ class TestBackground:
         assert "A: queued → in_progress" in text
         assert "A: in_progress → completed" in text
         assert "poll(A) → completed: lorem ipsum" in text
+        assert "summary: A completed, B cancelled;" in text
+        assert "active() 2 → 1 → 0" in text
 
     async def test_its_progress_line_is_rewritten_in_place_on_a_terminal(self) -> None:
         """On a TTY the status line is redrawn with a carriage return, not a new line."""
@@ -117,6 +120,7 @@ class TestFiles:
         assert "spinner.gif: rejected before upload: AnimatedGifNotAllowed:" in text
         assert text.count("deleted=True") == 2
         assert "list(): 0 of the demo's files left" in text
+        assert "summary: 2 uploaded, 2 listed, rejected spinner.gif (AnimatedGifNotAllowed)" in text
 
 
 class TestAgent:
@@ -128,7 +132,7 @@ class TestAgent:
         assert "→ tool call clock({})" in text
         assert re.search(r"← clock returned \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", text)
         assert "assistant: Here is what the tools returned: calculator returned 3.0" in text
-        assert "→ completed: 2 tool call(s) over 2 model request(s)" in text
+        assert "summary: completed: 2 tool call(s) over 2 model request(s)" in text
 
 
 class TestCombined:
@@ -142,6 +146,7 @@ class TestCombined:
         assert "assistant: You said: Describe this image in one sentence." in text
         assert "background.poll → completed: You said: Describe this image" in text
         assert "registry: completed, active(): 0" in text
+        assert "summary: an input_image answered by a durable background stream" in text
 
 
 class TestFailures:
@@ -186,6 +191,23 @@ class TestTheCommandLine:
 
 
 class TestConsole:
+    def test_every_write_is_flushed_at_once(self) -> None:
+        """A token reaches the terminal as soon as it is printed (one flush per write)."""
+
+        class Recorder(io.StringIO):
+            def __init__(self) -> None:
+                super().__init__()
+                self.flushed: list[str] = []
+
+            def flush(self) -> None:
+                self.flushed.append(self.getvalue())
+
+        out = Recorder()
+        console = Console(out, tty=False)
+        for piece in ("a", "b", "c"):
+            console.token("assistant", piece)
+        assert out.flushed[-3:] == ["  assistant: a", "  assistant: ab", "  assistant: abc"]
+
     def test_tokens_are_written_as_they_come_under_one_label(self) -> None:
         """Each token is written (and flushed) at once; a new label starts a new line."""
         out = io.StringIO()

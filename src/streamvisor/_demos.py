@@ -389,6 +389,7 @@ async def demo_stream(ctx: DemoContext) -> None:
     messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
     stats, completion = await _chat_stream(ctx, messages, tools=[WEATHER_TOOL])
     console.line(f"  → {stats.summary()}")
+    streams, deltas = 1, len(stats.text)
     message = dict((completion or {}).get("choices", [{}])[0].get("message") or {})
     calls = message.get("tool_calls") or []
     if calls:
@@ -401,6 +402,7 @@ async def demo_stream(ctx: DemoContext) -> None:
         console.line("  (sending the tool result back)")
         stats, _ = await _chat_stream(ctx, messages, tools=[WEATHER_TOOL])
         console.line(f"  → {stats.summary()}")
+        streams, deltas = streams + 1, deltas + len(stats.text)
     else:
         console.line("  (the model answered without calling the tool)")
 
@@ -409,6 +411,12 @@ async def demo_stream(ctx: DemoContext) -> None:
     console.line(f"  user: {prompt}")
     stats, _ = await _chat_stream(ctx, [{"role": "user", "content": prompt}])
     console.line(f"  → {stats.summary()}")
+    streams, deltas = streams + 1, deltas + len(stats.text)
+    console.line()
+    console.line(
+        f"summary: {streams} chat streams, {len(calls)} tool call(s) run and answered, "
+        f"{deltas} text deltas printed as they arrived"
+    )
 
 
 async def demo_responses(ctx: DemoContext) -> None:
@@ -436,8 +444,9 @@ async def demo_responses(ctx: DemoContext) -> None:
     console.line(f"  → {stats.summary()}")
     kinds = ", ".join(f"{t.removeprefix('response.')} {n}" for t, n in stats.events.items())
     console.line(f"  event types: {kinds}")
+    console.line()
     console.line(
-        f"  outcome {outcome.status}; reasoning summary {len(''.join(stats.reasoning))} chars; "
+        f"summary: {outcome.status}; reasoning summary {len(''.join(stats.reasoning))} chars; "
         f"usage {usage.get('input_tokens')} in / {usage.get('output_tokens')} out "
         f"({reasoning_tokens} reasoning)"
     )
@@ -469,7 +478,8 @@ async def demo_background(ctx: DemoContext) -> None:
             names[record.response_id] = label
             statuses[record.response_id] = record.status
             console.line(f"  created {label} = {record.response_id} ({record.status})")
-        console.line(f"  active(): {len(await background.active())}")
+        actives = [len(await background.active())]
+        console.line(f"  active(): {actives[-1]}")
 
         shown = ""
 
@@ -504,15 +514,22 @@ async def demo_background(ctx: DemoContext) -> None:
                     final = await background.cancel(second.response_id)
                     statuses[second.response_id] = final["status"]
                     console.line(f"  cancel(B) → {final['status']}")
-                    console.line(f"  active(): {len(await background.active())}")
+                    actives.append(len(await background.active()))
+                    console.line(f"  active(): {actives[-1]}")
                     show()
                 if all(s in _TERMINAL for s in statuses.values()):
                     break
-    console.line(f"  active(): {len(await background.active())}")
+    actives.append(len(await background.active()))
+    console.line(f"  active(): {actives[-1]}")
     console.line("  transitions seen: " + "; ".join(transitions))
     polled = await background.poll(first.response_id)
     text = _output_text(polled)
     console.line(f"  poll(A) → {polled['status']}: {text[:100]}{'…' if len(text) > 100 else ''}")
+    console.line()
+    console.line(
+        f"summary: A {statuses[first.response_id]}, B {statuses[second.response_id]}; "
+        f"{len(transitions)} status changes seen; active() {' → '.join(map(str, actives))}"
+    )
 
 
 async def demo_files(ctx: DemoContext) -> None:
@@ -554,9 +571,11 @@ async def demo_files(ctx: DemoContext) -> None:
             f"purpose={file.get('purpose')}"
         )
 
+    rejected = "nothing"
     try:
         await files.image_input(Path(gif))
     except ActorsLayerError as exc:
+        rejected = f"{gif.name} ({type(exc).__name__})"
         console.line(f"  {gif.name}: rejected before upload: {type(exc).__name__}: {exc}")
     else:
         console.line(f"  {gif.name}: unexpectedly accepted")
@@ -566,6 +585,11 @@ async def demo_files(ctx: DemoContext) -> None:
         console.line(f"  delete({file_id}) → deleted={result.get('deleted')}")
     left = [file for file in await files.list() if file.get("id") in ours]
     console.line(f"  list(): {len(left)} of the demo's files left")
+    console.line()
+    console.line(
+        f"summary: {len(ours)} uploaded, {len(mine)} listed, rejected {rejected}, "
+        f"{len(ours) - len(left)} deleted"
+    )
 
 
 def calculator(a: float, op: Literal["add", "subtract", "multiply", "divide"], b: float) -> float:
@@ -634,11 +658,12 @@ async def demo_agent(ctx: DemoContext) -> None:
                     if answered():
                         nursery.cancel_scope.cancel()
     assert reply is not None
-    console.line(
-        f"  → {reply.status}: {len(reply.tool_calls)} tool call(s) over {reply.usage.requests} "
-        f"model request(s), {reply.usage.total_tokens} tokens"
-    )
     console.line(f"  answer: {reply.text}")
+    console.line()
+    console.line(
+        f"summary: {reply.status}: {len(reply.tool_calls)} tool call(s) over "
+        f"{reply.usage.requests} model request(s), {reply.usage.total_tokens} tokens"
+    )
 
 
 async def demo_combined(ctx: DemoContext) -> None:
@@ -667,8 +692,12 @@ async def demo_combined(ctx: DemoContext) -> None:
     polled = await ctx.daemon.background.poll(ticket.response_id or "")
     console.line(f"  background.poll → {polled['status']}: {_output_text(polled)}")
     record = await ctx.daemon.background.get(ticket.response_id or "")
+    active = len(await ctx.daemon.background.active())
+    console.line(f"  registry: {record.status}, active(): {active}")
+    console.line()
     console.line(
-        f"  registry: {record.status}, active(): {len(await ctx.daemon.background.active())}"
+        f"summary: an input_image answered by a durable background stream, polled "
+        f"{polled['status']}; {stats.summary()}"
     )
 
 
