@@ -6,6 +6,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -160,6 +161,24 @@ class TestMockAPI:
         code, out, _ = process.finish()
         assert code == 0
         assert "stopped" in out
+
+    def test_a_port_in_use_is_reported_without_a_traceback(self, tmp_path: Path) -> None:
+        """An address that cannot be bound exits with code 1 and the OS's reason."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            done = subprocess.run(
+                [sys.executable, str(RUN_PY), "mockapi", "--port", str(port)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                cwd=tmp_path,
+                env=clean_env(),
+            )
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines()[-1].startswith("error: [Errno")
+        assert "Traceback" not in done.stderr
 
 
 class TestDaemon:

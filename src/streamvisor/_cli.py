@@ -179,9 +179,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Only before the signal handlers are installed (or in a demo): nothing left running.
         print("interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        # An address that cannot be bound (the embedded server's port in use, ...) is the
+        # user's to fix, not a bug: say so without a traceback. Anything else is a bug.
+        leaf = _only_error(exc)
+        if not isinstance(leaf, OSError):
+            raise
+        print(f"error: {leaf}", file=sys.stderr)
         return 1
+
+
+def _only_error(exc: BaseException) -> BaseException:
+    """The single error inside (nested) exception groups of one error each, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def status_line(status: DaemonStatus, uptime: float | None = None) -> str:
@@ -229,8 +241,14 @@ async def serve_daemon(
                 async def report() -> None:
                     while True:
                         await trio.sleep(status_interval)
-                        status = await daemon.status()
-                        say(status_line(status, trio.current_time() - started))
+                        try:
+                            status = await daemon.status()
+                        except Exception as exc:
+                            # A child may be restarting just then; the status is for display
+                            # only and must never take the daemon down.
+                            say(f"status: unavailable ({type(exc).__name__}: {exc})")
+                        else:
+                            say(status_line(status, trio.current_time() - started))
 
                 nursery.start_soon(report)
             async for signum in signals:

@@ -140,8 +140,9 @@ class Pacing:
 
     def mockapi(self, config: Config) -> MockAPIConfig:
         return MockAPIConfig(
+            # Always a free port: a daemon of the same configuration may be running.
             host=config.mockapi.host,
-            port=config.mockapi.port,
+            port=0,
             token_delay=self.token_delay,
             queue_delay=self.queue_delay,
             poll_after_ms=self.poll_after_ms,
