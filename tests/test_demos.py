@@ -78,6 +78,7 @@ class TestResponses:
         for shown in ("[queued]", "[in_progress]", "[reasoning_done]", "[completion_finished]"):
             assert shown in text
         assert re.search(r"reasoning_summary_text\.delta \d+", text)
+        assert "[response.content_part.added] output_text #0 of output 1" in text
         assert "summary: completed; reasoning summary" in text
         assert "sequence numbers gapless" in text
 

@@ -252,6 +252,10 @@ def _describe(event: StreamEvent) -> str:
     kind = format_stream_event(event).split("]", 1)[0] + "]"
     if isinstance(data.get("text"), str) and event.type.endswith(".done"):
         return f"{kind} {len(data['text'])} chars"
+    part = data.get("part")
+    if isinstance(part, Mapping):
+        index = data.get("summary_index", data.get("content_index"))
+        return f"{kind} {part.get('type')} #{index} of output {data.get('output_index')}"
     if event.api == "chat" and event.type == "response.output_item.done":
         return f"{kind} finish_reason={data.get('finish_reason')}"
     return format_stream_event(event)
@@ -263,7 +267,8 @@ def _output_text(response: Mapping[str, Any] | None) -> str:
         return ""
     pieces: list[str] = []
     for item in response.get("output") or []:
-        for part in item.get("content") or [] if isinstance(item, Mapping) else []:
+        parts = item.get("content") if isinstance(item, Mapping) else None
+        for part in parts or []:
             if isinstance(part, Mapping) and isinstance(part.get("text"), str):
                 pieces.append(part["text"])
     for choice in response.get("choices") or []:
@@ -438,7 +443,8 @@ async def demo_responses(ctx: DemoContext) -> None:
             **ctx.scenario("reasoning", mock_queue_ms=300),
         )
         console.line(f"  response {ticket.response_id} (durable={ticket.durable})")
-        await handle_stream_events(events, stream_printer(console, stats), timeout=120)
+        printer = stream_printer(console, stats, verbose=True)
+        await handle_stream_events(events, printer, timeout=120)
     outcome = await session.wait(ticket.stream_id, timeout=10)
     usage = (outcome.response or {}).get("usage") or {}
     reasoning_tokens = (usage.get("output_tokens_details") or {}).get("reasoning_tokens")
