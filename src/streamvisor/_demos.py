@@ -473,13 +473,13 @@ async def demo_background(ctx: DemoContext) -> None:
             "Write a short paragraph about Erlang's supervision trees.",
             ctx.models.chat,
             max_output_tokens=300,
-            **ctx.scenario("long:60"),
+            **ctx.scenario("long:80"),
         )
         second = await background.create(
             "Write a long essay about trio's nurseries and structured concurrency.",
             ctx.models.chat,
             max_output_tokens=2000,
-            **ctx.scenario("long:200"),
+            **ctx.scenario("long:400"),
         )
         for label, record in (("A", first), ("B", second)):
             names[record.response_id] = label
