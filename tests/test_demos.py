@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from streamvisor._cli import DEMOS
 from streamvisor._demos import (
     FEATURES,
+    TITLES,
     Console,
     Pacing,
     animated_gif_bytes,
@@ -150,6 +152,16 @@ class TestCombined:
         assert "summary: an input_image answered by a durable background stream" in text
 
 
+class TestAll:
+    async def test_all_runs_every_demo_in_turn_on_one_daemon(self) -> None:
+        """Each demo's heading and summary appear, in order, after one daemon start."""
+        text = await run("all")
+        assert text.count("streamvisor demo 'all' against") == 1
+        headings = re.findall(r"━━ demo (\w+):", text)
+        assert headings == list(FEATURES)
+        assert text.count("\nsummary: ") == len(FEATURES)
+
+
 class TestFailures:
     async def test_an_unreachable_api_ends_the_demo_with_a_message_and_exit_code_1(self) -> None:
         """With a key and a base URL nobody listens on, the demo says why it failed."""
@@ -259,3 +271,5 @@ class TestSampleFiles:
 def test_every_feature_has_a_test() -> None:
     """Keep this file in step with the demos."""
     assert set(FEATURES) == {"stream", "responses", "background", "files", "agent", "combined"}
+    assert set(TITLES) == set(FEATURES)
+    assert tuple(FEATURES) == DEMOS

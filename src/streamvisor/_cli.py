@@ -38,6 +38,7 @@ features:
               animated GIF, delete()
   agent       an agent with a calculator and a clock answering one question
   combined    a durable background stream with an image input, then background.poll
+  all         each of the above in turn, on one daemon
 
 Without OPENAI_API_KEY the demos run against the embedded server, paced so that streaming is
 visible (each takes a few seconds); with a key they use the real API and the models below.
@@ -132,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_DEMO_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("feature", choices=DEMOS, help="which feature to show")
+    demo.add_argument(
+        "feature", choices=(*DEMOS, "all"), help="which feature to show ('all': each in turn)"
+    )
     demo.add_argument(
         "--model", default=None, help="the model of the chat/background/agent demos (gpt-4o-mini)"
     )

@@ -47,6 +47,7 @@ from .supervisor import Missed
 
 __all__ = [
     "FEATURES",
+    "TITLES",
     "Console",
     "DemoContext",
     "Models",
@@ -708,6 +709,16 @@ async def demo_combined(ctx: DemoContext) -> None:
     )
 
 
+#: One line per demo, for headings.
+TITLES: Final[Mapping[str, str]] = {
+    "stream": "a chat stream that calls a weather tool, then a plain text stream",
+    "responses": "a durable Responses stream with a reasoning summary and its semantic events",
+    "background": "two background responses: status transitions, a cancel, active() shrinking",
+    "files": "uploads sniffed by content, input parts, list(), a rejected GIF, delete()",
+    "agent": "an agent with a calculator and a clock answering one question",
+    "combined": "a durable background stream with an image input, then background.poll",
+}
+
 FEATURES: Final[Mapping[str, Callable[[DemoContext], Awaitable[None]]]] = {
     "stream": demo_stream,
     "responses": demo_responses,
@@ -753,13 +764,15 @@ async def run_demo(
     out: TextIO | None = None,
     tty: bool | None = None,
 ) -> int:
-    """Run one demo on a daemon of its own; return the exit code (0: it ran to the end).
+    """Run one demo (``"all"``: each in turn) on a daemon of its own; return the exit code
+    (0: it ran to the end).
 
     ``config`` decides the API (the embedded server without an API key, paced by ``pacing``);
     the files root is replaced by a fresh temporary directory. An API or file error ends the
     demo with a message and exit code 1. Raises ``KeyError`` for an unknown feature.
     """
-    demo = FEATURES[feature]
+    names = list(FEATURES) if feature == "all" else [feature]
+    demos = [FEATURES[name] for name in names]
     console = Console(out if out is not None else sys.stdout, tty=tty)
     pacing = pacing if pacing is not None else Pacing()
     started = trio.current_time()
@@ -774,14 +787,18 @@ async def run_demo(
                 where = daemon.client.settings.base_url
             console.line(f"streamvisor demo {feature!r} against {where}")
             context = DemoContext(daemon, console, models or Models(), workdir, pacing)
-            try:
-                await demo(context)
-            except Exception as exc:
-                failure = _expected_failure(exc)
-                if failure is None:
-                    raise
-                console.line(f"demo {feature!r} failed: {type(failure).__name__}: {failure}")
-                return 1
+            for name, demo in zip(names, demos, strict=True):
+                if len(names) > 1:
+                    console.line()
+                    console.line(f"━━ demo {name}: {TITLES[name]}")
+                try:
+                    await demo(context)
+                except Exception as exc:
+                    failure = _expected_failure(exc)
+                    if failure is None:
+                        raise
+                    console.line(f"demo {name!r} failed: {type(failure).__name__}: {failure}")
+                    return 1
     console.line()
     console.line(f"demo {feature!r} done in {trio.current_time() - started:.1f}s")
     return 0
