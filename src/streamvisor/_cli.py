@@ -165,8 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(log, secrets=[config.openai.api_key])
     try:
         if command == "mockapi":
-            delay = args.token_delay if args.token_delay is not None else None
-            return trio.run(serve_mockapi, config, args.host, args.port, delay, args.queue_delay)
+            return trio.run(
+                serve_mockapi, config, args.host, args.port, args.token_delay, args.queue_delay
+            )
         if command == "demo":
             from ._demos import Models, run_demo
 
