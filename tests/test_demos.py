@@ -202,6 +202,21 @@ class TestTheCommandLine:
         assert "against the embedded OpenAI-compatible server at http://127.0.0.1:" in done.stdout
         assert "AnimatedGifNotAllowed" in done.stdout
 
+    def test_the_models_can_be_chosen_on_the_command_line(self, tmp_path: Path) -> None:
+        """--reasoning-model reaches the request (the embedded server answers to any name)."""
+        env = {"PATH": "/usr/bin:/bin", "STREAMVISOR_LOG_FORMAT": "json"}
+        done = subprocess.run(
+            [sys.executable, str(RUN_PY), "demo", "responses", "--reasoning-model", "o3-mini"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "a durable Responses stream from o3-mini" in done.stdout
+        assert "summary: completed" in done.stdout
+
 
 class TestConsole:
     def test_every_write_is_flushed_at_once(self) -> None:
