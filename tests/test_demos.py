@@ -117,7 +117,12 @@ class TestFiles:
         text = await run("files")
         assert "photo.jpg: detected image/png (from its bytes)" in text
         assert "report.pdf: detected application/pdf" in text
-        assert re.search(r'image_input → \{"type": "input_image", "file_id": "file-\w+"', text)
+        assert re.search(r"upload\(photo\.jpg\) → file-\w+ \(\d+ bytes, purpose=vision\)", text)
+        assert re.search(
+            r'image_input → \{"type": "input_image", "file_id": "file-\w+", "detail": "auto"\} '
+            r"\(the same file",
+            text,
+        )
         assert re.search(r'file_input  → \{"type": "input_file", "file_id": "file-\w+"', text)
         assert "list(): 2 file(s), 2 of them the demo's:" in text
         assert "spinner.gif: rejected before upload: AnimatedGifNotAllowed:" in text

@@ -566,8 +566,16 @@ async def demo_files(ctx: DemoContext) -> None:
     inline_pdf = await files.file_input(Path(pdf), via="data")
     console.line(f"  {pdf.name}: detected {inline_pdf['file_data'].split(';')[0][5:]}")
 
+    uploaded = await files.upload(Path(png), purpose="vision")
+    console.line(
+        f"  upload({png.name}) → {uploaded['id']} ({uploaded.get('bytes')} bytes, "
+        f"purpose={uploaded.get('purpose')})"
+    )
     image = await files.image_input(Path(png))
-    console.line(f"  image_input → {json.dumps(image)}")
+    same = " (the same file: identical bytes are not uploaded twice)"
+    console.line(
+        f"  image_input → {json.dumps(image)}{same if image['file_id'] == uploaded['id'] else ''}"
+    )
     document = await files.file_input(Path(pdf))
     console.line(f"  file_input  → {json.dumps(document)}")
     totals = files.validate_inputs(
@@ -577,7 +585,7 @@ async def demo_files(ctx: DemoContext) -> None:
 
     # Only the demo's own files are shown and deleted: with a real key the account may hold
     # many others.
-    ours = {image["file_id"], document["file_id"]}
+    ours = {uploaded["id"], image["file_id"], document["file_id"]}
     listed = await files.list()
     mine = [file for file in listed if file.get("id") in ours]
     console.line(f"  list(): {len(listed)} file(s), {len(mine)} of them the demo's:")
