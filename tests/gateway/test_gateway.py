@@ -269,6 +269,19 @@ class TestFiles:
             "field": "file",
         }
 
+    async def test_an_upload_over_the_limit_is_413(self, daemon: Daemon) -> None:
+        """`max_upload_bytes` bounds the multipart body: PayloadTooLarge, nothing uploaded."""
+        async with (
+            serve_gateway(daemon, max_upload_bytes=1024) as gateway,
+            httpx.AsyncClient(base_url=gateway.url) as http,
+        ):
+            response = await http.post(
+                "/files", files={"file": ("big.txt", b"x" * 4096, "text/plain")}
+            )
+            assert response.status_code == 413
+            assert response.json()["error"]["type"] == "PayloadTooLarge"
+            assert (await http.get("/files")).json()["data"] == []
+
     async def test_deleting_an_unknown_file_is_404(self, client: httpx.AsyncClient) -> None:
         """The API's 404 keeps its status and its typed name."""
         response = await client.delete("/files/file-doesnotexist")
@@ -371,6 +384,16 @@ class TestEvents:
                 await done.wait()
             assert daemon.bus.subscriber_count("session.any") == 0
 
+    async def test_the_stream_ends_with_an_end_event_when_the_bus_closes(
+        self, client: httpx.AsyncClient, daemon: Daemon
+    ) -> None:
+        """The daemon stopping closes its bus: `event: end`, then the body completes."""
+        with trio.fail_after(10):
+            async with aconnect_sse(client, "GET", "/events") as source:
+                daemon.bus.close()
+                events = [sse async for sse in source.aiter_sse()]
+        assert [(e.event, e.json()) for e in events] == [("end", {"reason": "daemon stopping"})]
+
 
 class TestWebSocket:
     async def test_a_chat_command_answers_the_ticket_and_events_follow(
@@ -427,6 +450,40 @@ class TestWebSocket:
         assert (rejected["kind"], rejected["ref"]) == ("error", "b")
         assert rejected["error"]["type"] == "InvalidSessionRequest"
         assert pong == {"kind": "reply", "op": "ping", "ref": "c", "result": "pong"}
+
+    async def test_stop_over_the_socket_cancels_a_stream(self, gateway: Gateway) -> None:
+        """{"op": "stop"} answers the outcomes; the cancelled event arrives as an event."""
+        slow = {"mock_scenario": "long:200", "mock_token_delay_ms": "20"}
+        with trio.fail_after(10):
+            async with ws.connect(gateway.host, gateway.port, "/ws?topic=session.w4") as sock:
+                await sock.receive_json()
+                chat = {"op": "chat", "session": "w4", "model": "gpt-4o", "messages": HELLO}
+                await sock.send_json({**chat, "ref": 1, "metadata": slow})
+                replies: dict[int, Any] = {}
+                types: list[str] = []
+                while 2 not in replies or "response.cancelled" not in types:
+                    message = await sock.receive_json()
+                    if message["kind"] == "reply":
+                        replies[message["ref"]] = message["result"]
+                        if message["ref"] == 1:
+                            await sock.send_json({"op": "stop", "ref": 2, "session": "w4"})
+                    else:
+                        types.append(message["event"])
+        assert [o["status"] for o in replies[2]] == ["cancelled"]
+        assert types[0] == "response.created"
+
+    async def test_the_socket_is_told_and_closed_when_the_bus_closes(
+        self, gateway: Gateway, daemon: Daemon
+    ) -> None:
+        """`{"kind": "end"}`, then a close with 1001 (going away)."""
+        with trio.fail_after(10):
+            async with ws.connect(gateway.host, gateway.port, "/ws") as sock:
+                await sock.receive_json()
+                daemon.bus.close()
+                assert await sock.receive_json() == {"kind": "end", "reason": "daemon stopping"}
+                with pytest.raises(ws.Closed) as closed:
+                    await sock.receive_json()
+        assert closed.value.code == 1001
 
     async def test_an_invalid_topic_is_refused_at_the_handshake(self, gateway: Gateway) -> None:
         """The handshake is answered 403: nothing is subscribed."""

@@ -19,7 +19,15 @@ from ..daemon import Daemon
 from ..supervisor import SubscriberOverflow
 from . import _ops
 from ._encode import bus_item, sse_frame
-from ._errors import BadRequest, MethodNotAllowed, NotFound, Redactor, problem
+from ._errors import (
+    BadRequest,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Redactor,
+    problem,
+)
 from ._http import (
     Receive,
     Request,
@@ -40,7 +48,7 @@ log = structlog.get_logger("streamvisor.gateway")
 #: Seconds between SSE keepalive comments (and WebSocket pings' worth of silence).
 DEFAULT_KEEPALIVE: Final = 15.0
 #: Largest JSON body a route accepts.
-MAX_JSON_BYTES: Final = 4 * 1024 * 1024
+MAX_JSON: Final = 4 * 1024 * 1024
 #: Largest upload (the whole multipart body) ``POST /files`` accepts by default.
 MAX_UPLOAD_BYTES: Final = 64 * 1024 * 1024
 
@@ -222,7 +230,7 @@ def route(method: str, path: str) -> tuple[Handler, dict[str, str]]:
         match = pattern.match(path)
         if match is None:
             continue
-        if route_method == method or (method == "HEAD" and route_method == "GET"):
+        if route_method == method:
             return handler, match.groupdict()
         allowed.append(route_method)
     if allowed:
@@ -287,15 +295,24 @@ class GatewayApp:
         method, path = str(scope["method"]).upper(), str(scope["path"])
         out = Responder(send, self.redact)
         with trio.CancelScope() as cancel_scope, self.track(cancel_scope):
+            found: tuple[Handler, dict[str, str]] | None = None
+            refused: GatewayError | None = None
             try:
-                handler, params = route(method, path)
-                limit = self.max_upload_bytes if handler is _files_upload else MAX_JSON_BYTES
-                body = await read_body(receive, limit)
+                found = route(method, path)
+            except GatewayError as exc:
+                refused = exc
+            # The body is read even for a refused request, so the connection stays usable.
+            upload = found is not None and found[0] is _files_upload
+            try:
+                body = await read_body(receive, self.max_upload_bytes if upload else MAX_JSON)
             except trio.BrokenResourceError:
                 return
-            except Exception as exc:
-                await self._answer_error(out, exc, method, path)
+            except PayloadTooLarge as exc:
+                refused = refused or exc
+            if refused is not None or found is None:
+                await self._answer_error(out, refused or NotFound(path), method, path)
                 return
+            handler, params = found
             request = Request.from_scope(scope, body, params)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)

@@ -13,8 +13,10 @@ Everything else comes from the daemon and is answered by its type (`status_for`)
 ``ValueError`` family (``InvalidSessionRequest``, the file errors, ...) is 400, unknown ids
 (``LookupError``: ``UnknownStream``, ``ResponseGone``, ``UnknownResponse``, ...) 404, busy
 (``TooManyStreams``, ``AgentBusy``, ``AlreadyStarted``) 409, upstream API failures 502 (429
-upstream: 503 with ``retry-after``), timeouts 504, and anything unexpected 500 with a generic
-message: the body never carries a stack trace, and every text is scrubbed of the API key.
+upstream: 503 with ``retry-after``), an actor that is not there or died (``NoSuchActor``,
+``ActorExited``: a restart may be under way) 503, timeouts 504, and anything unexpected 500
+with a generic message: the body never carries a stack trace, and every text is scrubbed of
+the API key.
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ from ..openai import (
     OpenAIError,
     RateLimitError,
 )
-from ..supervisor import ActorExited, AlreadyStarted, BusClosed, CallTimeout, MaxChildren
+from ..supervisor import (
+    ActorExited,
+    AlreadyStarted,
+    BusClosed,
+    CallTimeout,
+    MaxChildren,
+    NoSuchActor,
+)
 
 __all__ = [
     "BadRequest",
@@ -122,7 +131,7 @@ def status_for(exc: BaseException) -> int:
         return _upstream_status(exc)
     if isinstance(exc, TooManyStreams | AgentBusy | AlreadyStarted | StreamStopped):
         return 409
-    if isinstance(exc, MaxChildren | BusClosed | ActorExited | StreamLost):
+    if isinstance(exc, MaxChildren | BusClosed | ActorExited | NoSuchActor | StreamLost):
         return 503
     if isinstance(exc, CallTimeout):
         return 504

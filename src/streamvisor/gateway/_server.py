@@ -40,7 +40,7 @@ class Gateway:
     app: GatewayApp
 
 
-def _hypercorn_config(host: str, port: int) -> HypercornConfig:
+def _hypercorn_config(host: str, port: int, keepalive: float) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
@@ -49,6 +49,8 @@ def _hypercorn_config(host: str, port: int) -> HypercornConfig:
     config.include_server_header = False
     # The gateway sends its own keepalives; hypercorn must not time out a quiet event stream.
     config.keep_alive_timeout = 3600
+    # WebSocket pings on the same rhythm as the event stream's keepalive comments.
+    config.websocket_ping_interval = keepalive
     return config
 
 
@@ -92,7 +94,7 @@ async def serve_gateway(
     app = create_gateway_app(daemon, keepalive=keepalive, max_upload_bytes=max_upload_bytes)
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(_serve, app, _hypercorn_config(host, port), shutdown)
+        binds = await nursery.start(_serve, app, _hypercorn_config(host, port, keepalive), shutdown)
         bound_host, bound_port = _parse_bind(binds)
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         gateway = Gateway(
