@@ -347,6 +347,26 @@ class TestEvents:
                 assert daemon.bus.subscriber_count(topic) == 1
             await _until(lambda: daemon.bus.subscriber_count(topic) == 0)
 
+    async def test_leaving_in_the_middle_of_a_busy_stream_is_clean(
+        self, client: httpx.AsyncClient, daemon: Daemon, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A client that leaves while tokens flow: unsubscribed, and hypercorn logs no error."""
+        slow = {"mock_scenario": "long:400", "mock_token_delay_ms": "2"}
+        with trio.fail_after(10):
+            async with aconnect_sse(client, "GET", "/events", params={"topic": "session.b1"}) as s:
+                await client.post(
+                    "/sessions/b1/chat",
+                    json={"model": "gpt-4o", "messages": HELLO, "metadata": slow},
+                )
+                async with aclosing(s.aiter_sse()) as events:
+                    async for sse in events:
+                        if sse.event == "response.output_text.delta":
+                            break
+            await _until(lambda: daemon.bus.subscriber_count("session.b1") == 0)
+            await client.post("/sessions/b1/stop", json={})
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert errors == []
+
     async def test_a_quiet_stream_gets_keepalive_comments(self, gateway: Gateway) -> None:
         """Every `keepalive` seconds of silence, a comment line keeps proxies from closing it."""
         with trio.fail_after(10):
@@ -484,6 +504,18 @@ class TestWebSocket:
                 with pytest.raises(ws.Closed) as closed:
                     await sock.receive_json()
         assert closed.value.code == 1001
+
+    async def test_the_socket_is_closed_going_away_when_the_gateway_stops(
+        self, gateway: Gateway
+    ) -> None:
+        """Closing the app (as leaving serve_gateway does) closes every socket with 1001."""
+        with trio.fail_after(10):
+            async with ws.connect(gateway.host, gateway.port, "/ws") as sock:
+                await sock.receive_json()
+                gateway.app.close()
+                with pytest.raises(ws.Closed) as closed:
+                    await sock.receive_json()
+        assert (closed.value.code, closed.value.reason) == (1001, "gateway stopping")
 
     async def test_an_invalid_topic_is_refused_at_the_handshake(self, gateway: Gateway) -> None:
         """The handshake is answered 403: nothing is subscribed."""

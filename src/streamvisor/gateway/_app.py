@@ -7,6 +7,7 @@ what the request held (its bus subscription). `GatewayApp.close` cancels them al
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import re
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from ._errors import (
     problem,
 )
 from ._http import (
+    ClientGone,
     Receive,
     Request,
     Responder,
@@ -318,12 +320,14 @@ class GatewayApp:
                 nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)
                 try:
                     await handler(self, request, out)
+                except ClientGone:
+                    pass
                 except Exception as exc:
                     await self._answer_error(out, exc, method, path)
                 nursery.cancel_scope.cancel()
         if out.started and not out.finished and not out.disconnected:
             # Cancelled mid-body (the client left, or the gateway is stopping): end it cleanly.
-            with trio.move_on_after(0.5, shield=True):
+            with trio.move_on_after(0.5, shield=True), contextlib.suppress(ClientGone):
                 await out.finish()
 
     async def _answer_error(self, out: Responder, exc: Exception, method: str, path: str) -> None:
@@ -339,7 +343,8 @@ class GatewayApp:
             )
         if out.started:
             # Too late for a status: the body (an event stream) just ends.
-            await out.finish()
+            with contextlib.suppress(ClientGone):
+                await out.finish()
         else:
             await out.json(status, body, headers)
 

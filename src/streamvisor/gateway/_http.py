@@ -19,6 +19,7 @@ import trio
 from ._errors import BadRequest, PayloadTooLarge, Redactor
 
 __all__ = [
+    "ClientGone",
     "FormPart",
     "Receive",
     "Request",
@@ -36,6 +37,10 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """The client went away while the response was being sent (nothing more can be sent)."""
 
 
 def _json_default(value: object) -> Any:
@@ -159,16 +164,26 @@ class Responder:
         await self._send({"type": "http.response.start", "status": status, "headers": raw})
         self.started = True
 
+    async def _body(self, data: bytes, more: bool) -> None:
+        try:
+            await self._send({"type": "http.response.body", "body": data, "more_body": more})
+        except Exception as exc:
+            # The server refuses body messages once the client has gone (the disconnect notice
+            # may still be on its way to `watch_disconnect`).
+            self.disconnected = True
+            raise ClientGone(repr(exc)) from exc
+
     async def write(self, text: str) -> None:
-        """Send a chunk of the body (after `start`)."""
+        """Send a chunk of the body (after `start`). Raises `ClientGone`."""
         data = self.redact(text).encode()
         if data:
-            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+            await self._body(data, True)
 
     async def finish(self) -> None:
+        """End the body (nothing happens if it has ended, or the client is gone)."""
         if not self.finished and not self.disconnected:
             self.finished = True
-            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._body(b"", False)
 
     async def json(self, status: int, value: Any, headers: Mapping[str, str] | None = None) -> None:
         """Send a whole JSON response."""

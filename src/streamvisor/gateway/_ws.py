@@ -100,21 +100,32 @@ _OPS: dict[str, Op] = {
 
 
 class _Socket:
-    """One accepted WebSocket: serialised sends, redacted text."""
+    """One accepted WebSocket: serialised sends, redacted text. Once a send fails (the client
+    is gone; its disconnect notice is on its way to the receive loop) the rest are dropped."""
 
     def __init__(self, app: GatewayApp, send: Send) -> None:
         self._app = app
         self._send = send
         self._lock = trio.Lock()
+        self.gone = False
+
+    async def _message(self, message: dict[str, Any]) -> None:
+        async with self._lock:
+            if self.gone:
+                return
+            try:
+                await self._send(message)
+            except Exception as exc:
+                self.gone = True
+                log.debug("gateway.ws_send_failed", error=repr(exc))
 
     async def send_json(self, value: Any) -> None:
         text = self._app.redact(dumps(value))
-        async with self._lock:
-            await self._send({"type": "websocket.send", "text": text})
+        await self._message({"type": "websocket.send", "text": text})
 
     async def close(self, code: int, reason: str = "") -> None:
-        async with self._lock:
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        await self._message({"type": "websocket.close", "code": code, "reason": reason})
+        self.gone = True
 
 
 def _parse_command(text: str) -> tuple[dict[str, Any], Op]:
@@ -213,7 +224,4 @@ async def serve_websocket(app: GatewayApp, scope: Scope, receive: Receive, send:
     if cancel_scope.cancelled_caught:
         # The gateway is stopping: tell the client, briefly.
         with trio.move_on_after(0.5, shield=True):
-            try:
-                await socket.close(1001, "gateway stopping")
-            except Exception as exc:
-                log.debug("gateway.ws_close_failed", error=repr(exc))
+            await socket.close(1001, "gateway stopping")
