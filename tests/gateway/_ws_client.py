@@ -51,8 +51,11 @@ class WSClient:
             self._events.extend(self._ws.events())
         return self._events.popleft()
 
-    async def _handshake(self, host: str, port: int, target: str) -> None:
-        await self._stream.send_all(self._ws.send(Request(host=f"{host}:{port}", target=target)))
+    async def _handshake(
+        self, host: str, port: int, target: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        request = Request(host=f"{host}:{port}", target=target, extra_headers=headers)
+        await self._stream.send_all(self._ws.send(request))
         event = await self._event()
         if isinstance(event, RejectConnection):
             raise Rejected(event.status_code)
@@ -80,9 +83,12 @@ class WSClient:
 
 
 @asynccontextmanager
-async def connect(host: str, port: int, target: str) -> AsyncIterator[WSClient]:
+async def connect(
+    host: str, port: int, target: str, *, origin: str | None = None
+) -> AsyncIterator[WSClient]:
     stream = await trio.open_tcp_stream(host, port)
     async with stream:
         client = WSClient(stream)
-        await client._handshake(host, port, target)
+        headers = [] if origin is None else [(b"origin", origin.encode())]
+        await client._handshake(host, port, target, headers)
         yield client

@@ -335,6 +335,37 @@ class TestErrors:
         assert response.json()["error"]["type"] == "InvalidPattern"
 
 
+class TestCrossOrigin:
+    async def test_a_post_from_another_origin_is_refused(
+        self, client: httpx.AsyncClient, daemon: Daemon
+    ) -> None:
+        """A page elsewhere cannot drive the daemon through a browser: 403, nothing created."""
+        response = await client.post(
+            "/background",
+            json={"model": "gpt-4o", "input": "x"},
+            headers={"origin": "http://evil.example"},
+        )
+        assert response.status_code == 403
+        assert response.json()["error"]["type"] == "CrossOriginRefused"
+        assert await daemon.background.active() == []
+
+    async def test_the_page_own_origin_and_clients_without_origin_are_served(
+        self, client: httpx.AsyncClient, gateway: Gateway
+    ) -> None:
+        """Same origin (the page) and no Origin (curl, SDKs) both pass."""
+        body = {"model": "gpt-4o", "messages": HELLO}
+        same = await client.post("/sessions/o1/chat", json=body, headers={"origin": gateway.url})
+        bare = await client.post("/sessions/o1/chat", json=body)
+        assert (same.status_code, bare.status_code) == (200, 200)
+
+    async def test_a_websocket_from_another_origin_is_refused(self, gateway: Gateway) -> None:
+        """Browsers apply no same-origin rule to WebSockets; the handshake is answered 403."""
+        with trio.fail_after(10), pytest.raises(ws.Rejected) as refused:
+            async with ws.connect(gateway.host, gateway.port, "/ws", origin="http://evil.example"):
+                pass
+        assert refused.value.status_code == 403
+
+
 class TestEvents:
     async def test_a_client_leaving_releases_its_bus_subscription(
         self, client: httpx.AsyncClient, daemon: Daemon

@@ -5,6 +5,10 @@ Programs in other languages reach the daemon's actors and channels through it::
     async with open_daemon(config) as daemon, serve_gateway(daemon, port=8080) as gw:
         print(gw.url)            # GET / is a live page; GET /events?topic=session.s1 is SSE
 
+No authentication: bind it to loopback (the default). A browser page of another origin is refused
+(``Origin`` must match ``Host`` for anything but a GET, and for the WebSocket), so no web site a
+user visits can drive the daemon through the user's browser.
+
 Routes (JSON in and out; errors are ``{"error": {"type": <ExceptionClassName>, "message"}}``)::
 
     GET    /health                          the daemon's status
@@ -33,6 +37,7 @@ from __future__ import annotations
 from ._app import DEFAULT_KEEPALIVE, GatewayApp, create_gateway_app
 from ._errors import (
     BadRequest,
+    CrossOriginRefused,
     GatewayError,
     MethodNotAllowed,
     NotFound,
@@ -45,6 +50,7 @@ from ._server import Gateway, serve_gateway
 __all__ = [
     "DEFAULT_KEEPALIVE",
     "BadRequest",
+    "CrossOriginRefused",
     "Gateway",
     "GatewayApp",
     "GatewayError",

@@ -36,6 +36,7 @@ from ._http import (
     Responder,
     Scope,
     Send,
+    check_origin,
     dumps,
     parse_form,
     read_body,
@@ -301,6 +302,8 @@ class GatewayApp:
             refused: GatewayError | None = None
             try:
                 found = route(method, path)
+                if method != "GET":
+                    check_origin(scope)
             except GatewayError as exc:
                 refused = exc
             # The body is read even for a refused request, so the connection stays usable.

@@ -7,7 +7,9 @@ The tree of what the gateway itself raises (each subclasses the builtin it speci
     │   └── NotOverHTTP                   a capability that cannot cross HTTP (agent tools)
     ├── PayloadTooLarge (ValueError)      the body is over the route's limit; .limit
     ├── NotFound (LookupError)            no such route, running session or agent
-    └── MethodNotAllowed                  the route exists, the method does not; .allowed
+    ├── MethodNotAllowed                  the route exists, the method does not; .allowed
+    └── CrossOriginRefused (PermissionError)
+                                          a browser page of another origin tried to act; .origin
 
 Everything else comes from the daemon and is answered by its type (`status_for`): the typed
 ``ValueError`` family (``InvalidSessionRequest``, the file errors, ...) is 400, unknown ids
@@ -49,6 +51,7 @@ from ..supervisor import (
 
 __all__ = [
     "BadRequest",
+    "CrossOriginRefused",
     "GatewayError",
     "MethodNotAllowed",
     "NotFound",
@@ -99,6 +102,16 @@ class MethodNotAllowed(GatewayError):
         super().__init__(f"{method} is not allowed on {path} (allowed: {', '.join(self.allowed)})")
 
 
+class CrossOriginRefused(GatewayError, PermissionError):
+    """A request or WebSocket from a web page of another origin (its ``Origin`` header names a
+    host other than the one it addressed): refused, so that no site a user visits can drive the
+    daemon (spend its API key) through the user's browser."""
+
+    def __init__(self, origin: str) -> None:
+        super().__init__(f"cross-origin requests are refused (origin {origin!r})")
+        self.origin = origin
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     """The single error inside (nested) one-member exception groups, else the error itself."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -125,6 +138,8 @@ def status_for(exc: BaseException) -> int:
         return 413
     if isinstance(exc, MethodNotAllowed):
         return 405
+    if isinstance(exc, CrossOriginRefused):
+        return 403
     if isinstance(exc, FileUploadFailed) and exc.__cause__ is not None:
         return _upstream_status(exc.__cause__)
     if isinstance(exc, OpenAIError) and not isinstance(exc, ValueError):

@@ -29,8 +29,8 @@ from ..daemon import Daemon
 from ..supervisor import SubscriberOverflow
 from . import _ops
 from ._encode import bus_item
-from ._errors import BadRequest, problem
-from ._http import Receive, Scope, Send, dumps, parse_query
+from ._errors import BadRequest, CrossOriginRefused, problem
+from ._http import Receive, Scope, Send, check_origin, dumps, parse_query
 
 if TYPE_CHECKING:
     from ._app import GatewayApp
@@ -192,11 +192,17 @@ async def serve_websocket(app: GatewayApp, scope: Scope, receive: Receive, send:
         return
     pattern = parse_query(scope).get("topic", "**")
     try:
+        # Browsers apply no same-origin rule to WebSockets: the gateway does.
+        check_origin(scope)
         subscription = app.daemon.subscribe(pattern)
     except ValueError as exc:
         # Refused before the handshake: the client sees HTTP 403.
         log.info("gateway.ws_refused", topic=pattern, error=str(exc))
         await send({"type": "websocket.close", "code": 1008, "reason": "invalid topic"})
+        return
+    except CrossOriginRefused as exc:
+        log.warning("gateway.ws_refused", origin=exc.origin)
+        await send({"type": "websocket.close", "code": 1008, "reason": "cross-origin"})
         return
     socket = _Socket(app, send)
     with trio.CancelScope() as cancel_scope, app.track(cancel_scope):
