@@ -220,6 +220,34 @@ class TestBackground:
         assert cancelled.status_code == 200
         assert cancelled.json()["status"] == "cancelled"
 
+    async def test_a_background_response_stream_resumes_after_a_cursor(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """GET /background/{id}/events?starting_after=N: the events after N, to the terminal."""
+        slow = {"mock_scenario": "long:30", "mock_token_delay_ms": "5"}
+        with trio.fail_after(10):
+            rid = (
+                await client.post(
+                    "/background", json={"model": "gpt-4o", "input": "x", "metadata": slow}
+                )
+            ).json()["response_id"]
+            async with aconnect_sse(
+                client, "GET", f"/background/{rid}/events", params={"starting_after": 3}
+            ) as source:
+                events = await _until_terminal(source)
+        numbers = [e.json()["sequence_number"] for e in events]
+        assert numbers == list(range(4, 4 + len(numbers)))
+        assert events[-1].event == "response.completed"
+        assert {e.json()["response_id"] for e in events} == {rid}
+
+    async def test_resuming_an_unknown_response_is_404_before_any_stream(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """ResponseGone on entry: a plain JSON 404, not an event stream."""
+        response = await client.get("/background/resp_nope/events")
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "ResponseGone"
+
     async def test_an_unknown_background_id_is_404(self, client: httpx.AsyncClient) -> None:
         """Polling an id the API does not know: 404 ResponseGone."""
         response = await client.get("/background/resp_doesnotexist")

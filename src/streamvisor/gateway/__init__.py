@@ -21,6 +21,7 @@ Routes (JSON in and out; errors are ``{"error": {"type": <ExceptionClassName>, "
     GET    /background                                                    -> {active}
     GET    /background/{id}                 poll now                      -> Response
     POST   /background/{id}/cancel                                        -> Response
+    GET    /background/{id}/events[?starting_after=N]   resume its event stream (SSE)
     GET    /files[?purpose=]                                              -> {data}
     POST   /files                           multipart: file, purpose      -> FileObject
     GET    /files/{id}   DELETE /files/{id}

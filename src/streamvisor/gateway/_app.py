@@ -122,6 +122,39 @@ async def _background_cancel(app: GatewayApp, request: Request, out: Responder) 
     await out.json(200, await _ops.background_cancel(app.daemon, request.params["id"]))
 
 
+async def _background_events(app: GatewayApp, request: Request, out: Responder) -> None:
+    """``GET /background/{id}/events?starting_after=N``: resume a background response's own
+    event stream (the server replays what follows the cursor) as server-sent events, until its
+    terminal event. A stream that breaks ends with ``event: end`` naming the error: reconnect
+    with ``starting_after`` = the last ``sequence_number`` received."""
+    raw = request.query.get("starting_after")
+    starting_after: int | None = None
+    if raw is not None:
+        try:
+            starting_after = int(raw)
+        except ValueError:
+            raise BadRequest(
+                "'starting_after' must be an integer", field="starting_after"
+            ) from None
+        if starting_after < 0:
+            raise BadRequest("'starting_after' must be >= 0", field="starting_after")
+    async with app.daemon.background.stream(request.params["id"], starting_after) as events:
+        await out.start(200, _SSE_HEADERS)
+        try:
+            async for event in events:
+                name, data = bus_item(event)
+                await out.write(sse_frame(name, dumps(data)))
+                if event.terminal:
+                    return
+        except ClientGone:
+            raise
+        except Exception as exc:
+            _status, body, _headers = problem(exc)
+            await out.write(sse_frame("end", dumps({"reason": "stream broke", **body})))
+            return
+        await out.write(sse_frame("end", dumps({"reason": "stream ended"})))
+
+
 async def _files_list(app: GatewayApp, request: Request, out: Responder) -> None:
     files = await app.daemon.files.list(purpose=request.query.get("purpose") or None)
     await out.json(200, {"object": "list", "data": files})
@@ -212,6 +245,7 @@ _ROUTES: Final[list[tuple[str, re.Pattern[str], Handler]]] = [
     ("GET", _compile("/background"), _background_active),
     ("GET", _compile("/background/{id}"), _background_poll),
     ("POST", _compile("/background/{id}/cancel"), _background_cancel),
+    ("GET", _compile("/background/{id}/events"), _background_events),
     ("GET", _compile("/files"), _files_list),
     ("POST", _compile("/files"), _files_upload),
     ("GET", _compile("/files/{id}"), _files_retrieve),
