@@ -207,15 +207,17 @@ async def _events(app: GatewayApp, request: Request, out: Responder) -> None:
         await out.start(200, _SSE_HEADERS)
         await out.write(f": subscribed {dumps(pattern)}\n\n")
         while True:
+            ended: str | None = None
             with trio.move_on_after(app.keepalive) as idle:
                 try:
                     item = await subscription.receive()
                 except trio.EndOfChannel:
-                    await out.write(sse_frame("end", dumps({"reason": "daemon stopping"})))
-                    return
+                    ended = "daemon stopping"
                 except SubscriberOverflow:
-                    await out.write(sse_frame("end", dumps({"reason": "subscriber overflow"})))
-                    return
+                    ended = "subscriber overflow"
+            if ended is not None:
+                await out.write(sse_frame("end", dumps({"reason": ended})))
+                return
             if idle.cancelled_caught:
                 await out.write(": keepalive\n\n")
                 continue
@@ -378,12 +380,12 @@ class GatewayApp:
                 error=self.redact(repr(exc)),
                 exc_info=status == 500,
             )
-        if out.started:
-            # Too late for a status: the body (an event stream) just ends.
-            with contextlib.suppress(ClientGone):
+        with contextlib.suppress(ClientGone):
+            if out.started:
+                # Too late for a status: the body (an event stream) just ends.
                 await out.finish()
-        else:
-            await out.json(status, body, headers)
+            else:
+                await out.json(status, body, headers)
 
 
 class _Tracked:

@@ -177,19 +177,23 @@ class Responder:
         #: The client went away: nothing more can be sent.
         self.disconnected = False
 
+    async def _message(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except Exception as exc:
+            # The server refuses messages once the client has gone (the disconnect notice may
+            # still be on its way to `watch_disconnect`).
+            self.disconnected = True
+            raise ClientGone(repr(exc)) from exc
+
     async def start(self, status: int, headers: Mapping[str, str]) -> None:
+        """Send the status and headers. Raises `ClientGone`."""
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        await self._send({"type": "http.response.start", "status": status, "headers": raw})
+        await self._message({"type": "http.response.start", "status": status, "headers": raw})
         self.started = True
 
     async def _body(self, data: bytes, more: bool) -> None:
-        try:
-            await self._send({"type": "http.response.body", "body": data, "more_body": more})
-        except Exception as exc:
-            # The server refuses body messages once the client has gone (the disconnect notice
-            # may still be on its way to `watch_disconnect`).
-            self.disconnected = True
-            raise ClientGone(repr(exc)) from exc
+        await self._message({"type": "http.response.body", "body": data, "more_body": more})
 
     async def write(self, text: str) -> None:
         """Send a chunk of the body (after `start`). Raises `ClientGone`."""
@@ -225,7 +229,7 @@ class Responder:
                 **(headers or {}),
             },
         )
-        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+        await self._body(data, False)
         self.finished = True
 
 
