@@ -473,6 +473,15 @@ class TestEvents:
                 events = [sse async for sse in source.aiter_sse()]
         assert [(e.event, e.json()) for e in events] == [("end", {"reason": "daemon stopping"})]
 
+    async def test_subscribing_after_the_bus_closed_is_503(
+        self, client: httpx.AsyncClient, daemon: Daemon
+    ) -> None:
+        """A daemon on its way down: BusClosed, service unavailable."""
+        daemon.bus.close()
+        response = await client.get("/events")
+        assert response.status_code == 503
+        assert response.json()["error"]["type"] == "BusClosed"
+
 
 class TestWebSocket:
     async def test_a_chat_command_answers_the_ticket_and_events_follow(
@@ -575,6 +584,16 @@ class TestWebSocket:
                 with pytest.raises(ws.Closed) as closed:
                     await sock.receive_json()
         assert (closed.value.code, closed.value.reason) == (1001, "gateway stopping")
+
+    async def test_a_socket_after_the_bus_closed_is_refused(
+        self, gateway: Gateway, daemon: Daemon
+    ) -> None:
+        """A daemon on its way down refuses the handshake."""
+        daemon.bus.close()
+        with trio.fail_after(10), pytest.raises(ws.Rejected) as refused:
+            async with ws.connect(gateway.host, gateway.port, "/ws"):
+                pass
+        assert refused.value.status_code == 403
 
     async def test_an_invalid_topic_is_refused_at_the_handshake(self, gateway: Gateway) -> None:
         """The handshake is answered 403: nothing is subscribed."""

@@ -26,7 +26,7 @@ import structlog
 import trio
 
 from ..daemon import Daemon
-from ..supervisor import SubscriberOverflow
+from ..supervisor import BusClosed, SubscriberOverflow, Subscription
 from . import _ops
 from ._encode import bus_item
 from ._errors import BadRequest, CrossOriginRefused, problem
@@ -168,7 +168,7 @@ async def _run_command(app: GatewayApp, socket: _Socket, text: str) -> None:
     await socket.send_json({"kind": "reply", "op": op, "ref": ref, "result": result})
 
 
-async def _forward(app: GatewayApp, socket: _Socket, subscription: Any) -> None:
+async def _forward(app: GatewayApp, socket: _Socket, subscription: Subscription[Any]) -> None:
     """Send every bus item; when the bus closes, say so and close the socket (going away)."""
     while True:
         try:
@@ -206,28 +206,45 @@ async def serve_websocket(app: GatewayApp, scope: Scope, receive: Receive, send:
         return
     socket = _Socket(app, send)
     with trio.CancelScope() as cancel_scope, app.track(cancel_scope):
-        async with subscription, trio.open_nursery() as nursery:
-            await send({"type": "websocket.accept"})
-            await socket.send_json({"kind": "subscribed", "topic": pattern})
-
-            async def forward_then_stop() -> None:
-                await _forward(app, socket, subscription)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(forward_then_stop)
-            while True:
-                message = await receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                if message["type"] != "websocket.receive":
-                    continue
-                text = message.get("text")
-                if text is None:
-                    data = message.get("bytes") or b""
-                    text = data.decode("utf-8", "replace")
-                nursery.start_soon(_run_command, app, socket, text)
-            nursery.cancel_scope.cancel()
+        try:
+            await _serve_accepted(app, socket, subscription, pattern, receive, send)
+        except BusClosed:
+            # The daemon stopped before the handshake finished: refused (HTTP 403).
+            await send({"type": "websocket.close", "code": 1011, "reason": "daemon stopped"})
+            return
     if cancel_scope.cancelled_caught:
         # The gateway is stopping: tell the client, briefly.
         with trio.move_on_after(0.5, shield=True):
             await socket.close(1001, "gateway stopping")
+
+
+async def _serve_accepted(
+    app: GatewayApp,
+    socket: _Socket,
+    subscription: Subscription[Any],
+    pattern: str,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Subscribe, accept, then forward events and run commands until the client leaves (or
+    the bus closes). Raises ``BusClosed`` (before accepting) if the bus is closed."""
+    async with subscription, trio.open_nursery() as nursery:
+        await send({"type": "websocket.accept"})
+        await socket.send_json({"kind": "subscribed", "topic": pattern})
+
+        async def forward_then_stop() -> None:
+            await _forward(app, socket, subscription)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(forward_then_stop)
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message["type"] != "websocket.receive":
+                continue
+            text = message.get("text")
+            if text is None:
+                text = bytes(message.get("bytes") or b"").decode("utf-8", "replace")
+            nursery.start_soon(_run_command, app, socket, text)
+        nursery.cancel_scope.cancel()
