@@ -393,6 +393,25 @@ class TestCrossOrigin:
                 pass
         assert refused.value.status_code == 403
 
+    async def test_a_rebound_host_name_is_refused_even_for_a_get(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """On loopback, only loopback names are answered: a rebinding page reads nothing."""
+        response = await client.get("/events", headers={"host": "evil.example"})
+        assert response.status_code == 403
+        assert response.json()["error"]["type"] == "HostNotAllowed"
+        assert (await client.get("/health", headers={"host": "localhost:1"})).status_code == 200
+
+    async def test_an_explicit_host_list_is_what_is_answered(self, daemon: Daemon) -> None:
+        """`allowed_hosts` replaces the loopback default: its names only."""
+        async with (
+            serve_gateway(daemon, allowed_hosts=["gw.internal"]) as gateway,
+            httpx.AsyncClient(base_url=gateway.url) as http,
+        ):
+            named = await http.get("/health", headers={"host": "gw.internal:80"})
+            other = await http.get("/health")
+        assert (named.status_code, other.status_code) == (200, 403)
+
 
 class TestEvents:
     async def test_a_client_leaving_releases_its_bus_subscription(

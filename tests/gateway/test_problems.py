@@ -14,6 +14,7 @@ from streamvisor.actors import (
 from streamvisor.gateway import BadRequest, NotFound, PayloadTooLarge, status_for
 from streamvisor.gateway._encode import bus_item
 from streamvisor.gateway._errors import Redactor, problem
+from streamvisor.gateway._http import _hostname
 from streamvisor.openai import (
     APIConnectionError,
     APITimeoutError,
@@ -94,6 +95,22 @@ class TestRedaction:
     def test_no_key_or_a_tiny_one_changes_nothing(self) -> None:
         """None (embedded server) and implausibly short values are ignored."""
         assert Redactor([None, "", "abc"])("abc def") == "abc def"
+
+
+class TestHostNames:
+    @pytest.mark.parametrize(
+        ("host", "name"),
+        [
+            ("127.0.0.1:8080", "127.0.0.1"),
+            ("LocalHost", "localhost"),
+            ("[::1]:9000", "::1"),
+            ("::1", "::1"),
+            ("evil.example:80", "evil.example"),
+        ],
+    )
+    def test_the_port_is_dropped_and_the_name_lowercased(self, host: str, name: str) -> None:
+        """What `allowed_hosts` is compared with."""
+        assert _hostname(host) == name
 
 
 class TestBusItems:

@@ -6,8 +6,9 @@ Programs in other languages reach the daemon's actors and channels through it::
         print(gw.url)            # GET / is a live page; GET /events?topic=session.s1 is SSE
 
 No authentication: bind it to loopback (the default). A browser page of another origin is refused
-(``Origin`` must match ``Host`` for anything but a GET, and for the WebSocket), so no web site a
-user visits can drive the daemon through the user's browser.
+(``Origin`` must match ``Host`` for anything but a GET, and for the WebSocket), and on loopback
+only loopback host names are answered (DNS rebinding), so no web site a user visits can drive
+the daemon, or read its events, through the user's browser.
 
 Routes (JSON in and out; errors are ``{"error": {"type": <ExceptionClassName>, "message"}}``)::
 
@@ -40,6 +41,7 @@ from ._errors import (
     BadRequest,
     CrossOriginRefused,
     GatewayError,
+    HostNotAllowed,
     MethodNotAllowed,
     NotFound,
     NotOverHTTP,
@@ -55,6 +57,7 @@ __all__ = [
     "Gateway",
     "GatewayApp",
     "GatewayError",
+    "HostNotAllowed",
     "MethodNotAllowed",
     "NotFound",
     "NotOverHTTP",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
 import structlog
@@ -36,7 +36,7 @@ from ._http import (
     Responder,
     Scope,
     Send,
-    check_origin,
+    check_caller,
     dumps,
     parse_form,
     read_body,
@@ -291,6 +291,7 @@ class GatewayApp:
         *,
         keepalive: float = DEFAULT_KEEPALIVE,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        allowed_hosts: Iterable[str] | None = None,
     ) -> None:
         if not keepalive > 0:
             raise ValueError(f"keepalive must be > 0 seconds, got {keepalive!r}")
@@ -299,6 +300,10 @@ class GatewayApp:
         self.daemon = daemon
         self.keepalive = keepalive
         self.max_upload_bytes = max_upload_bytes
+        #: The host names requests may address (None: any).
+        self.allowed_hosts = (
+            None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
+        )
         self.redact = Redactor([daemon.config.openai.api_key, daemon.client.settings.api_key])
         self.page = _page()
         self._active: set[trio.CancelScope] = set()
@@ -338,8 +343,7 @@ class GatewayApp:
             refused: GatewayError | None = None
             try:
                 found = route(method, path)
-                if method != "GET":
-                    check_origin(scope)
+                check_caller(scope, self.allowed_hosts, acts=method != "GET")
             except GatewayError as exc:
                 refused = exc
             # The body is read even for a refused request, so the connection stays usable.
@@ -406,11 +410,18 @@ def create_gateway_app(
     *,
     keepalive: float = DEFAULT_KEEPALIVE,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> GatewayApp:
     """The gateway's ASGI app over ``daemon`` (no I/O). Serve it with `serve_gateway`.
 
     ``keepalive`` is the seconds of silence after which ``/events`` sends a comment line;
-    ``max_upload_bytes`` bounds the body of ``POST /files``. Raises ``ValueError`` for a
+    ``max_upload_bytes`` bounds the body of ``POST /files``; ``allowed_hosts`` (None: any) are
+    the names (``Host`` without its port) requests may address. Raises ``ValueError`` for a
     non-positive ``keepalive`` or ``max_upload_bytes``.
     """
-    return GatewayApp(daemon, keepalive=keepalive, max_upload_bytes=max_upload_bytes)
+    return GatewayApp(
+        daemon,
+        keepalive=keepalive,
+        max_upload_bytes=max_upload_bytes,
+        allowed_hosts=allowed_hosts,
+    )

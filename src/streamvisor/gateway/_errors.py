@@ -8,8 +8,10 @@ The tree of what the gateway itself raises (each subclasses the builtin it speci
     ├── PayloadTooLarge (ValueError)      the body is over the route's limit; .limit
     ├── NotFound (LookupError)            no such route, running session or agent
     ├── MethodNotAllowed                  the route exists, the method does not; .allowed
-    └── CrossOriginRefused (PermissionError)
-                                          a browser page of another origin tried to act; .origin
+    ├── CrossOriginRefused (PermissionError)
+    │                                     a browser page of another origin tried to act; .origin
+    └── HostNotAllowed (PermissionError)  the Host header is not a name the gateway answers to
+                                          (DNS rebinding); .host
 
 Everything else comes from the daemon and is answered by its type (`status_for`): the typed
 ``ValueError`` family (``InvalidSessionRequest``, the file errors, ...) is 400, unknown ids
@@ -53,6 +55,7 @@ __all__ = [
     "BadRequest",
     "CrossOriginRefused",
     "GatewayError",
+    "HostNotAllowed",
     "MethodNotAllowed",
     "NotFound",
     "NotOverHTTP",
@@ -112,6 +115,16 @@ class CrossOriginRefused(GatewayError, PermissionError):
         self.origin = origin
 
 
+class HostNotAllowed(GatewayError, PermissionError):
+    """The request's ``Host`` is not one the gateway answers to. A gateway on loopback answers
+    only to loopback names, so that a web page whose domain was re-pointed at 127.0.0.1 (DNS
+    rebinding) cannot reach it as if it were its own origin."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"the gateway does not answer to host {host!r}")
+        self.host = host
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     """The single error inside (nested) one-member exception groups, else the error itself."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -138,7 +151,7 @@ def status_for(exc: BaseException) -> int:
         return 413
     if isinstance(exc, MethodNotAllowed):
         return 405
-    if isinstance(exc, CrossOriginRefused):
+    if isinstance(exc, CrossOriginRefused | HostNotAllowed):
         return 403
     if isinstance(exc, FileUploadFailed) and exc.__cause__ is not None:
         return _upstream_status(exc.__cause__)

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 import trio
 
-from ._errors import BadRequest, CrossOriginRefused, PayloadTooLarge, Redactor
+from ._errors import BadRequest, CrossOriginRefused, HostNotAllowed, PayloadTooLarge, Redactor
 
 __all__ = [
     "ClientGone",
@@ -26,7 +26,7 @@ __all__ = [
     "Responder",
     "Scope",
     "Send",
-    "check_origin",
+    "check_caller",
     "dumps",
     "parse_form",
     "parse_query",
@@ -68,10 +68,22 @@ def parse_query(scope: Scope) -> dict[str, str]:
     return dict(parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1")))
 
 
-def check_origin(scope: Scope) -> None:
-    """Refuse a browser's cross-origin request: an ``Origin`` header whose host (and port)
-    differs from the ``Host`` the request was sent to. Requests without ``Origin`` (curl, SDKs,
-    same-origin GETs) pass. Raises `CrossOriginRefused`."""
+def _hostname(host: str) -> str:
+    """``host[:port]`` (``[v6]:port`` too) without the port, lowercased."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def check_caller(scope: Scope, allowed_hosts: frozenset[str] | None, *, acts: bool) -> None:
+    """Refuse what a browser must not be able to do to the daemon.
+
+    * A ``Host`` outside ``allowed_hosts`` (when given): `HostNotAllowed` (DNS rebinding).
+    * When the request ``acts`` (anything but a GET, and every WebSocket): an ``Origin`` whose
+      host and port differ from ``Host`` (a page of another origin): `CrossOriginRefused`.
+      Requests without ``Origin`` (curl, SDKs, same-origin GETs) pass.
+    """
     origin = host = None
     for name, value in scope.get("headers", []):
         key = bytes(name).lower()
@@ -79,7 +91,9 @@ def check_origin(scope: Scope) -> None:
             origin = bytes(value).decode("latin-1")
         elif key == b"host":
             host = bytes(value).decode("latin-1")
-    if origin is None:
+    if allowed_hosts is not None and (host is None or _hostname(host) not in allowed_hosts):
+        raise HostNotAllowed(host or "")
+    if not acts or origin is None:
         return
     if origin == "null" or host is None or urlsplit(origin).netloc.lower() != host.lower():
         raise CrossOriginRefused(origin)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -38,6 +39,18 @@ class Gateway:
     host: str
     port: int
     app: GatewayApp
+
+
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _hypercorn_config(host: str, port: int, keepalive: float) -> HypercornConfig:
@@ -79,6 +92,7 @@ async def serve_gateway(
     *,
     keepalive: float = DEFAULT_KEEPALIVE,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> AsyncIterator[Gateway]:
     """Serve the gateway over ``daemon`` on ``host:port`` (0: any free port) until the block
     exits; yields a `Gateway` (``gw.url``).
@@ -86,12 +100,21 @@ async def serve_gateway(
     Use it inside ``open_daemon``: ``async with serve_gateway(daemon) as gw:``. On exit, every
     event stream and WebSocket is ended at once and hypercorn stops within a couple of seconds;
     the daemon itself is left running. The gateway has no authentication: bind it to loopback
-    unless something in front of it authenticates.
+    unless something in front of it authenticates. On loopback it answers only to loopback
+    names (``allowed_hosts`` defaults to ``localhost``, ``127.0.0.1``, ``::1`` and ``host``),
+    which defeats DNS rebinding; elsewhere to any name unless ``allowed_hosts`` is given.
 
     Raises ``OSError`` if the address cannot be bound, ``ValueError`` for a bad ``keepalive`` or
     ``max_upload_bytes``.
     """
-    app = create_gateway_app(daemon, keepalive=keepalive, max_upload_bytes=max_upload_bytes)
+    if allowed_hosts is None and _is_loopback(host):
+        allowed_hosts = {*_LOOPBACK_NAMES, host}
+    app = create_gateway_app(
+        daemon,
+        keepalive=keepalive,
+        max_upload_bytes=max_upload_bytes,
+        allowed_hosts=allowed_hosts,
+    )
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(_serve, app, _hypercorn_config(host, port, keepalive), shutdown)

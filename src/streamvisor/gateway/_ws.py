@@ -29,8 +29,8 @@ from ..daemon import Daemon
 from ..supervisor import BusClosed, SubscriberOverflow, Subscription
 from . import _ops
 from ._encode import bus_item
-from ._errors import BadRequest, CrossOriginRefused, problem
-from ._http import Receive, Scope, Send, check_origin, dumps, parse_query
+from ._errors import BadRequest, problem
+from ._http import Receive, Scope, Send, check_caller, dumps, parse_query
 
 if TYPE_CHECKING:
     from ._app import GatewayApp
@@ -193,16 +193,16 @@ async def serve_websocket(app: GatewayApp, scope: Scope, receive: Receive, send:
     pattern = parse_query(scope).get("topic", "**")
     try:
         # Browsers apply no same-origin rule to WebSockets: the gateway does.
-        check_origin(scope)
+        check_caller(scope, app.allowed_hosts, acts=True)
         subscription = app.daemon.subscribe(pattern)
     except ValueError as exc:
         # Refused before the handshake: the client sees HTTP 403.
         log.info("gateway.ws_refused", topic=pattern, error=str(exc))
         await send({"type": "websocket.close", "code": 1008, "reason": "invalid topic"})
         return
-    except CrossOriginRefused as exc:
-        log.warning("gateway.ws_refused", origin=exc.origin)
-        await send({"type": "websocket.close", "code": 1008, "reason": "cross-origin"})
+    except PermissionError as exc:
+        log.warning("gateway.ws_refused", error=str(exc))
+        await send({"type": "websocket.close", "code": 1008, "reason": "refused"})
         return
     socket = _Socket(app, send)
     with trio.CancelScope() as cancel_scope, app.track(cancel_scope):
