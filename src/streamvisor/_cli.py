@@ -1,30 +1,295 @@
-"""Command line: run the daemon, serve the embedded OpenAI-compatible server, or show a demo."""
+"""Command line: run the daemon, serve the embedded OpenAI-compatible server, or show a demo.
+
+    python run.py                      run the daemon (embedded server when OPENAI_API_KEY is unset)
+    python run.py mockapi [--port N]   serve the embedded server alone, for any OpenAI client
+    python run.py demo FEATURE         show one feature live in the terminal
+
+Exit codes: 0 after a clean shutdown (SIGINT / SIGTERM) or a demo that ran to its end, 1 for a
+demo that failed, 2 for bad arguments or configuration, 130 for an interrupt during startup.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import signal
+import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final, TextIO
+
+import attrs
+import trio
+
+from .config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from .daemon import DaemonStatus
+
+__all__ = ["DEMOS", "build_parser", "main", "serve_daemon", "serve_mockapi", "status_line"]
+
+DEMOS: Final = ("stream", "responses", "background", "files", "agent", "combined")
+
+_DEMO_HELP: Final = """\
+features:
+  stream      a chat stream that calls a weather tool, then a plain text stream
+  responses   a durable Responses stream with a reasoning summary and its semantic events
+  background  two background responses: status transitions, a cancel, active() shrinking
+  files       PNG and PDF uploads (types sniffed from content), input parts, list(), a rejected
+              animated GIF, delete()
+  agent       an agent with a calculator and a clock answering one question
+  combined    a durable background stream with an image input, then background.poll
+  all         each of the above in turn, on one daemon
+
+Without OPENAI_API_KEY the demos run against the embedded server, paced so that streaming is
+visible (each takes a few seconds); with a key they use the real API and the models below.
+"""
+
+_EPILOG: Final = """\
+examples:
+  python run.py                              run the daemon (Ctrl-C to stop)
+  python run.py daemon --status-interval 5   ... with a status line every 5 s
+  python run.py mockapi --port 8765          serve the embedded server for any OpenAI client
+  python run.py demo stream                  watch a chat stream with a tool call
+  python run.py demo --help                  the demos and their options
+
+Run 'run.py COMMAND --help' for a command's options. Settings: config/streamvisor.toml and
+OPENAI_API_KEY / OPENAI_BASE_URL / STREAMVISOR_<SECTION>_<KEY> in the environment.
+"""
+
+_EXAMPLE: Final = (
+    "OPENAI_BASE_URL={url} OPENAI_API_KEY=sk-anything python -c "
+    "\"import openai; print(openai.OpenAI().chat.completions.create(model='gpt-4o-mini', "
+    "messages=[{{'role': 'user', 'content': 'Hello'}}]).choices[0].message.content)\""
+)
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``run.py`` argument parser (each command documents itself: ``run.py CMD --help``)."""
     parser = argparse.ArgumentParser(
         prog="run.py",
-        description="streamvisor: a supervised streaming daemon for the OpenAI API.",
+        description=(
+            "streamvisor: a supervised streaming daemon for the OpenAI API. With no "
+            "OPENAI_API_KEY it starts an embedded OpenAI-compatible server and uses it."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--config", help="path to a streamvisor.toml (default: config/streamvisor.toml)"
+        "--config",
+        metavar="PATH",
+        help="a streamvisor.toml (default: $STREAMVISOR_CONFIG, else config/streamvisor.toml)",
     )
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("daemon", help="run the daemon (the default)")
-    mock = sub.add_parser("mockapi", help="serve the embedded OpenAI-compatible server alone")
-    mock.add_argument("--port", type=int, default=8765)
-    demo = sub.add_parser("demo", help="show one feature live in the terminal")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    daemon = sub.add_parser(
+        "daemon",
+        help="run the daemon until Ctrl-C / SIGTERM (the default command)",
+        description=(
+            "Run the daemon until SIGINT or SIGTERM, then stop it in order. Without "
+            "OPENAI_API_KEY it starts the embedded OpenAI-compatible server and says where."
+        ),
+    )
+    daemon.add_argument(
+        "--status-interval",
+        type=_non_negative,
+        default=30.0,
+        metavar="SECONDS",
+        help="print a one-line status (sessions, agents, active background responses) this "
+        "often; 0 turns it off (default 30)",
+    )
+    mock = sub.add_parser(
+        "mockapi",
+        help="serve the embedded OpenAI-compatible server alone (Ctrl-C to stop)",
+        description="Serve the embedded OpenAI-compatible server for any OpenAI client.",
+    )
+    mock.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    mock.add_argument(
+        "--port", type=int, default=8765, help="port to bind; 0 picks a free one (default 8765)"
+    )
+    mock.add_argument(
+        "--token-delay",
+        type=_non_negative,
+        default=None,
+        metavar="SECONDS",
+        help="pause between streamed tokens (default: [mockapi] token_delay)",
+    )
+    mock.add_argument(
+        "--queue-delay",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long background responses stay queued (default 0)",
+    )
+    demo = sub.add_parser(
+        "demo",
+        help="show one feature live in the terminal",
+        description="Show one feature live: tokens as they arrive, tool calls, status changes.",
+        epilog=_DEMO_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     demo.add_argument(
-        "feature", choices=["stream", "responses", "background", "files", "agent", "combined"]
+        "feature", choices=(*DEMOS, "all"), help="which feature to show ('all': each in turn)"
+    )
+    demo.add_argument(
+        "--model", default=None, help="the model of the chat/background/agent demos (gpt-4o-mini)"
+    )
+    demo.add_argument(
+        "--reasoning-model",
+        default=None,
+        help="the model of the 'responses' demo (o4-mini)",
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``run.py``; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    raise SystemExit(f"command {args.command or 'daemon'!r} is not wired yet")
+    try:
+        config = Config.load(args.config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    from ._logging import configure_logging
+
+    command = args.command or "daemon"
+    log = config.log
+    if command == "demo" and log.level == "info":
+        # The demo's own output tells the story; routine log lines would interleave with tokens.
+        log = attrs.evolve(log, level="warning")
+    configure_logging(log, secrets=[config.openai.api_key])
+    try:
+        if command == "mockapi":
+            return trio.run(
+                serve_mockapi, config, args.host, args.port, args.token_delay, args.queue_delay
+            )
+        if command == "demo":
+            from ._demos import Models, run_demo
+
+            defaults = Models()
+            models = Models(
+                chat=args.model or defaults.chat,
+                reasoning=args.reasoning_model or defaults.reasoning,
+            )
+            return trio.run(functools.partial(run_demo, args.feature, config, models=models))
+        interval = getattr(args, "status_interval", 30.0)
+        return trio.run(serve_daemon, config, interval)
+    except KeyboardInterrupt:
+        # Only before the signal handlers are installed (or in a demo): nothing left running.
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # An address that cannot be bound (the embedded server's port in use, ...) is the
+        # user's to fix, not a bug: say so without a traceback. Anything else is a bug.
+        leaf = _only_error(exc)
+        if not isinstance(leaf, OSError):
+            raise
+        print(f"error: {leaf}", file=sys.stderr)
+        return 1
+
+
+def _only_error(exc: BaseException) -> BaseException:
+    """The single error inside (nested) exception groups of one error each, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def status_line(status: DaemonStatus, uptime: float | None = None) -> str:
+    """One line about a running daemon: sessions, agents, active background responses, uptime."""
+    line = (
+        f"status: {status.sessions} session(s), {status.agents} agent(s), "
+        f"{status.active_background} active background response(s)"
+    )
+    if uptime is not None:
+        minutes, seconds = divmod(int(uptime), 60)
+        line += f"; up {minutes}m{seconds:02d}s" if minutes else f"; up {seconds}s"
+    return line
+
+
+async def serve_daemon(
+    config: Config, status_interval: float = 30.0, *, out: TextIO | None = None
+) -> int:
+    """Run the daemon until SIGINT or SIGTERM; say where it sends requests, print a status line
+    every ``status_interval`` seconds (0: never), and say when it has stopped. Returns 0.
+
+    Raises what `open_daemon` raises (``StartChildError``, ``OSError`` for an unusable
+    ``[mockapi]`` address, ...). Must run in the main thread (it installs signal handlers).
+    """
+    from .daemon import open_daemon
+
+    stream = out if out is not None else sys.stdout
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_daemon(config) as daemon, trio.open_nursery() as nursery:
+            if daemon.mockapi is not None:
+                say(
+                    "streamvisor daemon: no OPENAI_API_KEY, using the embedded OpenAI-compatible "
+                    f"server at {daemon.mockapi.url}"
+                )
+            else:
+                say(f"streamvisor daemon: using {daemon.client.settings.base_url}")
+            say("streamvisor daemon running; Ctrl-C or SIGTERM to stop")
+
+            if status_interval > 0:
+                started = trio.current_time()
+
+                async def report() -> None:
+                    while True:
+                        await trio.sleep(status_interval)
+                        try:
+                            status = await daemon.status()
+                        except Exception as exc:
+                            # A child may be restarting just then; the status is for display
+                            # only and must never take the daemon down.
+                            say(f"status: unavailable ({type(exc).__name__}: {exc})")
+                        else:
+                            say(status_line(status, trio.current_time() - started))
+
+                nursery.start_soon(report)
+            async for signum in signals:
+                say(f"received {signal.Signals(signum).name}, shutting down")
+                break
+            nursery.cancel_scope.cancel()
+    say("streamvisor daemon stopped")
+    return 0
+
+
+async def serve_mockapi(
+    config: Config,
+    host: str,
+    port: int,
+    token_delay: float | None = None,
+    queue_delay: float = 0.0,
+    *,
+    out: TextIO | None = None,
+) -> int:
+    """Serve the embedded OpenAI-compatible server until SIGINT or SIGTERM; print its base URL
+    and an example client command first. Returns 0. Raises ``OSError`` if it cannot bind."""
+    from .mockapi import MockAPIConfig, serve
+
+    stream = out if out is not None else sys.stdout
+    mock = MockAPIConfig(
+        host=host,
+        port=port,
+        token_delay=config.mockapi.token_delay if token_delay is None else token_delay,
+        queue_delay=queue_delay,
+        keepalive_interval=config.mockapi.keepalive_interval,
+    )
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with serve(mock) as server:
+            print(f"streamvisor mock OpenAI API on {server.url}", file=stream, flush=True)
+            print("try: " + _EXAMPLE.format(url=server.url), file=stream, flush=True)
+            async for signum in signals:
+                print(f"received {signal.Signals(signum).name}, stopping", file=stream, flush=True)
+                break
+    print("mock OpenAI API stopped", file=stream, flush=True)
+    return 0

@@ -1,0 +1,68 @@
+"""The daemon's HTTP front door: JSON routes, an SSE event stream, a WebSocket, a live page.
+
+Programs in other languages reach the daemon's actors and channels through it::
+
+    async with open_daemon(config) as daemon, serve_gateway(daemon, port=8080) as gw:
+        print(gw.url)            # GET / is a live page; GET /events?topic=session.s1 is SSE
+
+No authentication: bind it to loopback (the default). A browser page of another origin is refused
+(``Origin`` must match ``Host`` for anything but a GET, and for the WebSocket), and on loopback
+only loopback host names are answered (DNS rebinding), so no web site a user visits can drive
+the daemon, or read its events, through the user's browser.
+
+Routes (JSON in and out; errors are ``{"error": {"type": <ExceptionClassName>, "message"}}``)::
+
+    GET    /health                          the daemon's status
+    POST   /sessions/{id}/chat              {model, messages, ...}        -> ticket
+    POST   /sessions/{id}/responses         {model, input, durable?, ...} -> ticket
+    POST   /sessions/{id}/stop              {stream_id?}                  -> {outcomes}
+    GET    /sessions/{id}/streams                                         -> {streams}
+    POST   /sessions/{id}/wait/{stream_id}  {timeout?}                    -> outcome
+    POST   /background                      {model, input, owner?, ...}   -> registry record
+    GET    /background                                                    -> {active}
+    GET    /background/{id}                 poll now                      -> Response
+    POST   /background/{id}/cancel                                        -> Response
+    GET    /background/{id}/events[?starting_after=N]   resume its event stream (SSE)
+    GET    /files[?purpose=]                                              -> {data}
+    POST   /files                           multipart: file, purpose      -> FileObject
+    GET    /files/{id}   DELETE /files/{id}
+    POST   /agents/{id}                     {model, instructions?, api?, options?} (no tools)
+    POST   /agents/{id}/ask                 {text, timeout?}              -> reply
+    DELETE /agents/{id}
+    GET    /events?topic=<pattern>          server-sent events of the bus
+    GET    /ws?topic=<pattern>              the same over a WebSocket, plus commands
+    GET    /                                the live page
+"""
+
+from __future__ import annotations
+
+from ._app import DEFAULT_KEEPALIVE, GatewayApp, create_gateway_app
+from ._errors import (
+    BadRequest,
+    CrossOriginRefused,
+    GatewayError,
+    HostNotAllowed,
+    MethodNotAllowed,
+    NotFound,
+    NotOverHTTP,
+    PayloadTooLarge,
+    status_for,
+)
+from ._server import Gateway, serve_gateway
+
+__all__ = [
+    "DEFAULT_KEEPALIVE",
+    "BadRequest",
+    "CrossOriginRefused",
+    "Gateway",
+    "GatewayApp",
+    "GatewayError",
+    "HostNotAllowed",
+    "MethodNotAllowed",
+    "NotFound",
+    "NotOverHTTP",
+    "PayloadTooLarge",
+    "create_gateway_app",
+    "serve_gateway",
+    "status_for",
+]

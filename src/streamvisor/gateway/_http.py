@@ -1,0 +1,305 @@
+"""ASGI plumbing by hand: the parsed request, a one-response sender, multipart form parsing.
+
+No web framework: `Request` is what the gateway needs of ``scope`` + body, `Responder` sends one
+response (a whole JSON/bytes body, or a stream of chunks), and `parse_form` reads the
+``multipart/form-data`` of an upload (RFC 7578), exactly, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from email.message import Message as _HeaderParser
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import attrs
+import trio
+
+from ._errors import BadRequest, CrossOriginRefused, HostNotAllowed, PayloadTooLarge, Redactor
+
+__all__ = [
+    "ClientGone",
+    "FormPart",
+    "Receive",
+    "Request",
+    "Responder",
+    "Scope",
+    "Send",
+    "check_caller",
+    "dumps",
+    "parse_form",
+    "parse_query",
+    "read_body",
+    "watch_disconnect",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """The client went away while the response was being sent (nothing more can be sent)."""
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if attrs.has(type(value)):
+        return attrs.asdict(value, recurse=False)  # type: ignore[arg-type]
+    if isinstance(value, BaseException):
+        return {"type": type(value).__name__, "message": str(value)}
+    if isinstance(value, bytes):
+        return {"bytes": len(value)}
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON; mappings, attrs records and errors are converted, anything else is str()."""
+    return json.dumps(value, separators=(",", ":"), default=_json_default, ensure_ascii=False)
+
+
+def parse_query(scope: Scope) -> dict[str, str]:
+    """The query string's parameters (the last value of a repeated name wins)."""
+    return dict(parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1")))
+
+
+def _hostname(host: str) -> str:
+    """``host[:port]`` (``[v6]:port`` too) without the port, lowercased."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def check_caller(scope: Scope, allowed_hosts: frozenset[str] | None, *, acts: bool) -> None:
+    """Refuse what a browser must not be able to do to the daemon.
+
+    * A ``Host`` outside ``allowed_hosts`` (when given): `HostNotAllowed` (DNS rebinding).
+    * When the request ``acts`` (anything but a GET, and every WebSocket): an ``Origin`` whose
+      host and port differ from ``Host`` (a page of another origin): `CrossOriginRefused`.
+      Requests without ``Origin`` (curl, SDKs, same-origin GETs) pass.
+    """
+    origin = host = None
+    for name, value in scope.get("headers", []):
+        key = bytes(name).lower()
+        if key == b"origin":
+            origin = bytes(value).decode("latin-1")
+        elif key == b"host":
+            host = bytes(value).decode("latin-1")
+    if allowed_hosts is not None and (host is None or _hostname(host) not in allowed_hosts):
+        raise HostNotAllowed(host or "")
+    if not acts or origin is None:
+        return
+    if origin == "null" or host is None or urlsplit(origin).netloc.lower() != host.lower():
+        raise CrossOriginRefused(origin)
+
+
+@attrs.frozen
+class Request:
+    """What one HTTP request carried; ``params`` are the route's path parameters."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    params: Mapping[str, str] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_scope(cls, scope: Scope, body: bytes, params: Mapping[str, str]) -> Request:
+        headers = {
+            bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1")
+            for k, v in scope.get("headers", [])
+        }
+        return cls(
+            method=str(scope["method"]).upper(),
+            path=str(scope["path"]),
+            query=parse_query(scope),
+            headers=headers,
+            body=body,
+            params=dict(params),
+        )
+
+    def json_object(self, *, empty_ok: bool = False) -> dict[str, Any]:
+        """The body as a JSON object (``{}`` for an empty body when ``empty_ok``).
+
+        Raises `BadRequest` if it is not a JSON object.
+        """
+        if not self.body.strip():
+            if empty_ok:
+                return {}
+            raise BadRequest("the request body must be a JSON object")
+        try:
+            value = json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return value
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body.
+
+    Raises `PayloadTooLarge` past ``limit`` bytes (the rest is read and discarded, so the
+    connection stays usable for the answer) and ``trio.BrokenResourceError`` if the client
+    disconnects first.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise trio.BrokenResourceError("the client disconnected while sending the body")
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        else:
+            chunks.clear()
+        if not message.get("more_body", False):
+            if size > limit:
+                raise PayloadTooLarge(limit)
+            return b"".join(chunks)
+
+
+async def watch_disconnect(
+    receive: Receive, responder: Responder, cancel_scope: trio.CancelScope
+) -> None:
+    """Cancel ``cancel_scope`` when the client goes away (after the body has been read)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            responder.disconnected = True
+            cancel_scope.cancel()
+            return
+
+
+class Responder:
+    """Sends one HTTP response; every text it sends goes through the `Redactor` first."""
+
+    def __init__(self, send: Send, redact: Redactor) -> None:
+        self._send = send
+        self.redact = redact
+        self.started = False
+        self.finished = False
+        #: The client went away: nothing more can be sent.
+        self.disconnected = False
+
+    async def _message(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except Exception as exc:
+            # The server refuses messages once the client has gone (the disconnect notice may
+            # still be on its way to `watch_disconnect`).
+            self.disconnected = True
+            raise ClientGone(repr(exc)) from exc
+
+    async def start(self, status: int, headers: Mapping[str, str]) -> None:
+        """Send the status and headers. Raises `ClientGone`."""
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        await self._message({"type": "http.response.start", "status": status, "headers": raw})
+        self.started = True
+
+    async def _body(self, data: bytes, more: bool) -> None:
+        await self._message({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def write(self, text: str) -> None:
+        """Send a chunk of the body (after `start`). Raises `ClientGone`."""
+        data = self.redact(text).encode()
+        if data:
+            await self._body(data, True)
+
+    async def finish(self) -> None:
+        """End the body (nothing happens if it has ended, or the client is gone)."""
+        if not self.finished and not self.disconnected:
+            self.finished = True
+            await self._body(b"", False)
+
+    async def json(self, status: int, value: Any, headers: Mapping[str, str] | None = None) -> None:
+        """Send a whole JSON response."""
+        data = self.redact(dumps(value)).encode()
+        await self.bytes(status, data, "application/json", headers)
+
+    async def bytes(
+        self,
+        status: int,
+        data: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Send a whole response body with its ``content-length``."""
+        await self.start(
+            status,
+            {
+                "content-type": content_type,
+                "content-length": str(len(data)),
+                "cache-control": "no-store",
+                **(headers or {}),
+            },
+        )
+        await self._body(data, False)
+        self.finished = True
+
+
+# ------------------------------------------------------------------------------ multipart form
+
+
+@attrs.frozen
+class FormPart:
+    """One field of a ``multipart/form-data`` body."""
+
+    name: str
+    filename: str | None
+    content_type: str | None
+    data: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")
+
+
+def _header_params(lines: list[str]) -> _HeaderParser:
+    parser = _HeaderParser()
+    for line in lines:
+        header, sep, value = line.partition(":")
+        if sep:
+            parser[header.strip()] = value.strip()
+    return parser
+
+
+def parse_form(content_type: str, body: bytes) -> dict[str, FormPart]:
+    """The parts of a ``multipart/form-data`` body by field name (the last one wins).
+
+    Raises `BadRequest` for another content type, a missing boundary or a malformed body.
+    """
+    header = _header_params([f"content-type: {content_type}"])
+    if header.get_content_type() != "multipart/form-data":
+        raise BadRequest("expected a multipart/form-data body", field="content-type")
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        raise BadRequest("the multipart/form-data content type has no boundary")
+    delimiter = b"--" + boundary.encode("latin-1")
+    sections = body.split(delimiter)
+    if len(sections) < 3 or not sections[-1].startswith(b"--"):
+        raise BadRequest("malformed multipart body: no closing boundary")
+    parts: dict[str, FormPart] = {}
+    for section in sections[1:-1]:
+        if not section.startswith(b"\r\n"):
+            raise BadRequest("malformed multipart body: a boundary is not followed by CRLF")
+        head, sep, data = section[2:].partition(b"\r\n\r\n")
+        if not sep or not data.endswith(b"\r\n"):
+            raise BadRequest("malformed multipart body: a part has no header block")
+        fields = _header_params(head.decode("utf-8", "replace").split("\r\n"))
+        name = fields.get_param("name", header="content-disposition")
+        filename = fields.get_param("filename", header="content-disposition")
+        if not isinstance(name, str):
+            raise BadRequest("malformed multipart body: a part has no name")
+        parts[name] = FormPart(
+            name=name,
+            filename=filename if isinstance(filename, str) else None,
+            content_type=fields.get("content-type"),
+            data=data[:-2],
+        )
+    return parts

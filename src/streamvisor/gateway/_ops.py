@@ -1,0 +1,218 @@
+"""The operations behind the routes and the WebSocket commands: JSON in, JSON out.
+
+Each takes the daemon and the request's JSON object, checks the shape the gateway itself needs
+(`BadRequest`), calls the daemon's handles, and returns plain JSON data. What the handles raise
+propagates as it is (typed: the app maps it to a status with `status_for`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..actors import AgentHandle
+from ..daemon import Daemon
+from ._encode import (
+    agent_reply_json,
+    outcome_json,
+    status_json,
+    stream_info_json,
+    ticket_json,
+)
+from ._errors import BadRequest, NotFound, NotOverHTTP
+
+__all__ = [
+    "agent_ask",
+    "agent_close",
+    "agent_open",
+    "background_active",
+    "background_cancel",
+    "background_create",
+    "background_poll",
+    "health",
+    "session_chat",
+    "session_respond",
+    "session_stop",
+    "session_streams",
+    "session_wait",
+]
+
+#: Names the handles take as their own keyword arguments: never API parameters.
+_HANDLE_KEYWORDS = frozenset({"self", "timeout", "owner"})
+
+
+def text_field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{name!r} must be a non-empty string", field=name)
+    return value
+
+
+def _optional_text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{name!r} must be a string", field=name)
+    return value
+
+
+def _timeout(body: dict[str, Any]) -> float | None:
+    value = body.get("timeout")
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise BadRequest("'timeout' must be a number of seconds >= 0", field="timeout")
+    return float(value)
+
+
+def _params(body: dict[str, Any], *taken: str) -> dict[str, Any]:
+    """The API parameters of a create body: everything but the fields named in ``taken``."""
+    params = {k: v for k, v in body.items() if k not in taken}
+    clash = sorted(params.keys() & _HANDLE_KEYWORDS)
+    if clash:
+        raise BadRequest(f"{clash[0]!r} is not a parameter of this request", field=clash[0])
+    return params
+
+
+async def health(daemon: Daemon) -> dict[str, Any]:
+    """The daemon's status (`DaemonStatus`) as JSON."""
+    return status_json(await daemon.status())
+
+
+# ------------------------------------------------------------------------------------ sessions
+
+
+async def session_chat(daemon: Daemon, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Start a chat stream in session ``session_id`` (starting the session); return the ticket."""
+    model = text_field(body, "model")
+    if "messages" not in body:
+        raise BadRequest("'messages' is required", field="messages")
+    session = await daemon.open_session(session_id)
+    ticket = await session.chat(model, body["messages"], **_params(body, "model", "messages"))
+    return ticket_json(ticket)
+
+
+async def session_respond(daemon: Daemon, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Start a Responses stream (``durable`` optional) in session ``session_id``; the ticket."""
+    model = text_field(body, "model")
+    if "input" not in body:
+        raise BadRequest("'input' is required", field="input")
+    durable = body.get("durable")
+    if durable is not None and not isinstance(durable, bool):
+        raise BadRequest("'durable' must be true, false or null", field="durable")
+    session = await daemon.open_session(session_id)
+    params = _params(body, "model", "input", "durable")
+    ticket = await session.respond(model, body["input"], durable=durable, **params)
+    return ticket_json(ticket)
+
+
+async def _running_session(daemon: Daemon, session_id: str) -> Any:
+    if daemon.registry.whereis(f"session.{session_id}") is None:
+        raise NotFound(f"no session {session_id!r} is running")
+    return await daemon.open_session(session_id)
+
+
+async def session_stop(daemon: Daemon, session_id: str, body: dict[str, Any]) -> list[Any]:
+    """Stop one stream (``stream_id``) or every stream of a running session; the outcomes."""
+    stream_id = _optional_text(body, "stream_id")
+    session = await _running_session(daemon, session_id)
+    return [outcome_json(o) for o in await session.stop(stream_id)]
+
+
+async def session_streams(daemon: Daemon, session_id: str) -> list[Any]:
+    """The active streams of a running session."""
+    session = await _running_session(daemon, session_id)
+    return [stream_info_json(info) for info in await session.streams()]
+
+
+async def session_wait(
+    daemon: Daemon, session_id: str, stream_id: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Wait (at most ``timeout`` seconds, if given) for a stream to end; its outcome."""
+    timeout = _timeout(body)
+    session = await _running_session(daemon, session_id)
+    return outcome_json(await session.wait(stream_id, timeout=timeout))
+
+
+# ---------------------------------------------------------------------------------- background
+
+
+async def background_create(daemon: Daemon, body: dict[str, Any]) -> dict[str, Any]:
+    """Create and track a background response (``owner`` optional); the registry record."""
+    model = text_field(body, "model")
+    if "input" not in body:
+        raise BadRequest("'input' is required", field="input")
+    owner = _optional_text(body, "owner")
+    params = _params(body, "model", "input", "owner")
+    record = await daemon.background.create(body["input"], model, owner=owner, **params)
+    return record.as_json()
+
+
+async def background_active(daemon: Daemon) -> list[Any]:
+    """Every tracked response not yet terminal."""
+    return [record.as_json() for record in await daemon.background.active()]
+
+
+async def background_poll(daemon: Daemon, response_id: str) -> dict[str, Any]:
+    """GET the response now (the registry is updated if it is tracked); the Response."""
+    return await daemon.background.poll(response_id)
+
+
+async def background_cancel(daemon: Daemon, response_id: str) -> dict[str, Any]:
+    """Cancel a background response; the Response in its final state."""
+    return await daemon.background.cancel(response_id)
+
+
+# -------------------------------------------------------------------------------------- agents
+
+
+async def agent_open(daemon: Daemon, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Start an agent (``model``, optional ``instructions``, ``api``, ``options``)."""
+    if "tools" in body:
+        raise NotOverHTTP(
+            "tools are Python callables and cannot be defined over HTTP: register them on the"
+            " agent from the program that embeds the daemon",
+            field="tools",
+        )
+    model = text_field(body, "model")
+    unknown = sorted(body.keys() - {"model", "instructions", "api", "options"})
+    if unknown:
+        raise BadRequest(f"unknown agent field {unknown[0]!r}", field=unknown[0])
+    api = body.get("api", "responses")
+    if api not in ("chat", "responses"):
+        raise BadRequest("'api' must be 'chat' or 'responses'", field="api")
+    options = body.get("options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("'options' must be a JSON object", field="options")
+    handle = await daemon.open_agent(
+        agent_id,
+        model=model,
+        api=api,
+        instructions=_optional_text(body, "instructions"),
+        options=options,
+    )
+    return {"agent_id": handle.agent_id, "topic": handle.topic, "model": model, "api": api}
+
+
+async def agent_ask(daemon: Daemon, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Run one turn of a running agent; its reply."""
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise BadRequest("'text' must be a string", field="text")
+    timeout = _timeout(body)
+    ref = daemon.registry.whereis(f"agent.{agent_id}")
+    if ref is None:
+        raise NotFound(f"no agent {agent_id!r} is running")
+    reply = await AgentHandle(ref, agent_id).ask(text, timeout=timeout)
+    return agent_reply_json(reply)
+
+
+async def agent_close(daemon: Daemon, agent_id: str) -> dict[str, Any]:
+    """Stop a running agent."""
+    if not await daemon.close_agent(agent_id):
+        raise NotFound(f"no agent {agent_id!r} is running")
+    return {"agent_id": agent_id, "closed": True}

@@ -1,0 +1,94 @@
+"""A minimal WebSocket client for tests: wsproto over a trio TCP stream."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+
+
+class Rejected(Exception):
+    """The server refused the handshake (``.status_code``)."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(status_code)
+        self.status_code = status_code
+
+
+class Closed(Exception):
+    """The server closed the connection (``.code``, ``.reason``)."""
+
+    def __init__(self, code: int, reason: str | None) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+class WSClient:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._ws = WSConnection(ConnectionType.CLIENT)
+        self._events: deque[Event] = deque()
+
+    async def _event(self) -> Event:
+        while not self._events:
+            data = await self._stream.receive_some(65536)
+            self._ws.receive_data(data or None)
+            self._events.extend(self._ws.events())
+        return self._events.popleft()
+
+    async def _handshake(
+        self, host: str, port: int, target: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        request = Request(host=f"{host}:{port}", target=target, extra_headers=headers)
+        await self._stream.send_all(self._ws.send(request))
+        event = await self._event()
+        if isinstance(event, RejectConnection):
+            raise Rejected(event.status_code)
+        assert isinstance(event, AcceptConnection), event
+
+    async def send_json(self, value: Any) -> None:
+        await self._stream.send_all(self._ws.send(TextMessage(json.dumps(value))))
+
+    async def receive_json(self) -> Any:
+        """The next text message, parsed. Raises `Closed` if the server closes."""
+        parts: list[str] = []
+        while True:
+            event = await self._event()
+            if isinstance(event, Ping):
+                await self._stream.send_all(self._ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                raise Closed(event.code, event.reason)
+            elif isinstance(event, TextMessage):
+                parts.append(event.data)
+                if event.message_finished:
+                    return json.loads("".join(parts))
+
+    async def close(self) -> None:
+        await self._stream.send_all(self._ws.send(CloseConnection(code=1000)))
+
+
+@asynccontextmanager
+async def connect(
+    host: str, port: int, target: str, *, origin: str | None = None
+) -> AsyncIterator[WSClient]:
+    stream = await trio.open_tcp_stream(host, port)
+    async with stream:
+        client = WSClient(stream)
+        headers = [] if origin is None else [(b"origin", origin.encode())]
+        await client._handshake(host, port, target, headers)
+        yield client

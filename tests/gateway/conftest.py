@@ -1,0 +1,34 @@
+"""Fixtures: a daemon on the embedded server, the gateway in front of it, an HTTP client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from streamvisor.daemon import Daemon, open_daemon
+from streamvisor.gateway import Gateway, serve_gateway
+from tests.daemon.conftest import FAST, daemon_config
+
+#: Short, so keepalive comments are observable in a test.
+KEEPALIVE = 0.2
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    async with open_daemon(daemon_config(tmp_path), mockapi=FAST) as running:
+        yield running
+
+
+@pytest.fixture
+async def gateway(daemon: Daemon) -> AsyncIterator[Gateway]:
+    async with serve_gateway(daemon, keepalive=KEEPALIVE) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10.0) as http:
+        yield http

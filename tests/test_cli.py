@@ -1,0 +1,250 @@
+"""`python run.py`: the command line as a user runs it, in real subprocesses over real sockets."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import openai
+import pytest
+
+from streamvisor._cli import DEMOS, status_line
+from streamvisor.daemon import DaemonStatus
+
+RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any OpenAI or streamvisor setting (so: the embedded server)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "STREAMVISOR_")) and k != "PYTHONWARNINGS"
+    }
+    env.update({"STREAMVISOR_LOG_FORMAT": "json", **extra})
+    return env
+
+
+class Process:
+    """A `run.py` subprocess whose output is read as it comes, with deadlines."""
+
+    def __init__(self, args: list[str], cwd: Path, env: Mapping[str, str]) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, str(RUN_PY), *args],
+            cwd=cwd,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.out = ""
+
+    def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+        """Read stdout until ``pattern`` matches; fail (with what was read) after ``timeout``."""
+        assert self.popen.stdout is not None
+        fd = self.popen.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while (found := re.search(pattern, self.out)) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"no {pattern!r} within {timeout}s; stdout so far:\n{self.out}")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    pytest.fail(f"exited before {pattern!r}; stdout:\n{self.out}")
+                self.out += chunk.decode()
+        return found
+
+    def finish(self, timeout: float = 15.0) -> tuple[int, str, str]:
+        """Wait for the exit; return (code, all of stdout, stderr)."""
+        rest, err = self.popen.communicate(timeout=timeout)
+        self.out += rest.decode()
+        return self.popen.returncode, self.out, err.decode()
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.communicate(timeout=5)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+def run_py(
+    spawn: list[Process], tmp_path: Path, *args: str, env: Mapping[str, str] | None = None
+) -> Process:
+    process = Process(list(args), tmp_path, env if env is not None else clean_env())
+    spawn.append(process)
+    return process
+
+
+class TestHelp:
+    def test_help_documents_every_command(self) -> None:
+        """`run.py --help` exits 0 and names the daemon, mockapi and demo commands."""
+        done = subprocess.run(
+            [sys.executable, str(RUN_PY), "--help"], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0
+        for command in ("daemon", "mockapi", "demo"):
+            assert command in done.stdout
+        assert "OPENAI_API_KEY" in done.stdout
+
+    def test_demo_help_describes_every_feature(self) -> None:
+        """Each demo feature is listed with a description."""
+        done = subprocess.run(
+            [sys.executable, str(RUN_PY), "demo", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0
+        for feature in DEMOS:
+            assert re.search(rf"^\s+{feature}\s+\w", done.stdout, re.MULTILINE), feature
+
+    def test_an_unknown_demo_is_a_usage_error(self) -> None:
+        """argparse rejects a feature that does not exist, with exit code 2."""
+        done = subprocess.run(
+            [sys.executable, str(RUN_PY), "demo", "teleport"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2
+        assert "invalid choice" in done.stderr
+
+    def test_a_missing_config_file_is_reported_with_exit_code_2(self, tmp_path: Path) -> None:
+        """A --config that does not exist is a configuration error, not a traceback."""
+        done = subprocess.run(
+            [sys.executable, str(RUN_PY), "--config", str(tmp_path / "nope.toml")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=clean_env(),
+        )
+        assert done.returncode == 2
+        assert "configuration error" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+class TestMockAPI:
+    def test_the_official_sdk_talks_to_the_served_mockapi(
+        self, spawn: list[Process], tmp_path: Path
+    ) -> None:
+        """`run.py mockapi --port 0` prints its URL and an example; the SDK streams from it."""
+        process = run_py(spawn, tmp_path, "mockapi", "--port", "0", "--token-delay", "0")
+        url = process.wait_for(r"on (http://127\.0\.0\.1:\d+/v1)").group(1)
+        process.wait_for(r"try: OPENAI_BASE_URL=http://\S+/v1 .*python -c")
+        client = openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0, timeout=10)
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "Hello mock"}],
+            stream=True,
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        assert text == "You said: Hello mock"
+        response = client.responses.create(model="gpt-4o-mini", input="Hi")
+        assert response.output_text == "You said: Hi"
+        process.popen.send_signal(signal.SIGINT)
+        code, out, _ = process.finish()
+        assert code == 0
+        assert "stopped" in out
+
+    def test_a_port_in_use_is_reported_without_a_traceback(self, tmp_path: Path) -> None:
+        """An address that cannot be bound exits with code 1 and the OS's reason."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            done = subprocess.run(
+                [sys.executable, str(RUN_PY), "mockapi", "--port", str(port)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                cwd=tmp_path,
+                env=clean_env(),
+            )
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines()[-1].startswith("error: [Errno")
+        assert "Traceback" not in done.stderr
+
+
+class TestDaemon:
+    def test_without_a_key_it_says_it_uses_the_embedded_server_and_stops_on_sigint(
+        self, spawn: list[Process], tmp_path: Path
+    ) -> None:
+        """The daemon announces the embedded server's URL, and SIGINT stops it cleanly."""
+        process = run_py(spawn, tmp_path, "daemon", "--status-interval", "0")
+        url = process.wait_for(r"embedded OpenAI-compatible server at (http://\S+/v1)").group(1)
+        process.wait_for("running")
+        client = openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0, timeout=10)
+        assert client.responses.create(model="m", input="up?").output_text == "You said: up?"
+        process.popen.send_signal(signal.SIGINT)
+        code, out, err = process.finish()
+        assert code == 0, err
+        assert "received SIGINT, shutting down" in out
+        assert out.rstrip().endswith("streamvisor daemon stopped")
+        assert "Traceback" not in err
+
+    def test_the_default_command_runs_the_daemon_and_stops_on_sigterm(
+        self, spawn: list[Process], tmp_path: Path
+    ) -> None:
+        """`python run.py` with no command is the daemon; SIGTERM stops it with exit code 0."""
+        process = run_py(spawn, tmp_path)
+        process.wait_for("no OPENAI_API_KEY, using the embedded")
+        process.wait_for("running")
+        process.popen.send_signal(signal.SIGTERM)
+        code, out, _ = process.finish()
+        assert code == 0
+        assert "received SIGTERM, shutting down" in out
+        assert "streamvisor daemon stopped" in out
+
+    def test_it_prints_a_periodic_status_line(self, spawn: list[Process], tmp_path: Path) -> None:
+        """With --status-interval, a one-line status (sessions, agents, background) repeats."""
+        process = run_py(spawn, tmp_path, "daemon", "--status-interval", "0.2")
+        process.wait_for(
+            r"(status: 0 session\(s\), 0 agent\(s\), 0 active background response\(s\)[^\n]*\n"
+            r"){2}"
+        )
+        process.popen.send_signal(signal.SIGINT)
+        code, _, _ = process.finish()
+        assert code == 0
+
+    def test_a_registry_path_in_the_working_directory_is_created_there(
+        self, spawn: list[Process], tmp_path: Path
+    ) -> None:
+        """The durable registry's default path is relative to where the daemon runs."""
+        process = run_py(spawn, tmp_path)
+        process.wait_for("running")
+        process.popen.send_signal(signal.SIGINT)
+        assert process.finish()[0] == 0
+        assert (tmp_path / "var" / "streamvisor-registry.sqlite3").is_file()
+
+
+class TestStatusLine:
+    def test_it_names_sessions_agents_and_active_background_responses(self) -> None:
+        """The status line reads the daemon's counts."""
+        status = DaemonStatus(
+            base_url="http://127.0.0.1:1/v1",
+            embedded=True,
+            children=(),
+            sessions=2,
+            agents=1,
+            active_background=3,
+        )
+        line = status_line(status, uptime=75.0)
+        assert line == (
+            "status: 2 session(s), 1 agent(s), 3 active background response(s); up 1m15s"
+        )

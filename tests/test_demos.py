@@ -1,0 +1,295 @@
+"""`python run.py demo FEATURE`: every demo runs to its end on the embedded server and shows
+what it promises. In-process, over real loopback HTTP (no mock clock), with fast pacing."""
+
+from __future__ import annotations
+
+import io
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from streamvisor._cli import DEMOS
+from streamvisor._demos import (
+    FEATURES,
+    TITLES,
+    Console,
+    Pacing,
+    animated_gif_bytes,
+    calculator,
+    pdf_bytes,
+    png_bytes,
+    run_demo,
+)
+from streamvisor.actors import FileRules, SniffResult
+from streamvisor.actors._file_rules import check_content, count_gif_frames, sniff
+from streamvisor.config import Config
+
+RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
+
+#: Fast, but slow enough that a background response is still running when the demo cancels it.
+FAST = Pacing(token_delay=0.005, queue_delay=0.2, poll_after_ms=40, poll_interval=0.05)
+
+
+def embedded_config() -> Config:
+    """No API key (the embedded server), JSON logs, nothing read from the environment."""
+    return Config.load(environ={"STREAMVISOR_LOG_FORMAT": "json"})
+
+
+async def run(feature: str) -> str:
+    out = io.StringIO()
+    with trio.fail_after(30):
+        code = await run_demo(feature, embedded_config(), pacing=FAST, out=out, tty=False)
+    text = out.getvalue()
+    assert code == 0, text
+    assert f"demo {feature!r} done in" in text
+    return text
+
+
+class TestStream:
+    async def test_it_streams_a_tool_call_its_result_the_answer_and_a_plain_text(self) -> None:
+        """The tool call's arguments, the tool's result fed back, and both answers' tokens."""
+        text = await run("stream")
+        assert 'tool call get_weather: {"city":"Paris"}' in text
+        assert "tool result get_weather({'city': 'Paris'})" in text
+        assert '"conditions": "light rain"' in text
+        assert "assistant: Here is what the tools returned: get_weather returned" in text
+        assert (
+            "assistant: You said: Write a haiku about a supervisor restarting a crashed worker."
+            in text
+        )
+        assert "[completion_finished]" in text
+        assert text.count("completed:") == 3
+        assert "summary: 3 chat streams, 1 tool call(s) run and answered" in text
+        assert "with gaps" not in text
+
+
+class TestResponses:
+    async def test_it_shows_the_reasoning_summary_the_answer_and_the_semantic_events(
+        self,
+    ) -> None:
+        """A durable stream: queued, in progress, reasoning summary, text, completed."""
+        text = await run("responses")
+        assert "(durable=True)" in text
+        assert "reasoning: **Reading the request**" in text
+        assert "assistant: You said: In two sentences:" in text
+        for shown in ("[queued]", "[in_progress]", "[reasoning_done]", "[completion_finished]"):
+            assert shown in text
+        assert re.search(r"reasoning_summary_text\.delta \d+", text)
+        assert "[response.content_part.added] output_text #0 of output 1" in text
+        assert "summary: completed; reasoning summary" in text
+        assert "sequence numbers gapless" in text
+
+
+class TestBackground:
+    async def test_it_shows_transitions_a_cancel_and_active_shrinking(self) -> None:
+        """Both are tracked, B is cancelled while running, A completes, active() reaches 0."""
+        text = await run("background")
+        actives = [int(n) for n in re.findall(r"active\(\): (\d+)", text)]
+        assert actives[0] == 2
+        assert actives[-1] == 0
+        assert actives == sorted(actives, reverse=True)
+        assert "cancel(B) → cancelled" in text
+        assert "A: queued → in_progress" in text
+        assert "A: in_progress → completed" in text
+        assert "poll(A) → completed: lorem ipsum" in text
+        assert "summary: A completed, B cancelled;" in text
+        assert "active() 2 → 1 → 0" in text
+
+    async def test_its_progress_line_is_rewritten_in_place_on_a_terminal(self) -> None:
+        """On a TTY the status line is redrawn with a carriage return, not a new line."""
+        out = io.StringIO()
+        with trio.fail_after(30):
+            code = await run_demo("background", embedded_config(), pacing=FAST, out=out, tty=True)
+        text = out.getvalue()
+        assert code == 0, text
+        assert "\r  [A: queued  B: queued]\x1b[K" in text
+        assert "\r  [A: completed  B: cancelled]\x1b[K\n" in text
+
+
+class TestFiles:
+    async def test_it_sniffs_types_builds_parts_lists_rejects_the_gif_and_deletes(self) -> None:
+        """MIME types from content, the parts, list(), the typed GIF error, delete()."""
+        text = await run("files")
+        assert "photo.jpg: detected image/png (from its bytes)" in text
+        assert "report.pdf: detected application/pdf" in text
+        assert re.search(r"upload\(photo\.jpg\) → file-\w+ \(\d+ bytes, purpose=vision\)", text)
+        assert re.search(
+            r'image_input → \{"type": "input_image", "file_id": "file-\w+", "detail": "auto"\} '
+            r"\(the same file",
+            text,
+        )
+        assert re.search(r'file_input  → \{"type": "input_file", "file_id": "file-\w+"', text)
+        assert "list(): 2 file(s), 2 of them the demo's:" in text
+        assert "spinner.gif: rejected before upload: AnimatedGifNotAllowed:" in text
+        assert text.count("deleted=True") == 2
+        assert "list(): 0 of the demo's files left" in text
+        assert "summary: 2 uploaded, 2 listed, rejected spinner.gif (AnimatedGifNotAllowed)" in text
+
+
+class TestAgent:
+    async def test_the_agent_calls_both_tools_and_answers_with_their_results(self) -> None:
+        """Tool calls and results are shown as they happen, then the streamed answer."""
+        text = await run("agent")
+        assert '→ tool call calculator({"a":1.5,"op":"add","b":1.5})' in text
+        assert "← calculator returned 3.0" in text
+        assert "→ tool call clock({})" in text
+        assert re.search(r"← clock returned \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", text)
+        assert "assistant: Here is what the tools returned: calculator returned 3.0" in text
+        assert "summary: completed: 2 tool call(s) over 2 model request(s)" in text
+
+
+class TestCombined:
+    async def test_an_image_input_streams_live_in_the_background_and_polls_completed(
+        self,
+    ) -> None:
+        """The image part, the durable stream's events as they come, then the poll."""
+        text = await run("combined")
+        assert re.search(r'"type": "input_image", "file_id": "file-\w+", "detail": "low"', text)
+        assert "[queued]" in text
+        assert "assistant: You said: Describe this image in one sentence." in text
+        assert "background.poll → completed: You said: Describe this image" in text
+        assert "registry: completed, active(): 0" in text
+        assert "summary: an input_image answered by a durable background stream" in text
+
+
+class TestAll:
+    async def test_all_runs_every_demo_in_turn_on_one_daemon(self) -> None:
+        """Each demo's heading and summary appear, in order, after one daemon start."""
+        text = await run("all")
+        assert text.count("streamvisor demo 'all' against") == 1
+        headings = re.findall(r"━━ demo (\w+):", text)
+        assert headings == list(FEATURES)
+        assert text.count("\nsummary: ") == len(FEATURES)
+
+
+class TestFailures:
+    async def test_an_unreachable_api_ends_the_demo_with_a_message_and_exit_code_1(self) -> None:
+        """With a key and a base URL nobody listens on, the demo says why it failed."""
+        with socket.socket() as probe:  # a port that was free a moment ago
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        config = Config.load(
+            environ={
+                "OPENAI_API_KEY": "sk-test-not-a-real-key",
+                "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+                "STREAMVISOR_OPENAI_MAX_RETRIES": "0",
+                "STREAMVISOR_LOG_FORMAT": "json",
+            }
+        )
+        out = io.StringIO()
+        with trio.fail_after(30):
+            code = await run_demo("agent", config, pacing=FAST, out=out, tty=False)
+        text = out.getvalue()
+        assert code == 1
+        assert f"against http://127.0.0.1:{port}/v1" in text
+        assert "demo 'agent' failed: APIConnectionError" in text
+        assert "sk-test-not-a-real-key" not in text
+
+
+class TestTheCommandLine:
+    def test_run_py_demo_files_runs_as_a_subprocess(self, tmp_path: Path) -> None:
+        """The CLI wiring: exit code 0 and the demo's output on stdout."""
+        env = {"PATH": "/usr/bin:/bin", "STREAMVISOR_LOG_FORMAT": "json"}
+        done = subprocess.run(
+            [sys.executable, str(RUN_PY), "demo", "files"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "against the embedded OpenAI-compatible server at http://127.0.0.1:" in done.stdout
+        assert "AnimatedGifNotAllowed" in done.stdout
+
+    def test_the_models_can_be_chosen_on_the_command_line(self, tmp_path: Path) -> None:
+        """--reasoning-model reaches the request (the embedded server answers to any name)."""
+        env = {"PATH": "/usr/bin:/bin", "STREAMVISOR_LOG_FORMAT": "json"}
+        done = subprocess.run(
+            [sys.executable, str(RUN_PY), "demo", "responses", "--reasoning-model", "o3-mini"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "a durable Responses stream from o3-mini" in done.stdout
+        assert "summary: completed" in done.stdout
+
+
+class TestConsole:
+    def test_every_write_is_flushed_at_once(self) -> None:
+        """A token reaches the terminal as soon as it is printed (one flush per write)."""
+
+        class Recorder(io.StringIO):
+            def __init__(self) -> None:
+                super().__init__()
+                self.flushed: list[str] = []
+
+            def flush(self) -> None:
+                self.flushed.append(self.getvalue())
+
+        out = Recorder()
+        console = Console(out, tty=False)
+        for piece in ("a", "b", "c"):
+            console.token("assistant", piece)
+        assert out.flushed[-3:] == ["  assistant: a", "  assistant: ab", "  assistant: abc"]
+
+    def test_tokens_are_written_as_they_come_under_one_label(self) -> None:
+        """Each token is written (and flushed) at once; a new label starts a new line."""
+        out = io.StringIO()
+        console = Console(out, tty=False)
+        console.token("assistant", "Hel")
+        assert out.getvalue() == "  assistant: Hel"
+        console.token("assistant", "lo")
+        console.line("done")
+        assert out.getvalue() == "  assistant: Hello\ndone\n"
+
+    def test_progress_is_rewritten_in_place_on_a_terminal(self) -> None:
+        """On a TTY, progress updates start with a carriage return and stay on one line."""
+        out = io.StringIO()
+        console = Console(out, tty=True)
+        console.progress("A: queued")
+        console.progress("A: completed")
+        console.line("end")
+        assert out.getvalue() == "\rA: queued\x1b[K\rA: completed\x1b[K\nend\n"
+
+    def test_progress_is_one_line_per_update_otherwise(self) -> None:
+        """Piped output gets plain lines."""
+        out = io.StringIO()
+        console = Console(out, tty=False)
+        console.progress("A: queued")
+        console.progress("A: completed")
+        assert out.getvalue() == "A: queued\nA: completed\n"
+
+
+class TestSampleFiles:
+    def test_the_samples_are_what_they_claim_to_be(self) -> None:
+        """PNG and PDF pass the file rules; the GIF is animated."""
+        rules = FileRules()
+        assert sniff(png_bytes()).mime_type == "image/png"
+        assert sniff(pdf_bytes()).mime_type == "application/pdf"
+        check_content(png_bytes(), "vision", rules=rules)
+        check_content(pdf_bytes(), "user_data", rules=rules)
+        assert count_gif_frames(animated_gif_bytes()) == 3
+        assert isinstance(sniff(animated_gif_bytes()), SniffResult)
+
+    @pytest.mark.parametrize(
+        ("a", "op", "b", "result"),
+        [(12.5, "multiply", 4, 50.0), (1, "add", 2, 3), (9, "subtract", 4, 5), (9, "divide", 3, 3)],
+    )
+    def test_the_calculator_tool(self, a: float, op: str, b: float, result: float) -> None:
+        assert calculator(a, op, b) == result  # type: ignore[arg-type]
+
+
+def test_every_feature_has_a_test() -> None:
+    """Keep this file in step with the demos."""
+    assert set(FEATURES) == {"stream", "responses", "background", "files", "agent", "combined"}
+    assert set(TITLES) == set(FEATURES)
+    assert tuple(FEATURES) == DEMOS
