@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -29,7 +30,8 @@ def clean_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("OPENAI_", "STREAMVISOR_")) and k != "PYTHONWARNINGS"
     }
-    env.update({"STREAMVISOR_LOG_FORMAT": "json", **extra})
+    # The gateway's default port (8080) may be taken on a test machine: any free port.
+    env.update({"STREAMVISOR_LOG_FORMAT": "json", "STREAMVISOR_GATEWAY_PORT": "0", **extra})
     return env
 
 
@@ -211,6 +213,23 @@ class TestDaemon:
         assert "received SIGTERM, shutting down" in out
         assert "streamvisor daemon stopped" in out
 
+    def test_the_daemon_serves_its_gateway_and_says_where(
+        self, spawn: list[Process], tmp_path: Path
+    ) -> None:
+        """The daemon prints the gateway's URL; its /health answers with the running tree."""
+        process = run_py(spawn, tmp_path)
+        url = process.wait_for(r"gateway: (http://127\.0\.0\.1:\d+)/ ").group(1)
+        health = httpx.get(f"{url}/health", timeout=5).json()
+        assert [child["id"] for child in health["children"]] == [
+            "files",
+            "background",
+            "sessions",
+            "agents",
+        ]
+        process.popen.send_signal(signal.SIGINT)
+        code, _, _ = process.finish()
+        assert code == 0
+
     def test_it_prints_a_periodic_status_line(self, spawn: list[Process], tmp_path: Path) -> None:
         """With --status-interval, a one-line status (sessions, agents, background) repeats."""
         process = run_py(spawn, tmp_path, "daemon", "--status-interval", "0.2")
@@ -248,3 +267,20 @@ class TestStatusLine:
         assert line == (
             "status: 2 session(s), 1 agent(s), 3 active background response(s); up 1m15s"
         )
+
+
+class TestGatewayHosts:
+    def test_no_extra_names_lets_the_gateway_choose(self) -> None:
+        """An empty `[gateway] allowed_hosts` means the gateway's own loopback default."""
+        from streamvisor._cli import _gateway_hosts
+        from streamvisor.config import GatewaySection
+
+        assert _gateway_hosts(GatewaySection()) is None
+
+    def test_extra_names_keep_the_loopback_names(self) -> None:
+        """Names added for a reverse proxy never lock out the loopback names."""
+        from streamvisor._cli import _gateway_hosts
+        from streamvisor.config import GatewaySection
+
+        hosts = _gateway_hosts(GatewaySection(allowed_hosts=("svc.internal",)))
+        assert hosts == {"svc.internal", "localhost", "127.0.0.1", "::1"}

@@ -49,7 +49,7 @@ from .actors import (
     TrackedResponse,
 )
 from .config import Config, ConfigError
-from .daemon import Daemon, DaemonStatus, open_daemon, run_daemon
+from .daemon import Daemon, DaemonStatus, open_daemon
 from .openai import StreamEvent
 from .supervisor import Missed, Overflow
 
@@ -90,6 +90,5 @@ __all__ = [
     "mockapi",
     "open_daemon",
     "openai",
-    "run_daemon",
     "supervisor",
 ]

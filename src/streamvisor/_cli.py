@@ -14,16 +14,17 @@ import argparse
 import functools
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Final, TextIO
 
 import attrs
 import trio
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, GatewaySection
 
 if TYPE_CHECKING:
-    from .daemon import DaemonStatus
+    from .daemon import Daemon, DaemonStatus
 
 __all__ = ["DEMOS", "build_parser", "main", "serve_daemon", "serve_mockapi", "status_line"]
 
@@ -215,13 +216,15 @@ def status_line(status: DaemonStatus, uptime: float | None = None) -> str:
 async def serve_daemon(
     config: Config, status_interval: float = 30.0, *, out: TextIO | None = None
 ) -> int:
-    """Run the daemon until SIGINT or SIGTERM; say where it sends requests, print a status line
+    """Run the daemon (and its gateway, per ``[gateway]``) until SIGINT or SIGTERM; say where it
+    sends requests and where the gateway listens, print a status line
     every ``status_interval`` seconds (0: never), and say when it has stopped. Returns 0.
 
     Raises what `open_daemon` raises (``StartChildError``, ``OSError`` for an unusable
     ``[mockapi]`` address, ...). Must run in the main thread (it installs signal handlers).
     """
     from .daemon import open_daemon
+    from .gateway import serve_gateway
 
     stream = out if out is not None else sys.stdout
 
@@ -229,7 +232,7 @@ async def serve_daemon(
         print(text, file=stream, flush=True)
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_daemon(config) as daemon, trio.open_nursery() as nursery:
+        async with open_daemon(config) as daemon, AsyncExitStack() as stack:
             if daemon.mockapi is not None:
                 say(
                     "streamvisor daemon: no OPENAI_API_KEY, using the embedded OpenAI-compatible "
@@ -237,30 +240,55 @@ async def serve_daemon(
                 )
             else:
                 say(f"streamvisor daemon: using {daemon.client.settings.base_url}")
+            section = config.gateway
+            if section.enabled:
+                gateway = await stack.enter_async_context(
+                    serve_gateway(
+                        daemon,
+                        section.host,
+                        section.port,
+                        keepalive=section.keepalive,
+                        max_upload_bytes=section.max_upload_bytes,
+                        allowed_hosts=_gateway_hosts(section),
+                    )
+                )
+                say(
+                    f"gateway: {gateway.url}/ (live page), {gateway.url}/events?topic=** (SSE), "
+                    f"{gateway.url}/health"
+                )
             say("streamvisor daemon running; Ctrl-C or SIGTERM to stop")
-
-            if status_interval > 0:
-                started = trio.current_time()
-
-                async def report() -> None:
-                    while True:
-                        await trio.sleep(status_interval)
-                        try:
-                            status = await daemon.status()
-                        except Exception as exc:
-                            # A child may be restarting just then; the status is for display
-                            # only and must never take the daemon down.
-                            say(f"status: unavailable ({type(exc).__name__}: {exc})")
-                        else:
-                            say(status_line(status, trio.current_time() - started))
-
-                nursery.start_soon(report)
-            async for signum in signals:
-                say(f"received {signal.Signals(signum).name}, shutting down")
-                break
-            nursery.cancel_scope.cancel()
+            # The status reporter's nursery nests inside the gateway's (the exit stack's).
+            async with trio.open_nursery() as nursery:
+                if status_interval > 0:
+                    nursery.start_soon(_report_status, daemon, status_interval, say)
+                async for signum in signals:
+                    say(f"received {signal.Signals(signum).name}, shutting down")
+                    break
+                nursery.cancel_scope.cancel()
     say("streamvisor daemon stopped")
     return 0
+
+
+def _gateway_hosts(section: GatewaySection) -> set[str] | None:
+    """``[gateway] allowed_hosts`` are *extra* names: the loopback names always work. None lets
+    the gateway choose (loopback names on a loopback bind, any name elsewhere)."""
+    if not section.allowed_hosts:
+        return None
+    return {*section.allowed_hosts, "localhost", "127.0.0.1", "::1", section.host}
+
+
+async def _report_status(daemon: Daemon, interval: float, say: Callable[[str], None]) -> None:
+    started = trio.current_time()
+    while True:
+        await trio.sleep(interval)
+        try:
+            status = await daemon.status()
+        except Exception as exc:
+            # A child may be restarting just then; the status is for display only and must
+            # never take the daemon down.
+            say(f"status: unavailable ({type(exc).__name__}: {exc})")
+        else:
+            say(status_line(status, trio.current_time() - started))
 
 
 async def serve_mockapi(

@@ -354,6 +354,30 @@ class AgentSection:
     max_turns: int = _int(8, low=1)
 
 
+def _hosts(v: Any) -> bool:
+    return isinstance(v, tuple) and all(isinstance(h, str) and h for h in v)
+
+
+@attrs.frozen
+class GatewaySection:
+    """``[gateway]``: the daemon's HTTP + SSE + WebSocket front door and live page."""
+
+    SECTION: ClassVar[str] = "gateway"
+
+    enabled: bool = _bool(True)
+    host: str = _text("127.0.0.1")
+    port: int = _int(8080, low=0, high=65535)
+    keepalive: float = _float(15.0, low=0)
+    max_upload_bytes: int = _size(64 * _MIB)
+    allowed_hosts: tuple[str, ...] = _setting(
+        (),
+        "paths",
+        _hosts,
+        "a list of host names",
+        converter=lambda v: tuple(v) if isinstance(v, list) else v,
+    )
+
+
 @attrs.frozen
 class LogSection:
     """``[log]``: structlog output."""
@@ -382,6 +406,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "background": BackgroundSection,
     "files": FilesSection,
     "agent": AgentSection,
+    "gateway": GatewaySection,
     "log": LogSection,
     "supervisor": SupervisorSection,
 }
@@ -410,6 +435,9 @@ class Config:
     )
     files: FilesSection = attrs.field(factory=FilesSection, validator=_instance_of(FilesSection))
     agent: AgentSection = attrs.field(factory=AgentSection, validator=_instance_of(AgentSection))
+    gateway: GatewaySection = attrs.field(
+        factory=GatewaySection, validator=_instance_of(GatewaySection)
+    )
     log: LogSection = attrs.field(factory=LogSection, validator=_instance_of(LogSection))
     supervisor: SupervisorSection = attrs.field(
         factory=SupervisorSection, validator=_instance_of(SupervisorSection)

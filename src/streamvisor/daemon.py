@@ -17,15 +17,14 @@ uploads, the polling, the streams, the agents' turns — is an actor under the r
 restarted per its child spec. Handles address actors by registered name, so a restart is invisible
 to callers.
 
-Shutdown (leaving `open_daemon`, or SIGINT/SIGTERM under `run_daemon`) stops the tree in reverse
-start order — agents, then sessions (durable streams are handed over to the poller, not
+Shutdown (leaving `open_daemon`; ``python run.py`` does so on SIGINT/SIGTERM) stops the tree in
+reverse start order — agents, then sessions (durable streams are handed over to the poller, not
 cancelled), then the poller (its registry is on disk), then the file actor — then closes the
 client, the bus and the embedded server.
 """
 
 from __future__ import annotations
 
-import signal
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal, cast
@@ -33,7 +32,6 @@ from typing import Any, Literal, cast
 import attrs
 import httpx
 import structlog
-import trio
 
 from ._logging import configure_logging
 from .actors import (
@@ -71,7 +69,7 @@ from .supervisor import (
     open_supervisor,
 )
 
-__all__ = ["Daemon", "DaemonStatus", "open_daemon", "run_daemon"]
+__all__ = ["Daemon", "DaemonStatus", "open_daemon"]
 
 log = structlog.get_logger("streamvisor.daemon")
 
@@ -349,23 +347,3 @@ async def open_daemon(
             agent_defaults=make_agent,
         )
         log.info("daemon_stopping")
-
-
-async def run_daemon(
-    config: Config | None = None,
-    *,
-    on_ready: Callable[[Daemon], None] | None = None,
-    task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run the daemon until SIGINT or SIGTERM, then shut it down in order.
-
-    ``on_ready`` is called once the tree is up (the command line prints where it listens).
-    """
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_daemon(config) as daemon:
-            if on_ready is not None:
-                on_ready(daemon)
-            task_status.started(daemon)
-            async for signum in signals:
-                log.info("signal_received", signal=signal.Signals(signum).name)
-                break
