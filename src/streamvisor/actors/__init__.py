@@ -72,22 +72,13 @@ from ._file_inputs import (
 )
 from ._file_rules import FileRules, Purpose, ReadableRoots, SniffResult
 from ._files import FileActor, FilesHandle, FilesStatistics
-from ._session import (
-    DurableTracker,
-    SessionDeps,
-    SessionHandle,
-    SessionState,
-    StreamInfo,
-    StreamingSession,
-    StreamOutcome,
-    StreamTicket,
-    open_session,
-    session_factory,
-    session_topic,
-    sessions_supervisor,
-)
+from ._session import StreamingSession
+from ._session_handle import SessionHandle, open_session, session_factory, sessions_supervisor
+from ._session_requests import session_topic
+from ._session_values import SessionDeps, SessionState, StreamInfo, StreamOutcome, StreamTicket
 from ._store import RegistryStore, StoreError, TrackedResponse, UnknownResponse
 from ._tools import Tool, ToolOutcome, ToolRegistry
+from ._tracker import DurableTracker
 
 __all__ = [
     "ActorsLayerError",
