@@ -50,12 +50,14 @@ from ._errors import (
     RequestLimitExceeded,
     ResponseGone,
     SessionError,
+    StoreError,
     StreamLost,
     StreamStopped,
     ToolArgumentsError,
     ToolDefinitionError,
     TooManyStreams,
     UnknownPurpose,
+    UnknownResponse,
     UnknownStream,
     UnreadableFile,
     UnsupportedFileType,
@@ -72,11 +74,12 @@ from ._file_inputs import (
 )
 from ._file_rules import FileRules, Purpose, ReadableRoots, SniffResult
 from ._files import FileActor, FilesHandle, FilesStatistics
+from ._records import TrackedResponse
 from ._session import StreamingSession
 from ._session_handle import SessionHandle, open_session, session_factory, sessions_supervisor
 from ._session_requests import session_topic
 from ._session_values import SessionDeps, SessionState, StreamInfo, StreamOutcome, StreamTicket
-from ._store import RegistryStore, StoreError, TrackedResponse, UnknownResponse
+from ._store import RegistryStore
 from ._tools import Tool, ToolOutcome, ToolRegistry
 from ._tracker import DurableTracker
 
