@@ -40,7 +40,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import outcome
@@ -61,6 +61,7 @@ from streamvisor.supervisor import (
 )
 from streamvisor.supervisor._bus import EventBus
 
+from ._agent_responses import Api, chat_outcome, responses_outcome, responses_replay, status_of
 from ._errors import (
     AgentBusy,
     InvalidAgentConfig,
@@ -84,7 +85,6 @@ __all__ = [
 
 log = structlog.get_logger("streamvisor.actors.agent")
 
-Api = Literal["chat", "responses"]
 _OK_STATUSES = frozenset({"completed", "incomplete"})
 
 
@@ -408,16 +408,16 @@ class Agent(Actor):
             if isinstance(rid, str):
                 response_ids.append(rid)
             usage = usage + Usage.from_api(final.get("usage"))
-            status = _status_of(self.api, final)
+            status = status_of(self.api, final)
             # An incomplete response (out of tokens, filtered) may hold half-written calls:
             # they are neither run nor kept (a call without an output would poison the history);
             # the turn ends with what the model produced.
             run_calls = status == "completed"
             if self.api == "responses":
-                answer, refused, wanted = _responses_outcome(final)
-                items.extend(_responses_replay(final, keep_calls=run_calls))
+                answer, refused, wanted = responses_outcome(final)
+                items.extend(responses_replay(final, keep_calls=run_calls))
             else:
-                answer, refused, wanted, message = _chat_outcome(final)
+                answer, refused, wanted, message = chat_outcome(final)
                 if not run_calls and message.pop("tool_calls", None) is not None:
                     message["content"] = message.get("content") or ""
                 items.append(message)
@@ -465,7 +465,7 @@ class Agent(Actor):
             final = acc.result
         if final is None:  # a stream ends only after its terminal event (else it raised)
             raise ModelResponseFailed(self.agent_id, "unknown", response_id=stream.response_id)
-        status = _status_of(self.api, final)
+        status = status_of(self.api, final)
         if status not in _OK_STATUSES:
             found = final.get("error")
             error: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
@@ -538,117 +538,6 @@ class Agent(Actor):
             for index, call in enumerate(calls):
                 nursery.start_soon(run, index, call)
         return [r for r in results if r is not None]
-
-
-# -- reading the two APIs' final responses -----------------------------------------------------
-
-
-def _status_of(api: Api, final: Mapping[str, Any]) -> str:
-    if api == "responses":
-        status = final.get("status")
-        return status if isinstance(status, str) else "unknown"
-    choices = final.get("choices") or []
-    reasons = {c.get("finish_reason") for c in choices if isinstance(c, Mapping)}
-    return "incomplete" if reasons & {"length", "content_filter"} else "completed"
-
-
-def _responses_outcome(
-    final: Mapping[str, Any],
-) -> tuple[str, bool, list[tuple[str, str, str]]]:
-    texts: list[str] = []
-    refusals: list[str] = []
-    calls: list[tuple[str, str, str]] = []
-    for item in final.get("output") or ():
-        if not isinstance(item, Mapping):
-            continue
-        kind = item.get("type")
-        if kind == "message":
-            for part in item.get("content") or ():
-                if isinstance(part, Mapping):
-                    if part.get("type") == "output_text":
-                        texts.append(str(part.get("text") or ""))
-                    elif part.get("type") == "refusal":
-                        refusals.append(str(part.get("refusal") or ""))
-        elif kind == "function_call":
-            calls.append(
-                (
-                    str(item.get("call_id") or ""),
-                    str(item.get("name") or ""),
-                    str(item.get("arguments") or ""),
-                )
-            )
-    if texts or not refusals:
-        return "".join(texts), False, calls
-    return "".join(refusals), True, calls
-
-
-def _responses_replay(final: Mapping[str, Any], *, keep_calls: bool) -> list[dict[str, Any]]:
-    """The response's output items as input items for the next request (see module doc)."""
-    out: list[dict[str, Any]] = []
-    for item in final.get("output") or ():
-        if not isinstance(item, Mapping):
-            continue
-        kind = item.get("type")
-        if kind == "function_call":
-            if not keep_calls:
-                continue
-            out.append(
-                {
-                    "type": "function_call",
-                    "call_id": item.get("call_id"),
-                    "name": item.get("name"),
-                    "arguments": item.get("arguments") or "",
-                }
-            )
-        elif kind == "message":
-            content = []
-            for part in item.get("content") or ():
-                if isinstance(part, Mapping) and part.get("type") == "output_text":
-                    content.append({"type": "output_text", "text": part.get("text") or ""})
-                elif isinstance(part, Mapping) and part.get("type") == "refusal":
-                    content.append({"type": "refusal", "refusal": part.get("refusal") or ""})
-            out.append({"type": "message", "role": "assistant", "content": content})
-        elif kind == "reasoning":
-            if item.get("encrypted_content"):
-                out.append(
-                    {
-                        "type": "reasoning",
-                        "id": item.get("id"),
-                        "summary": copy.deepcopy(item.get("summary") or []),
-                        "encrypted_content": item["encrypted_content"],
-                    }
-                )
-        else:
-            out.append({k: copy.deepcopy(v) for k, v in item.items() if k != "status"})
-    return out
-
-
-def _chat_outcome(
-    final: Mapping[str, Any],
-) -> tuple[str, bool, list[tuple[str, str, str]], dict[str, Any]]:
-    choices = final.get("choices") or []
-    first = choices[0] if choices and isinstance(choices[0], Mapping) else {}
-    message = first.get("message") or {}
-    content = message.get("content")
-    refusal = message.get("refusal")
-    calls: list[tuple[str, str, str]] = []
-    replay: dict[str, Any] = {"role": "assistant", "content": content}
-    tool_calls = []
-    for call in message.get("tool_calls") or ():
-        fn = call.get("function") or {}
-        call_id = str(call.get("id") or "")
-        name = str(fn.get("name") or "")
-        arguments = str(fn.get("arguments") or "")
-        calls.append((call_id, name, arguments))
-        tool_calls.append(
-            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-        )
-    if tool_calls:
-        replay["tool_calls"] = tool_calls
-    if refusal and not content:
-        replay["refusal"] = refusal
-        return str(refusal), True, calls, replay
-    return str(content or ""), False, calls, replay
 
 
 # -- the handle --------------------------------------------------------------------------------
