@@ -73,7 +73,8 @@ from ._file_inputs import (
     validate_inputs,
 )
 from ._file_rules import FileRules, Purpose, ReadableRoots, SniffResult
-from ._files import FileActor, FilesHandle, FilesStatistics
+from ._files import FileActor, FilesStatistics
+from ._files_handle import FilesHandle
 from ._records import TrackedResponse
 from ._session import StreamingSession
 from ._session_handle import SessionHandle, open_session, session_factory, sessions_supervisor

@@ -57,20 +57,9 @@ from streamvisor.openai import (
     StreamEvent,
     StreamInterrupted,
 )
-from streamvisor.supervisor import (
-    Actor,
-    Caller,
-    ExitReason,
-    NoReply,
-)
+from streamvisor.supervisor import Actor, Caller, ExitReason, NoReply
 
-from ._errors import (
-    InvalidSessionRequest,
-    StreamLost,
-    StreamStopped,
-    TooManyStreams,
-    UnknownStream,
-)
+from ._errors import InvalidSessionRequest, StreamLost, StreamStopped, TooManyStreams, UnknownStream
 from ._session_requests import check_session_id, session_topic
 from ._session_values import (
     SessionDeps,

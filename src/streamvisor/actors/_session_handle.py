@@ -23,9 +23,7 @@ from streamvisor.supervisor import (
     StartChildError,
 )
 
-from ._errors import (
-    InvalidSessionRequest,
-)
+from ._errors import InvalidSessionRequest
 from ._session import StreamingSession
 from ._session_requests import (
     build_chat_body,

@@ -12,15 +12,9 @@ from typing import Any, Literal
 
 import structlog
 
-from streamvisor.openai import (
-    apply_model_rules,
-    is_reasoning_model,
-)
+from streamvisor.openai import apply_model_rules, is_reasoning_model
 
-from ._errors import (
-    InvalidSessionId,
-    InvalidSessionRequest,
-)
+from ._errors import InvalidSessionId, InvalidSessionRequest
 
 __all__ = [
     "CHAT_ROLES",

@@ -11,14 +11,8 @@ from typing import Any
 import attrs
 
 from streamvisor.config import SessionsSection
-from streamvisor.openai import (
-    ChatAccumulator,
-    OpenAIClient,
-    ResponseAccumulator,
-)
-from streamvisor.supervisor import (
-    EventBus,
-)
+from streamvisor.openai import ChatAccumulator, OpenAIClient, ResponseAccumulator
+from streamvisor.supervisor import EventBus
 
 from ._session_requests import Api
 from ._tracker import DurableTracker
