@@ -72,7 +72,9 @@ from ._file_inputs import (
     validate_input,
     validate_inputs,
 )
-from ._file_rules import FileRules, Purpose, ReadableRoots, SniffResult
+from ._file_roots import ReadableRoots
+from ._file_rules import FileRules, Purpose
+from ._file_sniff import SniffResult
 from ._files import FileActor, FilesStatistics
 from ._files_handle import FilesHandle
 from ._records import TrackedResponse

@@ -5,7 +5,7 @@ was given, uploaded inside its gen_server call (one slow upload blocked every ot
 returned Assistants-shaped image parts. Here:
 
 * files are read only under the configured roots and checked against the API's rules in a worker
-  thread (:func:`~streamvisor.actors._file_rules.load_file`); the MIME type comes from the bytes
+  thread (:func:`~streamvisor.actors._file_roots.load_file`); the MIME type comes from the bytes
   and is what the multipart part (or the Upload's ``mime_type``) declares;
 * each request runs in a task linked to the actor, so the mailbox keeps flowing; uploads hold one
   of ``max_concurrent_uploads`` slots while they read and send;
@@ -40,16 +40,10 @@ from streamvisor.supervisor import Actor, Caller, NoReply
 
 from . import _file_inputs
 from ._errors import ActorsLayerError, FileUploadFailed, UnsupportedFileType
-from ._file_rules import (
-    DedupIndex,
-    FileRules,
-    Purpose,
-    ReadableRoots,
-    check_content,
-    content_digest,
-    load_file,
-    sniff,
-)
+from ._file_dedup import DedupIndex, content_digest
+from ._file_roots import ReadableRoots, load_file
+from ._file_rules import FileRules, Purpose, check_content
+from ._file_sniff import sniff
 
 __all__ = [
     "EXPIRY_MARGIN",
