@@ -7,7 +7,8 @@ answer as the typed error it is; handles built from the registry follow the acto
 
 from __future__ import annotations
 
-from ._agent import Agent, AgentHandle, AgentReply, ToolCall, ToolResult, Usage, start_agent
+from ._agent import Agent, AgentReply, ToolCall, ToolResult, Usage
+from ._agent_handle import AgentHandle, start_agent
 from ._background import (
     BackgroundHandle,
     BackgroundPoller,
