@@ -37,7 +37,7 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
                                                .status, .code, .response_id
 
     ActorsLayerError
-    └── SessionError                      a session refused or lost a stream (``_session.py``);
+    └── SessionError                      a session refused or lost a stream (``_session*.py``);
         │                                 .session_id
         ├── InvalidSessionRequest (openai.InvalidRequestError, so ValueError)
         │                                 rejected at the call, before any network I/O; .field
@@ -337,7 +337,7 @@ class RequestLimitExceeded(InvalidInputPart):
 
 
 # --------------------------------------------------------------------------------------------
-# FileActor (``_files.py``)
+# FileActor (``_files.py``, ``_files_handle.py``)
 #
 #     ActorsLayerError
 #     ├── FileUploadFailed                  the API refused or failed an upload of a good file;
@@ -385,7 +385,7 @@ class InvalidFileName(ActorsLayerError, ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Agents and tools (``_agent.py``, ``_tools.py``)
+# Agents and tools (``_agent.py``, ``_agent_handle.py``, ``_tools.py``)
 
 
 class AgentError(ActorsLayerError):
@@ -488,7 +488,7 @@ class ModelResponseFailed(AgentError, RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Streaming sessions (``_session.py``)
+# Streaming sessions (``_session.py``, ``_session_requests.py``)
 
 
 class SessionError(ActorsLayerError):
