@@ -11,13 +11,9 @@ import attrs
 import httpx
 import trio
 
-from streamvisor.actors._session import (
-    SessionDeps,
-    SessionHandle,
-    open_session,
-    session_topic,
-    sessions_supervisor,
-)
+from streamvisor.actors._session_handle import SessionHandle, open_session, sessions_supervisor
+from streamvisor.actors._session_requests import session_topic
+from streamvisor.actors._session_values import SessionDeps
 from streamvisor.config import SessionsSection
 from streamvisor.openai import ClientSettings, OpenAIClient, RetryPolicy, StreamEvent
 from streamvisor.supervisor import (

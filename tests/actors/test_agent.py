@@ -12,14 +12,8 @@ import pytest
 import trio
 import trio.testing
 
-from streamvisor.actors._agent import (
-    Agent,
-    AgentHandle,
-    AgentReply,
-    ToolCall,
-    ToolResult,
-    start_agent,
-)
+from streamvisor.actors._agent import Agent, AgentReply, ToolCall, ToolResult
+from streamvisor.actors._agent_handle import AgentHandle, start_agent
 from streamvisor.actors._errors import AgentBusy, DuplicateToolName, MaxTurnsExceeded
 from streamvisor.config import AgentSection
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve

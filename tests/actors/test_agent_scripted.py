@@ -11,7 +11,8 @@ import httpx
 import pytest
 import trio
 
-from streamvisor.actors._agent import Agent, AgentHandle, start_agent
+from streamvisor.actors._agent import Agent
+from streamvisor.actors._agent_handle import AgentHandle, start_agent
 from streamvisor.actors._errors import DuplicateToolName, InvalidAgentConfig, ModelResponseFailed
 from streamvisor.openai import (
     BadRequestError,

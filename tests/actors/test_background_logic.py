@@ -27,13 +27,14 @@ from streamvisor.actors._background import (
     open_background_poller,
 )
 from streamvisor.actors._background_status import BackgroundStatus, PollingStopped
-from streamvisor.actors._errors import InvalidBackgroundRequest, ResponseGone
-from streamvisor.actors._store import (
+from streamvisor.actors._errors import (
     CorruptStore,
-    RegistryStore,
-    TrackedResponse,
+    InvalidBackgroundRequest,
+    ResponseGone,
     UnknownResponse,
 )
+from streamvisor.actors._records import TrackedResponse
+from streamvisor.actors._store import RegistryStore
 from streamvisor.config import BackgroundSection
 from streamvisor.openai import (
     CancelRejected,

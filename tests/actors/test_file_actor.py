@@ -11,7 +11,8 @@ import pytest
 import trio
 
 from streamvisor.actors._errors import AssistantsShapeNotAllowed
-from streamvisor.actors._files import EXPIRY_MARGIN, FileActor, FilesHandle
+from streamvisor.actors._files import EXPIRY_MARGIN, FileActor
+from streamvisor.actors._files_handle import FilesHandle
 from streamvisor.config import FilesSection
 from streamvisor.openai import ClientSettings, NotFoundError, OpenAIClient
 from streamvisor.supervisor import CallTimeout, ChildSpec, NoSuchActor, Registry, open_supervisor

@@ -13,7 +13,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from streamvisor.actors import _file_rules
+from streamvisor.actors import _file_roots, _file_sniff
 from streamvisor.actors._errors import (
     ActorsLayerError,
     AnimatedGifNotAllowed,
@@ -31,21 +31,15 @@ from streamvisor.actors._errors import (
     UnreadableFile,
     UnsupportedFileType,
 )
-from streamvisor.actors._file_rules import (
-    DEFAULT_RULES,
+from streamvisor.actors._file_dedup import DedupIndex, content_digest
+from streamvisor.actors._file_roots import ReadableRoots, load_file
+from streamvisor.actors._file_rules import DEFAULT_RULES, MIB, FileRules, Purpose, check_content
+from streamvisor.actors._file_sniff import (
     DOCUMENT_TYPES,
     IMAGE_TYPES,
     JSONL_TYPES,
-    MIB,
-    DedupIndex,
-    FileRules,
-    Purpose,
-    ReadableRoots,
     SniffResult,
-    check_content,
-    content_digest,
     count_gif_frames,
-    load_file,
     sniff,
 )
 
@@ -78,8 +72,8 @@ class TestSniff:
             pytest.param(samples.static_gif(b"87a"), "image/gif", ".gif", "signature", id="gif87a"),
             pytest.param(samples.webp(), "image/webp", ".webp", "signature", id="webp"),
             pytest.param(samples.pdf(), "application/pdf", ".pdf", "signature", id="pdf"),
-            pytest.param(DOCX, _file_rules._DOCX, ".docx", "signature", id="docx"),
-            pytest.param(XLSX, _file_rules._XLSX, ".xlsx", "signature", id="xlsx"),
+            pytest.param(DOCX, _file_sniff._DOCX, ".docx", "signature", id="docx"),
+            pytest.param(XLSX, _file_sniff._XLSX, ".xlsx", "signature", id="xlsx"),
             pytest.param(JSONL, "application/jsonl", ".jsonl", "text", id="jsonl"),
             pytest.param(
                 b'{"a": 1}\r\n\r\n{"b": 2}\r\n', "application/jsonl", ".jsonl", "text", id="crlf"
@@ -285,7 +279,7 @@ class TestCheckContent:
             pytest.param(samples.pdf(), "user_data", "application/pdf", id="pdf-user-data"),
             pytest.param(TEXT, "user_data", "text/plain", id="text-user-data"),
             pytest.param(samples.png(), "user_data", "image/png", id="png-user-data"),
-            pytest.param(DOCX, "assistants", _file_rules._DOCX, id="docx-assistants"),
+            pytest.param(DOCX, "assistants", _file_sniff._DOCX, id="docx-assistants"),
         ],
     )
     def test_acceptable_content_passes(self, data: bytes, purpose: str, mime_type: str) -> None:
@@ -526,7 +520,7 @@ class TestReadableRoots:
         def failing_read(fd: int, size: int) -> bytes:
             raise OSError(errno.EIO, "Input/output error")
 
-        monkeypatch.setattr(_file_rules.os, "read", failing_read)
+        monkeypatch.setattr(_file_roots.os, "read", failing_read)
         with pytest.raises(UnreadableFile, match=r"a\.txt: cannot be read: Input/output error$"):
             ReadableRoots([root]).read(root / "sub" / "a.txt", 100)
 
@@ -550,7 +544,7 @@ class TestReadableRoots:
             fields[stat.ST_SIZE] = 10  # the size when it was stat'ed, before it grew
             return os.stat_result(fields)
 
-        monkeypatch.setattr(_file_rules.os, "fstat", stale_fstat)
+        monkeypatch.setattr(_file_roots.os, "fstat", stale_fstat)
         with pytest.raises(FileTooLarge) as info:
             ReadableRoots([root]).read(path, 100)
         assert (info.value.size, info.value.limit) == (101, 100)

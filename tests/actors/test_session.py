@@ -18,7 +18,9 @@ from streamvisor.actors._errors import (
     TooManyStreams,
     UnknownStream,
 )
-from streamvisor.actors._session import StreamTicket, check_session_id, open_session
+from streamvisor.actors._session_handle import open_session
+from streamvisor.actors._session_requests import check_session_id
+from streamvisor.actors._session_values import StreamTicket
 from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, serve
 from streamvisor.openai import (
     BadRequestError,

@@ -12,7 +12,8 @@ import httpx
 import pytest
 import trio
 
-from streamvisor.actors._session import SessionState, StreamingSession
+from streamvisor.actors._session import StreamingSession
+from streamvisor.actors._session_values import SessionState
 from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, serve
 from streamvisor.openai import (
     InternalServerError,

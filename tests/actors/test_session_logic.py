@@ -12,7 +12,8 @@ import pytest
 import trio
 import trio.testing
 
-from streamvisor.actors._session import SessionHandle, SessionState, _Record, session_factory
+from streamvisor.actors._session_handle import SessionHandle, session_factory
+from streamvisor.actors._session_values import SessionState, _Record
 from streamvisor.openai import RetryPolicy
 from streamvisor.supervisor import CallTimeout
 

@@ -19,22 +19,22 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamvisor.actors._store import (
-    MIGRATIONS,
-    RESPONSE_STATUSES,
-    SCHEMA_VERSION,
-    TERMINAL_STATUSES,
+from streamvisor.actors._errors import (
     CorruptStore,
     DuplicateResponse,
     IllegalTransition,
-    RegistryStore,
     StoreClosed,
     StoreError,
-    TrackedResponse,
     UnknownResponse,
     UnsupportedSchema,
+)
+from streamvisor.actors._records import (
+    RESPONSE_STATUSES,
+    TERMINAL_STATUSES,
+    TrackedResponse,
     scrub_secrets,
 )
+from streamvisor.actors._store import MIGRATIONS, SCHEMA_VERSION, RegistryStore
 
 T0 = 1_700_000_000.0
 KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
@@ -511,7 +511,8 @@ _WRITER = textwrap.dedent(
 _COMMITTER = textwrap.dedent(
     """
     import sys, trio
-    from streamvisor.actors._store import RegistryStore, TrackedResponse
+    from streamvisor.actors._records import TrackedResponse
+    from streamvisor.actors._store import RegistryStore
 
     async def main():
         async with RegistryStore.open(sys.argv[1]) as store:

@@ -7,7 +7,8 @@ answer as the typed error it is; handles built from the registry follow the acto
 
 from __future__ import annotations
 
-from ._agent import Agent, AgentHandle, AgentReply, ToolCall, ToolResult, Usage, start_agent
+from ._agent import Agent, AgentReply, ToolCall, ToolResult, Usage
+from ._agent_handle import AgentHandle, start_agent
 from ._background import (
     BackgroundHandle,
     BackgroundPoller,
@@ -50,12 +51,14 @@ from ._errors import (
     RequestLimitExceeded,
     ResponseGone,
     SessionError,
+    StoreError,
     StreamLost,
     StreamStopped,
     ToolArgumentsError,
     ToolDefinitionError,
     TooManyStreams,
     UnknownPurpose,
+    UnknownResponse,
     UnknownStream,
     UnreadableFile,
     UnsupportedFileType,
@@ -70,24 +73,19 @@ from ._file_inputs import (
     validate_input,
     validate_inputs,
 )
-from ._file_rules import FileRules, Purpose, ReadableRoots, SniffResult
-from ._files import FileActor, FilesHandle, FilesStatistics
-from ._session import (
-    DurableTracker,
-    SessionDeps,
-    SessionHandle,
-    SessionState,
-    StreamInfo,
-    StreamingSession,
-    StreamOutcome,
-    StreamTicket,
-    open_session,
-    session_factory,
-    session_topic,
-    sessions_supervisor,
-)
-from ._store import RegistryStore, StoreError, TrackedResponse, UnknownResponse
+from ._file_roots import ReadableRoots
+from ._file_rules import FileRules, Purpose
+from ._file_sniff import SniffResult
+from ._files import FileActor, FilesStatistics
+from ._files_handle import FilesHandle
+from ._records import TrackedResponse
+from ._session import StreamingSession
+from ._session_handle import SessionHandle, open_session, session_factory, sessions_supervisor
+from ._session_requests import session_topic
+from ._session_values import SessionDeps, SessionState, StreamInfo, StreamOutcome, StreamTicket
+from ._store import RegistryStore
 from ._tools import Tool, ToolOutcome, ToolRegistry
+from ._tracker import DurableTracker
 
 __all__ = [
     "ActorsLayerError",

@@ -40,7 +40,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import outcome
@@ -49,18 +49,10 @@ import trio
 
 from streamvisor.config import AgentSection
 from streamvisor.openai import OpenAIClient, is_reasoning_model
-from streamvisor.supervisor import (
-    Actor,
-    ActorRef,
-    Caller,
-    CallTimeout,
-    ExitReason,
-    NoReply,
-    Registry,
-    start_actor,
-)
+from streamvisor.supervisor import Actor, Caller, ExitReason, NoReply
 from streamvisor.supervisor._bus import EventBus
 
+from ._agent_responses import Api, chat_outcome, responses_outcome, responses_replay, status_of
 from ._errors import (
     AgentBusy,
     InvalidAgentConfig,
@@ -72,19 +64,16 @@ from ._tools import Tool, ToolRegistry
 
 __all__ = [
     "Agent",
-    "AgentHandle",
     "AgentReply",
     "Tool",
     "ToolCall",
     "ToolRegistry",
     "ToolResult",
     "Usage",
-    "start_agent",
 ]
 
 log = structlog.get_logger("streamvisor.actors.agent")
 
-Api = Literal["chat", "responses"]
 _OK_STATUSES = frozenset({"completed", "incomplete"})
 
 
@@ -190,7 +179,7 @@ class AgentReply:
     response_ids: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
 
 
-# -- messages (private) ------------------------------------------------------------------------
+# -- messages (private to the agent and its handle) ------------------------------------------------
 
 
 @attrs.frozen(eq=False)
@@ -408,16 +397,16 @@ class Agent(Actor):
             if isinstance(rid, str):
                 response_ids.append(rid)
             usage = usage + Usage.from_api(final.get("usage"))
-            status = _status_of(self.api, final)
+            status = status_of(self.api, final)
             # An incomplete response (out of tokens, filtered) may hold half-written calls:
             # they are neither run nor kept (a call without an output would poison the history);
             # the turn ends with what the model produced.
             run_calls = status == "completed"
             if self.api == "responses":
-                answer, refused, wanted = _responses_outcome(final)
-                items.extend(_responses_replay(final, keep_calls=run_calls))
+                answer, refused, wanted = responses_outcome(final)
+                items.extend(responses_replay(final, keep_calls=run_calls))
             else:
-                answer, refused, wanted, message = _chat_outcome(final)
+                answer, refused, wanted, message = chat_outcome(final)
                 if not run_calls and message.pop("tool_calls", None) is not None:
                     message["content"] = message.get("content") or ""
                 items.append(message)
@@ -465,7 +454,7 @@ class Agent(Actor):
             final = acc.result
         if final is None:  # a stream ends only after its terminal event (else it raised)
             raise ModelResponseFailed(self.agent_id, "unknown", response_id=stream.response_id)
-        status = _status_of(self.api, final)
+        status = status_of(self.api, final)
         if status not in _OK_STATUSES:
             found = final.get("error")
             error: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
@@ -538,216 +527,3 @@ class Agent(Actor):
             for index, call in enumerate(calls):
                 nursery.start_soon(run, index, call)
         return [r for r in results if r is not None]
-
-
-# -- reading the two APIs' final responses -----------------------------------------------------
-
-
-def _status_of(api: Api, final: Mapping[str, Any]) -> str:
-    if api == "responses":
-        status = final.get("status")
-        return status if isinstance(status, str) else "unknown"
-    choices = final.get("choices") or []
-    reasons = {c.get("finish_reason") for c in choices if isinstance(c, Mapping)}
-    return "incomplete" if reasons & {"length", "content_filter"} else "completed"
-
-
-def _responses_outcome(
-    final: Mapping[str, Any],
-) -> tuple[str, bool, list[tuple[str, str, str]]]:
-    texts: list[str] = []
-    refusals: list[str] = []
-    calls: list[tuple[str, str, str]] = []
-    for item in final.get("output") or ():
-        if not isinstance(item, Mapping):
-            continue
-        kind = item.get("type")
-        if kind == "message":
-            for part in item.get("content") or ():
-                if isinstance(part, Mapping):
-                    if part.get("type") == "output_text":
-                        texts.append(str(part.get("text") or ""))
-                    elif part.get("type") == "refusal":
-                        refusals.append(str(part.get("refusal") or ""))
-        elif kind == "function_call":
-            calls.append(
-                (
-                    str(item.get("call_id") or ""),
-                    str(item.get("name") or ""),
-                    str(item.get("arguments") or ""),
-                )
-            )
-    if texts or not refusals:
-        return "".join(texts), False, calls
-    return "".join(refusals), True, calls
-
-
-def _responses_replay(final: Mapping[str, Any], *, keep_calls: bool) -> list[dict[str, Any]]:
-    """The response's output items as input items for the next request (see module doc)."""
-    out: list[dict[str, Any]] = []
-    for item in final.get("output") or ():
-        if not isinstance(item, Mapping):
-            continue
-        kind = item.get("type")
-        if kind == "function_call":
-            if not keep_calls:
-                continue
-            out.append(
-                {
-                    "type": "function_call",
-                    "call_id": item.get("call_id"),
-                    "name": item.get("name"),
-                    "arguments": item.get("arguments") or "",
-                }
-            )
-        elif kind == "message":
-            content = []
-            for part in item.get("content") or ():
-                if isinstance(part, Mapping) and part.get("type") == "output_text":
-                    content.append({"type": "output_text", "text": part.get("text") or ""})
-                elif isinstance(part, Mapping) and part.get("type") == "refusal":
-                    content.append({"type": "refusal", "refusal": part.get("refusal") or ""})
-            out.append({"type": "message", "role": "assistant", "content": content})
-        elif kind == "reasoning":
-            if item.get("encrypted_content"):
-                out.append(
-                    {
-                        "type": "reasoning",
-                        "id": item.get("id"),
-                        "summary": copy.deepcopy(item.get("summary") or []),
-                        "encrypted_content": item["encrypted_content"],
-                    }
-                )
-        else:
-            out.append({k: copy.deepcopy(v) for k, v in item.items() if k != "status"})
-    return out
-
-
-def _chat_outcome(
-    final: Mapping[str, Any],
-) -> tuple[str, bool, list[tuple[str, str, str]], dict[str, Any]]:
-    choices = final.get("choices") or []
-    first = choices[0] if choices and isinstance(choices[0], Mapping) else {}
-    message = first.get("message") or {}
-    content = message.get("content")
-    refusal = message.get("refusal")
-    calls: list[tuple[str, str, str]] = []
-    replay: dict[str, Any] = {"role": "assistant", "content": content}
-    tool_calls = []
-    for call in message.get("tool_calls") or ():
-        fn = call.get("function") or {}
-        call_id = str(call.get("id") or "")
-        name = str(fn.get("name") or "")
-        arguments = str(fn.get("arguments") or "")
-        calls.append((call_id, name, arguments))
-        tool_calls.append(
-            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-        )
-    if tool_calls:
-        replay["tool_calls"] = tool_calls
-    if refusal and not content:
-        replay["refusal"] = refusal
-        return str(refusal), True, calls, replay
-    return str(content or ""), False, calls, replay
-
-
-# -- the handle --------------------------------------------------------------------------------
-
-
-async def start_agent(
-    nursery: trio.Nursery,
-    agent: Agent,
-    *,
-    name: str | None = None,
-    registry: Registry | None = None,
-) -> AgentHandle:
-    """Start ``agent`` in ``nursery`` (synchronous start) and return its handle.
-
-    Raises as `start_actor` does (``AlreadyStarted`` for a taken ``name``, ...).
-    """
-    ref = await start_actor(nursery, agent, name=name, registry=registry)
-    return AgentHandle(ref, agent.agent_id)
-
-
-class AgentHandle:
-    """The typed face of a running `Agent`: ``ask``, ``history``, ``reset``, ``register``.
-
-    Build it from the started agent's ref and id: ``AgentHandle(ref, agent_id)`` (or use
-    `start_agent`). Every method is a ``call`` on the agent's mailbox.
-    """
-
-    __slots__ = ("agent_id", "ref", "topic")
-
-    def __init__(self, ref: ActorRef, agent_id: str) -> None:
-        self.ref = ref
-        self.agent_id = _check_id(agent_id)
-        #: Where the agent publishes: ``agent.<id>``.
-        self.topic = f"agent.{agent_id}"
-
-    def __repr__(self) -> str:
-        return f"<AgentHandle {self.agent_id!r}>"
-
-    async def ask(self, text: str, *, timeout: float | None = None) -> AgentReply:  # noqa: ASYNC109
-        """Run one turn: send ``text``, let the model call tools, return its final answer.
-
-        Waits (FIFO) while another turn of this agent runs; ``timeout`` covers the wait and the
-        turn. On timeout a waiting ask is dropped and a running turn is cancelled (the history
-        stays as it was).
-
-        Raises:
-            CallTimeout: no answer within ``timeout``.
-            AgentBusy: a turn runs and ``max_queued`` asks already wait.
-            MaxTurnsExceeded: the model still called tools after ``max_turns`` requests.
-            ModelResponseFailed: a response ended ``failed`` or ``cancelled``.
-            OpenAIError: the request or stream failed (``APIStatusError``, ``StreamError``,
-                ``StreamInterrupted``, ``APIConnectionError``, ...) after the client's retries,
-                or ``InvalidRequestError`` for a body the client refuses before sending.
-            ActorExited: the agent exited before or during the call.
-        """
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {text!r}")
-        ask = _Ask(text)
-        try:
-            result: outcome.Outcome[AgentReply] = await self.ref.call(ask, timeout=timeout)
-        except CallTimeout:
-            self.ref.cast(_Abandon(ask.token))
-            raise
-        return result.unwrap()
-
-    async def history(self, *, timeout: float | None = 5.0) -> tuple[dict[str, Any], ...]:  # noqa: ASYNC109
-        """The committed conversation (a copy): Responses input items, or Chat messages.
-
-        Raises: ``CallTimeout``, ``ActorExited``.
-        """
-        items: tuple[dict[str, Any], ...] = await self.ref.call(_History(), timeout=timeout)
-        return items
-
-    async def reset(self, *, timeout: float | None = 5.0) -> None:  # noqa: ASYNC109
-        """Forget the conversation (tools stay registered).
-
-        Raises: `AgentBusy` while a turn runs or asks wait; ``CallTimeout``, ``ActorExited``.
-        """
-        result: outcome.Outcome[None] = await self.ref.call(_Reset(), timeout=timeout)
-        result.unwrap()
-
-    async def register(
-        self,
-        tool: Tool | Callable[..., Any],
-        *,
-        timeout: float | None = 5.0,  # noqa: ASYNC109
-    ) -> Tool:
-        """Add a tool (a `Tool` or a plain function); used from the next model request on.
-
-        Raises: ``ToolDefinitionError`` (e.g. `DuplicateToolName`, `UnsupportedToolParameter`)
-        before anything is sent to the agent for a function, or from the agent for a duplicate;
-        ``CallTimeout``, ``ActorExited``.
-        """
-        if not isinstance(tool, Tool):
-            tool = Tool.from_function(tool)
-        result: outcome.Outcome[Tool] = await self.ref.call(_Register(tool), timeout=timeout)
-        return result.unwrap()
-
-    async def tools(self, *, timeout: float | None = 5.0) -> tuple[Tool, ...]:  # noqa: ASYNC109
-        """The registered tools, in registration order. Raises: ``CallTimeout``, ``ActorExited``."""
-        tools: tuple[Tool, ...] = await self.ref.call(_Tools(), timeout=timeout)
-        return tools

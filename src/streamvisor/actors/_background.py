@@ -68,15 +68,16 @@ from ._background_messages import (
 )
 from ._background_pollers import ResponsePoller, Shared, mark_gone, observe, publish
 from ._background_status import BackgroundStatus, PollingStopped, poll_delay
-from ._errors import ActorsLayerError, BackgroundError, NotRegistered, ResponseGone
-from ._store import (
-    RESPONSE_STATUSES,
-    TERMINAL_STATUSES,
+from ._errors import (
+    ActorsLayerError,
+    BackgroundError,
     DuplicateResponse,
-    RegistryStore,
+    NotRegistered,
+    ResponseGone,
     StoreError,
-    TrackedResponse,
 )
+from ._records import RESPONSE_STATUSES, TERMINAL_STATUSES, TrackedResponse
+from ._store import RegistryStore
 
 __all__ = [
     "BackgroundHandle",

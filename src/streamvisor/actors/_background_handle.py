@@ -33,7 +33,7 @@ from ._background_messages import (
     seed_snapshot,
 )
 from ._errors import InvalidBackgroundRequest, ResponseGone
-from ._store import TrackedResponse
+from ._records import TrackedResponse
 from ._tracker import DurableTracker
 
 __all__ = ["BackgroundHandle", "BackgroundStream", "DurableTracker"]

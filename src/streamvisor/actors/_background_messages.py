@@ -9,7 +9,7 @@ from typing import Any, Final
 import attrs
 
 from ._errors import InvalidBackgroundRequest
-from ._store import TERMINAL_STATUSES
+from ._records import TERMINAL_STATUSES
 
 __all__ = [
     "Active",

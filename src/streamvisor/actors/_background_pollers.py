@@ -33,13 +33,9 @@ from ..openai import (
 from ..supervisor import Actor, ExitReason, StopActor
 from ..supervisor._bus import EventBus
 from ._background_status import BackgroundStatus, PollingStopped, error_backoff, poll_delay
-from ._store import (
-    RESPONSE_STATUSES,
-    TERMINAL_STATUSES,
-    IllegalTransition,
-    RegistryStore,
-    TrackedResponse,
-)
+from ._errors import IllegalTransition
+from ._records import RESPONSE_STATUSES, TERMINAL_STATUSES, TrackedResponse
+from ._store import RegistryStore
 
 __all__ = ["GONE_PREFIX", "ResponsePoller", "Shared", "describe_error", "publish"]
 

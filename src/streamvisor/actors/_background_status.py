@@ -23,7 +23,7 @@ from typing import Any, Final
 import attrs
 
 from ..config import BackgroundSection
-from ._store import RESPONSE_STATUSES, TERMINAL_STATUSES
+from ._records import RESPONSE_STATUSES, TERMINAL_STATUSES
 
 __all__ = [
     "BACKOFF_JITTER",

@@ -37,7 +37,7 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
                                                .status, .code, .response_id
 
     ActorsLayerError
-    └── SessionError                      a session refused or lost a stream (``_session.py``);
+    └── SessionError                      a session refused or lost a stream (``_session*.py``);
         │                                 .session_id
         ├── InvalidSessionRequest (openai.InvalidRequestError, so ValueError)
         │                                 rejected at the call, before any network I/O; .field
@@ -60,6 +60,17 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
         └── NotRegistered                 created server-side, the registry write failed;
                                           .response_id, .response
 
+    StoreError                            the registry store (``_store.py``): a root of its own,
+    │                                     not under ActorsLayerError
+    ├── UnknownResponse (KeyError)        no record with that .response_id
+    ├── DuplicateResponse (ValueError)    add() of a .response_id that is already tracked
+    ├── IllegalTransition (ValueError)    a terminal status replaced by a different one;
+    │                                     .response_id, .current, .requested
+    ├── CorruptStore                      not a database, damaged pages, or a row that fails
+    │   │                                 validation (named in the message)
+    │   └── UnsupportedSchema             written by a newer streamvisor (schema too new)
+    └── StoreClosed (trio.ClosedResourceError)   used after its ``async with`` block ended
+
 Every ``FileInputError`` names what it concerns in ``.path`` (a filesystem path, the caller's name
 for in-memory bytes, or ``parts[i]`` for a hand-built input part) and the rule broken in ``.rule``
 (a stable short string such as ``"max_bytes"``, for mapping to HTTP statuses and metrics).
@@ -70,6 +81,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import trio
+
 from streamvisor.openai import InvalidRequestError
 
 __all__ = [
@@ -79,6 +92,8 @@ __all__ = [
     "AnimatedGifNotAllowed",
     "AssistantsShapeNotAllowed",
     "BackgroundError",
+    "CorruptStore",
+    "DuplicateResponse",
     "DuplicateToolName",
     "EmptyFile",
     "FileAccessError",
@@ -86,6 +101,7 @@ __all__ = [
     "FileRejected",
     "FileTooLarge",
     "FileUploadFailed",
+    "IllegalTransition",
     "InvalidAgentConfig",
     "InvalidBackgroundRequest",
     "InvalidDataURL",
@@ -106,15 +122,19 @@ __all__ = [
     "RequestLimitExceeded",
     "ResponseGone",
     "SessionError",
+    "StoreClosed",
+    "StoreError",
     "StreamLost",
     "StreamStopped",
     "TooManyStreams",
     "ToolArgumentsError",
     "ToolDefinitionError",
     "UnknownPurpose",
+    "UnknownResponse",
     "UnknownStream",
     "UnreadableFile",
     "UnsupportedFileType",
+    "UnsupportedSchema",
     "UnsupportedToolParameter",
 ]
 
@@ -317,7 +337,7 @@ class RequestLimitExceeded(InvalidInputPart):
 
 
 # --------------------------------------------------------------------------------------------
-# FileActor (``_files.py``)
+# FileActor (``_files.py``, ``_files_handle.py``)
 #
 #     ActorsLayerError
 #     ├── FileUploadFailed                  the API refused or failed an upload of a good file;
@@ -365,7 +385,7 @@ class InvalidFileName(ActorsLayerError, ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Agents and tools (``_agent.py``, ``_tools.py``)
+# Agents and tools (``_agent.py``, ``_agent_handle.py``, ``_tools.py``)
 
 
 class AgentError(ActorsLayerError):
@@ -468,7 +488,7 @@ class ModelResponseFailed(AgentError, RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Streaming sessions (``_session.py``)
+# Streaming sessions (``_session.py``, ``_session_requests.py``)
 
 
 class SessionError(ActorsLayerError):
@@ -586,3 +606,55 @@ class NotRegistered(BackgroundError):
         )
         self.response_id = response_id
         self.response = response
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry store (``_store.py``)
+
+
+class StoreError(Exception):
+    """Root of every error raised by the registry store."""
+
+
+class UnknownResponse(StoreError, KeyError):
+    """No record with this response id is tracked."""
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(response_id)
+        self.response_id = response_id
+
+    def __str__(self) -> str:  # KeyError would print the repr of its argument
+        return f"response {self.response_id!r} is not tracked by the registry"
+
+
+class DuplicateResponse(StoreError, ValueError):
+    """``add()`` of a response id that is already tracked."""
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"response {response_id!r} is already tracked by the registry")
+        self.response_id = response_id
+
+
+class IllegalTransition(StoreError, ValueError):
+    """A terminal status cannot become a different status."""
+
+    def __init__(self, response_id: str, current: str, requested: str) -> None:
+        super().__init__(
+            f"response {response_id!r} is already {current!r} (terminal); "
+            f"it cannot become {requested!r}"
+        )
+        self.response_id = response_id
+        self.current = current
+        self.requested = requested
+
+
+class CorruptStore(StoreError):
+    """The file is not a registry database, is damaged, or holds a row that fails validation."""
+
+
+class UnsupportedSchema(CorruptStore):
+    """The database was written by a newer streamvisor: its schema version is too high."""
+
+
+class StoreClosed(StoreError, trio.ClosedResourceError):
+    """The store was used after its ``async with`` block ended (you closed it)."""

@@ -31,7 +31,8 @@ from ._errors import (
     RequestLimitExceeded,
     UnsupportedFileType,
 )
-from ._file_rules import DEFAULT_RULES, IMAGE_TYPES, FileRules, SniffResult, check_image, sniff
+from ._file_rules import DEFAULT_RULES, FileRules, check_image
+from ._file_sniff import IMAGE_TYPES, SniffResult, sniff
 
 __all__ = [
     "CHAT_DETAILS",

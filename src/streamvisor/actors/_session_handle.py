@@ -1,0 +1,275 @@
+"""A session's outside: `SessionHandle` (the typed facade over its worker), `open_session`, and
+the ``sessions`` supervisor's side (`session_factory`, `sessions_supervisor`)."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
+
+import trio
+
+from streamvisor.config import SessionsSection
+from streamvisor.supervisor import (
+    ActorExited,
+    ActorRef,
+    AlreadyStarted,
+    DynamicSupervisor,
+    DynamicSupervisorRef,
+    NoSuchActor,
+    Registry,
+    Restart,
+    StartChildError,
+)
+
+from ._errors import InvalidSessionRequest
+from ._session import StreamingSession
+from ._session_requests import (
+    build_chat_body,
+    build_responses_body,
+    check_session_id,
+    session_name,
+    session_topic,
+)
+from ._session_values import (
+    SessionDeps,
+    SessionState,
+    StreamInfo,
+    StreamOutcome,
+    StreamTicket,
+    _Failed,
+    _Start,
+    _Stop,
+    _Streams,
+    _Wait,
+)
+
+__all__ = ["SessionHandle", "open_session", "session_factory", "sessions_supervisor"]
+
+
+def session_factory(
+    session_id: str, deps: SessionDeps, state: SessionState | None = None
+) -> functools.partial[StreamingSession]:
+    """The child factory of one session: ``partial(StreamingSession, session_id, deps, state)``.
+
+    It holds the `SessionState`, so every worker it builds (the first, and each restart) shares
+    it. Raises `InvalidSessionId`."""
+    check_session_id(session_id)
+    return functools.partial(
+        StreamingSession, session_id, deps, state if state is not None else SessionState(session_id)
+    )
+
+
+def _build(factory: Callable[[], StreamingSession]) -> StreamingSession:
+    return factory()
+
+
+def sessions_supervisor(
+    config: SessionsSection | None = None,
+    *,
+    max_children: int | None = None,
+    intensity: int = 3,
+    period: float = 5.0,
+) -> DynamicSupervisor:
+    """The ``sessions`` dynamic supervisor: ``start_child(session_factory(...))`` starts one.
+
+    Children are transient (a session stopped normally stays stopped; a crashed one restarts)
+    and get ``config.stop_timeout`` seconds to stop their streams at shutdown. Raises
+    ``InvalidSupervisorFlags``/``InvalidChildSpec`` for bad flags."""
+    config = config if config is not None else SessionsSection()
+    return DynamicSupervisor(
+        _build,
+        restart=Restart.TRANSIENT,
+        shutdown=config.stop_timeout,
+        max_children=max_children,
+        intensity=intensity,
+        period=period,
+    )
+
+
+async def open_session(
+    sessions: DynamicSupervisorRef,
+    session_id: str,
+    deps: SessionDeps,
+    *,
+    timeout: float | None = 60.0,  # noqa: ASYNC109
+) -> SessionHandle:
+    """The session's handle, starting its worker under ``sessions`` if it is not running.
+
+    With a registry on ``sessions``, the worker is registered as ``session.<id>`` and the handle
+    follows it across restarts; without one, every call starts a new worker.
+
+    Raises:
+        InvalidSessionId: an unusable id.
+        StartChildError / MaxChildren / ActorExited: as ``DynamicSupervisorRef.start_child``.
+    """
+    check_session_id(session_id)
+    registry = sessions.registry
+    if registry is None:
+        ref = await sessions.start_child(session_factory(session_id, deps))
+        return SessionHandle(ref, session_id, timeout=timeout)
+    name = session_name(session_id)
+    found = registry.whereis(name)
+    if found is not None:
+        ref = found
+    else:
+        try:
+            ref = await sessions.start_child(session_factory(session_id, deps), name=name)
+        except StartChildError as exc:
+            if not isinstance(exc.__cause__, AlreadyStarted):
+                raise
+            ref = exc.__cause__.ref
+    return SessionHandle(ref, session_id, registry=registry, timeout=timeout)
+
+
+class SessionHandle:
+    """A typed facade over a session worker's ref. Requests are validated here, in the
+    caller's task, before anything reaches the worker or the network.
+
+    Every method may also raise ``ActorExited`` (the worker died during the call and no
+    restarted one was found), ``NoSuchActor`` (the session is not running) and ``CallTimeout``
+    (no answer within ``timeout``; the request may still take effect).
+    """
+
+    def __init__(
+        self,
+        ref: ActorRef,
+        session_id: str,
+        *,
+        registry: Registry | None = None,
+        timeout: float | None = 60.0,
+    ) -> None:
+        self._ref = ref
+        self.session_id = check_session_id(session_id)
+        self._registry = registry
+        self._name = session_name(session_id)
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"<SessionHandle {self.session_id} {self._ref!r}>"
+
+    @property
+    def topic(self) -> str:
+        """Where the session's events are published."""
+        return session_topic(self.session_id)
+
+    @property
+    def ref(self) -> ActorRef:
+        """The current worker's ref (it changes when the worker restarts)."""
+        return self._current()
+
+    def _current(self) -> ActorRef:
+        if not self._ref.alive and self._registry is not None:
+            ref = self._registry.whereis(self._name)
+            if ref is not None:
+                self._ref = ref
+        return self._ref
+
+    async def _resolve(self, timeout: float | None) -> ActorRef:  # noqa: ASYNC109
+        """The live worker, waiting (briefly) for a restart in progress."""
+        ref = self._current()
+        if ref.alive or self._registry is None:
+            return ref
+        bound = 1.0 if timeout is None else min(timeout, 1.0)
+        try:
+            self._ref = await self._registry.wait_for(self._name, timeout=bound)
+        except trio.TooSlowError:
+            raise NoSuchActor(self._name) from None
+        return self._ref
+
+    async def _call(self, request: object, *, retry: bool, timeout: float | None) -> Any:  # noqa: ASYNC109
+        deadline = trio.current_time() + (math.inf if timeout is None else timeout)
+        while True:
+            ref = await self._resolve(timeout)
+            remaining = deadline - trio.current_time()
+            try:
+                reply = await ref.call(request, timeout=None if timeout is None else remaining)
+            except ActorExited:
+                if not retry or self._registry is None:
+                    raise
+                continue
+            if isinstance(reply, _Failed):
+                raise reply.error
+            return reply
+
+    async def chat(
+        self, model: str, messages: Sequence[Mapping[str, Any]], **params: Any
+    ) -> StreamTicket:
+        """Start a Chat Completions stream; return once its first event is published.
+
+        ``params`` are the API's create parameters (``tools``, ``max_completion_tokens``, ...);
+        the reasoning-model rules are applied (e.g. ``temperature`` is dropped for o3).
+
+        Raises:
+            InvalidSessionRequest: a bad request (see `build_chat_body`); nothing was sent.
+            TooManyStreams: the session already runs its maximum of streams.
+            APIStatusError, APIConnectionError, StreamInterrupted, ...: the stream failed before
+                its first event (after the client's retries); nothing was published.
+            StreamStopped: a ``stop`` (or the session's shutdown) came before the first event.
+        """
+        body = build_chat_body(model, messages, params, session_id=self.session_id)
+        return cast(
+            StreamTicket,
+            await self._call(_Start("chat", model, body, None), retry=False, timeout=self.timeout),
+        )
+
+    async def respond(
+        self, model: str, input: Any, *, durable: bool | None = None, **params: Any
+    ) -> StreamTicket:
+        """Start a Responses stream; return once its first event is published.
+
+        ``durable`` (default: the ``[sessions] durable_responses`` setting) makes it a
+        background stream that survives connection drops and worker restarts.
+
+        Raises:
+            InvalidSessionRequest: a bad request (see `build_responses_body`), ``store=False``
+                with a durable stream, or a durable stream without a tracker; nothing was sent.
+            TooManyStreams: the session already runs its maximum of streams.
+            OutcomeUnknownError: a durable create whose answer (or first event) was lost: the
+                response may exist server-side, and is not tracked.
+            StreamError: the server's first event was an `error` frame (it was published).
+            APIStatusError, APIConnectionError, StreamInterrupted, StreamStopped: as `chat`.
+        """
+        body = build_responses_body(model, input, params, session_id=self.session_id)
+        if durable is not None and not isinstance(durable, bool):
+            raise InvalidSessionRequest(self.session_id, "durable", "must be a bool or None")
+        return cast(
+            StreamTicket,
+            await self._call(
+                _Start("responses", model, body, durable), retry=False, timeout=self.timeout
+            ),
+        )
+
+    async def wait(
+        self,
+        stream_id: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> StreamOutcome:
+        """Wait for a stream to end and return its outcome (also for one already finished,
+        among the session's last 256). Follows the worker across restarts.
+
+        Raises:
+            UnknownStream: no such stream (or it was forgotten).
+            CallTimeout (a TimeoutError): not finished within ``timeout`` (None: no limit).
+        """
+        return cast(StreamOutcome, await self._call(_Wait(stream_id), retry=True, timeout=timeout))
+
+    async def stop(self, stream_id: str | None = None) -> list[StreamOutcome]:
+        """Stop one stream (or all of the session's): close its connection, cancel a durable
+        response server-side, publish ``response.cancelled``. Returns the outcomes once they
+        are stopped (a finished stream's outcome as it was).
+
+        Raises:
+            UnknownStream: no such stream.
+        """
+        return cast(
+            "list[StreamOutcome]",
+            await self._call(_Stop(stream_id), retry=False, timeout=self.timeout),
+        )
+
+    async def streams(self) -> list[StreamInfo]:
+        """The session's active streams."""
+        return cast(
+            "list[StreamInfo]", await self._call(_Streams(), retry=True, timeout=self.timeout)
+        )
