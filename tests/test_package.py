@@ -8,6 +8,7 @@ import pytest
 
 import streamvisor
 import streamvisor.actors
+import streamvisor.gateway
 import streamvisor.mockapi
 import streamvisor.openai
 import streamvisor.supervisor
@@ -24,6 +25,7 @@ def test_version_is_exported() -> None:
     [
         streamvisor,
         streamvisor.actors,
+        streamvisor.gateway,
         streamvisor.mockapi,
         streamvisor.openai,
         streamvisor.supervisor,
