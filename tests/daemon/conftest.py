@@ -4,32 +4,20 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streamvisor._logging import configure_logging, reset_logging
-from streamvisor.config import Config, LogSection
+from streamvisor.config import LogSection
 from streamvisor.daemon import Daemon, open_daemon
 from streamvisor.mockapi import MockAPIConfig
-
-
-def daemon_config(root: Path, registry: str = ":memory:", **env: str) -> Config:
-    """A configuration for tests: no API key (embedded server), files under `root`."""
-    environ: Mapping[str, str] = {
-        "STREAMVISOR_BACKGROUND_REGISTRY_PATH": registry,
-        "STREAMVISOR_BACKGROUND_POLL_INTERVAL": "0.05",
-        "STREAMVISOR_FILES_ROOTS": f'["{root}"]',
-        "STREAMVISOR_LOG_FORMAT": "json",
-        **env,
-    }
-    return Config.load(environ=environ)
-
+from streamvisor.testing import FAST_MOCKAPI, daemon_config
 
 #: Fast enough for tests, slow enough that streams and background work are observable.
-FAST = MockAPIConfig(token_delay=0.0, poll_after_ms=20)
+FAST = MockAPIConfig(**FAST_MOCKAPI)
 
 
 @pytest.fixture

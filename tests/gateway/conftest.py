@@ -10,7 +10,8 @@ import pytest
 
 from streamvisor.daemon import Daemon, open_daemon
 from streamvisor.gateway import Gateway, serve_gateway
-from tests.daemon.conftest import FAST, daemon_config
+from streamvisor.testing import daemon_config
+from tests.daemon.conftest import FAST
 
 #: Short, so keepalive comments are observable in a test.
 KEEPALIVE = 0.2

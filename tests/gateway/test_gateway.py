@@ -17,8 +17,8 @@ import streamvisor.gateway
 from streamvisor.daemon import Daemon, open_daemon
 from streamvisor.gateway import Gateway, serve_gateway
 from streamvisor.mockapi import MockAPIConfig, serve
+from streamvisor.testing import daemon_config
 from tests.actors import _file_samples as samples
-from tests.daemon.conftest import daemon_config
 
 from . import _ws_client as ws
 
@@ -692,7 +692,7 @@ class TestSecrets:
         key = "sk-test-gateway-secret-0123456789"
         with trio.fail_after(20):
             async with serve(MockAPIConfig(token_delay=0.0, api_key=key)) as api:
-                config = daemon_config(tmp_path, OPENAI_API_KEY=key, OPENAI_BASE_URL=api.url)
+                config = daemon_config(tmp_path, openai_api_key=key, openai_base_url=api.url)
                 async with (
                     open_daemon(config) as daemon,
                     serve_gateway(daemon) as gateway,
