@@ -8,14 +8,25 @@ response (a whole JSON/bytes body, or a stream of chunks), and `parse_form` read
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from email.message import Message as _HeaderParser
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import attrs
 import trio
 
+from .._asgi import (
+    BodyTooLarge,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    encode_headers,
+    header_map,
+    parse_query,
+)
+from .._asgi import read_body as _read_body
 from ._errors import BadRequest, CrossOriginRefused, HostNotAllowed, PayloadTooLarge, Redactor
 
 __all__ = [
@@ -33,11 +44,6 @@ __all__ = [
     "read_body",
     "watch_disconnect",
 ]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class ClientGone(Exception):
@@ -61,11 +67,6 @@ def _json_default(value: object) -> Any:
 def dumps(value: Any) -> str:
     """Compact JSON; mappings, attrs records and errors are converted, anything else is str()."""
     return json.dumps(value, separators=(",", ":"), default=_json_default, ensure_ascii=False)
-
-
-def parse_query(scope: Scope) -> dict[str, str]:
-    """The query string's parameters (the last value of a repeated name wins)."""
-    return dict(parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1")))
 
 
 def _hostname(host: str) -> str:
@@ -112,15 +113,11 @@ class Request:
 
     @classmethod
     def from_scope(cls, scope: Scope, body: bytes, params: Mapping[str, str]) -> Request:
-        headers = {
-            bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1")
-            for k, v in scope.get("headers", [])
-        }
         return cls(
             method=str(scope["method"]).upper(),
             path=str(scope["path"]),
             query=parse_query(scope),
-            headers=headers,
+            headers=header_map(scope),
             body=body,
             params=dict(params),
         )
@@ -150,22 +147,10 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     connection stays usable for the answer) and ``trio.BrokenResourceError`` if the client
     disconnects first.
     """
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise trio.BrokenResourceError("the client disconnected while sending the body")
-        chunk = bytes(message.get("body", b""))
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        else:
-            chunks.clear()
-        if not message.get("more_body", False):
-            if size > limit:
-                raise PayloadTooLarge(limit)
-            return b"".join(chunks)
+    try:
+        return await _read_body(receive, limit)
+    except BodyTooLarge:
+        raise PayloadTooLarge(limit) from None
 
 
 async def watch_disconnect(
@@ -202,7 +187,7 @@ class Responder:
 
     async def start(self, status: int, headers: Mapping[str, str]) -> None:
         """Send the status and headers. Raises `ClientGone`."""
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw = encode_headers(headers)
         await self._message({"type": "http.response.start", "status": status, "headers": raw})
         self.started = True
 

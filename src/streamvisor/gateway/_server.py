@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, cast
 
 import attrs
 import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
+from .._asgi import hypercorn_config, parse_bind, serve_hypercorn
 from ..daemon import Daemon
 from ._app import DEFAULT_KEEPALIVE, MAX_UPLOAD_BYTES, GatewayApp, create_gateway_app
 
@@ -54,34 +53,17 @@ def _is_loopback(host: str) -> bool:
 
 
 def _hypercorn_config(host: str, port: int, keepalive: float) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("streamvisor.gateway.hypercorn")
-    config.graceful_timeout = _GRACEFUL_TIMEOUT
-    config.include_server_header = False
+    config = hypercorn_config(
+        host,
+        port,
+        errorlog=logging.getLogger("streamvisor.gateway.hypercorn"),
+        graceful_timeout=_GRACEFUL_TIMEOUT,
+    )
     # The gateway sends its own keepalives; hypercorn must not time out a quiet event stream.
     config.keep_alive_timeout = 3600
     # WebSocket pings on the same rhythm as the event stream's keepalive comments.
     config.websocket_ping_interval = keepalive
     return config
-
-
-def _parse_bind(binds: Sequence[str]) -> tuple[str, int]:
-    address = binds[0].removeprefix("http://")
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-async def _serve(
-    app: GatewayApp,
-    config: HypercornConfig,
-    shutdown: trio.Event,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    await hypercorn_serve(
-        cast(Any, app), config, shutdown_trigger=shutdown.wait, task_status=task_status
-    )
 
 
 @asynccontextmanager
@@ -117,8 +99,10 @@ async def serve_gateway(
     )
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(_serve, app, _hypercorn_config(host, port, keepalive), shutdown)
-        bound_host, bound_port = _parse_bind(binds)
+        binds = await nursery.start(
+            serve_hypercorn, app, _hypercorn_config(host, port, keepalive), shutdown
+        )
+        bound_host, bound_port = parse_bind(binds)
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         gateway = Gateway(
             url=f"http://{shown}:{bound_port}", host=bound_host, port=bound_port, app=app

@@ -9,13 +9,22 @@ abruptly: the client sees an incomplete chunked body (httpx: `RemoteProtocolErro
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl
 
 import attrs
 import trio
 
+from .._asgi import (
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    encode_headers,
+    header_map,
+    parse_query,
+    read_body,
+)
 from ._faults import Fault, first
 from ._wire import SERVER_ERROR, ApiProblem, dumps
 
@@ -33,11 +42,6 @@ __all__ = [
     "read_body",
 ]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 
 class ConnectionDropped(Exception):
     """A drop fault fired: the app must return without finishing the response."""
@@ -45,10 +49,6 @@ class ConnectionDropped(Exception):
 
 class StopStream(Exception):
     """The stream ends early (an injected `error` event was sent): finish the body cleanly."""
-
-
-class BodyTooLarge(Exception):
-    """The request body is larger than the route allows."""
 
 
 @attrs.frozen
@@ -84,38 +84,13 @@ class Request:
 
 
 def parse_scope(scope: Scope, body: bytes) -> Request:
-    headers: dict[str, str] = {}
-    for name, value in scope.get("headers", []):
-        headers[bytes(name).decode("latin-1").lower()] = bytes(value).decode("latin-1")
-    query = dict(parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1")))
     return Request(
         method=str(scope["method"]).upper(),
         path=str(scope["path"]),
-        query=query,
-        headers=headers,
+        query=parse_query(scope),
+        headers=header_map(scope),
         body=body,
     )
-
-
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """Read the whole request body. Raises `BodyTooLarge` past `limit` bytes (after reading and
-    discarding the rest, so the connection stays usable for the error response and after)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise trio.BrokenResourceError("client disconnected while sending the body")
-        chunk = bytes(message.get("body", b""))
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        else:
-            chunks.clear()
-        if not message.get("more_body", False):
-            if size > limit:
-                raise BodyTooLarge(size)
-            return b"".join(chunks)
 
 
 class Responder:
@@ -141,7 +116,7 @@ class Responder:
             "openai-processing-ms": str(elapsed_ms),
             **(headers or {}),
         }
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in merged.items()]
+        raw = encode_headers(merged)
         await self._send({"type": "http.response.start", "status": status, "headers": raw})
         self.started = True
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
 
 import attrs
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
+from .._asgi import hypercorn_config, parse_bind, serve_hypercorn
 from ._app import MockApp, create_app
 from ._config import MockAPIConfig
 from ._errors import ServerNotRunning
@@ -68,23 +66,6 @@ class MockServer:
         self.app.state.faults.clear()
 
 
-def _hypercorn_config(config: MockAPIConfig, host: str, port: int) -> HypercornConfig:
-    hc = HypercornConfig()
-    hc.bind = [f"{host}:{port}"]
-    hc.accesslog = None
-    hc.errorlog = _log
-    hc.graceful_timeout = config.graceful_timeout
-    hc.include_server_header = False
-    return hc
-
-
-def _parse_bind(binds: Sequence[str]) -> tuple[str, int]:
-    # hypercorn reports e.g. "http://127.0.0.1:54321"
-    address = binds[0].removeprefix("http://")
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 @asynccontextmanager
 async def serve(config: MockAPIConfig | None = None) -> AsyncIterator[MockServer]:
     """Serve the embedded OpenAI-compatible API on `config.host:config.port` until the block
@@ -98,10 +79,11 @@ async def serve(config: MockAPIConfig | None = None) -> AsyncIterator[MockServer
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         app.state.nursery = nursery
-        binds = await nursery.start(
-            _serve_hypercorn, app, _hypercorn_config(config, config.host, config.port), shutdown
+        hc = hypercorn_config(
+            config.host, config.port, errorlog=_log, graceful_timeout=config.graceful_timeout
         )
-        host, port = _parse_bind(binds)
+        binds = await nursery.start(serve_hypercorn, app, hc, shutdown)
+        host, port = parse_bind(binds)
         server = MockServer(
             config=config, app=app, url=f"http://{host}:{port}/v1", host=host, port=port
         )
@@ -116,17 +98,6 @@ async def serve(config: MockAPIConfig | None = None) -> AsyncIterator[MockServer
             for stored in app.state.responses.values():
                 if stored.cancel_scope is not None:
                     stored.cancel_scope.cancel()
-
-
-async def _serve_hypercorn(
-    app: MockApp,
-    hc: HypercornConfig,
-    shutdown: trio.Event,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    await hypercorn_serve(
-        cast(Any, app), hc, shutdown_trigger=shutdown.wait, task_status=task_status
-    )
 
 
 def run_forever(
