@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.actors import _file_samples as samples
+from streamvisor import _samples as samples
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import datetime
 import json
-import struct
 import sys
 import tempfile
-import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any, Final, Literal, TextIO
 import attrs
 import trio
 
+from . import _samples
 from ._handlers import CONTINUE, Continue, format_stream_event, handle_stream_events
 from .actors import (
     ActorsLayerError,
@@ -282,10 +281,6 @@ def _output_text(response: Mapping[str, Any] | None) -> str:
 # -- sample files --------------------------------------------------------------------------------
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
 def png_bytes(size: int = 64) -> bytes:
     """A ``size``x``size`` RGB PNG: a blue-to-orange gradient with a white diagonal."""
     rows = []
@@ -298,52 +293,17 @@ def png_bytes(size: int = 64) -> bytes:
                 t = (x + y) * 255 // (2 * size - 2)
                 row += bytes((t, 96, 255 - t))
         rows.append(bytes(row))
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(b"".join(rows)))
-        + _png_chunk(b"IEND", b"")
-    )
+    return _samples.png_image(size, size, 2, b"".join(rows))
 
 
 def pdf_bytes(text: str = "streamvisor demo") -> bytes:
     """A one-page PDF 1.4 showing ``text``, with a correct cross-reference table."""
-    stream = f"BT /F1 18 Tf 20 50 Td ({text}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 100] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    for offset in offsets:
-        out += f"{offset:010d} 00000 n \n".encode()
-    out += (
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return bytes(out)
+    return _samples.pdf(text, font_size=18, at=(20, 50), page=(300, 100))
 
 
 def animated_gif_bytes(frames: int = 3) -> bytes:
     """A looping 1x1 GIF89a with ``frames`` frames (the API refuses animated GIFs)."""
-    screen = struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
-    loop = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
-    frame = (
-        b"\x21\xf9\x04\x04\x0a\x00\x00\x00"  # graphic control extension: 0.1 s
-        + b"\x2c"
-        + struct.pack("<HHHHB", 0, 0, 1, 1, 0)
-        + b"\x02\x02\x44\x01\x00"
-    )
-    return b"GIF89a" + screen + loop + frame * frames + b"\x3b"
+    return _samples.animated_gif(frames)
 
 
 # -- the demos -----------------------------------------------------------------------------------

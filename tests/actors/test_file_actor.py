@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from streamvisor import _samples as samples
 from streamvisor.actors._errors import AssistantsShapeNotAllowed
 from streamvisor.actors._files import EXPIRY_MARGIN, FileActor
 from streamvisor.actors._files_handle import FilesHandle
@@ -17,7 +18,6 @@ from streamvisor.config import FilesSection
 from streamvisor.openai import ClientSettings, NotFoundError, OpenAIClient
 from streamvisor.supervisor import CallTimeout, ChildSpec, NoSuchActor, Registry, open_supervisor
 
-from . import _file_samples as samples
 from ._file_actor_env import FilesEnv, files_env
 
 JSONL = b'{"custom_id": "r1", "method": "POST"}\n{"custom_id": "r2", "method": "POST"}\n'

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from streamvisor import _samples as samples
 from streamvisor.actors._errors import (
     AnimatedGifNotAllowed,
     EmptyFile,
@@ -32,7 +33,6 @@ from streamvisor.mockapi import Fault
 from streamvisor.openai import InternalServerError, NotFoundError, UploadFailed
 from streamvisor.supervisor import ActorExited
 
-from . import _file_samples as samples
 from ._file_actor_env import FilesEnv, files_env
 
 TEXT = b"plain notes\n"

@@ -13,6 +13,7 @@ from openai.types.chat import ChatCompletionContentPartImageParam
 from openai.types.chat.chat_completion_content_part_param import File as ChatFileParam
 from openai.types.responses import ResponseInputFile, ResponseInputImage
 
+from streamvisor import _samples as samples
 from streamvisor.actors._errors import (
     AnimatedGifNotAllowed,
     AssistantsShapeNotAllowed,
@@ -37,8 +38,6 @@ from streamvisor.actors._file_inputs import (
     validate_inputs,
 )
 from streamvisor.actors._file_rules import FileRules
-
-from . import _file_samples as samples
 
 PNG = samples.png()
 PDF = samples.pdf()

@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from streamvisor import _samples as samples
 from streamvisor.actors import _file_roots, _file_sniff
 from streamvisor.actors._errors import (
     ActorsLayerError,
@@ -42,8 +43,6 @@ from streamvisor.actors._file_sniff import (
     count_gif_frames,
     sniff,
 )
-
-from . import _file_samples as samples
 
 
 def _zip(**members: str) -> bytes:

@@ -7,10 +7,10 @@ from pathlib import Path
 import trio
 
 from streamvisor import _handlers as handlers
+from streamvisor import _samples as samples
 from streamvisor.actors import BackgroundStatus, SessionHandle
 from streamvisor.daemon import Daemon
 from streamvisor.openai import StreamEvent
-from tests.actors import _file_samples as samples
 
 
 class TestTheTree:

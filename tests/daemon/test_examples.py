@@ -16,9 +16,9 @@ from typing import Any
 import trio
 
 import streamvisor as sv
+from streamvisor import _samples as samples
 from streamvisor.daemon import Daemon
 from streamvisor.testing import EventRecorder
-from tests.actors import _file_samples as samples
 
 WEATHER_TOOL = {
     "type": "function",

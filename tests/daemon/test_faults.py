@@ -18,6 +18,7 @@ import httpx
 import pytest
 import trio
 
+from streamvisor import _samples as samples
 from streamvisor import actors
 from streamvisor.daemon import Daemon
 from streamvisor.mockapi import Fault, MockServer
@@ -28,7 +29,6 @@ from streamvisor.openai import (
 )
 from streamvisor.supervisor import Missed, Overflow, SubscriberOverflow
 from streamvisor.testing import EventRecorder, running_daemon
-from tests.actors import _file_samples as samples
 
 #: A stream long enough to cut in many places (39 events, ~13 KB).
 LONG = {"mock_scenario": "long:30"}

@@ -14,11 +14,11 @@ import trio
 from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
 
 import streamvisor.gateway
+from streamvisor import _samples as samples
 from streamvisor.daemon import Daemon, open_daemon
 from streamvisor.gateway import Gateway, serve_gateway
 from streamvisor.mockapi import MockAPIConfig, serve
 from streamvisor.testing import daemon_config
-from tests.actors import _file_samples as samples
 
 from . import _ws_client as ws
 
