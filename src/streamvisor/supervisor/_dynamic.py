@@ -14,10 +14,19 @@ import trio
 
 from ._actor import Actor, _prepare, _start_prepared
 from ._errors import ActorError, ChildNotFound, InvalidChildSpec, MaxChildren, StartChildError
-from ._reason import KILLED, SHUTDOWN, ExitReason
-from ._ref import _EXIT, ActorRef, Caller, NoReply, StopActor
+from ._reason import SHUTDOWN, ExitReason
+from ._ref import ActorRef, Caller, NoReply, StopActor
 from ._spec import AutoShutdown, ChildType, Restart, Shutdown, Strategy, check_flags
-from ._supervisor import ChildCounts, ChildInfo, _ChildExit
+from ._supervisor import (
+    ChildCounts,
+    ChildInfo,
+    _ChildExit,
+    _ChildWatch,
+    _exceeds_intensity,
+    _exit_reported,
+    _restart_due,
+    _stop_refs,
+)
 
 __all__ = ["DynamicSupervisor", "DynamicSupervisorRef"]
 
@@ -32,16 +41,6 @@ class _Dyn:
         self.name = name
         self.ref: ActorRef | None = None
         self.restarting = False
-
-
-class _Watch:
-    __slots__ = ("sup",)
-
-    def __init__(self, sup: ActorRef) -> None:
-        self.sup = sup
-
-    def _on_exit(self, ref: ActorRef, reason: ExitReason) -> None:
-        self.sup._deliver_system((_EXIT, _ChildExit(ref, reason), None))
 
 
 @attrs.frozen(slots=True)
@@ -181,7 +180,7 @@ class DynamicSupervisor(Actor):
     async def _start(self, child: _Dyn) -> ActorRef:
         actor = self.factory(*child.args)
         ref, receive = _prepare(actor, child.name, self._ref._registry, child.name)
-        ref._add_watcher(_Watch(self._ref))
+        ref._add_watcher(_ChildWatch(self._ref))
         nursery = self._ref._nursery
         assert nursery is not None
         await _start_prepared(nursery, actor, ref, receive)
@@ -203,29 +202,14 @@ class DynamicSupervisor(Actor):
 
     async def _stop_refs(self, refs: list[ActorRef]) -> None:
         """SUP-07: ask everyone at once, one shared timer, then kill the rest."""
-        if self.shutdown == "brutal_kill":
-            for ref in refs:
-                ref._exit_signal(KILLED)
-        else:
-            for ref in refs:
-                ref._request_stop(SHUTDOWN)
-            timeout = math.inf if self.shutdown == "infinity" else float(self.shutdown)
-            with trio.move_on_after(timeout):
-                for ref in refs:
-                    await ref.wait()
-            for ref in refs:
-                if ref.alive:
-                    log.warning("shutdown_timeout", supervisor=self._ref.label, child=ref.label)
-                    ref._exit_signal(KILLED)
-        for ref in refs:
-            await ref.wait()
+
+        def timed_out(ref: ActorRef, timeout: float) -> None:
+            log.warning("shutdown_timeout", supervisor=self._ref.label, child=ref.label)
+
+        await _stop_refs(refs, self.shutdown, timed_out)
 
     def _add_restart(self) -> bool:
-        now = trio.current_time()
-        while self._restarts and self._restarts[0] < now - self.period:
-            self._restarts.popleft()
-        self._restarts.append(now)
-        return len(self._restarts) > self.intensity
+        return _exceeds_intensity(self._restarts, self.intensity, self.period)
 
     async def handle_info(self, message: Any) -> None:
         if isinstance(message, _ChildExit):
@@ -243,14 +227,11 @@ class DynamicSupervisor(Actor):
             await super().handle_info(message)
 
     async def _child_exited(self, child: _Dyn, reason: ExitReason) -> None:
-        restart = self.restart is Restart.PERMANENT or (
-            self.restart is Restart.TRANSIENT and not reason.is_normal
-        )
-        if self.restart is Restart.PERMANENT or not reason.is_normal:
+        if _exit_reported(self.restart, reason):
             log.error(
                 "child_terminated", supervisor=self._ref.label, child=child.name, reason=reason
             )
-        if restart:
+        if _restart_due(self.restart, reason):
             await self._restart(child)
         else:
             self._children.remove(child)

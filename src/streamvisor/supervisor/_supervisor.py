@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, cast
 
@@ -25,13 +25,14 @@ from ._errors import (
     StartChildError,
 )
 from ._reason import KILLED, SHUTDOWN, ExitReason
-from ._ref import _EXIT, ActorRef, Caller, NoReply, StopActor
+from ._ref import _EXIT, ActorRef, Caller, NoReply, StopActor, _Item
 from ._registry import Registry
 from ._spec import (
     AutoShutdown,
     ChildSpec,
     ChildType,
     Restart,
+    Shutdown,
     Strategy,
     check_childspecs,
     check_flags,
@@ -131,6 +132,51 @@ def _expected_shutdown(spec: ChildSpec, reason: ExitReason, killed_after_timeout
     return spec.restart is not Restart.PERMANENT and reason.is_normal
 
 
+def _restart_due(restart: Restart, reason: ExitReason) -> bool:
+    """Whether a child of this restart type is restarted after exiting with ``reason``."""
+    return restart is Restart.PERMANENT or (restart is Restart.TRANSIENT and not reason.is_normal)
+
+
+def _exit_reported(restart: Restart, reason: ExitReason) -> bool:
+    """Whether a child's exit deserves a ``child_terminated`` report (CH-05)."""
+    return restart is Restart.PERMANENT or not reason.is_normal
+
+
+def _exceeds_intensity(restarts: deque[float], intensity: int, period: float) -> bool:
+    """Record a restart now in ``restarts``; True when more than ``intensity`` of them fall
+    within the last ``period`` seconds (INT-01)."""
+    now = trio.current_time()
+    while restarts and restarts[0] < now - period:
+        restarts.popleft()
+    restarts.append(now)
+    return len(restarts) > intensity
+
+
+async def _stop_refs(
+    refs: Sequence[ActorRef],
+    shutdown: Shutdown,
+    on_timeout: Callable[[ActorRef, float], None],
+) -> list[ExitReason]:
+    """Stop ``refs`` per ``shutdown``, all at once: kill them (``brutal_kill``), or ask them to
+    stop and give them one shared timer, then kill whoever is still running (``on_timeout(ref,
+    timeout)`` is called first). Returns their exit reasons, after every one has exited."""
+    if shutdown == "brutal_kill":
+        for ref in refs:
+            ref._exit_signal(KILLED)
+    else:
+        for ref in refs:
+            ref._request_stop(SHUTDOWN)
+        timeout = math.inf if shutdown == "infinity" else float(shutdown)
+        with trio.move_on_after(timeout):
+            for ref in refs:
+                await ref.wait()
+        for ref in refs:
+            if ref.alive:
+                on_timeout(ref, timeout)
+                ref._exit_signal(KILLED)
+    return [await ref.wait() for ref in refs]
+
+
 async def _shutdown_child(sup_label: str, child: _Child) -> None:
     """Stop one child per its spec: graceful request → bounded wait → kill → wait (SD-02..04)."""
     ref = child.ref
@@ -139,19 +185,13 @@ async def _shutdown_child(sup_label: str, child: _Child) -> None:
         return
     spec = child.spec
     killed_after_timeout = False
-    if spec.shutdown == "brutal_kill":
-        ref._exit_signal(KILLED)
-        reason = await ref.wait()
-    else:
-        ref._request_stop(SHUTDOWN)
-        timeout = math.inf if spec.shutdown == "infinity" else float(spec.shutdown)
-        with trio.move_on_after(timeout):
-            await ref.wait()
-        if ref.alive:
-            killed_after_timeout = True
-            log.warning("shutdown_timeout", supervisor=sup_label, child=spec.id, timeout=timeout)
-            ref._exit_signal(KILLED)
-        reason = await ref.wait()
+
+    def timed_out(ref: ActorRef, timeout: float) -> None:
+        nonlocal killed_after_timeout
+        killed_after_timeout = True
+        log.warning("shutdown_timeout", supervisor=sup_label, child=spec.id, timeout=timeout)
+
+    [reason] = await _stop_refs([ref], spec.shutdown, timed_out)
     if _expected_shutdown(spec, reason, killed_after_timeout):
         log.debug("child_shutdown", supervisor=sup_label, child=spec.id, reason=reason)
     else:
@@ -305,12 +345,9 @@ class Supervisor(Actor):
 
     async def _child_exited(self, child: _Child, reason: ExitReason) -> None:
         spec = child.spec
-        restart = spec.restart is Restart.PERMANENT or (
-            spec.restart is Restart.TRANSIENT and not reason.is_normal
-        )
-        if spec.restart is Restart.PERMANENT or not reason.is_normal:  # CH-05
+        if _exit_reported(spec.restart, reason):
             log.error("child_terminated", supervisor=self._ref.label, child=spec.id, reason=reason)
-        if restart:
+        if _restart_due(spec.restart, reason):
             await self._restart(child)
             return
         if spec.restart is Restart.TEMPORARY:
@@ -330,12 +367,7 @@ class Supervisor(Actor):
 
     def _add_restart(self) -> bool:
         """Record a restart; True when the intensity is exceeded (INT-01)."""
-        now = trio.current_time()
-        restarts = self._restarts
-        while restarts and restarts[0] < now - self.period:
-            restarts.popleft()
-        restarts.append(now)
-        return len(restarts) > self.intensity
+        return _exceeds_intensity(self._restarts, self.intensity, self.period)
 
     async def _restart(self, child: _Child) -> None:
         if self._add_restart():
@@ -454,6 +486,29 @@ class Supervisor(Actor):
             raise StartChildError(id, exc) from exc
 
 
+def _prepare_supervisor(
+    children: Sequence[ChildSpec],
+    strategy: Strategy,
+    intensity: int,
+    period: float,
+    auto_shutdown: AutoShutdown,
+    registry: Registry | None,
+    name: str | None,
+) -> tuple[Supervisor, ActorRef, trio.MemoryReceiveChannel[_Item]]:
+    """A `Supervisor` and its prepared ref (not started yet), for the two ways of starting one."""
+    supervisor = Supervisor(
+        children,
+        strategy=strategy,
+        intensity=intensity,
+        period=period,
+        auto_shutdown=auto_shutdown,
+    )
+    ref, receive = _prepare(
+        supervisor, name, registry if registry is not None else Registry(), name or "supervisor"
+    )
+    return supervisor, ref, receive
+
+
 async def start_supervisor(
     nursery: trio.Nursery,
     children: Sequence[ChildSpec] = (),
@@ -472,15 +527,8 @@ async def start_supervisor(
     ``StartChildError`` if a child failed to start (SUP-03), ``AlreadyStarted`` if ``name`` is
     taken. Stop it with ``await ref.stop()``.
     """
-    supervisor = Supervisor(
-        children,
-        strategy=strategy,
-        intensity=intensity,
-        period=period,
-        auto_shutdown=auto_shutdown,
-    )
-    ref, receive = _prepare(
-        supervisor, name, registry if registry is not None else Registry(), name or "supervisor"
+    supervisor, ref, receive = _prepare_supervisor(
+        children, strategy, intensity, period, auto_shutdown, registry, name
     )
     return cast(SupervisorRef, await _start_prepared(nursery, supervisor, ref, receive))
 
@@ -504,15 +552,8 @@ async def open_supervisor(
     enclosing scope kills the whole tree without the graceful phase. Raises as
     ``start_supervisor``.
     """
-    supervisor = Supervisor(
-        children,
-        strategy=strategy,
-        intensity=intensity,
-        period=period,
-        auto_shutdown=auto_shutdown,
-    )
-    ref, receive = _prepare(
-        supervisor, name, registry if registry is not None else Registry(), name or "supervisor"
+    supervisor, ref, receive = _prepare_supervisor(
+        children, strategy, intensity, period, auto_shutdown, registry, name
     )
     exited_by_itself = False
     error: Exception | None = None
