@@ -26,9 +26,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import SequenceError
 from ._events import StreamEvent, new_event
-from ._responses import normalize_error
+from ._responses import in_sequence, normalize_error
 
 __all__ = ["ChatAccumulator"]
 
@@ -374,21 +373,7 @@ class ChatAccumulator:
         piece = fn.get("arguments")
         if piece:
             call.arguments.append(piece)
-            events.append(
-                self._event(
-                    "response.function_call_arguments.delta",
-                    {
-                        "type": "response.function_call_arguments.delta",
-                        "output_index": idx,
-                        "tool_index": tidx,
-                        "call_id": call.id,
-                        "item_id": call.id,
-                        "name": call.name,
-                        "delta": piece,
-                    },
-                    now,
-                )
-            )
+            events.append(self._arguments_delta(idx, tidx, call.id, call.name, piece, now))
 
     def _function_call(
         self,
@@ -406,21 +391,32 @@ class ChatAccumulator:
         piece = fcall.get("arguments")
         if piece:
             call.arguments.append(piece)
-            events.append(
-                self._event(
-                    "response.function_call_arguments.delta",
-                    {
-                        "type": "response.function_call_arguments.delta",
-                        "output_index": idx,
-                        "tool_index": None,
-                        "call_id": None,
-                        "item_id": None,
-                        "name": call.name,
-                        "delta": piece,
-                    },
-                    now,
-                )
-            )
+            events.append(self._arguments_delta(idx, None, None, call.name, piece, now))
+
+    def _arguments_delta(
+        self,
+        idx: int,
+        tidx: int | None,
+        call_id: str | None,
+        name: str | None,
+        piece: str,
+        now: float,
+    ) -> StreamEvent:
+        """`response.function_call_arguments.delta` for a tool call (``tidx``) or the legacy
+        function call (``tidx`` None)."""
+        return self._event(
+            "response.function_call_arguments.delta",
+            {
+                "type": "response.function_call_arguments.delta",
+                "output_index": idx,
+                "tool_index": tidx,
+                "call_id": call_id,
+                "item_id": call_id,
+                "name": name,
+                "delta": piece,
+            },
+            now,
+        )
 
     def finish(self) -> StreamEvent:
         """The terminal event for `data: [DONE]`, carrying the assembled completion."""
@@ -439,13 +435,9 @@ class ChatAccumulator:
             SequenceError: the event's number skips ahead of `cursor + 1`; nothing was applied.
         """
         seq = event.sequence_number
-        cur = self._cursor
-        if cur is not None:
-            if seq <= cur:
-                self.duplicates += 1
-                return False
-            if seq != cur + 1:
-                raise SequenceError(expected=cur + 1, got=seq, response_id=self.response_id)
+        if not in_sequence(self._cursor, seq, self.response_id):
+            self.duplicates += 1
+            return False
         self._cursor = self._seq = seq
         if self._final is not None:
             return True

@@ -21,7 +21,7 @@ from typing import Any
 from ._errors import SequenceError
 from ._events import StreamEvent
 
-__all__ = ["ResponseAccumulator", "normalize_error"]
+__all__ = ["ResponseAccumulator", "in_sequence", "normalize_error"]
 
 _TERMINAL_RESPONSE = frozenset(
     {"response.completed", "response.failed", "response.incomplete", "response.cancelled"}
@@ -44,6 +44,21 @@ def normalize_error(data: Mapping[str, Any]) -> dict[str, Any]:
         "param": src.get("param"),
         "type": None if etype == "error" else etype,
     }
+
+
+def in_sequence(cursor: int | None, seq: int, response_id: str | None) -> bool:
+    """Whether an event numbered ``seq`` comes next after ``cursor`` (None: nothing yet); False
+    for a duplicate (at or below the cursor).
+
+    Raises:
+        SequenceError: ``seq`` skips ahead of ``cursor + 1``.
+    """
+    if cursor is not None:
+        if seq <= cursor:
+            return False
+        if seq != cursor + 1:
+            raise SequenceError(expected=cursor + 1, got=seq, response_id=response_id)
+    return True
 
 
 def _copy_part(part: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,13 +184,9 @@ class ResponseAccumulator:
             SequenceError: the event's number skips ahead of `cursor + 1`; nothing was applied.
         """
         seq = event.sequence_number
-        cur = self._cursor
-        if cur is not None:
-            if seq <= cur:
-                self.duplicates += 1
-                return False
-            if seq != cur + 1:
-                raise SequenceError(expected=cur + 1, got=seq, response_id=self.response_id)
+        if not in_sequence(self._cursor, seq, self.response_id):
+            self.duplicates += 1
+            return False
         self._cursor = seq
         self.events += 1  # `apply`, inlined: this is the per-event hot path
         handler = _HANDLERS.get(event.type)
