@@ -10,20 +10,17 @@ import trio
 
 from ._http import Request, Responder, SSEWriter, StopStream
 from ._scripts import (
-    REFUSAL_TEXT,
     Scenario,
     Script,
     count_tokens,
-    echo_text,
     is_reasoning_model,
     json_arguments_tokens,
-    make_tool_calls,
-    pick_tools,
+    reply_script,
     text_of,
     tool_result_text,
 )
 from ._state import MockState
-from ._wire import SERVER_ERROR, ApiProblem
+from ._wire import SERVER_ERROR, ApiProblem, missing_parameter
 
 __all__ = ["REASONING_REJECTED", "check_reasoning_params", "handle_chat"]
 
@@ -80,21 +77,14 @@ def build_script(state: MockState, body: Mapping[str, Any], scenario: Scenario) 
             name = names.get(message.get("tool_call_id", ""), "")
             outputs.append((name, text_of(message.get("content"))))
         return Script("text", tool_result_text(list(reversed(outputs))))
-    user_text = ""
-    for message in reversed(messages):
-        if isinstance(message, Mapping) and message.get("role") == "user":
-            user_text = text_of(message.get("content"))
-            break
-    if scenario.name == "refusal":
-        return Script("refusal", REFUSAL_TEXT)
-    if scenario.name == "failed":
-        return Script("failed", echo_text(user_text, scenario))
-    chosen = pick_tools(
-        _tools(body), body.get("tool_choice"), body.get("parallel_tool_calls", True), scenario
+    return reply_script(
+        messages,
+        scenario,
+        _tools(body),
+        body.get("tool_choice"),
+        body.get("parallel_tool_calls", True),
+        state.ids,
     )
-    if chosen:
-        return Script("tools", tool_calls=make_tool_calls(chosen, state.ids))
-    return Script("text", echo_text(user_text, scenario))
 
 
 def _validate(body: Mapping[str, Any]) -> tuple[str, list[Any]]:
@@ -103,12 +93,7 @@ def _validate(body: Mapping[str, Any]) -> tuple[str, list[Any]]:
         raise ApiProblem(400, "you must provide a model parameter", param="model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise ApiProblem(
-            400,
-            "Missing required parameter: 'messages'.",
-            param="messages",
-            code="missing_required_parameter",
-        )
+        raise missing_parameter("messages")
     if body.get("stream_options") is not None and not body.get("stream"):
         raise ApiProblem(
             400,

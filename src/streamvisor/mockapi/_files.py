@@ -11,7 +11,7 @@ import trio
 from ._http import Request, Responder
 from ._multipart import FormPart, parse_multipart
 from ._state import FileRecord, MockState, PartRecord, UploadRecord
-from ._wire import ApiProblem
+from ._wire import ApiProblem, missing_parameter, query_limit
 
 __all__ = [
     "add_part",
@@ -32,12 +32,7 @@ NOT_DOWNLOADABLE = frozenset({"assistants"})
 
 def _purpose(value: str | None) -> str:
     if value is None or value == "":
-        raise ApiProblem(
-            400,
-            "Missing required parameter: 'purpose'.",
-            param="purpose",
-            code="missing_required_parameter",
-        )
+        raise missing_parameter("purpose")
     if value not in CREATE_PURPOSES:
         raise ApiProblem(
             400,
@@ -93,12 +88,7 @@ async def create_file(state: MockState, request: Request, responder: Responder) 
     purpose = _purpose(_text(parts.get("purpose")))
     upload = parts.get("file")
     if upload is None or upload.filename is None:
-        raise ApiProblem(
-            400,
-            "Missing required parameter: 'file'.",
-            param="file",
-            code="missing_required_parameter",
-        )
+        raise missing_parameter("file")
     if len(upload.data) > state.config.max_file_bytes:
         raise ApiProblem(
             400,
@@ -130,17 +120,7 @@ async def list_files(state: MockState, request: Request, responder: Responder) -
             param="order",
             code="invalid_value",
         )
-    try:
-        limit = int(query.get("limit", "10000"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 10000:
-        raise ApiProblem(
-            400,
-            "Invalid 'limit': expected an integer between 1 and 10000.",
-            param="limit",
-            code="invalid_value",
-        )
+    limit = query_limit(query, 10000, 10000)
     records = list(state.files.values())  # insertion order == creation order
     if order == "desc":
         records.reverse()
@@ -213,12 +193,7 @@ async def create_upload(state: MockState, request: Request, responder: Responder
     body = request.json_object()
     for field in ("bytes", "filename", "mime_type", "purpose"):
         if body.get(field) in (None, ""):
-            raise ApiProblem(
-                400,
-                f"Missing required parameter: '{field}'.",
-                param=field,
-                code="missing_required_parameter",
-            )
+            raise missing_parameter(field)
     size = body["bytes"]
     if not isinstance(size, int) or size < 0:
         raise ApiProblem(400, "Invalid 'bytes': expected a non-negative integer.", param="bytes")
@@ -254,12 +229,7 @@ async def add_part(
     parts = parse_multipart(request.headers.get("content-type", ""), request.body)
     data = parts.get("data")
     if data is None:
-        raise ApiProblem(
-            400,
-            "Missing required parameter: 'data'.",
-            param="data",
-            code="missing_required_parameter",
-        )
+        raise missing_parameter("data")
     if len(data.data) > state.config.max_part_bytes:
         raise ApiProblem(
             400,
@@ -286,12 +256,7 @@ async def complete_upload(
     body = request.json_object()
     part_ids = body.get("part_ids")
     if not isinstance(part_ids, list) or not all(isinstance(p, str) for p in part_ids):
-        raise ApiProblem(
-            400,
-            "Missing required parameter: 'part_ids'.",
-            param="part_ids",
-            code="missing_required_parameter",
-        )
+        raise missing_parameter("part_ids")
     unknown = [p for p in part_ids if p not in record.parts]
     if unknown:
         raise ApiProblem(

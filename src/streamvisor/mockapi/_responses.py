@@ -16,20 +16,16 @@ from ._chat import REASONING_REJECTED, unsupported_parameter
 from ._generation import Pause, Plan, drive, follow, run_background, steps
 from ._http import ConnectionDropped, Request, Responder, SSEWriter
 from ._scripts import (
-    REFUSAL_TEXT,
     Scenario,
     Script,
     count_tokens,
-    echo_text,
     is_reasoning_model,
-    make_tool_calls,
-    pick_tools,
-    reasoning_parts,
+    reply_script,
     text_of,
     tool_result_text,
 )
 from ._state import MockState, StoredResponse
-from ._wire import ApiProblem
+from ._wire import ApiProblem, missing_parameter, query_limit
 
 __all__ = [
     "handle_cancel",
@@ -55,12 +51,7 @@ def _function_tools(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def _validate(state: MockState, body: Mapping[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise ApiProblem(
-            400,
-            "Missing required parameter: 'model'.",
-            param="model",
-            code="missing_required_parameter",
-        )
+        raise missing_parameter("model")
     if "max_tokens" in body:
         raise ApiProblem(
             400, "Unknown parameter: 'max_tokens'.", param="max_tokens", code="unknown_parameter"
@@ -134,24 +125,15 @@ def _build_script(state: MockState, body: Mapping[str, Any], scenario: Scenario)
         )
     if trailing:
         return Script("text", tool_result_text(list(reversed(trailing))))
-    user_text = ""
-    for item in reversed(items):
-        if isinstance(item, Mapping) and item.get("role") == "user":
-            user_text = text_of(item.get("content"))
-            break
-    if scenario.name == "refusal":
-        return Script("refusal", REFUSAL_TEXT)
-    if scenario.name == "failed":
-        return Script("failed", echo_text(user_text, scenario))
-    chosen = pick_tools(
+    return reply_script(
+        items,
+        scenario,
         _function_tools(body),
         body.get("tool_choice"),
         body.get("parallel_tool_calls", True) is not False,
-        scenario,
+        state.ids,
+        reasoning=True,
     )
-    if chosen:
-        return Script("tools", tool_calls=make_tool_calls(chosen, state.ids))
-    return Script("text", echo_text(user_text, scenario), reasoning=reasoning_parts(user_text))
 
 
 def _metadata_ms(body: Mapping[str, Any], key: str) -> float | None:
@@ -397,17 +379,7 @@ async def handle_input_items(
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise ApiProblem(400, f"Invalid value for 'order': '{order}'.", param="order")
-    try:
-        limit = int(query.get("limit", "20"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 100:
-        raise ApiProblem(
-            400,
-            "Invalid 'limit': expected an integer between 1 and 100.",
-            param="limit",
-            code="invalid_value",
-        )
+    limit = query_limit(query, 20, 100)
     items = list(stored.input_items)
     if order == "desc":
         items.reverse()

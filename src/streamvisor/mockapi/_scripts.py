@@ -28,6 +28,7 @@ __all__ = [
     "parse_scenario",
     "pick_tools",
     "reasoning_parts",
+    "reply_script",
     "schema_example",
     "text_of",
     "tool_result_text",
@@ -232,6 +233,36 @@ def pick_tools(
     if scenario.name == "tools" and parallel:
         return list(tools)
     return [tools[0]]
+
+
+def reply_script(
+    turns: Sequence[Any],
+    scenario: Scenario,
+    tools: Sequence[Mapping[str, Any]],
+    tool_choice: Any,
+    parallel: Any,
+    ids: IdFactory,
+    *,
+    reasoning: bool = False,
+) -> Script:
+    """The reply to a request whose last turn is not tool output (both APIs): a refusal or a
+    failure (by scenario), the tools `pick_tools` chooses, or the echo of the last user turn of
+    ``turns`` (with `reasoning_parts` when ``reasoning``)."""
+    user_text = ""
+    for turn in reversed(turns):
+        if isinstance(turn, Mapping) and turn.get("role") == "user":
+            user_text = text_of(turn.get("content"))
+            break
+    if scenario.name == "refusal":
+        return Script("refusal", REFUSAL_TEXT)
+    if scenario.name == "failed":
+        return Script("failed", echo_text(user_text, scenario))
+    chosen = pick_tools(tools, tool_choice, parallel, scenario)
+    if chosen:
+        return Script("tools", tool_calls=make_tool_calls(chosen, ids))
+    if reasoning:
+        return Script("text", echo_text(user_text, scenario), reasoning=reasoning_parts(user_text))
+    return Script("text", echo_text(user_text, scenario))
 
 
 def make_tool_calls(tools: Sequence[Mapping[str, Any]], ids: IdFactory) -> tuple[ToolCall, ...]:

@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "api_error",
     "dumps",
     "format_go_duration",
+    "missing_parameter",
+    "query_limit",
     "split_tokens",
 ]
 
@@ -62,6 +65,35 @@ class ApiProblem(Exception):
         self.status = status
         self.body = api_error(message, type_, param=param, code=code)
         self.headers = dict(headers or {})
+
+
+def missing_parameter(param: str) -> ApiProblem:
+    """The API's 400 for a required parameter that is absent (or empty)."""
+    return ApiProblem(
+        400,
+        f"Missing required parameter: '{param}'.",
+        param=param,
+        code="missing_required_parameter",
+    )
+
+
+def query_limit(query: Mapping[str, str], default: int, maximum: int) -> int:
+    """The ``limit`` query parameter of a list endpoint (``default`` when absent).
+
+    Raises `ApiProblem` (400) unless it is an integer from 1 to ``maximum``.
+    """
+    try:
+        limit = int(query.get("limit", str(default)))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= maximum:
+        raise ApiProblem(
+            400,
+            f"Invalid 'limit': expected an integer between 1 and {maximum}.",
+            param="limit",
+            code="invalid_value",
+        )
+    return limit
 
 
 def split_tokens(text: str) -> list[str]:
