@@ -10,7 +10,6 @@ from typing import Any, ClassVar, cast
 
 import attrs
 import structlog
-import trio
 
 from ._actor import Actor, _prepare, _start_prepared
 from ._errors import ActorError, ChildNotFound, InvalidChildSpec, MaxChildren, StartChildError
@@ -20,12 +19,12 @@ from ._spec import AutoShutdown, ChildType, Restart, Shutdown, Strategy, check_f
 from ._supervisor import (
     ChildCounts,
     ChildInfo,
-    _ChildExit,
     _ChildWatch,
-    _exceeds_intensity,
     _exit_reported,
     _restart_due,
     _stop_refs,
+    _Supervising,
+    _TryAgain,
 )
 
 __all__ = ["DynamicSupervisor", "DynamicSupervisorRef"]
@@ -52,11 +51,6 @@ class _Start:
 @attrs.frozen(slots=True)
 class _Terminate:
     ref: ActorRef
-
-
-@attrs.frozen(slots=True)
-class _TryAgain:
-    child: _Dyn
 
 
 _WHICH = "which_children"
@@ -125,7 +119,7 @@ def _check_template(restart: object, shutdown: object, max_children: object) -> 
         raise InvalidChildSpec(f"max_children must be an int >= 0 or None: {max_children!r}")
 
 
-class DynamicSupervisor(Actor):
+class DynamicSupervisor(_Supervising[_Dyn]):
     """Children started on demand from one template: ``factory(*args)`` returns the Actor.
 
     Each child is restarted per ``restart`` with the same args (and name); intensity is counted
@@ -135,22 +129,9 @@ class DynamicSupervisor(Actor):
     Raises ``InvalidSupervisorFlags``/``InvalidChildSpec`` at construction.
     """
 
-    __slots__ = (
-        "_children",
-        "_restarts",
-        "factory",
-        "intensity",
-        "max_children",
-        "period",
-        "restart",
-        "shutdown",
-        "type",
-    )
+    __slots__ = ("factory", "max_children", "restart", "shutdown", "type")
 
-    _eager_nursery: ClassVar[bool] = True
     _ref_class: ClassVar[type[ActorRef]] = DynamicSupervisorRef
-    mailbox_size: ClassVar[float] = math.inf
-    terminate_timeout: ClassVar[float] = math.inf
 
     def __init__(
         self,
@@ -189,10 +170,6 @@ class DynamicSupervisor(Actor):
         log.debug("child_started", supervisor=self._ref.label, child=ref.label)
         return ref
 
-    async def terminate(self, reason: ExitReason) -> None:
-        await self._stop_all()
-        log.info("supervisor_stopped", supervisor=self._ref.label, reason=reason)
-
     async def _stop_all(self) -> None:
         refs = [c.ref for c in self._children if c.ref is not None]
         for child in self._children:
@@ -207,24 +184,6 @@ class DynamicSupervisor(Actor):
             log.warning("shutdown_timeout", supervisor=self._ref.label, child=ref.label)
 
         await _stop_refs(refs, self.shutdown, timed_out)
-
-    def _add_restart(self) -> bool:
-        return _exceeds_intensity(self._restarts, self.intensity, self.period)
-
-    async def handle_info(self, message: Any) -> None:
-        if isinstance(message, _ChildExit):
-            if trio.current_effective_deadline() == -math.inf:
-                return  # we are being torn down (cancelled): restarting would be pointless
-            for child in self._children:
-                if child.ref is message.ref:
-                    child.ref = None
-                    await self._child_exited(child, message.reason)
-                    return
-        elif isinstance(message, _TryAgain):
-            if message.child in self._children and message.child.restarting:
-                await self._restart(message.child)
-        else:
-            await super().handle_info(message)
 
     async def _child_exited(self, child: _Dyn, reason: ExitReason) -> None:
         if _exit_reported(self.restart, reason):

@@ -6,7 +6,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import attrs
 import structlog
@@ -102,7 +102,9 @@ class _ChildWatch:
 
 @attrs.frozen(slots=True)
 class _TryAgain:
-    child: _Child
+    """A restart that failed is tried again (INT-04), between other requests."""
+
+    child: object
 
 
 # Requests (handle_call payloads).
@@ -246,7 +248,69 @@ class SupervisorRef(ActorRef):
         return cast(ChildSpec, await self.call(_ById("get_childspec", id), timeout=timeout))
 
 
-class Supervisor(Actor):
+class _Tracked(Protocol):
+    """A supervisor's record of one child: its running ref, and whether a restart is pending."""
+
+    ref: ActorRef | None
+    restarting: bool
+
+
+_C = TypeVar("_C", bound=_Tracked)
+
+
+class _Supervising(Actor, Generic[_C]):
+    """What `Supervisor` and `DynamicSupervisor` share: a child's exit is dispatched to
+    ``_child_exited``, a failed restart is retried (`_TryAgain`), restarts are counted against
+    intensity/period, and every child is stopped when the supervisor ends."""
+
+    __slots__ = ("_children", "_restarts", "intensity", "period")
+
+    _children: list[_C]
+    _restarts: deque[float]
+    intensity: int
+    period: float
+
+    _eager_nursery: ClassVar[bool] = True
+    mailbox_size: ClassVar[float] = math.inf
+    terminate_timeout: ClassVar[float] = math.inf
+
+    async def terminate(self, reason: ExitReason) -> None:
+        await self._stop_all()
+        log.info("supervisor_stopped", supervisor=self._ref.label, reason=reason)
+
+    async def _stop_all(self) -> None:
+        raise NotImplementedError
+
+    async def _child_exited(self, child: _C, reason: ExitReason) -> None:
+        raise NotImplementedError
+
+    async def _restart(self, child: _C) -> None:
+        raise NotImplementedError
+
+    def _add_restart(self) -> bool:
+        """Record a restart; True when the intensity is exceeded (INT-01)."""
+        return _exceeds_intensity(self._restarts, self.intensity, self.period)
+
+    async def handle_info(self, message: Any) -> None:
+        if isinstance(message, _ChildExit):
+            if trio.current_effective_deadline() == -math.inf:
+                return  # we are being torn down (cancelled): restarting would be pointless
+            for child in self._children:
+                if child.ref is message.ref:
+                    child.ref = None
+                    await self._child_exited(child, message.reason)
+                    return
+        elif isinstance(message, _TryAgain):
+            for child in self._children:
+                if child is message.child:
+                    if child.restarting:
+                        await self._restart(child)
+                    return
+        else:
+            await super().handle_info(message)
+
+
+class Supervisor(_Supervising[_Child]):
     """An OTP supervisor, itself an actor (so it can be a child: ``ChildSpec.supervisor``).
 
     Children start in order, each synchronously (SUP-02); if one fails the started ones are
@@ -259,12 +323,9 @@ class Supervisor(Actor):
     construction.
     """
 
-    __slots__ = ("_children", "_restarts", "auto_shutdown", "intensity", "period", "strategy")
+    __slots__ = ("auto_shutdown", "strategy")
 
-    _eager_nursery: ClassVar[bool] = True
     _ref_class: ClassVar[type[ActorRef]] = SupervisorRef
-    mailbox_size: ClassVar[float] = math.inf
-    terminate_timeout: ClassVar[float] = math.inf
     trap_exits = True
 
     def __init__(
@@ -299,10 +360,6 @@ class Supervisor(Actor):
             if child.ref is not None:
                 started.append(child)
 
-    async def terminate(self, reason: ExitReason) -> None:
-        await self._stop_all()
-        log.info("supervisor_stopped", supervisor=self._ref.label, reason=reason)
-
     async def _start(self, child: _Child) -> ActorRef:
         spec = child.spec
         actor = spec.factory()
@@ -327,22 +384,6 @@ class Supervisor(Actor):
 
     # -- child exits and restarts --------------------------------------------------------------
 
-    async def handle_info(self, message: Any) -> None:
-        if isinstance(message, _ChildExit):
-            if trio.current_effective_deadline() == -math.inf:
-                return  # we are being torn down (cancelled): restarting would be pointless
-            for child in self._children:
-                if child.ref is message.ref:
-                    child.ref = None
-                    await self._child_exited(child, message.reason)
-                    return
-        elif isinstance(message, _TryAgain):
-            child = message.child
-            if child in self._children and child.restarting:
-                await self._restart(child)
-        else:
-            await super().handle_info(message)
-
     async def _child_exited(self, child: _Child, reason: ExitReason) -> None:
         spec = child.spec
         if _exit_reported(spec.restart, reason):
@@ -364,10 +405,6 @@ class Supervisor(Actor):
                 c.spec.significant and (c.ref is not None or c.restarting) for c in self._children
             )
         return False
-
-    def _add_restart(self) -> bool:
-        """Record a restart; True when the intensity is exceeded (INT-01)."""
-        return _exceeds_intensity(self._restarts, self.intensity, self.period)
 
     async def _restart(self, child: _Child) -> None:
         if self._add_restart():
