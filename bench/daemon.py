@@ -1,0 +1,550 @@
+"""Daemon benchmark: 1,000 concurrent paced streams through the daemon to per-session subscribers.
+
+The issue: "1,000 concurrent sessions each streaming 200 events paced at 20 ms through the daemon to
+a subscriber, against the same load read by bare trio+httpx and by the official SDK in the same
+run". Every row runs in a fresh Python process pinned to core 0 (clean RSS and CPU readings); the
+load server (`bench._loadserver`, pre-encoded Chat Completions SSE on plain sockets, one event per
+stream per 20 ms tick) runs in its own process pinned to core 1 for the whole run.
+
+The clients, each reading every event of every stream:
+
+* **daemon**: ``open_daemon(config)`` with ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` pointing at the
+  load server (no embedded server), 1,000 sessions (``daemon.open_session``), each with its own
+  subscriber on ``session.<id>`` (what a user does), each session running one ``session.chat``;
+  optionally the same with ``session.respond(durable=False)`` (Responses framing).
+* **bare trio + httpx**: one ``httpx.AsyncClient`` sized like the daemon's (1,000 connections,
+  100 kept alive), 1,000 tasks each ``aconnect_sse`` + ``aiter_sse`` + ``json.loads`` per event.
+* **official SDK**: ``AsyncOpenAI(base_url=...)``, 1,000 tasks each iterating
+  ``chat.completions.create(stream=True)``, under trio (the SDK runs on anyio).
+
+Delivery latency is measured per text delta, honestly: the load server stamps each delta with the
+`time.monotonic()` reading taken when it hands that delta to ``send`` (``ServerOptions.stamp``;
+the Linux monotonic clock is system-wide), and the consumer subtracts it from its own reading when
+the event reaches it (for the daemon: when the subscriber receives it from the bus). It is the
+client side's delay only: server lateness (late ticks) is reported separately, not hidden in it.
+
+Wall time runs from the first request to the last event of the last stream at its consumer; the
+ideal is events x pace (200 x 20 ms = 4 s). CPU per event is the client process's CPU time from the
+first request until every stream has ended and released its connection, divided by the events on
+the wire. RSS per stream is (peak RSS while streaming - RSS before the sessions/tasks existed) /
+streams. Teardown is closing everything afterwards (leaving ``open_daemon``; ``aclose`` of the
+httpx client; ``close`` of the SDK client).
+
+The pool rows measure httpcore's connection release directly: N streams are held open together
+and then all end at once; the time until every connection is back in (or out of) the pool, and
+the client's ``aclose``, is measured for growing N, with the keep-alive pool at the daemon's
+default (100) and at N. httpcore 1.0's ``_assign_requests_to_connections`` scans every connection
+on every request and release, and for every *idle* connection also builds a list of every
+connection, so a release costs O(connections) when the idle pool stays small and
+O(idle x connections) when it is allowed to grow to N.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from bench._common import Row, Table, at_most, call_in_subprocess, rss_bytes
+from bench._loadserver import LoadServer, open_load_server, read_stamp
+
+__all__ = ["main"]
+
+_ROOT = Path(__file__).resolve().parents[1]
+_MODEL = "gpt-4o-mini"
+_MESSAGES = [{"role": "user", "content": "Hello"}]
+_CHAT_BODY = {"model": _MODEL, "messages": _MESSAGES, "stream": True}
+_REFERENCE = "bare trio + httpx"
+
+
+@attrs.frozen
+class Sizes:
+    streams: int
+    events: int
+    pace_ms: float
+    #: Stream counts of the pool-release rows.
+    pool_streams: tuple[int, ...]
+    #: The largest N for which the "keep all N alive" pool row is run (it is super-quadratic).
+    pool_keep_all_max: int
+    #: Also run the daemon with Responses framing (``respond(durable=False)``).
+    responses: bool
+    timeout: float
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(
+            streams=1000,
+            events=200,
+            pace_ms=20.0,
+            pool_streams=(250, 500, 1000, 2000),
+            pool_keep_all_max=1000,
+            responses=True,
+            timeout=300.0,
+        )
+
+    @classmethod
+    def smoke(cls) -> Sizes:
+        return cls(
+            streams=20,
+            events=20,
+            pace_ms=5.0,
+            pool_streams=(20,),
+            pool_keep_all_max=20,
+            responses=False,
+            timeout=30.0,
+        )
+
+    @property
+    def ideal(self) -> float:
+        """Seconds the slowest-possible-to-fastest stream takes at the server's pace."""
+        return self.events * self.pace_ms / 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# In the child process: measuring one client
+
+
+class _Probe:
+    """What the consumers of one run observe: events, per-delta latencies, RSS peaks."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.missed = 0
+        self.latencies: list[float] = []
+        self.last_event = 0.0
+        self.rss_peak = 0
+
+    def event(self, text: str | None = None) -> None:
+        """An event reached its consumer; a text delta's latency is recorded from its stamp."""
+        now = time.monotonic()
+        self.events += 1
+        self.last_event = now
+        if text:
+            stamp = read_stamp(text)
+            if stamp is not None:
+                self.latencies.append(now - stamp)
+
+    async def sample_rss(self, every: float) -> None:
+        while True:
+            self.rss_peak = max(self.rss_peak, rss_bytes())
+            await trio.sleep(every)
+
+
+@attrs.define
+class _Phases:
+    """Timestamps and CPU readings of one run, turned into the child's JSON result."""
+
+    probe: _Probe = attrs.field(factory=_Probe)
+    rss_before: int = 0
+    setup: float = 0.0
+    started: float = 0.0
+    cpu_started: float = 0.0
+    #: Every consumer is done (for httpx/SDK: its stream context has exited too).
+    consumed: float = 0.0
+    #: Every stream has ended and released its connection (daemon: every session's stream).
+    settled: float = 0.0
+    cpu_settled: float = 0.0
+    teardown: float = 0.0
+    cpu_teardown: float = 0.0
+    errors: list[str] = attrs.field(factory=list)
+
+    def start(self) -> None:
+        self.probe.rss_peak = self.rss_before = rss_bytes()
+        self.cpu_started = time.process_time()
+        self.started = time.monotonic()
+
+    def settle(self) -> None:
+        self.settled = time.monotonic()
+        self.cpu_settled = time.process_time()
+
+    def result(self, streams: int, events: int) -> dict[str, Any]:
+        lat = sorted(self.probe.latencies)
+
+        def pct(q: float) -> float:
+            return lat[min(len(lat) - 1, math.ceil(q * len(lat)) - 1)] if lat else math.nan
+
+        return {
+            "streams": streams,
+            "wire_events": streams * events,
+            "events": self.probe.events,
+            "missed": self.probe.missed,
+            "stamped": len(lat),
+            "setup": self.setup,
+            "wall": (self.probe.last_event or self.consumed) - self.started,
+            "consumed": self.consumed - self.started,
+            "settled": self.settled - self.started,
+            "cpu": self.cpu_settled - self.cpu_started,
+            "teardown": self.teardown,
+            "cpu_teardown": self.cpu_teardown,
+            "p50": pct(0.50),
+            "p99": pct(0.99),
+            "max": lat[-1] if lat else math.nan,
+            "rss_delta": max(0, self.probe.rss_peak - self.rss_before),
+            "errors": self.errors[:5],
+            "error_count": len(self.errors),
+        }
+
+
+async def _teardown(phases: _Phases, close: Callable[[], Awaitable[object]]) -> None:
+    cpu, started = time.process_time(), time.monotonic()
+    await close()
+    phases.teardown = time.monotonic() - started
+    phases.cpu_teardown = time.process_time() - cpu
+
+
+def _config(base_url: str) -> Any:
+    from streamvisor.config import Config
+
+    environ = {
+        "OPENAI_API_KEY": "sk-bench-dummy",
+        "OPENAI_BASE_URL": base_url,
+        "STREAMVISOR_BACKGROUND_REGISTRY_PATH": ":memory:",
+        "STREAMVISOR_OPENAI_MAX_RETRIES": "0",
+    }
+    path = _ROOT / "config" / "streamvisor.toml"
+    return Config.load(path if path.exists() else None, environ=environ)
+
+
+async def _daemon_run(base_url: str, streams: int, events: int, api: str) -> dict[str, Any]:
+    from streamvisor.daemon import open_daemon
+    from streamvisor.supervisor import Missed
+
+    phases = _Phases()
+    probe = phases.probe
+    tickets: list[Any] = []
+
+    async with open_daemon(_config(base_url)) as daemon:
+
+        async def one(handle: Any) -> None:
+            async with daemon.subscribe(handle.topic) as events_in:
+                try:
+                    if api == "chat":
+                        ticket = await handle.chat(_MODEL, _MESSAGES)
+                    else:
+                        ticket = await handle.respond(_MODEL, "Hello", durable=False)
+                except Exception as exc:
+                    phases.errors.append(f"{type(exc).__name__}: {exc}")
+                    return
+                tickets.append((handle, ticket))
+                async for event in events_in:
+                    if isinstance(event, Missed):
+                        probe.missed += event.count
+                        continue
+                    if event.type == "response.output_text.delta":
+                        probe.event(event.data["delta"])
+                    else:
+                        probe.event()
+                    if event.terminal:
+                        if event.type != "response.completed":
+                            phases.errors.append(f"terminal {event.type}")
+                        break
+
+        # The sessions (actors) exist before the clock starts: they count in the RSS per stream
+        # but not in the wall time (a user opens a session once and streams in it many times).
+        phases.start()
+        handles = [await daemon.open_session(f"bench-{i}") for i in range(streams)]
+        phases.setup = time.monotonic() - phases.started
+        phases.cpu_started = time.process_time()
+        phases.started = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(probe.sample_rss, 0.1)
+            async with trio.open_nursery() as consumers:
+                for handle in handles:
+                    consumers.start_soon(one, handle)
+            phases.consumed = time.monotonic()
+            for handle, ticket in tickets:
+                outcome = await handle.wait(ticket.stream_id, timeout=60)
+                if not outcome.ok:
+                    phases.errors.append(f"outcome {outcome.status}")
+            phases.settle()
+            nursery.cancel_scope.cancel()
+        cpu_closing, closing = time.process_time(), time.monotonic()
+    phases.teardown = time.monotonic() - closing
+    phases.cpu_teardown = time.process_time() - cpu_closing
+    return phases.result(streams, events)
+
+
+def run_daemon(base_url: str, streams: int, events: int, api: str) -> dict[str, Any]:
+    """Child entry point: the daemon row (api "chat" or "responses")."""
+    return trio.run(_daemon_run, base_url, streams, events, api)
+
+
+async def _httpx_run(
+    url: str, streams: int, events: int, keepalive: int, max_connections: int
+) -> dict[str, Any]:
+    import httpx
+    import httpx_sse
+
+    phases = _Phases()
+    probe = phases.probe
+    loads = json.loads
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=keepalive)
+    client = httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
+
+    async def one() -> None:
+        try:
+            async with httpx_sse.aconnect_sse(
+                client, "POST", "/v1/chat/completions", json=_CHAT_BODY
+            ) as source:
+                async for sse in source.aiter_sse():
+                    if sse.data == "[DONE]":
+                        continue
+                    chunk = loads(sse.data)
+                    choices = chunk["choices"]
+                    probe.event(choices[0]["delta"].get("content") if choices else None)
+        except Exception as exc:
+            phases.errors.append(f"{type(exc).__name__}: {exc}")
+
+    phases.start()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(probe.sample_rss, 0.1)
+        async with trio.open_nursery() as consumers:
+            for _ in range(streams):
+                consumers.start_soon(one)
+        phases.consumed = time.monotonic()
+        phases.settle()
+        nursery.cancel_scope.cancel()
+    await _teardown(phases, client.aclose)
+    return phases.result(streams, events)
+
+
+def run_httpx(
+    url: str, streams: int, events: int, keepalive: int, max_connections: int
+) -> dict[str, Any]:
+    """Child entry point: the bare trio + httpx row."""
+    return trio.run(_httpx_run, url, streams, events, keepalive, max_connections)
+
+
+async def _sdk_run(base_url: str, streams: int, events: int) -> dict[str, Any]:
+    import openai
+
+    phases = _Phases()
+    probe = phases.probe
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="sk-bench-dummy", max_retries=0)
+
+    async def one() -> None:
+        try:
+            stream = await client.chat.completions.create(
+                model=_MODEL, messages=_MESSAGES, stream=True
+            )
+            async with stream:
+                async for chunk in stream:
+                    probe.event(chunk.choices[0].delta.content if chunk.choices else None)
+        except Exception as exc:
+            phases.errors.append(f"{type(exc).__name__}: {exc}")
+
+    phases.start()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(probe.sample_rss, 0.1)
+        async with trio.open_nursery() as consumers:
+            for _ in range(streams):
+                consumers.start_soon(one)
+        phases.consumed = time.monotonic()
+        phases.settle()
+        nursery.cancel_scope.cancel()
+    await _teardown(phases, client.close)
+    return phases.result(streams, events)
+
+
+def run_sdk(base_url: str, streams: int, events: int) -> dict[str, Any]:
+    """Child entry point: the official SDK row, under trio."""
+    return trio.run(_sdk_run, base_url, streams, events)
+
+
+async def _pool_run(url: str, streams: int, keepalive: int) -> dict[str, Any]:
+    """N streams open together, all ended at once: how long until the pool has them back."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=keepalive)
+    client = httpx.AsyncClient(base_url=url, limits=limits, timeout=120)
+    all_read = trio.Event()
+    pending = streams
+    released: list[float] = []
+
+    async def one() -> None:
+        nonlocal pending
+        async with client.stream("POST", "/v1/chat/completions", json=_CHAT_BODY) as response:
+            await response.aread()
+            pending -= 1
+            if pending == 0:
+                all_read.set()
+            await all_read.wait()
+        released.append(time.monotonic())
+
+    started = time.monotonic()
+    cpu = time.process_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(streams):
+            nursery.start_soon(one)
+        await all_read.wait()
+        read_at = time.monotonic()
+        cpu_read = time.process_time()
+    release = max(released) - read_at
+    cpu_release = time.process_time() - cpu_read
+    closing = time.monotonic()
+    await client.aclose()
+    return {
+        "streams": streams,
+        "keepalive": keepalive,
+        "open_and_read": read_at - started,
+        "cpu_open_and_read": cpu_read - cpu,
+        "release": release,
+        "cpu_release": cpu_release,
+        "aclose": time.monotonic() - closing,
+    }
+
+
+def run_pool(url: str, streams: int, keepalive: int) -> dict[str, Any]:
+    """Child entry point: one pool-release measurement."""
+    return trio.run(_pool_run, url, streams, keepalive)
+
+
+# ---------------------------------------------------------------------------------------------
+# In the parent: rows
+
+
+def _server_stats(server: LoadServer) -> dict[str, Any]:
+    import httpx
+
+    return dict(httpx.get(f"{server.url}/_stats", timeout=10).json())
+
+
+def _measure(
+    server: LoadServer, target: str, *args: Any, timeout: float
+) -> tuple[dict[str, Any], float, int]:
+    """Run one child pinned to core 0; also return the server's CPU and late ticks meanwhile."""
+    before = _server_stats(server)
+    result = call_in_subprocess(f"bench.daemon:{target}", *args, core=0, timeout=timeout)
+    after = _server_stats(server)
+    late = int(after["late_ticks"] - before["late_ticks"])
+    return result, float(after["cpu_seconds"] - before["cpu_seconds"]), late
+
+
+def _describe(table: Table, name: str, r: dict[str, Any], server_cpu: float, late: int) -> None:
+    per_event = 1e6 * r["cpu"] / r["wire_events"]
+    table.note(
+        f"{name}: {r['events']:,} events ({r['stamped']:,} stamped deltas, "
+        f"{r['missed']} missed, {r['error_count']} errors) in {r['wall']:.2f} s; "
+        f"all released {r['settled']:.2f} s; client CPU {r['cpu']:.2f} s "
+        f"({per_event:.1f} µs/event, {r['cpu'] / max(r['settled'], 1e-9):.0%} of a core); "
+        f"latency p50 {1000 * r['p50']:.1f} / p99 {1000 * r['p99']:.1f} / "
+        f"max {1000 * r['max']:.1f} ms; RSS +{r['rss_delta'] / 2**20:.1f} MiB; "
+        f"teardown {r['teardown']:.3f} s; server CPU {server_cpu:.2f} s, {late} late ticks"
+    )
+    for error in r["errors"]:
+        table.note(f"  {name} error: {error}")
+
+
+def _us_per_event(r: dict[str, Any]) -> float:
+    return 1e6 * float(r["cpu"]) / float(r["wire_events"])
+
+
+def _kib_per_stream(r: dict[str, Any]) -> float:
+    return float(r["rss_delta"]) / 1024 / float(r["streams"])
+
+
+def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> None:
+    n, events, timeout = sizes.streams, sizes.events, sizes.timeout
+    ideal = sizes.ideal
+    results: dict[str, dict[str, Any]] = {}
+    for name, target, args in (
+        ("daemon chat", "run_daemon", (server.base_url, n, events, "chat")),
+        (_REFERENCE, "run_httpx", (server.url, n, events, 100, max(n, 1000))),
+        ("official SDK", "run_sdk", (server.base_url, n, events)),
+    ):
+        result, server_cpu, late = _measure(server, target, *args, timeout=timeout)
+        results[name] = result
+        _describe(table, name, result, server_cpu, late)
+    daemon, bare, sdk = results["daemon chat"], results[_REFERENCE], results["official SDK"]
+
+    for name, r in results.items():
+        target = at_most(1.2) if name.startswith("daemon") else None
+        table.add(Row(f"{name}: wall time", r["wall"], "s", ideal, "ideal (events x pace)", target))
+    for name, r in results.items():
+        target = at_most(1.0) if name.startswith("daemon") else None
+        table.add(Row(f"{name}: p99 delivery latency", 1000 * r["p99"], "ms", 100.0,
+                      "the 100 ms bound", target))  # fmt: skip
+    for name, r in results.items():
+        table.add(Row(f"{name}: p50 delivery latency", 1000 * r["p50"], "ms", 1000 * bare["p50"],
+                      _REFERENCE))  # fmt: skip
+    table.add(Row("daemon chat: CPU per event", _us_per_event(daemon), "µs", _us_per_event(bare),
+                  _REFERENCE, at_most(1.0)))  # fmt: skip
+    table.add(Row("official SDK: CPU per event", _us_per_event(sdk), "µs", _us_per_event(bare),
+                  _REFERENCE))  # fmt: skip
+    for name, r in results.items():
+        table.add(Row(f"{name}: RSS per stream", _kib_per_stream(r), "KiB", _kib_per_stream(bare),
+                      _REFERENCE))  # fmt: skip
+    for name, r in results.items():
+        table.add(Row(f"{name}: teardown after {n} streams", r["teardown"], "s", bare["teardown"],
+                      _REFERENCE))  # fmt: skip
+    if sizes.responses:
+        result, server_cpu, late = _measure(
+            server, "run_daemon", server.base_url, n, events, "responses", timeout=timeout
+        )
+        _describe(table, "daemon responses", result, server_cpu, late)
+        table.add(Row("daemon responses(durable=False): wall time", result["wall"], "s", ideal,
+                      "ideal (events x pace)", at_most(1.2)))  # fmt: skip
+        table.add(Row("daemon responses(durable=False): p99 latency", 1000 * result["p99"], "ms",
+                      100.0, "the 100 ms bound", at_most(1.0)))  # fmt: skip
+        table.add(Row("daemon responses(durable=False): CPU per event", _us_per_event(result),
+                      "µs", _us_per_event(bare), f"{_REFERENCE} (Chat)"))  # fmt: skip
+    for name, r in results.items():
+        if r["error_count"] or r["missed"] or r["events"] < r["wire_events"] - r["streams"] * 2:
+            table.note(f"WARNING: {name} did not see every event (see its line above)")
+
+
+def _pool_rows(table: Table, sizes: Sizes) -> None:
+    """Release and close of N streams at once, keep-alive 100 vs N, from a fast server."""
+    with open_load_server(core=1, events=3, pace_ms=sizes.pace_ms, pace_events=1) as server:
+        base: dict[int, dict[str, Any]] = {}
+        for n in sizes.pool_streams:
+            for keepalive in (100, n):
+                if keepalive == n and (n > sizes.pool_keep_all_max or n <= 100):
+                    continue
+                r = call_in_subprocess(
+                    "bench.daemon:run_pool", server.url, n, keepalive, core=0,
+                    timeout=sizes.timeout,
+                )  # fmt: skip
+                if keepalive == 100:
+                    base[n] = r
+                reference = base[n]["release"] if keepalive != 100 else None
+                table.add(Row(f"httpx pool: release {n} streams, keepalive {keepalive}",
+                              r["release"], "s", reference,
+                              "keepalive 100" if reference else ""))  # fmt: skip
+                table.note(
+                    f"pool n={n} keepalive={keepalive}: open+read {r['open_and_read']:.2f} s "
+                    f"(CPU {r['cpu_open_and_read']:.2f} s), release {r['release']:.3f} s "
+                    f"(CPU {r['cpu_release']:.3f} s), aclose {r['aclose']:.3f} s"
+                )
+
+
+def _pin_self(core: int) -> set[int] | None:
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {allowed[core % len(allowed)]})
+    return set(allowed)
+
+
+def main(*, smoke: bool = False) -> Table:
+    """Run every daemon row and return the table (printed as it goes)."""
+    sizes = Sizes.smoke() if smoke else Sizes.full()
+    table = Table(f"daemon{' (smoke sizes)' if smoke else ''}")
+    table.note(
+        f"{sizes.streams:,} concurrent Chat streams x {sizes.events} events paced at "
+        f"{sizes.pace_ms:g} ms (ideal {sizes.ideal:.2f} s); each row a fresh process on core 0, "
+        "the load server on core 1"
+    )
+    with open_load_server(
+        core=1, events=sizes.events, pace_ms=sizes.pace_ms, pace_events=1, stamp=True
+    ) as server:
+        _main_rows(table, server, sizes)
+    _pool_rows(table, sizes)
+    return table
