@@ -111,6 +111,15 @@ class Sizes:
 # In the child process: measuring one client
 
 
+def _run_delay(pid: int | str = "self") -> float:
+    """Seconds the (main thread of the) process spent runnable but waiting for a CPU, or 0."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as schedstat:
+            return int(schedstat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class _Probe:
     """What the consumers of one run observe: events, per-delta latencies, RSS peaks."""
 
@@ -146,6 +155,8 @@ class _Phases:
     setup: float = 0.0
     started: float = 0.0
     cpu_started: float = 0.0
+    waited_started: float = 0.0
+    waited_settled: float = 0.0
     #: Every consumer is done (for httpx/SDK: its stream context has exited too).
     consumed: float = 0.0
     #: Every stream has ended and released its connection (daemon: every session's stream).
@@ -158,11 +169,13 @@ class _Phases:
     def start(self) -> None:
         self.probe.rss_peak = self.rss_before = rss_bytes()
         self.cpu_started = time.process_time()
+        self.waited_started = _run_delay()
         self.started = time.monotonic()
 
     def settle(self) -> None:
         self.settled = time.monotonic()
         self.cpu_settled = time.process_time()
+        self.waited_settled = _run_delay()
 
     def result(self, streams: int, events: int) -> dict[str, Any]:
         lat = sorted(self.probe.latencies)
@@ -181,6 +194,7 @@ class _Phases:
             "consumed": self.consumed - self.started,
             "settled": self.settled - self.started,
             "cpu": self.cpu_settled - self.cpu_started,
+            "waited": self.waited_settled - self.waited_started,
             "teardown": self.teardown,
             "cpu_teardown": self.cpu_teardown,
             "p50": pct(0.50),
@@ -252,6 +266,7 @@ async def _daemon_run(base_url: str, streams: int, events: int, api: str) -> dic
         handles = [await daemon.open_session(f"bench-{i}") for i in range(streams)]
         phases.setup = time.monotonic() - phases.started
         phases.cpu_started = time.process_time()
+        phases.waited_started = _run_delay()
         phases.started = time.monotonic()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(probe.sample_rss, 0.1)
@@ -366,27 +381,24 @@ async def _pool_run(url: str, streams: int, keepalive: int) -> dict[str, Any]:
     client = httpx.AsyncClient(base_url=url, limits=limits, timeout=120)
     all_read = trio.Event()
     pending = streams
-    released: list[float] = []
+    read_at = cpu_read = 0.0
 
     async def one() -> None:
-        nonlocal pending
+        nonlocal pending, read_at, cpu_read
         async with client.stream("POST", "/v1/chat/completions", json=_CHAT_BODY) as response:
             await response.aread()
             pending -= 1
             if pending == 0:
+                read_at, cpu_read = time.monotonic(), time.process_time()
                 all_read.set()
             await all_read.wait()
-        released.append(time.monotonic())
 
     started = time.monotonic()
     cpu = time.process_time()
     async with trio.open_nursery() as nursery:
         for _ in range(streams):
             nursery.start_soon(one)
-        await all_read.wait()
-        read_at = time.monotonic()
-        cpu_read = time.process_time()
-    release = max(released) - read_at
+    release = time.monotonic() - read_at
     cpu_release = time.process_time() - cpu_read
     closing = time.monotonic()
     await client.aclose()
@@ -416,27 +428,34 @@ def _server_stats(server: LoadServer) -> dict[str, Any]:
     return dict(httpx.get(f"{server.url}/_stats", timeout=10).json())
 
 
-def _measure(
-    server: LoadServer, target: str, *args: Any, timeout: float
-) -> tuple[dict[str, Any], float, int]:
-    """Run one child pinned to core 0; also return the server's CPU and late ticks meanwhile."""
-    before = _server_stats(server)
+def _measure(server: LoadServer, target: str, *args: Any, timeout: float) -> dict[str, Any]:
+    """Run one child pinned to core 0; add the server's CPU, CPU wait and late ticks meanwhile."""
+    before, waited = _server_stats(server), _run_delay(server.pid)
     result = call_in_subprocess(f"bench.daemon:{target}", *args, core=0, timeout=timeout)
     after = _server_stats(server)
-    late = int(after["late_ticks"] - before["late_ticks"])
-    return result, float(after["cpu_seconds"] - before["cpu_seconds"]), late
+    result["server_waited"] = _run_delay(server.pid) - waited
+    result["server_late"] = int(after["late_ticks"] - before["late_ticks"])
+    result["server_cpu"] = float(after["cpu_seconds"] - before["cpu_seconds"])
+    return dict(result)
 
 
-def _describe(table: Table, name: str, r: dict[str, Any], server_cpu: float, late: int) -> None:
+def _describe(table: Table, name: str, r: dict[str, Any]) -> None:
     per_event = 1e6 * r["cpu"] / r["wire_events"]
     table.note(
         f"{name}: {r['events']:,} events ({r['stamped']:,} stamped deltas, "
-        f"{r['missed']} missed, {r['error_count']} errors) in {r['wall']:.2f} s; "
-        f"all released {r['settled']:.2f} s; client CPU {r['cpu']:.2f} s "
-        f"({per_event:.1f} µs/event, {r['cpu'] / max(r['settled'], 1e-9):.0%} of a core); "
-        f"latency p50 {1000 * r['p50']:.1f} / p99 {1000 * r['p99']:.1f} / "
+        f"{r['missed']} missed, {r['error_count']} errors) in {r['wall']:.2f} s, "
+        f"all released at {r['settled']:.2f} s"
+    )
+    table.note(
+        f"  client CPU {r['cpu']:.2f} s ({per_event:.1f} µs/event, "
+        f"{r['cpu'] / max(r['settled'], 1e-9):.0%} of a core), runnable but waiting for a CPU "
+        f"{r['waited']:.2f} s; latency p50 {1000 * r['p50']:.1f} / p99 {1000 * r['p99']:.1f} / "
         f"max {1000 * r['max']:.1f} ms; RSS +{r['rss_delta'] / 2**20:.1f} MiB; "
-        f"teardown {r['teardown']:.3f} s; server CPU {server_cpu:.2f} s, {late} late ticks"
+        f"sessions/setup {r['setup']:.2f} s; teardown {r['teardown']:.3f} s"
+    )
+    table.note(
+        f"  server CPU {r['server_cpu']:.2f} s, waiting for a CPU {r['server_waited']:.2f} s, "
+        f"{r['server_late']} late ticks"
     )
     for error in r["errors"]:
         table.note(f"  {name} error: {error}")
@@ -459,9 +478,8 @@ def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> None:
         (_REFERENCE, "run_httpx", (server.url, n, events, 100, max(n, 1000))),
         ("official SDK", "run_sdk", (server.base_url, n, events)),
     ):
-        result, server_cpu, late = _measure(server, target, *args, timeout=timeout)
-        results[name] = result
-        _describe(table, name, result, server_cpu, late)
+        results[name] = result = _measure(server, target, *args, timeout=timeout)
+        _describe(table, name, result)
     daemon, bare, sdk = results["daemon chat"], results[_REFERENCE], results["official SDK"]
 
     for name, r in results.items():
@@ -485,10 +503,10 @@ def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> None:
         table.add(Row(f"{name}: teardown after {n} streams", r["teardown"], "s", bare["teardown"],
                       _REFERENCE))  # fmt: skip
     if sizes.responses:
-        result, server_cpu, late = _measure(
+        result = _measure(
             server, "run_daemon", server.base_url, n, events, "responses", timeout=timeout
         )
-        _describe(table, "daemon responses", result, server_cpu, late)
+        _describe(table, "daemon responses", result)
         table.add(Row("daemon responses(durable=False): wall time", result["wall"], "s", ideal,
                       "ideal (events x pace)", at_most(1.2)))  # fmt: skip
         table.add(Row("daemon responses(durable=False): p99 latency", 1000 * result["p99"], "ms",
