@@ -10,8 +10,11 @@ The clients, each reading every event of every stream:
 
 * **daemon**: ``open_daemon(config)`` with ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` pointing at the
   load server (no embedded server), 1,000 sessions (``daemon.open_session``), each with its own
-  subscriber on ``session.<id>`` (what a user does), each session running one ``session.chat``;
-  optionally the same with ``session.respond(durable=False)`` (Responses framing).
+  subscriber on ``session.<id>`` (what a user does: ``async for event in subscription``), each
+  session running one ``session.chat``; then the same with ``session.respond(durable=False)``
+  (Responses framing), and with subscribers that take every buffered event per wake-up
+  (``receive()`` then ``drain()``). Durable Responses need background mode, which the load server
+  does not have.
 * **bare trio + httpx**: one ``httpx.AsyncClient`` sized like the daemon's (1,000 connections,
   100 kept alive), 1,000 tasks each ``aconnect_sse`` + ``aiter_sse`` + ``json.loads`` per event.
 * **official SDK**: ``AsyncOpenAI(base_url=...)``, 1,000 tasks each iterating
@@ -30,13 +33,15 @@ the wire. RSS per stream is (peak RSS while streaming - RSS before the sessions/
 streams. Teardown is closing everything afterwards (leaving ``open_daemon``; ``aclose`` of the
 httpx client; ``close`` of the SDK client).
 
-The pool rows measure httpcore's connection release directly: N streams are held open together
-and then all end at once; the time until every connection is back in (or out of) the pool, and
-the client's ``aclose``, is measured for growing N, with the keep-alive pool at the daemon's
-default (100) and at N. httpcore 1.0's ``_assign_requests_to_connections`` scans every connection
-on every request and release, and for every *idle* connection also builds a list of every
-connection, so a release costs O(connections) when the idle pool stays small and
-O(idle x connections) when it is allowed to grow to N.
+The pool rows measure httpx's connection pool directly (bare httpx, no daemon): N short streams
+are opened together and held, then all finish at once; the CPU per stream to open them and to
+finish them (the body's end releases the connection) is measured for growing N, with the
+keep-alive pool at the daemon's default (100) and at N. httpcore 1.0's
+``_assign_requests_to_connections`` scans every connection on every request and release, and for
+every *idle* connection also builds a list of every connection, so a release costs
+O(connections) while the idle pool stays small and O(idle x connections) when it may grow to N.
+
+Smoke size (``--smoke``): 20 streams x 20 events at 5 ms, one run per row, no half-load rows.
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ class Sizes:
     repeats: int
     #: Also run the daemon and bare httpx with half the streams.
     half_load: bool
+    #: Also run the daemon with subscribers that drain their buffer per wake-up.
+    drain_row: bool
     timeout: float
 
     @classmethod
@@ -92,6 +99,7 @@ class Sizes:
             responses=True,
             repeats=2,
             half_load=True,
+            drain_row=True,
             timeout=300.0,
         )
 
@@ -106,6 +114,7 @@ class Sizes:
             responses=False,
             repeats=1,
             half_load=False,
+            drain_row=True,
             timeout=30.0,
         )
 
@@ -237,7 +246,9 @@ def _config(base_url: str) -> Any:
     return Config.load(path if path.exists() else None, environ=environ)
 
 
-async def _daemon_run(base_url: str, streams: int, events: int, api: str) -> dict[str, Any]:
+async def _daemon_run(
+    base_url: str, streams: int, events: int, api: str, drain: bool = False
+) -> dict[str, Any]:
     from streamvisor.daemon import open_daemon
     from streamvisor.supervisor import Missed
 
@@ -258,18 +269,26 @@ async def _daemon_run(base_url: str, streams: int, events: int, api: str) -> dic
                     phases.errors.append(f"{type(exc).__name__}: {exc}")
                     return
                 tickets.append((handle, ticket))
-                async for event in events_in:
-                    if isinstance(event, Missed):
-                        probe.missed += event.count
-                        continue
-                    if event.type == "response.output_text.delta":
-                        probe.event(event.data["delta"])
-                    else:
-                        probe.event()
-                    if event.terminal:
-                        if event.type != "response.completed":
-                            phases.errors.append(f"terminal {event.type}")
-                        break
+                done = False
+                while not done:
+                    # `async for` takes one event per trip through the scheduler; `drain` takes
+                    # everything already buffered without yielding in between.
+                    batch = [await events_in.receive()]
+                    if drain:
+                        batch += events_in.drain()
+                    for event in batch:
+                        if isinstance(event, Missed):
+                            probe.missed += event.count
+                            continue
+                        if event.type == "response.output_text.delta":
+                            probe.event(event.data["delta"])
+                        else:
+                            probe.event()
+                        if event.terminal:
+                            if event.type != "response.completed":
+                                phases.errors.append(f"terminal {event.type}")
+                            done = True
+                            break
                 probe.buffer_peak = max(probe.buffer_peak, events_in.statistics().buffer_peak)
 
         # The sessions (actors) exist before the clock starts: they count in the RSS per stream
@@ -298,9 +317,12 @@ async def _daemon_run(base_url: str, streams: int, events: int, api: str) -> dic
     return phases.result(streams, events)
 
 
-def run_daemon(base_url: str, streams: int, events: int, api: str) -> dict[str, Any]:
-    """Child entry point: the daemon row (api "chat" or "responses")."""
-    return trio.run(_daemon_run, base_url, streams, events, api)
+def run_daemon(
+    base_url: str, streams: int, events: int, api: str, drain: bool = False
+) -> dict[str, Any]:
+    """Child entry point: the daemon row (api "chat" or "responses"; `drain`: the subscribers
+    take every buffered event per wake-up)."""
+    return trio.run(_daemon_run, base_url, streams, events, api, drain)
 
 
 async def _httpx_run(
@@ -529,6 +551,9 @@ def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> dict[str, dict
     if sizes.responses:
         args = (server.base_url, n, events, "responses")
         plan.append(("daemon responses", "run_daemon", args, 1))
+    if sizes.drain_row:
+        args = (server.base_url, n, events, "chat", True)
+        plan.append(("daemon chat, drain()", "run_daemon", args, 1))
     # Interleaved repeats; each row keeps its least-disturbed run (least time spent runnable
     # but waiting for a CPU taken by other processes on the machine).
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in plan}
@@ -554,18 +579,20 @@ def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> dict[str, dict
         half = max(1, n // 2)
         label = f" @{half}"
         partial = {
-            f"daemon chat{label}": _measure(
+            "daemon chat": _measure(
                 server, "run_daemon", server.base_url, half, events, "chat", timeout=timeout
             ),
             _REFERENCE: _measure(
                 server, "run_httpx", server.url, half, events, 100, 1000, timeout=timeout
             ),
         }
+        if sizes.drain_row:
+            partial["daemon chat, drain()"] = _measure(
+                server, "run_daemon", server.base_url, half, events, "chat", True, timeout=timeout
+            )
         for name, r in partial.items():
             _describe(table, f"{name} ({half} streams)", r)
-        half_sizes = attrs.evolve(sizes, streams=half)
-        _rows_for(table, half_sizes, {"daemon chat": partial[f"daemon chat{label}"],
-                                      _REFERENCE: partial[_REFERENCE]}, label)  # fmt: skip
+        _rows_for(table, attrs.evolve(sizes, streams=half), partial, label)
     return results
 
 
@@ -634,6 +661,22 @@ def _notes(table: Table, sizes: Sizes, results: dict[str, dict[str, Any]]) -> No
         )
     else:
         verdict = "Here every client fits in one core: wall and latency reflect scheduling."
+    drained = results.get("daemon chat, drain()")
+    if drained is not None:
+        plain = results["daemon chat"]
+        batching = (
+            "- subscribers: `async for event in subscription` takes one event per trip through "
+            "trio's scheduler (receive() checkpoints even when events are buffered), while a "
+            "stream task publishes every event of a socket read at once; so once behind, a "
+            "subscriber drains one event per scheduler pass and stays behind (peak backlog "
+            f"{plain['buffer_peak']} events). Taking the buffered rest with drain() after each "
+            f"receive(): p50 {1000 * plain['p50']:.0f} -> {1000 * drained['p50']:.0f} ms, p99 "
+            f"{1000 * plain['p99']:.0f} -> {1000 * drained['p99']:.0f} ms, CPU per event "
+            f"{_us_per_event(plain):.1f} -> {_us_per_event(drained):.1f} µs (peak backlog "
+            f"{drained['buffer_peak']})."
+        )
+    else:
+        batching = ""
     for line in (
         "How to read it:",
         "- latency: each text delta carries the load server's time.monotonic() at send "
@@ -662,5 +705,7 @@ def _notes(table: Table, sizes: Sizes, results: dict[str, dict[str, Any]]) -> No
         "[openai] max_keepalive_connections near 100. max_connections = 1000 equals this "
         "bench's stream count: one more request (a poll, an upload) waits up to pool_timeout "
         "(30 s) for a connection, so size it above the most streams you run plus headroom.",
+        batching,
     ):
-        table.note(line)
+        if line:
+            table.note(line)
