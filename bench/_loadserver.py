@@ -22,6 +22,13 @@ default). Pacing: with ``pace_ms > 0`` every stream gets ``pace_events`` events 
 ``pace_ms`` (header ``x-bench-pace-events``, 0 = as fast as possible). One tick writes to every
 due socket in a single pass over the streams in flight, so 1,000 concurrent paced streams cost one
 `send` each per tick and nothing else.
+
+Send stamps (``stamp=True``, or header ``x-bench-stamp: 1``): every text delta carries the
+`time.monotonic()` reading of the moment the server queued it for `send`, appended to the token as
+``|`` + a fixed-width number (`STAMP_WIDTH` characters), so a client on the same machine can
+measure delivery latency per event (`read_stamp`); the Linux monotonic clock is system-wide. The
+bytes are patched in place of a placeholder of the same width, so a stamped body costs one copy of
+the send and one clock reading per send, and every chunk keeps its length.
 """
 
 from __future__ import annotations
@@ -46,12 +53,14 @@ import attrs
 from bench._common import cpu_seconds, start_pinned
 
 __all__ = [
+    "STAMP_WIDTH",
     "LoadServer",
     "ServerOptions",
     "chat_events",
     "encode_stream",
     "main",
     "open_load_server",
+    "read_stamp",
     "responses_events",
     "serve",
     "stream_text",
@@ -88,6 +97,19 @@ _TOKENS = (
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
+#: Characters of a send stamp (`time.monotonic()` as ``%0{STAMP_WIDTH}.6f``).
+STAMP_WIDTH = 17
+#: What a stamped body holds where the stamp goes (no token contains ``~``).
+_PLACEHOLDER = "~" * STAMP_WIDTH
+_STAMP_FORMAT = b"%0" + str(STAMP_WIDTH).encode() + b".6f"
+
+
+def read_stamp(text: str) -> float | None:
+    """The server's send time (`time.monotonic()`) stamped on a text delta, or None if unstamped."""
+    if len(text) <= STAMP_WIDTH or text[-STAMP_WIDTH - 1] != "|":
+        return None
+    return float(text[-STAMP_WIDTH:])
+
 
 @attrs.frozen
 class ServerOptions:
@@ -103,6 +125,8 @@ class ServerOptions:
     pace_ms: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
     #: Events written per stream per tick (0: unpaced unless a request asks for pacing).
     pace_events: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    #: Stamp every text delta with its send time unless a request's ``x-bench-stamp`` says not.
+    stamp: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,16 +137,16 @@ def _obfuscation(rng: random.Random) -> str:
     return "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(2, 12)))
 
 
-def _token(i: int) -> str:
-    return _TOKENS[i % len(_TOKENS)]
+def _token(i: int, stamp: bool = False) -> str:
+    return f"{_TOKENS[i % len(_TOKENS)]}|{_PLACEHOLDER}" if stamp else _TOKENS[i % len(_TOKENS)]
 
 
 def stream_text(deltas: int) -> str:
-    """The text that `deltas` text deltas of these streams add up to."""
+    """The text that `deltas` text deltas of these (unstamped) streams add up to."""
     return "".join(_token(i) for i in range(deltas))
 
 
-def chat_events(n: int, *, seed: int = 0) -> list[dict[str, Any]]:
+def chat_events(n: int, *, seed: int = 0, stamp: bool = False) -> list[dict[str, Any]]:
     """`n` Chat Completions chunks shaped like the 2026 recordings (usage null, obfuscation)."""
     rng = random.Random(seed)
     head = {
@@ -140,7 +164,8 @@ def chat_events(n: int, *, seed: int = 0) -> list[dict[str, Any]]:
 
     events = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
     events += [
-        chunk({"content": _token(i)}, None, obfuscation=_obfuscation(rng)) for i in range(n - 3)
+        chunk({"content": _token(i, stamp)}, None, obfuscation=_obfuscation(rng))
+        for i in range(n - 3)
     ]
     events.append(chunk({}, "stop", obfuscation=_obfuscation(rng)))
     usage = {
@@ -190,8 +215,10 @@ def _response(status: str, output: list[dict[str, Any]], usage: Any) -> dict[str
     }
 
 
-def responses_events(n: int, *, seed: int = 0) -> list[dict[str, Any]]:
-    """`n` Responses events shaped like recording 10: a message whose text arrives in deltas."""
+def responses_events(n: int, *, seed: int = 0, stamp: bool = False) -> list[dict[str, Any]]:
+    """`n` Responses events shaped like recording 10: a message whose text arrives in deltas.
+
+    With `stamp`, the deltas carry stamp placeholders; the `.done` events' text does not."""
     rng = random.Random(seed)
     item_id = "msg_0850765c843cca5300699cc48053e88190bf5bbc9d0c8decd5"
     deltas = n - 8
@@ -218,7 +245,7 @@ def responses_events(n: int, *, seed: int = 0) -> list[dict[str, Any]]:
         {
             "type": "response.output_text.delta",
             **where,
-            "delta": _token(i),
+            "delta": _token(i, stamp),
             "logprobs": [],
             "obfuscation": _obfuscation(rng),
         }
@@ -248,17 +275,20 @@ def _chunked(payload: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(payload), payload)
 
 
-def encode_stream(framing: str, events: int, *, events_per_chunk: int = 1) -> list[bytes]:
+def encode_stream(
+    framing: str, events: int, *, events_per_chunk: int = 1, stamp: bool = False
+) -> list[bytes]:
     """The body of one stream, HTTP-chunk-encoded, as one `bytes` per event group.
 
     Each element holds `events_per_chunk` SSE frames in one HTTP chunk; the last element also
-    holds the terminating zero-length chunk (and, for Chat, the `[DONE]` frame).
+    holds the terminating zero-length chunk (and, for Chat, the `[DONE]` frame). With `stamp`,
+    text deltas hold placeholders the server overwrites with the send time.
     """
     if framing == "chat":
-        frames = [_frame("chat", e) for e in chat_events(events)]
+        frames = [_frame("chat", e) for e in chat_events(events, stamp=stamp)]
         frames[-1] += _frame("chat", None)
     elif framing == "responses":
-        frames = [_frame("responses", e) for e in responses_events(events)]
+        frames = [_frame("responses", e) for e in responses_events(events, stamp=stamp)]
     else:
         raise ValueError(f"unknown framing {framing!r}")
     groups = [
@@ -290,30 +320,70 @@ def _plain(status: str, body: bytes, content_type: str = "application/json") -> 
 
 
 class _Bodies:
-    """Encoded bodies by (framing, events, events per send), generated once each."""
+    """Encoded bodies by (framing, events, events per send, stamped), generated once each."""
 
     def __init__(self, events_per_chunk: int) -> None:
         self._events_per_chunk = events_per_chunk
-        self._groups: dict[tuple[str, int], list[bytes]] = {}
-        self._sends: dict[tuple[str, int, int], list[memoryview]] = {}
+        self._groups: dict[tuple[str, int, bool], list[bytes]] = {}
+        self._sends: dict[tuple[str, int, int, bool], list[memoryview]] = {}
+        self._stamps: dict[tuple[str, int, int], list[tuple[int, ...]]] = {}
 
-    def sends(self, framing: str, events: int, per_send: int) -> list[memoryview]:
+    def sends(
+        self, framing: str, events: int, per_send: int, stamp: bool = False
+    ) -> list[memoryview]:
         """The body cut into sends of `per_send` event groups (0: one send for everything)."""
-        key = (framing, events, per_send)
+        key = (framing, events, per_send, stamp)
         if key not in self._sends:
-            groups = self._groups.get((framing, events))
+            groups = self._groups.get((framing, events, stamp))
             if groups is None:
-                groups = encode_stream(framing, events, events_per_chunk=self._events_per_chunk)
-                self._groups[(framing, events)] = groups
+                groups = encode_stream(
+                    framing, events, events_per_chunk=self._events_per_chunk, stamp=stamp
+                )
+                self._groups[(framing, events, stamp)] = groups
             step = per_send or len(groups)
             self._sends[key] = [
                 memoryview(b"".join(groups[i : i + step])) for i in range(0, len(groups), step)
             ]
         return self._sends[key]
 
+    def stamps(self, framing: str, events: int, per_send: int) -> list[tuple[int, ...]]:
+        """Where the stamp placeholders are in each send of a stamped body."""
+        key = (framing, events, per_send)
+        if key not in self._stamps:
+            placeholder = _PLACEHOLDER.encode()
+            found: list[tuple[int, ...]] = []
+            for send in self.sends(framing, events, per_send, True):
+                data, offsets, at = send.tobytes(), [], 0
+                while (at := data.find(placeholder, at)) >= 0:
+                    offsets.append(at)
+                    at += STAMP_WIDTH
+                found.append(tuple(offsets))
+            self._stamps[key] = found
+        return self._stamps[key]
+
+
+def _stamped(send: memoryview, offsets: tuple[int, ...]) -> memoryview:
+    """A copy of `send` with the current `time.monotonic()` written at every offset."""
+    if not offsets:
+        return send
+    data = bytearray(send)
+    stamp = _STAMP_FORMAT % time.monotonic()
+    for at in offsets:
+        data[at : at + STAMP_WIDTH] = stamp
+    return memoryview(data)
+
 
 class _Conn:
-    __slots__ = ("close_after", "inbuf", "next_send", "out", "paced", "sock", "want_write")
+    __slots__ = (
+        "close_after",
+        "inbuf",
+        "next_send",
+        "out",
+        "paced",
+        "sock",
+        "stamps",
+        "want_write",
+    )
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -322,6 +392,8 @@ class _Conn:
         #: The sends of a paced stream, and how many of them are queued already.
         self.paced: list[memoryview] | None = None
         self.next_send = 0
+        #: Where the stamp placeholders are in each send of a stamped paced stream.
+        self.stamps: list[tuple[int, ...]] | None = None
         self.close_after = False
         self.want_write = False
 
@@ -441,12 +513,17 @@ class _Server:
             events = int(headers.get("x-bench-events", self.options.events))
             per_tick = int(headers.get("x-bench-pace-events", self.options.pace_events))
             paced = per_tick > 0 and self.options.pace_ms > 0
+            stamp = headers.get("x-bench-stamp", "1" if self.options.stamp else "0") == "1"
             head = _HEAD + (b"connection: close\r\n\r\n" if conn.close_after else b"\r\n")
             conn.out.append(memoryview(head))
-            sends = self.bodies.sends(framing, events, per_tick if paced else 0)
+            per_send = per_tick if paced else 0
+            sends = self.bodies.sends(framing, events, per_send, stamp)
+            stamps = self.bodies.stamps(framing, events, per_send) if stamp else None
             if paced:
-                conn.paced, conn.next_send = sends, 0
+                conn.paced, conn.next_send, conn.stamps = sends, 0, stamps
                 self.paced.add(conn)
+            elif stamps is not None:
+                conn.out.extend(map(_stamped, sends, stamps))
             else:
                 conn.out.extend(sends)
         else:
@@ -459,7 +536,10 @@ class _Server:
             sends = conn.paced
             if sends is None or conn.sock.fileno() < 0:
                 continue
-            conn.out.append(sends[conn.next_send])
+            if conn.stamps is None:
+                conn.out.append(sends[conn.next_send])
+            else:
+                conn.out.append(_stamped(sends[conn.next_send], conn.stamps[conn.next_send]))
             conn.next_send += 1
             if conn.next_send == len(sends):
                 conn.paced = None
@@ -514,6 +594,8 @@ def serve(options: dict[str, Any] | None = None) -> dict[str, Any]:
         server.bodies.sends(framing, opts.events, 0)
         if opts.pace_ms > 0 and opts.pace_events > 0:
             server.bodies.sends(framing, opts.events, opts.pace_events)
+        if opts.stamp:
+            server.bodies.stamps(framing, opts.events, opts.pace_events if opts.pace_ms else 0)
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
     wake_w.setblocking(False)
@@ -579,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-chunk", type=int, default=1)
     parser.add_argument("--pace-ms", type=float, default=0.0)
     parser.add_argument("--pace-events", type=int, default=0)
+    parser.add_argument("--stamp", action="store_true", help="stamp text deltas with send times")
     args = parser.parse_args(argv)
     serve(dict(vars(args)))
     return 0

@@ -551,3 +551,77 @@ class TestLifecycle:
         bus: EventBus[int] = EventBus()
         with pytest.raises(error):
             bus.subscribe("t", **kwargs)  # type: ignore[arg-type]
+
+
+class TestKeepingUp:
+    """A subscriber catches up with a burst instead of taking one item per scheduling pass."""
+
+    async def test_async_for_takes_a_buffered_burst_without_yielding_each_item(self) -> None:
+        """After its first (checkpointing) item, `async for` takes up to 64 buffered items
+        before another task gets to run; then it yields again."""
+        bus: EventBus[int] = EventBus()
+        ticks_at: list[int] = []
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await trio.lowlevel.checkpoint()
+
+        async with bus.subscribe("t") as sub, trio.open_nursery() as nursery:
+            for i in range(200):
+                bus.publish("t", i)
+            nursery.start_soon(ticker)
+            received = 0
+            async for _ in sub:
+                ticks_at.append(ticks)
+                received += 1
+                if received == 130:
+                    break
+            nursery.cancel_scope.cancel()
+        # Items 2..65 come without a scheduling pass in between; item 66 needed one.
+        assert len(set(ticks_at[1:65])) == 1
+        assert ticks_at[65] > ticks_at[64]
+
+    async def test_async_for_still_waits_and_ends_like_receive(self) -> None:
+        """With nothing buffered it waits for the publisher; a closed bus ends the loop."""
+        bus: EventBus[int] = EventBus()
+        got: list[int] = []
+        async with bus.subscribe("t") as sub, trio.open_nursery() as nursery:
+
+            async def publish_later() -> None:
+                await trio.testing.wait_all_tasks_blocked()
+                bus.publish("t", 1)
+                await trio.testing.wait_all_tasks_blocked()
+                bus.close()
+
+            nursery.start_soon(publish_later)
+            async for item in sub:
+                assert isinstance(item, int)
+                got.append(item)
+        assert got == [1]
+
+    async def test_a_cancelled_iteration_stops_within_the_budget(self) -> None:
+        """Cancellation is noticed at the next checkpoint, at most 64 items later."""
+        bus: EventBus[int] = EventBus(default_buffer=1000)
+        taken = 0
+        async with bus.subscribe("t") as sub:
+            for i in range(500):
+                bus.publish("t", i)
+            with trio.CancelScope() as scope:
+                async for _ in sub:
+                    taken += 1
+                    if taken == 10:
+                        scope.cancel()
+        assert 10 < taken <= 10 + 64
+
+    async def test_receive_batch_takes_everything_buffered_at_once(self) -> None:
+        """One call returns the whole burst (or `limit` of it), in order."""
+        bus: EventBus[int] = EventBus()
+        async with bus.subscribe("t") as sub:
+            for i in range(10):
+                bus.publish("t", i)
+            assert await sub.receive_batch(limit=4) == [0, 1, 2, 3]
+            assert await sub.receive_batch(limit=1) == [4]
+            assert await sub.receive_batch() == [5, 6, 7, 8, 9]

@@ -1,0 +1,709 @@
+"""Daemon benchmark: 1,000 concurrent paced streams through the daemon to per-session subscribers.
+
+The issue: "1,000 concurrent sessions each streaming 200 events paced at 20 ms through the daemon to
+a subscriber, against the same load read by bare trio+httpx and by the official SDK in the same
+run". Every row runs in a fresh Python process pinned to core 0 (clean RSS and CPU readings); the
+load server (`bench._loadserver`, pre-encoded Chat Completions SSE on plain sockets, one event per
+stream per 20 ms tick) runs in its own process pinned to core 1 for the whole run.
+
+The clients, each reading every event of every stream:
+
+* **daemon**: ``open_daemon(config)`` with ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` pointing at the
+  load server (no embedded server), 1,000 sessions (``daemon.open_session``), each with its own
+  subscriber on ``session.<id>`` (what a user does: ``async for event in subscription``), each
+  session running one ``session.chat``; then the same with ``session.respond(durable=False)``
+  (Responses framing), and with subscribers that take every buffered event per wake-up
+  (``receive_batch()``). Durable Responses need background mode, which the load server
+  does not have.
+* **bare trio + httpx**: one ``httpx.AsyncClient`` sized like the daemon's (1,000 connections,
+  100 kept alive), 1,000 tasks each ``aconnect_sse`` + ``aiter_sse`` + ``json.loads`` per event.
+* **official SDK**: ``AsyncOpenAI(base_url=...)``, 1,000 tasks each iterating
+  ``chat.completions.create(stream=True)``, under trio (the SDK runs on anyio).
+
+Delivery latency is measured per text delta, honestly: the load server stamps each delta with the
+`time.monotonic()` reading taken when it hands that delta to ``send`` (``ServerOptions.stamp``;
+the Linux monotonic clock is system-wide), and the consumer subtracts it from its own reading when
+the event reaches it (for the daemon: when the subscriber receives it from the bus). It is the
+client side's delay only: server lateness (late ticks) is reported separately, not hidden in it.
+
+Wall time runs from the first request to the last event of the last stream at its consumer; the
+ideal is events x pace (200 x 20 ms = 4 s). CPU per event is the client process's CPU time from the
+first request until every stream has ended and released its connection, divided by the events on
+the wire. RSS per stream is (peak RSS while streaming - RSS before the sessions/tasks existed) /
+streams. Teardown is closing everything afterwards (leaving ``open_daemon``; ``aclose`` of the
+httpx client; ``close`` of the SDK client).
+
+The pool rows measure httpx's connection pool directly (bare httpx, no daemon): N short streams
+are opened together and held, then all finish at once; the CPU per stream to open them and to
+finish them (the body's end releases the connection) is measured for growing N, with the
+keep-alive pool at the daemon's default (100) and at N. httpcore 1.0's
+``_assign_requests_to_connections`` scans every connection on every request and release, and for
+every *idle* connection also builds a list of every connection, so a release costs
+O(connections) while the idle pool stays small and O(idle x connections) when it may grow to N.
+
+Smoke size (``--smoke``): 20 streams x 20 events at 5 ms, one run per row, no half-load rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from bench._common import Row, Table, at_most, call_in_subprocess, rss_bytes
+from bench._loadserver import LoadServer, open_load_server, read_stamp
+
+__all__ = ["main"]
+
+_ROOT = Path(__file__).resolve().parents[1]
+_MODEL = "gpt-4o-mini"
+_MESSAGES = [{"role": "user", "content": "Hello"}]
+_CHAT_BODY = {"model": _MODEL, "messages": _MESSAGES, "stream": True}
+_REFERENCE = "bare trio + httpx"
+
+
+@attrs.frozen
+class Sizes:
+    streams: int
+    events: int
+    pace_ms: float
+    #: Stream counts of the pool-release rows.
+    pool_streams: tuple[int, ...]
+    #: The largest N for which the "keep all N alive" pool row is run (it is super-quadratic).
+    pool_keep_all_max: int
+    #: Also run the daemon with Responses framing (``respond(durable=False)``).
+    responses: bool
+    #: Runs of the daemon and bare httpx rows (the least disturbed one is kept).
+    repeats: int
+    #: Also run the daemon and bare httpx with half the streams.
+    half_load: bool
+    #: Also run the daemon with subscribers that drain their buffer per wake-up.
+    drain_row: bool
+    timeout: float
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(
+            streams=1000,
+            events=200,
+            pace_ms=20.0,
+            pool_streams=(250, 500, 1000, 2000),
+            pool_keep_all_max=1000,
+            responses=True,
+            repeats=2,
+            half_load=True,
+            drain_row=True,
+            timeout=300.0,
+        )
+
+    @classmethod
+    def smoke(cls) -> Sizes:
+        return cls(
+            streams=20,
+            events=20,
+            pace_ms=5.0,
+            pool_streams=(20,),
+            pool_keep_all_max=20,
+            responses=False,
+            repeats=1,
+            half_load=False,
+            drain_row=True,
+            timeout=30.0,
+        )
+
+    @property
+    def ideal(self) -> float:
+        """Seconds the slowest-possible-to-fastest stream takes at the server's pace."""
+        return self.events * self.pace_ms / 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# In the child process: measuring one client
+
+
+def _run_delay(pid: int | str = "self") -> float:
+    """Seconds the (main thread of the) process spent runnable but waiting for a CPU, or 0."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as schedstat:
+            return int(schedstat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class _Probe:
+    """What the consumers of one run observe: events, per-delta latencies, RSS peaks."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.missed = 0
+        self.latencies: list[float] = []
+        self.last_event = 0.0
+        self.rss_peak = 0
+        #: Daemon rows: the most events one subscriber's bus buffer held at once.
+        self.buffer_peak = 0
+
+    def event(self, text: str | None = None) -> None:
+        """An event reached its consumer; a text delta's latency is recorded from its stamp."""
+        now = time.monotonic()
+        self.events += 1
+        self.last_event = now
+        if text:
+            stamp = read_stamp(text)
+            if stamp is not None:
+                self.latencies.append(now - stamp)
+
+    async def sample_rss(self, every: float) -> None:
+        while True:
+            self.rss_peak = max(self.rss_peak, rss_bytes())
+            await trio.sleep(every)
+
+
+@attrs.define
+class _Phases:
+    """Timestamps and CPU readings of one run, turned into the child's JSON result."""
+
+    probe: _Probe = attrs.field(factory=_Probe)
+    rss_before: int = 0
+    setup: float = 0.0
+    started: float = 0.0
+    cpu_started: float = 0.0
+    waited_started: float = 0.0
+    waited_settled: float = 0.0
+    #: Every consumer is done (for httpx/SDK: its stream context has exited too).
+    consumed: float = 0.0
+    #: Every stream has ended and released its connection (daemon: every session's stream).
+    settled: float = 0.0
+    cpu_settled: float = 0.0
+    teardown: float = 0.0
+    cpu_teardown: float = 0.0
+    errors: list[str] = attrs.field(factory=list)
+
+    def start(self) -> None:
+        self.probe.rss_peak = self.rss_before = rss_bytes()
+        self.cpu_started = time.process_time()
+        self.waited_started = _run_delay()
+        self.started = time.monotonic()
+
+    def settle(self) -> None:
+        self.settled = time.monotonic()
+        self.cpu_settled = time.process_time()
+        self.waited_settled = _run_delay()
+
+    def result(self, streams: int, events: int) -> dict[str, Any]:
+        lat = sorted(self.probe.latencies)
+
+        def pct(q: float) -> float:
+            return lat[min(len(lat) - 1, math.ceil(q * len(lat)) - 1)] if lat else math.nan
+
+        return {
+            "streams": streams,
+            "wire_events": streams * events,
+            "events": self.probe.events,
+            "missed": self.probe.missed,
+            "stamped": len(lat),
+            "setup": self.setup,
+            "wall": (self.probe.last_event or self.consumed) - self.started,
+            "consumed": self.consumed - self.started,
+            "settled": self.settled - self.started,
+            "cpu": self.cpu_settled - self.cpu_started,
+            "waited": self.waited_settled - self.waited_started,
+            "teardown": self.teardown,
+            "cpu_teardown": self.cpu_teardown,
+            "p50": pct(0.50),
+            "p99": pct(0.99),
+            "max": lat[-1] if lat else math.nan,
+            "rss_delta": max(0, self.probe.rss_peak - self.rss_before),
+            "buffer_peak": self.probe.buffer_peak,
+            "errors": self.errors[:5],
+            "error_count": len(self.errors),
+        }
+
+
+async def _teardown(phases: _Phases, close: Callable[[], Awaitable[object]]) -> None:
+    cpu, started = time.process_time(), time.monotonic()
+    await close()
+    phases.teardown = time.monotonic() - started
+    phases.cpu_teardown = time.process_time() - cpu
+
+
+def _config(base_url: str) -> Any:
+    from streamvisor.config import Config
+
+    environ = {
+        "OPENAI_API_KEY": "sk-bench-dummy",
+        "OPENAI_BASE_URL": base_url,
+        "STREAMVISOR_BACKGROUND_REGISTRY_PATH": ":memory:",
+        "STREAMVISOR_OPENAI_MAX_RETRIES": "0",
+    }
+    path = _ROOT / "config" / "streamvisor.toml"
+    return Config.load(path if path.exists() else None, environ=environ)
+
+
+async def _daemon_run(
+    base_url: str, streams: int, events: int, api: str, drain: bool = False
+) -> dict[str, Any]:
+    from streamvisor.daemon import open_daemon
+    from streamvisor.supervisor import Missed
+
+    phases = _Phases()
+    probe = phases.probe
+    tickets: list[Any] = []
+
+    async with open_daemon(_config(base_url)) as daemon:
+
+        async def one(handle: Any) -> None:
+            async with daemon.subscribe(handle.topic) as events_in:
+                try:
+                    if api == "chat":
+                        ticket = await handle.chat(_MODEL, _MESSAGES)
+                    else:
+                        ticket = await handle.respond(_MODEL, "Hello", durable=False)
+                except Exception as exc:
+                    phases.errors.append(f"{type(exc).__name__}: {exc}")
+                    return
+                tickets.append((handle, ticket))
+
+                def take(event: Any) -> bool:
+                    if isinstance(event, Missed):
+                        probe.missed += event.count
+                        return False
+                    if event.type == "response.output_text.delta":
+                        probe.event(event.data["delta"])
+                    else:
+                        probe.event()
+                    if event.terminal and event.type != "response.completed":
+                        phases.errors.append(f"terminal {event.type}")
+                    return bool(event.terminal)
+
+                if drain:
+                    # One checkpoint per wake-up, then everything already buffered.
+                    done = False
+                    while not done:
+                        for event in await events_in.receive_batch():
+                            if take(event):
+                                done = True
+                                break
+                else:
+                    # What a user writes. (Iteration takes a buffered burst before yielding.)
+                    async for event in events_in:
+                        if take(event):
+                            break
+                probe.buffer_peak = max(probe.buffer_peak, events_in.statistics().buffer_peak)
+
+        # The sessions (actors) exist before the clock starts: they count in the RSS per stream
+        # but not in the wall time (a user opens a session once and streams in it many times).
+        phases.start()
+        handles = [await daemon.open_session(f"bench-{i}") for i in range(streams)]
+        phases.setup = time.monotonic() - phases.started
+        phases.cpu_started = time.process_time()
+        phases.waited_started = _run_delay()
+        phases.started = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(probe.sample_rss, 0.1)
+            async with trio.open_nursery() as consumers:
+                for handle in handles:
+                    consumers.start_soon(one, handle)
+            phases.consumed = time.monotonic()
+            for handle, ticket in tickets:
+                outcome = await handle.wait(ticket.stream_id, timeout=60)
+                if not outcome.ok:
+                    phases.errors.append(f"outcome {outcome.status}")
+            phases.settle()
+            nursery.cancel_scope.cancel()
+        cpu_closing, closing = time.process_time(), time.monotonic()
+    phases.teardown = time.monotonic() - closing
+    phases.cpu_teardown = time.process_time() - cpu_closing
+    return phases.result(streams, events)
+
+
+def run_daemon(
+    base_url: str, streams: int, events: int, api: str, drain: bool = False
+) -> dict[str, Any]:
+    """Child entry point: the daemon row (api "chat" or "responses"; `drain`: the subscribers
+    take every buffered event per wake-up)."""
+    return trio.run(_daemon_run, base_url, streams, events, api, drain)
+
+
+async def _httpx_run(
+    url: str, streams: int, events: int, keepalive: int, max_connections: int
+) -> dict[str, Any]:
+    import httpx
+    import httpx_sse
+
+    phases = _Phases()
+    probe = phases.probe
+    loads = json.loads
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=keepalive)
+    client = httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
+
+    async def one() -> None:
+        try:
+            async with httpx_sse.aconnect_sse(
+                client, "POST", "/v1/chat/completions", json=_CHAT_BODY
+            ) as source:
+                async for sse in source.aiter_sse():
+                    if sse.data == "[DONE]":
+                        continue
+                    chunk = loads(sse.data)
+                    choices = chunk["choices"]
+                    probe.event(choices[0]["delta"].get("content") if choices else None)
+        except Exception as exc:
+            phases.errors.append(f"{type(exc).__name__}: {exc}")
+
+    phases.start()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(probe.sample_rss, 0.1)
+        async with trio.open_nursery() as consumers:
+            for _ in range(streams):
+                consumers.start_soon(one)
+        phases.consumed = time.monotonic()
+        phases.settle()
+        nursery.cancel_scope.cancel()
+    await _teardown(phases, client.aclose)
+    return phases.result(streams, events)
+
+
+def run_httpx(
+    url: str, streams: int, events: int, keepalive: int, max_connections: int
+) -> dict[str, Any]:
+    """Child entry point: the bare trio + httpx row."""
+    return trio.run(_httpx_run, url, streams, events, keepalive, max_connections)
+
+
+async def _sdk_run(base_url: str, streams: int, events: int) -> dict[str, Any]:
+    import openai
+
+    phases = _Phases()
+    probe = phases.probe
+    # The same patience as the other rows (the SDK's default connect timeout is 5 s).
+    client = openai.AsyncOpenAI(
+        base_url=base_url, api_key="sk-bench-dummy", max_retries=0, timeout=60.0
+    )
+
+    async def one() -> None:
+        try:
+            stream = await client.chat.completions.create(
+                model=_MODEL, messages=_MESSAGES, stream=True
+            )
+            async with stream:
+                async for chunk in stream:
+                    probe.event(chunk.choices[0].delta.content if chunk.choices else None)
+        except Exception as exc:
+            phases.errors.append(f"{type(exc).__name__}: {exc}")
+
+    phases.start()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(probe.sample_rss, 0.1)
+        async with trio.open_nursery() as consumers:
+            for _ in range(streams):
+                consumers.start_soon(one)
+        phases.consumed = time.monotonic()
+        phases.settle()
+        nursery.cancel_scope.cancel()
+    await _teardown(phases, client.close)
+    return phases.result(streams, events)
+
+
+def run_sdk(base_url: str, streams: int, events: int) -> dict[str, Any]:
+    """Child entry point: the official SDK row, under trio."""
+    return trio.run(_sdk_run, base_url, streams, events)
+
+
+async def _pool_run(url: str, streams: int, keepalive: int) -> dict[str, Any]:
+    """N streams opened together and held (headers read), then all finished at once.
+
+    Opening costs the pool one `_assign_requests_to_connections` per request; finishing (the
+    rest of each short body, then the connection's release) one more per response, each
+    scanning every connection (and, for every idle one, listing them all again)."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=keepalive)
+    client = httpx.AsyncClient(base_url=url, limits=limits, timeout=120)
+    all_open = trio.Event()
+    pending = streams
+    opened_at = cpu_opened = 0.0
+
+    async def one() -> None:
+        nonlocal pending, opened_at, cpu_opened
+        async with client.stream("POST", "/v1/chat/completions", json=_CHAT_BODY) as response:
+            pending -= 1
+            if pending == 0:
+                opened_at, cpu_opened = time.monotonic(), time.process_time()
+                all_open.set()
+            await all_open.wait()
+            # httpx closes the response, releasing its connection, when the body ends.
+            await response.aread()
+
+    started, cpu = time.monotonic(), time.process_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(streams):
+            nursery.start_soon(one)
+    finish, cpu_finish = time.monotonic() - opened_at, time.process_time() - cpu_opened
+    closing = time.monotonic()
+    await client.aclose()
+    return {
+        "streams": streams,
+        "keepalive": keepalive,
+        "open": opened_at - started,
+        "cpu_open": cpu_opened - cpu,
+        "finish": finish,
+        "cpu_finish": cpu_finish,
+        "aclose": time.monotonic() - closing,
+    }
+
+
+def run_pool(url: str, streams: int, keepalive: int) -> dict[str, Any]:
+    """Child entry point: one pool-release measurement."""
+    return trio.run(_pool_run, url, streams, keepalive)
+
+
+# ---------------------------------------------------------------------------------------------
+# In the parent: rows
+
+
+def _server_stats(server: LoadServer) -> dict[str, Any]:
+    import httpx
+
+    return dict(httpx.get(f"{server.url}/_stats", timeout=10).json())
+
+
+def _measure(server: LoadServer, target: str, *args: Any, timeout: float) -> dict[str, Any]:
+    """Run one child pinned to core 0; add the server's CPU, CPU wait and late ticks meanwhile."""
+    before, waited = _server_stats(server), _run_delay(server.pid)
+    result = call_in_subprocess(f"bench.daemon:{target}", *args, core=0, timeout=timeout)
+    after = _server_stats(server)
+    result["server_waited"] = _run_delay(server.pid) - waited
+    result["server_late"] = int(after["late_ticks"] - before["late_ticks"])
+    result["server_cpu"] = float(after["cpu_seconds"] - before["cpu_seconds"])
+    return dict(result)
+
+
+def _describe(table: Table, name: str, r: dict[str, Any]) -> None:
+    per_event = 1e6 * r["cpu"] / r["wire_events"]
+    table.note(
+        f"{name}: {r['events']:,} events ({r['stamped']:,} stamped deltas, "
+        f"{r['missed']} missed, {r['error_count']} errors) in {r['wall']:.2f} s, "
+        f"all released at {r['settled']:.2f} s"
+    )
+    table.note(
+        f"  client CPU {r['cpu']:.2f} s ({per_event:.1f} µs/event, "
+        f"{r['cpu'] / max(r['settled'], 1e-9):.0%} of a core), runnable but waiting for a CPU "
+        f"{r['waited']:.2f} s; latency p50 {1000 * r['p50']:.1f} / p99 {1000 * r['p99']:.1f} / "
+        f"max {1000 * r['max']:.1f} ms; RSS +{r['rss_delta'] / 2**20:.1f} MiB; "
+        f"sessions/setup {r['setup']:.2f} s; teardown {r['teardown']:.3f} s"
+        + (f"; peak subscriber backlog {r['buffer_peak']} events" if r["buffer_peak"] else "")
+    )
+    table.note(
+        f"  server CPU {r['server_cpu']:.2f} s, waiting for a CPU {r['server_waited']:.2f} s, "
+        f"{r['server_late']} late ticks"
+    )
+    for error in r["errors"]:
+        table.note(f"  {name} error: {error}")
+
+
+def _us_per_event(r: dict[str, Any]) -> float:
+    return 1e6 * float(r["cpu"]) / float(r["wire_events"])
+
+
+def _kib_per_stream(r: dict[str, Any]) -> float:
+    return float(r["rss_delta"]) / 1024 / float(r["streams"])
+
+
+def _rows_for(table: Table, sizes: Sizes, results: dict[str, dict[str, Any]], label: str) -> None:
+    """The issue's rows for one load level (`label`: "" at full load)."""
+    bare = results[_REFERENCE]
+    ideal = sizes.ideal
+    for name, r in results.items():
+        target = at_most(1.2) if name.startswith("daemon") and not label else None
+        table.add(Row(f"{name}{label}: wall time", r["wall"], "s", ideal, "ideal (events x pace)",
+                      target))  # fmt: skip
+    for name, r in results.items():
+        target = at_most(1.0) if name.startswith("daemon") and not label else None
+        table.add(Row(f"{name}{label}: p99 delivery latency", 1000 * r["p99"], "ms", 100.0,
+                      "the 100 ms bound", target))  # fmt: skip
+    for name, r in results.items():
+        table.add(Row(f"{name}{label}: p50 delivery latency", 1000 * r["p50"], "ms",
+                      1000 * bare["p50"], _REFERENCE))  # fmt: skip
+    for name, r in results.items():
+        if name != _REFERENCE:
+            target = at_most(1.0) if name.startswith("daemon") and not label else None
+            table.add(Row(f"{name}{label}: CPU per event", _us_per_event(r), "µs",
+                          _us_per_event(bare), _REFERENCE, target))  # fmt: skip
+
+
+def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> dict[str, dict[str, Any]]:
+    n, events, timeout = sizes.streams, sizes.events, sizes.timeout
+    plan: list[tuple[str, str, tuple[Any, ...], int]] = [
+        ("daemon chat", "run_daemon", (server.base_url, n, events, "chat"), sizes.repeats),
+        (_REFERENCE, "run_httpx", (server.url, n, events, 100, max(n, 1000)), sizes.repeats),
+        ("official SDK", "run_sdk", (server.base_url, n, events), 1),
+    ]
+    if sizes.responses:
+        args = (server.base_url, n, events, "responses")
+        plan.append(("daemon responses", "run_daemon", args, 1))
+    if sizes.drain_row:
+        args = (server.base_url, n, events, "chat", True)
+        plan.append(("daemon chat, receive_batch()", "run_daemon", args, 1))
+    # Interleaved repeats; each row keeps its least-disturbed run (least time spent runnable
+    # but waiting for a CPU taken by other processes on the machine).
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in plan}
+    for repeat in range(sizes.repeats):
+        for name, target, args, repeats in plan:
+            if repeat < repeats:
+                runs[name].append(_measure(server, target, *args, timeout=timeout))
+    results = {name: min(rs, key=lambda r: float(r["waited"])) for name, rs in runs.items()}
+    for name, r in results.items():
+        _describe(table, name, r)
+    _rows_for(table, sizes, results, "")
+    bare = results[_REFERENCE]
+    for name, r in results.items():
+        table.add(Row(f"{name}: RSS per stream", _kib_per_stream(r), "KiB", _kib_per_stream(bare),
+                      _REFERENCE))  # fmt: skip
+    for name, r in results.items():
+        table.add(Row(f"{name}: teardown after {n} streams", r["teardown"], "s", bare["teardown"],
+                      _REFERENCE))  # fmt: skip
+    for name, r in results.items():
+        if r["error_count"] or r["missed"] or r["events"] < r["wire_events"]:
+            table.note(f"WARNING: {name} did not see every event (see its lines above)")
+    if sizes.half_load:
+        half = max(1, n // 2)
+        label = f" @{half}"
+        partial = {
+            "daemon chat": _measure(
+                server, "run_daemon", server.base_url, half, events, "chat", timeout=timeout
+            ),
+            _REFERENCE: _measure(
+                server, "run_httpx", server.url, half, events, 100, 1000, timeout=timeout
+            ),
+        }
+        if sizes.drain_row:
+            partial["daemon chat, receive_batch()"] = _measure(
+                server, "run_daemon", server.base_url, half, events, "chat", True, timeout=timeout
+            )
+        for name, r in partial.items():
+            _describe(table, f"{name} ({half} streams)", r)
+        _rows_for(table, attrs.evolve(sizes, streams=half), partial, label)
+    return results
+
+
+def _pool_rows(table: Table, sizes: Sizes) -> None:
+    """httpx's pool with N streams open at once: CPU per stream to open and to finish them.
+
+    Constant work per stream would keep both flat as N grows; the growth is the pool's scans."""
+    with open_load_server(core=1, events=3, pace_ms=sizes.pace_ms, pace_events=1) as server:
+        smallest: dict[str, float] = {}
+        for n in sizes.pool_streams:
+            for keepalive in (100, n):
+                if keepalive == n and (n > sizes.pool_keep_all_max or n <= 100):
+                    continue
+                r = call_in_subprocess(
+                    "bench.daemon:run_pool", server.url, n, keepalive, core=0,
+                    timeout=sizes.timeout,
+                )  # fmt: skip
+                first = f"{sizes.pool_streams[0]} streams, keepalive 100"
+                for phase in ("open", "finish"):
+                    per_stream = 1000 * r[f"cpu_{phase}"] / n
+                    smallest.setdefault(phase, per_stream)
+                    name = f"httpx pool: CPU to {phase} {n} streams, keepalive {keepalive}"
+                    table.add(Row(name, per_stream, "ms/stream", smallest[phase],
+                                  f"{phase}, {first}"))  # fmt: skip
+                table.note(
+                    f"pool n={n} keepalive={keepalive}: open {r['open']:.2f} s "
+                    f"(CPU {r['cpu_open']:.2f} s), finish {r['finish']:.2f} s "
+                    f"(CPU {r['cpu_finish']:.2f} s), aclose {r['aclose']:.3f} s"
+                )
+
+
+def _pin_self(core: int) -> set[int] | None:
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {allowed[core % len(allowed)]})
+    return set(allowed)
+
+
+def main(*, smoke: bool = False) -> Table:
+    """Run every daemon row and return the table (printed as it goes)."""
+    sizes = Sizes.smoke() if smoke else Sizes.full()
+    table = Table(f"daemon{' (smoke sizes)' if smoke else ''}")
+    table.note(
+        f"{sizes.streams:,} concurrent Chat streams x {sizes.events} events paced at "
+        f"{sizes.pace_ms:g} ms (ideal {sizes.ideal:.2f} s); each row a fresh process on core 0, "
+        "the load server on core 1"
+    )
+    with open_load_server(
+        core=1, events=sizes.events, pace_ms=sizes.pace_ms, pace_events=1, stamp=True
+    ) as server:
+        results = _main_rows(table, server, sizes)
+    _pool_rows(table, sizes)
+    _notes(table, sizes, results)
+    return table
+
+
+def _notes(table: Table, sizes: Sizes, results: dict[str, dict[str, Any]]) -> None:
+    offered = sizes.streams * 1000 / sizes.pace_ms
+    waited = ", ".join(f"{name} {r['waited']:.1f} s" for name, r in results.items())
+    bare = results[_REFERENCE]
+    busy = ", ".join(
+        f"{name} {r['cpu'] / max(r['settled'], 1e-9):.0%}" for name, r in results.items()
+    )
+    drained = results.get("daemon chat, receive_batch()")
+    if drained is not None:
+        plain = results["daemon chat"]
+        batching = (
+            "- subscribers: a stream task publishes every event of a socket read at once; "
+            "`async for event in subscription` takes up to 64 buffered events before yielding "
+            "to the scheduler (a cooperative budget), receive_batch() everything buffered after "
+            f"one checkpoint. async for (peak backlog {plain['buffer_peak']} events) vs "
+            f"receive_batch(): p50 {1000 * plain['p50']:.0f} -> {1000 * drained['p50']:.0f} ms, "
+            f"p99 {1000 * plain['p99']:.0f} -> {1000 * drained['p99']:.0f} ms, CPU per event "
+            f"{_us_per_event(plain):.1f} -> {_us_per_event(drained):.1f} µs (peak backlog "
+            f"{drained['buffer_peak']})."
+        )
+    else:
+        batching = ""
+    for line in (
+        "How to read it:",
+        "- latency: each text delta carries the load server's time.monotonic() at send "
+        "(patched in per send); the consumer subtracts it on arrival (daemon: when the "
+        "subscriber gets it from the bus). The role/finish/usage chunks carry no text: "
+        f"{sizes.events - 3} of {sizes.events} events per stream are timed. Server lateness "
+        "is not in it (late ticks are printed per row).",
+        "- ideal = events x pace: the first event goes out at the first tick after the request.",
+        f"- the load offers {offered:,.0f} events/s to one core. Share of core 0 each client "
+        f"used while streaming: {busy}. CPU per event is not a fixed cost: a client that "
+        "keeps up wakes once per event (one recv, one parse), one that falls behind reads "
+        "several events per wake-up and pays less for each, so the full-load CPU rows are "
+        "measured behind, and the half-load ones (keeping up) cost more per event for every "
+        "client. Falling behind shows as latency in seconds and, for the daemon, as events "
+        "held in subscribers' bus buffers (counted in its RSS). The reference itself, bare "
+        f"trio + httpx, has p99 {1000 * bare['p99']:.0f} ms at full load: on one core of this "
+        "machine the 100 ms bound at 1,000 streams is beyond the transport (httpx/h11 on "
+        "trio), not only the daemon.",
+        "- this machine has 2 cores shared with other work: 'runnable but waiting for a CPU' "
+        "(from /proc/PID/schedstat) is time a process was ready while another one held its "
+        f"core (kept runs: {waited}). Wall and latency include it; CPU per event does not. "
+        "Each daemon/httpx row keeps the least-disturbed of its runs.",
+        "- the daemon's CPU per event above bare httpx is its one hop per event (the "
+        "subscriber is another task: one more trio reschedule per event) plus mapping each "
+        "chunk to a StreamEvent and accumulating it. Both pay httpcore's per-request pool "
+        "scans (pool rows).",
+        "- the pool (httpcore 1.0): every request and every release scans all connections, and "
+        "for each idle one lists them all again. With keep-alive 100 (the daemon's default) "
+        "CPU per stream to open and to finish should stay about flat as N grows; with "
+        "keep-alive = N, finishing costs more per stream the more streams there are "
+        "(quadratic in total). Keep "
+        "[openai] max_keepalive_connections near 100. max_connections = 1000 equals this "
+        "bench's stream count: one more request (a poll, an upload) waits up to pool_timeout "
+        "(30 s) for a connection, so size it above the most streams you run plus headroom.",
+        batching,
+    ):
+        if line:
+            table.note(line)
