@@ -50,6 +50,17 @@ class Plan:
     input_tokens: int
 
 
+def _item_added(out: list[dict[str, Any]], item: dict[str, Any]) -> dict[str, Any]:
+    """Append ``item`` to the response's ``output``; its ``response.output_item.added`` event."""
+    index = len(out)
+    out.append(item)
+    return {
+        "type": "response.output_item.added",
+        "output_index": index,
+        "item": copy.deepcopy(item),
+    }
+
+
 def steps(state: MockState, stored: StoredResponse, plan: Plan) -> Iterator[Step]:
     """The response's events and pauses, updating `stored.response` as they are produced."""
     r = stored.response
@@ -90,12 +101,7 @@ def steps(state: MockState, stored: StoredResponse, plan: Plan) -> Iterator[Step
         if plan.encrypted:
             rs["encrypted_content"] = "gAAAAA" + ids.hex("", 64)
         index = len(out)
-        out.append(rs)
-        yield {
-            "type": "response.output_item.added",
-            "output_index": index,
-            "item": copy.deepcopy(rs),
-        }
+        yield _item_added(out, rs)
         if not plan.reasoning_summary:
             reasoning_tokens += 16
             used += 16
@@ -137,12 +143,7 @@ def steps(state: MockState, stored: StoredResponse, plan: Plan) -> Iterator[Step
                 "name": call.name,
             }
             index = len(out)
-            out.append(fc)
-            yield {
-                "type": "response.output_item.added",
-                "output_index": index,
-                "item": copy.deepcopy(fc),
-            }
+            yield _item_added(out, fc)
             for piece in json_arguments_tokens(call.arguments):
                 yield Pause(plan.token_delay)
                 fc["arguments"] += piece
@@ -178,12 +179,7 @@ def steps(state: MockState, stored: StoredResponse, plan: Plan) -> Iterator[Step
             "role": "assistant",
         }
         index = len(out)
-        out.append(msg)
-        yield {
-            "type": "response.output_item.added",
-            "output_index": index,
-            "item": copy.deepcopy(msg),
-        }
+        yield _item_added(out, msg)
         part = (
             {"type": "refusal", "refusal": ""}
             if refusal

@@ -263,35 +263,11 @@ class ChatAccumulator:
                 text = delta.get("content")
                 if text:
                     st.content.append(text)
-                    events.append(
-                        self._event(
-                            "response.output_text.delta",
-                            {
-                                "type": "response.output_text.delta",
-                                "delta": text,
-                                "output_index": idx,
-                                "content_index": 0,
-                                "item_id": self.response_id,
-                            },
-                            now,
-                        )
-                    )
+                    events.append(self._text_delta("response.output_text.delta", text, idx, now))
                 refusal = delta.get("refusal")
                 if refusal:
                     st.refusal.append(refusal)
-                    events.append(
-                        self._event(
-                            "response.refusal.delta",
-                            {
-                                "type": "response.refusal.delta",
-                                "delta": refusal,
-                                "output_index": idx,
-                                "content_index": 0,
-                                "item_id": self.response_id,
-                            },
-                            now,
-                        )
-                    )
+                    events.append(self._text_delta("response.refusal.delta", refusal, idx, now))
                 tool_calls = delta.get("tool_calls")
                 if tool_calls:
                     for frag in tool_calls:
@@ -328,6 +304,21 @@ class ChatAccumulator:
         if usage:
             self._usage = usage
         return events
+
+    def _text_delta(self, kind: str, piece: str, idx: int, now: float) -> StreamEvent:
+        """An ``output_text`` or ``refusal`` delta of choice ``idx`` (`_feed_delta` inlines the
+        former on its hot path)."""
+        return self._event(
+            kind,
+            {
+                "type": kind,
+                "delta": piece,
+                "output_index": idx,
+                "content_index": 0,
+                "item_id": self.response_id,
+            },
+            now,
+        )
 
     def _tool_fragment(
         self,
