@@ -11,7 +11,7 @@ from typing import Any, ClassVar, cast
 import attrs
 import structlog
 
-from ._actor import Actor, _prepare, _start_prepared
+from ._actor import Actor
 from ._errors import ActorError, ChildNotFound, InvalidChildSpec, MaxChildren, StartChildError
 from ._reason import SHUTDOWN, ExitReason
 from ._ref import ActorRef, Caller, NoReply, StopActor
@@ -19,7 +19,6 @@ from ._spec import AutoShutdown, ChildType, Restart, Shutdown, Strategy, check_f
 from ._supervisor import (
     ChildCounts,
     ChildInfo,
-    _ChildWatch,
     _exit_reported,
     _restart_due,
     _stop_refs,
@@ -159,16 +158,7 @@ class DynamicSupervisor(_Supervising[_Dyn]):
         self._restarts: deque[float] = deque()
 
     async def _start(self, child: _Dyn) -> ActorRef:
-        actor = self.factory(*child.args)
-        ref, receive = _prepare(actor, child.name, self._ref._registry, child.name)
-        ref._add_watcher(_ChildWatch(self._ref))
-        nursery = self._ref._nursery
-        assert nursery is not None
-        await _start_prepared(nursery, actor, ref, receive)
-        child.ref = ref
-        child.restarting = False
-        log.debug("child_started", supervisor=self._ref.label, child=ref.label)
-        return ref
+        return await self._launch(child, self.factory(*child.args), child.name, child.name)
 
     async def _stop_all(self) -> None:
         refs = [c.ref for c in self._children if c.ref is not None]

@@ -287,6 +287,21 @@ class _Supervising(Actor, Generic[_C]):
     async def _restart(self, child: _C) -> None:
         raise NotImplementedError
 
+    async def _launch(
+        self, child: _C, actor: Actor, name: str | None, label: str | None
+    ) -> ActorRef:
+        """Start ``actor`` (registered as ``name``, logged as ``label``) as ``child``'s running
+        incarnation, watched by this supervisor. Raises what the start raises."""
+        ref, receive = _prepare(actor, name, self._ref._registry, label)
+        ref._add_watcher(_ChildWatch(self._ref))
+        nursery = self._ref._nursery
+        assert nursery is not None
+        await _start_prepared(nursery, actor, ref, receive)
+        child.ref = ref
+        child.restarting = False
+        log.debug("child_started", supervisor=self._ref.label, child=ref.label)
+        return ref
+
     def _add_restart(self) -> bool:
         """Record a restart; True when the intensity is exceeded (INT-01)."""
         return _exceeds_intensity(self._restarts, self.intensity, self.period)
@@ -362,16 +377,7 @@ class Supervisor(_Supervising[_Child]):
 
     async def _start(self, child: _Child) -> ActorRef:
         spec = child.spec
-        actor = spec.factory()
-        ref, receive = _prepare(actor, spec.name, self._ref._registry, label=spec.id)
-        ref._add_watcher(_ChildWatch(self._ref))
-        nursery = self._ref._nursery
-        assert nursery is not None
-        await _start_prepared(nursery, actor, ref, receive)
-        child.ref = ref
-        child.restarting = False
-        log.debug("child_started", supervisor=self._ref.label, child=spec.id)
-        return ref
+        return await self._launch(child, spec.factory(), spec.name, spec.id)
 
     async def _stop_all(self) -> None:
         for child in reversed(self._children):
