@@ -45,6 +45,7 @@ from .actors import (
     SessionHandle,
     Tool,
     open_session,
+    session_name,
     sessions_supervisor,
 )
 from .config import Config
@@ -100,7 +101,8 @@ class DaemonStatus:
     active_background: int
 
 
-def _agent_name(agent_id: str) -> str:
+def agent_name(agent_id: str) -> str:
+    """The registered name of agent ``agent_id`` (its topic is the same string)."""
     return f"agent.{agent_id}"
 
 
@@ -158,12 +160,17 @@ class Daemon:
         """
         return await open_session(self._dynamic(SESSIONS), session_id, self._session_deps)
 
+    def session(self, session_id: str) -> SessionHandle | None:
+        """The handle of session ``session_id`` if its worker is running, else None (no start)."""
+        ref = self.registry.whereis(session_name(session_id))
+        return None if ref is None else SessionHandle(ref, session_id, registry=self.registry)
+
     async def close_session(self, session_id: str) -> bool:
         """Stop session ``session_id``'s worker (its durable streams go on as polling).
 
         Returns False if it was not running.
         """
-        ref = self.registry.whereis(f"session.{session_id}")
+        ref = self.registry.whereis(session_name(session_id))
         if ref is None:
             return False
         await self._dynamic(SESSIONS).terminate_child(ref)
@@ -185,7 +192,7 @@ class Daemon:
         ``InvalidAgentConfig`` / ``ToolDefinitionError`` for a bad definition (before anything
         starts) and ``AlreadyStarted`` if an agent of that id is running.
         """
-        name = _agent_name(agent_id)
+        name = agent_name(agent_id)
         # Build once here so a bad definition fails in the caller, not in the supervisor.
         kwargs: dict[str, Any] = {
             "model": model,
@@ -203,9 +210,14 @@ class Daemon:
             raise
         return AgentHandle(ref, agent_id)
 
+    def agent(self, agent_id: str) -> AgentHandle | None:
+        """The handle of agent ``agent_id`` if it is running, else None."""
+        ref = self.registry.whereis(agent_name(agent_id))
+        return None if ref is None else AgentHandle(ref, agent_id)
+
     async def close_agent(self, agent_id: str) -> bool:
         """Stop agent ``agent_id``. Returns False if it was not running."""
-        ref = self.registry.whereis(_agent_name(agent_id))
+        ref = self.registry.whereis(agent_name(agent_id))
         if ref is None:
             return False
         await self._dynamic(AGENTS).terminate_child(ref)

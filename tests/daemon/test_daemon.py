@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from streamvisor import _handlers as handlers
 from streamvisor import _samples as samples
-from streamvisor.actors import BackgroundStatus, SessionHandle
+from streamvisor.actors import BackgroundStatus, InvalidAgentConfig, SessionHandle
 from streamvisor.daemon import Daemon
 from streamvisor.openai import StreamEvent
+from streamvisor.supervisor import AlreadyStarted
 
 
 class TestTheTree:
@@ -75,3 +77,45 @@ class TestFiles:
         assert part["type"] == "input_image"
         assert part["file_id"].startswith("file-")
         daemon.files.validate_input(part)
+
+
+class TestRunningActors:
+    async def test_a_session_is_found_while_running_and_gone_once_closed(
+        self, daemon: Daemon
+    ) -> None:
+        """`session(id)` never starts one; `close_session` stops the worker (False if none)."""
+        assert daemon.session("s9") is None
+        await daemon.open_session("s9")
+        found = daemon.session("s9")
+        assert found is not None
+        assert found.session_id == "s9"
+        assert (await daemon.status()).sessions == 1
+        assert await daemon.close_session("s9") is True
+        assert daemon.session("s9") is None
+        assert (await daemon.status()).sessions == 0
+        assert await daemon.close_session("s9") is False
+
+    async def test_an_agent_is_found_while_running_and_gone_once_closed(
+        self, daemon: Daemon
+    ) -> None:
+        """`agent(id)` finds a running agent; `close_agent` stops it; a second open conflicts."""
+        assert daemon.agent("a1") is None
+        await daemon.open_agent("a1", model="gpt-4o")
+        found = daemon.agent("a1")
+        assert found is not None
+        with trio.fail_after(10):
+            reply = await found.ask("hello agent")
+        assert reply.text == "You said: hello agent"
+        with pytest.raises(AlreadyStarted):
+            await daemon.open_agent("a1", model="gpt-4o")
+        assert await daemon.close_agent("a1") is True
+        assert daemon.agent("a1") is None
+        assert await daemon.close_agent("a1") is False
+
+    async def test_a_bad_agent_definition_fails_before_anything_starts(
+        self, daemon: Daemon
+    ) -> None:
+        """A bad model is a typed error at the call; no agent child is started."""
+        with pytest.raises(InvalidAgentConfig):
+            await daemon.open_agent("a2", model="")
+        assert (await daemon.status()).agents == 0

@@ -81,7 +81,7 @@ from ._files_handle import FilesHandle
 from ._records import TrackedResponse
 from ._session import StreamingSession
 from ._session_handle import SessionHandle, open_session, session_factory, sessions_supervisor
-from ._session_requests import session_topic
+from ._session_requests import session_name, session_topic
 from ._session_values import SessionDeps, SessionState, StreamInfo, StreamOutcome, StreamTicket
 from ._store import RegistryStore
 from ._tools import Tool, ToolOutcome, ToolRegistry
@@ -172,6 +172,7 @@ __all__ = [
     "open_background_poller",
     "open_session",
     "session_factory",
+    "session_name",
     "session_topic",
     "sessions_supervisor",
     "start_agent",

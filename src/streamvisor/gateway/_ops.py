@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..actors import AgentHandle
 from ..daemon import Daemon
 from ._encode import (
     agent_reply_json,
@@ -111,9 +110,10 @@ async def session_respond(daemon: Daemon, session_id: str, body: dict[str, Any])
 
 
 async def _running_session(daemon: Daemon, session_id: str) -> Any:
-    if daemon.registry.whereis(f"session.{session_id}") is None:
+    session = daemon.session(session_id)
+    if session is None:
         raise NotFound(f"no session {session_id!r} is running")
-    return await daemon.open_session(session_id)
+    return session
 
 
 async def session_stop(daemon: Daemon, session_id: str, body: dict[str, Any]) -> list[Any]:
@@ -204,10 +204,10 @@ async def agent_ask(daemon: Daemon, agent_id: str, body: dict[str, Any]) -> dict
     if not isinstance(text, str):
         raise BadRequest("'text' must be a string", field="text")
     timeout = _timeout(body)
-    ref = daemon.registry.whereis(f"agent.{agent_id}")
-    if ref is None:
+    agent = daemon.agent(agent_id)
+    if agent is None:
         raise NotFound(f"no agent {agent_id!r} is running")
-    reply = await AgentHandle(ref, agent_id).ask(text, timeout=timeout)
+    reply = await agent.ask(text, timeout=timeout)
     return agent_reply_json(reply)
 
 
