@@ -426,7 +426,7 @@ class ChatAccumulator:
             SequenceError: the event's number skips ahead of `cursor + 1`; nothing was applied.
         """
         seq = event.sequence_number
-        if not in_sequence(self._cursor, seq, self.response_id):
+        if not in_sequence(self._cursor, seq, self):
             self.duplicates += 1
             return False
         self._cursor = self._seq = seq

@@ -16,7 +16,7 @@ reported, never silently reordered.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from ._errors import SequenceError
 from ._events import StreamEvent
@@ -46,9 +46,14 @@ def normalize_error(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def in_sequence(cursor: int | None, seq: int, response_id: str | None) -> bool:
+class _Identified(Protocol):
+    @property
+    def response_id(self) -> str | None: ...
+
+
+def in_sequence(cursor: int | None, seq: int, source: _Identified) -> bool:
     """Whether an event numbered ``seq`` comes next after ``cursor`` (None: nothing yet); False
-    for a duplicate (at or below the cursor).
+    for a duplicate (at or below the cursor). ``source.response_id`` is read only for the error.
 
     Raises:
         SequenceError: ``seq`` skips ahead of ``cursor + 1``.
@@ -57,7 +62,7 @@ def in_sequence(cursor: int | None, seq: int, response_id: str | None) -> bool:
         if seq <= cursor:
             return False
         if seq != cursor + 1:
-            raise SequenceError(expected=cursor + 1, got=seq, response_id=response_id)
+            raise SequenceError(expected=cursor + 1, got=seq, response_id=source.response_id)
     return True
 
 
@@ -184,7 +189,9 @@ class ResponseAccumulator:
             SequenceError: the event's number skips ahead of `cursor + 1`; nothing was applied.
         """
         seq = event.sequence_number
-        if not in_sequence(self._cursor, seq, self.response_id):
+        cursor = self._cursor
+        # The hot path is the next number: only anything else needs the full check.
+        if (cursor is None or seq != cursor + 1) and not in_sequence(cursor, seq, self):
             self.duplicates += 1
             return False
         self._cursor = seq
