@@ -34,7 +34,8 @@ from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 __all__ = ["SSEParser"]
 
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8-sig")
+_utf8_decode = codecs.utf_8_decode  # (data, errors, final) -> (text, bytes used), in C
+_BOM = b"\xef\xbb\xbf"
 
 
 class SSEParser:
@@ -44,10 +45,14 @@ class SSEParser:
     empty `message` events it dispatches for `id`/`retry`-only frames).
     """
 
-    __slots__ = ("_fields", "_lines", "_text", "invalid")
+    __slots__ = ("_fields", "_lines", "_pending", "_started", "invalid")
 
     def __init__(self) -> None:
-        self._text = _Utf8Decoder("strict").decode
+        # An incremental UTF-8 decoder by hand (the codec's own is a Python class, called once
+        # per network chunk): `_pending` holds the first bytes of a character split across
+        # chunks; `_started` is set once the leading BOM question is settled.
+        self._pending = b""
+        self._started = False
         self._lines = SSELineDecoder()
         self._fields = SSEDecoder().decode
         #: Set when the body held invalid UTF-8: the events before it were returned, nothing
@@ -58,12 +63,21 @@ class SSEParser:
         """Decode one body chunk; return the events it completed."""
         if self.invalid is not None:
             return []
+        data = self._pending + chunk if self._pending else chunk
+        if not self._started:
+            if len(data) < 3 and _BOM.startswith(data):
+                self._pending = data  # maybe the start of a BOM: wait for more
+                return []
+            self._started = True
+            if data.startswith(_BOM):
+                data = data[3:]
         try:
-            text = self._text(chunk)
+            text, used = _utf8_decode(data, "strict", False)
         except UnicodeDecodeError as exc:
             self.invalid = exc
             # What precedes the bad byte is valid and starts on a character boundary.
-            text = exc.object[: exc.start].decode()
+            text, used = data[: exc.start].decode(), len(data)
+        self._pending = data[used:] if used < len(data) else b""
         if not text:
             return []
         return [sse for sse in map(self._fields, self._lines.decode(text)) if sse is not None]
