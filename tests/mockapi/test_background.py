@@ -339,13 +339,14 @@ class TestRetention:
         self,
     ) -> None:
         async with (
-            serve(MockAPIConfig(retention=0.02)) as server,
+            # Long enough that two POSTs and a GET fit in it on a loaded machine.
+            serve(MockAPIConfig(retention=0.5)) as server,
             httpx.AsyncClient(base_url=server.url) as http,
         ):
             body = {"model": "gpt-4o", "input": "hi", "background": True}
             unstored = (await http.post("/responses", json=body)).json()["id"]
             stored = (await http.post("/responses", json={**body, "store": True})).json()["id"]
             assert (await http.get(f"/responses/{unstored}")).status_code == 200
-            await trio.sleep_until(server.state.responses[unstored].created_at + 0.02)
+            await trio.sleep_until(server.state.responses[unstored].created_at + 0.5)
             assert (await http.get(f"/responses/{unstored}")).status_code == 404
             assert (await http.get(f"/responses/{stored}")).status_code == 200
