@@ -38,6 +38,7 @@ __all__ = [
     "call_in_subprocess",
     "cpu_seconds",
     "pin_args",
+    "pin_self",
     "quiet_logs",
     "rss_bytes",
     "start_pinned",
@@ -120,6 +121,11 @@ class Table:
         self._out = out
         self._header_done = False
 
+    @classmethod
+    def for_run(cls, name: str, *, smoke: bool) -> Table:
+        """The table of one benchmark, its title marking a run at smoke sizes."""
+        return cls(f"{name}{' (smoke sizes)' if smoke else ''}")
+
     def _header(self) -> None:
         self._out("")
         self._out(f"== {self.title} ==")
@@ -200,12 +206,27 @@ def cpu_seconds(pid: int | None = None) -> float:
 # Subprocesses, optionally pinned to one core
 
 
+def _nth_allowed_core(core: int) -> int:
+    """The `core`-th (modulo their number) of the cores this process may use."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed[core % len(allowed)]
+
+
 def pin_args(core: int | None) -> list[str]:
     """The `taskset` prefix pinning a command to `core` (modulo the cores we may use), if any."""
     if core is None or shutil.which("taskset") is None:
         return []
-    allowed = sorted(os.sched_getaffinity(0))
-    return ["taskset", "-c", str(allowed[core % len(allowed)])]
+    return ["taskset", "-c", str(_nth_allowed_core(core))]
+
+
+def pin_self(core: int) -> set[int] | None:
+    """Pin this process to `core` (modulo the allowed cores); return the previous affinity, or
+    None where the platform cannot pin (nothing is changed then)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    previous = set(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {_nth_allowed_core(core)})
+    return previous
 
 
 def _child_command(target: str, args: Sequence[Any], core: int | None) -> list[str]:

@@ -48,11 +48,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -67,6 +66,7 @@ _MODEL = "gpt-4o-mini"
 _MESSAGES = [{"role": "user", "content": "Hello"}]
 _CHAT_BODY = {"model": _MODEL, "messages": _MESSAGES, "stream": True}
 _REFERENCE = "bare trio + httpx"
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -191,6 +191,10 @@ class _Phases:
         self.waited_started = _run_delay()
         self.started = time.monotonic()
 
+    def failed(self, exc: Exception) -> None:
+        """Record a consumer's error (the row reports the count and the first few)."""
+        self.errors.append(f"{type(exc).__name__}: {exc}")
+
     def settle(self) -> None:
         self.settled = time.monotonic()
         self.cpu_settled = time.process_time()
@@ -224,6 +228,26 @@ class _Phases:
             "errors": self.errors[:5],
             "error_count": len(self.errors),
         }
+
+
+async def _consume(
+    phases: _Phases,
+    one: Callable[[_T], Awaitable[None]],
+    items: Iterable[_T],
+    finish: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Run `one(item)` for every item together while sampling RSS; mark `consumed` when all are
+    done, await `finish` (if any), then mark `settled`. The caller has already started the clock."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(phases.probe.sample_rss, 0.1)
+        async with trio.open_nursery() as consumers:
+            for item in items:
+                consumers.start_soon(one, item)
+        phases.consumed = time.monotonic()
+        if finish is not None:
+            await finish()
+        phases.settle()
+        nursery.cancel_scope.cancel()
 
 
 async def _teardown(phases: _Phases, close: Callable[[], Awaitable[object]]) -> None:
@@ -266,7 +290,7 @@ async def _daemon_run(
                     else:
                         ticket = await handle.respond(_MODEL, "Hello", durable=False)
                 except Exception as exc:
-                    phases.errors.append(f"{type(exc).__name__}: {exc}")
+                    phases.failed(exc)
                     return
                 tickets.append((handle, ticket))
 
@@ -305,18 +329,14 @@ async def _daemon_run(
         phases.cpu_started = time.process_time()
         phases.waited_started = _run_delay()
         phases.started = time.monotonic()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(probe.sample_rss, 0.1)
-            async with trio.open_nursery() as consumers:
-                for handle in handles:
-                    consumers.start_soon(one, handle)
-            phases.consumed = time.monotonic()
+
+        async def settle_sessions() -> None:
             for handle, ticket in tickets:
                 outcome = await handle.wait(ticket.stream_id, timeout=60)
                 if not outcome.ok:
                     phases.errors.append(f"outcome {outcome.status}")
-            phases.settle()
-            nursery.cancel_scope.cancel()
+
+        await _consume(phases, one, handles, settle_sessions)
         cpu_closing, closing = time.process_time(), time.monotonic()
     phases.teardown = time.monotonic() - closing
     phases.cpu_teardown = time.process_time() - cpu_closing
@@ -343,7 +363,7 @@ async def _httpx_run(
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=keepalive)
     client = httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
 
-    async def one() -> None:
+    async def one(_: int) -> None:
         try:
             async with httpx_sse.aconnect_sse(
                 client, "POST", "/v1/chat/completions", json=_CHAT_BODY
@@ -355,17 +375,10 @@ async def _httpx_run(
                     choices = chunk["choices"]
                     probe.event(choices[0]["delta"].get("content") if choices else None)
         except Exception as exc:
-            phases.errors.append(f"{type(exc).__name__}: {exc}")
+            phases.failed(exc)
 
     phases.start()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(probe.sample_rss, 0.1)
-        async with trio.open_nursery() as consumers:
-            for _ in range(streams):
-                consumers.start_soon(one)
-        phases.consumed = time.monotonic()
-        phases.settle()
-        nursery.cancel_scope.cancel()
+    await _consume(phases, one, range(streams))
     await _teardown(phases, client.aclose)
     return phases.result(streams, events)
 
@@ -387,7 +400,7 @@ async def _sdk_run(base_url: str, streams: int, events: int) -> dict[str, Any]:
         base_url=base_url, api_key="sk-bench-dummy", max_retries=0, timeout=60.0
     )
 
-    async def one() -> None:
+    async def one(_: int) -> None:
         try:
             stream = await client.chat.completions.create(
                 model=_MODEL, messages=_MESSAGES, stream=True
@@ -396,17 +409,10 @@ async def _sdk_run(base_url: str, streams: int, events: int) -> dict[str, Any]:
                 async for chunk in stream:
                     probe.event(chunk.choices[0].delta.content if chunk.choices else None)
         except Exception as exc:
-            phases.errors.append(f"{type(exc).__name__}: {exc}")
+            phases.failed(exc)
 
     phases.start()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(probe.sample_rss, 0.1)
-        async with trio.open_nursery() as consumers:
-            for _ in range(streams):
-                consumers.start_soon(one)
-        phases.consumed = time.monotonic()
-        phases.settle()
-        nursery.cancel_scope.cancel()
+    await _consume(phases, one, range(streams))
     await _teardown(phases, client.close)
     return phases.result(streams, events)
 
@@ -621,18 +627,10 @@ def _pool_rows(table: Table, sizes: Sizes) -> None:
                 )
 
 
-def _pin_self(core: int) -> set[int] | None:
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    allowed = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {allowed[core % len(allowed)]})
-    return set(allowed)
-
-
 def main(*, smoke: bool = False) -> Table:
     """Run every daemon row and return the table (printed as it goes)."""
     sizes = Sizes.smoke() if smoke else Sizes.full()
-    table = Table(f"daemon{' (smoke sizes)' if smoke else ''}")
+    table = Table.for_run("daemon", smoke=smoke)
     table.note(
         f"{sizes.streams:,} concurrent Chat streams x {sizes.events} events paced at "
         f"{sizes.pace_ms:g} ms (ideal {sizes.ideal:.2f} s); each row a fresh process on core 0, "

@@ -71,7 +71,7 @@ class Sizes:
 def main(*, smoke: bool = False) -> Table:
     """Run every runtime row and return the table (printed as it goes)."""
     sizes = Sizes.smoke() if smoke else Sizes.full()
-    table = Table(f"runtime{' (smoke sizes)' if smoke else ''}")
+    table = Table.for_run("runtime", smoke=smoke)
     trio.run(_in_process_rows, table, sizes)
     _memory_rows(table, sizes)
     table.note(

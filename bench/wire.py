@@ -19,10 +19,11 @@ each row: if the server's CPU share approaches 100% the row measured the server,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -30,7 +31,7 @@ import httpx
 import httpx_sse
 import trio
 
-from bench._common import Row, Table, at_least
+from bench._common import Row, Table, at_least, pin_self
 from bench._loadserver import LoadServer, open_load_server, stream_text
 
 __all__ = ["main"]
@@ -96,6 +97,20 @@ def _check(name: str, seen: int, expected: int) -> int:
 # Readers
 
 
+@contextlib.asynccontextmanager
+async def _sse_source(
+    server: LoadServer, framing: str, events: int
+) -> AsyncIterator[httpx_sse.EventSource]:
+    """One stream of `events` events from the load server, parsed by httpx-sse."""
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=60) as http,
+        httpx_sse.aconnect_sse(
+            http, "POST", _path(framing), json=_body(framing), headers=_headers(events)
+        ) as source,
+    ):
+        yield source
+
+
 async def _raw_httpx(server: LoadServer, framing: str, events: int) -> int:
     """Bytes only; counts frame separators in the chunks (a cheap `bytes.count`)."""
     async with (
@@ -113,12 +128,7 @@ async def _raw_httpx(server: LoadServer, framing: str, events: int) -> int:
 
 async def _httpx_sse(server: LoadServer, framing: str, events: int) -> int:
     seen = 0
-    async with (
-        httpx.AsyncClient(base_url=server.url, timeout=60) as http,
-        httpx_sse.aconnect_sse(
-            http, "POST", _path(framing), json=_body(framing), headers=_headers(events)
-        ) as source,
-    ):
+    async with _sse_source(server, framing, events) as source:
         async for sse in source.aiter_sse():
             if sse.data != "[DONE]":
                 seen += 1
@@ -128,12 +138,7 @@ async def _httpx_sse(server: LoadServer, framing: str, events: int) -> int:
 async def _httpx_sse_json(server: LoadServer, framing: str, events: int) -> int:
     seen = 0
     loads = json.loads
-    async with (
-        httpx.AsyncClient(base_url=server.url, timeout=60) as http,
-        httpx_sse.aconnect_sse(
-            http, "POST", _path(framing), json=_body(framing), headers=_headers(events)
-        ) as source,
-    ):
+    async with _sse_source(server, framing, events) as source:
         async for sse in source.aiter_sse():
             if sse.data != "[DONE]":
                 loads(sse.data)
@@ -311,23 +316,14 @@ async def _run_framing(
     return best
 
 
-def _pin_self(core: int) -> set[int] | None:
-    """Pin this process to `core` (modulo the allowed cores); return the previous affinity."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    allowed = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {allowed[core % len(allowed)]})
-    return set(allowed)
-
-
 def main(*, smoke: bool = False) -> Table:
     """Run every wire row and return the table (printed as it goes)."""
     sizes = Sizes.smoke() if smoke else Sizes.full()
-    table = Table(f"wire{' (smoke sizes)' if smoke else ''}")
+    table = Table.for_run("wire", smoke=smoke)
     # Start the server (pinned to the second core) before pinning ourselves to the first: a
     # child inherits its parent's affinity.
     with open_load_server(core=1, events=sizes.events) as server:
-        previous = _pin_self(0)
+        previous = pin_self(0)
         try:
             if previous is not None and len(previous) < 2:
                 table.note("only one core available: client and server share it")

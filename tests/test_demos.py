@@ -41,14 +41,38 @@ def embedded_config() -> Config:
     return Config.load(environ={"STREAMVISOR_LOG_FORMAT": "json"})
 
 
-async def run(feature: str) -> str:
+async def demo_output(
+    feature: str, config: Config | None = None, *, tty: bool = False
+) -> tuple[int, str]:
+    """Run a demo in-process (on the embedded server unless `config` says otherwise) and return
+    its exit code and everything it printed."""
     out = io.StringIO()
     with trio.fail_after(30):
-        code = await run_demo(feature, embedded_config(), pacing=FAST, out=out, tty=False)
-    text = out.getvalue()
+        code = await run_demo(
+            feature, embedded_config() if config is None else config, pacing=FAST, out=out, tty=tty
+        )
+    return code, out.getvalue()
+
+
+async def run(feature: str) -> str:
+    """A demo that must succeed: its output, checked to have ended with its closing line."""
+    code, text = await demo_output(feature)
     assert code == 0, text
     assert f"demo {feature!r} done in" in text
     return text
+
+
+def run_py(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python run.py *args`` in a child process, in `cwd`, with a bare environment (no API key:
+    the embedded server) and JSON logs; its output captured."""
+    return subprocess.run(
+        [sys.executable, str(RUN_PY), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "STREAMVISOR_LOG_FORMAT": "json"},
+    )
 
 
 class TestStream:
@@ -103,10 +127,7 @@ class TestBackground:
 
     async def test_its_progress_line_is_rewritten_in_place_on_a_terminal(self) -> None:
         """On a TTY the status line is redrawn with a carriage return, not a new line."""
-        out = io.StringIO()
-        with trio.fail_after(30):
-            code = await run_demo("background", embedded_config(), pacing=FAST, out=out, tty=True)
-        text = out.getvalue()
+        code, text = await demo_output("background", tty=True)
         assert code == 0, text
         assert "\r  [A: queued  B: queued]\x1b[K" in text
         assert "\r  [A: completed  B: cancelled]\x1b[K\n" in text
@@ -182,10 +203,7 @@ class TestFailures:
                 "STREAMVISOR_LOG_FORMAT": "json",
             }
         )
-        out = io.StringIO()
-        with trio.fail_after(30):
-            code = await run_demo("agent", config, pacing=FAST, out=out, tty=False)
-        text = out.getvalue()
+        code, text = await demo_output("agent", config)
         assert code == 1
         assert f"against http://127.0.0.1:{port}/v1" in text
         assert "demo 'agent' failed: APIConnectionError" in text
@@ -195,30 +213,14 @@ class TestFailures:
 class TestTheCommandLine:
     def test_run_py_demo_files_runs_as_a_subprocess(self, tmp_path: Path) -> None:
         """The CLI wiring: exit code 0 and the demo's output on stdout."""
-        env = {"PATH": "/usr/bin:/bin", "STREAMVISOR_LOG_FORMAT": "json"}
-        done = subprocess.run(
-            [sys.executable, str(RUN_PY), "demo", "files"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-            env=env,
-        )
+        done = run_py(tmp_path, "demo", "files")
         assert done.returncode == 0, done.stderr
         assert "against the embedded OpenAI-compatible server at http://127.0.0.1:" in done.stdout
         assert "AnimatedGifNotAllowed" in done.stdout
 
     def test_the_models_can_be_chosen_on_the_command_line(self, tmp_path: Path) -> None:
         """--reasoning-model reaches the request (the embedded server answers to any name)."""
-        env = {"PATH": "/usr/bin:/bin", "STREAMVISOR_LOG_FORMAT": "json"}
-        done = subprocess.run(
-            [sys.executable, str(RUN_PY), "demo", "responses", "--reasoning-model", "o3-mini"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-            env=env,
-        )
+        done = run_py(tmp_path, "demo", "responses", "--reasoning-model", "o3-mini")
         assert done.returncode == 0, done.stderr
         assert "a durable Responses stream from o3-mini" in done.stdout
         assert "summary: completed" in done.stdout

@@ -3,18 +3,20 @@ DynamicSupervisor talking to the embedded server over loopback, and event collec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 import httpx
+import pytest
 import trio
 
 from streamvisor.actors._session_handle import SessionHandle, open_session, sessions_supervisor
 from streamvisor.actors._session_requests import session_topic
-from streamvisor.actors._session_values import SessionDeps
+from streamvisor.actors._session_values import SessionDeps, StreamOutcome, StreamTicket
 from streamvisor.config import SessionsSection
+from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.openai import ClientSettings, OpenAIClient, RetryPolicy, StreamEvent
 from streamvisor.supervisor import (
     DynamicSupervisorRef,
@@ -194,6 +196,34 @@ async def session_env(
                 await sup.stop(timeout=10.0)
 
 
+@pytest.fixture(name="server")
+async def server_fixture() -> AsyncIterator[MockServer]:
+    """The embedded mock API on loopback, accepting `API_KEY`."""
+    async with serve(MockAPIConfig(api_key=API_KEY)) as running:
+        yield running
+
+
+@pytest.fixture(name="env")
+async def env_fixture(server: MockServer) -> AsyncIterator[Env]:
+    """A default session talking to `server` (started within 20 s)."""
+    with trio.fail_after(20):
+        async with session_env(server.url) as running:
+            yield running
+
+
+async def streamed(
+    env: Env, start: Callable[[], Awaitable[StreamTicket]]
+) -> tuple[StreamTicket, list[StreamEvent], StreamOutcome]:
+    """Subscribe to the session, ``start`` one stream, collect its events through the terminal
+    one and wait for its outcome, all within 10 seconds."""
+    with trio.fail_after(10):
+        async with env.subscribe() as sub:
+            ticket = await start()
+            events = events_of(await collect(sub))
+            outcome = await env.handle.wait(ticket.stream_id)
+    return ticket, events, outcome
+
+
 async def collect(sub: Subscription[Any], *, until_terminal: int = 1) -> list[Any]:
     """Receive until ``until_terminal`` terminal events arrived (Missed notices included)."""
     out: list[Any] = []
@@ -236,6 +266,9 @@ __all__ = [
     "client_settings",
     "collect",
     "deltas",
+    "env_fixture",
     "events_of",
+    "server_fixture",
     "session_env",
+    "streamed",
 ]

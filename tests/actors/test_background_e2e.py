@@ -7,9 +7,6 @@ real delays and fast polling; each is bounded by ``trio.fail_after``.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +23,7 @@ from streamvisor.config import BackgroundSection
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.openai import ClientSettings, OpenAIClient, StreamEvent
 from streamvisor.supervisor._bus import EventBus, Missed, Subscription
+from tests._killed_child import tracked_then_sigkilled
 
 SECTION = BackgroundSection(
     registry_path=":memory:",
@@ -233,18 +231,7 @@ class TestDurability:
         a fresh poller in this process adopts the response and sees it to completion."""
         path = str(tmp_path / "registry.sqlite3")
         with trio.fail_after(15):
-            process = await trio.lowlevel.open_process(
-                [sys.executable, "-c", _CHILD, env.server.url, path],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                assert process.stdout is not None
-                rid = await _read_marker(process.stdout)
-            finally:
-                process.send_signal(signal.SIGKILL)
-                await process.wait()
-            assert process.returncode == -signal.SIGKILL
+            rid = await tracked_then_sigkilled(_CHILD, env.server.url, path)
             async with RegistryStore.open(path) as store:
                 left = await store.get(rid)
             assert (left.status, left.owner) == ("queued", "killed")
@@ -277,15 +264,3 @@ async def main(url, path):
 
 trio.run(main, sys.argv[1], sys.argv[2])
 """
-
-
-async def _read_marker(stdout: trio.abc.ReceiveStream) -> str:
-    buffer = b""
-    while True:
-        chunk = await stdout.receive_some()
-        if not chunk:
-            raise AssertionError(f"the child exited before tracking: {buffer!r}")
-        buffer += chunk
-        for line in buffer.split(b"\n")[:-1]:  # complete lines only
-            if line.startswith(b"TRACKED "):
-                return line.split()[1].decode()

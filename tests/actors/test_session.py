@@ -4,7 +4,6 @@ Responses streams, stop, errors, retries, model rules, slow subscribers."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,7 +20,7 @@ from streamvisor.actors._errors import (
 from streamvisor.actors._session_handle import open_session
 from streamvisor.actors._session_requests import check_session_id
 from streamvisor.actors._session_values import StreamTicket
-from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, serve
+from streamvisor.mockapi import Fault, MockServer
 from streamvisor.openai import (
     BadRequestError,
     InvalidRequestError,
@@ -31,7 +30,7 @@ from streamvisor.openai import (
     StreamInterrupted,
 )
 
-from ._session_support import (
+from ._session_support import (  # noqa: F401 (pytest fixtures)
     API_KEY,
     Env,
     HeldOpen,
@@ -39,8 +38,11 @@ from ._session_support import (
     assert_gapless,
     collect,
     deltas,
+    env_fixture,
     events_of,
+    server_fixture,
     session_env,
+    streamed,
 )
 
 USER = [{"role": "user", "content": "What is the capital of the UK?"}]
@@ -52,19 +54,6 @@ CAPITAL = {
     },
 }
 SLOW = {"mock_scenario": "long:400", "mock_token_delay_ms": "20"}
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    async with serve(MockAPIConfig(api_key=API_KEY)) as running:
-        yield running
-
-
-@pytest.fixture
-async def env(server: MockServer) -> AsyncIterator[Env]:
-    with trio.fail_after(20):
-        async with session_env(server.url) as running:
-            yield running
 
 
 def posts(server: MockServer, path: str) -> list[Any]:
@@ -105,13 +94,12 @@ class TestChat:
         assert ticket.response_id.startswith("chatcmpl-")
 
     async def test_tool_calls_reach_a_subscriber_as_argument_deltas(self, env: Env) -> None:
-        with trio.fail_after(10):
-            async with env.subscribe() as sub:
-                ticket = await env.handle.chat(
-                    "gpt-4o", USER, tools=[CAPITAL], metadata={"mock_scenario": "tools"}
-                )
-                events = events_of(await collect(sub))
-                outcome = await env.handle.wait(ticket.stream_id)
+        _, events, outcome = await streamed(
+            env,
+            lambda: env.handle.chat(
+                "gpt-4o", USER, tools=[CAPITAL], metadata={"mock_scenario": "tools"}
+            ),
+        )
         assert_gapless(events)
         added = [e for e in events if e.type == "response.output_item.added"]
         assert [e.data["item"]["name"] for e in added] == ["get_capital"]
@@ -126,13 +114,9 @@ class TestChat:
         assert calls[0]["function"]["arguments"] == arguments
 
     async def test_a_refusal_reaches_a_subscriber_as_refusal_deltas(self, env: Env) -> None:
-        with trio.fail_after(10):
-            async with env.subscribe() as sub:
-                ticket = await env.handle.chat(
-                    "gpt-4o", USER, metadata={"mock_scenario": "refusal"}
-                )
-                events = events_of(await collect(sub))
-                outcome = await env.handle.wait(ticket.stream_id)
+        _, events, outcome = await streamed(
+            env, lambda: env.handle.chat("gpt-4o", USER, metadata={"mock_scenario": "refusal"})
+        )
         assert_gapless(events)
         refusal = "".join(e.data["delta"] for e in events if e.type == "response.refusal.delta")
         assert refusal == "I'm sorry, I can't assist with that request."
@@ -144,11 +128,9 @@ class TestForegroundResponses:
     async def test_a_foreground_stream_reaches_a_subscriber_whole_and_in_order(
         self, env: Env, server: MockServer
     ) -> None:
-        with trio.fail_after(10):
-            async with env.subscribe() as sub:
-                ticket = await env.handle.respond("gpt-4o", "Hello there", durable=False)
-                events = events_of(await collect(sub))
-                outcome = await env.handle.wait(ticket.stream_id)
+        ticket, events, outcome = await streamed(
+            env, lambda: env.handle.respond("gpt-4o", "Hello there", durable=False)
+        )
         assert ticket.durable is False
         assert ticket.response_id is not None
         assert ticket.response_id.startswith("resp_")
@@ -168,13 +150,12 @@ class TestForegroundResponses:
         self, env: Env, server: MockServer
     ) -> None:
         server.inject(Fault.drop_after(1500), method="POST", path="/v1/responses")
-        with trio.fail_after(10):
-            async with env.subscribe() as sub:
-                ticket = await env.handle.respond(
-                    "gpt-4o", "Hello", durable=False, metadata={"mock_scenario": "long:200"}
-                )
-                events = events_of(await collect(sub))
-                outcome = await env.handle.wait(ticket.stream_id)
+        ticket, events, outcome = await streamed(
+            env,
+            lambda: env.handle.respond(
+                "gpt-4o", "Hello", durable=False, metadata={"mock_scenario": "long:200"}
+            ),
+        )
         assert_gapless(events)
         last = events[-1]
         assert last.type == "error"
@@ -192,13 +173,9 @@ class TestForegroundResponses:
         self, env: Env, server: MockServer
     ) -> None:
         server.inject(Fault.drop_after(900), method="POST", path="/v1/chat/completions")
-        with trio.fail_after(10):
-            async with env.subscribe() as sub:
-                ticket = await env.handle.chat(
-                    "gpt-4o", USER, metadata={"mock_scenario": "long:200"}
-                )
-                events = events_of(await collect(sub))
-                outcome = await env.handle.wait(ticket.stream_id)
+        _, events, outcome = await streamed(
+            env, lambda: env.handle.chat("gpt-4o", USER, metadata={"mock_scenario": "long:200"})
+        )
         assert_gapless(events)
         assert events[-1].type == "error"
         assert events[-1].data["error_type"] == "StreamInterrupted"

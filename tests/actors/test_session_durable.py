@@ -5,7 +5,6 @@ real DynamicSupervisor), stop with a server-side cancel, hand-over to polling.""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ import trio
 
 from streamvisor.actors._session import StreamingSession
 from streamvisor.actors._session_values import SessionState
-from streamvisor.mockapi import Fault, MockAPIConfig, MockServer, serve
+from streamvisor.mockapi import Fault, MockServer
 from streamvisor.openai import (
     InternalServerError,
     OutcomeUnknownError,
@@ -22,32 +21,22 @@ from streamvisor.openai import (
     StreamEvent,
 )
 
-from ._session_support import (
+from ._session_support import (  # noqa: F401 (pytest fixtures)
     API_KEY,
     Env,
     FakeTracker,
     assert_gapless,
     collect,
     deltas,
+    env_fixture,
     events_of,
+    server_fixture,
     session_env,
+    streamed,
 )
 
 TEXT = "Tell me everything"
 LONG = {"mock_scenario": "long:120"}
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    async with serve(MockAPIConfig(api_key=API_KEY)) as running:
-        yield running
-
-
-@pytest.fixture
-async def env(server: MockServer) -> AsyncIterator[Env]:
-    with trio.fail_after(20):
-        async with session_env(server.url) as running:
-            yield running
 
 
 def requests_to(server: MockServer, method: str, suffix: str = "") -> list[Any]:
@@ -79,11 +68,9 @@ class TestDurableStream:
     async def test_it_is_created_in_background_mode_and_tracked_to_the_end(
         self, env: Env, server: MockServer
     ) -> None:
-        with trio.fail_after(10):
-            async with env.subscribe() as sub:
-                ticket = await env.handle.respond("gpt-4o", TEXT, metadata=LONG)
-                events = events_of(await collect(sub))
-                outcome = await env.handle.wait(ticket.stream_id)
+        ticket, events, outcome = await streamed(
+            env, lambda: env.handle.respond("gpt-4o", TEXT, metadata=LONG)
+        )
         body = requests_to(server, "POST")[0].body
         assert (body["background"], body["stream"], body["store"]) == (True, True, True)
         rid = ticket.response_id

@@ -4,7 +4,8 @@ bound, with `httpx.MockTransport` behind a real `OpenAIClient` (no sockets)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -106,6 +107,17 @@ class FlakyServer:
 
 
 NO_CLIENT_RETRIES = {"retry": RetryPolicy(max_retries=0)}
+Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+def on_mock(handler: Handler, **deps: Any) -> AbstractAsyncContextManager[Env]:
+    """A session on ``handler`` through `httpx.MockTransport`, with no client-level retries."""
+    return session_env(
+        "http://api.test/v1",
+        transport=httpx.MockTransport(handler),
+        settings=NO_CLIENT_RETRIES,
+        **deps,
+    )
 
 
 @pytest.fixture
@@ -115,13 +127,8 @@ def flaky() -> FlakyServer:
 
 @pytest.fixture
 async def env(flaky: FlakyServer) -> AsyncIterator[Env]:
-    async with session_env(
-        "http://api.test/v1",
-        transport=httpx.MockTransport(flaky),
-        settings=NO_CLIENT_RETRIES,
-        resume_backoff=1.0,
-        resume_backoff_max=3.0,
-        resume_attempts=4,
+    async with on_mock(
+        flaky, resume_backoff=1.0, resume_backoff_max=3.0, resume_attempts=4
     ) as running:
         yield running
 
@@ -149,13 +156,8 @@ class TestResumeBackoff:
         flaky.failures = 4
         with trio.fail_after(60):
             async with (
-                session_env(
-                    "http://api.test/v1",
-                    transport=httpx.MockTransport(flaky),
-                    settings=NO_CLIENT_RETRIES,
-                    resume_backoff=1.0,
-                    resume_backoff_max=2.0,
-                    resume_attempts=10,
+                on_mock(
+                    flaky, resume_backoff=1.0, resume_backoff_max=2.0, resume_attempts=10
                 ) as env,
                 env.subscribe() as sub,
             ):
@@ -183,13 +185,7 @@ class TestResumeBackoff:
 
         with trio.fail_after(60):
             async with (
-                session_env(
-                    "http://api.test/v1",
-                    transport=httpx.MockTransport(dropping),
-                    settings=NO_CLIENT_RETRIES,
-                    resume_backoff=1.0,
-                    resume_attempts=1,
-                ) as env,
+                on_mock(dropping, resume_backoff=1.0, resume_attempts=1) as env,
                 env.subscribe() as sub,
             ):
                 start = trio.current_time()
@@ -208,13 +204,8 @@ class TestHandOver:
         flaky.failures = 100
         with trio.fail_after(60):
             async with (
-                session_env(
-                    "http://api.test/v1",
-                    transport=httpx.MockTransport(flaky),
-                    settings=NO_CLIENT_RETRIES,
-                    resume_backoff=1.0,
-                    resume_backoff_max=8.0,
-                    resume_attempts=3,
+                on_mock(
+                    flaky, resume_backoff=1.0, resume_backoff_max=8.0, resume_attempts=3
                 ) as env,
                 env.subscribe() as sub,
             ):
@@ -235,13 +226,8 @@ class TestWait:
     ) -> None:
         flaky.failures = 100
         with trio.fail_after(60):
-            async with session_env(
-                "http://api.test/v1",
-                transport=httpx.MockTransport(flaky),
-                settings=NO_CLIENT_RETRIES,
-                resume_backoff=10.0,
-                resume_backoff_max=10.0,
-                resume_attempts=3,
+            async with on_mock(
+                flaky, resume_backoff=10.0, resume_backoff_max=10.0, resume_attempts=3
             ) as env:
                 ticket = await env.handle.respond("gpt-4o", "Hi")
                 with pytest.raises(CallTimeout) as caught:

@@ -10,9 +10,6 @@ daemon, taking the background responses with it.
 from __future__ import annotations
 
 import io
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import trio
 from streamvisor.actors import RegistryStore
 from streamvisor.mockapi import Fault, MockServer
 from streamvisor.testing import EventRecorder, running_daemon, running_mockapi
+from tests._killed_child import tracked_then_sigkilled
 from tests.daemon.conftest import log_events
 
 #: A fake key that the redactor's ``sk-``/bearer patterns would not catch: only code that never
@@ -79,18 +77,9 @@ class TestRestartFromTheRegistry:
         is queued; a fresh daemon here, on the same file, completes it."""
         registry = tmp_path / "registry.sqlite3"
         with trio.fail_after(20):
-            process = await trio.lowlevel.open_process(
-                [sys.executable, "-c", _CHILD, server.url, API_KEY, str(tmp_path), str(registry)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+            rid = await tracked_then_sigkilled(
+                _CHILD, server.url, API_KEY, str(tmp_path), str(registry)
             )
-            try:
-                assert process.stdout is not None
-                rid = await _read_marker(process.stdout)
-            finally:
-                process.send_signal(signal.SIGKILL)
-                await process.wait()
-            assert process.returncode == -signal.SIGKILL
             async with RegistryStore.open(str(registry)) as store:
                 left = await store.get(rid)
             assert left.status == "queued"
@@ -119,18 +108,6 @@ async def main(url, key, root, registry):
 
 trio.run(main, *sys.argv[1:])
 """
-
-
-async def _read_marker(stdout: trio.abc.ReceiveStream) -> str:
-    buffer = b""
-    while True:
-        chunk = await stdout.receive_some()
-        if not chunk:
-            raise AssertionError(f"the child exited before tracking: {buffer[-2000:]!r}")
-        buffer += chunk
-        for line in buffer.split(b"\n")[:-1]:  # complete lines only
-            if line.startswith(b"TRACKED "):
-                return line.split()[1].decode()
 
 
 class TestGracefulShutdown:

@@ -54,6 +54,33 @@ def created(seq: int = 0, **response: Any) -> StreamEvent:
     )
 
 
+_EMPTY_TEXT: list[dict[str, Any]] = [{"type": "output_text", "text": ""}]
+
+
+def added(seq: int, output_index: int, **item: Any) -> StreamEvent:
+    """`response.output_item.added` carrying `item` at `output_index`."""
+    return ev("response.output_item.added", seq, output_index=output_index, item=item)
+
+
+def text_delta(seq: int, delta: str, content_index: int = 0) -> StreamEvent:
+    """`response.output_text.delta` for output item 0."""
+    return ev(
+        "response.output_text.delta", seq, output_index=0, content_index=content_index, delta=delta
+    )
+
+
+def with_message(content: list[dict[str, Any]] | None = None) -> ResponseAccumulator:
+    """An accumulator fed `response.created` (seq 0) and a message item added at 0 (seq 1)."""
+    acc = ResponseAccumulator()
+    acc.feed(created())
+    acc.feed(
+        added(
+            1, 0, type="message", content=copy.deepcopy(_EMPTY_TEXT) if content is None else content
+        )
+    )
+    return acc
+
+
 class TestDeltas:
     @pytest.mark.parametrize("name", RESPONSES)
     def test_deltas_alone_rebuild_every_string_of_the_final_response(self, name: str) -> None:
@@ -83,14 +110,7 @@ class TestDeltas:
     def test_text_refusal_arguments_and_summary_deltas_append_to_their_fields(self) -> None:
         acc = ResponseAccumulator()
         acc.feed(created())
-        acc.feed(
-            ev(
-                "response.output_item.added",
-                1,
-                output_index=0,
-                item={"type": "message", "id": "m", "content": []},
-            )
-        )
+        acc.feed(added(1, 0, type="message", id="m", content=[]))
         acc.feed(
             ev(
                 "response.content_part.added",
@@ -109,27 +129,13 @@ class TestDeltas:
                 part={"type": "refusal", "refusal": ""},
             )
         )
-        acc.feed(ev("response.output_text.delta", 4, output_index=0, content_index=0, delta="He"))
+        acc.feed(text_delta(4, "He"))
         acc.feed(ev("response.refusal.delta", 5, output_index=0, content_index=1, delta="No"))
-        acc.feed(ev("response.output_text.delta", 6, output_index=0, content_index=0, delta="llo"))
-        acc.feed(
-            ev(
-                "response.output_item.added",
-                7,
-                output_index=1,
-                item={"type": "function_call", "call_id": "c", "arguments": ""},
-            )
-        )
+        acc.feed(text_delta(6, "llo"))
+        acc.feed(added(7, 1, type="function_call", call_id="c", arguments=""))
         acc.feed(ev("response.function_call_arguments.delta", 8, output_index=1, delta='{"a"'))
         acc.feed(ev("response.function_call_arguments.delta", 9, output_index=1, delta=":1}"))
-        acc.feed(
-            ev(
-                "response.output_item.added",
-                10,
-                output_index=2,
-                item={"type": "reasoning", "summary": []},
-            )
-        )
+        acc.feed(added(10, 2, type="reasoning", summary=[]))
         acc.feed(
             ev(
                 "response.reasoning_summary_part.added",
@@ -148,14 +154,7 @@ class TestDeltas:
                 delta="think",
             )
         )
-        acc.feed(
-            ev(
-                "response.output_item.added",
-                13,
-                output_index=3,
-                item={"type": "code_interpreter_call", "code": ""},
-            )
-        )
+        acc.feed(added(13, 3, type="code_interpreter_call", code=""))
         acc.feed(ev("response.code_interpreter_call_code.delta", 14, output_index=3, delta="1+"))
         acc.feed(ev("response.code_interpreter_call_code.delta", 15, output_index=3, delta="1"))
         snap = acc.snapshot
@@ -170,54 +169,22 @@ class TestDeltas:
         assert acc.output_text == "Hello"
 
     def test_reading_the_snapshot_between_deltas_keeps_appending(self) -> None:
-        acc = ResponseAccumulator()
-        acc.feed(created())
-        acc.feed(
-            ev(
-                "response.output_item.added",
-                1,
-                output_index=0,
-                item={"type": "message", "content": [{"type": "output_text", "text": ""}]},
-            )
-        )
+        acc = with_message()
         seen = []
         for seq, piece in enumerate(["a", "b", "c"], start=2):
-            acc.feed(
-                ev("response.output_text.delta", seq, output_index=0, content_index=0, delta=piece)
-            )
+            acc.feed(text_delta(seq, piece))
             seen.append(acc.output_text)
         assert seen == ["a", "ab", "abc"]
 
     def test_done_events_overwrite_what_deltas_built(self) -> None:
-        acc = ResponseAccumulator()
-        acc.feed(created())
-        acc.feed(
-            ev(
-                "response.output_item.added",
-                1,
-                output_index=0,
-                item={"type": "message", "content": [{"type": "output_text", "text": ""}]},
-            )
-        )
-        acc.feed(ev("response.output_text.delta", 2, output_index=0, content_index=0, delta="Hi"))
+        acc = with_message()
+        acc.feed(text_delta(2, "Hi"))
         acc.feed(ev("response.output_text.done", 3, output_index=0, content_index=0, text="Hello!"))
-        acc.feed(ev("response.output_text.delta", 4, output_index=0, content_index=0, delta="?"))
+        acc.feed(text_delta(4, "?"))
         assert acc.output_text == "Hello!?"
 
     def test_annotations_are_placed_at_their_index(self) -> None:
-        acc = ResponseAccumulator()
-        acc.feed(created())
-        acc.feed(
-            ev(
-                "response.output_item.added",
-                1,
-                output_index=0,
-                item={
-                    "type": "message",
-                    "content": [{"type": "output_text", "text": "", "annotations": []}],
-                },
-            )
-        )
+        acc = with_message([{"type": "output_text", "text": "", "annotations": []}])
         acc.feed(
             ev(
                 "response.output_text.annotation.added",
@@ -298,17 +265,8 @@ class TestLifecycle:
         assert acc.cursor == 3
 
     def test_an_error_keeps_the_partial_snapshot_and_a_following_failed_is_final(self) -> None:
-        acc = ResponseAccumulator()
-        acc.feed(created())
-        acc.feed(
-            ev(
-                "response.output_item.added",
-                1,
-                output_index=0,
-                item={"type": "message", "content": [{"type": "output_text", "text": ""}]},
-            )
-        )
-        acc.feed(ev("response.output_text.delta", 2, output_index=0, content_index=0, delta="part"))
+        acc = with_message()
+        acc.feed(text_delta(2, "part"))
         acc.feed(ev("error", 3, code="server_error", message="boom", param=None))
         assert acc.error == {"code": "server_error", "message": "boom", "param": None, "type": None}
         assert not acc.done
@@ -357,17 +315,8 @@ class TestOrderAndResume:
         assert not acc.done
 
     def test_duplicates_are_dropped_silently_and_counted(self) -> None:
-        acc = ResponseAccumulator()
-        acc.feed(created())
-        acc.feed(
-            ev(
-                "response.output_item.added",
-                1,
-                output_index=0,
-                item={"type": "message", "content": [{"type": "output_text", "text": ""}]},
-            )
-        )
-        delta = ev("response.output_text.delta", 2, output_index=0, content_index=0, delta="x")
+        acc = with_message()
+        delta = text_delta(2, "x")
         assert acc.feed(delta)
         assert not acc.feed(delta)
         assert not acc.feed(created())

@@ -6,7 +6,7 @@ import gc
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -14,6 +14,7 @@ import trio
 import trio.lowlevel
 
 from streamvisor.openai import (
+    EventStream,
     MalformedStreamError,
     OutcomeUnknownError,
     SequenceError,
@@ -22,7 +23,7 @@ from streamvisor.openai import (
     StreamInterrupted,
 )
 
-from .conftest import SSE_HEADERS, Chunked, client_for, frames, sse_response
+from .conftest import SSE_HEADERS, Chunked, Handler, client_for, frames, sse_response
 
 RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
 
@@ -43,40 +44,72 @@ RESP = {"id": "resp_1", "object": "response", "status": "in_progress", "output":
 DONE = {**RESP, "status": "completed"}
 
 
-async def responses_events(body: bytes, **kw: Any) -> tuple[list[StreamEvent], Any]:
+def serving(body: bytes) -> Handler:
+    """A handler answering every request with `body` as an event stream."""
+
     async def handler(request: httpx.Request) -> httpx.Response:
         return sse_response(body)
 
+    return handler
+
+
+async def drained(stream: EventStream) -> tuple[list[StreamEvent], Any]:
+    """Every event `stream` yields, and the exception that ended it (None at a clean end)."""
     got: list[StreamEvent] = []
     error: Any = None
+    try:
+        async for event in stream:
+            got.append(event)
+    except Exception as exc:
+        error = exc
+    return got, error
+
+
+async def responses_events(body: bytes, **kw: Any) -> tuple[list[StreamEvent], Any]:
     async with (
-        client_for(handler) as client,
+        client_for(serving(body)) as client,
         client.stream_response({"model": "gpt-4o", "input": "x"}, **kw) as stream,
     ):
-        try:
-            async for event in stream:
-                got.append(event)
-        except Exception as exc:
-            error = exc
-    return got, error
+        return await drained(stream)
 
 
 async def chat_events(body: bytes) -> tuple[list[StreamEvent], Any]:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        return sse_response(body)
-
-    got: list[StreamEvent] = []
-    error: Any = None
     async with (
-        client_for(handler) as client,
+        client_for(serving(body)) as client,
         client.stream_chat({"model": "gpt-4o", "messages": []}) as stream,
     ):
-        try:
-            async for event in stream:
-                got.append(event)
-        except Exception as exc:
-            error = exc
-    return got, error
+        return await drained(stream)
+
+
+def created_then_raising(exc: Exception) -> Handler:
+    """A handler whose body yields one `response.created` frame, then fails with `exc`."""
+
+    class Failing(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield rframe("response.created", 0, response=RESP)
+            raise exc
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=SSE_HEADERS, stream=Failing())
+
+    return handler
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+async def raised_by(
+    handler: Handler, expected: type[E], match: str | None = None, **request: Any
+) -> E:
+    """Iterate a Responses stream served by `handler`; the `expected` error it raised."""
+    async with (
+        client_for(handler) as client,
+        client.stream_response({"model": "m", "input": "x", **request}) as stream,
+    ):
+        with pytest.raises(expected, match=match) as info:
+            async for _ in stream:
+                pass
+    return info.value
 
 
 class TestErrorFrames:
@@ -162,11 +195,8 @@ class TestPassThrough:
             + rframe("response.completed", 6, response=DONE)
         )
 
-        async def handler(request: httpx.Request) -> httpx.Response:
-            return sse_response(body)
-
         async with (
-            client_for(handler) as client,
+            client_for(serving(body)) as client,
             client.resume_response("resp_1", starting_after=4) as stream,
         ):
             events = [e async for e in stream]
@@ -184,11 +214,8 @@ class TestPassThrough:
             + rframe("response.rate_limits.updated", 2, rate_limits=[])
         )
 
-        async def handler(request: httpx.Request) -> httpx.Response:
-            return sse_response(body)
-
         async with (
-            client_for(handler) as client,
+            client_for(serving(body)) as client,
             client.stream_response({"model": "gpt-4o", "input": "x"}) as stream,
         ):
             events = [e async for e in stream]
@@ -243,40 +270,14 @@ class TestInterruption:
         assert isinstance(error, StreamInterrupted)
 
     async def test_a_connection_drop_mid_stream_raises_interrupted(self) -> None:
-        class Dropping(httpx.AsyncByteStream):
-            async def __aiter__(self) -> AsyncIterator[bytes]:
-                yield rframe("response.created", 0, response=RESP)
-                raise httpx.RemoteProtocolError("peer closed connection (incomplete chunked read)")
-
-        async def handler(request: httpx.Request) -> httpx.Response:
-            return httpx.Response(200, headers=SSE_HEADERS, stream=Dropping())
-
-        async with (
-            client_for(handler) as client,
-            client.stream_response({"model": "m", "input": "x"}) as stream,
-        ):
-            with pytest.raises(StreamInterrupted) as info:
-                async for _ in stream:
-                    pass
-        assert info.value.cursor == 0
-        assert isinstance(info.value.__cause__, httpx.RemoteProtocolError)
+        drop = httpx.RemoteProtocolError("peer closed connection (incomplete chunked read)")
+        error = await raised_by(created_then_raising(drop), StreamInterrupted)
+        assert error.cursor == 0
+        assert isinstance(error.__cause__, httpx.RemoteProtocolError)
 
     async def test_an_idle_timeout_raises_interrupted(self) -> None:
-        class Stalling(httpx.AsyncByteStream):
-            async def __aiter__(self) -> AsyncIterator[bytes]:
-                yield rframe("response.created", 0, response=RESP)
-                raise httpx.ReadTimeout("no bytes for 120 s")
-
-        async def handler(request: httpx.Request) -> httpx.Response:
-            return httpx.Response(200, headers=SSE_HEADERS, stream=Stalling())
-
-        async with (
-            client_for(handler) as client,
-            client.stream_response({"model": "m", "input": "x"}) as stream,
-        ):
-            with pytest.raises(StreamInterrupted, match="idle timeout"):
-                async for _ in stream:
-                    pass
+        stall = httpx.ReadTimeout("no bytes for 120 s")
+        await raised_by(created_then_raising(stall), StreamInterrupted, match="idle timeout")
 
     async def test_malformed_json_raises_after_the_good_events(self) -> None:
         body = rframe("response.created", 0, response=RESP) + b"event: x\ndata: {nope\n\n"
@@ -368,39 +369,20 @@ class TestInterruption:
 
 class TestBackgroundStreams:
     async def test_a_background_stream_lost_before_its_id_is_outcome_unknown(self) -> None:
-        async def handler(request: httpx.Request) -> httpx.Response:
-            return sse_response(b": connected\n\n")
-
-        async with (
-            client_for(handler) as client,
-            client.stream_response({"model": "m", "input": "x", "background": True}) as stream,
-        ):
-            with pytest.raises(OutcomeUnknownError) as info:
-                async for _ in stream:
-                    pass
-        assert isinstance(info.value.__cause__, StreamInterrupted)
+        handler = serving(b": connected\n\n")
+        error = await raised_by(handler, OutcomeUnknownError, background=True)
+        assert isinstance(error.__cause__, StreamInterrupted)
 
     async def test_once_the_id_is_known_a_drop_is_a_resumable_interruption(self) -> None:
-        async def handler(request: httpx.Request) -> httpx.Response:
-            return sse_response(rframe("response.created", 0, response=RESP))
-
-        async with (
-            client_for(handler) as client,
-            client.stream_response({"model": "m", "input": "x", "background": True}) as stream,
-        ):
-            with pytest.raises(StreamInterrupted) as info:
-                async for _ in stream:
-                    pass
-        assert (info.value.response_id, info.value.cursor) == ("resp_1", 0)
+        handler = serving(rframe("response.created", 0, response=RESP))
+        error = await raised_by(handler, StreamInterrupted, background=True)
+        assert (error.response_id, error.cursor) == ("resp_1", 0)
 
     async def test_iterating_after_the_error_was_raised_just_stops(self) -> None:
         body = rframe("error", 0, code="x", message="m", param=None)
 
-        async def handler(request: httpx.Request) -> httpx.Response:
-            return sse_response(body)
-
         async with (
-            client_for(handler) as client,
+            client_for(serving(body)) as client,
             client.stream_response({"model": "m", "input": "x"}) as stream,
         ):
             with pytest.raises(StreamError):
