@@ -30,17 +30,14 @@ from streamvisor.openai import (
     StreamInterrupted,
 )
 
-from ._session_support import (  # noqa: F401 (pytest fixtures)
-    API_KEY,
+from ._session_support import (
     Env,
     HeldOpen,
     Missed,
     assert_gapless,
     collect,
     deltas,
-    env_fixture,
     events_of,
-    server_fixture,
     session_env,
     streamed,
 )

@@ -21,16 +21,14 @@ from streamvisor.openai import (
     StreamEvent,
 )
 
-from ._session_support import (  # noqa: F401 (pytest fixtures)
+from ._session_support import (
     API_KEY,
     Env,
     FakeTracker,
     assert_gapless,
     collect,
     deltas,
-    env_fixture,
     events_of,
-    server_fixture,
     session_env,
     streamed,
 )
