@@ -12,7 +12,6 @@ from ..openai import (
     EventStream,
     NotFoundError,
     StreamEvent,
-    StreamInterrupted,
     apply_model_rules,
 )
 from ..supervisor import ActorRef, NoSuchActor, Registry
@@ -52,10 +51,10 @@ class BackgroundStream:
 
     Iterating yields `StreamEvent`s exactly as the underlying `EventStream` does (and raises as it
     does: ``StreamInterrupted`` with ``.cursor`` on a drop, ``StreamError``...), publishing each on
-    ``background.<id>``; a terminal event also updates the registry. One exception: a resume of a
-    response that was already finished (the seeding GET said so) from its last event receives
-    nothing, and ends cleanly rather than as interrupted; ``events.accumulator.result`` holds the
-    final Response.
+    ``background.<id>``; a terminal event also updates the registry. A resume of a response that
+    was already finished (the seeding GET said so) from its last event receives nothing and ends
+    cleanly (the wire layer knows the seeded snapshot is terminal); ``events.accumulator.result``
+    holds the final Response.
     """
 
     def __init__(self, events: EventStream, bus: EventBus[Any], ref: ActorRef, rid: str) -> None:
@@ -63,7 +62,6 @@ class BackgroundStream:
         self._bus = bus
         self._ref = ref
         self._topic = f"background.{rid}"
-        self._delivered = 0
         self.response_id = rid
 
     @property
@@ -80,15 +78,7 @@ class BackgroundStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
-        try:
-            event = await self._events.__anext__()
-        except StreamInterrupted:
-            # The wire layer reports "no terminal event" even when the seeded snapshot is
-            # terminal and nothing came after the cursor; that is the clean end of a replay.
-            if self._delivered == 0 and self._events.accumulator.result is not None:
-                raise StopAsyncIteration from None
-            raise
-        self._delivered += 1
+        event = await self._events.__anext__()
         self._bus.publish(self._topic, event)
         if event.terminal and event.type != "error":
             response = event.data.get("response")
