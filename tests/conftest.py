@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from streamvisor._logging import reset_logging
-
-#: Real recorded OpenAI streams beside the repository (../shared/fixtures/recorded/SOURCES.md).
-RECORDED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "recorded"
+from tests._recorded import RECORDED
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ from streamvisor._demos import (
     run_demo,
 )
 from streamvisor.actors import FileRules, SniffResult
-from streamvisor.actors._file_rules import check_content
-from streamvisor.actors._file_sniff import count_gif_frames, sniff
+from streamvisor.actors.files._rules import check_content
+from streamvisor.actors.files._sniff import count_gif_frames, sniff
 from streamvisor.config import Config
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"

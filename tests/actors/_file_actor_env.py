@@ -13,8 +13,8 @@ import attrs
 import httpx
 import trio
 
-from streamvisor.actors._files import FileActor
-from streamvisor.actors._files_handle import FilesHandle
+from streamvisor.actors.files._actor import FileActor
+from streamvisor.actors.files._handle import FilesHandle
 from streamvisor.config import FilesSection
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.mockapi._multipart import FormPart, parse_multipart

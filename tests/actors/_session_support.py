@@ -12,9 +12,9 @@ import httpx
 import pytest
 import trio
 
-from streamvisor.actors._session_handle import SessionHandle, open_session, sessions_supervisor
-from streamvisor.actors._session_requests import session_topic
-from streamvisor.actors._session_values import SessionDeps, StreamOutcome, StreamTicket
+from streamvisor.actors.sessions._handle import SessionHandle, open_session, sessions_supervisor
+from streamvisor.actors.sessions._requests import session_topic
+from streamvisor.actors.sessions._values import SessionDeps, StreamOutcome, StreamTicket
 from streamvisor.config import SessionsSection
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.openai import ClientSettings, OpenAIClient, RetryPolicy, StreamEvent

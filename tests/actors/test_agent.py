@@ -12,9 +12,9 @@ import pytest
 import trio
 import trio.testing
 
-from streamvisor.actors._agent import Agent, AgentReply, ToolCall, ToolResult
-from streamvisor.actors._agent_handle import AgentHandle, start_agent
-from streamvisor.actors._errors import AgentBusy, DuplicateToolName, MaxTurnsExceeded
+from streamvisor.actors.agents._agent import Agent, AgentReply, ToolCall, ToolResult
+from streamvisor.actors.agents._errors import AgentBusy, DuplicateToolName, MaxTurnsExceeded
+from streamvisor.actors.agents._handle import AgentHandle, start_agent
 from streamvisor.config import AgentSection
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.openai import ClientSettings, OpenAIClient, RetryPolicy, StreamEvent

@@ -11,9 +11,13 @@ import httpx
 import pytest
 import trio
 
-from streamvisor.actors._agent import Agent
-from streamvisor.actors._agent_handle import AgentHandle, start_agent
-from streamvisor.actors._errors import DuplicateToolName, InvalidAgentConfig, ModelResponseFailed
+from streamvisor.actors.agents._agent import Agent
+from streamvisor.actors.agents._errors import (
+    DuplicateToolName,
+    InvalidAgentConfig,
+    ModelResponseFailed,
+)
+from streamvisor.actors.agents._handle import AgentHandle, start_agent
 from streamvisor.openai import (
     BadRequestError,
     ClientSettings,

@@ -16,9 +16,9 @@ import attrs
 import pytest
 import trio
 
-from streamvisor.actors._background import BackgroundHandle, open_background_poller
-from streamvisor.actors._background_status import BackgroundStatus
-from streamvisor.actors._store import RegistryStore
+from streamvisor.actors.background._poller import BackgroundHandle, open_background_poller
+from streamvisor.actors.background._status import BackgroundStatus
+from streamvisor.actors.background._store import RegistryStore
 from streamvisor.config import BackgroundSection
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.openai import ClientSettings, OpenAIClient, StreamEvent
@@ -247,7 +247,7 @@ class TestDurability:
 _CHILD = """
 import sys
 import trio
-from streamvisor.actors._background import open_background_poller
+from streamvisor.actors.background._poller import open_background_poller
 from streamvisor.config import BackgroundSection
 from streamvisor.openai import ClientSettings, OpenAIClient
 from streamvisor.supervisor._bus import EventBus

@@ -20,21 +20,21 @@ import structlog
 import trio
 import trio.testing
 
-from streamvisor.actors._background import (
-    BackgroundHandle,
-    BackgroundPoller,
-    DurableTracker,
-    open_background_poller,
-)
-from streamvisor.actors._background_status import BackgroundStatus, PollingStopped
-from streamvisor.actors._errors import (
+from streamvisor.actors.background._errors import (
     CorruptStore,
     InvalidBackgroundRequest,
     ResponseGone,
     UnknownResponse,
 )
-from streamvisor.actors._records import TrackedResponse
-from streamvisor.actors._store import RegistryStore
+from streamvisor.actors.background._poller import (
+    BackgroundHandle,
+    BackgroundPoller,
+    DurableTracker,
+    open_background_poller,
+)
+from streamvisor.actors.background._records import TrackedResponse
+from streamvisor.actors.background._status import BackgroundStatus, PollingStopped
+from streamvisor.actors.background._store import RegistryStore
 from streamvisor.config import BackgroundSection
 from streamvisor.openai import (
     CancelRejected,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamvisor.actors._background_status import (
+from streamvisor.actors.background._status import (
     BACKOFF_JITTER,
     MIN_POLL_DELAY,
     BackgroundStatus,

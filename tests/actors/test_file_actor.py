@@ -11,9 +11,9 @@ import pytest
 import trio
 
 from streamvisor import _samples as samples
-from streamvisor.actors._errors import AssistantsShapeNotAllowed
-from streamvisor.actors._files import EXPIRY_MARGIN, FileActor
-from streamvisor.actors._files_handle import FilesHandle
+from streamvisor.actors.files._actor import EXPIRY_MARGIN, FileActor
+from streamvisor.actors.files._errors import AssistantsShapeNotAllowed
+from streamvisor.actors.files._handle import FilesHandle
 from streamvisor.config import FilesSection
 from streamvisor.openai import ClientSettings, NotFoundError, OpenAIClient
 from streamvisor.supervisor import CallTimeout, ChildSpec, NoSuchActor, Registry, open_supervisor

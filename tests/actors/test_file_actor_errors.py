@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from streamvisor import _samples as samples
-from streamvisor.actors._errors import (
+from streamvisor.actors.files._errors import (
     AnimatedGifNotAllowed,
     EmptyFile,
     FileInputError,

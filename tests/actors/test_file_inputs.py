@@ -14,7 +14,7 @@ from openai.types.chat.chat_completion_content_part_param import File as ChatFil
 from openai.types.responses import ResponseInputFile, ResponseInputImage
 
 from streamvisor import _samples as samples
-from streamvisor.actors._errors import (
+from streamvisor.actors.files._errors import (
     AnimatedGifNotAllowed,
     AssistantsShapeNotAllowed,
     EmptyFile,
@@ -26,7 +26,7 @@ from streamvisor.actors._errors import (
     RequestLimitExceeded,
     UnsupportedFileType,
 )
-from streamvisor.actors._file_inputs import (
+from streamvisor.actors.files._inputs import (
     InputTotals,
     chat_file_part,
     chat_image_part,
@@ -37,7 +37,7 @@ from streamvisor.actors._file_inputs import (
     validate_input,
     validate_inputs,
 )
-from streamvisor.actors._file_rules import FileRules
+from streamvisor.actors.files._rules import FileRules
 
 PNG = samples.png()
 PDF = samples.pdf()

@@ -14,9 +14,11 @@ import attrs
 import pytest
 
 from streamvisor import _samples as samples
-from streamvisor.actors import _file_roots, _file_sniff
-from streamvisor.actors._errors import (
-    ActorsLayerError,
+from streamvisor.actors._errors import ActorsLayerError
+from streamvisor.actors.files import _roots as _file_roots
+from streamvisor.actors.files import _sniff as _file_sniff
+from streamvisor.actors.files._dedup import DedupIndex, content_digest
+from streamvisor.actors.files._errors import (
     AnimatedGifNotAllowed,
     EmptyFile,
     FileAccessError,
@@ -32,10 +34,9 @@ from streamvisor.actors._errors import (
     UnreadableFile,
     UnsupportedFileType,
 )
-from streamvisor.actors._file_dedup import DedupIndex, content_digest
-from streamvisor.actors._file_roots import ReadableRoots, load_file
-from streamvisor.actors._file_rules import DEFAULT_RULES, MIB, FileRules, Purpose, check_content
-from streamvisor.actors._file_sniff import (
+from streamvisor.actors.files._roots import ReadableRoots, load_file
+from streamvisor.actors.files._rules import DEFAULT_RULES, MIB, FileRules, Purpose, check_content
+from streamvisor.actors.files._sniff import (
     DOCUMENT_TYPES,
     IMAGE_TYPES,
     JSONL_TYPES,

@@ -10,16 +10,16 @@ import httpx
 import pytest
 import trio
 
-from streamvisor.actors._errors import (
+from streamvisor.actors.sessions._errors import (
     InvalidSessionId,
     InvalidSessionRequest,
     StreamStopped,
     TooManyStreams,
     UnknownStream,
 )
-from streamvisor.actors._session_handle import open_session
-from streamvisor.actors._session_requests import check_session_id
-from streamvisor.actors._session_values import StreamTicket
+from streamvisor.actors.sessions._handle import open_session
+from streamvisor.actors.sessions._requests import check_session_id
+from streamvisor.actors.sessions._values import StreamTicket
 from streamvisor.mockapi import Fault, MockServer
 from streamvisor.openai import (
     BadRequestError,

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import trio
 
-from streamvisor.actors._session import StreamingSession
-from streamvisor.actors._session_values import SessionState
+from streamvisor.actors.sessions._session import StreamingSession
+from streamvisor.actors.sessions._values import SessionState
 from streamvisor.mockapi import Fault, MockServer
 from streamvisor.openai import (
     InternalServerError,

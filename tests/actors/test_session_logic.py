@@ -13,8 +13,8 @@ import pytest
 import trio
 import trio.testing
 
-from streamvisor.actors._session_handle import SessionHandle, session_factory
-from streamvisor.actors._session_values import SessionState, _Record
+from streamvisor.actors.sessions._handle import SessionHandle, session_factory
+from streamvisor.actors.sessions._values import SessionState, _Record
 from streamvisor.openai import RetryPolicy
 from streamvisor.supervisor import CallTimeout
 

@@ -1,4 +1,4 @@
-"""The durable active-response registry (`streamvisor.actors._store`)."""
+"""The durable active-response registry (`streamvisor.actors.background._store`)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamvisor.actors._errors import (
+from streamvisor.actors.background._errors import (
     CorruptStore,
     DuplicateResponse,
     IllegalTransition,
@@ -28,13 +28,13 @@ from streamvisor.actors._errors import (
     UnknownResponse,
     UnsupportedSchema,
 )
-from streamvisor.actors._records import (
+from streamvisor.actors.background._records import (
     RESPONSE_STATUSES,
     TERMINAL_STATUSES,
     TrackedResponse,
     scrub_secrets,
 )
-from streamvisor.actors._store import MIGRATIONS, SCHEMA_VERSION, RegistryStore
+from streamvisor.actors.background._store import MIGRATIONS, SCHEMA_VERSION, RegistryStore
 
 T0 = 1_700_000_000.0
 KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
@@ -511,8 +511,8 @@ _WRITER = textwrap.dedent(
 _COMMITTER = textwrap.dedent(
     """
     import sys, trio
-    from streamvisor.actors._records import TrackedResponse
-    from streamvisor.actors._store import RegistryStore
+    from streamvisor.actors.background._records import TrackedResponse
+    from streamvisor.actors.background._store import RegistryStore
 
     async def main():
         async with RegistryStore.open(sys.argv[1]) as store:

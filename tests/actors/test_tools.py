@@ -1,4 +1,4 @@
-"""Tools from plain functions (`streamvisor.actors._tools`): schemas, validation, invocation."""
+"""Tools from plain functions (`actors.agents._tools`): schemas, validation, invocation."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamvisor.actors._errors import (
+from streamvisor.actors.agents._errors import (
     DuplicateToolName,
     InvalidToolName,
     ToolArgumentsError,
     ToolDefinitionError,
     UnsupportedToolParameter,
 )
-from streamvisor.actors._tools import Tool, ToolOutcome, ToolRegistry, format_tool_error
+from streamvisor.actors.agents._tools import Tool, ToolOutcome, ToolRegistry, format_tool_error
 from streamvisor.mockapi import schema_example
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -19,12 +18,11 @@ import trio
 
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.openai import ClientSettings, OpenAIClient, RetryPolicy
+from tests._recorded import RECORDED
 
 #: Seconds any one conformance test may take before it counts as hung.
 GUARD = 10.0
 
-#: Real recorded OpenAI streams (see their SOURCES.md).
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
 CHAT_RECORDINGS = sorted(p.stem for p in RECORDED.glob("*_chat_*.sse"))
 RESPONSES_RECORDINGS = sorted(p.stem for p in RECORDED.glob("*_responses_*.sse"))
 ALL_RECORDINGS = sorted([*CHAT_RECORDINGS, *RESPONSES_RECORDINGS])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -10,10 +9,10 @@ import pytest
 
 from streamvisor.openai import ChatAccumulator, SequenceError, StreamEvent
 from streamvisor.openai._events import new_event
+from tests._recorded import RECORDED
 
 from .conftest import frames
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
 CHAT = sorted(p.name for p in RECORDED.glob("*_chat_*.sse"))
 
 

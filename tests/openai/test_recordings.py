@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamvisor.openai import EventStream, StreamEvent
+from tests._recorded import RECORDED
 
 from .conftest import client_for, frames, sse_response
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
 CHAT = sorted(p.name for p in RECORDED.glob("*_chat_*.sse"))
 RESPONSES = sorted(p.name for p in RECORDED.glob("*_responses_*.sse"))
 

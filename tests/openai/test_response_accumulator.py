@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streamvisor.openai import ResponseAccumulator, SequenceError, StreamEvent
+from tests._recorded import RECORDED
 
 from .conftest import frames
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
 RESPONSES = sorted(p.name for p in RECORDED.glob("*_responses_*.sse"))
 
 

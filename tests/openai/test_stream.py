@@ -25,8 +25,6 @@ from streamvisor.openai import (
 
 from .conftest import SSE_HEADERS, Chunked, Handler, client_for, frames, sse_response
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
-
 
 def rframe(type: str, seq: int | None, **data: Any) -> bytes:
     """One Responses-framed event."""

@@ -7,65 +7,76 @@ answer as the typed error it is; handles built from the registry follow the acto
 
 from __future__ import annotations
 
-from ._agent import Agent, AgentReply, ToolCall, ToolResult, Usage
-from ._agent_handle import AgentHandle, start_agent
-from ._background import (
+from ._errors import ActorsLayerError
+from .agents import (
+    Agent,
+    AgentBusy,
+    AgentError,
+    AgentHandle,
+    AgentReply,
+    DuplicateToolName,
+    InvalidAgentConfig,
+    InvalidToolName,
+    MaxTurnsExceeded,
+    ModelResponseFailed,
+    Tool,
+    ToolArgumentsError,
+    ToolCall,
+    ToolDefinitionError,
+    ToolOutcome,
+    ToolRegistry,
+    ToolResult,
+    UnsupportedToolParameter,
+    Usage,
+    start_agent,
+)
+from .background import (
+    BackgroundError,
     BackgroundHandle,
     BackgroundPoller,
     BackgroundStatus,
     BackgroundStream,
+    DurableTracker,
+    InvalidBackgroundRequest,
+    NotRegistered,
     PollingStopped,
+    RegistryStore,
+    ResponseGone,
+    StoreError,
+    TrackedResponse,
+    UnknownResponse,
     open_background_poller,
 )
-from ._errors import (
-    ActorsLayerError,
-    AgentBusy,
-    AgentError,
+from .files import (
     AnimatedGifNotAllowed,
     AssistantsShapeNotAllowed,
-    BackgroundError,
-    DuplicateToolName,
     EmptyFile,
     FileAccessError,
+    FileActor,
     FileInputError,
     FileRejected,
+    FileRules,
+    FilesHandle,
+    FilesStatistics,
     FileTooLarge,
     FileUploadFailed,
-    InvalidAgentConfig,
-    InvalidBackgroundRequest,
+    InputTotals,
     InvalidDataURL,
     InvalidFileId,
     InvalidFileName,
     InvalidInputPart,
-    InvalidSessionId,
-    InvalidSessionRequest,
-    InvalidToolName,
     MalformedFile,
-    MaxTurnsExceeded,
     MissingFile,
-    ModelResponseFailed,
     NotARegularFile,
-    NotRegistered,
     OutsideAllowedRoots,
     PathIsADirectory,
+    Purpose,
+    ReadableRoots,
     RequestLimitExceeded,
-    ResponseGone,
-    SessionError,
-    StoreError,
-    StreamLost,
-    StreamStopped,
-    ToolArgumentsError,
-    ToolDefinitionError,
-    TooManyStreams,
+    SniffResult,
     UnknownPurpose,
-    UnknownResponse,
-    UnknownStream,
     UnreadableFile,
     UnsupportedFileType,
-    UnsupportedToolParameter,
-)
-from ._file_inputs import (
-    InputTotals,
     chat_file_part,
     chat_image_part,
     file_input,
@@ -73,19 +84,27 @@ from ._file_inputs import (
     validate_input,
     validate_inputs,
 )
-from ._file_roots import ReadableRoots
-from ._file_rules import FileRules, Purpose
-from ._file_sniff import SniffResult
-from ._files import FileActor, FilesStatistics
-from ._files_handle import FilesHandle
-from ._records import TrackedResponse
-from ._session import StreamingSession
-from ._session_handle import SessionHandle, open_session, session_factory, sessions_supervisor
-from ._session_requests import session_name, session_topic
-from ._session_values import SessionDeps, SessionState, StreamInfo, StreamOutcome, StreamTicket
-from ._store import RegistryStore
-from ._tools import Tool, ToolOutcome, ToolRegistry
-from ._tracker import DurableTracker
+from .sessions import (
+    InvalidSessionId,
+    InvalidSessionRequest,
+    SessionDeps,
+    SessionError,
+    SessionHandle,
+    SessionState,
+    StreamInfo,
+    StreamingSession,
+    StreamLost,
+    StreamOutcome,
+    StreamStopped,
+    StreamTicket,
+    TooManyStreams,
+    UnknownStream,
+    open_session,
+    session_factory,
+    session_name,
+    session_topic,
+    sessions_supervisor,
+)
 
 __all__ = [
     "ActorsLayerError",

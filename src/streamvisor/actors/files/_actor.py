@@ -5,7 +5,7 @@ was given, uploaded inside its gen_server call (one slow upload blocked every ot
 returned Assistants-shaped image parts. Here:
 
 * files are read only under the configured roots and checked against the API's rules in a worker
-  thread (:func:`~streamvisor.actors._file_roots.load_file`); the MIME type comes from the bytes
+  thread (:func:`~streamvisor.actors.files._roots.load_file`); the MIME type comes from the bytes
   and is what the multipart part (or the Upload's ``mime_type``) declares;
 * each request runs in a task linked to the actor, so the mailbox keeps flowing; uploads hold one
   of ``max_concurrent_uploads`` slots while they read and send;
@@ -38,12 +38,13 @@ from streamvisor.config import FilesSection
 from streamvisor.openai import NotFoundError, OpenAIClient, OpenAIError, UploadFailed
 from streamvisor.supervisor import Actor, Caller, NoReply
 
-from . import _file_inputs
-from ._errors import ActorsLayerError, FileUploadFailed, UnsupportedFileType
-from ._file_dedup import DedupIndex, content_digest
-from ._file_roots import ReadableRoots, load_file
-from ._file_rules import FileRules, Purpose, check_content
-from ._file_sniff import sniff
+from .._errors import ActorsLayerError
+from . import _inputs as _file_inputs
+from ._dedup import DedupIndex, content_digest
+from ._errors import FileUploadFailed, UnsupportedFileType
+from ._roots import ReadableRoots, load_file
+from ._rules import FileRules, Purpose, check_content
+from ._sniff import sniff
 
 __all__ = [
     "EXPIRY_MARGIN",

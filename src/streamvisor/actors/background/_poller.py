@@ -37,9 +37,15 @@ from typing import Any, Final
 import structlog
 import trio
 
-from ..config import BackgroundSection
-from ..openai import CancelRejected, NotFoundError, OpenAIClient, OpenAIError, OutcomeUnknownError
-from ..supervisor import (
+from streamvisor.config import BackgroundSection
+from streamvisor.openai import (
+    CancelRejected,
+    NotFoundError,
+    OpenAIClient,
+    OpenAIError,
+    OutcomeUnknownError,
+)
+from streamvisor.supervisor import (
     Actor,
     ActorExited,
     Caller,
@@ -50,9 +56,12 @@ from ..supervisor import (
     Restart,
     start_actor,
 )
-from ..supervisor._bus import EventBus
-from ._background_handle import BackgroundHandle, BackgroundStream, DurableTracker
-from ._background_messages import (
+from streamvisor.supervisor._bus import EventBus
+
+from .._errors import ActorsLayerError
+from ._errors import BackgroundError, DuplicateResponse, NotRegistered, ResponseGone, StoreError
+from ._handle import BackgroundHandle, BackgroundStream, DurableTracker
+from ._messages import (
     Active,
     Cancel,
     Create,
@@ -66,17 +75,9 @@ from ._background_messages import (
     Track,
     registry_request,
 )
-from ._background_pollers import ResponsePoller, Shared, mark_gone, observe, publish
-from ._background_status import BackgroundStatus, PollingStopped, poll_delay
-from ._errors import (
-    ActorsLayerError,
-    BackgroundError,
-    DuplicateResponse,
-    NotRegistered,
-    ResponseGone,
-    StoreError,
-)
+from ._pollers import ResponsePoller, Shared, mark_gone, observe, publish
 from ._records import RESPONSE_STATUSES, TERMINAL_STATUSES, TrackedResponse
+from ._status import BackgroundStatus, PollingStopped, poll_delay
 from ._store import RegistryStore
 
 __all__ = [

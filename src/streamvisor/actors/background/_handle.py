@@ -8,15 +8,17 @@ from typing import Any, Final
 
 import structlog
 
-from ..openai import (
+from streamvisor.openai import (
     EventStream,
     NotFoundError,
     StreamEvent,
     apply_model_rules,
 )
-from ..supervisor import ActorRef, NoSuchActor, Registry
-from ..supervisor._bus import EventBus
-from ._background_messages import (
+from streamvisor.supervisor import ActorRef, NoSuchActor, Registry
+from streamvisor.supervisor._bus import EventBus
+
+from ._errors import InvalidBackgroundRequest, ResponseGone
+from ._messages import (
     Active,
     Cancel,
     Create,
@@ -31,7 +33,6 @@ from ._background_messages import (
     check_owner,
     seed_snapshot,
 )
-from ._errors import InvalidBackgroundRequest, ResponseGone
 from ._records import TrackedResponse
 from ._tracker import DurableTracker
 

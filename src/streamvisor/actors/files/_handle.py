@@ -16,11 +16,8 @@ import outcome
 from streamvisor.config import FilesSection
 from streamvisor.supervisor import ActorRef, NoSuchActor, Registry
 
-from . import _file_inputs
-from ._errors import InvalidFileId, InvalidFileName, InvalidInputPart, UnreadableFile
-from ._file_inputs import RESPONSES_DETAILS, Api, InputTotals
-from ._file_rules import Purpose, parse_purpose
-from ._files import (
+from . import _inputs as _file_inputs
+from ._actor import (
     FileSource,
     FilesStatistics,
     _Content,
@@ -33,6 +30,9 @@ from ._files import (
     _Upload,
     rules_for_section,
 )
+from ._errors import InvalidFileId, InvalidFileName, InvalidInputPart, UnreadableFile
+from ._inputs import RESPONSES_DETAILS, Api, InputTotals
+from ._rules import Purpose, parse_purpose
 
 __all__ = ["FilesHandle"]
 

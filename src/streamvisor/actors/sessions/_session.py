@@ -60,8 +60,8 @@ from streamvisor.openai import (
 from streamvisor.supervisor import Actor, Caller, ExitReason, NoReply
 
 from ._errors import InvalidSessionRequest, StreamLost, StreamStopped, TooManyStreams, UnknownStream
-from ._session_requests import check_session_id, session_topic
-from ._session_values import (
+from ._requests import check_session_id, session_topic
+from ._values import (
     SessionDeps,
     SessionState,
     StreamInfo,

@@ -24,15 +24,15 @@ from streamvisor.supervisor import (
 )
 
 from ._errors import InvalidSessionRequest
-from ._session import StreamingSession
-from ._session_requests import (
+from ._requests import (
     build_chat_body,
     build_responses_body,
     check_session_id,
     session_name,
     session_topic,
 )
-from ._session_values import (
+from ._session import StreamingSession
+from ._values import (
     SessionDeps,
     SessionState,
     StreamInfo,

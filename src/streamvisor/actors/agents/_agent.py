@@ -52,7 +52,6 @@ from streamvisor.openai import OpenAIClient, is_reasoning_model
 from streamvisor.supervisor import Actor, Caller, ExitReason, NoReply
 from streamvisor.supervisor._bus import EventBus
 
-from ._agent_responses import Api, chat_outcome, responses_outcome, responses_replay, status_of
 from ._errors import (
     AgentBusy,
     InvalidAgentConfig,
@@ -60,6 +59,7 @@ from ._errors import (
     ModelResponseFailed,
     ToolDefinitionError,
 )
+from ._responses import Api, chat_outcome, responses_outcome, responses_replay, status_of
 from ._tools import Tool, ToolRegistry
 
 __all__ = [

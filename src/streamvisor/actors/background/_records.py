@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import attrs
 
-from .._secrets import is_secret_field, redact_text
+from streamvisor._secrets import is_secret_field, redact_text
 
 __all__ = [
     "ACTIVE_STATUSES",

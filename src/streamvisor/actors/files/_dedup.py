@@ -7,7 +7,7 @@ import hashlib
 
 import attrs
 
-from ._file_rules import Purpose, parse_purpose
+from ._rules import Purpose, parse_purpose
 
 __all__ = ["DedupIndex", "content_digest"]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import attrs
 
+from ._dedup import content_digest
 from ._errors import (
     FileTooLarge,
     MissingFile,
@@ -22,9 +23,8 @@ from ._errors import (
     PathIsADirectory,
     UnreadableFile,
 )
-from ._file_dedup import content_digest
-from ._file_rules import DEFAULT_RULES, MIB, FileRules, Purpose, check_content, parse_purpose
-from ._file_sniff import SniffResult
+from ._rules import DEFAULT_RULES, MIB, FileRules, Purpose, check_content, parse_purpose
+from ._sniff import SniffResult
 
 __all__ = ["LoadedFile", "ReadableRoots", "load_file"]
 

@@ -31,8 +31,8 @@ from ._errors import (
     RequestLimitExceeded,
     UnsupportedFileType,
 )
-from ._file_rules import DEFAULT_RULES, FileRules, check_image
-from ._file_sniff import IMAGE_TYPES, SniffResult, sniff
+from ._rules import DEFAULT_RULES, FileRules, check_image
+from ._sniff import IMAGE_TYPES, SniffResult, sniff
 
 __all__ = [
     "CHAT_DETAILS",

@@ -2,7 +2,7 @@
 
 :class:`FileRules` holds the API's limits (per-file, per-image, batch) and the MIME types each
 upload purpose accepts; :func:`check_content` applies them to bytes (named by
-:func:`~streamvisor.actors._file_sniff.sniff`). Pure logic for the FileActor: nothing here is
+:func:`~streamvisor.actors.files._sniff.sniff`). Pure logic for the FileActor: nothing here is
 async or touches the file system.
 """
 
@@ -22,14 +22,7 @@ from ._errors import (
     UnknownPurpose,
     UnsupportedFileType,
 )
-from ._file_sniff import (
-    DOCUMENT_TYPES,
-    IMAGE_TYPES,
-    JSONL_TYPES,
-    SniffResult,
-    count_gif_frames,
-    sniff,
-)
+from ._sniff import DOCUMENT_TYPES, IMAGE_TYPES, JSONL_TYPES, SniffResult, count_gif_frames, sniff
 
 __all__ = [
     "DEFAULT_RULES",

@@ -22,7 +22,8 @@ from typing import Any, Final
 
 import attrs
 
-from ..config import BackgroundSection
+from streamvisor.config import BackgroundSection
+
 from ._records import RESPONSE_STATUSES, TERMINAL_STATUSES
 
 __all__ = [

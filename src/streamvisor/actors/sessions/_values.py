@@ -14,8 +14,8 @@ from streamvisor.config import SessionsSection
 from streamvisor.openai import ChatAccumulator, OpenAIClient, ResponseAccumulator
 from streamvisor.supervisor import EventBus
 
-from ._session_requests import Api
-from ._tracker import DurableTracker
+from ..background._tracker import DurableTracker
+from ._requests import Api
 
 __all__ = [
     "SessionDeps",

@@ -20,8 +20,8 @@ import attrs
 import structlog
 import trio
 
-from ..config import BackgroundSection
-from ..openai import (
+from streamvisor.config import BackgroundSection
+from streamvisor.openai import (
     APIStatusError,
     AuthenticationError,
     InsufficientQuotaError,
@@ -30,11 +30,12 @@ from ..openai import (
     OpenAIError,
     PermissionDeniedError,
 )
-from ..supervisor import Actor, ExitReason, StopActor
-from ..supervisor._bus import EventBus
-from ._background_status import BackgroundStatus, PollingStopped, error_backoff, poll_delay
+from streamvisor.supervisor import Actor, ExitReason, StopActor
+from streamvisor.supervisor._bus import EventBus
+
 from ._errors import IllegalTransition
 from ._records import RESPONSE_STATUSES, TERMINAL_STATUSES, TrackedResponse
+from ._status import BackgroundStatus, PollingStopped, error_backoff, poll_delay
 from ._store import RegistryStore
 
 __all__ = ["GONE_PREFIX", "ResponsePoller", "Shared", "describe_error", "publish"]

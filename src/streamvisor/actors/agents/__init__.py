@@ -1,0 +1,44 @@
+"""Agents: a model plus tools, answering asks turn by turn (``Agent``, ``AgentHandle``,
+``start_agent``), and the tool registry.
+"""
+
+from __future__ import annotations
+
+from ._agent import Agent, AgentReply, ToolCall, ToolResult, Usage
+from ._errors import (
+    AgentBusy,
+    AgentError,
+    DuplicateToolName,
+    InvalidAgentConfig,
+    InvalidToolName,
+    MaxTurnsExceeded,
+    ModelResponseFailed,
+    ToolArgumentsError,
+    ToolDefinitionError,
+    UnsupportedToolParameter,
+)
+from ._handle import AgentHandle, start_agent
+from ._tools import Tool, ToolOutcome, ToolRegistry
+
+__all__ = [
+    "Agent",
+    "AgentBusy",
+    "AgentError",
+    "AgentHandle",
+    "AgentReply",
+    "DuplicateToolName",
+    "InvalidAgentConfig",
+    "InvalidToolName",
+    "MaxTurnsExceeded",
+    "ModelResponseFailed",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolCall",
+    "ToolDefinitionError",
+    "ToolOutcome",
+    "ToolRegistry",
+    "ToolResult",
+    "UnsupportedToolParameter",
+    "Usage",
+    "start_agent",
+]

@@ -1,0 +1,43 @@
+"""The background poller: the durable registry of background responses (``RegistryStore``), one
+supervised poller per response, cancellation and resumable streams (``BackgroundHandle``).
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    BackgroundError,
+    InvalidBackgroundRequest,
+    NotRegistered,
+    ResponseGone,
+    StoreError,
+    UnknownResponse,
+)
+from ._poller import (
+    BackgroundHandle,
+    BackgroundPoller,
+    BackgroundStatus,
+    BackgroundStream,
+    PollingStopped,
+    open_background_poller,
+)
+from ._records import TrackedResponse
+from ._store import RegistryStore
+from ._tracker import DurableTracker
+
+__all__ = [
+    "BackgroundError",
+    "BackgroundHandle",
+    "BackgroundPoller",
+    "BackgroundStatus",
+    "BackgroundStream",
+    "DurableTracker",
+    "InvalidBackgroundRequest",
+    "NotRegistered",
+    "PollingStopped",
+    "RegistryStore",
+    "ResponseGone",
+    "StoreError",
+    "TrackedResponse",
+    "UnknownResponse",
+    "open_background_poller",
+]
