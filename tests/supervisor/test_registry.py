@@ -9,11 +9,16 @@ around.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
 
 from streamvisor.supervisor import (
+    Actor,
+    ActorExited,
+    Caller,
     ChildSpec,
     NoSuchActor,
     Registry,
@@ -21,7 +26,7 @@ from streamvisor.supervisor import (
     open_supervisor,
     start_actor,
 )
-from streamvisor.testing import Crashable, Recorder, Trace
+from streamvisor.testing import Crash, Crashable, Recorder, Stall, Trace
 
 from .test_strategies import workers
 
@@ -100,3 +105,110 @@ class TestNM01Names:
             assert registry.whereis("top") is top
             assert await registry.call("leaf", "ping") == "pong"
         assert registry.names() == []
+
+
+class TestCallByName:
+    """``Registry.ref(name)``: a handle that finds whoever holds the name at each call."""
+
+    async def test_a_named_ref_follows_its_actor_across_a_restart(self, trace: Trace) -> None:
+        registry = Registry()
+        async with open_supervisor(workers(trace, ["w"]), registry=registry):
+            named = registry.ref("w", restart_wait=5)
+            first = named.whereis()
+            assert await named.call("ping") == "pong"
+            with pytest.raises(ActorExited):
+                await named.call(Crash(RuntimeError("boom")))
+            assert await named.call("ping") == "pong"
+            assert named.whereis() is not first
+
+    async def test_a_named_ref_waits_for_a_restart_within_restart_wait(
+        self, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, trace: Trace
+    ) -> None:
+        registry = Registry()
+        named = registry.ref("late", restart_wait=2)
+
+        async def start_later() -> None:
+            await trio.sleep(1)
+            await start_actor(nursery, Crashable("late", trace), name="late", registry=registry)
+
+        nursery.start_soon(start_later)
+        assert await named.call("ping", timeout=10) == "pong"
+        assert trio.current_time() == pytest.approx(1)
+
+    async def test_nobody_holding_the_name_is_NoSuchActor_at_once_or_after_restart_wait(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        registry = Registry()
+        with pytest.raises(NoSuchActor):
+            await registry.ref("ghost").call("ping")
+        assert trio.current_time() == 0
+        with pytest.raises(NoSuchActor):
+            await registry.ref("ghost", restart_wait=3).call("ping", timeout=10)
+        assert trio.current_time() == pytest.approx(3)
+
+    async def test_retry_on_exit_repeats_a_safe_request_to_the_restarted_actor(
+        self, trace: Trace
+    ) -> None:
+        registry = Registry()
+        async with open_supervisor(workers(trace, ["w"]), registry=registry):
+            named = registry.ref("w", restart_wait=5)
+            crashing = named.whereis()
+            assert crashing is not None
+
+            async def crash_soon() -> None:
+                await trio.testing.wait_all_tasks_blocked()
+                crashing.cast(Crash(RuntimeError("boom")))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(crash_soon)
+                reply = await named.call(Stall(0.5), timeout=5, retry_on_exit=True)
+            assert reply == "stalled"
+            assert named.whereis() is not crashing
+
+    def test_a_named_ref_needs_a_name(self) -> None:
+        with pytest.raises(TypeError):
+            Registry().ref("")
+
+
+class _Refuser(Actor):
+    """Refuses odd numbers with ``Caller.fail``; a string crashes it (a bug)."""
+
+    async def handle_call(self, request: Any, caller: Caller) -> Any:
+        if isinstance(request, str):
+            raise RuntimeError("a bug")
+        if request % 2:
+            return caller.fail(ValueError(f"{request} is odd"))
+        return request * 10
+
+
+class TestCallerFail:
+    """``Caller.fail(exc)``: OTP's ``{reply, {error, Reason}, State}``."""
+
+    async def test_fail_raises_in_the_caller_and_the_actor_carries_on(
+        self, nursery: trio.Nursery
+    ) -> None:
+        ref = await start_actor(nursery, _Refuser())
+        with pytest.raises(ValueError, match="3 is odd"):
+            await ref.call(3)
+        assert await ref.call(4) == 40
+        assert ref.alive
+
+    async def test_an_exception_raised_in_handle_call_still_crashes_the_actor(
+        self, nursery: trio.Nursery
+    ) -> None:
+        ref = await start_actor(nursery, _Refuser())
+        with pytest.raises(ActorExited):
+            await ref.call("x")
+        assert not ref.alive
+
+    async def test_fail_refuses_anything_but_an_Exception(self, nursery: trio.Nursery) -> None:
+        class Bad(Actor):
+            async def handle_call(self, request: Any, caller: Caller) -> Any:
+                try:
+                    caller.fail(request)
+                except TypeError as exc:
+                    return str(exc)
+                return "accepted"
+
+        ref = await start_actor(nursery, Bad())
+        assert "Exception instance" in await ref.call(KeyboardInterrupt())

@@ -5,13 +5,16 @@ tests in ``tests/supervisor`` are named after its checklist IDs. Where trio forc
 
 * **pid → ``ActorRef``**: an actor is one trio task reading a bounded memory channel. A restart
   makes a new actor with a new ref and a fresh mailbox (queued messages are lost, as in OTP);
-  callers that must survive restarts address it by name through the ``Registry``.
+  callers that must survive restarts address it by name: ``Registry.ref(name)`` is a `NamedRef`
+  that finds whoever holds the name at each call (OTP's ``gen_server:call(Name, …)``).
 * **Mailbox overflow**: ``call`` waits for space within its timeout (backpressure); ``cast`` and
   ``send`` to a full mailbox drop the message, count it (``statistics().dropped``) and log
   ``mailbox_overflow`` on the 1st, 2nd, 4th, 8th… drop. ``Down``/``Exit`` notices are never
   dropped. ``Supervisor``/``DynamicSupervisor`` mailboxes are unbounded.
 * **Calls**: a reply wakes the caller directly (no reply channel); a reply after the caller's
   timeout is dropped (GS-03); the callee's death fails every pending call with ``ActorExited``.
+  An actor refuses a request with ``return caller.fail(exc)`` (OTP's ``{reply, {error, R}, S}``):
+  the call raises ``exc``; an exception *raised* from a callback crashes the actor (bugs only).
 * **Graceful stop** closes the mailbox's send side: the actor handles what is queued, runs
   ``terminate`` and exits. **Kill** is ``CancelScope.cancel()``: cooperative — code inside a
   ``shield=True`` scope or a synchronous loop cannot be killed until it reaches a checkpoint.
@@ -65,7 +68,7 @@ from ._errors import (
 )
 from ._reason import Down, Exit, ExitReason
 from ._ref import ActorRef, Caller, MailboxStatistics, Monitor, NoReply, StopActor
-from ._registry import Registry
+from ._registry import NamedRef, Registry
 from ._spec import AutoShutdown, ChildSpec, ChildType, Restart, Shutdown, Strategy, check_childspecs
 from ._supervisor import (
     ChildCounts,
@@ -111,6 +114,7 @@ __all__ = [
     "MaxChildren",
     "Missed",
     "Monitor",
+    "NamedRef",
     "NoReply",
     "NoSuchActor",
     "Overflow",

@@ -78,8 +78,14 @@ class _Watcher(Protocol):
 
 
 class Caller:
-    """Where a call's reply goes. ``reply`` may be called from any task, at most once; a reply
-    after the caller timed out, or a second reply, is silently dropped."""
+    """Where a call's reply goes. ``reply`` or ``fail`` may be called from any task, at most once;
+    a reply after the caller timed out, or a second reply, is silently dropped.
+
+    ``fail(error)`` is OTP's ``{reply, {error, Reason}, State}``: the call raises ``error`` in the
+    caller and the actor carries on. It is how an actor refuses a request (bad input, a rule
+    broken, a resource gone); an exception *raised* from ``handle_call`` crashes the actor instead
+    (let it crash), which is for bugs only.
+    """
 
     __slots__ = ("_outcome", "_ref", "_state", "_task")
 
@@ -98,6 +104,18 @@ class Caller:
     def reply(self, value: object) -> None:
         """Send ``value`` to the caller. Never raises; dropped if the caller is gone."""
         self._settle(outcome.Value(value))
+
+    def fail(self, error: Exception) -> Any:
+        """Make the call raise ``error`` in the caller. Never raises; dropped if the caller is
+        gone. Returns ``NoReply``, so ``handle_call`` can end with ``return caller.fail(exc)``.
+
+        Raises ``TypeError`` (at once, in the actor) if ``error`` is not an ``Exception``:
+        a caller must never be handed ``Cancelled`` or ``KeyboardInterrupt``.
+        """
+        if not isinstance(error, Exception):
+            raise TypeError(f"Caller.fail takes an Exception instance, got {error!r}")
+        self._settle(outcome.Error(error))
+        return NoReply
 
     def _fail(self, error: BaseException) -> None:
         self._settle(outcome.Error(error))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._errors import AlreadyStarted, NoSuchActor
+from ._errors import ActorExited, AlreadyStarted, NoSuchActor
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
 
-__all__ = ["Registry"]
+__all__ = ["NamedRef", "Registry"]
 
 
 class Registry:
@@ -68,6 +69,12 @@ class Registry:
             raise NoSuchActor(name)
         return await ref.call(request, timeout=timeout)
 
+    def ref(self, name: str, *, restart_wait: float = 0.0) -> NamedRef:
+        """The actor registered as ``name``, addressed by name (OTP ``gen_server:call(Name, …)``):
+        every call looks the name up again, so the handle never goes stale across restarts.
+        See `NamedRef`."""
+        return NamedRef(self, name, restart_wait=restart_wait)
+
     def cast(self, name: str, message: object) -> None:
         """``ActorRef.cast`` to ``name``; silently dropped if no such actor (OTP GS-04)."""
         ref = self.whereis(name)
@@ -92,3 +99,87 @@ class Registry:
     def _unregister(self, name: str, ref: ActorRef) -> None:
         if self._names.get(name) is ref:
             del self._names[name]
+
+
+class NamedRef:
+    """An actor addressed by its registered name, like a registered name in OTP.
+
+    It holds no ``ActorRef``: each ``call``/``cast``/``send`` finds whoever holds the name now,
+    so a handle built on it follows its actor across restarts. ``restart_wait`` (seconds) is how
+    long a call waits, within its own timeout, for the name to be registered again when nobody
+    holds it (a supervised actor between its exit and its restart); 0 fails at once with
+    ``NoSuchActor``, as OTP's ``noproc``.
+    """
+
+    __slots__ = ("name", "registry", "restart_wait")
+
+    def __init__(self, registry: Registry, name: str, *, restart_wait: float = 0.0) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a registered name is a non-empty str, got {name!r}")
+        if not (restart_wait >= 0):
+            raise ValueError(f"restart_wait must be >= 0, got {restart_wait!r}")
+        self.registry = registry
+        self.name = name
+        self.restart_wait = restart_wait
+
+    def __repr__(self) -> str:
+        return f"<NamedRef {self.name!r} {self.whereis()!r}>"
+
+    def whereis(self) -> ActorRef | None:
+        """The live actor holding the name now, or None."""
+        return self.registry.whereis(self.name)
+
+    @property
+    def alive(self) -> bool:
+        """True while some live actor holds the name."""
+        return self.whereis() is not None
+
+    async def resolve(self, timeout: float | None = None) -> ActorRef:  # noqa: ASYNC109
+        """The live actor holding the name, waiting up to ``min(timeout, restart_wait)`` for it
+        to be registered again. Raises ``NoSuchActor`` if nobody holds it by then."""
+        ref = self.registry.whereis(self.name)
+        if ref is not None:
+            return ref
+        bound = self.restart_wait if timeout is None else min(timeout, self.restart_wait)
+        if bound <= 0:
+            raise NoSuchActor(self.name)
+        try:
+            return await self.registry.wait_for(self.name, timeout=bound)
+        except trio.TooSlowError:
+            raise NoSuchActor(self.name) from None
+
+    async def call(
+        self,
+        request: object,
+        timeout: float | None = 5.0,  # noqa: ASYNC109
+        *,
+        retry_on_exit: bool = False,
+    ) -> Any:
+        """``ActorRef.call`` on whoever holds the name.
+
+        ``retry_on_exit=True`` (for requests that are safe to repeat) sends the request again to
+        the restarted actor when the one called exits during the call, within the same timeout.
+
+        Raises ``NoSuchActor`` (nobody holds the name, see ``restart_wait``), ``CallTimeout``
+        (no reply within ``timeout``), ``ActorExited`` (the actor died during the call and
+        ``retry_on_exit`` is off), and whatever the actor answered with ``Caller.fail``.
+        """
+        deadline = trio.current_time() + (math.inf if timeout is None else timeout)
+        while True:
+            remaining = None if timeout is None else max(0.0, deadline - trio.current_time())
+            ref = await self.resolve(remaining)
+            if timeout is not None:
+                remaining = max(0.0, deadline - trio.current_time())
+            try:
+                return await ref.call(request, timeout=remaining)
+            except ActorExited:
+                if not retry_on_exit:
+                    raise
+
+    def cast(self, message: object) -> None:
+        """``ActorRef.cast`` to whoever holds the name; dropped if nobody does (OTP GS-04)."""
+        self.registry.cast(self.name, message)
+
+    def send(self, message: object) -> None:
+        """``ActorRef.send`` to whoever holds the name; dropped if nobody does."""
+        self.registry.send(self.name, message)
