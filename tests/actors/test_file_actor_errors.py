@@ -128,7 +128,7 @@ BAD_FILES = [
     pytest.param(_missing, MissingFile, "exists", id="missing"),
     pytest.param(_directory, PathIsADirectory, "regular_file", id="directory"),
     pytest.param(_fifo, NotARegularFile, "regular_file", id="fifo"),
-    pytest.param(_symlink_loop, UnreadableFile, "readable", id="symlink-loop"),
+    pytest.param(_symlink_loop, OutsideAllowedRoots, "allowed_roots", id="symlink-loop"),
 ]
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
-import os
-import stat
 import zipfile
 from pathlib import Path
 
@@ -15,7 +12,6 @@ import pytest
 
 from streamvisor import _samples as samples
 from streamvisor.actors._errors import ActorsLayerError
-from streamvisor.actors.files import _roots as _file_roots
 from streamvisor.actors.files import _sniff as _file_sniff
 from streamvisor.actors.files._dedup import DedupIndex, content_digest
 from streamvisor.actors.files._errors import (
@@ -26,12 +22,7 @@ from streamvisor.actors.files._errors import (
     FileRejected,
     FileTooLarge,
     MalformedFile,
-    MissingFile,
-    NotARegularFile,
-    OutsideAllowedRoots,
-    PathIsADirectory,
     UnknownPurpose,
-    UnreadableFile,
     UnsupportedFileType,
 )
 from streamvisor.actors.files._roots import ReadableRoots, load_file
@@ -373,193 +364,6 @@ class TestCheckContent:
         with pytest.raises(UnknownPurpose, match=r"a\.png: unknown purpose 'pictures'") as info:
             check_content(samples.png(), "pictures", path="a.png")
         assert "vision" in info.value.allowed
-
-
-class TestReadableRoots:
-    """`ReadableRoots` confines reads to configured directories."""
-
-    @pytest.fixture
-    def root(self, tmp_path: Path) -> Path:
-        root = tmp_path / "root"
-        (root / "sub").mkdir(parents=True)
-        (root / "sub" / "a.txt").write_bytes(b"inside")
-        (tmp_path / "secret.txt").write_bytes(b"outside")
-        return root
-
-    def test_a_file_under_the_root_is_read(self, root: Path) -> None:
-        """The resolved path and the bytes come back."""
-        real, data = ReadableRoots([root]).read(root / "sub" / "a.txt", 100)
-        assert (real, data) == (root / "sub" / "a.txt", b"inside")
-
-    def test_relative_paths_are_taken_from_the_first_root(self, root: Path, tmp_path: Path) -> None:
-        """A relative path does not depend on the daemon's working directory."""
-        roots = ReadableRoots([root, tmp_path / "other"])
-        assert roots.read("sub/a.txt", 100)[1] == b"inside"
-
-    def test_a_single_root_may_be_given_as_a_string(self, root: Path) -> None:
-        """A plain path string is one root."""
-        assert ReadableRoots(str(root)).roots == (root,)
-
-    def test_a_symlinked_root_is_resolved(self, root: Path, tmp_path: Path) -> None:
-        """Files reached through a root that is itself a symlink are inside it."""
-        (tmp_path / "link-root").symlink_to(root)
-        roots = ReadableRoots([tmp_path / "link-root"])
-        assert roots.read(tmp_path / "link-root" / "sub" / "a.txt", 100)[1] == b"inside"
-
-    def test_a_path_with_a_nul_byte_is_unreadable_not_a_crash(self, root: Path) -> None:
-        """A NUL byte cannot name a file: a typed UnreadableFile, not a bare ValueError."""
-        with pytest.raises(UnreadableFile, match="NUL byte"):
-            ReadableRoots([root]).read(str(root / "sub" / "a.txt\0.png"), 100)
-
-    def test_dotdot_traversal_out_of_the_root_is_refused(self, root: Path, tmp_path: Path) -> None:
-        """`..` segments are resolved before the check."""
-        path = root / "sub" / ".." / ".." / "secret.txt"
-        with pytest.raises(OutsideAllowedRoots) as info:
-            ReadableRoots([root]).read(path, 100)
-        err = info.value
-        assert (err.path, err.roots, err.resolved) == (
-            str(path),
-            (str(root),),
-            str(tmp_path / "secret.txt"),
-        )
-        assert isinstance(err, PermissionError)
-        assert str(err).startswith(f"{path}: is outside the readable roots")
-        assert err.rule == "allowed_roots"
-
-    def test_a_symlink_escaping_the_root_is_refused(self, root: Path, tmp_path: Path) -> None:
-        """A link inside the root that points outside is judged by its target."""
-        (root / "escape.txt").symlink_to(tmp_path / "secret.txt")
-        with pytest.raises(OutsideAllowedRoots, match=r"escape\.txt: is outside"):
-            ReadableRoots([root]).read(root / "escape.txt", 100)
-
-    def test_a_symlinked_directory_escaping_the_root_is_refused(
-        self, root: Path, tmp_path: Path
-    ) -> None:
-        """A link to a directory outside cannot be used as a path prefix."""
-        (root / "door").symlink_to(tmp_path)
-        with pytest.raises(OutsideAllowedRoots):
-            ReadableRoots([root]).read(root / "door" / "secret.txt", 100)
-
-    def test_a_symlink_within_the_root_is_followed(self, root: Path) -> None:
-        """Links that stay inside are fine; the real path is returned."""
-        (root / "alias.txt").symlink_to(root / "sub" / "a.txt")
-        real, data = ReadableRoots([root]).read(root / "alias.txt", 100)
-        assert (real, data) == (root / "sub" / "a.txt", b"inside")
-
-    def test_a_sibling_directory_sharing_the_prefix_is_outside(self, tmp_path: Path) -> None:
-        """/x/root2 is not under /x/root, whatever the string prefix says."""
-        (tmp_path / "root").mkdir()
-        (tmp_path / "root2").mkdir()
-        (tmp_path / "root2" / "f.txt").write_bytes(b"x")
-        with pytest.raises(OutsideAllowedRoots):
-            ReadableRoots([tmp_path / "root"]).read(tmp_path / "root2" / "f.txt", 100)
-
-    def test_a_missing_file_is_missing(self, root: Path) -> None:
-        """MissingFile is a FileNotFoundError naming the path."""
-        path = root / "nope.txt"
-        with pytest.raises(MissingFile, match=r"nope\.txt: no such file$") as info:
-            ReadableRoots([root]).read(path, 100)
-        assert isinstance(info.value, FileNotFoundError)
-        assert info.value.path == str(path)
-
-    def test_a_missing_path_outside_the_roots_is_reported_as_outside(
-        self, root: Path, tmp_path: Path
-    ) -> None:
-        """Whether something exists outside the roots is not revealed."""
-        with pytest.raises(OutsideAllowedRoots):
-            ReadableRoots([root]).read(tmp_path / "absent.txt", 100)
-
-    def test_a_dangling_symlink_is_missing(self, root: Path) -> None:
-        """A link to nothing inside the root is a missing file."""
-        (root / "dangling").symlink_to(root / "gone")
-        with pytest.raises(MissingFile):
-            ReadableRoots([root]).read(root / "dangling", 100)
-
-    def test_a_symlink_loop_is_unreadable(self, root: Path) -> None:
-        """A loop of links is reported, not followed forever."""
-        (root / "loop-a").symlink_to(root / "loop-b")
-        (root / "loop-b").symlink_to(root / "loop-a")
-        with pytest.raises(UnreadableFile, match=r"loop-a: cannot be read"):
-            ReadableRoots([root]).read(root / "loop-a", 100)
-
-    def test_a_directory_is_refused(self, root: Path) -> None:
-        """PathIsADirectory is both NotARegularFile and IsADirectoryError."""
-        with pytest.raises(
-            PathIsADirectory, match=r"sub: is a directory, not a regular file"
-        ) as info:
-            ReadableRoots([root]).read(root / "sub", 100)
-        assert isinstance(info.value, IsADirectoryError)
-        assert info.value.kind == "directory"
-
-    def test_a_named_pipe_is_refused_without_blocking(self, root: Path) -> None:
-        """A FIFO is opened non-blocking and refused as not a regular file."""
-        os.mkfifo(root / "pipe")
-        with pytest.raises(NotARegularFile, match="pipe: is a named pipe") as info:
-            ReadableRoots([root]).read(root / "pipe", 100)
-        assert info.value.kind == "named pipe"
-
-    @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of permissions")
-    def test_an_unreadable_file_says_why(self, root: Path) -> None:
-        """Permission denied becomes UnreadableFile with the OS's reason."""
-        path = root / "locked.txt"
-        path.write_bytes(b"x")
-        path.chmod(0)
-        try:
-            with pytest.raises(
-                UnreadableFile, match=r"locked\.txt: cannot be read: Permission denied"
-            ):
-                ReadableRoots([root]).read(path, 100)
-        finally:
-            path.chmod(stat.S_IRUSR | stat.S_IWUSR)
-
-    def test_an_io_error_while_reading_says_why(
-        self, root: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """A failing read (EIO) becomes UnreadableFile, an OSError naming the path."""
-
-        def failing_read(fd: int, size: int) -> bytes:
-            raise OSError(errno.EIO, "Input/output error")
-
-        monkeypatch.setattr(_file_roots.os, "read", failing_read)
-        with pytest.raises(UnreadableFile, match=r"a\.txt: cannot be read: Input/output error$"):
-            ReadableRoots([root]).read(root / "sub" / "a.txt", 100)
-
-    def test_a_file_over_the_limit_is_refused_before_reading(self, root: Path) -> None:
-        """The size on disk already breaks the limit."""
-        (root / "big.bin").write_bytes(b"x" * 101)
-        with pytest.raises(FileTooLarge) as info:
-            ReadableRoots([root]).read(root / "big.bin", 100)
-        assert (info.value.size, info.value.limit) == (101, 100)
-
-    def test_a_file_that_grows_while_being_read_is_caught_at_the_cap(
-        self, root: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """The read stops at limit + 1 bytes even when fstat saw a small file."""
-        path = root / "growing.log"
-        path.write_bytes(b"x" * 10_000)
-        real_fstat = os.fstat
-
-        def stale_fstat(fd: int) -> os.stat_result:
-            fields = list(real_fstat(fd))
-            fields[stat.ST_SIZE] = 10  # the size when it was stat'ed, before it grew
-            return os.stat_result(fields)
-
-        monkeypatch.setattr(_file_roots.os, "fstat", stale_fstat)
-        with pytest.raises(FileTooLarge) as info:
-            ReadableRoots([root]).read(path, 100)
-        assert (info.value.size, info.value.limit) == (101, 100)
-
-    @pytest.mark.parametrize(
-        ("roots", "message"),
-        [
-            pytest.param([], "at least one readable root", id="empty"),
-            pytest.param(["relative/dir"], "must be an absolute path", id="relative"),
-        ],
-    )
-    def test_bad_roots_are_rejected_at_construction(self, roots: list[str], message: str) -> None:
-        """Roots must be given, and absolute."""
-        with pytest.raises(ValueError, match=message):
-            ReadableRoots(roots)
 
 
 class TestLoadFile:

@@ -55,16 +55,20 @@ class FileAccessError(FileInputError, OSError):
 
 
 class OutsideAllowedRoots(FileAccessError, PermissionError):
-    """The path, once ``..`` and symlinks are resolved, lies outside every readable root."""
+    """The path is not reachable under a readable root without symlinks or ``..``.
+
+    One message for every such path (outside, missing outside, a directory, a symlink or a
+    ``..`` on the way): it never depends on what exists beyond the roots. ``.roots`` lists them.
+    """
 
     rule = "allowed_roots"
 
-    def __init__(self, path: str, roots: Iterable[str], resolved: str | None = None) -> None:
+    def __init__(self, path: str, roots: Iterable[str]) -> None:
         self.roots = tuple(roots)
-        self.resolved = resolved
-        where = f" (resolves to {resolved})" if resolved is not None else ""
         super().__init__(
-            path, f"is outside the readable roots{where}; allowed: {', '.join(self.roots)}"
+            path,
+            "is not under the readable roots (no symlinks or '..' are followed); "
+            f"allowed: {', '.join(self.roots)}",
         )
 
 
