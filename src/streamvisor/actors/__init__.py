@@ -49,6 +49,7 @@ from .background import (
 )
 from .files import (
     AnimatedGifNotAllowed,
+    AnimatedImageNotAllowed,
     AssistantsShapeNotAllowed,
     EmptyFile,
     FileAccessError,
@@ -74,6 +75,7 @@ from .files import (
     ReadableRoots,
     RequestLimitExceeded,
     SniffResult,
+    TooManyPixels,
     UnknownPurpose,
     UnreadableFile,
     UnsupportedFileType,
@@ -114,6 +116,7 @@ __all__ = [
     "AgentHandle",
     "AgentReply",
     "AnimatedGifNotAllowed",
+    "AnimatedImageNotAllowed",
     "AssistantsShapeNotAllowed",
     "BackgroundError",
     "BackgroundHandle",
@@ -168,6 +171,7 @@ __all__ = [
     "StreamStopped",
     "StreamTicket",
     "StreamingSession",
+    "TooManyPixels",
     "TooManyStreams",
     "Tool",
     "ToolArgumentsError",

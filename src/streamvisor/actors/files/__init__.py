@@ -7,6 +7,7 @@ from __future__ import annotations
 from ._actor import FileActor, FilesStatistics
 from ._errors import (
     AnimatedGifNotAllowed,
+    AnimatedImageNotAllowed,
     AssistantsShapeNotAllowed,
     EmptyFile,
     FileAccessError,
@@ -24,6 +25,7 @@ from ._errors import (
     OutsideAllowedRoots,
     PathIsADirectory,
     RequestLimitExceeded,
+    TooManyPixels,
     UnknownPurpose,
     UnreadableFile,
     UnsupportedFileType,
@@ -44,6 +46,7 @@ from ._sniff import SniffResult
 
 __all__ = [
     "AnimatedGifNotAllowed",
+    "AnimatedImageNotAllowed",
     "AssistantsShapeNotAllowed",
     "EmptyFile",
     "FileAccessError",
@@ -69,6 +72,7 @@ __all__ = [
     "ReadableRoots",
     "RequestLimitExceeded",
     "SniffResult",
+    "TooManyPixels",
     "UnknownPurpose",
     "UnreadableFile",
     "UnsupportedFileType",

@@ -11,6 +11,7 @@ from .._errors import ActorsLayerError
 
 __all__ = [
     "AnimatedGifNotAllowed",
+    "AnimatedImageNotAllowed",
     "AssistantsShapeNotAllowed",
     "EmptyFile",
     "FileAccessError",
@@ -28,6 +29,7 @@ __all__ = [
     "OutsideAllowedRoots",
     "PathIsADirectory",
     "RequestLimitExceeded",
+    "TooManyPixels",
     "UnknownPurpose",
     "UnreadableFile",
     "UnsupportedFileType",
@@ -73,7 +75,7 @@ class OutsideAllowedRoots(FileAccessError, PermissionError):
 
 
 class MissingFile(FileAccessError, FileNotFoundError):
-    """Nothing exists at the path (or a symlink on the way is dangling)."""
+    """Nothing exists at the path, under its root."""
 
     rule = "exists"
 
@@ -163,16 +165,48 @@ class UnsupportedFileType(FileRejected):
         )
 
 
-class AnimatedGifNotAllowed(FileRejected):
+class AnimatedImageNotAllowed(FileRejected):
+    """The image is animated (``frames`` > 1): the API looks at still images only."""
+
+    rule = "non_animated"
+
+    def __init__(self, path: str, mime_type: str, frames: int) -> None:
+        self.mime_type = mime_type
+        self.frames = frames
+        super().__init__(path, self._describe())
+
+    def _describe(self) -> str:
+        kind = f"an animated {self.mime_type} ({self.frames} frames)"
+        return f"is {kind}; only still images are accepted"
+
+
+class AnimatedGifNotAllowed(AnimatedImageNotAllowed):
     """The GIF has more than one frame: the API accepts only non-animated GIFs."""
 
     rule = "non_animated_gif"
 
     def __init__(self, path: str, frames: int) -> None:
-        self.frames = frames
-        super().__init__(
-            path, f"is an animated GIF ({frames}+ frames); only non-animated GIFs are accepted"
-        )
+        super().__init__(path, "image/gif", frames)
+
+    def _describe(self) -> str:
+        return f"is an animated GIF ({self.frames}+ frames); only non-animated GIFs are accepted"
+
+
+class TooManyPixels(FileRejected):
+    """The image claims more pixels than may be decoded (a decompression bomb, or just huge).
+
+    ``pixels`` is width x height, or None when the decoder refused it before saying (over its
+    own, higher, limit); ``limit`` is the rule's.
+    """
+
+    rule = "max_image_pixels"
+
+    def __init__(self, path: str, mime_type: str, pixels: int | None, limit: int) -> None:
+        self.mime_type = mime_type
+        self.pixels = pixels
+        self.limit = limit
+        count = f"{pixels} pixels" if pixels is not None else "too many pixels to decode"
+        super().__init__(path, f"is a {mime_type} of {count}, over the limit of {limit} pixels")
 
 
 class MalformedFile(FileRejected):

@@ -206,7 +206,7 @@ class ReadableRoots:
         ordered = sorted(spellings, key=lambda pair: len(pair[0].parts), reverse=True)
         self.__attrs_init__(real, tuple(ordered))
 
-    def locate(self, path: str | os.PathLike[str]) -> tuple[Path, tuple[str, ...]]:
+    def _locate(self, path: str | os.PathLike[str]) -> tuple[Path, tuple[str, ...]]:
         """Split ``path`` into the root it lies under and the components below that root.
 
         Lexical only: nothing is looked up, so nothing is revealed about what exists anywhere.
@@ -242,7 +242,7 @@ class ReadableRoots:
             UnreadableFile: permission denied, a file used as a directory, an I/O error, a NUL.
         """
         shown = os.fspath(path)
-        root, parts = self.locate(path)
+        root, parts = self._locate(path)
         try:
             fd = _open_beneath(root, parts)
         except OSError as exc:

@@ -22,6 +22,7 @@ from ._errors import (
     UnknownPurpose,
     UnsupportedFileType,
 )
+from ._images import DEFAULT_MAX_IMAGE_PIXELS, check_image_structure
 from ._sniff import DOCUMENT_TYPES, IMAGE_TYPES, JSONL_TYPES, SniffResult, count_gif_frames, sniff
 
 __all__ = [
@@ -91,6 +92,11 @@ class FileRules:
     max_image_bytes: int = attrs.field(default=20 * MIB, validator=attrs.validators.gt(0))
     #: A ``batch`` input file (200 MB).
     max_batch_bytes: int = attrs.field(default=200 * MIB, validator=attrs.validators.gt(0))
+    #: Pixels (width x height) an image may claim; more is refused before decoding, as a
+    #: decompression bomb (Pillow's threshold, about 89.5 million).
+    max_image_pixels: int = attrs.field(
+        default=DEFAULT_MAX_IMAGE_PIXELS, validator=attrs.validators.gt(0)
+    )
     #: Images in one request (500).
     max_images_per_request: int = attrs.field(default=500, validator=attrs.validators.gt(0))
     #: Image bytes in one request, counted over inline data URLs (50 MB).
@@ -123,15 +129,15 @@ def check_content(
 ) -> SniffResult:
     """Check ``data`` against ``rules`` for ``purpose`` and return what it is.
 
-    Images (of any purpose) must also be at most ``max_image_bytes`` and, if GIF, have one frame.
+    Images (of any purpose) must also pass :func:`check_image`.
 
     Raises:
         UnknownPurpose: ``purpose`` is not an upload purpose.
         EmptyFile: ``data`` is empty.
         FileTooLarge: over the limit for the purpose (or for an image).
         UnsupportedFileType: the sniffed type is not allowed for the purpose.
-        AnimatedGifNotAllowed: a GIF with more than one frame.
-        MalformedFile: a GIF whose block structure is broken.
+        AnimatedImageNotAllowed, MalformedFile, TooManyPixels: an image that is not a whole still
+            picture of a decodable size (see :func:`check_image`).
     """
     purpose = parse_purpose(purpose, path)
     if not data:
@@ -155,12 +161,16 @@ def check_image(
     path: str = "<data>",
     purpose: str | None = None,
 ) -> None:
-    """Apply the image-only rules (size, single-frame GIF) when ``found`` is an image type.
+    """Apply the image-only rules when ``found`` is an image type: at most ``max_image_bytes``,
+    a single frame, at most ``max_image_pixels``, and whole (Pillow verifies and decodes it).
 
     Raises:
         FileTooLarge: over ``max_image_bytes``.
-        AnimatedGifNotAllowed: a GIF with more than one frame.
-        MalformedFile: a GIF whose block structure is broken.
+        AnimatedGifNotAllowed: a GIF with more than one frame (an AnimatedImageNotAllowed).
+        AnimatedImageNotAllowed: an animated PNG (APNG) or WEBP.
+        TooManyPixels: width x height over ``max_image_pixels``: refused before decoding.
+        MalformedFile: truncated or corrupt (a GIF's block structure, a PNG's CRCs, pixel data
+            the decoder cannot finish).
     """
     if found.mime_type not in IMAGE_TYPES:
         return
@@ -175,3 +185,4 @@ def check_image(
             raise MalformedFile(path, "image/gif", "no image frames")
         if frames > 1:
             raise AnimatedGifNotAllowed(path, frames)
+    check_image_structure(data, found.mime_type, max_pixels=rules.max_image_pixels, path=path)
