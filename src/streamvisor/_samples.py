@@ -1,5 +1,5 @@
-"""Tiny, valid media files built by hand, for the demos and the file-rule tests (Pillow is not a
-dependency).
+"""Tiny, valid media files built by hand, for the demos and the file-rule tests (byte-exact and
+with no encoder in the loop; the file actor checks them with Pillow like any other image).
 
 Each builder returns the bytes of a real file of its format: PNG with IHDR/IDAT/IEND and correct
 CRCs, a baseline JPEG with its own quantisation and Huffman tables, GIF87a/89a with proper block

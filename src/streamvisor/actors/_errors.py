@@ -7,7 +7,8 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
     ActorsLayerError                      root: anything the domain actors reject or fail at
     └── FileInputError                    a file or input part that cannot be sent; .path, .rule
         ├── FileAccessError (OSError)     the file could not be read as asked
-        │   ├── OutsideAllowedRoots (PermissionError)   .roots: the path resolves outside them
+        │   ├── OutsideAllowedRoots (PermissionError)   .roots: not under them without symlinks
+        │   │                                           or '..' (one message for every way out)
         │   ├── MissingFile (FileNotFoundError)
         │   ├── NotARegularFile                         .kind: "fifo", "socket", "device", ...
         │   │   └── PathIsADirectory (IsADirectoryError)
@@ -16,8 +17,10 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
             ├── EmptyFile
             ├── FileTooLarge              .size, .limit, .purpose (None for an inline part)
             ├── UnsupportedFileType       .mime_type, .purpose, .allowed
-            ├── AnimatedGifNotAllowed     .frames
-            ├── MalformedFile             .mime_type, .reason
+            ├── AnimatedImageNotAllowed   .mime_type, .frames: an animated PNG or WEBP
+            │   └── AnimatedGifNotAllowed       an animated GIF (the API's own rule)
+            ├── MalformedFile             .mime_type, .reason: truncated or corrupt
+            ├── TooManyPixels             .mime_type, .pixels, .limit: refused before decoding
             ├── UnknownPurpose            .purpose, .allowed
             └── InvalidInputPart          .reason: a hand-built input part is wrong
                 ├── AssistantsShapeNotAllowed   an Assistants ``image_file`` part
