@@ -360,8 +360,8 @@ class TestReadableRoots:
             ReadableRoots(roots)
 
 
-class TestOpenat2:
-    """The kernel's confinement, where it is there."""
+class TestOpeners:
+    """The kernel's confinement where it is there, and the walk that stands in for it."""
 
     def test_a_kernel_without_openat2_falls_back_to_the_walk(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -375,3 +375,19 @@ class TestOpenat2:
             assert ReadableRoots([tmp_path]).read(tmp_path / "f.txt", 100)[1] == b"walked"
         finally:
             _file_roots._openat2.cache_clear()
+
+    def test_the_walk_refuses_a_directory_that_was_a_symlink_when_opened(
+        self, root: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """O_DIRECTORY | O_NOFOLLOW fails with ENOTDIR on a symlink; if a real directory is back
+        by the time the walk looks, it was swapped: refused as a symlink, not 'Not a directory'."""
+        monkeypatch.setattr(_file_roots, "_openat2", lambda: None)
+        real_open = os.open
+
+        def open_during_a_swap(path: str, flags: int, mode: int = 0o777, **kw: int) -> int:
+            if path == "sub":
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            return real_open(path, flags, mode, **kw)
+
+        monkeypatch.setattr(_file_roots.os, "open", open_during_a_swap)
+        _outside_error(ReadableRoots([root]), root / "sub" / "a.txt")

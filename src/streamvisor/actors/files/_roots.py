@@ -115,8 +115,10 @@ def _walk(root_fd: int, parts: tuple[str, ...]) -> int:
             try:
                 child = os.open(part, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd)
             except NotADirectoryError:
-                # O_DIRECTORY | O_NOFOLLOW says ENOTDIR for a symlink too: tell them apart.
-                if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                # O_DIRECTORY | O_NOFOLLOW says ENOTDIR for a symlink too. A look after the fact
+                # tells them apart; finding a directory there now means it was swapped since.
+                mode = os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode
+                if stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
                     raise OSError(errno.ELOOP, os.strerror(errno.ELOOP)) from None
                 raise
             if fd != root_fd:
