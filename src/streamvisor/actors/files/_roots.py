@@ -21,7 +21,7 @@ import os
 import platform
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import attrs
@@ -201,7 +201,7 @@ class ReadableRoots:
     #: (spelling, resolved root) pairs, longest spelling first, to place absolute paths.
     _spellings: tuple[tuple[Path, Path], ...] = attrs.field(repr=False, eq=False)
 
-    def __init__(self, roots: str | os.PathLike[str] | object) -> None:
+    def __init__(self, roots: str | os.PathLike[str] | Collection[str | os.PathLike[str]]) -> None:
         given = _absolute_roots(roots)
         real = tuple(root.resolve() for root in given)
         spellings = {*zip(given, real, strict=True), *((root, root) for root in real)}
