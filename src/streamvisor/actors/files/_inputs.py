@@ -169,8 +169,9 @@ def image_input(
         TypeError: not exactly one of ``file_id``, ``data``, ``url``.
         InvalidInputPart: bad ``detail``, or a URL that is not https/http/data.
         InvalidDataURL: ``mime_type`` (or a data URL's header) contradicts the bytes; bad base64.
-        EmptyFile, FileTooLarge, UnsupportedFileType, AnimatedGifNotAllowed, MalformedFile:
-            inline bytes that are not an acceptable image.
+        EmptyFile, FileTooLarge, UnsupportedFileType, AnimatedImageNotAllowed (of which
+            AnimatedGifNotAllowed), MalformedFile, TooManyPixels: inline bytes that are not an
+            acceptable image (see :func:`~._rules.check_image`).
     """
     source = _one_of("image_input", file_id=file_id, data=data, url=url)
     _check_detail(detail, RESPONSES_DETAILS, name)
@@ -238,8 +239,8 @@ def chat_image_part(
     Raises:
         TypeError: not exactly one of ``url``, ``data``.
         InvalidInputPart: bad ``detail`` (auto/low/high) or URL scheme.
-        InvalidDataURL, EmptyFile, FileTooLarge, UnsupportedFileType, AnimatedGifNotAllowed,
-            MalformedFile: as for :func:`image_input`.
+        InvalidDataURL, EmptyFile, FileTooLarge, UnsupportedFileType, AnimatedImageNotAllowed,
+            MalformedFile, TooManyPixels: as for :func:`image_input`.
     """
     source = _one_of("chat_image_part", url=url, data=data)
     _check_detail(detail, CHAT_DETAILS, name)
@@ -323,8 +324,8 @@ def validate_input(
             alternatives (``image_url``/``file_id``; ``file_id``/``file_url``/``file_data``),
             ``file_data`` without ``filename``, a bad ``detail`` or URL.
         InvalidDataURL: a data URL with a bad header or base64, or a MIME type the bytes contradict.
-        EmptyFile, FileTooLarge, UnsupportedFileType, AnimatedGifNotAllowed, MalformedFile:
-            inline bytes that are not acceptable.
+        EmptyFile, FileTooLarge, UnsupportedFileType, AnimatedImageNotAllowed, MalformedFile,
+            TooManyPixels: inline bytes that are not acceptable.
     """
     if not isinstance(part, Mapping):
         raise InvalidInputPart(path, f"a content part must be an object, not {type(part).__name__}")
