@@ -78,19 +78,21 @@ def _openat2() -> _Openat2 | None:
 
     def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
         how = _OpenHow(flags, 0, resolve)
-        fd = int(
-            syscall(
-                ctypes.c_long(number),
-                ctypes.c_int(dir_fd),
-                ctypes.c_char_p(os.fsencode(path)),
-                ctypes.byref(how),
-                ctypes.c_size_t(ctypes.sizeof(how)),
+        while True:  # retried on EINTR, as os.open does (PEP 475)
+            fd = int(
+                syscall(
+                    ctypes.c_long(number),
+                    ctypes.c_int(dir_fd),
+                    ctypes.c_char_p(os.fsencode(path)),
+                    ctypes.byref(how),
+                    ctypes.c_size_t(ctypes.sizeof(how)),
+                )
             )
-        )
-        if fd < 0:
+            if fd >= 0:
+                return fd
             code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
-        return fd
+            if code != errno.EINTR:
+                raise OSError(code, os.strerror(code))
 
     try:
         root = os.open("/", _DIR_FLAGS)
@@ -98,11 +100,10 @@ def _openat2() -> _Openat2 | None:
             os.close(openat2(root, ".", _DIR_FLAGS, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS))
         finally:
             os.close(root)
-    except OSError as exc:
-        # ENOSYS: before Linux 5.6; EPERM: a seccomp filter that does not know the syscall.
-        if exc.errno in (errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.E2BIG):
-            return None
-        raise
+    except OSError:
+        # ENOSYS before Linux 5.6, EPERM (or ENOSYS) from a seccomp filter that does not know the
+        # syscall, EINVAL/E2BIG from a kernel without these flags: the walk is as safe, if slower.
+        return None
     return openat2
 
 
