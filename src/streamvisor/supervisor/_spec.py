@@ -19,6 +19,7 @@ __all__ = [
     "ChildSpec",
     "ChildType",
     "Restart",
+    "RestartBudget",
     "Shutdown",
     "Strategy",
     "check_childspecs",
@@ -147,6 +148,35 @@ class ChildSpec:
         """A supervisor child (``factory()`` returns a ``Supervisor``/``DynamicSupervisor``);
         ``shutdown`` defaults to ``"infinity"`` so grandchildren are never leaked (SD-04)."""
         return cls(id, factory, restart, shutdown, ChildType.SUPERVISOR, name, significant)
+
+
+def _check_budget_intensity(_: Any, __: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidChildSpec(f"a restart budget's intensity must be an int >= 0: {value!r}")
+
+
+def _check_budget_period(_: Any, __: Any, value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (value > 0 and math.isfinite(value))
+    ):
+        raise InvalidChildSpec(f"a restart budget's period must be seconds > 0: {value!r}")
+
+
+@attrs.frozen(slots=True)
+class RestartBudget:
+    """A child's own restart allowance: at most ``intensity`` restarts within ``period`` seconds
+    (OTP's MaxR/MaxT, counted for one child instead of the whole supervisor).
+
+    A child that would exceed it is *given up*: not restarted, its spec removed, its owner told
+    (``on_give_up``) -- the supervisor itself keeps running. Its restarts within the budget still
+    count toward the supervisor's own intensity (INT-01), so a storm of many failing children
+    still escalates. Raises ``InvalidChildSpec`` for a bad field.
+    """
+
+    intensity: int = attrs.field(validator=_check_budget_intensity)
+    period: float = attrs.field(validator=_check_budget_period)
 
 
 def check_childspecs(

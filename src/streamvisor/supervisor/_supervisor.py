@@ -288,10 +288,19 @@ class _Supervising(Actor, Generic[_C]):
         raise NotImplementedError
 
     async def _launch(
-        self, child: _C, actor: Actor, name: str | None, label: str | None
+        self, child: _C, actor: Actor, name: str | None, label: str | None, type: ChildType
     ) -> ActorRef:
         """Start ``actor`` (registered as ``name``, logged as ``label``) as ``child``'s running
-        incarnation, watched by this supervisor. Raises what the start raises."""
+        incarnation, watched by this supervisor. Raises ``InvalidChildSpec`` when the factory
+        returned no ``Actor``, or no supervisor for a ``ChildType.SUPERVISOR`` child (its
+        shutdown would wait forever on a worker); else what the start raises."""
+        if not isinstance(actor, Actor):
+            raise InvalidChildSpec(f"child {label!r}: the factory returned {actor!r}, not an Actor")
+        if type is ChildType.SUPERVISOR and not isinstance(actor, _Supervising):
+            raise InvalidChildSpec(
+                f"child {label!r}: a supervisor child's factory returned {actor!r}, "
+                "not a Supervisor or DynamicSupervisor"
+            )
         ref, receive = _prepare(actor, name, self._ref._registry, label)
         ref._add_watcher(_ChildWatch(self._ref))
         nursery = self._ref._nursery
@@ -377,7 +386,7 @@ class Supervisor(_Supervising[_Child]):
 
     async def _start(self, child: _Child) -> ActorRef:
         spec = child.spec
-        return await self._launch(child, spec.factory(), spec.name, spec.id)
+        return await self._launch(child, spec.factory(), spec.name, spec.id, spec.type)
 
     async def _stop_all(self) -> None:
         for child in reversed(self._children):
