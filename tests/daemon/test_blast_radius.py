@@ -82,6 +82,8 @@ class TestBlastRadius:
                             for i in items
                         )
                     )
+                    # Its durable response was handed over to polling, which sees it end.
+                    polled = await offender_events.wait_status(ticket.response_id, timeout=10)
                 after = await root_children(daemon)
 
             # The offender: the first worker and 3 restarts, then given up (not restarted).
@@ -97,6 +99,8 @@ class TestBlastRadius:
                 assert "restart budget exhausted" in event.data["message"]
                 assert "injected crash #4" in event.data["message"]
                 assert event.data["exit_reason"].startswith("crashed(")
+            assert stream_error.data["handed_over_to_polling"] is True
+            assert polled.status == "completed"
             # Its stream ends with the error event, numbered right after its last event.
             numbers = offender_events.sequence_numbers(ticket.response_id)
             assert numbers == list(range(len(numbers)))

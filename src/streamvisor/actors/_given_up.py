@@ -16,6 +16,7 @@ the actor's subscribers, in the vocabulary of its topic:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from streamvisor.openai import StreamEvent
@@ -46,9 +47,11 @@ def given_up_event(
     response_id: str | None = None,
     session_id: str | None = None,
     api: Api = "responses",
+    extra: Mapping[str, Any] | None = None,
 ) -> StreamEvent:
     """The terminal ``error`` event telling a topic's subscribers that its actor was given up
-    (for the stream ``response_id`` when given, numbered after its last event)."""
+    (for the stream ``response_id`` when given, numbered after its last event); ``extra`` is
+    added to its ``data``."""
     exception = given.reason.exception
     data: dict[str, Any] = {
         "type": "error",
@@ -62,5 +65,6 @@ def given_up_event(
         "origin": "supervisor",
         "exit_reason": str(given.reason),
         "restart_budget": {"intensity": given.budget.intensity, "period": given.budget.period},
+        **(extra or {}),
     }
     return StreamEvent("error", sequence_number, data, response_id, session_id, api, time.time())

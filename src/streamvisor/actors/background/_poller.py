@@ -363,6 +363,11 @@ class BackgroundPoller(Actor):
                 log.warning("background.observe_failed", error=str(exc))
             if message.status in TERMINAL_STATUSES:
                 self._wake(message.response_id)
+        elif isinstance(message, StreamFinished):  # DurableTracker.stream_abandoned
+            try:
+                await self._stream_finished(message)
+            except _CALLER_ERRORS as exc:
+                log.warning("background.hand_over_failed", error=str(exc))
         else:
             await super().handle_cast(message)
 

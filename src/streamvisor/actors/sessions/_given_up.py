@@ -26,8 +26,9 @@ def report_session_given_up(given: GivenUp) -> None:
     session itself (no ``response_id``): it is gone until opened again.
 
     The child's argument is its `session_factory` partial, which holds the session's id, deps
-    and `SessionState`. A durable stream's response keeps running server-side and stays in the
-    background registry (``daemon.background.poll(response_id)`` follows it).
+    and `SessionState`. A durable stream's response keeps running server-side: it is handed over
+    to polling (`DurableTracker.stream_abandoned`; its event says ``handed_over_to_polling``),
+    so ``background.<response_id>`` reports how it ends.
     """
     factory = given.args[0] if given.args else None
     if not (isinstance(factory, functools.partial) and factory.func is StreamingSession):
@@ -40,15 +41,19 @@ def report_session_given_up(given: GivenUp) -> None:
     for record in list(state.streams.values()):
         if record.cursor is None or record.ended is not None:
             continue  # no subscriber saw it start, or it already got its terminal event
+        handed_over = record.durable and record.response_id is not None and not record.terminal
         event = given_up_event(
             given,
             sequence_number=record.cursor + 1,
             response_id=record.response_id,
             session_id=session_id,
             api=record.api,
+            extra={"handed_over_to_polling": True} if handed_over else None,
         )
         deps.bus.publish(topic, event)
         record.ended = event.type
+        if handed_over and deps.tracker is not None and record.response_id is not None:
+            deps.tracker.stream_abandoned(record.response_id)
     deps.bus.publish(topic, given_up_event(given, session_id=session_id))
     log.error(
         "session.given_up",
