@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from streamvisor.supervisor import (
+    AutoShutdown,
     ChildSpec,
     ChildType,
     DynamicSupervisor,
@@ -17,13 +18,16 @@ from streamvisor.supervisor import (
     ExitReason,
     GivenUp,
     InvalidChildSpec,
+    InvalidSupervisorFlags,
     Registry,
     Restart,
     RestartBudget,
     StartChildError,
+    Strategy,
     Supervisor,
     open_supervisor,
     start_actor,
+    start_supervisor,
 )
 from streamvisor.testing import Crash, Crashable, Trace
 
@@ -279,6 +283,111 @@ class TestBUD05GivenUpIsNotBlacklisted:
         assert await again.call("ping") == "pong"
 
 
+def budgeted(
+    trace: Trace,
+    id: str,
+    budget: RestartBudget,
+    *,
+    restart: Restart = Restart.PERMANENT,
+    significant: bool = False,
+    failing_restarts: bool = False,
+) -> ChildSpec:
+    """A static child with a budget; with ``failing_restarts`` every start after the first
+    fails."""
+
+    def factory() -> Crashable:
+        fails = failing_restarts and trace.count("init", id) >= 1
+        return Crashable(id, trace, init_error=OSError(f"cannot start {id}") if fails else None)
+
+    return ChildSpec.worker(
+        id, factory, restart=restart, name=id, significant=significant, restart_budget=budget
+    )
+
+
+def plain(trace: Trace, id: str) -> ChildSpec:
+    return ChildSpec.worker(id, lambda: Crashable(id, trace), name=id)
+
+
+class TestBUDStaticSupervisor:
+    async def test_BUD01_a_static_child_over_its_budget_is_given_up_and_its_spec_removed(
+        self, autojump_clock: trio.testing.MockClock, trace: Trace
+    ) -> None:
+        registry, given_up = Registry(), list[GivenUp]()
+        specs = [plain(trace, "a"), budgeted(trace, "bad", RestartBudget(1, 5.0))]
+        async with open_supervisor(
+            specs, intensity=10, registry=registry, on_give_up=given_up.append
+        ) as sup:
+            await crash(registry, "bad")
+            await registry.wait_for("bad", timeout=1)
+            await crash(registry, "bad", KeyError("again"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert [row.id for row in await sup.which_children()] == ["a"]
+            [notice] = given_up
+            assert (notice.id, notice.name, notice.args) == ("bad", "bad", ())
+            assert notice.reason.kind == "crashed"
+            assert isinstance(notice.reason.exception, KeyError)
+            # BUD-05: the spec is gone, so the same spec can be started again.
+            again = await sup.start_child(specs[1])
+            assert await again.call("ping") == "pong"
+            assert sup.alive
+
+    async def test_BUD01_under_one_for_all_the_group_is_not_restarted_for_a_given_up_child(
+        self, autojump_clock: trio.testing.MockClock, trace: Trace
+    ) -> None:
+        registry, given_up = Registry(), list[GivenUp]()
+        specs = [
+            plain(trace, "a"),
+            budgeted(trace, "bad", RestartBudget(0, 5.0)),
+            plain(trace, "b"),
+        ]
+        async with open_supervisor(
+            specs, strategy=Strategy.ONE_FOR_ALL, registry=registry, on_give_up=given_up.append
+        ) as sup:
+            a, b = registry.whereis("a"), registry.whereis("b")
+            await crash(registry, "bad")
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(given_up) == 1
+            assert [row.ref for row in await sup.which_children()] == [a, b]
+            assert (trace.count("init", "a"), trace.count("init", "b")) == (1, 1)
+
+    async def test_BUD01_a_significant_child_given_up_triggers_auto_shutdown(
+        self, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, trace: Trace
+    ) -> None:
+        """AS-02: a significant child that terminates and is not restarted."""
+        registry = Registry()
+        specs = [
+            plain(trace, "a"),
+            budgeted(
+                trace, "main", RestartBudget(0, 5.0), restart=Restart.TRANSIENT, significant=True
+            ),
+        ]
+        sup = await start_supervisor(
+            nursery, specs, auto_shutdown=AutoShutdown.ANY_SIGNIFICANT, registry=registry
+        )
+        await crash(registry, "main")
+        assert await sup.wait() == ExitReason.shutdown()
+        assert trace.count("init", "main") == 1
+
+    async def test_BUD04_a_static_child_whose_restarts_keep_failing_is_given_up(
+        self, autojump_clock: trio.testing.MockClock, trace: Trace
+    ) -> None:
+        registry, given_up = Registry(), list[GivenUp]()
+        specs = [
+            plain(trace, "a"),
+            budgeted(trace, "bad", RestartBudget(2, 5.0), failing_restarts=True),
+        ]
+        async with open_supervisor(
+            specs, intensity=100, registry=registry, on_give_up=given_up.append
+        ) as sup:
+            await crash(registry, "bad")
+            await trace.wait_count("init", "bad", 3)
+            await trio.testing.wait_all_tasks_blocked()
+            [notice] = given_up
+            assert isinstance(notice.reason.exception, OSError)
+            assert trace.count("init", "bad") == 3  # the first start, then two failed restarts
+            assert [row.id for row in await sup.which_children()] == ["a"]
+
+
 class TestRestartBudgetValidation:
     @pytest.mark.parametrize(
         ("intensity", "period"),
@@ -290,13 +399,15 @@ class TestRestartBudgetValidation:
         with pytest.raises(InvalidChildSpec):
             RestartBudget(intensity, period)  # type: ignore[arg-type]
 
-    def test_a_dynamic_supervisor_refuses_a_budget_of_the_wrong_type_or_an_uncallable_observer(
-        self,
-    ) -> None:
+    def test_a_budget_of_the_wrong_type_or_an_uncallable_observer_is_refused(self) -> None:
         with pytest.raises(InvalidChildSpec):
             DynamicSupervisor(Crashable, restart_budget=(3, 5.0))  # type: ignore[arg-type]
         with pytest.raises(InvalidChildSpec):
+            ChildSpec.worker("w", Crashable, restart_budget=3)  # type: ignore[arg-type]
+        with pytest.raises(InvalidSupervisorFlags):
             DynamicSupervisor(Crashable, on_give_up="log")  # type: ignore[arg-type]
+        with pytest.raises(InvalidSupervisorFlags):
+            Supervisor([], on_give_up="log")  # type: ignore[arg-type]
 
 
 class TestCH01SupervisorChildren:

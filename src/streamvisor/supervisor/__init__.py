@@ -22,10 +22,11 @@ tests in ``tests/supervisor`` are named after its checklist IDs. Where trio forc
 * **Child exits** reach the supervisor as messages from a monitor, never as exceptions in its
   nursery, so siblings are untouched and restarts never catch ``BaseException``/``Cancelled``.
 * ``which_children`` lists children in **start order** (OTP 25 lists newest first).
-* **Per-child restart budgets** (an extension, BUD-01..05 in ``_dynamic.py``): a
-  ``DynamicSupervisor`` with a ``RestartBudget`` gives up on one child that restarts too often
-  -- not restarted, forgotten, ``on_give_up(GivenUp)`` told -- instead of letting it exhaust the
-  intensity that stops all its siblings.
+* **Per-child restart budgets** (an extension, BUD-01..05 in ``_dynamic.py``): with a
+  ``RestartBudget`` (``DynamicSupervisor(restart_budget=)``, ``ChildSpec(restart_budget=)``) a
+  supervisor gives up on one child that restarts too often -- not restarted, forgotten,
+  ``on_give_up(GivenUp)`` told -- instead of letting it exhaust the intensity that stops all its
+  siblings.
 * A ``ChildSpec.supervisor`` whose factory returns a worker fails to start with
   ``StartChildError`` caused by ``InvalidChildSpec`` (its ``infinity`` shutdown assumes a
   supervisor).

@@ -3,12 +3,15 @@ DynamicSupervisor), with optional per-child restart budgets.
 
 Per-child restart budgets are this runtime's extension to OTP, for supervisors of many
 independent children (sessions, agents, pollers) where one child crash-looping must not take its
-siblings down. The checklist IDs its tests use:
+siblings down: ``DynamicSupervisor(restart_budget=...)`` for every child of the template,
+``ChildSpec(restart_budget=...)`` for one child of a static `Supervisor`. The checklist IDs its
+tests use:
 
 * **BUD-01** With a ``restart_budget``, each child counts its own restarts; one that would
   exceed ``intensity`` restarts within ``period`` seconds is *given up*: not restarted, removed
   (``which_children`` no longer lists it), logged as ``child_given_up`` with its last exit reason.
-  Its siblings and the supervisor keep running.
+  Its siblings and the supervisor keep running (under ``one_for_all``/``rest_for_one`` its group
+  is not restarted either; a significant child given up counts for auto-shutdown, AS-02).
 * **BUD-02** The owner learns it: ``on_give_up(GivenUp)`` is called (a plain callable, in the
   supervisor's task; it must not block; an exception from it is logged and ignored).
 * **BUD-03** Restarts within a child's budget still count toward the supervisor's own intensity
@@ -36,11 +39,19 @@ from ._actor import Actor
 from ._errors import ActorError, ChildNotFound, InvalidChildSpec, MaxChildren, StartChildError
 from ._reason import SHUTDOWN, ExitReason, GivenUp
 from ._ref import ActorRef, Caller, NoReply, StopActor
-from ._spec import AutoShutdown, ChildType, Restart, RestartBudget, Shutdown, Strategy, check_flags
+from ._spec import (
+    AutoShutdown,
+    ChildType,
+    Restart,
+    RestartBudget,
+    Shutdown,
+    Strategy,
+    check_flags,
+    check_observer,
+)
 from ._supervisor import (
     ChildCounts,
     ChildInfo,
-    _exceeds_intensity,
     _exit_reported,
     _restart_due,
     _stop_refs,
@@ -127,12 +138,10 @@ class DynamicSupervisorRef(ActorRef):
 
 
 def _check_template(
-    restart: object, shutdown: object, max_children: object, budget: object, on_give_up: object
+    restart: object, shutdown: object, max_children: object, budget: object
 ) -> None:
     if budget is not None and not isinstance(budget, RestartBudget):
         raise InvalidChildSpec(f"restart_budget must be a RestartBudget or None: {budget!r}")
-    if on_give_up is not None and not callable(on_give_up):
-        raise InvalidChildSpec(f"on_give_up must be callable or None: {on_give_up!r}")
     if not isinstance(restart, Restart):
         raise InvalidChildSpec(f"restart must be a Restart: {restart!r}")
     if shutdown not in ("brutal_kill", "infinity") and (
@@ -166,7 +175,6 @@ class DynamicSupervisor(_Supervising[_Dyn]):
     __slots__ = (
         "factory",
         "max_children",
-        "on_give_up",
         "restart",
         "restart_budget",
         "shutdown",
@@ -189,7 +197,8 @@ class DynamicSupervisor(_Supervising[_Dyn]):
         on_give_up: Callable[[GivenUp], object] | None = None,
     ) -> None:
         check_flags(Strategy.ONE_FOR_ONE, intensity, period, AutoShutdown.NEVER)
-        _check_template(restart, shutdown, max_children, restart_budget, on_give_up)
+        _check_template(restart, shutdown, max_children, restart_budget)
+        check_observer(on_give_up)
         if not callable(factory):
             raise InvalidChildSpec(f"a child factory must be callable: {factory!r}")
         self.factory = factory
@@ -235,38 +244,13 @@ class DynamicSupervisor(_Supervising[_Dyn]):
         else:
             self._children.remove(child)
 
-    def _over_budget(self, child: _Dyn) -> bool:
-        """Record a restart of ``child``; True when it exceeds its own budget (BUD-01)."""
-        budget = self.restart_budget
-        return budget is not None and _exceeds_intensity(
-            child.restarts, budget.intensity, budget.period
-        )
-
-    def _give_up_child(self, child: _Dyn) -> None:
-        """BUD-01/02: forget ``child`` without restarting it, and tell the owner."""
-        budget = self.restart_budget
-        assert budget is not None
-        self._children.remove(child)
-        child.restarting = False
-        reason = child.last_reason if child.last_reason is not None else ExitReason.killed()
-        log.error(
-            "child_given_up",
-            supervisor=self._ref.label,
-            child=child.name,
-            reason=reason,
-            intensity=budget.intensity,
-            period=budget.period,
-        )
-        if self.on_give_up is None:
-            return
-        try:
-            self.on_give_up(GivenUp(self._ref, child.name, child.args, reason, budget))
-        except Exception:
-            log.exception("give_up_observer_failed", supervisor=self._ref.label, child=child.name)
+    def _budget_of(self, child: _Dyn) -> RestartBudget | None:
+        return self.restart_budget
 
     async def _restart(self, child: _Dyn) -> None:
-        if self._over_budget(child):
-            self._give_up_child(child)
+        if self._over_budget(child):  # BUD-01: forget it, tell the owner
+            self._children.remove(child)
+            self._notify_give_up(child, None, child.name, child.args)
             return
         if self._add_restart():
             log.error(

@@ -100,8 +100,9 @@ class GivenUp:
     restarted and is no longer its child. What ``on_give_up`` observers receive.
 
     ``reason`` is the child's last exit reason (or, when its restart kept failing, the last
-    start error as ``crashed``). ``name`` and ``args`` are what it was started with, so the
-    owner can tell subscribers and may start it again (a new child, with a fresh budget).
+    start error as ``crashed``). ``name`` and ``args`` (``id`` for a static child) are what it
+    was started with, so the owner can tell subscribers and may start it again (a new child,
+    with a fresh budget).
     """
 
     #: The supervisor that gave up on it.
@@ -112,3 +113,5 @@ class GivenUp:
     args: tuple[object, ...]
     reason: ExitReason
     budget: RestartBudget
+    #: Its child id under a static `Supervisor` (None under a `DynamicSupervisor`).
+    id: str | None = None

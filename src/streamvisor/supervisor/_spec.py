@@ -24,6 +24,7 @@ __all__ = [
     "Strategy",
     "check_childspecs",
     "check_flags",
+    "check_observer",
 ]
 
 
@@ -87,67 +88,17 @@ def _check_factory(_: Any, __: Any, value: Any) -> None:
         raise InvalidChildSpec(f"a child factory must be callable: {value!r}")
 
 
+def _check_budget(_: Any, __: Any, value: Any) -> None:
+    if value is not None and not isinstance(value, RestartBudget):
+        raise InvalidChildSpec(f"restart_budget must be a RestartBudget or None: {value!r}")
+
+
 def _enum_validator(kind: type[enum.Enum]) -> Any:
     def check(_: Any, attribute: Any, value: Any) -> None:
         if not isinstance(value, kind):
             raise InvalidChildSpec(f"{attribute.name} must be a {kind.__name__}: {value!r}")
 
     return check
-
-
-@attrs.frozen(slots=True)
-class ChildSpec:
-    """How a supervisor starts, restarts and stops one child (CH-01).
-
-    Build with ``ChildSpec.worker(...)`` or ``ChildSpec.supervisor(...)``. ``factory()`` returns a
-    fresh ``Actor`` on every (re)start. Raises ``InvalidChildSpec`` for a bad field, including
-    ``significant=True`` with ``restart=PERMANENT`` (AS-01).
-    """
-
-    id: str = attrs.field(validator=_check_id)
-    factory: Callable[[], Actor] = attrs.field(validator=_check_factory)
-    restart: Restart = attrs.field(default=Restart.PERMANENT, validator=_enum_validator(Restart))
-    #: Seconds, ``"brutal_kill"`` or ``"infinity"`` (SD-02..04).
-    shutdown: Shutdown = attrs.field(default=5.0, validator=_check_shutdown)
-    type: ChildType = attrs.field(default=ChildType.WORKER, validator=_enum_validator(ChildType))
-    #: The name to register the child under in the supervisor's registry.
-    name: str | None = attrs.field(default=None, validator=_check_name)
-    significant: bool = attrs.field(default=False)
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.significant, bool):
-            raise InvalidChildSpec(f"significant must be a bool: {self.significant!r}")
-        if self.significant and self.restart is Restart.PERMANENT:
-            raise InvalidChildSpec(f"child {self.id!r}: a significant child cannot be permanent")
-
-    @classmethod
-    def worker(
-        cls,
-        id: str,
-        factory: Callable[[], Actor],
-        *,
-        restart: Restart = Restart.PERMANENT,
-        shutdown: Shutdown = 5.0,
-        name: str | None = None,
-        significant: bool = False,
-    ) -> ChildSpec:
-        """A worker child; ``shutdown`` defaults to 5 s."""
-        return cls(id, factory, restart, shutdown, ChildType.WORKER, name, significant)
-
-    @classmethod
-    def supervisor(
-        cls,
-        id: str,
-        factory: Callable[[], Actor],
-        *,
-        restart: Restart = Restart.PERMANENT,
-        shutdown: Shutdown = "infinity",
-        name: str | None = None,
-        significant: bool = False,
-    ) -> ChildSpec:
-        """A supervisor child (``factory()`` returns a ``Supervisor``/``DynamicSupervisor``);
-        ``shutdown`` defaults to ``"infinity"`` so grandchildren are never leaked (SD-04)."""
-        return cls(id, factory, restart, shutdown, ChildType.SUPERVISOR, name, significant)
 
 
 def _check_budget_intensity(_: Any, __: Any, value: Any) -> None:
@@ -177,6 +128,71 @@ class RestartBudget:
 
     intensity: int = attrs.field(validator=_check_budget_intensity)
     period: float = attrs.field(validator=_check_budget_period)
+
+
+@attrs.frozen(slots=True)
+class ChildSpec:
+    """How a supervisor starts, restarts and stops one child (CH-01).
+
+    Build with ``ChildSpec.worker(...)`` or ``ChildSpec.supervisor(...)``. ``factory()`` returns a
+    fresh ``Actor`` on every (re)start. ``restart_budget`` gives the child a restart allowance of
+    its own: over it, the child alone is given up (BUD-01..05, ``_dynamic.py``). Raises
+    ``InvalidChildSpec`` for a bad field, including ``significant=True`` with
+    ``restart=PERMANENT`` (AS-01).
+    """
+
+    id: str = attrs.field(validator=_check_id)
+    factory: Callable[[], Actor] = attrs.field(validator=_check_factory)
+    restart: Restart = attrs.field(default=Restart.PERMANENT, validator=_enum_validator(Restart))
+    #: Seconds, ``"brutal_kill"`` or ``"infinity"`` (SD-02..04).
+    shutdown: Shutdown = attrs.field(default=5.0, validator=_check_shutdown)
+    type: ChildType = attrs.field(default=ChildType.WORKER, validator=_enum_validator(ChildType))
+    #: The name to register the child under in the supervisor's registry.
+    name: str | None = attrs.field(default=None, validator=_check_name)
+    significant: bool = attrs.field(default=False)
+    #: The child's own restart allowance (None: only the supervisor's intensity applies).
+    restart_budget: RestartBudget | None = attrs.field(default=None, validator=_check_budget)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.significant, bool):
+            raise InvalidChildSpec(f"significant must be a bool: {self.significant!r}")
+        if self.significant and self.restart is Restart.PERMANENT:
+            raise InvalidChildSpec(f"child {self.id!r}: a significant child cannot be permanent")
+
+    @classmethod
+    def worker(
+        cls,
+        id: str,
+        factory: Callable[[], Actor],
+        *,
+        restart: Restart = Restart.PERMANENT,
+        shutdown: Shutdown = 5.0,
+        name: str | None = None,
+        significant: bool = False,
+        restart_budget: RestartBudget | None = None,
+    ) -> ChildSpec:
+        """A worker child; ``shutdown`` defaults to 5 s."""
+        return cls(
+            id, factory, restart, shutdown, ChildType.WORKER, name, significant, restart_budget
+        )
+
+    @classmethod
+    def supervisor(
+        cls,
+        id: str,
+        factory: Callable[[], Actor],
+        *,
+        restart: Restart = Restart.PERMANENT,
+        shutdown: Shutdown = "infinity",
+        name: str | None = None,
+        significant: bool = False,
+        restart_budget: RestartBudget | None = None,
+    ) -> ChildSpec:
+        """A supervisor child (``factory()`` returns a ``Supervisor``/``DynamicSupervisor``);
+        ``shutdown`` defaults to ``"infinity"`` so grandchildren are never leaked (SD-04)."""
+        return cls(
+            id, factory, restart, shutdown, ChildType.SUPERVISOR, name, significant, restart_budget
+        )
 
 
 def check_childspecs(
@@ -222,3 +238,9 @@ def check_flags(strategy: object, intensity: object, period: object, auto_shutdo
         raise InvalidSupervisorFlags(f"period must be seconds > 0: {period!r}")
     if not isinstance(auto_shutdown, AutoShutdown):
         raise InvalidSupervisorFlags(f"auto_shutdown must be an AutoShutdown: {auto_shutdown!r}")
+
+
+def check_observer(on_give_up: object) -> None:
+    """Raise ``InvalidSupervisorFlags`` unless ``on_give_up`` is callable or None."""
+    if on_give_up is not None and not callable(on_give_up):
+        raise InvalidSupervisorFlags(f"on_give_up must be callable or None: {on_give_up!r}")
