@@ -166,8 +166,8 @@ class DynamicSupervisor(_Supervising[_Dyn]):
     one shared ``shutdown`` timer (SUP-07), then killed if still running.
 
     With a ``restart_budget``, a child that would exceed it is given up alone -- not restarted,
-    forgotten, ``on_give_up(GivenUp)`` called -- instead of counting toward the intensity that
-    stops every child (BUD-01..05 in the module docstring).
+    forgotten, ``on_give_up(GivenUp)`` called; a budget that fits inside the intensity means one
+    child alone can never exhaust the intensity that stops every child (BUD-01..05 above).
 
     Raises ``InvalidSupervisorFlags``/``InvalidChildSpec`` at construction.
     """
