@@ -15,7 +15,7 @@ import trio
 
 from streamvisor.actors import GIVEN_UP_CODE, session_name
 from streamvisor.daemon import Daemon, agent_name
-from streamvisor.supervisor import ActorRef, ExitReason
+from streamvisor.supervisor import ActorRef, DynamicSupervisorRef, ExitReason
 from streamvisor.testing import EventRecorder, running_daemon
 
 from .conftest import log_events
@@ -32,20 +32,21 @@ BYSTANDERS = 16
 PACED = {"mock_scenario": "long:120", "mock_token_delay_ms": "8"}
 
 
-async def crash_until_given_up(daemon: Daemon, name: str) -> list[ActorRef]:
+async def crash_until_given_up(daemon: Daemon, supervisor: str, name: str) -> list[ActorRef]:
     """Crash the actor registered as ``name`` again and again, each restarted incarnation as
-    soon as it is up, until its supervisor stops restarting it. Returns every incarnation."""
+    soon as it is up, until its ``supervisor`` stops restarting it. Returns every incarnation.
+
+    No timing involved: the supervisor handles the exit notice (restart or give-up, start
+    included) before the ``count_children`` call queued behind it."""
+    sup = daemon.registry.whereis(supervisor)
+    assert isinstance(sup, DynamicSupervisorRef)
     incarnations: list[ActorRef] = []
-    while True:
-        ref = daemon.registry.whereis(name)
-        if ref is None:
-            with trio.move_on_after(1):
-                ref = await daemon.registry.wait_for(name)
-        if ref is None:
-            return incarnations
+    while (ref := daemon.registry.whereis(name)) is not None:
         incarnations.append(ref)
         ref.kill(ExitReason.crashed(RuntimeError(f"injected crash #{len(incarnations)}")))
         await ref.wait()
+        await sup.count_children()
+    return incarnations
 
 
 async def root_children(daemon: Daemon) -> dict[str | None, ActorRef | None]:
@@ -71,7 +72,9 @@ class TestBlastRadius:
                     ticket = await offender.respond("gpt-4o", "Count", metadata=PACED)
                     await offender_events.wait_for(lambda items: len(items) >= 5)
 
-                    killed = await crash_until_given_up(daemon, session_name("offender"))
+                    killed = await crash_until_given_up(
+                        daemon, "sessions", session_name("offender")
+                    )
 
                     finals = [
                         await everything.wait_terminal(t.response_id, timeout=20) for t in tickets
@@ -138,7 +141,7 @@ class TestBlastRadius:
                 bystander = await daemon.open_agent("steady", model="gpt-4o")
                 await daemon.open_agent("flaky", model="gpt-4o")
                 async with EventRecorder.open(daemon, "agent.flaky") as flaky_events:
-                    killed = await crash_until_given_up(daemon, agent_name("flaky"))
+                    killed = await crash_until_given_up(daemon, "agents", agent_name("flaky"))
                     final = await flaky_events.wait_terminal()
                 assert len(killed) == 4
                 assert final.type == "error"
