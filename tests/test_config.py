@@ -16,6 +16,7 @@ from streamvisor.config import (
     ConfigError,
     FilesSection,
     OpenAISection,
+    SupervisorSection,
 )
 
 SHIPPED = Path(__file__).resolve().parents[1] / "config" / "streamvisor.toml"
@@ -320,3 +321,88 @@ class TestSections:
     def test_roots_accept_a_list(self) -> None:
         """A list of roots is stored as a tuple."""
         assert FilesSection(roots=["/a"]).roots == ("/a",)  # type: ignore[arg-type]
+
+
+class TestSupervision:
+    """``[supervisor]``: the root's intensity and, per dynamic level, the supervisor's own
+    intensity and each child's restart budget."""
+
+    def test_the_defaults_give_every_level_a_child_budget_inside_its_supervisors(self) -> None:
+        section = Config().supervisor
+        assert (section.intensity, section.period) == (3, 5.0)
+        assert section.level("sessions") == (30, 5.0)
+        assert section.child_budget("sessions") == (3, 5.0)
+        assert section.level("agents") == (30, 5.0)
+        assert section.child_budget("agents") == (3, 5.0)
+        assert section.level("pollers") == (30, 60.0)
+        assert section.child_budget("pollers") == (3, 60.0)
+
+    def test_every_level_key_is_read_from_the_file(self, tmp_path: Path) -> None:
+        path = write(
+            tmp_path,
+            "[supervisor]\nintensity = 1\nperiod = 2\n"
+            "sessions_intensity = 9\nsessions_period = 3\n"
+            "sessions_child_intensity = 2\nsessions_child_period = 4\n"
+            "agents_intensity = 8\nagents_period = 1\n"
+            "agents_child_intensity = 0\nagents_child_period = 1\n"
+            "pollers_intensity = 7\npollers_period = 10\n"
+            "pollers_child_intensity = 7\npollers_child_period = 30\n",
+        )
+        section = Config.load(path, environ={}).supervisor
+        assert (section.intensity, section.period) == (1, 2.0)
+        assert (section.level("sessions"), section.child_budget("sessions")) == ((9, 3.0), (2, 4.0))
+        assert (section.level("agents"), section.child_budget("agents")) == ((8, 1.0), (0, 1.0))
+        assert (section.level("pollers"), section.child_budget("pollers")) == ((7, 10.0), (7, 30.0))
+        assert isinstance(section.sessions_period, float)
+
+    def test_each_key_has_its_environment_variable(self) -> None:
+        config = Config.load(
+            environ={
+                "STREAMVISOR_SUPERVISOR_SESSIONS_CHILD_INTENSITY": "1",
+                "STREAMVISOR_SUPERVISOR_AGENTS_PERIOD": "2.5",
+                "STREAMVISOR_SUPERVISOR_POLLERS_INTENSITY": "100",
+            }
+        )
+        assert config.supervisor.sessions_child_intensity == 1
+        assert config.supervisor.agents_period == 2.5
+        assert config.supervisor.pollers_intensity == 100
+
+    def test_a_misspelt_level_key_is_an_error_with_a_suggestion(self, tmp_path: Path) -> None:
+        path = write(tmp_path, "[supervisor]\nsession_child_intensity = 3\n")
+        with pytest.raises(ConfigError, match="did you mean 'sessions_child_intensity'"):
+            Config.load(path, environ={})
+        with pytest.raises(ConfigError, match="unknown variable"):
+            Config.load(environ={"STREAMVISOR_SUPERVISOR_SESSION_BUDGET": "3"})
+
+    @pytest.mark.parametrize(
+        ("toml", "key"),
+        [
+            ("sessions_intensity = -1", "supervisor.sessions_intensity"),
+            ("agents_period = 0", "supervisor.agents_period"),
+            ("pollers_child_intensity = 2.5", "supervisor.pollers_child_intensity"),
+            ('sessions_child_period = "5s"', "supervisor.sessions_child_period"),
+        ],
+    )
+    def test_invalid_values_are_rejected_by_key(self, tmp_path: Path, toml: str, key: str) -> None:
+        path = write(tmp_path, f"[supervisor]\n{toml}\n")
+        with pytest.raises(ConfigError) as info:
+            Config.load(path, environ={})
+        assert info.value.key == key
+
+    @pytest.mark.parametrize(
+        ("overrides", "key", "detail"),
+        [
+            ({"sessions_child_intensity": 31}, "supervisor.sessions_child_intensity", "<= "),
+            ({"agents_child_period": 1.0}, "supervisor.agents_child_period", ">= "),
+            ({"pollers_intensity": 2}, "supervisor.pollers_child_intensity", "<= "),
+            ({"sessions_period": 10.0}, "supervisor.sessions_child_period", ">= "),
+        ],
+    )
+    def test_a_child_budget_that_does_not_fit_inside_its_supervisors_is_refused(
+        self, overrides: dict[str, float], key: str, detail: str
+    ) -> None:
+        """Otherwise one child alone could exhaust its supervisor's intensity."""
+        with pytest.raises(ConfigError, match="fit inside its supervisor's") as info:
+            SupervisorSection(**overrides)  # type: ignore[arg-type]
+        assert info.value.key == key
+        assert detail in info.value.detail

@@ -388,14 +388,65 @@ class LogSection:
     level: str = _choice("info", "debug", "info", "warning", "error", "critical")
 
 
+#: The dynamic supervisors whose children get a restart budget of their own (``[supervisor]``).
+_LEVELS: Final = ("sessions", "agents", "pollers")
+
+
 @attrs.frozen
 class SupervisorSection:
-    """``[supervisor]``: the root supervisor's restart intensity."""
+    """``[supervisor]``: how much failure each level of the tree tolerates (OTP's MaxR/MaxT).
+
+    ``intensity``/``period`` are the root's: more restarts of its infrastructure (files,
+    background, the sessions/agents supervisors) than that stops the daemon. Each dynamic level
+    (sessions, agents, the background pollers) has its own supervisor intensity/period and a
+    per-child budget (``<level>_child_intensity``/``_period``): a child over its budget is given
+    up alone. A child budget must fit inside its supervisor's (child intensity <= intensity,
+    child period >= period), so one child alone can never stop its siblings.
+    """
 
     SECTION: ClassVar[str] = "supervisor"
 
     intensity: int = _int(3, low=0)
     period: float = _float(5.0, low=0)
+    sessions_intensity: int = _int(30, low=0)
+    sessions_period: float = _float(5.0, low=0)
+    sessions_child_intensity: int = _int(3, low=0)
+    sessions_child_period: float = _float(5.0, low=0)
+    agents_intensity: int = _int(30, low=0)
+    agents_period: float = _float(5.0, low=0)
+    agents_child_intensity: int = _int(3, low=0)
+    agents_child_period: float = _float(5.0, low=0)
+    pollers_intensity: int = _int(30, low=0)
+    pollers_period: float = _float(60.0, low=0)
+    pollers_child_intensity: int = _int(3, low=0)
+    pollers_child_period: float = _float(60.0, low=0)
+
+    def __attrs_post_init__(self) -> None:
+        for level in _LEVELS:
+            intensity, period = self.level(level)
+            child_intensity, child_period = self.child_budget(level)
+            _cross_check(
+                self,
+                f"{level}_child_intensity",
+                child_intensity <= intensity,
+                f"must be <= supervisor.{level}_intensity ({intensity}): a child's budget must "
+                "fit inside its supervisor's, or one child alone could stop its siblings",
+            )
+            _cross_check(
+                self,
+                f"{level}_child_period",
+                child_period >= period,
+                f"must be >= supervisor.{level}_period ({period:g}): a child's budget must "
+                "fit inside its supervisor's, or one child alone could stop its siblings",
+            )
+
+    def level(self, level: str) -> tuple[int, float]:
+        """``(intensity, period)`` of the ``sessions``, ``agents`` or ``pollers`` supervisor."""
+        return getattr(self, f"{level}_intensity"), getattr(self, f"{level}_period")
+
+    def child_budget(self, level: str) -> tuple[int, float]:
+        """``(intensity, period)`` of each child's own restart budget at ``level``."""
+        return getattr(self, f"{level}_child_intensity"), getattr(self, f"{level}_child_period")
 
 
 _SECTIONS: Final[dict[str, type[Any]]] = {

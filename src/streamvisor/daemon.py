@@ -9,6 +9,12 @@ resources (outlive every restart)    the tree (root, one_for_one; names in the r
                                        └── agents      DynamicSupervisor → Agent per id
 ```
 
+Each dynamic level gives every child a restart budget of its own (``[supervisor]
+<level>_child_*``): a session, agent or poller that crash-loops is given up alone -- its
+subscribers get a terminal ``error`` event (code ``restart_budget_exhausted``), its siblings and
+the daemon run on, and the same id can be opened again. The root's own intensity
+(``[supervisor] intensity``) counts only restarts of its infrastructure children.
+
 The event bus and the HTTP client are *resources* handed to every actor rather than processes in
 the tree: neither runs code of its own that can fail (a publish is a synchronous buffer append, the
 client is a connection pool), and restarting either would silently invalidate the references every
@@ -44,6 +50,7 @@ from .actors import (
     SessionDeps,
     SessionHandle,
     Tool,
+    agent_given_up_reporter,
     open_session,
     session_name,
     sessions_supervisor,
@@ -63,6 +70,7 @@ from .supervisor import (
     Overflow,
     Registry,
     Restart,
+    RestartBudget,
     StartChildError,
     Strategy,
     Subscription,
@@ -315,22 +323,51 @@ async def open_daemon(
         def agent_child(agent_id: str, kwargs: dict[str, Any]) -> Agent:
             return make_agent(agent_id, **kwargs)
 
+        # [supervisor]: each dynamic level's own intensity, and a budget per child so that one
+        # session, agent or poller crash-looping is given up alone (README: "What each
+        # supervisor level tolerates").
+        levels = config.supervisor
+
+        def budget(level: str) -> RestartBudget:
+            return RestartBudget(*levels.child_budget(level))
+
+        pollers_intensity, pollers_period = levels.level("pollers")
+        sessions_intensity, sessions_period = levels.level("sessions")
+        agents_intensity, agents_period = levels.level("agents")
         children = [
             ChildSpec.worker(FILES, lambda: FileActor(client, config.files), name=FILES),
             ChildSpec.worker(
                 BACKGROUND,
-                lambda: BackgroundPoller(client=client, bus=bus, section=config.background),
+                lambda: BackgroundPoller(
+                    client=client,
+                    bus=bus,
+                    section=config.background,
+                    poller_intensity=pollers_intensity,
+                    poller_period=pollers_period,
+                    poller_budget=budget("pollers"),
+                ),
                 name=BACKGROUND,
             ),
             ChildSpec.supervisor(
                 SESSIONS,
-                lambda: sessions_supervisor(config.sessions),
+                lambda: sessions_supervisor(
+                    config.sessions,
+                    intensity=sessions_intensity,
+                    period=sessions_period,
+                    restart_budget=budget("sessions"),
+                ),
                 name=SESSIONS,
             ),
             ChildSpec.supervisor(
                 AGENTS,
                 lambda: DynamicSupervisor(
-                    agent_child, restart=Restart.TRANSIENT, shutdown=config.sessions.stop_timeout
+                    agent_child,
+                    restart=Restart.TRANSIENT,
+                    shutdown=config.sessions.stop_timeout,
+                    intensity=agents_intensity,
+                    period=agents_period,
+                    restart_budget=budget("agents"),
+                    on_give_up=agent_given_up_reporter(bus),
                 ),
                 name=AGENTS,
             ),

@@ -78,6 +78,9 @@ class FakeTracker:
         await trio.lowlevel.checkpoint()
         self.finished.append((response_id, status, response))
 
+    def stream_abandoned(self, response_id: str) -> None:
+        self.finished.append((response_id, "abandoned", None))
+
 
 class HeldOpen(httpx.AsyncByteStream):
     """A response body that sends ``frames`` and then stays open until it is closed."""

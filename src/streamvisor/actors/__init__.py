@@ -8,6 +8,7 @@ answer as the typed error it is; handles built from the registry follow the acto
 from __future__ import annotations
 
 from ._errors import ActorsLayerError
+from ._given_up import GIVEN_UP_CODE, given_up_event
 from .agents import (
     Agent,
     AgentBusy,
@@ -28,6 +29,7 @@ from .agents import (
     ToolResult,
     UnsupportedToolParameter,
     Usage,
+    agent_given_up_reporter,
     start_agent,
 )
 from .background import (
@@ -102,6 +104,7 @@ from .sessions import (
     TooManyStreams,
     UnknownStream,
     open_session,
+    report_session_given_up,
     session_factory,
     session_name,
     session_topic,
@@ -109,6 +112,7 @@ from .sessions import (
 )
 
 __all__ = [
+    "GIVEN_UP_CODE",
     "ActorsLayerError",
     "Agent",
     "AgentBusy",
@@ -188,12 +192,15 @@ __all__ = [
     "UnsupportedFileType",
     "UnsupportedToolParameter",
     "Usage",
+    "agent_given_up_reporter",
     "chat_file_part",
     "chat_image_part",
     "file_input",
+    "given_up_event",
     "image_input",
     "open_background_poller",
     "open_session",
+    "report_session_given_up",
     "session_factory",
     "session_name",
     "session_topic",

@@ -22,6 +22,14 @@ tests in ``tests/supervisor`` are named after its checklist IDs. Where trio forc
 * **Child exits** reach the supervisor as messages from a monitor, never as exceptions in its
   nursery, so siblings are untouched and restarts never catch ``BaseException``/``Cancelled``.
 * ``which_children`` lists children in **start order** (OTP 25 lists newest first).
+* **Per-child restart budgets** (an extension, BUD-01..05 in ``_dynamic.py``): with a
+  ``RestartBudget`` (``DynamicSupervisor(restart_budget=)``, ``ChildSpec(restart_budget=)``) a
+  supervisor gives up on one child that restarts too often -- not restarted, forgotten,
+  ``on_give_up(GivenUp)`` told -- instead of letting it exhaust the intensity that stops all its
+  siblings.
+* A ``ChildSpec.supervisor`` whose factory returns a worker fails to start with
+  ``StartChildError`` caused by ``InvalidChildSpec`` (its ``infinity`` shutdown assumes a
+  supervisor).
 * **NM-02 (``via``)** does not apply: the ``Registry`` is an explicit object passed down the tree,
   not a node-global table, so another naming scheme is simply another ``Registry``.
 * **Event bus**: ``EventBus.publish`` is synchronous and never blocks; each subscriber has its own
@@ -66,10 +74,19 @@ from ._errors import (
     StartChildError,
     SupervisorError,
 )
-from ._reason import Down, Exit, ExitReason
+from ._reason import Down, Exit, ExitReason, GivenUp
 from ._ref import ActorRef, Caller, MailboxStatistics, Monitor, NoReply, StopActor
 from ._registry import NamedRef, Registry
-from ._spec import AutoShutdown, ChildSpec, ChildType, Restart, Shutdown, Strategy, check_childspecs
+from ._spec import (
+    AutoShutdown,
+    ChildSpec,
+    ChildType,
+    Restart,
+    RestartBudget,
+    Shutdown,
+    Strategy,
+    check_childspecs,
+)
 from ._supervisor import (
     ChildCounts,
     ChildInfo,
@@ -106,6 +123,7 @@ __all__ = [
     "EventBus",
     "Exit",
     "ExitReason",
+    "GivenUp",
     "InvalidChildSpec",
     "InvalidPattern",
     "InvalidSupervisorFlags",
@@ -120,6 +138,7 @@ __all__ = [
     "Overflow",
     "Registry",
     "Restart",
+    "RestartBudget",
     "Shutdown",
     "StartChildError",
     "StopActor",

@@ -1,5 +1,29 @@
 """A supervisor of many children of one template (OTP simple_one_for_one, SUP-07; Elixir's
-DynamicSupervisor)."""
+DynamicSupervisor), with optional per-child restart budgets.
+
+Per-child restart budgets are this runtime's extension to OTP, for supervisors of many
+independent children (sessions, agents, pollers) where one child crash-looping must not take its
+siblings down: ``DynamicSupervisor(restart_budget=...)`` for every child of the template,
+``ChildSpec(restart_budget=...)`` for one child of a static `Supervisor`. The checklist IDs its
+tests use:
+
+* **BUD-01** With a ``restart_budget``, each child counts its own restarts; one that would
+  exceed ``intensity`` restarts within ``period`` seconds is *given up*: not restarted, removed
+  (``which_children`` no longer lists it), logged as ``child_given_up`` with its last exit reason.
+  Its siblings and the supervisor keep running (under ``one_for_all``/``rest_for_one`` its group
+  is not restarted either; a significant child given up counts for auto-shutdown, AS-02).
+* **BUD-02** The owner learns it: ``on_give_up(GivenUp)`` is called (a plain callable, in the
+  supervisor's task; it must not block; an exception from it is logged and ignored).
+* **BUD-03** Restarts within a child's budget still count toward the supervisor's own intensity
+  (INT-01 holds: intensity is per supervisor), but the attempt that exceeds a budget is not a
+  restart and is not counted. So a child whose budget fits inside the supervisor's (``budget
+  .intensity <= intensity`` and ``budget.period >= period``) can never make it give up alone;
+  many children failing together (something they share is broken) still escalate (INT-02).
+* **BUD-04** Failed restart attempts (INT-04) count toward the child's budget too: a child whose
+  start keeps failing is given up, its last start error as the reason (``crashed``).
+* **BUD-05** A given-up child is forgotten, not blacklisted: ``start_child`` with the same args
+  and name starts a new child with a fresh budget.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +37,18 @@ import structlog
 
 from ._actor import Actor
 from ._errors import ActorError, ChildNotFound, InvalidChildSpec, MaxChildren, StartChildError
-from ._reason import SHUTDOWN, ExitReason
+from ._reason import SHUTDOWN, ExitReason, GivenUp
 from ._ref import ActorRef, Caller, NoReply, StopActor
-from ._spec import AutoShutdown, ChildType, Restart, Shutdown, Strategy, check_flags
+from ._spec import (
+    AutoShutdown,
+    ChildType,
+    Restart,
+    RestartBudget,
+    Shutdown,
+    Strategy,
+    check_flags,
+    check_observer,
+)
 from ._supervisor import (
     ChildCounts,
     ChildInfo,
@@ -32,13 +65,16 @@ log = structlog.get_logger("streamvisor.supervisor")
 
 
 class _Dyn:
-    __slots__ = ("args", "name", "ref", "restarting")
+    __slots__ = ("args", "last_reason", "name", "ref", "restarting", "restarts")
 
     def __init__(self, args: tuple[object, ...], name: str | None) -> None:
         self.args = args
         self.name = name
         self.ref: ActorRef | None = None
         self.restarting = False
+        #: This child's own restart timestamps (for its `RestartBudget`).
+        self.restarts: deque[float] = deque()
+        self.last_reason: ExitReason | None = None
 
 
 @attrs.frozen(slots=True)
@@ -101,7 +137,11 @@ class DynamicSupervisorRef(ActorRef):
         return cast(ChildCounts, await self.call(_COUNT, timeout=timeout))
 
 
-def _check_template(restart: object, shutdown: object, max_children: object) -> None:
+def _check_template(
+    restart: object, shutdown: object, max_children: object, budget: object
+) -> None:
+    if budget is not None and not isinstance(budget, RestartBudget):
+        raise InvalidChildSpec(f"restart_budget must be a RestartBudget or None: {budget!r}")
     if not isinstance(restart, Restart):
         raise InvalidChildSpec(f"restart must be a Restart: {restart!r}")
     if shutdown not in ("brutal_kill", "infinity") and (
@@ -125,10 +165,21 @@ class DynamicSupervisor(_Supervising[_Dyn]):
     per supervisor as for ``Supervisor``. At stop, all children are stopped **in parallel** under
     one shared ``shutdown`` timer (SUP-07), then killed if still running.
 
+    With a ``restart_budget``, a child that would exceed it is given up alone -- not restarted,
+    forgotten, ``on_give_up(GivenUp)`` called; a budget that fits inside the intensity means one
+    child alone can never exhaust the intensity that stops every child (BUD-01..05 above).
+
     Raises ``InvalidSupervisorFlags``/``InvalidChildSpec`` at construction.
     """
 
-    __slots__ = ("factory", "max_children", "restart", "shutdown", "type")
+    __slots__ = (
+        "factory",
+        "max_children",
+        "restart",
+        "restart_budget",
+        "shutdown",
+        "type",
+    )
 
     _ref_class: ClassVar[type[ActorRef]] = DynamicSupervisorRef
 
@@ -142,9 +193,12 @@ class DynamicSupervisor(_Supervising[_Dyn]):
         max_children: int | None = None,
         intensity: int = 1,
         period: float = 5,
+        restart_budget: RestartBudget | None = None,
+        on_give_up: Callable[[GivenUp], object] | None = None,
     ) -> None:
         check_flags(Strategy.ONE_FOR_ONE, intensity, period, AutoShutdown.NEVER)
-        _check_template(restart, shutdown, max_children)
+        _check_template(restart, shutdown, max_children, restart_budget)
+        check_observer(on_give_up)
         if not callable(factory):
             raise InvalidChildSpec(f"a child factory must be callable: {factory!r}")
         self.factory = factory
@@ -154,11 +208,15 @@ class DynamicSupervisor(_Supervising[_Dyn]):
         self.max_children = max_children
         self.intensity = intensity
         self.period = period
+        self.restart_budget = restart_budget
+        self.on_give_up = on_give_up
         self._children: list[_Dyn] = []
         self._restarts: deque[float] = deque()
 
     async def _start(self, child: _Dyn) -> ActorRef:
-        return await self._launch(child, self.factory(*child.args), child.name, child.name)
+        return await self._launch(
+            child, self.factory(*child.args), child.name, child.name, self.type
+        )
 
     async def _stop_all(self) -> None:
         refs = [c.ref for c in self._children if c.ref is not None]
@@ -181,11 +239,19 @@ class DynamicSupervisor(_Supervising[_Dyn]):
                 "child_terminated", supervisor=self._ref.label, child=child.name, reason=reason
             )
         if _restart_due(self.restart, reason):
+            child.last_reason = reason
             await self._restart(child)
         else:
             self._children.remove(child)
 
+    def _budget_of(self, child: _Dyn) -> RestartBudget | None:
+        return self.restart_budget
+
     async def _restart(self, child: _Dyn) -> None:
+        if self._over_budget(child):  # BUD-01: forget it, tell the owner
+            self._children.remove(child)
+            self._notify_give_up(child, None, child.name, child.args)
+            return
         if self._add_restart():
             log.error(
                 "reached_max_restart_intensity",
@@ -198,8 +264,9 @@ class DynamicSupervisor(_Supervising[_Dyn]):
             raise StopActor(SHUTDOWN)
         try:
             await self._start(child)
-        except Exception:
+        except Exception as exc:
             log.exception("child_restart_failed", supervisor=self._ref.label, child=child.name)
+            child.last_reason = ExitReason.crashed(exc)
             child.restarting = True
             self._ref.send(_TryAgain(child))
             return

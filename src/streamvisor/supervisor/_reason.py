@@ -8,8 +8,9 @@ import attrs
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
+    from ._spec import RestartBudget
 
-__all__ = ["Down", "Exit", "ExitKind", "ExitReason"]
+__all__ = ["Down", "Exit", "ExitKind", "ExitReason", "GivenUp"]
 
 ExitKind = Literal["normal", "shutdown", "killed", "crashed", "noproc"]
 _KINDS = ("normal", "shutdown", "killed", "crashed", "noproc")
@@ -91,3 +92,26 @@ class Exit:
 
     ref: ActorRef
     reason: ExitReason
+
+
+@attrs.frozen(slots=True)
+class GivenUp:
+    """A supervisor gave up on a child that exceeded its own `RestartBudget`: the child was not
+    restarted and is no longer its child. What ``on_give_up`` observers receive.
+
+    ``reason`` is the child's last exit reason (or, when its restart kept failing, the last
+    start error as ``crashed``). ``name`` and ``args`` (``id`` for a static child) are what it
+    was started with, so the owner can tell subscribers and may start it again (a new child,
+    with a fresh budget).
+    """
+
+    #: The supervisor that gave up on it.
+    supervisor: ActorRef
+    #: The registered name it was started under, if any.
+    name: str | None
+    #: The ``start_child`` arguments (the factory's arguments).
+    args: tuple[object, ...]
+    reason: ExitReason
+    budget: RestartBudget
+    #: Its child id under a static `Supervisor` (None under a `DynamicSupervisor`).
+    id: str | None = None

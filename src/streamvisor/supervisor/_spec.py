@@ -19,10 +19,12 @@ __all__ = [
     "ChildSpec",
     "ChildType",
     "Restart",
+    "RestartBudget",
     "Shutdown",
     "Strategy",
     "check_childspecs",
     "check_flags",
+    "check_observer",
 ]
 
 
@@ -86,6 +88,11 @@ def _check_factory(_: Any, __: Any, value: Any) -> None:
         raise InvalidChildSpec(f"a child factory must be callable: {value!r}")
 
 
+def _check_budget(_: Any, __: Any, value: Any) -> None:
+    if value is not None and not isinstance(value, RestartBudget):
+        raise InvalidChildSpec(f"restart_budget must be a RestartBudget or None: {value!r}")
+
+
 def _enum_validator(kind: type[enum.Enum]) -> Any:
     def check(_: Any, attribute: Any, value: Any) -> None:
         if not isinstance(value, kind):
@@ -94,13 +101,44 @@ def _enum_validator(kind: type[enum.Enum]) -> Any:
     return check
 
 
+def _check_budget_intensity(_: Any, __: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidChildSpec(f"a restart budget's intensity must be an int >= 0: {value!r}")
+
+
+def _check_budget_period(_: Any, __: Any, value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (value > 0 and math.isfinite(value))
+    ):
+        raise InvalidChildSpec(f"a restart budget's period must be seconds > 0: {value!r}")
+
+
+@attrs.frozen(slots=True)
+class RestartBudget:
+    """A child's own restart allowance: at most ``intensity`` restarts within ``period`` seconds
+    (OTP's MaxR/MaxT, counted for one child instead of the whole supervisor).
+
+    A child that would exceed it is *given up*: not restarted, its spec removed, its owner told
+    (``on_give_up``) -- the supervisor itself keeps running. Its restarts within the budget still
+    count toward the supervisor's own intensity (INT-01), so a storm of many failing children
+    still escalates. Raises ``InvalidChildSpec`` for a bad field.
+    """
+
+    intensity: int = attrs.field(validator=_check_budget_intensity)
+    period: float = attrs.field(validator=_check_budget_period)
+
+
 @attrs.frozen(slots=True)
 class ChildSpec:
     """How a supervisor starts, restarts and stops one child (CH-01).
 
     Build with ``ChildSpec.worker(...)`` or ``ChildSpec.supervisor(...)``. ``factory()`` returns a
-    fresh ``Actor`` on every (re)start. Raises ``InvalidChildSpec`` for a bad field, including
-    ``significant=True`` with ``restart=PERMANENT`` (AS-01).
+    fresh ``Actor`` on every (re)start. ``restart_budget`` gives the child a restart allowance of
+    its own: over it, the child alone is given up (BUD-01..05, ``_dynamic.py``). Raises
+    ``InvalidChildSpec`` for a bad field, including ``significant=True`` with
+    ``restart=PERMANENT`` (AS-01).
     """
 
     id: str = attrs.field(validator=_check_id)
@@ -112,6 +150,8 @@ class ChildSpec:
     #: The name to register the child under in the supervisor's registry.
     name: str | None = attrs.field(default=None, validator=_check_name)
     significant: bool = attrs.field(default=False)
+    #: The child's own restart allowance (None: only the supervisor's intensity applies).
+    restart_budget: RestartBudget | None = attrs.field(default=None, validator=_check_budget)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.significant, bool):
@@ -129,9 +169,12 @@ class ChildSpec:
         shutdown: Shutdown = 5.0,
         name: str | None = None,
         significant: bool = False,
+        restart_budget: RestartBudget | None = None,
     ) -> ChildSpec:
         """A worker child; ``shutdown`` defaults to 5 s."""
-        return cls(id, factory, restart, shutdown, ChildType.WORKER, name, significant)
+        return cls(
+            id, factory, restart, shutdown, ChildType.WORKER, name, significant, restart_budget
+        )
 
     @classmethod
     def supervisor(
@@ -143,10 +186,13 @@ class ChildSpec:
         shutdown: Shutdown = "infinity",
         name: str | None = None,
         significant: bool = False,
+        restart_budget: RestartBudget | None = None,
     ) -> ChildSpec:
         """A supervisor child (``factory()`` returns a ``Supervisor``/``DynamicSupervisor``);
         ``shutdown`` defaults to ``"infinity"`` so grandchildren are never leaked (SD-04)."""
-        return cls(id, factory, restart, shutdown, ChildType.SUPERVISOR, name, significant)
+        return cls(
+            id, factory, restart, shutdown, ChildType.SUPERVISOR, name, significant, restart_budget
+        )
 
 
 def check_childspecs(
@@ -192,3 +238,9 @@ def check_flags(strategy: object, intensity: object, period: object, auto_shutdo
         raise InvalidSupervisorFlags(f"period must be seconds > 0: {period!r}")
     if not isinstance(auto_shutdown, AutoShutdown):
         raise InvalidSupervisorFlags(f"auto_shutdown must be an AutoShutdown: {auto_shutdown!r}")
+
+
+def check_observer(on_give_up: object) -> None:
+    """Raise ``InvalidSupervisorFlags`` unless ``on_give_up`` is callable or None."""
+    if on_give_up is not None and not callable(on_give_up):
+        raise InvalidSupervisorFlags(f"on_give_up must be callable or None: {on_give_up!r}")

@@ -24,7 +24,7 @@ from ._errors import (
     InvalidChildSpec,
     StartChildError,
 )
-from ._reason import KILLED, SHUTDOWN, ExitReason
+from ._reason import KILLED, SHUTDOWN, ExitReason, GivenUp
 from ._ref import _EXIT, ActorRef, Caller, NoReply, StopActor, _Item
 from ._registry import Registry
 from ._spec import (
@@ -32,10 +32,12 @@ from ._spec import (
     ChildSpec,
     ChildType,
     Restart,
+    RestartBudget,
     Shutdown,
     Strategy,
     check_childspecs,
     check_flags,
+    check_observer,
     check_significance,
 )
 
@@ -74,12 +76,15 @@ class ChildCounts:
 
 
 class _Child:
-    __slots__ = ("ref", "restarting", "spec")
+    __slots__ = ("last_reason", "ref", "restarting", "restarts", "spec")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
         self.ref: ActorRef | None = None
         self.restarting = False
+        #: This child's own restart timestamps (for its `RestartBudget`).
+        self.restarts: deque[float] = deque()
+        self.last_reason: ExitReason | None = None
 
 
 @attrs.frozen(slots=True)
@@ -249,10 +254,13 @@ class SupervisorRef(ActorRef):
 
 
 class _Tracked(Protocol):
-    """A supervisor's record of one child: its running ref, and whether a restart is pending."""
+    """A supervisor's record of one child: its running ref, whether a restart is pending, its
+    own recent restarts and why it last exited (for its `RestartBudget`)."""
 
     ref: ActorRef | None
     restarting: bool
+    restarts: deque[float]
+    last_reason: ExitReason | None
 
 
 _C = TypeVar("_C", bound=_Tracked)
@@ -261,14 +269,16 @@ _C = TypeVar("_C", bound=_Tracked)
 class _Supervising(Actor, Generic[_C]):
     """What `Supervisor` and `DynamicSupervisor` share: a child's exit is dispatched to
     ``_child_exited``, a failed restart is retried (`_TryAgain`), restarts are counted against
-    intensity/period, and every child is stopped when the supervisor ends."""
+    intensity/period (and each child's restart budget), and every child is stopped when the
+    supervisor ends."""
 
-    __slots__ = ("_children", "_restarts", "intensity", "period")
+    __slots__ = ("_children", "_restarts", "intensity", "on_give_up", "period")
 
     _children: list[_C]
     _restarts: deque[float]
     intensity: int
     period: float
+    on_give_up: Callable[[GivenUp], object] | None
 
     _eager_nursery: ClassVar[bool] = True
     mailbox_size: ClassVar[float] = math.inf
@@ -288,10 +298,19 @@ class _Supervising(Actor, Generic[_C]):
         raise NotImplementedError
 
     async def _launch(
-        self, child: _C, actor: Actor, name: str | None, label: str | None
+        self, child: _C, actor: Actor, name: str | None, label: str | None, type: ChildType
     ) -> ActorRef:
         """Start ``actor`` (registered as ``name``, logged as ``label``) as ``child``'s running
-        incarnation, watched by this supervisor. Raises what the start raises."""
+        incarnation, watched by this supervisor. Raises ``InvalidChildSpec`` when the factory
+        returned no ``Actor``, or no supervisor for a ``ChildType.SUPERVISOR`` child (its
+        shutdown would wait forever on a worker); else what the start raises."""
+        if not isinstance(actor, Actor):
+            raise InvalidChildSpec(f"child {label!r}: the factory returned {actor!r}, not an Actor")
+        if type is ChildType.SUPERVISOR and not isinstance(actor, _Supervising):
+            raise InvalidChildSpec(
+                f"child {label!r}: a supervisor child's factory returned {actor!r}, "
+                "not a Supervisor or DynamicSupervisor"
+            )
         ref, receive = _prepare(actor, name, self._ref._registry, label)
         ref._add_watcher(_ChildWatch(self._ref))
         nursery = self._ref._nursery
@@ -305,6 +324,42 @@ class _Supervising(Actor, Generic[_C]):
     def _add_restart(self) -> bool:
         """Record a restart; True when the intensity is exceeded (INT-01)."""
         return _exceeds_intensity(self._restarts, self.intensity, self.period)
+
+    def _budget_of(self, child: _C) -> RestartBudget | None:
+        raise NotImplementedError
+
+    def _over_budget(self, child: _C) -> bool:
+        """Record a restart of ``child``; True when it exceeds its own budget (BUD-01). Called
+        before `_add_restart`, so the attempt that exceeds a budget is not counted (BUD-03)."""
+        budget = self._budget_of(child)
+        return budget is not None and _exceeds_intensity(
+            child.restarts, budget.intensity, budget.period
+        )
+
+    def _notify_give_up(
+        self, child: _C, id: str | None, name: str | None, args: tuple[object, ...]
+    ) -> None:
+        """BUD-01/02: log that ``child`` was given up (its record is already removed) and tell
+        ``on_give_up``; an observer's exception is logged, never raised."""
+        budget = self._budget_of(child)
+        assert budget is not None
+        child.restarting = False
+        reason = child.last_reason if child.last_reason is not None else KILLED
+        label = id if id is not None else name
+        log.error(
+            "child_given_up",
+            supervisor=self._ref.label,
+            child=label,
+            reason=reason,
+            intensity=budget.intensity,
+            period=budget.period,
+        )
+        if self.on_give_up is None:
+            return
+        try:
+            self.on_give_up(GivenUp(self._ref, name, args, reason, budget, id))
+        except Exception:
+            log.exception("give_up_observer_failed", supervisor=self._ref.label, child=label)
 
     async def handle_info(self, message: Any) -> None:
         if isinstance(message, _ChildExit):
@@ -332,7 +387,9 @@ class Supervisor(_Supervising[_Child]):
     stopped in reverse and the start raises ``StartChildError`` (SUP-03). Restarts follow the
     strategy and each child's restart type. More than ``intensity`` restarts within ``period``
     seconds (counted per supervisor) logs ``reached_max_restart_intensity``, stops every child in
-    reverse start order and exits with reason ``shutdown`` (INT-01..03).
+    reverse start order and exits with reason ``shutdown`` (INT-01..03). A child with a
+    ``restart_budget`` that would exceed it is given up alone: not restarted (nor its group),
+    its spec removed, ``on_give_up(GivenUp)`` told (BUD-01..05).
 
     Raises ``InvalidSupervisorFlags`` / ``InvalidChildSpec`` / ``DuplicateChildId`` at
     construction.
@@ -351,13 +408,16 @@ class Supervisor(_Supervising[_Child]):
         intensity: int = 1,
         period: float = 5,
         auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
+        on_give_up: Callable[[GivenUp], object] | None = None,
     ) -> None:
         check_flags(strategy, intensity, period, auto_shutdown)
+        check_observer(on_give_up)
         specs = check_childspecs(children, auto_shutdown)
         self.strategy = strategy
         self.intensity = intensity
         self.period = period
         self.auto_shutdown = auto_shutdown
+        self.on_give_up = on_give_up
         self._children = [_Child(spec) for spec in specs]
         self._restarts: deque[float] = deque()
 
@@ -377,7 +437,7 @@ class Supervisor(_Supervising[_Child]):
 
     async def _start(self, child: _Child) -> ActorRef:
         spec = child.spec
-        return await self._launch(child, spec.factory(), spec.name, spec.id)
+        return await self._launch(child, spec.factory(), spec.name, spec.id, spec.type)
 
     async def _stop_all(self) -> None:
         for child in reversed(self._children):
@@ -395,6 +455,7 @@ class Supervisor(_Supervising[_Child]):
         if _exit_reported(spec.restart, reason):
             log.error("child_terminated", supervisor=self._ref.label, child=spec.id, reason=reason)
         if _restart_due(spec.restart, reason):
+            child.last_reason = reason
             await self._restart(child)
             return
         if spec.restart is Restart.TEMPORARY:
@@ -412,7 +473,26 @@ class Supervisor(_Supervising[_Child]):
             )
         return False
 
+    def _budget_of(self, child: _Child) -> RestartBudget | None:
+        return child.spec.restart_budget
+
+    async def _give_up_child(self, child: _Child) -> None:
+        """BUD-01: forget ``child`` instead of restarting it (its siblings are untouched)."""
+        spec = child.spec
+        self._children.remove(child)
+        self._notify_give_up(child, spec.id, spec.name, ())
+        for other in self._children:  # a group restart that waited on it goes on without it
+            if other.restarting:
+                self._ref.send(_TryAgain(other))
+                break
+        if spec.significant and self._auto_shutdown_due():  # AS-02: it is not restarted
+            log.info("auto_shutdown", supervisor=self._ref.label, child=spec.id)
+            await self._give_up()
+
     async def _restart(self, child: _Child) -> None:
+        if self._over_budget(child):
+            await self._give_up_child(child)
+            return
         if self._add_restart():
             log.error(
                 "reached_max_restart_intensity",
@@ -448,6 +528,7 @@ class Supervisor(_Supervising[_Child]):
                     child=member.spec.id,
                     error=repr(exc),
                 )
+                member.last_reason = ExitReason.crashed(exc)
                 for rest in group[position:]:
                     rest.restarting = True
                 self._ref.send(_TryAgain(member))  # INT-04: serve other requests meanwhile
@@ -537,6 +618,7 @@ def _prepare_supervisor(
     auto_shutdown: AutoShutdown,
     registry: Registry | None,
     name: str | None,
+    on_give_up: Callable[[GivenUp], object] | None,
 ) -> tuple[Supervisor, ActorRef, trio.MemoryReceiveChannel[_Item]]:
     """A `Supervisor` and its prepared ref (not started yet), for the two ways of starting one."""
     supervisor = Supervisor(
@@ -545,6 +627,7 @@ def _prepare_supervisor(
         intensity=intensity,
         period=period,
         auto_shutdown=auto_shutdown,
+        on_give_up=on_give_up,
     )
     ref, receive = _prepare(
         supervisor, name, registry if registry is not None else Registry(), name or "supervisor"
@@ -562,16 +645,18 @@ async def start_supervisor(
     auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
     registry: Registry | None = None,
     name: str | None = None,
+    on_give_up: Callable[[GivenUp], object] | None = None,
 ) -> SupervisorRef:
     """Start a supervisor in ``nursery``; return once all its children started (SUP-02).
 
-    ``registry`` defaults to a fresh ``Registry``; children inherit it. Raises
+    ``registry`` defaults to a fresh ``Registry``; children inherit it. ``on_give_up`` is told
+    of each child given up over its ``restart_budget`` (a plain callable). Raises
     ``InvalidSupervisorFlags``/``InvalidChildSpec``/``DuplicateChildId`` for bad arguments,
     ``StartChildError`` if a child failed to start (SUP-03), ``AlreadyStarted`` if ``name`` is
     taken. Stop it with ``await ref.stop()``.
     """
     supervisor, ref, receive = _prepare_supervisor(
-        children, strategy, intensity, period, auto_shutdown, registry, name
+        children, strategy, intensity, period, auto_shutdown, registry, name, on_give_up
     )
     return cast(SupervisorRef, await _start_prepared(nursery, supervisor, ref, receive))
 
@@ -586,6 +671,7 @@ async def open_supervisor(
     auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
     registry: Registry | None = None,
     name: str | None = None,
+    on_give_up: Callable[[GivenUp], object] | None = None,
 ) -> AsyncIterator[SupervisorRef]:
     """Run a supervisor for the body of an ``async with``; on exit, stop its children in reverse
     start order (each per its shutdown spec) and wait for it.
@@ -596,7 +682,7 @@ async def open_supervisor(
     ``start_supervisor``.
     """
     supervisor, ref, receive = _prepare_supervisor(
-        children, strategy, intensity, period, auto_shutdown, registry, name
+        children, strategy, intensity, period, auto_shutdown, registry, name, on_give_up
     )
     exited_by_itself = False
     error: Exception | None = None

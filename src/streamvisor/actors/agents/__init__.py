@@ -17,6 +17,7 @@ from ._errors import (
     ToolDefinitionError,
     UnsupportedToolParameter,
 )
+from ._given_up import agent_given_up_reporter
 from ._handle import AgentHandle, start_agent
 from ._tools import Tool, ToolOutcome, ToolRegistry
 
@@ -40,5 +41,6 @@ __all__ = [
     "ToolResult",
     "UnsupportedToolParameter",
     "Usage",
+    "agent_given_up_reporter",
     "start_agent",
 ]

@@ -292,3 +292,11 @@ class BackgroundHandle:
         """The durable stream ended. A terminal ``status`` is recorded (and notified); any other
         (the stream broke and the session gave up) hands the response over to polling."""
         await self._call(StreamFinished(response_id, status, response), 10.0)
+
+    def stream_abandoned(self, response_id: str) -> None:
+        """The stream's session was given up: hand its response over to polling (a cast: never
+        blocks, never raises; logged if the poller is not running)."""
+        try:
+            self.ref.cast(StreamFinished(response_id, "in_progress", None))
+        except NoSuchActor:
+            log.warning("background.stream_abandoned_dropped", response_id=response_id)

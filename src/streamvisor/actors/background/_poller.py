@@ -52,13 +52,16 @@ from streamvisor.supervisor import (
     DynamicSupervisor,
     DynamicSupervisorRef,
     ExitReason,
+    GivenUp,
     NoReply,
     Restart,
+    RestartBudget,
     start_actor,
 )
 from streamvisor.supervisor._bus import EventBus
 
 from .._errors import ActorsLayerError
+from .._given_up import GIVEN_UP_CODE, given_up_message
 from ._errors import BackgroundError, DuplicateResponse, NotRegistered, ResponseGone, StoreError
 from ._handle import BackgroundHandle, BackgroundStream, DurableTracker
 from ._messages import (
@@ -114,6 +117,10 @@ class BackgroundPoller(Actor):
         random: Random numbers in [0, 1) for the backoff jitter.
         poller_intensity / poller_period: The pollers' supervisor gives up (and takes this actor
             down) after more than ``poller_intensity`` poller restarts in ``poller_period`` s.
+        poller_budget: Each poller's own restart budget: a poller restarting more often is
+            given up alone, and a `PollingStopped` (code ``restart_budget_exhausted``) is
+            published for its response, which stays active in the registry (``poll()`` resumes
+            it). None: only ``poller_intensity`` applies.
         cursor_flush: Seconds durable-stream cursors (``note_cursor``) are batched before being
             written.
 
@@ -134,6 +141,7 @@ class BackgroundPoller(Actor):
         random: Callable[[], float] = _random.random,
         poller_intensity: int = 10,
         poller_period: float = 60.0,
+        poller_budget: RestartBudget | None = None,
         cursor_flush: float = 0.25,
     ) -> None:
         self._client = client
@@ -144,6 +152,7 @@ class BackgroundPoller(Actor):
         self._random = random
         self._intensity = poller_intensity
         self._period = poller_period
+        self._poller_budget = poller_budget
         self._cursor_flush = cursor_flush
         self._stack = AsyncExitStack()
         self._shared: Shared | None = None
@@ -210,6 +219,8 @@ class BackgroundPoller(Actor):
                     shutdown=1.0,
                     intensity=self._intensity,
                     period=self._period,
+                    restart_budget=self._poller_budget,
+                    on_give_up=self._poller_given_up,
                 )
                 ref = await start_actor(nursery, pollers)
                 assert isinstance(ref, DynamicSupervisorRef)
@@ -230,6 +241,27 @@ class BackgroundPoller(Actor):
 
     def _new_poller(self, response_id: str, first_delay: float) -> ResponsePoller:
         return ResponsePoller(self.shared, response_id, first_delay)
+
+    def _poller_given_up(self, given: GivenUp) -> None:
+        """The pollers' supervisor gave up on one poller (over ``poller_budget``)."""
+        response_id = given.args[0]
+        assert isinstance(response_id, str)
+        self.spawn(self._report_given_up, response_id, given)
+
+    async def _report_given_up(self, response_id: str, given: GivenUp) -> None:
+        """Tell ``background.<id>`` (and the owner's session) that polling stopped, and why."""
+        try:
+            record = await self.shared.store.find(response_id)
+        except StoreError as exc:
+            log.warning("background.lookup_failed", response_id=response_id, error=str(exc))
+            return
+        if record is None or record.is_terminal:
+            return
+        text = given_up_message(given)
+        at = self._wall_clock()
+        note = PollingStopped(response_id, record.status, text, GIVEN_UP_CODE, at, record.owner)
+        publish(self.shared.bus, note)
+        log.error("background.poller_given_up", response_id=response_id, error=text)
 
     async def _start_poller(self, response_id: str, first_delay: float) -> None:
         if self.shared.polling(response_id):
@@ -331,6 +363,11 @@ class BackgroundPoller(Actor):
                 log.warning("background.observe_failed", error=str(exc))
             if message.status in TERMINAL_STATUSES:
                 self._wake(message.response_id)
+        elif isinstance(message, StreamFinished):  # DurableTracker.stream_abandoned
+            try:
+                await self._stream_finished(message)
+            except _CALLER_ERRORS as exc:
+                log.warning("background.hand_over_failed", error=str(exc))
         else:
             await super().handle_cast(message)
 

@@ -22,9 +22,11 @@ class DurableTracker(Protocol):
     (always a server sequence number, never one of the session's own events), and
     ``stream_finished`` once: with the terminal status, or with ``"in_progress"`` and no
     response to hand the response over to polling (resume kept failing, an `error` frame left
-    its fate unknown, the session shut down). ``note_cursor`` runs on the streaming task and
-    must not raise (it would crash the worker, which then restarts and resumes); the awaited
-    calls are bounded and their failures are logged, never fatal to the stream.
+    its fate unknown, the session shut down). ``stream_abandoned`` does the same hand-over from
+    outside the session, when its supervisor gave it up (no worker is left to call).
+    ``note_cursor`` runs on the streaming task and must not raise (it would crash the worker,
+    which then restarts and resumes); the awaited calls are bounded and their failures are
+    logged, never fatal to the stream.
     """
 
     async def track_stream(
@@ -42,3 +44,7 @@ class DurableTracker(Protocol):
     async def stream_finished(
         self, response_id: str, status: str, response: Mapping[str, Any] | None
     ) -> None: ...
+
+    def stream_abandoned(self, response_id: str) -> None:
+        """The stream's session was given up (over its restart budget) with the response still
+        running: hand it over to polling. A cast: never blocks, never raises."""

@@ -13,6 +13,7 @@ from ._errors import (
     TooManyStreams,
     UnknownStream,
 )
+from ._given_up import report_session_given_up
 from ._handle import SessionHandle, open_session, session_factory, sessions_supervisor
 from ._requests import session_name, session_topic
 from ._session import StreamingSession
@@ -34,6 +35,7 @@ __all__ = [
     "TooManyStreams",
     "UnknownStream",
     "open_session",
+    "report_session_given_up",
     "session_factory",
     "session_name",
     "session_topic",

@@ -17,13 +17,16 @@ from streamvisor.supervisor import (
     AlreadyStarted,
     DynamicSupervisor,
     DynamicSupervisorRef,
+    GivenUp,
     NoSuchActor,
     Registry,
     Restart,
+    RestartBudget,
     StartChildError,
 )
 
 from ._errors import InvalidSessionRequest
+from ._given_up import report_session_given_up
 from ._requests import (
     build_chat_body,
     build_responses_body,
@@ -71,12 +74,17 @@ def sessions_supervisor(
     max_children: int | None = None,
     intensity: int = 3,
     period: float = 5.0,
+    restart_budget: RestartBudget | None = None,
+    on_give_up: Callable[[GivenUp], object] | None = None,
 ) -> DynamicSupervisor:
     """The ``sessions`` dynamic supervisor: ``start_child(session_factory(...))`` starts one.
 
     Children are transient (a session stopped normally stays stopped; a crashed one restarts)
-    and get ``config.stop_timeout`` seconds to stop their streams at shutdown. Raises
-    ``InvalidSupervisorFlags``/``InvalidChildSpec`` for bad flags."""
+    and get ``config.stop_timeout`` seconds to stop their streams at shutdown. With a
+    ``restart_budget``, a session restarting more often is given up alone and ``on_give_up``
+    (default `report_session_given_up`: a terminal ``error`` event on ``session.<id>``) is
+    called; the id can be opened again. Raises ``InvalidSupervisorFlags``/``InvalidChildSpec``
+    for bad flags."""
     config = config if config is not None else SessionsSection()
     return DynamicSupervisor(
         _build,
@@ -85,6 +93,8 @@ def sessions_supervisor(
         max_children=max_children,
         intensity=intensity,
         period=period,
+        restart_budget=restart_budget,
+        on_give_up=on_give_up if on_give_up is not None else report_session_given_up,
     )
 
 
