@@ -35,6 +35,7 @@ from ._responses import ResponseAccumulator
 from ._retry import RateLimits
 from ._settings import ClientSettings
 from ._stream import EventStream
+from ._validation import encode_json, id_segment
 
 __all__ = ["OpenAIClient", "Polled"]
 
@@ -124,7 +125,10 @@ class OpenAIClient(FilesMixin):
 
     All methods raise the `_errors` tree: `APIStatusError` subclasses for non-2xx answers (after
     retries), `APIConnectionError`/`APITimeoutError` for failures to get an answer, and
-    `OutcomeUnknownError` for a background create whose fate is unknown.
+    `OutcomeUnknownError` for a background create whose fate is unknown. Before any I/O, every
+    method taking an id raises `InvalidId` for one the API cannot have issued (ids go into URL
+    paths percent-encoded, one segment each), and every method sending a JSON body raises
+    `InvalidParameter` (naming the field) for a value that is not plain JSON (`encode_json`).
     """
 
     def __init__(self, settings: ClientSettings, http: httpx.AsyncClient) -> None:
@@ -193,12 +197,18 @@ class OpenAIClient(FilesMixin):
         """Send with retries; return a 2xx response (open when `stream`, else read).
 
         Raises:
+            InvalidParameter: a ``json`` body that is not plain JSON (`encode_json`), before I/O.
             APIStatusError (per-status subclass): a non-2xx answer not retried or out of retries.
             APIConnectionError / APITimeoutError: no answer after the retries.
             OutcomeUnknownError: `background_create` and the request may have been received.
         """
         policy = self.settings.retry
         url = path.lstrip("/")
+        if "json" in kwargs:
+            # Checked and encoded once, here, for every call: NaN, a non-JSON object or a body
+            # nested too deep is an InvalidParameter naming the field, before any I/O.
+            kwargs["content"] = encode_json(kwargs.pop("json"))
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         retries = 0
         while True:
             request = self._http.build_request(method, url, **kwargs)
@@ -454,7 +464,7 @@ class OpenAIClient(FilesMixin):
             params["starting_after"] = str(starting_after)
         response = await self._send(
             "GET",
-            f"/responses/{response_id}",
+            f"/responses/{id_segment(response_id, 'response_id')}",
             params=params,
             stream=True,
             headers={"Accept": "text/event-stream"},
@@ -486,7 +496,8 @@ class OpenAIClient(FilesMixin):
         params: dict[str, Any] = {}
         if include:
             params["include[]"] = include
-        response = await self._send("GET", f"/responses/{response_id}", params=params)
+        rid = id_segment(response_id, "response_id")
+        response = await self._send("GET", f"/responses/{rid}", params=params)
         return Polled(
             response=_body_of(response),
             poll_after=_poll_after(response.headers),
@@ -502,8 +513,9 @@ class OpenAIClient(FilesMixin):
                 a background response (`.status` None).
             NotFoundError: unknown id. Otherwise as `_send`.
         """
+        rid = id_segment(response_id, "response_id")
         try:
-            response = await self._send("POST", f"/responses/{response_id}/cancel")
+            response = await self._send("POST", f"/responses/{rid}/cancel")
         except BadRequestError as err:
             match = _CANCEL_STATUS.search(err.message)
             raise CancelRejected(
@@ -525,7 +537,8 @@ class OpenAIClient(FilesMixin):
 
         Raises: `NotFoundError` for an unknown id; otherwise as `_send`.
         """
-        await self._send("DELETE", f"/responses/{response_id}", headers={"Accept": "*/*"})
+        rid = id_segment(response_id, "response_id")
+        await self._send("DELETE", f"/responses/{rid}", headers={"Accept": "*/*"})
 
     async def create_chat_completion(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """`POST /chat/completions` (not streamed); returns the chat completion.
