@@ -7,7 +7,7 @@ answer as the typed error it is; handles built from the registry follow the acto
 
 from __future__ import annotations
 
-from ._errors import ActorsLayerError
+from ._errors import NAME_PATTERN, ActorsLayerError
 from .agents import (
     Agent,
     AgentBusy,
@@ -16,6 +16,7 @@ from .agents import (
     AgentReply,
     DuplicateToolName,
     InvalidAgentConfig,
+    InvalidAgentId,
     InvalidToolName,
     MaxTurnsExceeded,
     ModelResponseFailed,
@@ -28,6 +29,7 @@ from .agents import (
     ToolResult,
     UnsupportedToolParameter,
     Usage,
+    check_agent_id,
     start_agent,
 )
 from .background import (
@@ -38,6 +40,7 @@ from .background import (
     BackgroundStream,
     DurableTracker,
     InvalidBackgroundRequest,
+    InvalidResponseId,
     NotRegistered,
     PollingStopped,
     RegistryStore,
@@ -87,6 +90,7 @@ from .files import (
 from .sessions import (
     InvalidSessionId,
     InvalidSessionRequest,
+    InvalidStreamId,
     SessionDeps,
     SessionError,
     SessionHandle,
@@ -99,6 +103,7 @@ from .sessions import (
     StreamTicket,
     TooManyStreams,
     UnknownStream,
+    check_session_id,
     open_session,
     session_factory,
     session_name,
@@ -107,6 +112,7 @@ from .sessions import (
 )
 
 __all__ = [
+    "NAME_PATTERN",
     "ActorsLayerError",
     "Agent",
     "AgentBusy",
@@ -134,13 +140,16 @@ __all__ = [
     "FilesStatistics",
     "InputTotals",
     "InvalidAgentConfig",
+    "InvalidAgentId",
     "InvalidBackgroundRequest",
     "InvalidDataURL",
     "InvalidFileId",
     "InvalidFileName",
     "InvalidInputPart",
+    "InvalidResponseId",
     "InvalidSessionId",
     "InvalidSessionRequest",
+    "InvalidStreamId",
     "InvalidToolName",
     "MalformedFile",
     "MaxTurnsExceeded",
@@ -186,6 +195,8 @@ __all__ = [
     "Usage",
     "chat_file_part",
     "chat_image_part",
+    "check_agent_id",
+    "check_session_id",
     "file_input",
     "image_input",
     "open_background_poller",

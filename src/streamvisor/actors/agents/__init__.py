@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
-from ._agent import Agent, AgentReply, ToolCall, ToolResult, Usage
+from ._agent import Agent, AgentReply, ToolCall, ToolResult, Usage, check_agent_id
 from ._errors import (
     AgentBusy,
     AgentError,
     DuplicateToolName,
     InvalidAgentConfig,
+    InvalidAgentId,
     InvalidToolName,
     MaxTurnsExceeded,
     ModelResponseFailed,
@@ -28,6 +29,7 @@ __all__ = [
     "AgentReply",
     "DuplicateToolName",
     "InvalidAgentConfig",
+    "InvalidAgentId",
     "InvalidToolName",
     "MaxTurnsExceeded",
     "ModelResponseFailed",
@@ -40,5 +42,6 @@ __all__ = [
     "ToolResult",
     "UnsupportedToolParameter",
     "Usage",
+    "check_agent_id",
     "start_agent",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ._errors import (
     InvalidSessionId,
     InvalidSessionRequest,
+    InvalidStreamId,
     SessionError,
     StreamLost,
     StreamStopped,
@@ -14,13 +15,14 @@ from ._errors import (
     UnknownStream,
 )
 from ._handle import SessionHandle, open_session, session_factory, sessions_supervisor
-from ._requests import session_name, session_topic
+from ._requests import check_session_id, session_name, session_topic
 from ._session import StreamingSession
 from ._values import SessionDeps, SessionState, StreamInfo, StreamOutcome, StreamTicket
 
 __all__ = [
     "InvalidSessionId",
     "InvalidSessionRequest",
+    "InvalidStreamId",
     "SessionDeps",
     "SessionError",
     "SessionHandle",
@@ -33,6 +35,7 @@ __all__ = [
     "StreamingSession",
     "TooManyStreams",
     "UnknownStream",
+    "check_session_id",
     "open_session",
     "session_factory",
     "session_name",
