@@ -45,7 +45,7 @@ log = structlog.get_logger("streamvisor.openai")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _UNSUPPORTED = frozenset({"unsupported_parameter", "unsupported_value"})
 _REQUIRED = frozenset({"model", "input", "messages", "stream", "background"})
-_PARAM_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_PARAM_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _CANCEL_STATUS = re.compile(r"cannot cancel an? (\w+) response", re.IGNORECASE)
 _CLOSE_TIMEOUT = 5.0
 
@@ -98,7 +98,7 @@ def _poll_after(headers: httpx.Headers) -> float | None:
 
 def _droppable(err: BadRequestError, body: Mapping[str, Any]) -> tuple[str, ...] | None:
     """The key path of a parameter the server rejected as unsupported, if we may drop it."""
-    if err.code not in _UNSUPPORTED or not err.param or not _PARAM_PATH.match(err.param):
+    if err.code not in _UNSUPPORTED or not err.param or _PARAM_PATH.fullmatch(err.param) is None:
         return None
     path = tuple(err.param.split("."))
     if path[0] in _REQUIRED:
