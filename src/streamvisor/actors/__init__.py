@@ -7,7 +7,8 @@ answer as the typed error it is; handles built from the registry follow the acto
 
 from __future__ import annotations
 
-from ._errors import NAME_PATTERN, ActorsLayerError
+from ._errors import ActorsLayerError
+from ._ids import NAME_PATTERN
 from .agents import (
     Agent,
     AgentBusy,

@@ -27,7 +27,7 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
     ActorsLayerError
     └── AgentError                        agents and their tools (``agents/``)
         ├── ToolDefinitionError (ValueError)   a tool that cannot be offered; .function, .parameter
-        │   ├── InvalidToolName                .name breaks ``^[A-Za-z0-9_-]{1,64}$``
+        │   ├── InvalidToolName                .name is not ``[A-Za-z0-9_-]{1,64}`` in full
         │   ├── DuplicateToolName              .name is already in the registry
         │   └── UnsupportedToolParameter (TypeError)   a hint with no JSON schema; .hint
         ├── ToolArgumentsError (ValueError)    the model's arguments do not fit; .tool, .problems
@@ -76,9 +76,10 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
 
 Every id error carries ``.field`` (the argument's name) and ``.value`` (what was given; its repr
 is cut short in the message). Ids are matched in full against their pattern, before any hop to an
-actor: session, agent and owner ids against `NAME_PATTERN` (one bus topic segment), file and
-response ids against the wire's ``API_ID_PATTERN``. A request parameter that is not plain JSON is
-the wire's ``InvalidParameter`` (a ValueError naming the field), raised as is by the handles.
+actor: session, agent and owner ids against ``NAME_PATTERN`` (``_ids.py``: one bus topic
+segment), file and response ids against the wire's ``API_ID_PATTERN``. A request parameter that
+is not plain JSON is the wire's ``InvalidParameter`` (a ValueError naming the field), raised as is
+by the handles.
 
 Every ``FileInputError`` names what it concerns in ``.path`` (a filesystem path, the caller's name
 for in-memory bytes, or ``parts[i]`` for a hand-built input part) and the rule broken in ``.rule``
@@ -87,24 +88,11 @@ for in-memory bytes, or ``parts[i]`` for a hand-built input part) and the rule b
 
 from __future__ import annotations
 
-import re
-from typing import Final
-
-__all__ = ["NAME_PATTERN", "ActorsLayerError"]
-
-#: A session, agent or owner id: 1-128 letters, digits or ``_-:@+=``. One bus topic segment (no
-#: dot, no ``*``) and part of a registered name. Matched in full.
-NAME_PATTERN: Final = r"[A-Za-z0-9_\-:@+=]{1,128}"
-_NAME: Final = re.compile(NAME_PATTERN)
+__all__ = ["ActorsLayerError"]
 
 
 class ActorsLayerError(Exception):
     """Root of the errors raised by ``streamvisor.actors`` itself."""
-
-
-def is_name(value: object) -> bool:
-    """True if ``value`` matches `NAME_PATTERN` in full."""
-    return isinstance(value, str) and _NAME.fullmatch(value) is not None
 
 
 def shown(value: object, limit: int = 80) -> str:

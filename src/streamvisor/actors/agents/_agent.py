@@ -51,7 +51,7 @@ from streamvisor.openai import InvalidParameter, OpenAIClient, check_json, is_re
 from streamvisor.supervisor import Actor, Caller, ExitReason, NoReply
 from streamvisor.supervisor._bus import EventBus
 
-from .._errors import is_name
+from .._ids import is_name
 from ._errors import (
     AgentBusy,
     InvalidAgentConfig,

@@ -49,7 +49,7 @@ class InvalidToolName(ToolDefinitionError):
     def __init__(self, function: str, name: object) -> None:
         self.name = name
         super().__init__(
-            function, f"tool name {name!r} must match ^[A-Za-z0-9_-]{{1,64}}$ (the API's rule)"
+            function, f"tool name {name!r} must be [A-Za-z0-9_-]{{1,64}} in full (the API's rule)"
         )
 
 

@@ -10,7 +10,7 @@ import attrs
 
 from streamvisor.openai import InvalidId, check_id
 
-from .._errors import is_name
+from .._ids import is_name
 from ._errors import InvalidBackgroundRequest, InvalidResponseId
 from ._records import TERMINAL_STATUSES
 

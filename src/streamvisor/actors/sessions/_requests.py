@@ -14,7 +14,7 @@ import structlog
 
 from streamvisor.openai import apply_model_rules, check_json, is_reasoning_model
 
-from .._errors import is_name
+from .._ids import is_name
 from ._errors import InvalidSessionId, InvalidSessionRequest, InvalidStreamId
 
 __all__ = [
