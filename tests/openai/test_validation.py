@@ -110,6 +110,8 @@ class TestJson:
             ({"metadata": {1: "x"}}, "metadata[1]"),
             ({"tools": [{"x": {1, 2}}]}, "tools[0].x"),
             ({"input": b"bytes"}, "input"),
+            ({"input": [{"content": "caf\udce9"}]}, "input[0].content"),
+            ({"metadata": {"k\udce9": "v"}}, "metadata"),
         ],
     )
     def test_a_value_that_is_not_plain_json_is_named_by_its_path(

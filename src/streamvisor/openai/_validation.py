@@ -38,7 +38,7 @@ MAX_JSON_DEPTH: Final = 64
 #: API's limit), which base64 makes about 67 MB: the bound leaves room for that and no more.
 MAX_REQUEST_BYTES: Final = 80 * 1024 * 1024
 
-_SCALARS: Final = (str, int, type(None))
+_SCALARS: Final = (int, type(None))
 
 
 def check_id(value: object, field: str) -> str:
@@ -62,12 +62,26 @@ def _child(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _check_text(text: str, path: str) -> None:
+    # A lone surrogate ("\udcff", from a mis-decoded file name) cannot be encoded as UTF-8.
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidParameter(
+                path, f"text with a lone surrogate at {exc.start} is not UTF-8"
+            ) from None
+
+
 def _walk(value: object, path: str, depth: int) -> None:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidParameter(
                 path, f"{value!r} is not a JSON number (the API takes finite numbers only)"
             )
+        return
+    if isinstance(value, str):
+        _check_text(value, path)
         return
     if isinstance(value, _SCALARS):  # bool is an int
         return
@@ -80,6 +94,7 @@ def _walk(value: object, path: str, depth: int) -> None:
                     raise InvalidParameter(
                         f"{path}[{key!r}]", "object keys must be strings in JSON"
                     )
+                _check_text(key, path)
                 _walk(item, _child(path, key), depth + 1)
         else:
             for index, item in enumerate(value):
@@ -91,9 +106,10 @@ def _walk(value: object, path: str, depth: int) -> None:
 def check_json(value: object, field: str = "") -> None:
     """Raise `InvalidParameter` unless ``value`` is plain JSON the API can parse.
 
-    Plain JSON: dicts with str keys, lists and tuples, str, int, bool, None and *finite* floats
-    (no NaN or ±Infinity, which Python's ``json`` would write but the API refuses), nested at most
-    `MAX_JSON_DEPTH` deep. The error names the first offending field below ``field``.
+    Plain JSON: dicts with str keys, lists and tuples, str (UTF-8 encodable: no lone
+    surrogates), int, bool, None and *finite* floats (no NaN or ±Infinity, which Python's
+    ``json`` would write but the API refuses), nested at most `MAX_JSON_DEPTH` deep. The error
+    names the first offending field below ``field``.
     """
     _walk(value, field, 0)
 
