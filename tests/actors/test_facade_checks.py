@@ -127,3 +127,8 @@ class TestBodies:
         with pytest.raises(InvalidParameter) as caught:
             await handle.create([{"role": "user", "content": params}], "gpt-4o")
         assert caught.value.field.startswith("input[0].content.")
+
+    async def test_a_files_list_purpose_is_a_str(self) -> None:
+        handle = FilesHandle.registered(nowhere(), "files")
+        with pytest.raises(TypeError):
+            await handle.list(purpose={"x": 1})  # type: ignore[arg-type]

@@ -250,8 +250,11 @@ class FilesHandle:
         """Every file (of ``purpose``, if given), following the pages to the end.
 
         Raises:
+            TypeError: ``purpose`` is neither a str nor None (before any hop to the actor).
             APIStatusError, APIConnectionError (``streamvisor.openai``): the API failed.
         """
+        if purpose is not None and not isinstance(purpose, str):
+            raise TypeError(f"purpose must be a str or None, not {type(purpose).__name__}")
         files: list[dict[str, Any]] = await self._call(_List(purpose), timeout)
         return files
 
