@@ -3,11 +3,15 @@ actor's registered name at each call (and so follows it across restarts)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from streamvisor.supervisor import ActorRef, NamedRef, NoSuchActor
 
-__all__ = ["Target", "call", "current"]
+__all__ = ["RESTART_WAIT", "Target", "call", "current"]
+
+#: Seconds a handle by name waits, within its call's timeout, for an actor being restarted
+#: (`NamedRef.restart_wait`): a supervised restart takes milliseconds; a second is generous.
+RESTART_WAIT: Final = 1.0
 
 #: A handle's address: a fixed ref (tests, embedding outside a tree) or a registered name.
 Target = ActorRef | NamedRef

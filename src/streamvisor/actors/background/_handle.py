@@ -18,7 +18,7 @@ from streamvisor.openai import (
 from streamvisor.supervisor import ActorRef, Registry
 from streamvisor.supervisor._bus import EventBus
 
-from .._target import Target, call, current
+from .._target import RESTART_WAIT, Target, call, current
 from ._errors import InvalidBackgroundRequest, ResponseGone
 from ._messages import (
     Active,
@@ -44,8 +44,6 @@ log = structlog.get_logger("streamvisor.background")
 
 #: Reserved by the API or by the poller: ``create`` sets them itself.
 _RESERVED: Final = frozenset({"model", "input", "background", "store", "stream"})
-#: Seconds a handle by name waits for a poller being restarted (`NamedRef.restart_wait`).
-_RESTART_WAIT: Final = 1.0
 
 
 # --------------------------------------------------------------------------------- the handle
@@ -111,7 +109,7 @@ class BackgroundHandle:
     def from_registry(cls, registry: Registry, name: str) -> BackgroundHandle:
         """A handle that finds the poller registered as ``name`` at every call (waiting up to a
         second for one being restarted)."""
-        return cls(registry.ref(name, restart_wait=_RESTART_WAIT))
+        return cls(registry.ref(name, restart_wait=RESTART_WAIT))
 
     @property
     def ref(self) -> ActorRef:

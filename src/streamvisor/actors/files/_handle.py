@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from streamvisor.config import FilesSection
 from streamvisor.openai import InvalidId, check_id
 from streamvisor.supervisor import Registry
 
-from .._target import Target, call
+from .._target import RESTART_WAIT, Target, call
 from . import _inputs as _file_inputs
 from ._actor import (
     FileSource,
@@ -35,9 +35,6 @@ from ._inputs import RESPONSES_DETAILS, Api, InputTotals
 from ._rules import Purpose, parse_purpose
 
 __all__ = ["FilesHandle"]
-
-#: Seconds a handle by name waits for a file actor being restarted (`NamedRef.restart_wait`).
-_RESTART_WAIT: Final = 1.0
 
 
 def _check_file_id(file_id: object) -> str:
@@ -103,7 +100,7 @@ class FilesHandle:
     ) -> FilesHandle:
         """A handle that finds the actor registered as ``name`` at every call (survives
         restarts; waits up to a second for one being restarted)."""
-        return cls(registry.ref(name, restart_wait=_RESTART_WAIT), section)
+        return cls(registry.ref(name, restart_wait=RESTART_WAIT), section)
 
     def __repr__(self) -> str:
         return f"<FilesHandle {self._target!r}>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from streamvisor.config import SessionsSection
 from streamvisor.supervisor import (
@@ -17,7 +17,7 @@ from streamvisor.supervisor import (
     StartChildError,
 )
 
-from .._target import Target, call, current
+from .._target import RESTART_WAIT, Target, call, current
 from ._errors import InvalidSessionRequest
 from ._requests import (
     build_chat_body,
@@ -41,9 +41,6 @@ from ._values import (
 )
 
 __all__ = ["SessionHandle", "open_session", "session_factory", "sessions_supervisor"]
-
-#: Seconds a call by name waits for a session worker being restarted (`NamedRef.restart_wait`).
-RESTART_WAIT: Final = 1.0
 
 
 def session_factory(
