@@ -283,3 +283,12 @@ class TestTheClient:
                 with pytest.raises(OpenAIError):
                     await client.delete_file(bad)
         assert seen.requests == []
+
+    async def test_a_url_httpx_refuses_is_an_InvalidRequestError_not_InvalidURL(self) -> None:
+        """The net under the id checks: even a path built wrongly inside the client."""
+        seen = Seen(FILE)
+        async with client_for(seen) as client:
+            with pytest.raises(InvalidRequestError) as caught:
+                await client._send("GET", "/files/\x00")
+        assert isinstance(caught.value.__cause__, httpx.InvalidURL)
+        assert seen.requests == []

@@ -198,6 +198,7 @@ class OpenAIClient(FilesMixin):
 
         Raises:
             InvalidParameter: a ``json`` body that is not plain JSON (`encode_json`), before I/O.
+            InvalidRequestError: a URL httpx refuses to build (never an ``httpx.InvalidURL``).
             APIStatusError (per-status subclass): a non-2xx answer not retried or out of retries.
             APIConnectionError / APITimeoutError: no answer after the retries.
             OutcomeUnknownError: `background_create` and the request may have been received.
@@ -211,7 +212,10 @@ class OpenAIClient(FilesMixin):
             kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         retries = 0
         while True:
-            request = self._http.build_request(method, url, **kwargs)
+            try:
+                request = self._http.build_request(method, url, **kwargs)
+            except httpx.InvalidURL as exc:  # ids are checked and encoded before: this is a net
+                raise InvalidRequestError(f"cannot build a URL for {method} {path!r}") from exc
             if retries:
                 request.headers["x-stainless-retry-count"] = str(retries)
             try:
