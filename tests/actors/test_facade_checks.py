@@ -15,6 +15,7 @@ import trio.testing
 
 from streamvisor.actors import (
     NAME_PATTERN,
+    ActorsLayerError,
     AgentHandle,
     BackgroundHandle,
     FilesHandle,
@@ -40,6 +41,14 @@ def nowhere() -> Registry:
 
 
 class TestIds:
+    @pytest.mark.parametrize(
+        "error",
+        [InvalidAgentId, InvalidFileId, InvalidResponseId, InvalidSessionId, InvalidStreamId],
+    )
+    def test_every_id_error_is_a_ValueError_under_the_layer_root(self, error: type) -> None:
+        assert issubclass(error, ActorsLayerError)
+        assert issubclass(error, ValueError)
+
     @pytest.mark.parametrize("bad", BAD_API_IDS)
     async def test_a_response_id_is_checked_before_the_poller_is_looked_up(
         self, bad: Any, autojump_clock: trio.testing.MockClock
