@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal
 
 import attrs
 import httpx
@@ -51,6 +51,8 @@ from .actors import (
     SessionHandle,
     Tool,
     agent_given_up_reporter,
+    check_agent_id,
+    check_session_id,
     open_session,
     session_name,
     sessions_supervisor,
@@ -66,7 +68,7 @@ from .supervisor import (
     DynamicSupervisor,
     DynamicSupervisorRef,
     EventBus,
-    NoSuchActor,
+    NamedRef,
     Overflow,
     Registry,
     Restart,
@@ -86,6 +88,8 @@ FILES = "files"
 BACKGROUND = "background"
 SESSIONS = "sessions"
 AGENTS = "agents"
+#: Seconds a call by name waits for an actor being restarted (`NamedRef.restart_wait`).
+RESTART_WAIT: Final = 1.0
 
 
 @attrs.frozen
@@ -154,34 +158,44 @@ class Daemon:
         """
         return self.bus.subscribe(pattern, buffer=buffer, overflow=overflow)
 
-    def _dynamic(self, name: str) -> DynamicSupervisorRef:
-        ref = self.registry.whereis(name)
-        if ref is None:
-            raise NoSuchActor(name)
-        return cast(DynamicSupervisorRef, ref)
+    def _named(self, name: str) -> NamedRef:
+        return self.registry.ref(name, restart_wait=RESTART_WAIT)
+
+    async def _supervisor(self, name: str) -> DynamicSupervisorRef:
+        """The dynamic supervisor registered as ``name`` (``sessions``, ``agents``), waiting up to
+        `RESTART_WAIT` for one being restarted. Raises ``NoSuchActor``."""
+        ref = await self._named(name).resolve()
+        assert isinstance(ref, DynamicSupervisorRef), ref
+        return ref
 
     async def open_session(self, session_id: str) -> SessionHandle:
         """The handle of session ``session_id``, starting its worker if it is not running.
 
-        Its events are published on ``session.<id>``. Raises ``InvalidSessionId`` for an
-        unusable id, ``MaxChildren`` / ``StartChildError`` if the worker cannot start.
+        Its events are published on ``session.<id>``; the handle addresses the worker by name, so
+        it follows it across restarts. Raises ``InvalidSessionId`` (a ValueError) for an id that
+        is not 1-128 letters, digits or ``_-:@+=`` (before anything starts), ``MaxChildren`` /
+        ``StartChildError`` if the worker cannot start.
         """
-        return await open_session(self._dynamic(SESSIONS), session_id, self._session_deps)
+        check_session_id(session_id)
+        sessions = await self._supervisor(SESSIONS)
+        return await open_session(sessions, session_id, self._session_deps)
 
     def session(self, session_id: str) -> SessionHandle | None:
-        """The handle of session ``session_id`` if its worker is running, else None (no start)."""
-        ref = self.registry.whereis(session_name(session_id))
-        return None if ref is None else SessionHandle(ref, session_id, registry=self.registry)
+        """The handle of session ``session_id`` if its worker is running, else None (no start).
+
+        Raises ``InvalidSessionId`` for an id that cannot name a session."""
+        named = self._named(session_name(check_session_id(session_id)))
+        return SessionHandle(named, session_id) if named.alive else None
 
     async def close_session(self, session_id: str) -> bool:
         """Stop session ``session_id``'s worker (its durable streams go on as polling).
 
-        Returns False if it was not running.
+        Returns False if it was not running. Raises ``InvalidSessionId`` for an unusable id.
         """
-        ref = self.registry.whereis(session_name(session_id))
+        ref = self._named(session_name(check_session_id(session_id))).whereis()
         if ref is None:
             return False
-        await self._dynamic(SESSIONS).terminate_child(ref)
+        await (await self._supervisor(SESSIONS)).terminate_child(ref)
         return True
 
     async def open_agent(
@@ -196,11 +210,13 @@ class Daemon:
     ) -> AgentHandle:
         """Start an agent (a conversation with tools) under the ``agents`` supervisor.
 
-        Its stream events and tool calls/results are published on ``agent.<id>``. Raises
-        ``InvalidAgentConfig`` / ``ToolDefinitionError`` for a bad definition (before anything
-        starts) and ``AlreadyStarted`` if an agent of that id is running.
+        Its stream events and tool calls/results are published on ``agent.<id>``; the handle
+        addresses it by name, so it follows it across restarts. Raises ``InvalidAgentId`` (an
+        id that is not 1-128 letters, digits or ``_-:@+=``), ``InvalidAgentConfig`` (e.g.
+        ``options`` that are not plain JSON) / ``ToolDefinitionError`` for a bad definition
+        (before anything starts) and ``AlreadyStarted`` if an agent of that id is running.
         """
-        name = agent_name(agent_id)
+        name = agent_name(check_agent_id(agent_id))
         # Build once here so a bad definition fails in the caller, not in the supervisor.
         kwargs: dict[str, Any] = {
             "model": model,
@@ -211,30 +227,34 @@ class Daemon:
         }
         self._agent_defaults(agent_id, **kwargs)
         try:
-            ref = await self._dynamic(AGENTS).start_child(agent_id, kwargs, name=name)
+            agents = await self._supervisor(AGENTS)
+            await agents.start_child(agent_id, kwargs, name=name)
         except StartChildError as exc:
             if isinstance(exc.__cause__, AlreadyStarted):
                 raise exc.__cause__ from None
             raise
-        return AgentHandle(ref, agent_id)
+        return AgentHandle(self._named(name), agent_id)
 
     def agent(self, agent_id: str) -> AgentHandle | None:
-        """The handle of agent ``agent_id`` if it is running, else None."""
-        ref = self.registry.whereis(agent_name(agent_id))
-        return None if ref is None else AgentHandle(ref, agent_id)
+        """The handle of agent ``agent_id`` if it is running, else None.
+
+        Raises ``InvalidAgentId`` for an id that cannot name an agent."""
+        named = self._named(agent_name(check_agent_id(agent_id)))
+        return AgentHandle(named, agent_id) if named.alive else None
 
     async def close_agent(self, agent_id: str) -> bool:
-        """Stop agent ``agent_id``. Returns False if it was not running."""
-        ref = self.registry.whereis(agent_name(agent_id))
+        """Stop agent ``agent_id``. Returns False if it was not running. Raises
+        ``InvalidAgentId`` for an id that cannot name an agent."""
+        ref = self._named(agent_name(check_agent_id(agent_id))).whereis()
         if ref is None:
             return False
-        await self._dynamic(AGENTS).terminate_child(ref)
+        await (await self._supervisor(AGENTS)).terminate_child(ref)
         return True
 
     async def status(self) -> DaemonStatus:
         """What is running now (see `DaemonStatus`)."""
-        sessions: ChildCounts = await self._dynamic(SESSIONS).count_children()
-        agents: ChildCounts = await self._dynamic(AGENTS).count_children()
+        sessions: ChildCounts = await (await self._supervisor(SESSIONS)).count_children()
+        agents: ChildCounts = await (await self._supervisor(AGENTS)).count_children()
         return DaemonStatus(
             base_url=self.client.settings.base_url,
             embedded=self.mockapi is not None,

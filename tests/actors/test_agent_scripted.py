@@ -258,9 +258,9 @@ class TestConstruction:
     @pytest.mark.parametrize(
         ("kwargs", "match"),
         [
-            ({"agent_id": "a.b"}, "agent id"),
-            ({"agent_id": ""}, "agent id"),
-            ({"agent_id": "a*"}, "agent id"),
+            ({"agent_id": "a.b"}, "agent_id"),
+            ({"agent_id": ""}, "agent_id"),
+            ({"agent_id": "a*"}, "agent_id"),
             ({"api": "assistants"}, "api must be"),
             ({"model": ""}, "model must be"),
             ({"max_queued": -1}, "max_queued"),

@@ -247,7 +247,8 @@ class TestRecovery:
         ref = await env.sessions.start_child(
             session_factory("s9", env.deps, state), name="session.s9"
         )
-        return SessionHandle(ref, "s9", registry=env.registry)
+        assert ref is env.registry.whereis("session.s9")
+        return SessionHandle(env.registry.ref("session.s9", restart_wait=1.0), "s9")
 
     async def test_a_stream_whose_terminal_event_was_published_gets_no_second_one(
         self, autojump_clock: trio.testing.MockClock

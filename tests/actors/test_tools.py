@@ -209,7 +209,7 @@ class TestSchemasForBothApis:
 
 
 class TestDefinitionErrors:
-    @pytest.mark.parametrize("name", ["", "has space", "dot.ted", "x" * 65, "émoji"])
+    @pytest.mark.parametrize("name", ["", "has space", "dot.ted", "x" * 65, "émoji", "tool\n"])
     def test_a_name_the_api_rejects_is_refused(self, name: str) -> None:
         """Names are 1-64 of [A-Za-z0-9_-]."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._errors import ActorsLayerError
 from ._given_up import GIVEN_UP_CODE, given_up_event
+from ._ids import NAME_PATTERN
 from .agents import (
     Agent,
     AgentBusy,
@@ -17,6 +18,7 @@ from .agents import (
     AgentReply,
     DuplicateToolName,
     InvalidAgentConfig,
+    InvalidAgentId,
     InvalidToolName,
     MaxTurnsExceeded,
     ModelResponseFailed,
@@ -30,6 +32,7 @@ from .agents import (
     UnsupportedToolParameter,
     Usage,
     agent_given_up_reporter,
+    check_agent_id,
     start_agent,
 )
 from .background import (
@@ -40,6 +43,7 @@ from .background import (
     BackgroundStream,
     DurableTracker,
     InvalidBackgroundRequest,
+    InvalidResponseId,
     NotRegistered,
     PollingStopped,
     RegistryStore,
@@ -91,6 +95,7 @@ from .files import (
 from .sessions import (
     InvalidSessionId,
     InvalidSessionRequest,
+    InvalidStreamId,
     SessionDeps,
     SessionError,
     SessionHandle,
@@ -103,6 +108,7 @@ from .sessions import (
     StreamTicket,
     TooManyStreams,
     UnknownStream,
+    check_session_id,
     open_session,
     report_session_given_up,
     session_factory,
@@ -113,6 +119,7 @@ from .sessions import (
 
 __all__ = [
     "GIVEN_UP_CODE",
+    "NAME_PATTERN",
     "ActorsLayerError",
     "Agent",
     "AgentBusy",
@@ -141,13 +148,16 @@ __all__ = [
     "FilesStatistics",
     "InputTotals",
     "InvalidAgentConfig",
+    "InvalidAgentId",
     "InvalidBackgroundRequest",
     "InvalidDataURL",
     "InvalidFileId",
     "InvalidFileName",
     "InvalidInputPart",
+    "InvalidResponseId",
     "InvalidSessionId",
     "InvalidSessionRequest",
+    "InvalidStreamId",
     "InvalidToolName",
     "MalformedFile",
     "MaxTurnsExceeded",
@@ -195,6 +205,8 @@ __all__ = [
     "agent_given_up_reporter",
     "chat_file_part",
     "chat_image_part",
+    "check_agent_id",
+    "check_session_id",
     "file_input",
     "given_up_event",
     "image_input",

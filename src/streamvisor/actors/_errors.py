@@ -30,11 +30,12 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
     ActorsLayerError
     └── AgentError                        agents and their tools (``agents/``)
         ├── ToolDefinitionError (ValueError)   a tool that cannot be offered; .function, .parameter
-        │   ├── InvalidToolName                .name breaks ``^[A-Za-z0-9_-]{1,64}$``
+        │   ├── InvalidToolName                .name is not ``[A-Za-z0-9_-]{1,64}`` in full
         │   ├── DuplicateToolName              .name is already in the registry
         │   └── UnsupportedToolParameter (TypeError)   a hint with no JSON schema; .hint
         ├── ToolArgumentsError (ValueError)    the model's arguments do not fit; .tool, .problems
         ├── InvalidAgentConfig (ValueError)    a bad agent id, api, model or option
+        │   └── InvalidAgentId                 .field ("agent_id"), .value: not a topic segment
         ├── AgentBusy (RuntimeError)           the agent's queue of asks is full; .agent_id
         ├── MaxTurnsExceeded (RuntimeError)    no final answer within max_turns; .max_turns
         └── ModelResponseFailed (RuntimeError) the model's response ended failed/cancelled;
@@ -45,7 +46,9 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
         │                                 .session_id
         ├── InvalidSessionRequest (openai.InvalidRequestError, so ValueError)
         │                                 rejected at the call, before any network I/O; .field
-        ├── InvalidSessionId (ValueError) not usable as one topic segment / registered name
+        ├── InvalidSessionId (ValueError) not usable as one topic segment / registered name;
+        │                                 .field ("session_id"), .value
+        ├── InvalidStreamId (ValueError)  not a stream id the session hands out; .field, .value
         ├── TooManyStreams (RuntimeError) the session already runs .limit streams
         ├── UnknownStream (LookupError)   no running or remembered stream with .stream_id
         ├── StreamStopped                 the stream was stopped before its first event
@@ -54,12 +57,13 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
     ActorsLayerError
     ├── FileUploadFailed                  a good file the API failed to take (``files/``);
     │                                     .path, .purpose, .upload_id; __cause__: the wire error
-    ├── InvalidFileId (ValueError)        a file id that cannot name a file; .file_id
+    ├── InvalidFileId (ValueError)        not an API file id; .field ("file_id"), .value
     └── InvalidFileName (ValueError)      an upload name the API cannot carry; .filename
 
     ActorsLayerError
     └── BackgroundError                   the background poller (``background/``)
         ├── InvalidBackgroundRequest (ValueError)   a create/track rejected before any I/O
+        ├── InvalidResponseId (ValueError)  not an API response id; .field ("response_id"), .value
         ├── ResponseGone (LookupError)    404: unknown id, or deleted after retention; .response_id
         ├── NotRegistered                 created server-side, the registry write failed;
         │                                 .response_id, .response
@@ -73,6 +77,13 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
             │   └── UnsupportedSchema             written by a newer streamvisor
             └── StoreClosed (trio.ClosedResourceError)   used after its ``async with`` ended
 
+Every id error carries ``.field`` (the argument's name) and ``.value`` (what was given; its repr
+is cut short in the message). Ids are matched in full against their pattern, before any hop to an
+actor: session, agent and owner ids against ``NAME_PATTERN`` (``_ids.py``: one bus topic
+segment), file and response ids against the wire's ``API_ID_PATTERN``. A request parameter that
+is not plain JSON is the wire's ``InvalidParameter`` (a ValueError naming the field), raised as is
+by the handles.
+
 Every ``FileInputError`` names what it concerns in ``.path`` (a filesystem path, the caller's name
 for in-memory bytes, or ``parts[i]`` for a hand-built input part) and the rule broken in ``.rule``
 (a stable short string such as ``"max_bytes"``, for mapping to HTTP statuses and metrics).
@@ -85,3 +96,9 @@ __all__ = ["ActorsLayerError"]
 
 class ActorsLayerError(Exception):
     """Root of the errors raised by ``streamvisor.actors`` itself."""
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -18,6 +18,8 @@ from ._errors import (
     ConflictError,
     InsufficientQuotaError,
     InternalServerError,
+    InvalidId,
+    InvalidParameter,
     InvalidRequestError,
     MalformedStreamError,
     NotFoundError,
@@ -38,10 +40,22 @@ from ._responses import ResponseAccumulator
 from ._retry import RateLimits, RetryPolicy, parse_go_duration, parse_retry_after
 from ._settings import DEFAULT_BASE_URL, ClientSettings
 from ._stream import EventStream
+from ._validation import (
+    API_ID_PATTERN,
+    MAX_JSON_DEPTH,
+    MAX_REQUEST_BYTES,
+    check_id,
+    check_json,
+    encode_json,
+    id_segment,
+)
 
 __all__ = [
+    "API_ID_PATTERN",
     "DEFAULT_BASE_URL",
+    "MAX_JSON_DEPTH",
     "MAX_PART_SIZE",
+    "MAX_REQUEST_BYTES",
     "SAMPLING_PARAMS",
     "TERMINAL_TYPES",
     "APIConnectionError",
@@ -58,6 +72,8 @@ __all__ = [
     "FilePager",
     "InsufficientQuotaError",
     "InternalServerError",
+    "InvalidId",
+    "InvalidParameter",
     "InvalidRequestError",
     "MalformedStreamError",
     "ModelRules",
@@ -78,6 +94,10 @@ __all__ = [
     "UnprocessableEntityError",
     "UploadFailed",
     "apply_model_rules",
+    "check_id",
+    "check_json",
+    "encode_json",
+    "id_segment",
     "is_reasoning_model",
     "parse_go_duration",
     "parse_retry_after",

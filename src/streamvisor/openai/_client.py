@@ -35,6 +35,7 @@ from ._responses import ResponseAccumulator
 from ._retry import RateLimits
 from ._settings import ClientSettings
 from ._stream import EventStream
+from ._validation import encode_json, id_segment
 
 __all__ = ["OpenAIClient", "Polled"]
 
@@ -44,7 +45,7 @@ log = structlog.get_logger("streamvisor.openai")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _UNSUPPORTED = frozenset({"unsupported_parameter", "unsupported_value"})
 _REQUIRED = frozenset({"model", "input", "messages", "stream", "background"})
-_PARAM_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_PARAM_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _CANCEL_STATUS = re.compile(r"cannot cancel an? (\w+) response", re.IGNORECASE)
 _CLOSE_TIMEOUT = 5.0
 
@@ -97,7 +98,7 @@ def _poll_after(headers: httpx.Headers) -> float | None:
 
 def _droppable(err: BadRequestError, body: Mapping[str, Any]) -> tuple[str, ...] | None:
     """The key path of a parameter the server rejected as unsupported, if we may drop it."""
-    if err.code not in _UNSUPPORTED or not err.param or not _PARAM_PATH.match(err.param):
+    if err.code not in _UNSUPPORTED or not err.param or _PARAM_PATH.fullmatch(err.param) is None:
         return None
     path = tuple(err.param.split("."))
     if path[0] in _REQUIRED:
@@ -124,7 +125,10 @@ class OpenAIClient(FilesMixin):
 
     All methods raise the `_errors` tree: `APIStatusError` subclasses for non-2xx answers (after
     retries), `APIConnectionError`/`APITimeoutError` for failures to get an answer, and
-    `OutcomeUnknownError` for a background create whose fate is unknown.
+    `OutcomeUnknownError` for a background create whose fate is unknown. Before any I/O, every
+    method taking an id raises `InvalidId` for one the API cannot have issued (ids go into URL
+    paths percent-encoded, one segment each), and every method sending a JSON body raises
+    `InvalidParameter` (naming the field) for a value that is not plain JSON (`encode_json`).
     """
 
     def __init__(self, settings: ClientSettings, http: httpx.AsyncClient) -> None:
@@ -193,15 +197,25 @@ class OpenAIClient(FilesMixin):
         """Send with retries; return a 2xx response (open when `stream`, else read).
 
         Raises:
+            InvalidParameter: a ``json`` body that is not plain JSON (`encode_json`), before I/O.
+            InvalidRequestError: a URL httpx refuses to build (never an ``httpx.InvalidURL``).
             APIStatusError (per-status subclass): a non-2xx answer not retried or out of retries.
             APIConnectionError / APITimeoutError: no answer after the retries.
             OutcomeUnknownError: `background_create` and the request may have been received.
         """
         policy = self.settings.retry
         url = path.lstrip("/")
+        if "json" in kwargs:
+            # Checked and encoded once, here, for every call: NaN, a non-JSON object or a body
+            # nested too deep is an InvalidParameter naming the field, before any I/O.
+            kwargs["content"] = encode_json(kwargs.pop("json"))
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         retries = 0
         while True:
-            request = self._http.build_request(method, url, **kwargs)
+            try:
+                request = self._http.build_request(method, url, **kwargs)
+            except httpx.InvalidURL as exc:  # ids are checked and encoded before: this is a net
+                raise InvalidRequestError(f"cannot build a URL for {method} {path!r}") from exc
             if retries:
                 request.headers["x-stainless-retry-count"] = str(retries)
             try:
@@ -454,7 +468,7 @@ class OpenAIClient(FilesMixin):
             params["starting_after"] = str(starting_after)
         response = await self._send(
             "GET",
-            f"/responses/{response_id}",
+            f"/responses/{id_segment(response_id, 'response_id')}",
             params=params,
             stream=True,
             headers={"Accept": "text/event-stream"},
@@ -486,7 +500,8 @@ class OpenAIClient(FilesMixin):
         params: dict[str, Any] = {}
         if include:
             params["include[]"] = include
-        response = await self._send("GET", f"/responses/{response_id}", params=params)
+        rid = id_segment(response_id, "response_id")
+        response = await self._send("GET", f"/responses/{rid}", params=params)
         return Polled(
             response=_body_of(response),
             poll_after=_poll_after(response.headers),
@@ -502,8 +517,9 @@ class OpenAIClient(FilesMixin):
                 a background response (`.status` None).
             NotFoundError: unknown id. Otherwise as `_send`.
         """
+        rid = id_segment(response_id, "response_id")
         try:
-            response = await self._send("POST", f"/responses/{response_id}/cancel")
+            response = await self._send("POST", f"/responses/{rid}/cancel")
         except BadRequestError as err:
             match = _CANCEL_STATUS.search(err.message)
             raise CancelRejected(
@@ -525,7 +541,8 @@ class OpenAIClient(FilesMixin):
 
         Raises: `NotFoundError` for an unknown id; otherwise as `_send`.
         """
-        await self._send("DELETE", f"/responses/{response_id}", headers={"Accept": "*/*"})
+        rid = id_segment(response_id, "response_id")
+        await self._send("DELETE", f"/responses/{rid}", headers={"Accept": "*/*"})
 
     async def create_chat_completion(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """`POST /chat/completions` (not streamed); returns the chat completion.

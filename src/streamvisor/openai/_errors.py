@@ -24,6 +24,10 @@ The tree (as `httpx/_exceptions.py` draws its own)::
     ├── UploadFailed                          `upload_large` failed; the upload was cancelled
     ├── SequenceError                         a gap in `sequence_number` (also a ValueError)
     └── InvalidRequestError                   rejected locally before any I/O (also a ValueError)
+        ├── InvalidId                         not an id the API issues (`check_id`); .field .value
+        └── InvalidParameter                  not plain JSON the API can parse (`check_json`):
+                                              NaN/Infinity, a non-JSON type, too deep or too
+                                              large; .field is its path (`input[2].content`)
 
 `x-request-id` is kept on every error that came from an HTTP answer. No error message, repr or
 attribute ever contains the API key: errors carry response headers, never request headers.
@@ -45,6 +49,8 @@ __all__ = [
     "ConflictError",
     "InsufficientQuotaError",
     "InternalServerError",
+    "InvalidId",
+    "InvalidParameter",
     "InvalidRequestError",
     "MalformedStreamError",
     "NotFoundError",
@@ -257,6 +263,38 @@ class SequenceError(OpenAIError, ValueError):
 
 class InvalidRequestError(OpenAIError, ValueError):
     """A request rejected locally, before any network I/O."""
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: an error must not echo a megabyte."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+class InvalidId(InvalidRequestError):
+    """An id (``response_id``, ``file_id``, ``upload_id``) that the API cannot have issued.
+
+    ``field`` names the argument, ``value`` is what was given (its repr in the message is cut).
+    """
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(f"invalid {field} {_shown(value)}: {reason}")
+        self.field = field
+        self.value = value
+        self.reason = reason
+
+
+class InvalidParameter(InvalidRequestError):
+    """A request parameter that is not plain JSON the API can parse.
+
+    ``field`` is its path in the body (``temperature``, ``input[2].content``; ``""`` for the body
+    as a whole), ``reason`` what is wrong with it.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {

@@ -12,6 +12,7 @@ import structlog
 import trio
 
 from ._errors import InvalidRequestError, OpenAIError, UploadFailed
+from ._validation import id_segment
 
 __all__ = ["MAX_PART_SIZE", "FilePager", "FilesMixin"]
 
@@ -77,7 +78,8 @@ class FilePager:
 
 
 class FilesMixin:
-    """Files and Uploads calls; every method raises as `OpenAIClient._send` unless stated."""
+    """Files and Uploads calls; every method raises as `OpenAIClient._send` unless stated, and
+    `InvalidId` (before any I/O) for a ``file_id``/``upload_id`` the API cannot have issued."""
 
     if TYPE_CHECKING:
 
@@ -132,17 +134,20 @@ class FilesMixin:
 
     async def retrieve_file(self, file_id: str) -> dict[str, Any]:
         """`GET /files/{id}`. Raises `NotFoundError` for an unknown id."""
-        result: dict[str, Any] = (await self._send("GET", f"/files/{file_id}")).json()
+        fid = id_segment(file_id, "file_id")
+        result: dict[str, Any] = (await self._send("GET", f"/files/{fid}")).json()
         return result
 
     async def file_content(self, file_id: str) -> bytes:
         """`GET /files/{id}/content`: the raw bytes."""
-        response = await self._send("GET", f"/files/{file_id}/content", headers={"Accept": "*/*"})
+        fid = id_segment(file_id, "file_id")
+        response = await self._send("GET", f"/files/{fid}/content", headers={"Accept": "*/*"})
         return response.content
 
     async def delete_file(self, file_id: str) -> dict[str, Any]:
         """`DELETE /files/{id}`: returns `{"id", "object": "file", "deleted": true}`."""
-        result: dict[str, Any] = (await self._send("DELETE", f"/files/{file_id}")).json()
+        fid = id_segment(file_id, "file_id")
+        result: dict[str, Any] = (await self._send("DELETE", f"/files/{fid}")).json()
         return result
 
     # -- Uploads ---------------------------------------------------------------------------
@@ -161,11 +166,12 @@ class FilesMixin:
         Raises:
             InvalidRequestError: the part is larger than 64 MB (before any I/O).
         """
+        uid = id_segment(upload_id, "upload_id")
         if len(data) > MAX_PART_SIZE:
             raise InvalidRequestError(f"an upload part holds at most {MAX_PART_SIZE} bytes")
         response = await self._send(
             "POST",
-            f"/uploads/{upload_id}/parts",
+            f"/uploads/{uid}/parts",
             files={"data": ("blob", data, "application/octet-stream")},
         )
         result: dict[str, Any] = response.json()
@@ -176,17 +182,19 @@ class FilesMixin:
     ) -> dict[str, Any]:
         """`POST /uploads/{id}/complete` with the part ids in file order; returns the Upload
         (status `completed`, with the nested FileObject under `file`)."""
+        uid = id_segment(upload_id, "upload_id")
         body: dict[str, Any] = {"part_ids": list(part_ids)}
         if md5 is not None:
             body["md5"] = md5
         result: dict[str, Any] = (
-            await self._send("POST", f"/uploads/{upload_id}/complete", json=body)
+            await self._send("POST", f"/uploads/{uid}/complete", json=body)
         ).json()
         return result
 
     async def cancel_upload(self, upload_id: str) -> dict[str, Any]:
         """`POST /uploads/{id}/cancel`: returns the Upload (status `cancelled`)."""
-        result: dict[str, Any] = (await self._send("POST", f"/uploads/{upload_id}/cancel")).json()
+        uid = id_segment(upload_id, "upload_id")
+        result: dict[str, Any] = (await self._send("POST", f"/uploads/{uid}/cancel")).json()
         return result
 
     async def upload_large(

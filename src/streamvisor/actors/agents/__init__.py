@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
-from ._agent import Agent, AgentReply, ToolCall, ToolResult, Usage
+from ._agent import Agent, AgentReply, ToolCall, ToolResult, Usage, check_agent_id
 from ._errors import (
     AgentBusy,
     AgentError,
     DuplicateToolName,
     InvalidAgentConfig,
+    InvalidAgentId,
     InvalidToolName,
     MaxTurnsExceeded,
     ModelResponseFailed,
@@ -29,6 +30,7 @@ __all__ = [
     "AgentReply",
     "DuplicateToolName",
     "InvalidAgentConfig",
+    "InvalidAgentId",
     "InvalidToolName",
     "MaxTurnsExceeded",
     "ModelResponseFailed",
@@ -42,5 +44,6 @@ __all__ = [
     "UnsupportedToolParameter",
     "Usage",
     "agent_given_up_reporter",
+    "check_agent_id",
     "start_agent",
 ]

@@ -43,18 +43,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-import outcome
 import structlog
 import trio
 
 from streamvisor.config import AgentSection
-from streamvisor.openai import OpenAIClient, is_reasoning_model
+from streamvisor.openai import InvalidParameter, OpenAIClient, check_json, is_reasoning_model
 from streamvisor.supervisor import Actor, Caller, ExitReason, NoReply
 from streamvisor.supervisor._bus import EventBus
 
+from .._ids import is_name
 from ._errors import (
     AgentBusy,
     InvalidAgentConfig,
+    InvalidAgentId,
     MaxTurnsExceeded,
     ModelResponseFailed,
     ToolDefinitionError,
@@ -70,6 +71,7 @@ __all__ = [
     "ToolRegistry",
     "ToolResult",
     "Usage",
+    "check_agent_id",
 ]
 
 log = structlog.get_logger("streamvisor.actors.agent")
@@ -224,12 +226,11 @@ class _Pending:
 # -- the actor ---------------------------------------------------------------------------------
 
 
-def _check_id(agent_id: object) -> str:
-    if not isinstance(agent_id, str) or not agent_id or "." in agent_id or "*" in agent_id:
-        raise InvalidAgentConfig(
-            f"agent id must be a non-empty str without '.' or '*' (it names the topic "
-            f"agent.<id>), got {agent_id!r}"
-        )
+def check_agent_id(agent_id: object) -> str:
+    """``agent_id`` if it can name the topic ``agent.<id>`` (`NAME_PATTERN`, in full)."""
+    if not is_name(agent_id):
+        raise InvalidAgentId(agent_id)
+    assert isinstance(agent_id, str)
     return agent_id
 
 
@@ -237,7 +238,8 @@ class Agent(Actor):
     """A conversation with a model that may call the registered tools.
 
     Args:
-        agent_id: Names the agent and its topic ``agent.<id>`` (no dots, no ``*``).
+        agent_id: Names the agent and its topic ``agent.<id>``: 1-128 letters, digits or
+            ``_-:@+=`` (`NAME_PATTERN`).
         client: The shared `OpenAIClient`.
         bus: Where stream events, `ToolCall` and `ToolResult` records are published.
         model: The model of every request.
@@ -250,7 +252,8 @@ class Agent(Actor):
         max_queued: Asks that may wait while a turn runs; more raise `AgentBusy`.
 
     Raises:
-        InvalidAgentConfig: a bad id, api, model, option or ``max_queued``.
+        InvalidAgentConfig: a bad id (`InvalidAgentId`), api, model, option (one that is not
+            plain JSON names it: ``options.temperature``) or ``max_queued``.
         ToolDefinitionError: a tool that cannot be offered (bad name, duplicate, bad hint).
     """
 
@@ -269,7 +272,7 @@ class Agent(Actor):
         store: bool = False,
         max_queued: int = 8,
     ) -> None:
-        self.agent_id = _check_id(agent_id)
+        self.agent_id = check_agent_id(agent_id)
         if api not in ("chat", "responses"):
             raise InvalidAgentConfig(f"api must be 'chat' or 'responses', got {api!r}")
         if not isinstance(model, str) or not model:
@@ -293,6 +296,10 @@ class Agent(Actor):
         clash = reserved.intersection(options or {})
         if clash:
             raise InvalidAgentConfig(f"options may not set {sorted(clash)}: the agent owns them")
+        try:
+            check_json(dict(options or {}), "options")
+        except InvalidParameter as exc:
+            raise InvalidAgentConfig(str(exc)) from exc
         self.client = client
         self.bus = bus
         self.model = model
@@ -316,7 +323,7 @@ class Agent(Actor):
             if self._running is None:
                 self._start(_Pending(request, caller))
             elif len(self._queue) >= self.max_queued:
-                return outcome.Error(AgentBusy(self.agent_id, len(self._queue)))
+                return caller.fail(AgentBusy(self.agent_id, len(self._queue)))
             else:
                 self._queue.append(_Pending(request, caller))
             return NoReply
@@ -324,14 +331,14 @@ class Agent(Actor):
             return copy.deepcopy(tuple(self._history))
         if isinstance(request, _Reset):
             if self._running is not None or self._queue:
-                return outcome.Error(AgentBusy(self.agent_id, len(self._queue)))
+                return caller.fail(AgentBusy(self.agent_id, len(self._queue)))
             self._history.clear()
-            return outcome.Value(None)
+            return None
         if isinstance(request, _Register):
             try:
-                return outcome.Value(self.tools.add(request.tool))
+                return self.tools.add(request.tool)
             except ToolDefinitionError as exc:
-                return outcome.Error(exc)
+                return caller.fail(exc)
         if isinstance(request, _Tools):
             return tuple(self.tools)
         raise TypeError(f"Agent does not understand {request!r}")
@@ -377,9 +384,9 @@ class Agent(Actor):
                     reply = await self._run_turn(pending.ask.text)
                 except Exception as exc:
                     log.info("agent.turn_failed", agent=self.agent_id, error=repr(exc))
-                    pending.caller.reply(outcome.Error(exc))
+                    pending.caller.fail(exc)
                 else:
-                    pending.caller.reply(outcome.Value(reply))
+                    pending.caller.reply(reply)
         finally:
             self._scope = None
             self._next()

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .._errors import ActorsLayerError
+from .._errors import ActorsLayerError, shown
 
 __all__ = [
     "AgentBusy",
     "AgentError",
     "DuplicateToolName",
     "InvalidAgentConfig",
+    "InvalidAgentId",
     "InvalidToolName",
     "MaxTurnsExceeded",
     "ModelResponseFailed",
@@ -48,7 +49,7 @@ class InvalidToolName(ToolDefinitionError):
     def __init__(self, function: str, name: object) -> None:
         self.name = name
         super().__init__(
-            function, f"tool name {name!r} must match ^[A-Za-z0-9_-]{{1,64}}$ (the API's rule)"
+            function, f"tool name {name!r} must be [A-Za-z0-9_-]{{1,64}} in full (the API's rule)"
         )
 
 
@@ -79,6 +80,19 @@ class ToolArgumentsError(AgentError, ValueError):
 
 class InvalidAgentConfig(AgentError, ValueError):
     """An agent constructed with a bad id, api, model or option."""
+
+
+class InvalidAgentId(InvalidAgentConfig):
+    """An agent id that cannot name the topic ``agent.<id>`` and the registered name: not 1-128
+    letters, digits or ``_-:@+=``. ``field`` is ``"agent_id"``, ``value`` what was given."""
+
+    def __init__(self, agent_id: object) -> None:
+        super().__init__(
+            f"invalid agent_id {shown(agent_id)}: use 1-128 letters, digits or _-:@+= "
+            "(it names the topic agent.<id>)"
+        )
+        self.field = "agent_id"
+        self.value = agent_id
 
 
 class AgentBusy(AgentError, RuntimeError):

@@ -39,7 +39,7 @@ from ._errors import (
 
 __all__ = ["Tool", "ToolOutcome", "ToolRegistry", "format_tool_error"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SIMPLE: dict[Any, str] = {
     str: "string",
     int: "integer",
@@ -244,7 +244,7 @@ def _description_of(fn: Callable[..., Any]) -> str:
 
 
 def _check_name(function: str, name: object) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
         raise InvalidToolName(function, name)
     return name
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ._errors import (
     BackgroundError,
     InvalidBackgroundRequest,
+    InvalidResponseId,
     NotRegistered,
     ResponseGone,
     StoreError,
@@ -32,6 +33,7 @@ __all__ = [
     "BackgroundStream",
     "DurableTracker",
     "InvalidBackgroundRequest",
+    "InvalidResponseId",
     "NotRegistered",
     "PollingStopped",
     "RegistryStore",

@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from .._errors import ActorsLayerError
+from .._errors import ActorsLayerError, shown
 
 __all__ = [
     "BackgroundError",
@@ -18,6 +18,7 @@ __all__ = [
     "DuplicateResponse",
     "IllegalTransition",
     "InvalidBackgroundRequest",
+    "InvalidResponseId",
     "NotRegistered",
     "ResponseGone",
     "StoreClosed",
@@ -33,6 +34,7 @@ __all__ = [
 #     ActorsLayerError
 #     └── BackgroundError                     anything the background poller rejects or fails at
 #         ├── InvalidBackgroundRequest (ValueError)   a create/track rejected before any I/O
+#         ├── InvalidResponseId (ValueError)  not an API response id; .field, .value
 #         ├── ResponseGone (LookupError)      the server no longer knows the id (404: unknown, or
 #         │                                   deleted after its retention window); .response_id
 #         └── NotRegistered                   created server-side, but the registry write failed:
@@ -52,6 +54,16 @@ class InvalidBackgroundRequest(BackgroundError, ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class InvalidResponseId(BackgroundError, ValueError):
+    """A response id that the API cannot have issued: not a str matching the wire's
+    ``API_ID_PATTERN`` in full. ``field`` is ``"response_id"``, ``value`` what was given."""
+
+    def __init__(self, response_id: object) -> None:
+        super().__init__(f"invalid response_id {shown(response_id)}: not a response id")
+        self.field = "response_id"
+        self.value = response_id
 
 
 class ResponseGone(BackgroundError, LookupError):

@@ -13,17 +13,18 @@ from streamvisor.openai import (
     NotFoundError,
     StreamEvent,
     apply_model_rules,
+    check_json,
 )
-from streamvisor.supervisor import ActorRef, NoSuchActor, Registry
+from streamvisor.supervisor import ActorRef, Registry
 from streamvisor.supervisor._bus import EventBus
 
+from .._target import RESTART_WAIT, Target, call, current
 from ._errors import InvalidBackgroundRequest, ResponseGone
 from ._messages import (
     Active,
     Cancel,
     Create,
     Cursor,
-    Failed,
     Get,
     Observed,
     Poll,
@@ -31,6 +32,7 @@ from ._messages import (
     StreamInfo,
     Track,
     check_owner,
+    check_response_id,
     seed_snapshot,
 )
 from ._records import TrackedResponse
@@ -58,10 +60,10 @@ class BackgroundStream:
     holds the final Response.
     """
 
-    def __init__(self, events: EventStream, bus: EventBus[Any], ref: ActorRef, rid: str) -> None:
+    def __init__(self, events: EventStream, bus: EventBus[Any], poller: Target, rid: str) -> None:
         self._events = events
         self._bus = bus
-        self._ref = ref
+        self._poller = poller
         self._topic = f"background.{rid}"
         self.response_id = rid
 
@@ -84,48 +86,35 @@ class BackgroundStream:
         if event.terminal and event.type != "error":
             response = event.data.get("response")
             if isinstance(response, Mapping) and isinstance(response.get("status"), str):
-                self._ref.cast(Observed(self.response_id, response["status"], response))
+                self._poller.cast(Observed(self.response_id, response["status"], response))
         return event
 
 
 class BackgroundHandle:
     """The typed facade of a running `BackgroundPoller`; also a `DurableTracker`.
 
-    Build it from the poller's ref, or with `from_registry` to follow the poller across restarts.
-    Every call may raise, besides what it lists: ``ActorExited`` (the poller stopped or crashed
-    during the call), ``CallTimeout`` (no answer within ``timeout``; the operation itself goes
-    on), ``NoSuchActor`` (`from_registry`: no poller registered), ``StoreError`` (the registry
-    failed).
+    Build it over the poller's ref, or over its registered name (a `NamedRef`, or
+    `from_registry`) to follow the poller across restarts. Ids and parameters are checked here,
+    in the caller's task, before anything reaches the poller or the network. Every call may
+    raise, besides what it lists: ``ActorExited`` (the poller stopped or crashed during the
+    call), ``CallTimeout`` (no answer within ``timeout``; the operation itself goes on),
+    ``NoSuchActor`` (a handle by name: no poller registered, nor restarted within the name's
+    ``restart_wait``), ``StoreError`` (the registry failed).
     """
 
-    def __init__(self, ref: ActorRef) -> None:
-        self._fixed: ActorRef | None = ref
-        self._registry: Registry | None = None
-        self._name = ""
+    def __init__(self, target: Target) -> None:
+        self._target = target
 
     @classmethod
     def from_registry(cls, registry: Registry, name: str) -> BackgroundHandle:
-        """A handle that looks the poller up by ``name`` on every call."""
-        handle = cls.__new__(cls)
-        handle._fixed, handle._registry, handle._name = None, registry, name
-        return handle
+        """A handle that finds the poller registered as ``name`` at every call (waiting up to a
+        second for one being restarted)."""
+        return cls(registry.ref(name, restart_wait=RESTART_WAIT))
 
     @property
     def ref(self) -> ActorRef:
-        """The poller's current ref. Raises ``NoSuchActor`` (registry handle, none running)."""
-        if self._fixed is not None:
-            return self._fixed
-        assert self._registry is not None
-        ref = self._registry.whereis(self._name)
-        if ref is None:
-            raise NoSuchActor(self._name)
-        return ref
-
-    async def _call(self, message: object, timeout: float | None) -> Any:  # noqa: ASYNC109
-        result = await self.ref.call(message, timeout=timeout)
-        if isinstance(result, Failed):
-            raise result.error
-        return result
+        """The poller's current ref. Raises ``NoSuchActor`` (a handle by name, none running)."""
+        return current(self._target)
 
     async def create(
         self,
@@ -148,6 +137,9 @@ class BackgroundHandle:
         Raises:
             InvalidBackgroundRequest: ``model`` empty, ``owner`` not a topic segment, or
                 ``stream`` requested (stream through a session instead) -- before any I/O.
+            InvalidParameter: ``input`` or a parameter is not plain JSON (NaN, ±Infinity, a
+                non-JSON object, too deep); ``.field`` names it (``temperature``,
+                ``input[0].content``) -- before any I/O.
             OutcomeUnknownError: the response may or may not exist server-side.
             NotRegistered: created, but the registry write failed (``.response`` to cancel it).
             APIStatusError / APIConnectionError (and subclasses): the create failed.
@@ -164,10 +156,11 @@ class BackgroundHandle:
                 log.warning("background.param_forced", param=key, given=params[key])
         params = {k: v for k, v in params.items() if k not in _RESERVED}
         body = {"model": model, "input": input, **params, "background": True, "store": True}
+        check_json(body)
         body, dropped = apply_model_rules("responses", body)
         if dropped:
             log.info("background.params_dropped", model=model, params=list(dropped))
-        result: TrackedResponse = await self._call(Create(body, owner), timeout)
+        result: TrackedResponse = await call(self._target, Create(body, owner), timeout)
         return result
 
     async def poll(
@@ -182,10 +175,12 @@ class BackgroundHandle:
         again from here on.
 
         Raises:
+            InvalidResponseId: not a response id the API issues (before any I/O).
             ResponseGone: 404 (the response is marked gone if tracked).
             APIStatusError / APIConnectionError: the GET failed.
         """
-        result: dict[str, Any] = await self._call(Poll(response_id), timeout)
+        poll = Poll(check_response_id(response_id))
+        result: dict[str, Any] = await call(self._target, poll, timeout)
         return result
 
     async def cancel(
@@ -201,11 +196,13 @@ class BackgroundHandle:
         a completed response.") is not an error: the final state is fetched and returned.
 
         Raises:
+            InvalidResponseId: not a response id the API issues (before any I/O).
             ResponseGone: unknown or expired id (404).
             CancelRejected: the response is not a background response (``.status`` None).
             APIStatusError / APIConnectionError: the call failed.
         """
-        result: dict[str, Any] = await self._call(Cancel(response_id), timeout)
+        cancel = Cancel(check_response_id(response_id))
+        result: dict[str, Any] = await call(self._target, cancel, timeout)
         return result
 
     async def get(
@@ -214,8 +211,10 @@ class BackgroundHandle:
         *,
         timeout: float | None = 5.0,  # noqa: ASYNC109
     ) -> TrackedResponse:
-        """The registry's record of ``response_id``. Raises ``UnknownResponse`` (a KeyError)."""
-        result: TrackedResponse = await self._call(Get(response_id), timeout)
+        """The registry's record of ``response_id``. Raises ``UnknownResponse`` (a KeyError), or
+        ``InvalidResponseId`` (before any hop to the poller) for an id the API cannot issue."""
+        get = Get(check_response_id(response_id))
+        result: TrackedResponse = await call(self._target, get, timeout)
         return result
 
     async def active(
@@ -224,7 +223,7 @@ class BackgroundHandle:
         timeout: float | None = 5.0,  # noqa: ASYNC109
     ) -> list[TrackedResponse]:
         """Every tracked response that is not terminal, oldest first."""
-        result: list[TrackedResponse] = await self._call(Active(), timeout)
+        result: list[TrackedResponse] = await call(self._target, Active(), timeout)
         return result
 
     @asynccontextmanager
@@ -240,13 +239,14 @@ class BackgroundHandle:
         ``background.<id>``.
 
         Raises on entry:
+            InvalidResponseId: not a response id the API issues (before any I/O).
             ResponseGone: 404.
             BadRequestError: the response was not created with ``background: true``.
             APIStatusError / APIConnectionError: the GET failed.
         While iterating: as ``EventStream`` (``StreamInterrupted`` with ``.cursor``, ...).
         """
-        ref = self.ref
-        client, bus = await self._call(StreamInfo(), 5.0)
+        check_response_id(response_id)
+        client, bus = await call(self._target, StreamInfo(), 5.0)
         async with AsyncExitStack() as stack:
             try:
                 snapshot = None
@@ -259,7 +259,7 @@ class BackgroundHandle:
                 )
             except NotFoundError as err:
                 raise ResponseGone(response_id, str(err)) from err
-            yield BackgroundStream(events, bus, ref, response_id)
+            yield BackgroundStream(events, bus, self._target, response_id)
 
     # -- DurableTracker ------------------------------------------------------------------------
 
@@ -276,14 +276,14 @@ class BackgroundHandle:
         session streams it). Tracking it again (a restarted session worker) updates the owner
         and moves the cursor forward. Raises ``InvalidBackgroundRequest`` for a bad owner."""
         check_owner(owner)
-        await self._call(Track(response_id, owner, model, request, cursor), 5.0)
+        await call(self._target, Track(response_id, owner, model, request, cursor), 5.0)
 
     def note_cursor(self, response_id: str, cursor: int) -> None:
         """Record the last published sequence number (a cast: never blocks, never raises;
         written in batches)."""
-        try:
-            self.ref.cast(Cursor(response_id, cursor))
-        except NoSuchActor:
+        if isinstance(self._target, ActorRef) or self._target.alive:
+            self._target.cast(Cursor(response_id, cursor))
+        else:
             log.warning("background.cursor_dropped", response_id=response_id, cursor=cursor)
 
     async def stream_finished(
@@ -291,12 +291,12 @@ class BackgroundHandle:
     ) -> None:
         """The durable stream ended. A terminal ``status`` is recorded (and notified); any other
         (the stream broke and the session gave up) hands the response over to polling."""
-        await self._call(StreamFinished(response_id, status, response), 10.0)
+        await call(self._target, StreamFinished(response_id, status, response), 10.0)
 
     def stream_abandoned(self, response_id: str) -> None:
         """The stream's session was given up: hand its response over to polling (a cast: never
         blocks, never raises; logged if the poller is not running)."""
-        try:
-            self.ref.cast(StreamFinished(response_id, "in_progress", None))
-        except NoSuchActor:
+        if isinstance(self._target, ActorRef) or self._target.alive:
+            self._target.cast(StreamFinished(response_id, "in_progress", None))
+        else:
             log.warning("background.stream_abandoned_dropped", response_id=response_id)

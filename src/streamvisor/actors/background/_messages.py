@@ -8,7 +8,10 @@ from typing import Any, Final
 
 import attrs
 
-from ._errors import InvalidBackgroundRequest
+from streamvisor.openai import InvalidId, check_id
+
+from .._ids import is_name
+from ._errors import InvalidBackgroundRequest, InvalidResponseId
 from ._records import TERMINAL_STATUSES
 
 __all__ = [
@@ -16,7 +19,6 @@ __all__ = [
     "Cancel",
     "Create",
     "Cursor",
-    "Failed",
     "Get",
     "Observed",
     "Poll",
@@ -24,6 +26,7 @@ __all__ = [
     "StreamInfo",
     "Track",
     "check_owner",
+    "check_response_id",
     "registry_request",
     "seed_snapshot",
 ]
@@ -33,13 +36,6 @@ _MAX_STORED_INPUT: Final = 64 * 1024
 
 
 # ------------------------------------------------------------------------------------ messages
-
-
-@attrs.frozen
-class Failed:
-    """A call's expected failure, raised again in the caller's task by the handle."""
-
-    error: Exception
 
 
 @attrs.frozen
@@ -122,13 +118,22 @@ class StreamInfo:
 
 
 def check_owner(owner: str | None) -> None:
-    """Raise ``InvalidBackgroundRequest`` unless ``owner`` is None or usable as a topic segment."""
+    """Raise ``InvalidBackgroundRequest`` unless ``owner`` is None or a session id (it is a bus
+    topic segment: `NAME_PATTERN`, matched in full)."""
     if owner is None:
         return
-    if not isinstance(owner, str) or not owner or any(c in owner for c in ".*"):
+    if not is_name(owner):
         raise InvalidBackgroundRequest(
-            f"owner must be a session id without '.' or '*' (a bus topic segment), got {owner!r}"
+            f"owner must be a session id (1-128 letters, digits or _-:@+=), got {owner!r}"
         )
+
+
+def check_response_id(response_id: object) -> str:
+    """Return ``response_id`` if the API could have issued it; raise `InvalidResponseId`."""
+    try:
+        return check_id(response_id, "response_id")
+    except InvalidId as exc:
+        raise InvalidResponseId(response_id) from exc
 
 
 def registry_request(body: Mapping[str, Any]) -> dict[str, Any]:

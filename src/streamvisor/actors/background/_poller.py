@@ -69,7 +69,6 @@ from ._messages import (
     Cancel,
     Create,
     Cursor,
-    Failed,
     Get,
     Observed,
     Poll,
@@ -316,13 +315,14 @@ class BackgroundPoller(Actor):
     # -- messages ------------------------------------------------------------------------------
 
     def _answer(self, caller: Caller, work: Callable[[], Awaitable[object]]) -> Any:
-        """Run ``work`` in a linked task and reply with its result (or its caller error)."""
+        """Run ``work`` in a linked task and reply with its result; a caller error fails the
+        call (``caller.fail``), anything else crashes the actor (a bug)."""
 
         async def run() -> None:
             try:
                 value = await work()
             except _CALLER_ERRORS as exc:
-                caller.reply(Failed(exc))
+                caller.fail(exc)
             else:
                 caller.reply(value)
 
@@ -348,7 +348,7 @@ class BackgroundPoller(Actor):
             if isinstance(request, StreamInfo):
                 return (self._client, self._bus)
         except _CALLER_ERRORS as exc:
-            return Failed(exc)
+            return caller.fail(exc)
         return await super().handle_call(request, caller)
 
     async def handle_cast(self, message: Any) -> None:

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import attrs
-import outcome
 import structlog
 import trio
 
@@ -282,12 +281,12 @@ class FileActor(Actor):
                 log.warning("files.root_missing", actor=self.ref.label, root=str(root))
 
     async def handle_call(self, request: Any, caller: Caller) -> Any:
-        # Every reply is an ``outcome``: a failure is returned to the caller, never raised here
-        # (raising from a callback would crash the actor).
+        # A refusal is ``caller.fail``: the caller's error, never raised here (raising from a
+        # callback would crash the actor).
         if isinstance(request, _Statistics):
-            return outcome.Value(self._statistics())
+            return self._statistics()
         if not isinstance(request, _Request):
-            return outcome.Error(TypeError(f"FileActor does not understand {request!r}"))
+            return caller.fail(TypeError(f"FileActor does not understand {request!r}"))
         self.spawn(self._answer, request, caller)
         return NoReply
 
@@ -303,9 +302,9 @@ class FileActor(Actor):
                 error=type(exc).__name__,
                 reason=str(exc),
             )
-            caller.reply(outcome.Error(exc))
+            caller.fail(exc)
         else:
-            caller.reply(outcome.Value(result))
+            caller.reply(result)
 
     async def _run(self, request: _Request) -> Any:
         if isinstance(request, _Upload):

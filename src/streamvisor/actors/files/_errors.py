@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .._errors import ActorsLayerError
+from .._errors import ActorsLayerError, shown
 
 __all__ = [
     "AnimatedGifNotAllowed",
@@ -271,7 +271,7 @@ class RequestLimitExceeded(InvalidInputPart):
 #     ActorsLayerError
 #     ├── FileUploadFailed                  the API refused or failed an upload of a good file;
 #                                           .path, .purpose, .upload_id; __cause__: the wire error
-#     ├── InvalidFileId (ValueError)        a file id that cannot name a file; .file_id
+#     ├── InvalidFileId (ValueError)        not an API file id; .field ("file_id"), .value
 #     └── InvalidFileName (ValueError)      an upload name the API cannot carry; .filename
 
 
@@ -298,11 +298,14 @@ class FileUploadFailed(ActorsLayerError):
 
 
 class InvalidFileId(ActorsLayerError, ValueError):
-    """A file id that cannot name a file (empty, not a string, or holding URL syntax)."""
+    """A file id that the API cannot have issued: not a str matching the wire's
+    ``API_ID_PATTERN`` in full. ``field`` is ``"file_id"``; ``value`` (also ``file_id``) is what
+    was given."""
 
-    def __init__(self, file_id: object) -> None:
-        self.file_id = file_id
-        super().__init__(f"not a file id: {file_id!r}")
+    def __init__(self, file_id: object, field: str = "file_id") -> None:
+        self.file_id = self.value = file_id
+        self.field = field
+        super().__init__(f"invalid {field} {shown(file_id)}: not a file id the API issues")
 
 
 class InvalidFileName(ActorsLayerError, ValueError):

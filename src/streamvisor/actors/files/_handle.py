@@ -11,11 +11,11 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
-import outcome
-
 from streamvisor.config import FilesSection
-from streamvisor.supervisor import ActorRef, NoSuchActor, Registry
+from streamvisor.openai import InvalidId, check_id
+from streamvisor.supervisor import Registry
 
+from .._target import RESTART_WAIT, Target, call
 from . import _inputs as _file_inputs
 from ._actor import (
     FileSource,
@@ -38,14 +38,10 @@ __all__ = ["FilesHandle"]
 
 
 def _check_file_id(file_id: object) -> str:
-    if (
-        not isinstance(file_id, str)
-        or not file_id
-        or file_id != file_id.strip()
-        or any(c in file_id for c in "/?#\\")
-    ):
-        raise InvalidFileId(file_id)
-    return file_id
+    try:
+        return check_id(file_id, "file_id")
+    except InvalidId as exc:
+        raise InvalidFileId(file_id) from exc
 
 
 def _as_source(source: object) -> FileSource:
@@ -78,7 +74,8 @@ class FilesHandle:
     """The typed facade over the file actor: what ``daemon.files`` is.
 
     Build it over a ref (``FilesHandle(ref, section)``) or, to follow the actor across restarts,
-    over a registry name (``FilesHandle.registered(registry, "files", section)``).
+    over its registered name (``FilesHandle(registry.ref("files"), section)``, or
+    ``FilesHandle.registered(registry, "files", section)``).
 
     Every async method raises, besides what it lists:
 
@@ -86,15 +83,14 @@ class FilesHandle:
       network calls are bounded by the client's timeouts and retry policy). The request still
       completes in the actor (an upload is then in the dedup index).
     * ``ActorExited`` — the actor stopped or crashed before answering.
-    * ``NoSuchActor`` — (registry handles) no live actor has the name.
+    * ``NoSuchActor`` — (handles by name) no live actor holds the name, nor is restarted
+      within the name's ``restart_wait``.
     """
 
-    __slots__ = ("_name", "_ref", "_registry", "rules")
+    __slots__ = ("_target", "rules")
 
-    def __init__(self, ref: ActorRef, section: FilesSection | None = None) -> None:
-        self._ref: ActorRef | None = ref
-        self._registry: Registry | None = None
-        self._name = ref.name or ref.label
+    def __init__(self, target: Target, section: FilesSection | None = None) -> None:
+        self._target = target
         #: The rules the actor applies (from the same section), for the pure validators.
         self.rules = rules_for_section(section if section is not None else FilesSection())
 
@@ -102,26 +98,15 @@ class FilesHandle:
     def registered(
         cls, registry: Registry, name: str = "files", section: FilesSection | None = None
     ) -> FilesHandle:
-        """A handle that looks ``name`` up in ``registry`` on every call (survives restarts)."""
-        self = cls.__new__(cls)
-        self._ref = None
-        self._registry = registry
-        self._name = name
-        self.rules = rules_for_section(section if section is not None else FilesSection())
-        return self
+        """A handle that finds the actor registered as ``name`` at every call (survives
+        restarts; waits up to a second for one being restarted)."""
+        return cls(registry.ref(name, restart_wait=RESTART_WAIT), section)
 
     def __repr__(self) -> str:
-        return f"<FilesHandle {self._name}>"
+        return f"<FilesHandle {self._target!r}>"
 
     async def _call(self, request: object, timeout: float | None) -> Any:  # noqa: ASYNC109
-        ref = self._ref
-        if ref is None:
-            assert self._registry is not None
-            ref = self._registry.whereis(self._name)
-            if ref is None:
-                raise NoSuchActor(self._name)
-        result: outcome.Outcome[Any] = await ref.call(request, timeout=timeout)
-        return result.unwrap()
+        return await call(self._target, request, timeout)
 
     # -- uploads -------------------------------------------------------------------------------
 
@@ -262,8 +247,11 @@ class FilesHandle:
         """Every file (of ``purpose``, if given), following the pages to the end.
 
         Raises:
+            TypeError: ``purpose`` is neither a str nor None (before any hop to the actor).
             APIStatusError, APIConnectionError (``streamvisor.openai``): the API failed.
         """
+        if purpose is not None and not isinstance(purpose, str):
+            raise TypeError(f"purpose must be a str or None, not {type(purpose).__name__}")
         files: list[dict[str, Any]] = await self._call(_List(purpose), timeout)
         return files
 
@@ -276,7 +264,7 @@ class FilesHandle:
         """The FileObject of ``file_id``.
 
         Raises:
-            InvalidFileId: not a plausible file id (before any I/O).
+            InvalidFileId: not a file id the API issues (before any hop to the actor).
             NotFoundError: no such file (it is also forgotten by the dedup index).
             APIStatusError, APIConnectionError: the API failed.
         """
@@ -292,7 +280,7 @@ class FilesHandle:
         """The bytes of ``file_id``.
 
         Raises:
-            InvalidFileId: not a plausible file id (before any I/O).
+            InvalidFileId: not a file id the API issues (before any hop to the actor).
             NotFoundError: no such file (it is also forgotten by the dedup index).
             BadRequestError: the API does not hand back files of that purpose.
             APIStatusError, APIConnectionError: the API failed.
@@ -309,7 +297,7 @@ class FilesHandle:
         """Delete ``file_id`` (evicting it from the dedup index first); returns the API's answer.
 
         Raises:
-            InvalidFileId: not a plausible file id (before any I/O).
+            InvalidFileId: not a file id the API issues (before any hop to the actor).
             NotFoundError: no such file.
             APIStatusError, APIConnectionError: the API failed.
         """

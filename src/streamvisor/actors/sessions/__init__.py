@@ -7,6 +7,7 @@ from __future__ import annotations
 from ._errors import (
     InvalidSessionId,
     InvalidSessionRequest,
+    InvalidStreamId,
     SessionError,
     StreamLost,
     StreamStopped,
@@ -15,13 +16,14 @@ from ._errors import (
 )
 from ._given_up import report_session_given_up
 from ._handle import SessionHandle, open_session, session_factory, sessions_supervisor
-from ._requests import session_name, session_topic
+from ._requests import check_session_id, session_name, session_topic
 from ._session import StreamingSession
 from ._values import SessionDeps, SessionState, StreamInfo, StreamOutcome, StreamTicket
 
 __all__ = [
     "InvalidSessionId",
     "InvalidSessionRequest",
+    "InvalidStreamId",
     "SessionDeps",
     "SessionError",
     "SessionHandle",
@@ -34,6 +36,7 @@ __all__ = [
     "StreamingSession",
     "TooManyStreams",
     "UnknownStream",
+    "check_session_id",
     "open_session",
     "report_session_given_up",
     "session_factory",

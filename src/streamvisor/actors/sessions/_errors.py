@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from streamvisor.openai import InvalidRequestError
 
-from .._errors import ActorsLayerError
+from .._errors import ActorsLayerError, shown
 
 __all__ = [
     "InvalidSessionId",
     "InvalidSessionRequest",
+    "InvalidStreamId",
     "SessionError",
     "StreamLost",
     "StreamStopped",
@@ -42,11 +43,24 @@ class InvalidSessionRequest(SessionError, InvalidRequestError):
 
 
 class InvalidSessionId(SessionError, ValueError):
-    """A session id that cannot be a topic segment (``session.<id>``) or a registered name."""
+    """A session id that cannot be a topic segment (``session.<id>``) or a registered name.
+    ``field`` is ``"session_id"``, ``value`` what was given."""
 
     def __init__(self, session_id: object, reason: str) -> None:
-        super().__init__(None, f"invalid session id {session_id!r}: {reason}")
+        super().__init__(None, f"invalid session_id {shown(session_id)}: {reason}")
         self.reason = reason
+        self.field = "session_id"
+        self.value = session_id
+
+
+class InvalidStreamId(SessionError, ValueError):
+    """A stream id that the session cannot have handed out (they look like ``stream-7``).
+    ``field`` is ``"stream_id"``, ``value`` what was given."""
+
+    def __init__(self, session_id: str | None, stream_id: object) -> None:
+        super().__init__(session_id, f"invalid stream_id {shown(stream_id)}: not stream-<n>")
+        self.field = "stream_id"
+        self.value = stream_id
 
 
 class TooManyStreams(SessionError, RuntimeError):

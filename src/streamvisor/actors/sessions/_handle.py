@@ -4,33 +4,29 @@ the ``sessions`` supervisor's side (`session_factory`, `sessions_supervisor`).""
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-import trio
-
 from streamvisor.config import SessionsSection
 from streamvisor.supervisor import (
-    ActorExited,
     ActorRef,
     AlreadyStarted,
     DynamicSupervisor,
     DynamicSupervisorRef,
     GivenUp,
-    NoSuchActor,
-    Registry,
     Restart,
     RestartBudget,
     StartChildError,
 )
 
+from .._target import RESTART_WAIT, Target, call, current
 from ._errors import InvalidSessionRequest
 from ._given_up import report_session_given_up
 from ._requests import (
     build_chat_body,
     build_responses_body,
     check_session_id,
+    check_stream_id,
     session_name,
     session_topic,
 )
@@ -41,7 +37,6 @@ from ._values import (
     StreamInfo,
     StreamOutcome,
     StreamTicket,
-    _Failed,
     _Start,
     _Stop,
     _Streams,
@@ -120,44 +115,36 @@ async def open_session(
         ref = await sessions.start_child(session_factory(session_id, deps))
         return SessionHandle(ref, session_id, timeout=timeout)
     name = session_name(session_id)
-    found = registry.whereis(name)
-    if found is not None:
-        ref = found
-    else:
+    if registry.whereis(name) is None:
         try:
-            ref = await sessions.start_child(session_factory(session_id, deps), name=name)
+            await sessions.start_child(session_factory(session_id, deps), name=name)
         except StartChildError as exc:
             if not isinstance(exc.__cause__, AlreadyStarted):
                 raise
-            ref = exc.__cause__.ref
-    return SessionHandle(ref, session_id, registry=registry, timeout=timeout)
+    named = registry.ref(name, restart_wait=RESTART_WAIT)
+    return SessionHandle(named, session_id, timeout=timeout)
 
 
 class SessionHandle:
-    """A typed facade over a session worker's ref. Requests are validated here, in the
-    caller's task, before anything reaches the worker or the network.
+    """A typed facade over a session worker. Requests are validated here, in the caller's task,
+    before anything reaches the worker or the network.
 
-    Every method may also raise ``ActorExited`` (the worker died during the call and no
-    restarted one was found), ``NoSuchActor`` (the session is not running) and ``CallTimeout``
-    (no answer within ``timeout``; the request may still take effect).
+    Build it over the worker's registered name (``registry.ref("session.<id>")``, what
+    `open_session` does: the handle follows the worker across restarts) or over a fixed
+    ``ActorRef``.
+
+    Every method may also raise ``ActorExited`` (the worker died during the call), ``NoSuchActor``
+    (the session is not running, nor restarted within the name's ``restart_wait``) and
+    ``CallTimeout`` (no answer within ``timeout``; the request may still take effect).
     """
 
-    def __init__(
-        self,
-        ref: ActorRef,
-        session_id: str,
-        *,
-        registry: Registry | None = None,
-        timeout: float | None = 60.0,
-    ) -> None:
-        self._ref = ref
+    def __init__(self, target: Target, session_id: str, *, timeout: float | None = 60.0) -> None:
+        self._target = target
         self.session_id = check_session_id(session_id)
-        self._registry = registry
-        self._name = session_name(session_id)
         self.timeout = timeout
 
     def __repr__(self) -> str:
-        return f"<SessionHandle {self.session_id} {self._ref!r}>"
+        return f"<SessionHandle {self.session_id} {self._target!r}>"
 
     @property
     def topic(self) -> str:
@@ -166,42 +153,10 @@ class SessionHandle:
 
     @property
     def ref(self) -> ActorRef:
-        """The current worker's ref (it changes when the worker restarts)."""
-        return self._current()
+        """The current worker's ref (it changes when the worker restarts).
 
-    def _current(self) -> ActorRef:
-        if not self._ref.alive and self._registry is not None:
-            ref = self._registry.whereis(self._name)
-            if ref is not None:
-                self._ref = ref
-        return self._ref
-
-    async def _resolve(self, timeout: float | None) -> ActorRef:  # noqa: ASYNC109
-        """The live worker, waiting (briefly) for a restart in progress."""
-        ref = self._current()
-        if ref.alive or self._registry is None:
-            return ref
-        bound = 1.0 if timeout is None else min(timeout, 1.0)
-        try:
-            self._ref = await self._registry.wait_for(self._name, timeout=bound)
-        except trio.TooSlowError:
-            raise NoSuchActor(self._name) from None
-        return self._ref
-
-    async def _call(self, request: object, *, retry: bool, timeout: float | None) -> Any:  # noqa: ASYNC109
-        deadline = trio.current_time() + (math.inf if timeout is None else timeout)
-        while True:
-            ref = await self._resolve(timeout)
-            remaining = deadline - trio.current_time()
-            try:
-                reply = await ref.call(request, timeout=None if timeout is None else remaining)
-            except ActorExited:
-                if not retry or self._registry is None:
-                    raise
-                continue
-            if isinstance(reply, _Failed):
-                raise reply.error
-            return reply
+        Raises ``NoSuchActor`` (a handle by name) when no worker holds the name now."""
+        return current(self._target)
 
     async def chat(
         self, model: str, messages: Sequence[Mapping[str, Any]], **params: Any
@@ -213,6 +168,8 @@ class SessionHandle:
 
         Raises:
             InvalidSessionRequest: a bad request (see `build_chat_body`); nothing was sent.
+            InvalidParameter: a value in ``messages``/``params`` that is not plain JSON (NaN,
+                ±Infinity, ...); ``.field`` names it; nothing was sent.
             TooManyStreams: the session already runs its maximum of streams.
             APIStatusError, APIConnectionError, StreamInterrupted, ...: the stream failed before
                 its first event (after the client's retries); nothing was published.
@@ -221,7 +178,7 @@ class SessionHandle:
         body = build_chat_body(model, messages, params, session_id=self.session_id)
         return cast(
             StreamTicket,
-            await self._call(_Start("chat", model, body, None), retry=False, timeout=self.timeout),
+            await call(self._target, _Start("chat", model, body, None), self.timeout),
         )
 
     async def respond(
@@ -235,6 +192,7 @@ class SessionHandle:
         Raises:
             InvalidSessionRequest: a bad request (see `build_responses_body`), ``store=False``
                 with a durable stream, or a durable stream without a tracker; nothing was sent.
+            InvalidParameter: a value that is not plain JSON (``.field``: ``input[2].content``).
             TooManyStreams: the session already runs its maximum of streams.
             OutcomeUnknownError: a durable create whose answer (or first event) was lost: the
                 response may exist server-side, and is not tracked.
@@ -246,9 +204,7 @@ class SessionHandle:
             raise InvalidSessionRequest(self.session_id, "durable", "must be a bool or None")
         return cast(
             StreamTicket,
-            await self._call(
-                _Start("responses", model, body, durable), retry=False, timeout=self.timeout
-            ),
+            await call(self._target, _Start("responses", model, body, durable), self.timeout),
         )
 
     async def wait(
@@ -260,10 +216,15 @@ class SessionHandle:
         among the session's last 256). Follows the worker across restarts.
 
         Raises:
+            InvalidStreamId: not a stream id a session hands out (``stream-<n>``).
             UnknownStream: no such stream (or it was forgotten).
             CallTimeout (a TimeoutError): not finished within ``timeout`` (None: no limit).
         """
-        return cast(StreamOutcome, await self._call(_Wait(stream_id), retry=True, timeout=timeout))
+        check_stream_id(self.session_id, stream_id)
+        return cast(
+            StreamOutcome,
+            await call(self._target, _Wait(stream_id), timeout, retry_on_exit=True),
+        )
 
     async def stop(self, stream_id: str | None = None) -> list[StreamOutcome]:
         """Stop one stream (or all of the session's): close its connection, cancel a durable
@@ -271,15 +232,16 @@ class SessionHandle:
         are stopped (a finished stream's outcome as it was).
 
         Raises:
+            InvalidStreamId: not a stream id a session hands out (``stream-<n>``).
             UnknownStream: no such stream.
         """
-        return cast(
-            "list[StreamOutcome]",
-            await self._call(_Stop(stream_id), retry=False, timeout=self.timeout),
-        )
+        if stream_id is not None:
+            check_stream_id(self.session_id, stream_id)
+        return cast("list[StreamOutcome]", await call(self._target, _Stop(stream_id), self.timeout))
 
     async def streams(self) -> list[StreamInfo]:
         """The session's active streams."""
         return cast(
-            "list[StreamInfo]", await self._call(_Streams(), retry=True, timeout=self.timeout)
+            "list[StreamInfo]",
+            await call(self._target, _Streams(), self.timeout, retry_on_exit=True),
         )

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 import structlog
 
-from streamvisor.openai import apply_model_rules, is_reasoning_model
+from streamvisor.openai import apply_model_rules, check_json, is_reasoning_model
 
-from ._errors import InvalidSessionId, InvalidSessionRequest
+from .._ids import is_name
+from ._errors import InvalidSessionId, InvalidSessionRequest, InvalidStreamId
 
 __all__ = [
     "CHAT_ROLES",
@@ -23,6 +24,7 @@ __all__ = [
     "build_chat_body",
     "build_responses_body",
     "check_session_id",
+    "check_stream_id",
     "session_name",
     "session_topic",
 ]
@@ -39,7 +41,7 @@ _ASSISTANT_PAYLOADS = ("content", "tool_calls", "function_call", "refusal", "aud
 #: Roles a Responses input message may have.
 INPUT_ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant"})
 
-_SESSION_ID = re.compile(r"^[A-Za-z0-9_\-:@+=]{1,128}$")
+_STREAM_ID = re.compile(r"stream-[1-9][0-9]{0,18}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,12 +51,21 @@ _SESSION_ID = re.compile(r"^[A-Za-z0-9_\-:@+=]{1,128}$")
 def check_session_id(session_id: object) -> str:
     """Return ``session_id`` if it can name a session; raise `InvalidSessionId` otherwise.
 
-    It must be 1-128 characters of letters, digits and ``_-:@+=`` (one topic segment)."""
+    It must be 1-128 characters of letters, digits and ``_-:@+=`` (one topic segment), matched
+    in full (`NAME_PATTERN`): no dot, no ``*``, no whitespace, no trailing newline."""
     if not isinstance(session_id, str):
         raise InvalidSessionId(session_id, "must be a str")
-    if not _SESSION_ID.match(session_id):
+    if not is_name(session_id):
         raise InvalidSessionId(session_id, "use 1-128 letters, digits or _-:@+= (no dots)")
     return session_id
+
+
+def check_stream_id(session_id: str | None, stream_id: object) -> str:
+    """Return ``stream_id`` if a session could have handed it out (``stream-<n>``); raise
+    `InvalidStreamId` otherwise."""
+    if not isinstance(stream_id, str) or _STREAM_ID.fullmatch(stream_id) is None:
+        raise InvalidStreamId(session_id, stream_id)
+    return stream_id
 
 
 def session_topic(session_id: str) -> str:
@@ -117,6 +128,9 @@ def build_chat_body(
             without ``tool_call_id``, ...), a reserved parameter (``model``, ``messages``,
             ``stream``), a bad ``n``, or ``max_tokens`` and ``max_completion_tokens`` that
             disagree for a reasoning model (one would have to be dropped silently).
+        InvalidParameter: a value that is not plain JSON (NaN, ±Infinity, a non-JSON object,
+            nesting deeper than 64); ``.field`` is its path (``temperature``,
+            ``messages[0].content``).
     """
     model = _check_model(session_id, model)
     msgs = _check_messages(session_id, messages)
@@ -147,6 +161,7 @@ def build_chat_body(
         )
     body: dict[str, Any] = {"model": model, "messages": msgs, **params}
     body.setdefault("stream_options", {"include_usage": True})
+    check_json(body)
     return _apply_rules("chat", body, session_id)
 
 
@@ -188,6 +203,8 @@ def build_responses_body(
             ``background``), ``max_tokens`` (the Responses API calls it ``max_output_tokens``),
             ``max_output_tokens`` below 16, or both ``previous_response_id`` and
             ``conversation``.
+        InvalidParameter: a value that is not plain JSON (see `build_chat_body`), e.g.
+            ``input[2].content``.
     """
     model = _check_model(session_id, model)
     checked = _check_input(session_id, input)
@@ -210,6 +227,7 @@ def build_responses_body(
             session_id, "conversation", "previous_response_id and conversation exclude each other"
         )
     body: dict[str, Any] = {"model": model, "input": checked, **params}
+    check_json(body)
     return _apply_rules("responses", body, session_id)
 
 

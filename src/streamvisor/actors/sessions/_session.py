@@ -67,7 +67,6 @@ from ._values import (
     StreamInfo,
     StreamOutcome,
     StreamTicket,
-    _Failed,
     _Record,
     _Start,
     _Stop,
@@ -82,6 +81,10 @@ log = structlog.get_logger("streamvisor.actors")
 _RESUMABLE = (StreamInterrupted, SequenceError, APIConnectionError)
 _RETRY_STATUS = (RateLimitError, InternalServerError, ConflictError)
 _TERMINAL_STATUSES = frozenset({"completed", "failed", "incomplete", "cancelled"})
+#: What a stream's request or connection may fail with: reported (to the caller of chat/respond,
+#: or as an `error` event), never a crash. A ValueError is a request the wire refused (e.g. a
+#: parameter that is not JSON: `InvalidParameter`); the handle checks first, this is the net.
+_CALLER_ERRORS = (OpenAIError, httpx.HTTPError, ValueError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +219,7 @@ class StreamingSession(Actor):
     def _start(self, request: _Start, caller: Caller) -> Any:
         sid = self.session_id
         if len(self._active) >= self.deps.max_streams:
-            return _Failed(TooManyStreams(sid, self.deps.max_streams))
+            return caller.fail(TooManyStreams(sid, self.deps.max_streams))
         body = request.body
         durable = False
         if request.api == "responses":
@@ -225,13 +228,13 @@ class StreamingSession(Actor):
             )
             if durable:
                 if self.deps.tracker is None:
-                    return _Failed(
+                    return caller.fail(
                         InvalidSessionRequest(
                             sid, "durable", "durable streams need a tracker (the background poller)"
                         )
                     )
                 if body.get("store") is False:
-                    return _Failed(
+                    return caller.fail(
                         InvalidSessionRequest(
                             sid, "store", "a durable stream is stored (store=True) to be resumed"
                         )
@@ -253,7 +256,7 @@ class StreamingSession(Actor):
             return NoReply
         outcome = self.state.outcomes.get(stream_id)
         if outcome is None:
-            return _Failed(UnknownStream(self.session_id, stream_id))
+            return caller.fail(UnknownStream(self.session_id, stream_id))
         return outcome
 
     def _stop(self, stream_id: str | None, caller: Caller) -> Any:
@@ -264,7 +267,7 @@ class StreamingSession(Actor):
             if one is None:
                 outcome = self.state.outcomes.get(stream_id)
                 if outcome is None:
-                    return _Failed(UnknownStream(self.session_id, stream_id))
+                    return caller.fail(UnknownStream(self.session_id, stream_id))
                 return [outcome]
             targets = [one]
         if not targets:
@@ -331,10 +334,10 @@ class StreamingSession(Actor):
         stream.outcome = outcome
         if stream.starter is not None:
             starter, stream.starter = stream.starter, None
-            if outcome.error is not None:
-                starter.reply(_Failed(outcome.error))
+            if isinstance(outcome.error, Exception):
+                starter.fail(outcome.error)
             else:
-                starter.reply(_Failed(StreamStopped(self.session_id, rec.stream_id, "stopped")))
+                starter.fail(StreamStopped(self.session_id, rec.stream_id, "stopped"))
         for notify in stream.on_done:
             notify(outcome)
         stream.done.set()
@@ -380,7 +383,7 @@ class StreamingSession(Actor):
                         rec.terminal = True
         except StreamError as exc:  # the `error` frame itself was published
             raise _Broken(exc, "failed", reported=True) from exc
-        except (OpenAIError, httpx.HTTPError) as exc:
+        except _CALLER_ERRORS as exc:
             raise _Broken(exc) from exc
         return self._final(rec)
 
@@ -459,7 +462,7 @@ class StreamingSession(Actor):
                     await trio.sleep(
                         min(deps.resume_backoff * 2.0 ** (failures - 1), deps.resume_backoff_max)
                     )
-            except (OpenAIError, httpx.HTTPError) as exc:
+            except _CALLER_ERRORS as exc:
                 if rec.response_id is None:
                     raise _Broken(exc) from exc
                 return await self._hand_over(rec, exc)

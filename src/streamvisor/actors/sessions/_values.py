@@ -216,10 +216,3 @@ class _Stop:
 @attrs.frozen
 class _Streams:
     pass
-
-
-@attrs.frozen
-class _Failed:
-    """A reply that the handle raises."""
-
-    error: BaseException = attrs.field(eq=False)
