@@ -12,9 +12,9 @@ from streamvisor.actors import (
     UnknownStream,
 )
 from streamvisor.gateway import BadRequest, NotFound, PayloadTooLarge, status_for
+from streamvisor.gateway._access import hostname as _hostname
 from streamvisor.gateway._encode import bus_item
 from streamvisor.gateway._errors import Redactor, problem
-from streamvisor.gateway._http import _hostname
 from streamvisor.openai import (
     APIConnectionError,
     APITimeoutError,
