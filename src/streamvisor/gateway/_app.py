@@ -458,9 +458,10 @@ class GatewayApp:
                 # without it, saying where to find it); then the route.
                 self.access.check(scope, authenticate=False)
                 authenticated = self.access.authenticated(scope)
-                found = route(method, path_segments(scope))
-                if not authenticated and found[0].handler is not _index:
+                segments = path_segments(scope)
+                if not authenticated and segments:
                     raise NotAuthenticated()
+                found = route(method, segments)
             except GatewayError as exc:
                 refused = exc
             # The body is read even for a refused request, so the connection stays usable.
