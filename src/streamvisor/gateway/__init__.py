@@ -36,6 +36,7 @@ Routes (JSON in and out; errors are ``{"error": {"type": <ExceptionClassName>, "
 
 from __future__ import annotations
 
+from ._access import new_token
 from ._app import DEFAULT_KEEPALIVE, GatewayApp, create_gateway_app
 from ._errors import (
     BadRequest,
@@ -73,6 +74,7 @@ __all__ = [
     "TokenRequired",
     "UnsupportedMediaType",
     "create_gateway_app",
+    "new_token",
     "serve_gateway",
     "status_for",
 ]
