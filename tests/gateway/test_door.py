@@ -18,7 +18,7 @@ from httpx_sse import aconnect_sse
 
 from streamvisor.daemon import Daemon, open_daemon
 from streamvisor.gateway import Gateway, TokenRequired, serve_gateway
-from streamvisor.gateway._ws import MAX_MESSAGE
+from streamvisor.gateway._ws import MAX_IN_FLIGHT, MAX_MESSAGE
 from streamvisor.mockapi import MockAPIConfig, serve
 from streamvisor.testing import daemon_config
 
@@ -32,6 +32,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 EVIL = "http://evil.example"
+HELLO = [{"role": "user", "content": "Hello there"}]
 JSON = {"content-type": "application/json"}
 
 
@@ -451,6 +452,33 @@ class TestWebSocketCommands:
                     "ref": "last",
                     "result": "pong",
                 }
+
+    async def test_a_socket_runs_a_bounded_number_of_commands_at_once(
+        self, gateway: Gateway, client: httpx.AsyncClient, unchanged: None
+    ) -> None:
+        """Past MAX_IN_FLIGHT running commands: 429 TooManyCommands at once, then served again
+        when they are done."""
+        slow = {"mock_scenario": "long:400", "mock_token_delay_ms": "20"}
+        chat = {"op": "chat", "ref": "chat", "session": "busy", "model": "gpt-4o"}
+        with trio.fail_after(20):
+            async with ws.connect(
+                gateway.host, gateway.port, "/ws?topic=none", token=gateway.token
+            ) as sock:
+                await sock.receive_json()
+                await sock.send_json({**chat, "messages": HELLO, "metadata": slow})
+                ticket = (await sock.receive_json())["result"]
+                wait = {"op": "wait", "session": "busy", "stream_id": ticket["stream_id"]}
+                for ref in range(MAX_IN_FLIGHT + 3):
+                    await sock.send_json({**wait, "ref": ref, "timeout": 30})
+                refused = [await sock.receive_json() for _ in range(3)]
+                stopped = await client.post("/sessions/busy/stop")
+                answers = [await sock.receive_json() for _ in range(MAX_IN_FLIGHT)]
+        assert [(a["ref"], a["status"], a["error"]["code"]) for a in refused] == [
+            (ref, 429, "too_many_commands") for ref in range(MAX_IN_FLIGHT, MAX_IN_FLIGHT + 3)
+        ]
+        assert stopped.status_code == 200
+        assert {a["ref"] for a in answers} == set(range(MAX_IN_FLIGHT))
+        assert [a for a in answers if a["kind"] != "reply"] == []
 
 
 async def _serve_until(

@@ -53,6 +53,7 @@ from ._errors import (
     NotOverHTTP,
     PayloadTooLarge,
     TokenRequired,
+    TooManyCommands,
     UnsupportedMediaType,
     status_for,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "NotOverHTTP",
     "PayloadTooLarge",
     "TokenRequired",
+    "TooManyCommands",
     "UnsupportedMediaType",
     "create_gateway_app",
     "new_token",

@@ -506,7 +506,7 @@ class GatewayApp:
             log.warning(
                 "gateway.request_failed",
                 method=method,
-                path=path,
+                path=self.redact(path),
                 status=status,
                 error=self.redact(repr(exc)),
                 exc_info=status == 500,

@@ -11,6 +11,7 @@ The tree of what the gateway itself raises (each subclasses the builtin it speci
     ├── UnsupportedMediaType (ValueError) a body that is neither JSON nor multipart (CSRF forms)
     ├── NotFound (LookupError)            no such route, running session or agent
     ├── MethodNotAllowed                  the route exists, the method does not; .allowed
+    ├── TooManyCommands                   a WebSocket with too many commands running (429)
     ├── NotAuthenticated (PermissionError)
     │                                     no gateway token, or a wrong one (401)
     ├── CrossOriginRefused (PermissionError)
@@ -76,6 +77,7 @@ __all__ = [
     "PayloadTooLarge",
     "Redactor",
     "TokenRequired",
+    "TooManyCommands",
     "UnsupportedMediaType",
     "problem",
     "scrub",
@@ -168,6 +170,16 @@ class MethodNotAllowed(GatewayError):
         super().__init__(f"{method} is not allowed on {path} (allowed: {', '.join(self.allowed)})")
 
 
+class TooManyCommands(GatewayError):
+    """A WebSocket client sent a command while ``limit`` of its commands were still running."""
+
+    code = "too_many_commands"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} commands of this socket are running: wait for their answers")
+        self.limit = limit
+
+
 class NotAuthenticated(GatewayError, PermissionError):
     """The request carries no gateway token, or a wrong one (``Authorization: Bearer <token>``,
     or the page's cookie). The message never shows the token."""
@@ -244,6 +256,8 @@ def status_for(exc: BaseException) -> int:
         return 405
     if isinstance(exc, UnsupportedMediaType):
         return 415
+    if isinstance(exc, TooManyCommands):
+        return 429
     if isinstance(exc, NotAuthenticated):
         return 401
     if isinstance(exc, CrossOriginRefused | HostNotAllowed):

@@ -22,8 +22,9 @@ Client → server: ``{"op": "chat", "session": "s1", "model": ..., "messages": [
 ..., "input": ...}``, ``{"op": "cancel", "response_id": ...}``, ``{"op": "ping"}``; an optional
 ``"ref"`` is echoed back. Commands run concurrently (events keep flowing while a chat starts).
 Every bad command -- not JSON, not an object, an unknown ``op``, a missing or mistyped field,
-an invalid id, a message over `MAX_MESSAGE` bytes -- is answered with a typed ``error`` message;
-the socket stays open. (A message over hypercorn's own frame limit, 16 MiB, closes it: 1009.)
+an invalid id, a message over `MAX_MESSAGE` bytes, one past `MAX_IN_FLIGHT` running commands
+(429 ``TooManyCommands``) -- is answered with a typed ``error`` message; the socket stays open.
+(A message over hypercorn's own frame limit, 16 MiB, closes it: 1009.)
 """
 
 from __future__ import annotations
@@ -39,17 +40,20 @@ from ..supervisor import BusClosed, SubscriberOverflow, Subscription
 from . import _ops
 from ._checks import check_id, check_name, check_topic, parse_json
 from ._encode import bus_item
-from ._errors import BadRequest, NotFound, PayloadTooLarge, problem
+from ._errors import BadRequest, NotFound, PayloadTooLarge, TooManyCommands, problem
 from ._http import Receive, Scope, Send, dumps, parse_query
 
 if TYPE_CHECKING:
     from ._app import GatewayApp
 
-__all__ = ["MAX_MESSAGE", "serve_websocket"]
+__all__ = ["MAX_IN_FLIGHT", "MAX_MESSAGE", "serve_websocket"]
 
 #: Largest command message (bytes of UTF-8) the socket accepts; a larger one is answered with
 #: ``PayloadTooLarge`` (the same limit as a JSON body over HTTP).
 MAX_MESSAGE: Final = 4 * 1024 * 1024
+#: Commands one socket may have running at once; past it, ``TooManyCommands`` (429) at once:
+#: one connection cannot pile up unbounded work (over HTTP each request needs a connection).
+MAX_IN_FLIGHT: Final = 32
 
 log = structlog.get_logger("streamvisor.gateway")
 
@@ -123,6 +127,8 @@ class _Socket:
         self._send = send
         self._lock = trio.Lock()
         self.gone = False
+        #: Commands running now.
+        self.in_flight = 0
 
     async def _message(self, message: dict[str, Any]) -> None:
         async with self._lock:
@@ -170,6 +176,15 @@ def _decode(data: str | bytes) -> Any:
     return parse_json(data, "a command")
 
 
+async def _answer_error(
+    app: GatewayApp, socket: _Socket, op: Any, ref: Any, exc: Exception
+) -> None:
+    status, body, _headers = problem(exc)
+    if status == 500:
+        log.warning("gateway.ws_command_failed", op=op, error=app.redact(repr(exc)))
+    await socket.send_json({"kind": "error", "op": op, "ref": ref, "status": status, **body})
+
+
 async def _run_command(app: GatewayApp, socket: _Socket, data: str | bytes) -> None:
     op = ref = None
     try:
@@ -179,12 +194,24 @@ async def _run_command(app: GatewayApp, socket: _Socket, data: str | bytes) -> N
         handler = _parse_command(command)
         result = await handler(app.daemon, command)
     except Exception as exc:
-        status, body, _headers = problem(exc)
-        if status == 500:
-            log.warning("gateway.ws_command_failed", op=op, error=app.redact(repr(exc)))
-        await socket.send_json({"kind": "error", "op": op, "ref": ref, "status": status, **body})
+        await _answer_error(app, socket, op, ref, exc)
         return
+    finally:
+        socket.in_flight -= 1
     await socket.send_json({"kind": "reply", "op": op, "ref": ref, "result": result})
+
+
+async def _refuse_command(app: GatewayApp, socket: _Socket, data: str | bytes) -> None:
+    """Answer a command past `MAX_IN_FLIGHT` with ``TooManyCommands`` (in the receive loop: a
+    client that floods the socket waits for its answers)."""
+    op = ref = None
+    try:
+        command = _decode(data)
+    except Exception:
+        command = None
+    if isinstance(command, dict):
+        op, ref = _echo(command.get("op")), _echo(command.get("ref"))
+    await _answer_error(app, socket, op, ref, TooManyCommands(MAX_IN_FLIGHT))
 
 
 async def _forward(app: GatewayApp, socket: _Socket, subscription: Subscription[Any]) -> None:
@@ -287,5 +314,9 @@ async def _serve_accepted(
             data = message.get("text")
             if data is None:
                 data = bytes(message.get("bytes") or b"")
+            if socket.in_flight >= MAX_IN_FLIGHT:
+                await _refuse_command(app, socket, data)
+                continue
+            socket.in_flight += 1
             nursery.start_soon(_run_command, app, socket, data)
         nursery.cancel_scope.cancel()
