@@ -231,14 +231,14 @@ async def _forward(app: GatewayApp, socket: _Socket, subscription: Subscription[
         await socket.send_json({"kind": "event", "event": name, "data": data})
 
 
-async def _refuse(scope: Scope, send: Send, exc: BaseException) -> None:
+async def _refuse(app: GatewayApp, scope: Scope, send: Send, exc: BaseException) -> None:
     """Refuse the handshake with the typed HTTP answer ``GET /events`` would give (where the
     server can send one; else a bare close, which clients see as 403)."""
     status, body, headers = problem(exc)
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008, "reason": body["error"]["type"]})
         return
-    data = dumps(body).encode()
+    data = app.redact(dumps(body)).encode()
     raw = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(data)).encode()),
@@ -269,7 +269,7 @@ async def serve_websocket(app: GatewayApp, scope: Scope, receive: Receive, send:
         subscription = _admit(app, scope, pattern)
     except Exception as exc:
         log.info("gateway.ws_refused", error=app.redact(str(exc)))
-        await _refuse(scope, send, exc)
+        await _refuse(app, scope, send, exc)
         return
     socket = _Socket(app, send)
     with trio.CancelScope() as cancel_scope, app.track(cancel_scope):
@@ -277,7 +277,7 @@ async def serve_websocket(app: GatewayApp, scope: Scope, receive: Receive, send:
             await _serve_accepted(app, socket, subscription, pattern, receive, send)
         except BusClosed as exc:
             # The daemon stopped before the handshake finished: refused (503).
-            await _refuse(scope, send, exc)
+            await _refuse(app, scope, send, exc)
             return
     if cancel_scope.cancelled_caught:
         # The gateway is stopping: tell the client, briefly.
