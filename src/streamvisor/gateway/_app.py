@@ -80,8 +80,8 @@ _LOCKED_PAGE: Final = b"""<!doctype html>
 <body style="font-family: system-ui, sans-serif; margin: 3em">
 <h1>streamvisor gateway</h1>
 <p>This page needs the gateway's token. Open the URL the daemon printed when it started
-(<code>http://&hellip;/?token=&hellip;</code>); the token is also stored in
-<code>var/gateway-token</code> beside the daemon.</p>
+(<code>http://&hellip;/?token=&hellip;</code>); <code>python run.py</code> also stores the
+token in <code>var/gateway-token</code> where it runs.</p>
 </body></html>
 """
 
