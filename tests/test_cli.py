@@ -7,6 +7,7 @@ import re
 import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -216,19 +217,59 @@ class TestDaemon:
     def test_the_daemon_serves_its_gateway_and_says_where(
         self, spawn: list[Process], tmp_path: Path
     ) -> None:
-        """The daemon prints the gateway's URL; its /health answers with the running tree."""
+        """The daemon prints the page's URL with a new token, once; /health answers with the
+        running tree to that token only; the token file is private while it runs, then gone;
+        no log line shows the token."""
         process = run_py(spawn, tmp_path)
-        url = process.wait_for(r"gateway: (http://127\.0\.0\.1:\d+)/ ").group(1)
-        health = httpx.get(f"{url}/health", timeout=5).json()
+        found = process.wait_for(r"gateway: (http://127\.0\.0\.1:\d+)/\?token=([\w-]+) ")
+        url, token = found.group(1), found.group(2)
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 401
+        bearer = {"authorization": f"Bearer {token}"}
+        health = httpx.get(f"{url}/health", headers=bearer, timeout=5).json()
         assert [child["id"] for child in health["children"]] == [
             "files",
             "background",
             "sessions",
             "agents",
         ]
+        token_file = tmp_path / "var" / "gateway-token"
+        assert token_file.read_text().strip() == token
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         process.popen.send_signal(signal.SIGINT)
-        code, _, _ = process.finish()
+        code, out, err = process.finish()
         assert code == 0
+        assert out.count(token) == 1
+        assert token not in err
+        assert not token_file.exists()
+
+    def test_a_configured_gateway_token_is_required_and_never_printed(
+        self, spawn: list[Process], tmp_path: Path
+    ) -> None:
+        """STREAMVISOR_GATEWAY_TOKEN: that token opens the gateway; the banner does not show it."""
+        token = "a-configured-gateway-token-0123"
+        process = run_py(spawn, tmp_path, env=clean_env(STREAMVISOR_GATEWAY_TOKEN=token))
+        url = process.wait_for(r"gateway: (http://127\.0\.0\.1:\d+)/\?token=<").group(1)
+        bearer = {"authorization": f"Bearer {token}"}
+        assert httpx.get(f"{url}/health", headers=bearer, timeout=5).status_code == 200
+        process.popen.send_signal(signal.SIGINT)
+        code, out, err = process.finish()
+        assert code == 0
+        assert token not in out
+        assert token not in err
+
+    def test_a_non_loopback_gateway_without_a_token_refuses_to_start(self, tmp_path: Path) -> None:
+        """`[gateway] host = "0.0.0.0"` without a token: a configuration error, exit code 2."""
+        done = subprocess.run(
+            [sys.executable, str(RUN_PY)],
+            cwd=tmp_path,
+            env=clean_env(STREAMVISOR_GATEWAY_HOST="0.0.0.0"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2
+        assert "gateway.token" in done.stderr
+        assert "not a loopback address" in done.stderr
 
     def test_it_prints_a_periodic_status_line(self, spawn: list[Process], tmp_path: Path) -> None:
         """With --status-interval, a one-line status (sessions, agents, background) repeats."""

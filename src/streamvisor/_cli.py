@@ -163,7 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "demo" and log.level == "info":
         # The demo's own output tells the story; routine log lines would interleave with tokens.
         log = attrs.evolve(log, level="warning")
-    configure_logging(log, secrets=[config.openai.api_key])
+    # The gateway's token is chosen now, so that the log redactor knows it from the first line.
+    gateway_token = None
+    if command == "daemon" and config.gateway.enabled:
+        from .gateway import new_token
+
+        gateway_token = config.gateway.token or new_token()
+    configure_logging(log, secrets=[config.openai.api_key, gateway_token])
     try:
         if command == "mockapi":
             return trio.run(
@@ -179,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return trio.run(functools.partial(run_demo, args.feature, config, models=models))
         interval = getattr(args, "status_interval", 30.0)
-        return trio.run(serve_daemon, config, interval)
+        return trio.run(
+            functools.partial(serve_daemon, config, interval, gateway_token=gateway_token)
+        )
     except KeyboardInterrupt:
         # Only before the signal handlers are installed (or in a demo): nothing left running.
         print("interrupted", file=sys.stderr)
@@ -214,17 +222,24 @@ def status_line(status: DaemonStatus, uptime: float | None = None) -> str:
 
 
 async def serve_daemon(
-    config: Config, status_interval: float = 30.0, *, out: TextIO | None = None
+    config: Config,
+    status_interval: float = 30.0,
+    *,
+    out: TextIO | None = None,
+    gateway_token: str | None = None,
 ) -> int:
     """Run the daemon (and its gateway, per ``[gateway]``) until SIGINT or SIGTERM; say where it
     sends requests and where the gateway listens, print a status line
     every ``status_interval`` seconds (0: never), and say when it has stopped. Returns 0.
 
+    The gateway requires ``[gateway] token``, else ``gateway_token``, else a new random token;
+    a token it did not read from the configuration is printed once, in the page's URL.
+
     Raises what `open_daemon` raises (``StartChildError``, ``OSError`` for an unusable
     ``[mockapi]`` address, ...). Must run in the main thread (it installs signal handlers).
     """
     from .daemon import open_daemon
-    from .gateway import serve_gateway
+    from .gateway import new_token, serve_gateway
 
     stream = out if out is not None else sys.stdout
 
@@ -247,15 +262,14 @@ async def serve_daemon(
                         daemon,
                         section.host,
                         section.port,
+                        token=section.token or gateway_token or new_token(),
+                        token_file=section.token_file,
                         keepalive=section.keepalive,
                         max_upload_bytes=section.max_upload_bytes,
                         allowed_hosts=_gateway_hosts(section),
                     )
                 )
-                say(
-                    f"gateway: {gateway.url}/ (live page), {gateway.url}/events?topic=** (SSE), "
-                    f"{gateway.url}/health"
-                )
+                say(_gateway_banner(gateway.url, gateway.page_url, section))
             say("streamvisor daemon running; Ctrl-C or SIGTERM to stop")
             # The status reporter's nursery nests inside the gateway's (the exit stack's).
             async with trio.open_nursery() as nursery:
@@ -267,6 +281,16 @@ async def serve_daemon(
                 nursery.cancel_scope.cancel()
     say("streamvisor daemon stopped")
     return 0
+
+
+def _gateway_banner(url: str, page_url: str, section: GatewaySection) -> str:
+    """Where the gateway listens and how to get in. A generated token is shown (this once, in
+    the page's URL); a configured one never is."""
+    stored = section.token_file
+    how = f'API clients send "Authorization: Bearer <token>"; the token is in {stored}'
+    if section.token is None:
+        return f"gateway: {page_url} (live page; {how})"
+    return f"gateway: {url}/?token=<[gateway] token> (live page; {how})"
 
 
 def _gateway_hosts(section: GatewaySection) -> set[str] | None:

@@ -21,6 +21,7 @@ committed -- and never appears in ``repr(config)`` or in an error message.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import re
@@ -50,7 +51,9 @@ __all__ = [
 DEFAULT_CONFIG_PATH: Final = Path("config") / "streamvisor.toml"
 _ENV_PATH: Final = "STREAMVISOR_CONFIG"
 _ENV_PREFIX: Final = "STREAMVISOR_"
-_SECRET_KEYS: Final = frozenset({"openai.api_key"})
+#: Values never shown (in a repr or an error); the first may not come from a file either.
+_SECRET_KEYS: Final = frozenset({"openai.api_key", "gateway.token"})
+_ENV_ONLY_KEYS: Final = frozenset({"openai.api_key"})
 #: The official SDK's variable names → our keys.
 _SDK_ENV: Final = {
     "OPENAI_API_KEY": ("openai", "api_key"),
@@ -358,6 +361,24 @@ def _hosts(v: Any) -> bool:
     return isinstance(v, tuple) and all(isinstance(h, str) and h for h in v)
 
 
+#: A chosen gateway token: long enough to guess at no better than chance, and URL-safe (the
+#: page's URL carries it).
+_TOKEN: Final = re.compile(r"[A-Za-z0-9._~-]{16,512}")
+
+
+def _token(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and _TOKEN.fullmatch(v) is not None)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @attrs.frozen
 class GatewaySection:
     """``[gateway]``: the daemon's HTTP + SSE + WebSocket front door and live page."""
@@ -376,6 +397,24 @@ class GatewaySection:
         "a list of host names",
         converter=lambda v: tuple(v) if isinstance(v, list) else v,
     )
+    #: What every request must carry (``Authorization: Bearer``); None: a random one per start.
+    token: str | None = _setting(
+        None,
+        "optional_str",
+        _token,
+        "16-512 URL-safe characters (A-Z a-z 0-9 - _ . ~), or unset to generate one",
+        repr=_secret_repr,
+    )
+    #: Where the token is written (mode 0600) while the gateway runs.
+    token_file: str = _text("var/gateway-token")
+
+    def __attrs_post_init__(self) -> None:
+        _cross_check(
+            self,
+            "token",
+            not self.enabled or self.token is not None or _is_loopback(self.host),
+            f"must be set when gateway.host ({self.host!r}) is not a loopback address",
+        )
 
 
 @attrs.frozen
@@ -571,7 +610,7 @@ def _read_file(file: Path, values: dict[str, dict[str, Any]], sources: dict[str,
                     source=source,
                     expected="one of " + ", ".join(fields),
                 )
-            if dotted in _SECRET_KEYS:
+            if dotted in _ENV_ONLY_KEYS:
                 raise ConfigError(
                     "an API key must not be stored in a configuration file",
                     key=dotted,

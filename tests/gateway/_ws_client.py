@@ -12,21 +12,24 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
+    BytesMessage,
     CloseConnection,
     Event,
     Ping,
     RejectConnection,
+    RejectData,
     Request,
     TextMessage,
 )
 
 
 class Rejected(Exception):
-    """The server refused the handshake (``.status_code``)."""
+    """The server refused the handshake (``.status_code``, and the JSON ``.body`` if any)."""
 
-    def __init__(self, status_code: int) -> None:
-        super().__init__(status_code)
+    def __init__(self, status_code: int, body: Any = None) -> None:
+        super().__init__(status_code, body)
         self.status_code = status_code
+        self.body = body
 
 
 class Closed(Exception):
@@ -58,11 +61,24 @@ class WSClient:
         await self._stream.send_all(self._ws.send(request))
         event = await self._event()
         if isinstance(event, RejectConnection):
-            raise Rejected(event.status_code)
+            data = b""
+            more = event.has_body
+            while more:
+                chunk = await self._event()
+                assert isinstance(chunk, RejectData), chunk
+                data += chunk.data
+                more = not chunk.body_finished
+            raise Rejected(event.status_code, json.loads(data) if data else None)
         assert isinstance(event, AcceptConnection), event
 
     async def send_json(self, value: Any) -> None:
-        await self._stream.send_all(self._ws.send(TextMessage(json.dumps(value))))
+        await self.send_text(json.dumps(value))
+
+    async def send_text(self, text: str) -> None:
+        await self._stream.send_all(self._ws.send(TextMessage(text)))
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._stream.send_all(self._ws.send(BytesMessage(data)))
 
     async def receive_json(self) -> Any:
         """The next text message, parsed. Raises `Closed` if the server closes."""
@@ -84,11 +100,22 @@ class WSClient:
 
 @asynccontextmanager
 async def connect(
-    host: str, port: int, target: str, *, origin: str | None = None
+    host: str,
+    port: int,
+    target: str,
+    *,
+    token: str | None = None,
+    origin: str | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> AsyncIterator[WSClient]:
+    """A WebSocket to ``target``; ``token`` goes in ``Authorization: Bearer``."""
     stream = await trio.open_tcp_stream(host, port)
     async with stream:
         client = WSClient(stream)
-        headers = [] if origin is None else [(b"origin", origin.encode())]
+        headers = list(headers or [])
+        if origin is not None:
+            headers.append((b"origin", origin.encode()))
+        if token is not None:
+            headers.append((b"authorization", f"Bearer {token}".encode()))
         await client._handshake(host, port, target, headers)
         yield client

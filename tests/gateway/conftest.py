@@ -1,4 +1,9 @@
-"""Fixtures: a daemon on the embedded server, the gateway in front of it, an HTTP client."""
+"""Fixtures: a daemon on the embedded server, the gateway in front of it, an HTTP client.
+
+`client` sends the gateway's token with every request (``gateway.auth_headers``, i.e.
+``Authorization: Bearer <gateway.token>``); `anonymous` sends none. WebSocket tests pass
+``token=gateway.token`` to `_ws_client.connect`.
+"""
 
 from __future__ import annotations
 
@@ -31,5 +36,14 @@ async def gateway(daemon: Daemon) -> AsyncIterator[Gateway]:
 
 @pytest.fixture
 async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=gateway.url, headers=gateway.auth_headers, timeout=10.0
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+async def anonymous(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    """A client without the token."""
     async with httpx.AsyncClient(base_url=gateway.url, timeout=10.0) as http:
         yield http

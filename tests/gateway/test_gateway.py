@@ -294,6 +294,7 @@ class TestFiles:
         assert response.json()["error"] == {
             "type": "BadRequest",
             "message": "the form has no 'file' field",
+            "code": "bad_request",
             "field": "file",
         }
 
@@ -301,7 +302,7 @@ class TestFiles:
         """`max_upload_bytes` bounds the multipart body: PayloadTooLarge, nothing uploaded."""
         async with (
             serve_gateway(daemon, max_upload_bytes=1024) as gateway,
-            httpx.AsyncClient(base_url=gateway.url) as http,
+            httpx.AsyncClient(base_url=gateway.url, headers=gateway.auth_headers) as http,
         ):
             response = await http.post(
                 "/files", files={"file": ("big.txt", b"x" * 4096, "text/plain")}
@@ -322,9 +323,11 @@ class TestErrors:
         self, client: httpx.AsyncClient
     ) -> None:
         """The gateway's own BadRequest."""
-        response = await client.post("/sessions/s1/chat", content=b"{nope")
+        response = await client.post(
+            "/sessions/s1/chat", content=b"{nope", headers={"content-type": "application/json"}
+        )
         assert response.status_code == 400
-        assert response.json()["error"]["type"] == "BadRequest"
+        assert response.json()["error"]["type"] == "InvalidJSON"
 
     async def test_a_request_the_session_rejects_is_400_with_the_typed_name(
         self, client: httpx.AsyncClient
@@ -389,7 +392,13 @@ class TestCrossOrigin:
     async def test_a_websocket_from_another_origin_is_refused(self, gateway: Gateway) -> None:
         """Browsers apply no same-origin rule to WebSockets; the handshake is answered 403."""
         with trio.fail_after(10), pytest.raises(ws.Rejected) as refused:
-            async with ws.connect(gateway.host, gateway.port, "/ws", origin="http://evil.example"):
+            async with ws.connect(
+                gateway.host,
+                gateway.port,
+                token=gateway.token,
+                target="/ws",
+                origin="http://evil.example",
+            ):
                 pass
         assert refused.value.status_code == 403
 
@@ -406,7 +415,7 @@ class TestCrossOrigin:
         """`allowed_hosts` replaces the loopback default: its names only."""
         async with (
             serve_gateway(daemon, allowed_hosts=["gw.internal"]) as gateway,
-            httpx.AsyncClient(base_url=gateway.url) as http,
+            httpx.AsyncClient(base_url=gateway.url, headers=gateway.auth_headers) as http,
         ):
             named = await http.get("/health", headers={"host": "gw.internal:80"})
             other = await http.get("/health")
@@ -449,7 +458,7 @@ class TestEvents:
         """Every `keepalive` seconds of silence, a comment line keeps proxies from closing it."""
         with trio.fail_after(10):
             async with (
-                httpx.AsyncClient(base_url=gateway.url) as http,
+                httpx.AsyncClient(base_url=gateway.url, headers=gateway.auth_headers) as http,
                 http.stream("GET", "/events", params={"topic": "session.quiet"}) as response,
             ):
                 lines: list[str] = []
@@ -465,7 +474,7 @@ class TestEvents:
         with trio.fail_after(10):
             async with (
                 serve_gateway(daemon) as gateway,
-                httpx.AsyncClient() as http,
+                httpx.AsyncClient(headers=gateway.auth_headers) as http,
                 trio.open_nursery() as nursery,
                 http.stream("GET", f"{gateway.url}/events") as response,
             ):
@@ -482,15 +491,17 @@ class TestEvents:
                 await done.wait()
             assert daemon.bus.subscriber_count("session.any") == 0
 
-    async def test_the_stream_ends_with_an_end_event_when_the_bus_closes(
+    async def test_the_stream_ends_with_a_shutdown_event_when_the_bus_closes(
         self, client: httpx.AsyncClient, daemon: Daemon
     ) -> None:
-        """The daemon stopping closes its bus: `event: end`, then the body completes."""
+        """The daemon stopping closes its bus: `event: shutdown`, then the body completes."""
         with trio.fail_after(10):
             async with aconnect_sse(client, "GET", "/events") as source:
                 daemon.bus.close()
                 events = [sse async for sse in source.aiter_sse()]
-        assert [(e.event, e.json()) for e in events] == [("end", {"reason": "daemon stopping"})]
+        assert [(e.event, e.json()) for e in events] == [
+            ("shutdown", {"reason": "daemon stopping"})
+        ]
 
     async def test_subscribing_after_the_bus_closed_is_503(
         self, client: httpx.AsyncClient, daemon: Daemon
@@ -508,7 +519,9 @@ class TestWebSocket:
     ) -> None:
         """{"op": "chat"} over /ws: a reply with the ticket, then the stream's events."""
         with trio.fail_after(10):
-            async with ws.connect(gateway.host, gateway.port, "/ws?topic=session.w1") as sock:
+            async with ws.connect(
+                gateway.host, gateway.port, token=gateway.token, target="/ws?topic=session.w1"
+            ) as sock:
                 assert await sock.receive_json() == {"kind": "subscribed", "topic": "session.w1"}
                 await sock.send_json(
                     {
@@ -542,7 +555,9 @@ class TestWebSocket:
     ) -> None:
         """Unknown op, then a rejected request, then ping: each answered in turn."""
         with trio.fail_after(10):
-            async with ws.connect(gateway.host, gateway.port, "/ws?topic=session.w2") as sock:
+            async with ws.connect(
+                gateway.host, gateway.port, token=gateway.token, target="/ws?topic=session.w2"
+            ) as sock:
                 await sock.receive_json()
                 await sock.send_json({"op": "fly", "ref": "a"})
                 unknown = await sock.receive_json()
@@ -562,7 +577,9 @@ class TestWebSocket:
         """{"op": "stop"} answers the outcomes; the cancelled event arrives as an event."""
         slow = {"mock_scenario": "long:200", "mock_token_delay_ms": "20"}
         with trio.fail_after(10):
-            async with ws.connect(gateway.host, gateway.port, "/ws?topic=session.w4") as sock:
+            async with ws.connect(
+                gateway.host, gateway.port, token=gateway.token, target="/ws?topic=session.w4"
+            ) as sock:
                 await sock.receive_json()
                 chat = {"op": "chat", "session": "w4", "model": "gpt-4o", "messages": HELLO}
                 await sock.send_json({**chat, "ref": 1, "metadata": slow})
@@ -582,12 +599,17 @@ class TestWebSocket:
     async def test_the_socket_is_told_and_closed_when_the_bus_closes(
         self, gateway: Gateway, daemon: Daemon
     ) -> None:
-        """`{"kind": "end"}`, then a close with 1001 (going away)."""
+        """`{"kind": "shutdown"}`, then a close with 1001 (going away)."""
         with trio.fail_after(10):
-            async with ws.connect(gateway.host, gateway.port, "/ws") as sock:
+            async with ws.connect(
+                gateway.host, gateway.port, token=gateway.token, target="/ws"
+            ) as sock:
                 await sock.receive_json()
                 daemon.bus.close()
-                assert await sock.receive_json() == {"kind": "end", "reason": "daemon stopping"}
+                assert await sock.receive_json() == {
+                    "kind": "shutdown",
+                    "reason": "daemon stopping",
+                }
                 with pytest.raises(ws.Closed) as closed:
                     await sock.receive_json()
         assert closed.value.code == 1001
@@ -595,11 +617,18 @@ class TestWebSocket:
     async def test_the_socket_is_closed_going_away_when_the_gateway_stops(
         self, gateway: Gateway
     ) -> None:
-        """Closing the app (as leaving serve_gateway does) closes every socket with 1001."""
+        """Closing the app (as leaving serve_gateway does) says `shutdown`, then closes every
+        socket with 1001."""
         with trio.fail_after(10):
-            async with ws.connect(gateway.host, gateway.port, "/ws") as sock:
+            async with ws.connect(
+                gateway.host, gateway.port, token=gateway.token, target="/ws"
+            ) as sock:
                 await sock.receive_json()
                 gateway.app.close()
+                assert await sock.receive_json() == {
+                    "kind": "shutdown",
+                    "reason": "gateway stopping",
+                }
                 with pytest.raises(ws.Closed) as closed:
                     await sock.receive_json()
         assert (closed.value.code, closed.value.reason) == (1001, "gateway stopping")
@@ -607,26 +636,32 @@ class TestWebSocket:
     async def test_a_socket_after_the_bus_closed_is_refused(
         self, gateway: Gateway, daemon: Daemon
     ) -> None:
-        """A daemon on its way down refuses the handshake."""
+        """A daemon on its way down refuses the handshake: 503 BusClosed, as /events says."""
         daemon.bus.close()
         with trio.fail_after(10), pytest.raises(ws.Rejected) as refused:
-            async with ws.connect(gateway.host, gateway.port, "/ws"):
+            async with ws.connect(gateway.host, gateway.port, token=gateway.token, target="/ws"):
                 pass
-        assert refused.value.status_code == 403
+        assert refused.value.status_code == 503
+        assert refused.value.body["error"]["type"] == "BusClosed"
 
     async def test_an_invalid_topic_is_refused_at_the_handshake(self, gateway: Gateway) -> None:
-        """The handshake is answered 403: nothing is subscribed."""
+        """The handshake is answered 400 InvalidPattern, as /events: nothing is subscribed."""
         with trio.fail_after(10), pytest.raises(ws.Rejected) as refused:
-            async with ws.connect(gateway.host, gateway.port, "/ws?topic=a..b"):
+            async with ws.connect(
+                gateway.host, gateway.port, token=gateway.token, target="/ws?topic=a..b"
+            ):
                 pass
-        assert refused.value.status_code == 403
+        assert refused.value.status_code == 400
+        assert refused.value.body["error"]["type"] == "InvalidPattern"
 
     async def test_closing_the_socket_releases_its_subscription(
         self, gateway: Gateway, daemon: Daemon
     ) -> None:
         """The client's close ends the connection and unsubscribes it."""
         with trio.fail_after(10):
-            async with ws.connect(gateway.host, gateway.port, "/ws?topic=session.w3") as sock:
+            async with ws.connect(
+                gateway.host, gateway.port, token=gateway.token, target="/ws?topic=session.w3"
+            ) as sock:
                 await sock.receive_json()
                 assert daemon.bus.subscriber_count("session.w3") == 1
                 await sock.close()
@@ -696,7 +731,7 @@ class TestSecrets:
                 async with (
                     open_daemon(config) as daemon,
                     serve_gateway(daemon) as gateway,
-                    httpx.AsyncClient(base_url=gateway.url) as http,
+                    httpx.AsyncClient(base_url=gateway.url, headers=gateway.auth_headers) as http,
                 ):
                     assert daemon.mockapi is None
                     seen: list[str] = []

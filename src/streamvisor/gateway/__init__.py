@@ -3,14 +3,16 @@
 Programs in other languages reach the daemon's actors and channels through it::
 
     async with open_daemon(config) as daemon, serve_gateway(daemon, port=8080) as gw:
-        print(gw.url)            # GET / is a live page; GET /events?topic=session.s1 is SSE
+        print(gw.page_url)       # the live page, with the token; programs send gw.auth_headers
 
-No authentication: bind it to loopback (the default). A browser page of another origin is refused
-(``Origin`` must match ``Host`` for anything but a GET, and for the WebSocket), and on loopback
-only loopback host names are answered (DNS rebinding), so no web site a user visits can drive
-the daemon, or read its events, through the user's browser.
+Not an open door (see `_access` and `_checks`): every request needs the token
+(``Authorization: Bearer <token>``, or the page's ``HttpOnly; SameSite=Strict`` cookie set by
+``GET /?token=``); an ``Origin`` other than the gateway's own is refused for every method and the
+WebSocket; on loopback only loopback host names are answered (DNS rebinding); a body must be JSON
+(multipart for uploads); ids, topics and JSON are checked before any actor sees them.
 
-Routes (JSON in and out; errors are ``{"error": {"type": <ExceptionClassName>, "message"}}``)::
+Routes (JSON in and out; errors are ``{"error": {"type": <ExceptionClassName>, "code"?,
+"message", "field"?}}``)::
 
     GET    /health                          the daemon's status
     POST   /sessions/{id}/chat              {model, messages, ...}        -> ticket
@@ -31,21 +33,28 @@ Routes (JSON in and out; errors are ``{"error": {"type": <ExceptionClassName>, "
     DELETE /agents/{id}
     GET    /events?topic=<pattern>          server-sent events of the bus
     GET    /ws?topic=<pattern>              the same over a WebSocket, plus commands
-    GET    /                                the live page
+    GET    /[?token=]                       the live page (without the token: where to find it)
 """
 
 from __future__ import annotations
 
+from ._access import new_token
 from ._app import DEFAULT_KEEPALIVE, GatewayApp, create_gateway_app
 from ._errors import (
     BadRequest,
     CrossOriginRefused,
     GatewayError,
     HostNotAllowed,
+    InvalidId,
+    InvalidJSON,
     MethodNotAllowed,
+    NotAuthenticated,
     NotFound,
     NotOverHTTP,
     PayloadTooLarge,
+    TokenRequired,
+    TooManyCommands,
+    UnsupportedMediaType,
     status_for,
 )
 from ._server import Gateway, serve_gateway
@@ -58,11 +67,18 @@ __all__ = [
     "GatewayApp",
     "GatewayError",
     "HostNotAllowed",
+    "InvalidId",
+    "InvalidJSON",
     "MethodNotAllowed",
+    "NotAuthenticated",
     "NotFound",
     "NotOverHTTP",
     "PayloadTooLarge",
+    "TokenRequired",
+    "TooManyCommands",
+    "UnsupportedMediaType",
     "create_gateway_app",
+    "new_token",
     "serve_gateway",
     "status_for",
 ]

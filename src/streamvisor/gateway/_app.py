@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
-import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final
+from urllib.parse import unquote_to_bytes
 
+import attrs
 import structlog
 import trio
 
 from ..daemon import Daemon
 from ..supervisor import SubscriberOverflow
 from . import _ops
+from ._access import Access, new_token
+from ._checks import check_id, check_media_type, check_name, check_topic
 from ._encode import bus_item, sse_frame
 from ._errors import (
     BadRequest,
     GatewayError,
     MethodNotAllowed,
+    NotAuthenticated,
     NotFound,
     PayloadTooLarge,
     Redactor,
@@ -36,7 +40,6 @@ from ._http import (
     Responder,
     Scope,
     Send,
-    check_caller,
     dumps,
     parse_form,
     read_body,
@@ -64,6 +67,28 @@ _SSE_HEADERS: Final = {
 }
 
 
+_PAGE_HEADERS: Final = {
+    # The page's URL carries the token: no other site is told it (the page has no links out).
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "content-security-policy": "frame-ancestors 'none'",
+}
+
+#: What ``GET /`` answers without the token: where to find it.
+_LOCKED_PAGE: Final = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>streamvisor gateway</title></head>
+<body style="font-family: system-ui, sans-serif; margin: 3em">
+<h1>streamvisor gateway</h1>
+<p>This page needs the gateway's token. Open the URL the daemon printed when it started
+(<code>http://&hellip;/?token=&hellip;</code>); <code>python run.py</code> also stores the
+token in <code>var/gateway-token</code> where it runs.</p>
+</body></html>
+"""
+
+#: Farewell of an event stream the gateway ends because it is stopping.
+_GATEWAY_STOPPING: Final = sse_frame("shutdown", dumps({"reason": "gateway stopping"}))
+
+
 def _page() -> bytes:
     return importlib.resources.files(__package__).joinpath("_page.html").read_bytes()
 
@@ -72,7 +97,15 @@ def _page() -> bytes:
 
 
 async def _index(app: GatewayApp, request: Request, out: Responder) -> None:
-    await out.bytes(200, app.page, "text/html; charset=utf-8")
+    """The live page, for a caller with the token (``?token=`` sets the page's cookie); a
+    page saying where to find the token for anyone else (401)."""
+    headers = dict(_PAGE_HEADERS)
+    if app.access.matches(request.query.get("token")):
+        headers["set-cookie"] = app.access.set_cookie(request.headers.get("host", ""))
+    elif not request.authenticated:
+        await out.bytes(401, _LOCKED_PAGE, "text/html; charset=utf-8", headers)
+        return
+    await out.bytes(200, app.page, "text/html; charset=utf-8", headers)
 
 
 async def _health(app: GatewayApp, request: Request, out: Responder) -> None:
@@ -136,10 +169,13 @@ async def _background_events(app: GatewayApp, request: Request, out: Responder) 
             raise BadRequest(
                 "'starting_after' must be an integer", field="starting_after"
             ) from None
-        if starting_after < 0:
-            raise BadRequest("'starting_after' must be >= 0", field="starting_after")
+        if len(raw) > 18 or starting_after < 0:
+            raise BadRequest(
+                "'starting_after' must be an integer from 0 to 10**18", field="starting_after"
+            )
     async with app.daemon.background.stream(request.params["id"], starting_after) as events:
         await out.start(200, _SSE_HEADERS)
+        out.farewell = _GATEWAY_STOPPING
         try:
             async for event in events:
                 name, data = bus_item(event)
@@ -156,7 +192,10 @@ async def _background_events(app: GatewayApp, request: Request, out: Responder) 
 
 
 async def _files_list(app: GatewayApp, request: Request, out: Responder) -> None:
-    files = await app.daemon.files.list(purpose=request.query.get("purpose") or None)
+    purpose = request.query.get("purpose") or None
+    if purpose is not None:
+        check_id(purpose, "purpose")
+    files = await app.daemon.files.list(purpose=purpose)
     await out.json(200, {"object": "list", "data": files})
 
 
@@ -172,6 +211,7 @@ async def _files_upload(app: GatewayApp, request: Request, out: Responder) -> No
             purpose = purpose_part.data.decode("utf-8").strip()
         except UnicodeDecodeError:
             raise BadRequest("'purpose' must be UTF-8 text", field="purpose") from None
+        check_id(purpose, "purpose")
     file = await app.daemon.files.upload(part.data, purpose=purpose, filename=part.filename)
     await out.json(200, file)
 
@@ -200,23 +240,26 @@ async def _agent_close(app: GatewayApp, request: Request, out: Responder) -> Non
 
 async def _events(app: GatewayApp, request: Request, out: Responder) -> None:
     """``GET /events?topic=<pattern>``: the bus as server-sent events, until the client leaves,
-    the daemon's bus closes, or the gateway stops."""
-    pattern = request.query.get("topic", "**")
+    the daemon's bus closes, or the gateway stops. Both of the last end with ``event: shutdown``
+    (``{"reason": "daemon stopping" | "gateway stopping"}``); a subscriber the bus dropped for
+    falling behind gets ``event: end`` (``{"reason": "subscriber overflow"}``)."""
+    pattern = check_topic(request.query.get("topic", "**"))
     async with app.daemon.subscribe(pattern) as subscription:
         # Subscribed before the headers go out: a client that has the response misses nothing.
         await out.start(200, _SSE_HEADERS)
+        out.farewell = _GATEWAY_STOPPING
         await out.write(f": subscribed {dumps(pattern)}\n\n")
         while True:
-            ended: str | None = None
+            ended: tuple[str, str] | None = None
             with trio.move_on_after(app.keepalive) as idle:
                 try:
                     item = await subscription.receive()
                 except trio.EndOfChannel:
-                    ended = "daemon stopping"
+                    ended = ("shutdown", "daemon stopping")
                 except SubscriberOverflow:
-                    ended = "subscriber overflow"
+                    ended = ("end", "subscriber overflow")
             if ended is not None:
-                await out.write(sse_frame("end", dumps({"reason": ended})))
+                await out.write(sse_frame(ended[0], dumps({"reason": ended[1]})))
                 return
             if idle.cancelled_caught:
                 await out.write(": keepalive\n\n")
@@ -227,54 +270,106 @@ async def _events(app: GatewayApp, request: Request, out: Responder) -> None:
 
 # ------------------------------------------------------------------------------------- routing
 
-_SEGMENT = r"(?P<{}>[^/]+)"
+_JSON: Final = "application/json"
+_FORM: Final = "multipart/form-data"
+
+#: How each path parameter is checked before a handler runs (`InvalidId`, 400).
+_PARAMS: Final[Mapping[str, Callable[[object, str], str]]] = {
+    "session": check_name,
+    "agent": check_name,
+    "id": check_id,
+    "stream": check_id,
+}
 
 
-def _compile(template: str) -> re.Pattern[str]:
-    pattern = re.sub(r"\{(\w+)\}", lambda m: _SEGMENT.format(m.group(1)), template)
-    return re.compile(f"^{pattern}$")
+@attrs.frozen
+class _Route:
+    method: str
+    segments: tuple[str, ...]
+    handler: Handler
+    #: The media type a body must have (state-changing methods only).
+    body: str = _JSON
+
+    def match(self, segments: tuple[str, ...]) -> dict[str, str] | None:
+        if len(segments) != len(self.segments):
+            return None
+        params: dict[str, str] = {}
+        for template, segment in zip(self.segments, segments, strict=True):
+            if template.startswith("{"):
+                params[template[1:-1]] = segment
+            elif template != segment:
+                return None
+        return params
 
 
-_ROUTES: Final[list[tuple[str, re.Pattern[str], Handler]]] = [
-    ("GET", _compile("/"), _index),
-    ("GET", _compile("/health"), _health),
-    ("POST", _compile("/sessions/{session}/chat"), _chat),
-    ("POST", _compile("/sessions/{session}/responses"), _respond),
-    ("POST", _compile("/sessions/{session}/stop"), _stop),
-    ("GET", _compile("/sessions/{session}/streams"), _streams),
-    ("POST", _compile("/sessions/{session}/wait/{stream}"), _wait),
-    ("POST", _compile("/background"), _background_create),
-    ("GET", _compile("/background"), _background_active),
-    ("GET", _compile("/background/{id}"), _background_poll),
-    ("POST", _compile("/background/{id}/cancel"), _background_cancel),
-    ("GET", _compile("/background/{id}/events"), _background_events),
-    ("GET", _compile("/files"), _files_list),
-    ("POST", _compile("/files"), _files_upload),
-    ("GET", _compile("/files/{id}"), _files_retrieve),
-    ("DELETE", _compile("/files/{id}"), _files_delete),
-    ("POST", _compile("/agents/{agent}"), _agent_open),
-    ("DELETE", _compile("/agents/{agent}"), _agent_close),
-    ("POST", _compile("/agents/{agent}/ask"), _agent_ask),
-    ("GET", _compile("/events"), _events),
+def _r(method: str, template: str, handler: Handler, body: str = _JSON) -> _Route:
+    return _Route(
+        method, tuple(template.strip("/").split("/")) if template != "/" else (), handler, body
+    )
+
+
+_ROUTES: Final[list[_Route]] = [
+    _r("GET", "/", _index),
+    _r("GET", "/health", _health),
+    _r("POST", "/sessions/{session}/chat", _chat),
+    _r("POST", "/sessions/{session}/responses", _respond),
+    _r("POST", "/sessions/{session}/stop", _stop),
+    _r("GET", "/sessions/{session}/streams", _streams),
+    _r("POST", "/sessions/{session}/wait/{stream}", _wait),
+    _r("POST", "/background", _background_create),
+    _r("GET", "/background", _background_active),
+    _r("GET", "/background/{id}", _background_poll),
+    _r("POST", "/background/{id}/cancel", _background_cancel),
+    _r("GET", "/background/{id}/events", _background_events),
+    _r("GET", "/files", _files_list),
+    _r("POST", "/files", _files_upload, _FORM),
+    _r("GET", "/files/{id}", _files_retrieve),
+    _r("DELETE", "/files/{id}", _files_delete),
+    _r("POST", "/agents/{agent}", _agent_open),
+    _r("DELETE", "/agents/{agent}", _agent_close),
+    _r("POST", "/agents/{agent}/ask", _agent_ask),
+    _r("GET", "/events", _events),
 ]
 
 
-def route(method: str, path: str) -> tuple[Handler, dict[str, str]]:
-    """The handler of ``method path`` and its path parameters.
+def path_segments(scope: Scope) -> tuple[str, ...]:
+    """The request path's segments, each percent-decoded on its own: ``/background/..%2Ffiles``
+    is two segments, the second ``../files`` (an invalid id, not a way into ``/files``).
+
+    Raises `BadRequest` for a segment that is not UTF-8.
+    """
+    raw = scope.get("raw_path") or str(scope.get("path", "/")).encode("utf-8")
+    raw = bytes(raw).split(b"?", 1)[0]
+    try:
+        segments = tuple(unquote_to_bytes(s).decode("utf-8") for s in raw.split(b"/")[1:])
+    except UnicodeDecodeError:
+        raise BadRequest("the request path is not UTF-8") from None
+    return () if segments == ("",) else segments
+
+
+def route(method: str, segments: tuple[str, ...]) -> tuple[_Route, dict[str, str]]:
+    """The route of ``method`` on the path of ``segments`` and its (unchecked) parameters.
 
     Raises `NotFound` (no such path) or `MethodNotAllowed` (the path answers other methods).
     """
     allowed: list[str] = []
-    for route_method, pattern, handler in _ROUTES:
-        match = pattern.match(path)
-        if match is None:
+    for candidate in _ROUTES:
+        params = candidate.match(segments)
+        if params is None:
             continue
-        if route_method == method:
-            return handler, match.groupdict()
-        allowed.append(route_method)
+        if candidate.method == method:
+            return candidate, params
+        allowed.append(candidate.method)
+    path = "/" + "/".join(segments)
     if allowed:
         raise MethodNotAllowed(method, path, allowed)
     raise NotFound(f"no route for {method} {path}")
+
+
+def check_params(params: Mapping[str, str]) -> None:
+    """Check every path parameter of a route. Raises `InvalidId`."""
+    for name, value in params.items():
+        _PARAMS[name](value, name)
 
 
 # ----------------------------------------------------------------------------------------- app
@@ -289,6 +384,7 @@ class GatewayApp:
         self,
         daemon: Daemon,
         *,
+        token: str | None = None,
         keepalive: float = DEFAULT_KEEPALIVE,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
         allowed_hosts: Iterable[str] | None = None,
@@ -297,19 +393,34 @@ class GatewayApp:
             raise ValueError(f"keepalive must be > 0 seconds, got {keepalive!r}")
         if max_upload_bytes < 1:
             raise ValueError(f"max_upload_bytes must be >= 1, got {max_upload_bytes!r}")
+        if token is not None and not token:
+            raise ValueError("token must be a non-empty string (or None: generate one)")
         self.daemon = daemon
         self.keepalive = keepalive
         self.max_upload_bytes = max_upload_bytes
-        #: The host names requests may address (None: any).
-        self.allowed_hosts = (
-            None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
+        #: The token every request must carry (generated when none was given).
+        self.token = token or new_token()
+        self.access = Access(self.token, allowed_hosts)
+        self.redact = Redactor(
+            [daemon.config.openai.api_key, daemon.client.settings.api_key, self.token]
         )
-        self.redact = Redactor([daemon.config.openai.api_key, daemon.client.settings.api_key])
         self.page = _page()
+        #: Set by `close`: streams being cancelled say ``shutdown`` to their clients.
+        self.stopping = False
         self._active: set[trio.CancelScope] = set()
 
+    def __repr__(self) -> str:
+        return f"<GatewayApp allowed_hosts={self.access.allowed_hosts!r}>"
+
+    @property
+    def allowed_hosts(self) -> frozenset[str] | None:
+        """The host names requests may address (None: any)."""
+        return self.access.allowed_hosts
+
     def close(self) -> None:
-        """Cancel every request and WebSocket being served (streams end at once)."""
+        """Cancel every request and WebSocket being served: event streams end at once, each
+        with a final ``shutdown`` event (SSE) or message (WebSocket)."""
+        self.stopping = True
         for scope in list(self._active):
             scope.cancel()
 
@@ -339,38 +450,54 @@ class GatewayApp:
         method, path = str(scope["method"]).upper(), str(scope["path"])
         out = Responder(send, self.redact)
         with trio.CancelScope() as cancel_scope, self.track(cancel_scope):
-            found: tuple[Handler, dict[str, str]] | None = None
-            refused: GatewayError | None = None
+            found: tuple[_Route, dict[str, str]] | None = None
+            refused: Exception | None = None
+            authenticated = False
             try:
-                found = route(method, path)
-                check_caller(scope, self.allowed_hosts, acts=method != "GET")
+                # Host and Origin first, for every method; then the token (the page answers
+                # without it, saying where to find it); then the route.
+                self.access.check(scope, authenticate=False)
+                authenticated = self.access.authenticated(scope)
+                segments = path_segments(scope)
+                if not authenticated and segments:
+                    raise NotAuthenticated()
+                found = route(method, segments)
             except GatewayError as exc:
                 refused = exc
             # The body is read even for a refused request, so the connection stays usable.
-            upload = found is not None and found[0] is _files_upload
+            upload = refused is None and found is not None and found[0].handler is _files_upload
             try:
                 body = await read_body(receive, self.max_upload_bytes if upload else MAX_JSON)
             except trio.BrokenResourceError:
                 return
             except PayloadTooLarge as exc:
                 refused = refused or exc
+            if refused is None and found is not None:
+                try:
+                    if method not in ("GET", "HEAD"):
+                        check_media_type(scope_header(scope, "content-type"), body, found[0].body)
+                    check_params(found[1])
+                except GatewayError as exc:
+                    refused = exc
             if refused is not None or found is None:
                 await self._answer_error(out, refused or NotFound(path), method, path)
                 return
-            handler, params = found
-            request = Request.from_scope(scope, body, params)
+            request = Request.from_scope(scope, body, found[1], authenticated=authenticated)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)
                 try:
-                    await handler(self, request, out)
+                    await found[0].handler(self, request, out)
                 except ClientGone:
                     pass
                 except Exception as exc:
                     await self._answer_error(out, exc, method, path)
                 nursery.cancel_scope.cancel()
         if out.started and not out.finished and not out.disconnected:
-            # Cancelled mid-body (the client left, or the gateway is stopping): end it cleanly.
+            # Cancelled mid-body (the client left, or the gateway is stopping): end it cleanly,
+            # with the stream's farewell if the gateway is stopping.
             with trio.move_on_after(0.5, shield=True), contextlib.suppress(ClientGone):
+                if self.stopping and out.farewell is not None:
+                    await out.write(out.farewell)
                 await out.finish()
 
     async def _answer_error(self, out: Responder, exc: Exception, method: str, path: str) -> None:
@@ -379,7 +506,7 @@ class GatewayApp:
             log.warning(
                 "gateway.request_failed",
                 method=method,
-                path=path,
+                path=self.redact(path),
                 status=status,
                 error=self.redact(repr(exc)),
                 exc_info=status == 500,
@@ -405,22 +532,35 @@ class _Tracked:
         self._active.discard(self._scope)
 
 
+def scope_header(scope: Scope, name: str) -> str | None:
+    """The first ``name`` header of the request (``name`` lowercase), or None."""
+    key = name.encode("latin-1")
+    for header, value in scope.get("headers", []):
+        if bytes(header).lower() == key:
+            return bytes(value).decode("latin-1")
+    return None
+
+
 def create_gateway_app(
     daemon: Daemon,
     *,
+    token: str | None = None,
     keepalive: float = DEFAULT_KEEPALIVE,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     allowed_hosts: Iterable[str] | None = None,
 ) -> GatewayApp:
     """The gateway's ASGI app over ``daemon`` (no I/O). Serve it with `serve_gateway`.
 
-    ``keepalive`` is the seconds of silence after which ``/events`` sends a comment line;
-    ``max_upload_bytes`` bounds the body of ``POST /files``; ``allowed_hosts`` (None: any) are
-    the names (``Host`` without its port) requests may address. Raises ``ValueError`` for a
-    non-positive ``keepalive`` or ``max_upload_bytes``.
+    ``token`` is what every request must carry (``Authorization: Bearer <token>``; None: a
+    random one, then read it from ``app.token``). ``keepalive`` is the seconds of silence after
+    which ``/events`` sends a comment line; ``max_upload_bytes`` bounds the body of ``POST
+    /files``; ``allowed_hosts`` (None: any) are the names (``Host`` without its port) requests
+    may address. Raises ``ValueError`` for a non-positive ``keepalive`` or ``max_upload_bytes``,
+    or an empty ``token``.
     """
     return GatewayApp(
         daemon,
+        token=token,
         keepalive=keepalive,
         max_upload_bytes=max_upload_bytes,
         allowed_hosts=allowed_hosts,

@@ -2,16 +2,26 @@
 
 The tree of what the gateway itself raises (each subclasses the builtin it specialises)::
 
-    GatewayError                          root: the HTTP request itself is wrong
-    ├── BadRequest (ValueError)           not JSON, a field missing or of the wrong type; .field
+    GatewayError                          root: the HTTP request (or the gateway's setup) is wrong
+    ├── BadRequest (ValueError)           a field missing or of the wrong type; .field
+    │   ├── InvalidJSON                   not JSON, nested too deeply, NaN/Infinity
+    │   ├── InvalidId                     an id (path or field) outside ``[A-Za-z0-9_-]``; .field
     │   └── NotOverHTTP                   a capability that cannot cross HTTP (agent tools)
-    ├── PayloadTooLarge (ValueError)      the body is over the route's limit; .limit
+    ├── PayloadTooLarge (ValueError)      the body (or a WebSocket message) is over the limit
+    ├── UnsupportedMediaType (ValueError) a body that is neither JSON nor multipart (CSRF forms)
     ├── NotFound (LookupError)            no such route, running session or agent
     ├── MethodNotAllowed                  the route exists, the method does not; .allowed
+    ├── TooManyCommands                   a WebSocket with too many commands running (429)
+    ├── NotAuthenticated (PermissionError)
+    │                                     no gateway token, or a wrong one (401)
     ├── CrossOriginRefused (PermissionError)
-    │                                     a browser page of another origin tried to act; .origin
-    └── HostNotAllowed (PermissionError)  the Host header is not a name the gateway answers to
-                                          (DNS rebinding); .host
+    │                                     a browser page of another origin; .origin
+    ├── HostNotAllowed (PermissionError)  the Host header is not a name the gateway answers to
+    │                                     (DNS rebinding); .host
+    └── TokenRequired (ValueError)        `serve_gateway` off loopback without an explicit token
+
+Each carries a stable snake_case ``code`` (``origin_not_allowed``, ``invalid_id``, ...), sent
+beside its ``type`` in the error body.
 
 Everything else comes from the daemon and is answered by its type (`status_for`): the typed
 ``ValueError`` family (``InvalidSessionRequest``, the file errors, ...) is 400, unknown ids
@@ -25,9 +35,11 @@ the API key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar, Final
 
+from .._secrets import REDACTED, redact_text
 from ..actors import (
     AgentBusy,
     FileUploadFailed,
@@ -56,42 +68,93 @@ __all__ = [
     "CrossOriginRefused",
     "GatewayError",
     "HostNotAllowed",
+    "InvalidId",
+    "InvalidJSON",
     "MethodNotAllowed",
+    "NotAuthenticated",
     "NotFound",
     "NotOverHTTP",
     "PayloadTooLarge",
     "Redactor",
+    "TokenRequired",
+    "TooManyCommands",
+    "UnsupportedMediaType",
     "problem",
+    "scrub",
     "status_for",
 ]
 
 
 class GatewayError(Exception):
-    """Root of the errors the gateway raises about an HTTP request."""
+    """Root of the errors the gateway raises about an HTTP request (or its own setup)."""
+
+    #: Stable, machine-readable name of the problem (the error body's ``code``).
+    code: ClassVar[str] = "gateway_error"
 
 
 class BadRequest(GatewayError, ValueError):
-    """The request is malformed: not JSON, or a field missing or of the wrong type."""
+    """The request is malformed: a field missing or of the wrong type."""
+
+    code = "bad_request"
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
 
 
+class InvalidJSON(BadRequest):
+    """The body (or a WebSocket command) is not JSON the gateway accepts: malformed, not UTF-8,
+    nested deeper than the limit, or carrying ``NaN``/``Infinity``."""
+
+    code = "invalid_json"
+
+
+class InvalidId(BadRequest):
+    """An id (a path segment or a command's field) that is not a plain identifier: refused
+    before any actor sees it (a control character or a ``/`` in an id is never legitimate)."""
+
+    code = "invalid_id"
+
+    def __init__(self, field: str, value: str, rule: str) -> None:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        super().__init__(f"invalid {field} {shown!r}: {rule}", field=field)
+        self.value = value
+
+
 class NotOverHTTP(BadRequest):
     """The request asks for something that cannot cross HTTP (e.g. an agent's Python tools)."""
 
+    code = "not_over_http"
+
 
 class PayloadTooLarge(GatewayError, ValueError):
-    """The body is larger than the route accepts."""
+    """The body (or a WebSocket message) is larger than accepted."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is larger than {limit} bytes")
+    code = "payload_too_large"
+
+    def __init__(self, limit: int, what: str = "the request body") -> None:
+        super().__init__(f"{what} is larger than {limit} bytes")
         self.limit = limit
+
+
+class UnsupportedMediaType(GatewayError, ValueError):
+    """A request with a body that is not ``application/json`` (or ``multipart/form-data`` for
+    an upload). A plain HTML form can only send the other types, so this refuses cross-site
+    form posts (CSRF) whatever else a browser lets through."""
+
+    code = "unsupported_media_type"
+
+    def __init__(self, content_type: str | None, accepted: str) -> None:
+        got = "no content type" if not content_type else f"content type {content_type!r}"
+        super().__init__(f"{got} is not accepted here: send {accepted}")
+        self.content_type = content_type
+        self.accepted = accepted
 
 
 class NotFound(GatewayError, LookupError):
     """No such route, or no running session or agent of that id."""
+
+    code = "not_found"
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "not found"
@@ -100,15 +163,39 @@ class NotFound(GatewayError, LookupError):
 class MethodNotAllowed(GatewayError):
     """The path exists but does not answer this method."""
 
+    code = "method_not_allowed"
+
     def __init__(self, method: str, path: str, allowed: Iterable[str]) -> None:
         self.allowed = tuple(sorted(set(allowed)))
         super().__init__(f"{method} is not allowed on {path} (allowed: {', '.join(self.allowed)})")
 
 
+class TooManyCommands(GatewayError):
+    """A WebSocket client sent a command while ``limit`` of its commands were still running."""
+
+    code = "too_many_commands"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} commands of this socket are running: wait for their answers")
+        self.limit = limit
+
+
+class NotAuthenticated(GatewayError, PermissionError):
+    """The request carries no gateway token, or a wrong one (``Authorization: Bearer <token>``,
+    or the page's cookie). The message never shows the token."""
+
+    code = "not_authenticated"
+
+    def __init__(self, message: str = "a valid gateway token is required") -> None:
+        super().__init__(message)
+
+
 class CrossOriginRefused(GatewayError, PermissionError):
     """A request or WebSocket from a web page of another origin (its ``Origin`` header names a
-    host other than the one it addressed): refused, so that no site a user visits can drive the
-    daemon (spend its API key) through the user's browser."""
+    host other than the one it addressed), whatever its method: refused, so that no site a user
+    visits can drive the daemon (spend its API key), or read from it, through the browser."""
+
+    code = "origin_not_allowed"
 
     def __init__(self, origin: str) -> None:
         super().__init__(f"cross-origin requests are refused (origin {origin!r})")
@@ -120,8 +207,24 @@ class HostNotAllowed(GatewayError, PermissionError):
     only to loopback names, so that a web page whose domain was re-pointed at 127.0.0.1 (DNS
     rebinding) cannot reach it as if it were its own origin."""
 
+    code = "host_not_allowed"
+
     def __init__(self, host: str) -> None:
         super().__init__(f"the gateway does not answer to host {host!r}")
+        self.host = host
+
+
+class TokenRequired(GatewayError, ValueError):
+    """`serve_gateway` was asked to listen on a non-loopback address without an explicit token:
+    a generated one would be printed on one machine and needed on another, so it refuses."""
+
+    code = "token_required"
+
+    def __init__(self, host: str) -> None:
+        super().__init__(
+            f"the gateway listens on the non-loopback address {host!r}: set a token explicitly"
+            " ([gateway] token or STREAMVISOR_GATEWAY_TOKEN)"
+        )
         self.host = host
 
 
@@ -151,6 +254,12 @@ def status_for(exc: BaseException) -> int:
         return 413
     if isinstance(exc, MethodNotAllowed):
         return 405
+    if isinstance(exc, UnsupportedMediaType):
+        return 415
+    if isinstance(exc, TooManyCommands):
+        return 429
+    if isinstance(exc, NotAuthenticated):
+        return 401
     if isinstance(exc, CrossOriginRefused | HostNotAllowed):
         return 403
     if isinstance(exc, FileUploadFailed) and exc.__cause__ is not None:
@@ -182,13 +291,19 @@ def _retry_after(exc: BaseException) -> float | None:
 def problem(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
     """``(status, body, headers)`` answering ``exc``: ``{"error": {"type", "message"}}``.
 
-    A 500 says only that the gateway failed (the details go to the log, not the client).
+    A 500 says only that the gateway failed (the details go to the log, not the client). The
+    message is `scrub`-bed: an upstream error that quotes the API key, even masked, loses it.
     """
     inner = _unwrap(exc)
     status = status_for(inner)
     if status == 500:
         return status, {"error": {"type": "InternalError", "message": "internal error"}}, {}
-    error: dict[str, Any] = {"type": type(inner).__name__, "message": str(inner) or repr(inner)}
+    error: dict[str, Any] = {
+        "type": type(inner).__name__,
+        "message": scrub(str(inner) or repr(inner)),
+    }
+    if isinstance(inner, GatewayError):
+        error["code"] = inner.code
     field = getattr(inner, "field", None)
     if isinstance(field, str):
         error["field"] = field
@@ -202,11 +317,26 @@ def problem(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
         headers["retry-after"] = str(max(1, round(retry_after)))
     if isinstance(inner, MethodNotAllowed):
         headers["allow"] = ", ".join(inner.allowed)
+    if isinstance(inner, NotAuthenticated):
+        headers["www-authenticate"] = 'Bearer realm="streamvisor"'
     return status, {"error": error}, headers
 
 
+#: A masked credential as APIs quote it back (``sk-ab*****wxyz``, ``abc****wxyz``): a run of
+#: four or more ``*`` with the key's visible ends.
+_MASKED: Final = re.compile(r"[A-Za-z0-9_\-]*\*{4,}[A-Za-z0-9_\-]*")
+
+
+def scrub(text: str) -> str:
+    """An error message without anything shaped like a credential: ``sk-`` keys (masked ones
+    too), bearer tokens and masked values. Only error texts are scrubbed by shape: a stream's
+    tokens are the model's words and are passed on as they are (see `Redactor`)."""
+    return _MASKED.sub(REDACTED, redact_text(text))
+
+
 class Redactor:
-    """Scrubs secrets (the API key) from every text the gateway sends."""
+    """Scrubs the exact secrets (the API key, the gateway token) from every text the gateway
+    sends: bodies, event streams, WebSocket messages."""
 
     __slots__ = ("_secrets",)
 

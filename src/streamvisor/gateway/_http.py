@@ -11,7 +11,6 @@ import json
 from collections.abc import Mapping
 from email.message import Message as _HeaderParser
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -27,7 +26,8 @@ from .._asgi import (
     parse_query,
 )
 from .._asgi import read_body as _read_body
-from ._errors import BadRequest, CrossOriginRefused, HostNotAllowed, PayloadTooLarge, Redactor
+from ._checks import parse_json
+from ._errors import BadRequest, PayloadTooLarge, Redactor
 
 __all__ = [
     "ClientGone",
@@ -37,7 +37,6 @@ __all__ = [
     "Responder",
     "Scope",
     "Send",
-    "check_caller",
     "dumps",
     "parse_form",
     "parse_query",
@@ -69,37 +68,6 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=_json_default, ensure_ascii=False)
 
 
-def _hostname(host: str) -> str:
-    """``host[:port]`` (``[v6]:port`` too) without the port, lowercased."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
-
-
-def check_caller(scope: Scope, allowed_hosts: frozenset[str] | None, *, acts: bool) -> None:
-    """Refuse what a browser must not be able to do to the daemon.
-
-    * A ``Host`` outside ``allowed_hosts`` (when given): `HostNotAllowed` (DNS rebinding).
-    * When the request ``acts`` (anything but a GET, and every WebSocket): an ``Origin`` whose
-      host and port differ from ``Host`` (a page of another origin): `CrossOriginRefused`.
-      Requests without ``Origin`` (curl, SDKs, same-origin GETs) pass.
-    """
-    origin = host = None
-    for name, value in scope.get("headers", []):
-        key = bytes(name).lower()
-        if key == b"origin":
-            origin = bytes(value).decode("latin-1")
-        elif key == b"host":
-            host = bytes(value).decode("latin-1")
-    if allowed_hosts is not None and (host is None or _hostname(host) not in allowed_hosts):
-        raise HostNotAllowed(host or "")
-    if not acts or origin is None:
-        return
-    if origin == "null" or host is None or urlsplit(origin).netloc.lower() != host.lower():
-        raise CrossOriginRefused(origin)
-
-
 @attrs.frozen
 class Request:
     """What one HTTP request carried; ``params`` are the route's path parameters."""
@@ -107,12 +75,17 @@ class Request:
     method: str
     path: str
     query: Mapping[str, str]
-    headers: Mapping[str, str]
-    body: bytes
+    #: Not in the repr: they carry the token.
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    body: bytes = attrs.field(repr=lambda body: f"<{len(body)} bytes>")
     params: Mapping[str, str] = attrs.field(factory=dict)
+    #: It carried the gateway's token (only the page is served without it).
+    authenticated: bool = True
 
     @classmethod
-    def from_scope(cls, scope: Scope, body: bytes, params: Mapping[str, str]) -> Request:
+    def from_scope(
+        cls, scope: Scope, body: bytes, params: Mapping[str, str], *, authenticated: bool
+    ) -> Request:
         return cls(
             method=str(scope["method"]).upper(),
             path=str(scope["path"]),
@@ -120,21 +93,20 @@ class Request:
             headers=header_map(scope),
             body=body,
             params=dict(params),
+            authenticated=authenticated,
         )
 
     def json_object(self, *, empty_ok: bool = False) -> dict[str, Any]:
         """The body as a JSON object (``{}`` for an empty body when ``empty_ok``).
 
-        Raises `BadRequest` if it is not a JSON object.
+        Raises `InvalidJSON` if it is not JSON (see `parse_json`), `BadRequest` if it is not an
+        object.
         """
         if not self.body.strip():
             if empty_ok:
                 return {}
             raise BadRequest("the request body must be a JSON object")
-        try:
-            value = json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+        value = parse_json(self.body)
         if not isinstance(value, dict):
             raise BadRequest("the request body must be a JSON object")
         return value
@@ -175,6 +147,8 @@ class Responder:
         self.finished = False
         #: The client went away: nothing more can be sent.
         self.disconnected = False
+        #: What a stream sends last if the gateway stops while it runs (an SSE frame).
+        self.farewell: str | None = None
 
     async def _message(self, message: Message) -> None:
         try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import attrs
 import structlog
@@ -14,7 +16,9 @@ from hypercorn.config import Config as HypercornConfig
 
 from .._asgi import hypercorn_config, parse_bind, serve_hypercorn
 from ..daemon import Daemon
+from ._access import remove_token_file, write_token_file
 from ._app import DEFAULT_KEEPALIVE, MAX_UPLOAD_BYTES, GatewayApp, create_gateway_app
+from ._errors import TokenRequired
 
 __all__ = ["Gateway", "serve_gateway"]
 
@@ -29,15 +33,27 @@ class Gateway:
     """A running gateway (from `serve_gateway`).
 
     Attributes:
-        url: ``http://HOST:PORT`` (no trailing slash): the page is at ``url + "/"``.
+        url: ``http://HOST:PORT`` (no trailing slash).
         host / port: Where it listens (the port the OS chose for ``port=0``).
         app: The ASGI app it serves.
+        token: What every request must carry (not in the repr): see `auth_headers`.
     """
 
     url: str
     host: str
     port: int
     app: GatewayApp
+    token: str = attrs.field(repr=False)
+
+    @property
+    def page_url(self) -> str:
+        """The live page's URL with the token (opening it lets the browser in)."""
+        return f"{self.url}/?token={self.token}"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The header a client sends with every request: ``Authorization: Bearer <token>``."""
+        return {"authorization": f"Bearer {self.token}"}
 
 
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -72,6 +88,8 @@ async def serve_gateway(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
+    token: str | None = None,
+    token_file: str | os.PathLike[str] | None = None,
     keepalive: float = DEFAULT_KEEPALIVE,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     allowed_hosts: Iterable[str] | None = None,
@@ -81,18 +99,27 @@ async def serve_gateway(
 
     Use it inside ``open_daemon``: ``async with serve_gateway(daemon) as gw:``. On exit, every
     event stream and WebSocket is ended at once and hypercorn stops within a couple of seconds;
-    the daemon itself is left running. The gateway has no authentication: bind it to loopback
-    unless something in front of it authenticates. On loopback it answers only to loopback
-    names (``allowed_hosts`` defaults to ``localhost``, ``127.0.0.1``, ``::1`` and ``host``),
-    which defeats DNS rebinding; elsewhere to any name unless ``allowed_hosts`` is given.
+    the daemon itself is left running.
 
-    Raises ``OSError`` if the address cannot be bound, ``ValueError`` for a bad ``keepalive`` or
-    ``max_upload_bytes``.
+    Every request must carry ``token`` (``Authorization: Bearer <token>``, see
+    `Gateway.auth_headers`; the page gets in through `Gateway.page_url`). Without one, a random
+    token is generated -- on a loopback address only: elsewhere the caller must choose it. When
+    ``token_file`` is given the token is written there (mode 0600) once the address is bound,
+    and removed on exit. On loopback the gateway answers only to loopback names
+    (``allowed_hosts`` defaults to ``localhost``, ``127.0.0.1``, ``::1`` and ``host``), which
+    defeats DNS rebinding; elsewhere to any name unless ``allowed_hosts`` is given.
+
+    Raises `TokenRequired` for a non-loopback ``host`` without ``token``, ``OSError`` if the
+    address cannot be bound or the token file written, ``ValueError`` for a bad ``keepalive``,
+    ``max_upload_bytes`` or ``token``.
     """
+    if token is None and not _is_loopback(host):
+        raise TokenRequired(host)
     if allowed_hosts is None and _is_loopback(host):
         allowed_hosts = {*_LOOPBACK_NAMES, host}
     app = create_gateway_app(
         daemon,
+        token=token,
         keepalive=keepalive,
         max_upload_bytes=max_upload_bytes,
         allowed_hosts=allowed_hosts,
@@ -105,12 +132,22 @@ async def serve_gateway(
         bound_host, bound_port = parse_bind(binds)
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         gateway = Gateway(
-            url=f"http://{shown}:{bound_port}", host=bound_host, port=bound_port, app=app
+            url=f"http://{shown}:{bound_port}",
+            host=bound_host,
+            port=bound_port,
+            app=app,
+            token=app.token,
         )
-        log.info("gateway_started", url=gateway.url)
+        path = None if token_file is None else Path(token_file)
         try:
+            if path is not None:
+                await trio.to_thread.run_sync(write_token_file, path, app.token)
+            log.info("gateway_started", url=gateway.url, token_file=str(path) if path else None)
             yield gateway
         finally:
             app.close()
             shutdown.set()
             log.info("gateway_stopping", url=gateway.url)
+            if path is not None:
+                with trio.move_on_after(1.0, shield=True):
+                    await trio.to_thread.run_sync(remove_token_file, path, app.token)

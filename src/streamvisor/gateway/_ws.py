@@ -6,7 +6,14 @@ Server → client, one JSON text message each:
 * ``{"kind": "reply", "op": <op>, "ref": <the command's ref>, "result": ...}`` — a command done;
 * ``{"kind": "error", "op": <op>, "ref": ..., "status": <http status>, "error": {"type",
   "message"}}`` — a command failed (the status it would have had over HTTP);
-* ``{"kind": "end", "reason": ...}`` — the bus closed (the daemon is stopping); then close 1001.
+* ``{"kind": "shutdown", "reason": "daemon stopping" | "gateway stopping"}`` — the last message
+  when the daemon or the gateway stops; then a close with 1001 (going away);
+* ``{"kind": "end", "reason": "overflow"}`` — the bus dropped this subscriber for falling a whole
+  buffer behind; then a close with 1001.
+
+The handshake is refused with an HTTP answer carrying the same typed JSON body as the matching
+``GET /events`` would (403 for a foreign ``Host``/``Origin``, 401 without the token, 400
+``InvalidPattern`` for a bad topic, 503 if the bus is closed), so both transports say the same.
 
 Client → server: ``{"op": "chat", "session": "s1", "model": ..., "messages": [...], ...}``,
 ``{"op": "respond", "session": ..., "model": ..., "input": ..., "durable": ...}``, ``{"op":
@@ -14,13 +21,16 @@ Client → server: ``{"op": "chat", "session": "s1", "model": ..., "messages": [
 "wait", "session": ..., "stream_id": ..., "timeout"?: ...}``, ``{"op": "background", "model":
 ..., "input": ...}``, ``{"op": "cancel", "response_id": ...}``, ``{"op": "ping"}``; an optional
 ``"ref"`` is echoed back. Commands run concurrently (events keep flowing while a chat starts).
+Every bad command -- not JSON, not an object, an unknown ``op``, a missing or mistyped field,
+an invalid id, a message over `MAX_MESSAGE` bytes, one past `MAX_IN_FLIGHT` running commands
+(429 ``TooManyCommands``) -- is answered with a typed ``error`` message; the socket stays open.
+(A message over hypercorn's own frame limit, 16 MiB, closes it: 1009.)
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 import trio
@@ -28,14 +38,22 @@ import trio
 from ..daemon import Daemon
 from ..supervisor import BusClosed, SubscriberOverflow, Subscription
 from . import _ops
+from ._checks import check_id, check_name, check_topic, parse_json
 from ._encode import bus_item
-from ._errors import BadRequest, problem
-from ._http import Receive, Scope, Send, check_caller, dumps, parse_query
+from ._errors import BadRequest, NotFound, PayloadTooLarge, TooManyCommands, problem
+from ._http import Receive, Scope, Send, dumps, parse_query
 
 if TYPE_CHECKING:
     from ._app import GatewayApp
 
-__all__ = ["serve_websocket"]
+__all__ = ["MAX_IN_FLIGHT", "MAX_MESSAGE", "serve_websocket"]
+
+#: Largest command message (bytes of UTF-8) the socket accepts; a larger one is answered with
+#: ``PayloadTooLarge`` (the same limit as a JSON body over HTTP).
+MAX_MESSAGE: Final = 4 * 1024 * 1024
+#: Commands one socket may have running at once; past it, ``TooManyCommands`` (429) at once:
+#: one connection cannot pile up unbounded work (over HTTP each request needs a connection).
+MAX_IN_FLIGHT: Final = 32
 
 log = structlog.get_logger("streamvisor.gateway")
 
@@ -50,7 +68,7 @@ def _body(command: dict[str, Any]) -> dict[str, Any]:
 
 
 def _session(command: dict[str, Any]) -> str:
-    return _ops.text_field(command, "session")
+    return check_name(_ops.text_field(command, "session"), "session")
 
 
 async def _chat(daemon: Daemon, command: dict[str, Any]) -> Any:
@@ -70,7 +88,7 @@ async def _streams(daemon: Daemon, command: dict[str, Any]) -> Any:
 
 
 async def _wait(daemon: Daemon, command: dict[str, Any]) -> Any:
-    stream_id = _ops.text_field(command, "stream_id")
+    stream_id = check_id(_ops.text_field(command, "stream_id"), "stream_id")
     body = {k: v for k, v in _body(command).items() if k != "stream_id"}
     return await _ops.session_wait(daemon, _session(command), stream_id, body)
 
@@ -80,7 +98,8 @@ async def _background(daemon: Daemon, command: dict[str, Any]) -> Any:
 
 
 async def _cancel(daemon: Daemon, command: dict[str, Any]) -> Any:
-    return await _ops.background_cancel(daemon, _ops.text_field(command, "response_id"))
+    response_id = check_id(_ops.text_field(command, "response_id"), "response_id")
+    return await _ops.background_cancel(daemon, response_id)
 
 
 async def _ping(daemon: Daemon, command: dict[str, Any]) -> Any:
@@ -108,6 +127,8 @@ class _Socket:
         self._send = send
         self._lock = trio.Lock()
         self.gone = False
+        #: Commands running now.
+        self.in_flight = 0
 
     async def _message(self, message: dict[str, Any]) -> None:
         async with self._lock:
@@ -128,44 +149,69 @@ class _Socket:
         self.gone = True
 
 
-def _parse_command(text: str) -> tuple[dict[str, Any], Op]:
-    """The command's JSON object and its operation. Raises `BadRequest`."""
-    try:
-        command = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"a command must be a JSON object: {exc}") from None
+def _parse_command(command: Any) -> Op:
+    """The operation of a parsed command. Raises `BadRequest`."""
     if not isinstance(command, dict):
         raise BadRequest("a command must be a JSON object")
     op = command.get("op")
     handler = _OPS.get(op) if isinstance(op, str) else None
     if handler is None:
-        raise BadRequest(f"unknown op {op!r} (one of: {', '.join(_OPS)})", field="op")
-    return command, handler
+        shown = op if isinstance(op, str | int | float | None) else type(op).__name__
+        raise BadRequest(f"unknown op {shown!r} (one of: {', '.join(_OPS)})", field="op")
+    return handler
 
 
-def _peek(text: str) -> tuple[Any, Any]:
-    """The ``op`` and ``ref`` of a command, as far as it can be read."""
+def _echo(value: Any) -> Any:
+    """A command's ``op``/``ref`` as it may be echoed back: a short scalar, else None."""
+    if isinstance(value, str):
+        return value if len(value) <= 128 else None
+    return value if isinstance(value, int | float | bool) or value is None else None
+
+
+def _decode(data: str | bytes) -> Any:
+    """A command message parsed. Raises `PayloadTooLarge` or `InvalidJSON`."""
+    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "replace"))
+    if size > MAX_MESSAGE:
+        raise PayloadTooLarge(MAX_MESSAGE, "a WebSocket message")
+    return parse_json(data, "a command")
+
+
+async def _answer_error(
+    app: GatewayApp, socket: _Socket, op: Any, ref: Any, exc: Exception
+) -> None:
+    status, body, _headers = problem(exc)
+    if status == 500:
+        log.warning("gateway.ws_command_failed", op=op, error=app.redact(repr(exc)))
+    await socket.send_json({"kind": "error", "op": op, "ref": ref, "status": status, **body})
+
+
+async def _run_command(app: GatewayApp, socket: _Socket, data: str | bytes) -> None:
+    op = ref = None
     try:
-        command = json.loads(text)
-    except json.JSONDecodeError:
-        return None, None
-    if not isinstance(command, dict):
-        return None, None
-    return command.get("op"), command.get("ref")
-
-
-async def _run_command(app: GatewayApp, socket: _Socket, text: str) -> None:
-    op, ref = _peek(text)
-    try:
-        command, handler = _parse_command(text)
+        command = _decode(data)
+        if isinstance(command, dict):
+            op, ref = _echo(command.get("op")), _echo(command.get("ref"))
+        handler = _parse_command(command)
         result = await handler(app.daemon, command)
     except Exception as exc:
-        status, body, _headers = problem(exc)
-        if status == 500:
-            log.warning("gateway.ws_command_failed", op=op, error=app.redact(repr(exc)))
-        await socket.send_json({"kind": "error", "op": op, "ref": ref, "status": status, **body})
+        await _answer_error(app, socket, op, ref, exc)
         return
+    finally:
+        socket.in_flight -= 1
     await socket.send_json({"kind": "reply", "op": op, "ref": ref, "result": result})
+
+
+async def _refuse_command(app: GatewayApp, socket: _Socket, data: str | bytes) -> None:
+    """Answer a command past `MAX_IN_FLIGHT` with ``TooManyCommands`` (in the receive loop: a
+    client that floods the socket waits for its answers)."""
+    op = ref = None
+    try:
+        command = _decode(data)
+    except Exception:
+        command = None
+    if isinstance(command, dict):
+        op, ref = _echo(command.get("op")), _echo(command.get("ref"))
+    await _answer_error(app, socket, op, ref, TooManyCommands(MAX_IN_FLIGHT))
 
 
 async def _forward(app: GatewayApp, socket: _Socket, subscription: Subscription[Any]) -> None:
@@ -173,13 +219,44 @@ async def _forward(app: GatewayApp, socket: _Socket, subscription: Subscription[
     while True:
         try:
             item = await subscription.receive()
-        except (trio.EndOfChannel, SubscriberOverflow) as exc:
-            reason = "daemon stopping" if isinstance(exc, trio.EndOfChannel) else "overflow"
-            await socket.send_json({"kind": "end", "reason": reason})
-            await socket.close(1001, reason)
+        except trio.EndOfChannel:
+            await socket.send_json({"kind": "shutdown", "reason": "daemon stopping"})
+            await socket.close(1001, "daemon stopping")
+            return
+        except SubscriberOverflow:
+            await socket.send_json({"kind": "end", "reason": "overflow"})
+            await socket.close(1001, "overflow")
             return
         name, data = bus_item(item)
         await socket.send_json({"kind": "event", "event": name, "data": data})
+
+
+async def _refuse(app: GatewayApp, scope: Scope, send: Send, exc: BaseException) -> None:
+    """Refuse the handshake with the typed HTTP answer ``GET /events`` would give (where the
+    server can send one; else a bare close, which clients see as 403)."""
+    status, body, headers = problem(exc)
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": body["error"]["type"]})
+        return
+    data = app.redact(dumps(body)).encode()
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(data)).encode()),
+        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+    ]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": raw})
+    await send({"type": "websocket.http.response.body", "body": data})
+
+
+def _admit(app: GatewayApp, scope: Scope, pattern: str) -> Subscription[Any]:
+    """The subscription of an admitted handshake. Browsers apply no same-origin rule to
+    WebSockets: the gateway does, and wants the token (the page's cookie comes with its
+    handshake). Raises what `Access.check` raises, `NotFound`, ``InvalidPattern``, ``BusClosed``.
+    """
+    app.access.check(scope)
+    if scope.get("path") != "/ws":
+        raise NotFound(f"no WebSocket endpoint {scope.get('path')!r}")
+    return app.daemon.subscribe(check_topic(pattern))
 
 
 async def serve_websocket(app: GatewayApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -187,34 +264,25 @@ async def serve_websocket(app: GatewayApp, scope: Scope, receive: Receive, send:
     message = await receive()
     if message["type"] != "websocket.connect":
         return
-    if scope.get("path") != "/ws":
-        await send({"type": "websocket.close", "code": 1008, "reason": "no such endpoint"})
-        return
     pattern = parse_query(scope).get("topic", "**")
     try:
-        # Browsers apply no same-origin rule to WebSockets: the gateway does.
-        check_caller(scope, app.allowed_hosts, acts=True)
-        subscription = app.daemon.subscribe(pattern)
-    except ValueError as exc:
-        # Refused before the handshake: the client sees HTTP 403.
-        log.info("gateway.ws_refused", topic=pattern, error=str(exc))
-        await send({"type": "websocket.close", "code": 1008, "reason": "invalid topic"})
-        return
-    except PermissionError as exc:
-        log.warning("gateway.ws_refused", error=str(exc))
-        await send({"type": "websocket.close", "code": 1008, "reason": "refused"})
+        subscription = _admit(app, scope, pattern)
+    except Exception as exc:
+        log.info("gateway.ws_refused", error=app.redact(str(exc)))
+        await _refuse(app, scope, send, exc)
         return
     socket = _Socket(app, send)
     with trio.CancelScope() as cancel_scope, app.track(cancel_scope):
         try:
             await _serve_accepted(app, socket, subscription, pattern, receive, send)
-        except BusClosed:
-            # The daemon stopped before the handshake finished: refused (HTTP 403).
-            await send({"type": "websocket.close", "code": 1011, "reason": "daemon stopped"})
+        except BusClosed as exc:
+            # The daemon stopped before the handshake finished: refused (503).
+            await _refuse(app, scope, send, exc)
             return
     if cancel_scope.cancelled_caught:
         # The gateway is stopping: tell the client, briefly.
         with trio.move_on_after(0.5, shield=True):
+            await socket.send_json({"kind": "shutdown", "reason": "gateway stopping"})
             await socket.close(1001, "gateway stopping")
 
 
@@ -243,8 +311,12 @@ async def _serve_accepted(
                 break
             if message["type"] != "websocket.receive":
                 continue
-            text = message.get("text")
-            if text is None:
-                text = bytes(message.get("bytes") or b"").decode("utf-8", "replace")
-            nursery.start_soon(_run_command, app, socket, text)
+            data = message.get("text")
+            if data is None:
+                data = bytes(message.get("bytes") or b"")
+            if socket.in_flight >= MAX_IN_FLIGHT:
+                await _refuse_command(app, socket, data)
+                continue
+            socket.in_flight += 1
+            nursery.start_soon(_run_command, app, socket, data)
         nursery.cancel_scope.cancel()

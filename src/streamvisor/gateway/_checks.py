@@ -1,0 +1,131 @@
+"""What the gateway checks of every input itself, before any actor sees it.
+
+The daemon's facade validates too; the gateway does not depend on it. Each check raises a typed
+`BadRequest` (400) naming the field, so a bad request is the caller's error and never an actor's
+crash:
+
+* ids (path segments and command fields): `check_id` -- a full match of a strict pattern;
+* topic patterns (``/events``, ``/ws``): `check_topic` -- printable pattern characters only;
+* JSON bodies and WebSocket commands: `parse_json` -- UTF-8, at most `MAX_DEPTH` levels deep
+  (a 100 000-deep ``[[[[`` is a 400, not a ``RecursionError``), no ``NaN``/``Infinity``;
+* the body's media type: `check_media_type` (415 for anything a plain HTML form can send).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from email.message import Message as _HeaderParser
+from typing import Any, Final
+
+from ..supervisor import InvalidPattern
+from ._errors import InvalidId, InvalidJSON, UnsupportedMediaType
+
+__all__ = [
+    "MAX_DEPTH",
+    "check_id",
+    "check_media_type",
+    "check_name",
+    "check_topic",
+    "media_type",
+    "parse_json",
+]
+
+#: Deepest nesting of arrays and objects a JSON body may have. Request bodies of the OpenAI API
+#: (messages, tool schemas, structured-output schemas) stay far below it; far above it, the
+#: layers below (encoders, the API) would recurse on what the gateway let through.
+MAX_DEPTH: Final = 64
+
+#: Response, file and stream ids: what the API and the daemon issue (``resp_...``, ``file-...``).
+_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+#: Session and agent ids: the caller chooses them; they become a topic segment and a name.
+_NAME: Final = re.compile(r"[A-Za-z0-9_\-:@+=]{1,128}")
+#: Topic patterns: names joined by dots, ``*`` and a trailing ``**``.
+_TOPIC: Final = re.compile(r"[A-Za-z0-9_\-:@+=*.]{1,256}")
+
+
+def check_id(value: object, field: str) -> str:
+    """``value`` if it is an id the API issues (``[A-Za-z0-9_-]``, 1-128 characters).
+
+    Raises `InvalidId` naming ``field``.
+    """
+    if not isinstance(value, str):
+        raise InvalidId(field, repr(value), "must be a string")
+    if _ID.fullmatch(value) is None:
+        raise InvalidId(field, value, "expected 1-128 of A-Z a-z 0-9 _ -")
+    return value
+
+
+def check_name(value: object, field: str) -> str:
+    """``value`` if it can name a session or an agent (``[A-Za-z0-9_-:@+=]``, 1-128).
+
+    Raises `InvalidId` naming ``field``.
+    """
+    if not isinstance(value, str):
+        raise InvalidId(field, repr(value), "must be a string")
+    if _NAME.fullmatch(value) is None:
+        raise InvalidId(field, value, "expected 1-128 of A-Z a-z 0-9 _ - : @ + =")
+    return value
+
+
+def check_topic(pattern: str) -> str:
+    """``pattern`` if its characters can form a subscription pattern (the bus checks its
+    structure). Raises ``InvalidPattern`` (a ``ValueError``, as the bus raises it)."""
+    if _TOPIC.fullmatch(pattern) is None:
+        raise InvalidPattern(
+            pattern, "expected 1-256 of A-Z a-z 0-9 _ - : @ + = and '.', '*', '**'"
+        )
+    return pattern
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidJSON(f"{name} is not a JSON number")
+
+
+def _too_deep(value: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return False
+
+
+def parse_json(data: bytes | str, what: str = "the request body") -> Any:
+    """``data`` parsed as JSON. Raises `InvalidJSON` if it is not JSON, not UTF-8, nested
+    deeper than `MAX_DEPTH` or carries ``NaN``/``Infinity``."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise InvalidJSON(f"{what} is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidJSON(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidJSON(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
+    # Counting brackets is cheap: only a body with many can be too deep.
+    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(value):
+        raise InvalidJSON(f"{what} is nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def media_type(content_type: str | None) -> str | None:
+    """The media type of a ``content-type`` value, lowercased, without its parameters."""
+    if not content_type:
+        return None
+    parser = _HeaderParser()
+    parser["content-type"] = content_type
+    return parser.get_content_type()
+
+
+def check_media_type(content_type: str | None, body: bytes, accepted: str) -> None:
+    """Refuse a body that is not of the ``accepted`` media type; an empty body without a
+    content type passes (``POST .../cancel``). Raises `UnsupportedMediaType`."""
+    if not content_type and not body:
+        return
+    if media_type(content_type) != accepted:
+        raise UnsupportedMediaType(content_type, accepted)
