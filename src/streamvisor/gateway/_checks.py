@@ -18,6 +18,8 @@ import re
 from email.message import Message as _HeaderParser
 from typing import Any, Final
 
+from ..actors import NAME_PATTERN
+from ..openai import API_ID_PATTERN
 from ..supervisor import InvalidPattern
 from ._errors import InvalidId, InvalidJSON, UnsupportedMediaType
 
@@ -36,35 +38,37 @@ __all__ = [
 #: layers below (encoders, the API) would recurse on what the gateway let through.
 MAX_DEPTH: Final = 64
 
-#: Response, file and stream ids: what the API and the daemon issue (``resp_...``, ``file-...``).
-_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
-#: Session and agent ids: the caller chooses them; they become a topic segment and a name.
-_NAME: Final = re.compile(r"[A-Za-z0-9_\-:@+=]{1,128}")
+#: Response, file and stream ids: what the API and the daemon issue (``resp_...``, ``file-...``);
+#: the wire layer's own rule, so the gateway and the Python facade accept the same ids.
+_ID: Final = re.compile(API_ID_PATTERN)
+#: Session and agent ids: the caller chooses them; they become a topic segment and a name (the
+#: actors layer's rule).
+_NAME: Final = re.compile(NAME_PATTERN)
 #: Topic patterns: names joined by dots, ``*`` and a trailing ``**``.
 _TOPIC: Final = re.compile(r"[A-Za-z0-9_\-:@+=*.]{1,256}")
 
 
 def check_id(value: object, field: str) -> str:
-    """``value`` if it is an id the API issues (``[A-Za-z0-9_-]``, 1-128 characters).
+    """``value`` if it is an id the API issues (`API_ID_PATTERN`, in full).
 
     Raises `InvalidId` naming ``field``.
     """
     if not isinstance(value, str):
         raise InvalidId(field, repr(value), "must be a string")
     if _ID.fullmatch(value) is None:
-        raise InvalidId(field, value, "expected 1-128 of A-Z a-z 0-9 _ -")
+        raise InvalidId(field, value, f"must match {API_ID_PATTERN}")
     return value
 
 
 def check_name(value: object, field: str) -> str:
-    """``value`` if it can name a session or an agent (``[A-Za-z0-9_-:@+=]``, 1-128).
+    """``value`` if it can name a session or an agent (`NAME_PATTERN`, in full).
 
     Raises `InvalidId` naming ``field``.
     """
     if not isinstance(value, str):
         raise InvalidId(field, repr(value), "must be a string")
     if _NAME.fullmatch(value) is None:
-        raise InvalidId(field, value, "expected 1-128 of A-Z a-z 0-9 _ - : @ + =")
+        raise InvalidId(field, value, f"must match {NAME_PATTERN}")
     return value
 
 
