@@ -320,7 +320,7 @@ class TestBadInput:
             ("GET", "/sessions/s%2F1/streams", "session"),
             ("POST", "/sessions/s1/wait/stream%01", "stream"),
             ("POST", "/agents/a%0Ab/ask", "agent"),
-            ("GET", "/background/" + "r" * 129, "id"),
+            ("GET", "/background/" + "r" * 257, "id"),
         ],
     )
     async def test_a_bad_id_in_the_path_is_400_before_any_actor_work(
