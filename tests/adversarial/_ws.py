@@ -101,11 +101,11 @@ class WSClient:
                 if event.message_finished:
                     return json.loads("".join(parts))
 
-    async def reply_to(self, ref: Any) -> Any:
-        """The next reply or error whose ``ref`` is ``ref`` (bus events are skipped)."""
+    async def next_answer(self) -> Any:
+        """The next reply or error to a command (bus events are skipped)."""
         while True:
             message = await self.receive_json()
-            if message.get("kind") in ("reply", "error") and message.get("ref") == ref:
+            if message.get("kind") in ("reply", "error"):
                 return message
 
 

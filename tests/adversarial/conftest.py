@@ -47,6 +47,8 @@ from streamvisor.gateway import Gateway, serve_gateway
 from streamvisor.mockapi import MockAPIConfig
 from streamvisor.testing import FAST_MOCKAPI, daemon_config
 
+from . import _ws
+
 T = TypeVar("T")
 
 #: Every generated-input test: a fixed example sequence per test (reproducible, so the list of
@@ -467,3 +469,48 @@ def route_refuses(
 
     with running.watch(what, upstream=upstream):
         return expect_http_refusal(running.run(send), what, statuses)
+
+
+async def _ws_exchange(running: RunningDaemon, frame: str | bytes) -> tuple[Any, Any]:
+    """Send ``frame`` on a fresh socket; (the first reply or error, the answer to a ping sent
+    after it). A socket the server closes instead answers `_ws.Closed`."""
+    gateway = running.gateway
+    target = "/ws?topic=session.adversarial-ws"
+    async with _ws.connect(gateway.host, gateway.port, target, auth_headers(gateway)) as sock:
+        await sock.receive_json()  # {"kind": "subscribed", ...}
+        if isinstance(frame, bytes):
+            await sock.send_bytes(frame)
+        else:
+            await sock.send_text(frame)
+        try:
+            answer = await sock.next_answer()
+        except _ws.Closed as closed:
+            return closed, None
+        await sock.send_json({"op": "ping", "ref": "still-open"})
+        try:
+            pong = await sock.next_answer()
+        except _ws.Closed as closed:
+            return answer, closed
+        return answer, pong
+
+
+def ws_refuses(
+    running: RunningDaemon,
+    what: str,
+    frame: str | bytes,
+    ref: Any,
+    *,
+    statuses: frozenset[int] = MALFORMED_STATUSES,
+    ref_unreadable: bool = False,
+) -> None:
+    """The command ``frame`` must get a typed error (`expect_ws_refusal`) echoing ``ref`` (or
+    None when ``ref_unreadable``: a frame that cannot be parsed), the socket must answer a
+    ``ping`` after it, and the tree must be as it was."""
+    with running.watch(what):
+        answer, pong = running.run(_ws_exchange, running, frame)
+        if isinstance(answer, _ws.Closed):
+            raise AssertionError(f"{what}: the socket was closed instead of answered: {answer}")
+        expected = None if ref_unreadable and answer.get("ref") is None else ref
+        expect_ws_refusal(answer, expected, what, statuses)
+        if pong != {"kind": "reply", "op": "ping", "ref": "still-open", "result": "pong"}:
+            raise AssertionError(f"{what}: the socket did not answer a ping afterwards: {pong!r}")
