@@ -514,3 +514,45 @@ def ws_refuses(
         expect_ws_refusal(answer, expected, what, statuses)
         if pong != {"kind": "reply", "op": "ping", "ref": "still-open", "result": "pong"}:
             raise AssertionError(f"{what}: the socket did not answer a ping afterwards: {pong!r}")
+
+
+async def events_answer(running: RunningDaemon, topic: str) -> httpx.Response:
+    """``GET /events?topic=``'s answer: its error, or a stand-in 200 if a stream started (an
+    event stream never ends by itself)."""
+    async with running.http.stream("GET", "/events", params={"topic": topic}) as response:
+        if response.status_code == 200:
+            return httpx.Response(200, text="(an event stream started)")
+        await response.aread()
+        return response
+
+
+async def ws_topic_answer(running: RunningDaemon, topic: str) -> tuple[int, Any]:
+    """How ``/ws?topic=`` answers: (the refused handshake's status, its body as JSON), or (the
+    ``status`` of an error sent right after accepting, ``{"error": ...}``), or (101, the first
+    message) if the socket was accepted without an error."""
+    gateway = running.gateway
+    target = str(httpx.URL("/ws", params={"topic": topic}))
+    try:
+        async with _ws.connect(gateway.host, gateway.port, target, auth_headers(gateway)) as sock:
+            first = await sock.receive_json()
+    except _ws.Refused as refused:
+        return refused.status_code, refused.json()
+    if first.get("kind") == "error":
+        return int(first.get("status", 0)), {"error": first.get("error")}
+    return 101, first
+
+
+def topic_refused_alike(running: RunningDaemon, topic: str) -> None:
+    """``/events`` refuses ``topic`` with a typed 400, and ``/ws`` with the same status and
+    error type (by refusing the handshake, or by an error message before closing)."""
+    what = f"topic {topic!r}"
+    with running.watch(what):
+        sse = expect_http_refusal(
+            running.run(events_answer, running, topic), f"/events {what}", frozenset({400})
+        )
+        status, body = running.run(ws_topic_answer, running, topic)
+        if status != 400 or not isinstance(body, dict):
+            raise AssertionError(f"/ws {what}: answered {status}: {body!r}")
+        error = body.get("error")
+        if not isinstance(error, dict) or error.get("type") != sse["type"]:
+            raise AssertionError(f"/ws {what}: {body!r}; /events: {sse!r}")

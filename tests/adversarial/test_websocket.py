@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,14 +19,12 @@ from hypothesis import strategies as st
 from streamvisor.gateway import _ws as gateway_ws
 
 from . import _inputs as bad
-from . import _ws
 from .conftest import (
     ADVERSARIAL,
     HELLO,
     MODEL,
     RunningDaemon,
-    auth_headers,
-    expect_http_refusal,
+    topic_refused_alike,
     ws_refuses,
 )
 
@@ -197,40 +194,9 @@ def test_a_bad_topic_gets_the_same_typed_error_as_on_events(
     accepting it only to send that error (``kind: error``) and close."""
     running = daemon_under_test
 
-    async def sse(topic: str) -> httpx.Response:
-        async with running.http.stream("GET", "/events", params={"topic": topic}) as response:
-            if response.status_code == 200:
-                return httpx.Response(200, text="(an event stream started)")
-            await response.aread()
-            return response
-
-    async def ws(topic: str) -> tuple[int, Any]:
-        gateway = running.gateway
-        target = str(httpx.URL("/ws", params={"topic": topic}))
-        try:
-            async with _ws.connect(
-                gateway.host, gateway.port, target, auth_headers(gateway)
-            ) as sock:
-                first = await sock.receive_json()
-        except _ws.Refused as refused:
-            return refused.status_code, refused.json()
-        if first.get("kind") == "error":
-            return int(first.get("status", 0)), {"error": first.get("error")}
-        return 101, first
-
     @ADVERSARIAL
     @given(bad.bad_topics())
     def example(topic: str) -> None:
-        what = f"topic {topic!r}"
-        with running.watch(what):
-            sse_error = expect_http_refusal(
-                running.run(sse, topic), f"/events {what}", frozenset({400})
-            )
-            status, body = running.run(ws, topic)
-            assert status == 400, f"/ws {what}: answered {status}: {body!r}"
-            assert isinstance(body, dict), f"/ws {what}: no typed error: {body!r}"
-            assert body.get("error", {}).get("type") == sse_error["type"], (
-                f"/ws {what}: {body!r}, /events: {sse_error!r}"
-            )
+        topic_refused_alike(running, topic)
 
     example()
