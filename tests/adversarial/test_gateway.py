@@ -51,7 +51,13 @@ class Route:
 
     def target(self, **values: str) -> str:
         """The path with ``values`` (escaped) and a plausible id for every other parameter."""
-        plausible = {"session": "adv", "stream": "stream-000000000000", "agent": "adv"}
+        # Session and agent "adv" run (see _adv_running); an agent is created under a new id.
+        creates_agent = (self.method, self.template) == ("POST", "/agents/{agent}")
+        plausible = {
+            "session": "adv",
+            "stream": "stream-000000000000",
+            "agent": "adv-new" if creates_agent else "adv",
+        }
         path = self.template
         for name in self.params:
             value = values.get(name, plausible.get(name, "resp_" + "0" * 48))
