@@ -192,6 +192,25 @@ def malformed_ids(prefix: str = "resp_") -> st.SearchStrategy[Bad]:
     return st.one_of(malformed_id_texts(prefix).map(_id_bad), st.sampled_from(WRONG_TYPES))
 
 
+def malformed_filenames() -> st.SearchStrategy[Bad]:
+    """Upload names the API cannot carry: empty, a control character or NUL, a ``/``, a lone
+    surrogate (spaces, ``#``, ``%`` and dots are fine in a file name, so they are not here)."""
+    controls = [chr(c) for c in range(0x20)] + ["\x7f"]
+    return st.one_of(
+        st.sampled_from(["", "a/b.txt", "../a.txt", "a\x00.txt", "a.txt\n", "\ud800.txt"]).map(
+            _id_bad
+        ),
+        st.builds(
+            _with_bad_char,
+            st.just("notes"),
+            st.just(".txt"),
+            st.sampled_from(controls),
+            st.integers(0, 9),
+        ).map(_id_bad),
+        st.sampled_from([b for b in WRONG_TYPES if b.label not in ("None",)]),
+    )
+
+
 def unknown_ids(kind: str) -> st.SearchStrategy[str]:
     """Well-formed ids of ``kind`` (``response``, ``file``, ``stream``) that name nothing."""
     hex_digits = st.text(alphabet="0123456789abcdef", min_size=48, max_size=48)
