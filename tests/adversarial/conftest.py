@@ -4,8 +4,8 @@
 every example in a fresh ``trio.run``, so neither can keep one daemon up across many examples.
 `RunningDaemon` runs the daemon, its embedded server, the gateway and an httpx client in a trio
 loop on a thread of its own for the whole module; the (synchronous) tests hand it probes with
-`RunningDaemon.run`. Hypothesis then works as usual: shrinking, ``derandomize`` for a
-reproducible run.
+`RunningDaemon.run`. Hypothesis then works as usual (``@given`` on a plain function, with a
+fixed example sequence: see `ADVERSARIAL`).
 
 **The verdicts.** Every probe of bad input is judged by one of:
 
@@ -24,6 +24,7 @@ nothing reached the upstream API. After each test `RunningDaemon.assert_healthy`
 
 from __future__ import annotations
 
+import inspect
 import linecache
 import os
 import threading
@@ -114,6 +115,12 @@ def gateway_settings() -> dict[str, Any]:
     """The `daemon_config` overrides that give the gateway its token (none while
     ``GatewaySection`` has no ``token`` field)."""
     return {"gateway_token": TOKEN} if "token" in attrs.fields_dict(GatewaySection) else {}
+
+
+def gateway_options() -> dict[str, Any]:
+    """The `serve_gateway` keyword arguments that give it the token (none while it takes no
+    ``token``: then it reads ``[gateway] token``, or has none)."""
+    return {"token": TOKEN} if "token" in inspect.signature(serve_gateway).parameters else {}
 
 
 def auth_headers(gateway: Gateway) -> dict[str, str]:
@@ -239,7 +246,8 @@ class TreeSnapshot:
 
     @classmethod
     async def take(cls, daemon: Daemon) -> TreeSnapshot:
-        # A per-child restart count, if the runtime exposes one (it does not yet: see below).
+        # A per-child restart count if the runtime exposes one (``ChildInfo`` has none yet, so
+        # restarts are seen as changed refs, and in the log).
         children = tuple(
             (c.id, c.ref, getattr(c, "restarts", None)) for c in await daemon.root.which_children()
         )
@@ -310,7 +318,7 @@ class RunningDaemon:
         mockapi = MockAPIConfig(**FAST_MOCKAPI)
         async with (
             open_daemon(config, mockapi=mockapi, configure_logs=False) as daemon,
-            serve_gateway(daemon) as gateway,
+            serve_gateway(daemon, **gateway_options()) as gateway,
             httpx.AsyncClient(
                 base_url=gateway.url, headers=auth_headers(gateway), timeout=PROBE_TIMEOUT
             ) as http,

@@ -27,6 +27,7 @@ from .conftest import (
     HELLO,
     MODEL,
     RunningDaemon,
+    auth_headers,
     expect_http_refusal,
     route_refuses,
 )
@@ -330,3 +331,19 @@ def test_a_bad_cursor_or_topic_is_a_typed_400(daemon_under_test: RunningDaemon) 
             expect_http_refusal(running.run(first_answer, target), what, frozenset({400}))
 
     example()
+
+
+def test_the_suite_is_an_authenticated_client(daemon_under_test: RunningDaemon) -> None:
+    """Its requests carry `auth_headers`; once the gateway has a token, a request without them
+    is a typed 401 (so every refusal above was judged past the authentication)."""
+    running = daemon_under_test
+
+    async def health(headers: dict[str, str] | None) -> httpx.Response:
+        if headers is None:
+            return await running.http.get("/health")
+        async with httpx.AsyncClient(base_url=running.gateway.url, headers=headers) as bare:
+            return await bare.get("/health")
+
+    assert running.run(health, None).status_code == 200
+    if auth_headers(running.gateway):
+        expect_http_refusal(running.run(health, {}), "no token", frozenset({401}))
