@@ -14,6 +14,28 @@ from streamvisor import _samples as samples
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+#: The embedding example: the first block that opens the daemon.
+EMBEDDING = next(block for block in BLOCKS if "open_daemon(" in block)
+
+
+def run_example(block: str, directory: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run `block` in a fresh process with no API key (the embedded server), from `directory`
+    (which gets the files the examples name); ``settings`` are further environment variables."""
+    (directory / "diagram.png").write_bytes(samples.png(8, 8))
+    script = directory / "example.py"
+    script.write_text(block)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "STREAMVISOR_"))}
+    env["STREAMVISOR_MOCKAPI_TOKEN_DELAY"] = "0"
+    env.update(settings)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_the_readme_has_python_examples() -> None:
@@ -25,19 +47,16 @@ def test_the_readme_has_python_examples() -> None:
 def test_a_readme_example_runs(index: int, tmp_path: Path) -> None:
     """Each example runs to completion with no API key (the embedded server), in a fresh
     process, from a scratch directory holding the files it names."""
-    (tmp_path / "diagram.png").write_bytes(samples.png(8, 8))
-    script = tmp_path / "example.py"
-    script.write_text(BLOCKS[index])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "STREAMVISOR_"))}
-    env["STREAMVISOR_BACKGROUND_REGISTRY_PATH"] = ":memory:"
-    env["STREAMVISOR_MOCKAPI_TOKEN_DELAY"] = "0"
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_example(BLOCKS[index], tmp_path, STREAMVISOR_BACKGROUND_REGISTRY_PATH=":memory:")
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_the_embedding_example_runs_ten_times_over_one_var_directory(tmp_path: Path) -> None:
+    """Run after run from one directory, the background registry under var/ persists, and the
+    embedded server's fresh ids never collide with the records earlier runs left there."""
+    for run in range(10):
+        done = run_example(EMBEDDING, tmp_path)
+        assert done.returncode == 0, f"run {run + 1}:\n{done.stderr[-3000:]}"
+    registries = list((tmp_path / "var").glob("*.sqlite3"))
+    assert registries, "the registry was not persisted under var/: the test proves nothing"

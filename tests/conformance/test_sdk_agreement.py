@@ -1,9 +1,10 @@
 """streamvisor's accumulators agree with the official SDK's on the same live streams.
 
-Two embedded servers with the same seed answer the same request with the same bytes (ids,
-call ids, texts, usage), one read by streamvisor's client, the other by the official SDK's
-accumulating helpers (`chat.completions.stream()`, `responses.stream()`). Only wall-clock fields
-(`created`, `created_at`, `completed_at`) may differ.
+Two embedded servers with the same seed (`TWIN_SEED`; unseeded, a server's ids are random)
+answer the same request with the same bytes (ids, call ids, texts, usage), one read by
+streamvisor's client, the other by the official SDK's accumulating helpers
+(`chat.completions.stream()`, `responses.stream()`). Only wall-clock fields (`created`,
+`created_at`, `completed_at`) may differ.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from streamvisor.openai import StreamEvent
 from ._views import our_chat, sdk_chat
 from .conftest import GUARD, SDK_GENERATOR_LEAK, client_opener, running_server
 
+#: Both twins' seed: seeded servers hand out the same ids for the same request sequence.
+TWIN_SEED = "twins"
 _CLOCK_FIELDS = frozenset({"created", "created_at", "completed_at"})
 #: Fields the SDK adds while parsing (structured-output helpers), not on the wire.
 _SDK_ONLY_FIELDS = frozenset({"parsed", "parsed_arguments"})
@@ -53,8 +56,8 @@ async def twins() -> AsyncIterator[tuple[Any, Any]]:
     import openai
 
     async with (
-        running_server() as ours,
-        running_server() as theirs,
+        running_server(seed=TWIN_SEED) as ours,
+        running_server(seed=TWIN_SEED) as theirs,
         client_opener(ours)() as client,
         openai.AsyncOpenAI(base_url=theirs.url, api_key="sk-test", max_retries=0) as sdk,
     ):
@@ -293,7 +296,7 @@ class TestFailures:
 async def test_the_twin_servers_really_serve_identical_answers(framing: str) -> None:
     """The premise of this module: same seed, same request → same ids and texts."""
     with trio.fail_after(GUARD):
-        async with running_server() as a, running_server() as b:
+        async with running_server(seed=TWIN_SEED) as a, running_server(seed=TWIN_SEED) as b:
             results = []
             for server in (a, b):
                 async with client_opener(server)() as client:

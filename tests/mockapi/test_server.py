@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -35,6 +36,47 @@ class TestServe:
             port = server.port
         async with serve(MockAPIConfig(port=port)) as again:
             assert again.port == port
+
+
+async def created_ids(server_config: MockAPIConfig) -> list[str]:
+    """The ids one fresh server hands out for a response, a chat completion, a file and an
+    upload, in that order."""
+    async with serve(server_config) as server, httpx.AsyncClient(base_url=server.url) as http:
+        response = await http.post("/responses", json={"model": "gpt-4o", "input": "hi"})
+        chat = await http.post(
+            "/chat/completions",
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        file = await http.post(
+            "/files", data={"purpose": "assistants"}, files={"file": ("a.txt", b"a")}
+        )
+        upload = await http.post(
+            "/uploads",
+            json={"bytes": 1, "filename": "a.txt", "mime_type": "text/plain", "purpose": "batch"},
+        )
+    bodies = [r.json() for r in (response, chat, file, upload)]
+    output_ids = [item["id"] for item in bodies[0]["output"]]
+    return [body["id"] for body in bodies] + output_ids
+
+
+class TestIds:
+    async def test_a_restarted_server_never_hands_out_an_id_it_gave_before(self) -> None:
+        """Unseeded, ids are random like the real API's (records under var/ outlive a run)."""
+        first = await created_ids(MockAPIConfig())
+        second = await created_ids(MockAPIConfig())
+        assert not set(first) & set(second)
+        response_id, chat_id, file_id, upload_id, message_id = first
+        assert re.fullmatch(r"resp_[0-9a-f]{48}", response_id)
+        assert re.fullmatch(r"chatcmpl-[0-9A-Za-z]{29}", chat_id)
+        assert re.fullmatch(r"file-[0-9A-Za-z]{22}", file_id)
+        assert re.fullmatch(r"upload_[0-9A-Za-z]{24}", upload_id)
+        assert re.fullmatch(r"msg_[0-9a-f]{48}", message_id)
+
+    async def test_two_servers_with_one_seed_hand_out_the_same_ids(self) -> None:
+        """A seed (tests only) makes ids a function of the seed and the request sequence."""
+        first = await created_ids(MockAPIConfig(seed="same"))
+        assert first == await created_ids(MockAPIConfig(seed="same"))
+        assert first != await created_ids(MockAPIConfig(seed="other"))
 
 
 async def test_the_bare_app_runs_background_work_in_its_lifespan_nursery() -> None:

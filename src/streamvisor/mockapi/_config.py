@@ -63,8 +63,9 @@ class MockAPIConfig:
     #: Limits reported in the `x-ratelimit-*` headers (per minute).
     ratelimit_requests: int = attrs.field(default=10_000, validator=attrs.validators.gt(0))
     ratelimit_tokens: int = attrs.field(default=30_000_000, validator=attrs.validators.gt(0))
-    #: Seeds ids and obfuscation strings: two servers with one seed and one request sequence
-    #: hand out the same ids (only `created`/`created_at` timestamps differ).
-    seed: str = "streamvisor"
+    #: None (the default): ids and obfuscation strings are random, like the real API's, and never
+    #: repeat across runs. A string (tests only) seeds them: two servers with one seed and one
+    #: request sequence hand out the same ids (only `created`/`created_at` timestamps differ).
+    seed: str | None = None
     #: How long hypercorn waits for open connections when the server shuts down.
     graceful_timeout: float = attrs.field(default=1.0, validator=_non_negative)

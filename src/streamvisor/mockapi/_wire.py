@@ -1,7 +1,8 @@
 """Wire-level values: JSON encoding, error bodies, ids, tokens, Go-style durations.
 
-Everything here is a pure function of its arguments (ids come from a seeded `IdFactory`), so the
-server's bytes are deterministic for a given seed and request sequence.
+Everything here is a pure function of its arguments except the ids: an `IdFactory` hands out
+random ids like the real API's, or, given a seed (tests only), ids that are a function of the seed
+and the request sequence, so that two seeded servers send the same bytes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import itertools
 import json
 import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -124,13 +126,21 @@ def _trim(value: float) -> str:
 
 
 class IdFactory:
-    """Deterministic, unique ids shaped like OpenAI's (`resp_<hex>`, `file-<alnum>`, ...)."""
+    """Unique ids shaped like OpenAI's (`resp_<hex>`, `file-<alnum>`, ...).
 
-    def __init__(self, seed: str) -> None:
+    Unseeded (the server's default) every id and obfuscation string is random, like the real
+    API's: a restarted server never hands out an id it gave before, so records that outlive it
+    (the daemon's background registry under ``var/``) never collide with new ones. With a seed,
+    ids are derived from the seed and a counter: deterministic, for tests that compare servers.
+    """
+
+    def __init__(self, seed: str | None = None) -> None:
         self._seed = seed
         self._counter = itertools.count()
 
     def _digest(self, kind: str) -> bytes:
+        if self._seed is None:
+            return secrets.token_bytes(32)
         n = next(self._counter)
         return hashlib.sha256(f"{self._seed}:{kind}:{n}".encode()).digest()
 
@@ -148,6 +158,9 @@ class IdFactory:
 
     def obfuscation(self, key: str) -> str:
         """A padding string of 1..15 characters, as the real API adds to stream deltas."""
-        digest = hashlib.sha256(f"{self._seed}:obf:{key}".encode()).digest()
+        if self._seed is None:
+            digest = secrets.token_bytes(16)
+        else:
+            digest = hashlib.sha256(f"{self._seed}:obf:{key}".encode()).digest()
         length = 1 + digest[0] % 15
         return "".join(_ALNUM[b % len(_ALNUM)] for b in digest[1 : 1 + length])
