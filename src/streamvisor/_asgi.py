@@ -43,8 +43,10 @@ class BodyTooLarge(Exception):
 
 
 def parse_query(scope: Scope) -> dict[str, str]:
-    """The query string's parameters (the last value of a repeated name wins)."""
-    return dict(parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1")))
+    """The query string's parameters (the last value of a repeated name wins). A name given
+    with an empty value is kept as ``""``: ``?topic=`` is an empty topic, not a missing one."""
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    return dict(parse_qsl(query, keep_blank_values=True))
 
 
 def header_map(scope: Scope) -> dict[str, str]:

@@ -31,6 +31,7 @@ client, the bus and the embedded server.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Final, Literal
@@ -41,12 +42,14 @@ import structlog
 
 from ._logging import configure_logging
 from .actors import (
+    TOPIC_PATTERN,
     Agent,
     AgentHandle,
     BackgroundHandle,
     BackgroundPoller,
     FileActor,
     FilesHandle,
+    InvalidAgentConfig,
     SessionDeps,
     SessionHandle,
     Tool,
@@ -68,6 +71,7 @@ from .supervisor import (
     DynamicSupervisor,
     DynamicSupervisorRef,
     EventBus,
+    InvalidPattern,
     NamedRef,
     Overflow,
     Registry,
@@ -81,6 +85,20 @@ from .supervisor import (
 )
 
 __all__ = ["Daemon", "DaemonStatus", "open_daemon"]
+
+
+#: What `Daemon.subscribe` takes (the bus checks the structure).
+_TOPIC: Final = re.compile(TOPIC_PATTERN)
+
+
+def _options(options: object) -> dict[str, Any]:
+    """An agent's ``options`` as a dict. Raises `InvalidAgentConfig` unless it is a mapping."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise InvalidAgentConfig(f"options must be a mapping of body fields, not {options!r:.80}")
+    return dict(options)
+
 
 log = structlog.get_logger("streamvisor.daemon")
 
@@ -154,8 +172,11 @@ class Daemon:
         number (``session.*``, ``background.**``, ``**``). A subscriber that falls behind gets a
         `Missed` notice (drop-oldest, the default) or is disconnected, per ``[bus]``.
 
-        Raises ``InvalidPattern`` (a ``ValueError``) for a malformed pattern.
+        Raises ``InvalidPattern`` (a ``ValueError``) for a malformed pattern, or one holding a
+        character no topic of the daemon has (`TOPIC_PATTERN`).
         """
+        if isinstance(pattern, str) and _TOPIC.fullmatch(pattern) is None:
+            raise InvalidPattern(pattern, f"holds characters outside {TOPIC_PATTERN}")
         return self.bus.subscribe(pattern, buffer=buffer, overflow=overflow)
 
     def _named(self, name: str) -> NamedRef:
@@ -223,7 +244,7 @@ class Daemon:
             "api": api,
             "instructions": instructions,
             "tools": tuple(tools),
-            "options": dict(options or {}),
+            "options": _options(options),
         }
         self._agent_defaults(agent_id, **kwargs)
         try:

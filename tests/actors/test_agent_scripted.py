@@ -262,7 +262,7 @@ class TestConstruction:
             ({"agent_id": ""}, "agent_id"),
             ({"agent_id": "a*"}, "agent_id"),
             ({"api": "assistants"}, "api must be"),
-            ({"model": ""}, "model must be"),
+            ({"model": ""}, "a model name is"),
             ({"max_queued": -1}, "max_queued"),
             ({"options": {"model": "x"}}, "options may not set"),
             ({"options": {"previous_response_id": "resp_1"}}, "options may not set"),

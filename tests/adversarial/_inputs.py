@@ -23,9 +23,11 @@ from typing import Any, Final
 import attrs
 from hypothesis import strategies as st
 
-#: The API refuses longer strings ("string too long. Expected a string with maximum length
-#: 10485760"): one past 16 MiB is malformed whatever bound the daemon picks.
-HUGE_TEXT: Final = 16 * 1024 * 1024 + 1
+from streamvisor.openai import MAX_REQUEST_BYTES
+
+#: One past the largest request body the wire layer sends (`MAX_REQUEST_BYTES`, sized for the
+#: API's 50 MB of base64 inline images per request): malformed whatever field holds it.
+HUGE_TEXT: Final = MAX_REQUEST_BYTES + 1
 #: Depths of nested JSON no request needs (Python's own json module gives up near 1,000).
 DEPTHS: Final = (1_000, 10_000, 100_000)
 
@@ -145,7 +147,7 @@ NAMED_BAD_IDS: Final = (
     "resp_1#x",
     "*",
     "**",
-    "a.b",
+    ".hidden",
     "\u202eevil",
     "\ud800",
 )
@@ -223,7 +225,8 @@ def unknown_ids(kind: str) -> st.SearchStrategy[str]:
         return hex_digits.map(lambda h: "resp_" + h)
     if kind == "file":
         return alnum.map(lambda a: "file-" + a)
-    return hex_digits.map(lambda h: "stream-" + h[:12])
+    # The daemon numbers its streams (``stream-<n>``): anything else is malformed, not unknown.
+    return st.integers(10**6, 10**12).map(lambda n: f"stream-{n}")
 
 
 #: Subscription patterns no topic can match usefully: NUL, spaces, controls, bad wildcards.

@@ -20,6 +20,7 @@ from streamvisor.openai import (
     OpenAIError,
     check_id,
     check_json,
+    check_request,
     encode_json,
     id_segment,
 )
@@ -144,6 +145,62 @@ class TestJson:
         assert encode_json(body) == expected.encode()
 
 
+class TestParameterTypes:
+    """`check_request`: the well-known top-level parameters have the JSON type the API requires."""
+
+    @pytest.mark.parametrize(
+        ("body", "field", "wanted"),
+        [
+            ({"temperature": []}, "temperature", "a number"),
+            ({"temperature": True}, "temperature", "a number"),
+            ({"temperature": "0.5"}, "temperature", "a number"),
+            ({"max_output_tokens": 1.5}, "max_output_tokens", "an integer"),
+            ({"max_tokens": False}, "max_tokens", "an integer"),
+            ({"stream": 1}, "stream", "a boolean"),
+            ({"metadata": []}, "metadata", "an object"),
+            ({"tools": {}}, "tools", "an array"),
+            ({"input": 5}, "input", "a string or an array"),
+            ({"model": 4}, "model", "a string"),
+        ],
+    )
+    def test_a_well_known_parameter_of_the_wrong_type_is_refused_naming_it(
+        self, body: dict[str, Any], field: str, wanted: str
+    ) -> None:
+        with pytest.raises(InvalidParameter) as info:
+            check_request(body)
+        assert info.value.field == field
+        assert wanted in str(info.value)
+        assert isinstance(info.value, ValueError)
+
+    def test_the_field_is_named_below_a_prefix(self) -> None:
+        with pytest.raises(InvalidParameter) as info:
+            check_request({"top_p": "high"}, "options")
+        assert info.value.field == "options.top_p"
+
+    def test_right_types_null_and_unknown_parameters_pass(self) -> None:
+        check_request(
+            {
+                "model": "gpt-4o",
+                "temperature": 1,
+                "top_p": 0.5,
+                "max_output_tokens": 10,
+                "stream": True,
+                "metadata": {"k": "v"},
+                "tools": [],
+                "stop": ["x"],
+                "tool_choice": "auto",
+                "input": "hi",
+                "instructions": None,
+                "some_future_parameter": [1, {"a": True}],
+            }
+        )
+
+    def test_it_still_refuses_what_is_not_plain_json(self) -> None:
+        with pytest.raises(InvalidParameter) as info:
+            check_request({"temperature": float("nan")})
+        assert info.value.field == "temperature"
+
+
 Call = Callable[[OpenAIClient, Any], Awaitable[Any]]
 
 
@@ -224,18 +281,20 @@ class TestTheClient:
     async def test_an_id_goes_into_the_path_as_one_encoded_segment(self) -> None:
         seen = Seen(RESP)
         async with client_for(seen) as client:
-            await client.retrieve_response("resp_a.b:c-1")
+            await client.retrieve_response("resp_ab:c-1")
             await client.cancel_response("resp_1")
             await client.delete_file("file-1")
         raw = [r.url.raw_path for r in seen.requests]
         assert raw == [
-            b"/v1/responses/resp_a.b%3Ac-1",
+            b"/v1/responses/resp_ab%3Ac-1",
             b"/v1/responses/resp_1/cancel",
             b"/v1/files/file-1",
         ]
 
     def test_id_segment_percent_encodes_everything_but_unreserved_characters(self) -> None:
-        assert id_segment("a:b.c_d-e", "response_id") == "a%3Ab.c_d-e"
+        assert id_segment("a:bc_d-e", "response_id") == "a%3Abc_d-e"
+        with pytest.raises(InvalidId):
+            id_segment("a.b", "response_id")
 
     @pytest.mark.parametrize(
         ("body", "field"),

@@ -76,7 +76,11 @@ class TestPatterns:
         assert pattern_matches(pattern, topic) is expected
 
     @pytest.mark.parametrize(
-        "pattern", ["", "a..b", ".a", "a.", "a.**.b", "**.a", "a*", "a.b*c", "***"]
+        "pattern",
+        [
+            *("", "a..b", ".a", "a.", "a.**.b", "**.a", "a*", "a.b*c", "***"),
+            *("\x00", "session.\x00", "session s1", " ", "a.b\n", "a.\u202eb", "a.\u2028"),
+        ],
     )
     def test_an_invalid_pattern_is_a_value_error_naming_it(self, pattern: str) -> None:
         """Malformed patterns are rejected at `subscribe`, with the pattern in the message."""
@@ -88,7 +92,9 @@ class TestPatterns:
         assert info.value.pattern == pattern
         assert repr(pattern) in str(info.value)
 
-    @pytest.mark.parametrize("topic", ["", "a..b", ".a", "a.", "a.*", "a.**", "a*"])
+    @pytest.mark.parametrize(
+        "topic", ["", "a..b", ".a", "a.", "a.*", "a.**", "a*", "a\x00", "a b", "a.b\n", "\t"]
+    )
     def test_an_invalid_topic_is_a_value_error_naming_it(self, topic: str) -> None:
         """Publishing on a malformed topic (or one with wildcards) raises `InvalidTopic`."""
         bus: EventBus[int] = EventBus()

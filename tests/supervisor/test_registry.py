@@ -9,6 +9,7 @@ around.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from streamvisor.supervisor import (
     ActorExited,
     Caller,
     ChildSpec,
+    InvalidTimeout,
     NoSuchActor,
     Registry,
     Supervisor,
@@ -212,3 +214,23 @@ class TestCallerFail:
 
         ref = await start_actor(nursery, Bad())
         assert "Exception instance" in await ref.call(KeyboardInterrupt())
+
+
+class TestCallTimeouts:
+    """A call's timeout is seconds >= 0 or None; anything else is the caller's error."""
+
+    @pytest.mark.parametrize("seconds", [math.nan, -1.0, -math.inf])
+    async def test_a_nan_or_negative_timeout_is_InvalidTimeout_and_nothing_is_sent(
+        self, nursery: trio.Nursery, trace: Trace, seconds: float
+    ) -> None:
+        registry = Registry()
+        ref = await start_actor(
+            nursery, Recorder(trace, "r", reply="ok"), name="r", registry=registry
+        )
+        with pytest.raises(InvalidTimeout) as info:
+            await ref.call("x", timeout=seconds)
+        assert isinstance(info.value, ValueError)
+        with pytest.raises(InvalidTimeout):
+            await registry.ref("r").call("x", timeout=seconds)
+        assert trace.events == []
+        assert await ref.call("y", timeout=0.5) == "ok"

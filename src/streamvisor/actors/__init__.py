@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._errors import ActorsLayerError
 from ._given_up import GIVEN_UP_CODE, given_up_event
-from ._ids import NAME_PATTERN
+from ._ids import NAME_PATTERN, TOPIC_PATTERN
 from .agents import (
     Agent,
     AgentBusy,
@@ -120,6 +120,7 @@ from .sessions import (
 __all__ = [
     "GIVEN_UP_CODE",
     "NAME_PATTERN",
+    "TOPIC_PATTERN",
     "ActorsLayerError",
     "Agent",
     "AgentBusy",

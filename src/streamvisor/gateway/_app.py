@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final
 from urllib.parse import unquote_to_bytes
@@ -57,6 +58,9 @@ DEFAULT_KEEPALIVE: Final = 15.0
 MAX_JSON: Final = 4 * 1024 * 1024
 #: Largest upload (the whole multipart body) ``POST /files`` accepts by default.
 MAX_UPLOAD_BYTES: Final = 64 * 1024 * 1024
+
+#: A ``starting_after`` cursor: a sequence number, in decimal digits.
+_CURSOR: Final = re.compile(r"[0-9]{1,18}")
 
 Handler = Callable[["GatewayApp", Request, Responder], Awaitable[None]]
 
@@ -163,16 +167,12 @@ async def _background_events(app: GatewayApp, request: Request, out: Responder) 
     raw = request.query.get("starting_after")
     starting_after: int | None = None
     if raw is not None:
-        try:
-            starting_after = int(raw)
-        except ValueError:
-            raise BadRequest(
-                "'starting_after' must be an integer", field="starting_after"
-            ) from None
-        if len(raw) > 18 or starting_after < 0:
+        # Digits only, in full: int() would take " 1", "1\n", "+1" and "1_0".
+        if _CURSOR.fullmatch(raw) is None:
             raise BadRequest(
                 "'starting_after' must be an integer from 0 to 10**18", field="starting_after"
             )
+        starting_after = int(raw)
     async with app.daemon.background.stream(request.params["id"], starting_after) as events:
         await out.start(200, _SSE_HEADERS)
         out.farewell = _GATEWAY_STOPPING

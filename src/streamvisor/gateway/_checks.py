@@ -14,11 +14,12 @@ crash:
 from __future__ import annotations
 
 import json
+import math
 import re
 from email.message import Message as _HeaderParser
 from typing import Any, Final
 
-from ..actors import NAME_PATTERN
+from ..actors import NAME_PATTERN, TOPIC_PATTERN
 from ..openai import API_ID_PATTERN
 from ..supervisor import InvalidPattern
 from ._errors import InvalidId, InvalidJSON, UnsupportedMediaType
@@ -44,8 +45,8 @@ _ID: Final = re.compile(API_ID_PATTERN)
 #: Session and agent ids: the caller chooses them; they become a topic segment and a name (the
 #: actors layer's rule).
 _NAME: Final = re.compile(NAME_PATTERN)
-#: Topic patterns: names joined by dots, ``*`` and a trailing ``**``.
-_TOPIC: Final = re.compile(r"[A-Za-z0-9_\-:@+=*.]{1,256}")
+#: Topic patterns: names joined by dots, ``*`` and a trailing ``**`` (the actors layer's rule).
+_TOPIC: Final = re.compile(TOPIC_PATTERN)
 
 
 def check_id(value: object, field: str) -> str:
@@ -86,6 +87,14 @@ def _refuse_constant(name: str) -> Any:
     raise InvalidJSON(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    # json reads 1e999 as inf without asking parse_constant: no layer below could send it.
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidJSON(f"{text[:40]} is out of range for a JSON number (a finite double)")
+    return value
+
+
 def _too_deep(value: Any) -> bool:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -104,7 +113,7 @@ def parse_json(data: bytes | str, what: str = "the request body") -> Any:
     deeper than `MAX_DEPTH` or carries ``NaN``/``Infinity``."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except UnicodeDecodeError:
         raise InvalidJSON(f"{what} is not UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -114,6 +123,15 @@ def parse_json(data: bytes | str, what: str = "the request body") -> Any:
     # Counting brackets is cheap: only a body with many can be too deep.
     if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(value):
         raise InvalidJSON(f"{what} is nested deeper than {MAX_DEPTH} levels")
+    # UTF-8 text cannot hold a lone surrogate, but a "\ud800" escape can make one, and no layer
+    # below could encode it again: only a body with an escape needs the look.
+    if "\\u" in text:
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise InvalidJSON(
+                f"{what} holds a lone surrogate (a \\uD800-\\uDFFF escape outside a pair)"
+            ) from None
     return value
 
 

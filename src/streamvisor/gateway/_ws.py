@@ -29,6 +29,8 @@ an invalid id, a message over `MAX_MESSAGE` bytes, one past `MAX_IN_FLIGHT` runn
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -40,7 +42,7 @@ from ..supervisor import BusClosed, SubscriberOverflow, Subscription
 from . import _ops
 from ._checks import check_id, check_name, check_topic, parse_json
 from ._encode import bus_item
-from ._errors import BadRequest, NotFound, PayloadTooLarge, TooManyCommands, problem
+from ._errors import BadRequest, InvalidJSON, NotFound, PayloadTooLarge, TooManyCommands, problem
 from ._http import Receive, Scope, Send, dumps, parse_query
 
 if TYPE_CHECKING:
@@ -164,8 +166,10 @@ def _parse_command(command: Any) -> Op:
 def _echo(value: Any) -> Any:
     """A command's ``op``/``ref`` as it may be echoed back: a short scalar, else None."""
     if isinstance(value, str):
-        return value if len(value) <= 128 else None
-    return value if isinstance(value, int | float | bool) or value is None else None
+        return value if len(value) <= 128 and value.isprintable() else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value if isinstance(value, int | bool) or value is None else None
 
 
 def _decode(data: str | bytes) -> Any:
@@ -174,6 +178,18 @@ def _decode(data: str | bytes) -> Any:
     if size > MAX_MESSAGE:
         raise PayloadTooLarge(MAX_MESSAGE, "a WebSocket message")
     return parse_json(data, "a command")
+
+
+def _routing_of_refused(data: str | bytes) -> tuple[Any, Any]:
+    """The ``op``/``ref`` of a command refused as JSON (a NaN, a lone surrogate), read leniently
+    so that the error still reaches the right request; (None, None) if even that fails."""
+    try:
+        command = json.loads(data)
+    except (ValueError, RecursionError):
+        return None, None
+    if isinstance(command, dict):
+        return _echo(command.get("op")), _echo(command.get("ref"))
+    return None, None
 
 
 async def _answer_error(
@@ -188,7 +204,11 @@ async def _answer_error(
 async def _run_command(app: GatewayApp, socket: _Socket, data: str | bytes) -> None:
     op = ref = None
     try:
-        command = _decode(data)
+        try:
+            command = _decode(data)
+        except InvalidJSON:
+            op, ref = _routing_of_refused(data)
+            raise
         if isinstance(command, dict):
             op, ref = _echo(command.get("op")), _echo(command.get("ref"))
         handler = _parse_command(command)

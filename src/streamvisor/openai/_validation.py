@@ -21,15 +21,19 @@ __all__ = [
     "API_ID_PATTERN",
     "MAX_JSON_DEPTH",
     "MAX_REQUEST_BYTES",
+    "MODEL_PATTERN",
     "check_id",
     "check_json",
+    "check_model",
+    "check_request",
     "encode_json",
     "id_segment",
 ]
 
 #: What an id issued by the API may look like (``resp_…``, ``file-…``, ``upload_…``, ``part_…``):
-#: 1-256 letters, digits, ``_ - . :``, starting with a letter or digit. Matched in full.
-API_ID_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,255}"
+#: 1-256 letters, digits, ``_ - :``, starting with a letter or digit, matched in full. No dots:
+#: an id is one path segment, and no id the API issues has one.
+API_ID_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9_:-]{0,255}"
 _API_ID: Final = re.compile(API_ID_PATTERN)
 
 #: Containers (objects and arrays) nested deeper than this are refused.
@@ -112,6 +116,95 @@ def check_json(value: object, field: str = "") -> None:
     names the first offending field below ``field``.
     """
     _walk(value, field, 0)
+
+
+_NUMBER: Final = (int, float)
+#: The JSON type of each well-known top-level parameter of Chat Completions and Responses (None,
+#: JSON's null, is always allowed: the API reads it as "not set"). A value of another type is
+#: refused here, as the API would refuse it, before any I/O; other parameters pass unchecked.
+_PARAMETER_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    **dict.fromkeys(("temperature", "top_p", "presence_penalty", "frequency_penalty"), _NUMBER),
+    **dict.fromkeys(
+        (
+            "max_tokens",
+            "max_completion_tokens",
+            "max_output_tokens",
+            "max_tool_calls",
+            "n",
+            "seed",
+            "top_logprobs",
+        ),
+        (int,),
+    ),
+    **dict.fromkeys(("stream", "parallel_tool_calls", "store", "logprobs", "background"), (bool,)),
+    **dict.fromkeys(
+        (
+            "model",
+            "user",
+            "instructions",
+            "previous_response_id",
+            "service_tier",
+            "prompt_cache_key",
+            "safety_identifier",
+        ),
+        (str,),
+    ),
+    **dict.fromkeys(
+        ("metadata", "stream_options", "response_format", "text", "reasoning", "logit_bias"),
+        (dict,),
+    ),
+    "messages": (list, tuple),
+    "tools": (list, tuple),
+    "stop": (str, list, tuple),
+    "input": (str, list, tuple),
+    "tool_choice": (str, dict),
+}
+_JSON_NAMES: Final = {
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    str: "a string",
+    dict: "an object",
+    list: "an array",
+    tuple: "an array",
+}
+
+
+#: A model name: what the API and compatible servers use (``gpt-4o``, ``o3-pro``,
+#: ``ft:gpt-4o-mini:org::id``, ``org/model``): 1-256 printable characters, no whitespace.
+MODEL_PATTERN: Final = r"[^\s\x00-\x1f\x7f]{1,256}"
+_MODEL: Final = re.compile(MODEL_PATTERN)
+
+
+def check_model(model: object, field: str = "model") -> str:
+    """``model`` if it can name a model (`MODEL_PATTERN`, in full). Raises `InvalidParameter`."""
+    if not isinstance(model, str) or _MODEL.fullmatch(model) is None or not model.isprintable():
+        raise InvalidParameter(
+            field, f"a model name is 1-256 printable characters without spaces, not {model!r:.80}"
+        )
+    return model
+
+
+def check_request(body: object, field: str = "") -> None:
+    """`check_json`, then the JSON type of each well-known top-level parameter (``temperature``
+    a number, ``max_output_tokens`` an integer, ``stream`` a boolean, ``tools`` an array, ...).
+
+    Raises `InvalidParameter` naming the field (below ``field``: ``options.temperature``).
+    """
+    check_json(body, field)
+    if not isinstance(body, dict):
+        return
+    for name, value in body.items():
+        allowed = _PARAMETER_TYPES.get(name)
+        if allowed is None or value is None:
+            continue
+        # A bool is an int in Python, never in JSON: true is no temperature.
+        fits = bool in allowed if isinstance(value, bool) else isinstance(value, allowed)
+        if not fits:
+            wanted = " or ".join(dict.fromkeys(_JSON_NAMES[t] for t in allowed))
+            raise InvalidParameter(_child(field, name), f"must be {wanted}, not {value!r:.80}")
+        if name == "model":
+            check_model(value, _child(field, name))
 
 
 def encode_json(body: object) -> bytes:

@@ -34,10 +34,11 @@ code object), so a Ctrl-C cannot leave a receiver parked forever.
 from __future__ import annotations
 
 import enum
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import attrs
 import outcome
@@ -174,12 +175,23 @@ class SubscriptionStatistics:
 # Patterns and topics
 
 
+#: Characters no topic or pattern may hold: whitespace (any Unicode space, line and paragraph
+#: separators), C0/C1 controls and NUL, bidi overrides, the BOM. A topic is a name, printed in
+#: logs and pages and sent over SSE: none of these belongs in one.
+_BAD_CHARACTER: Final = re.compile(
+    r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+
+
 def _parse_pattern(pattern: str) -> tuple[str, ...]:
     """Split and validate a pattern; raise `InvalidPattern` naming it if it is malformed."""
     if not isinstance(pattern, str):
         raise InvalidPattern(pattern, "a pattern is a str")
     if not pattern:
         raise InvalidPattern(pattern, "a pattern cannot be empty")
+    bad = _BAD_CHARACTER.search(pattern)
+    if bad is not None:
+        raise InvalidPattern(pattern, f"holds {bad.group()!r} (whitespace or a control character)")
     segments = tuple(pattern.split("."))
     last = len(segments) - 1
     for index, segment in enumerate(segments):
@@ -199,6 +211,9 @@ def _check_topic(topic: str) -> tuple[str, ...]:
         raise InvalidTopic(topic, "a topic is a str")
     if not topic:
         raise InvalidTopic(topic, "a topic cannot be empty")
+    bad = _BAD_CHARACTER.search(topic)
+    if bad is not None:
+        raise InvalidTopic(topic, f"holds {bad.group()!r} (whitespace or a control character)")
     segments = tuple(topic.split("."))
     for segment in segments:
         if not segment:

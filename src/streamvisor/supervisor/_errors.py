@@ -9,6 +9,7 @@ errors subclass ``ValueError`` because they are bad arguments, caught at constru
     ├── NoSuchActor(ActorError, LookupError)        no actor is registered under that name (.name)
     ├── AlreadyStarted(ActorError)                  name or child id already running (.ref)
     ├── CallingSelf(ActorError, RuntimeError)       an actor called itself (would deadlock)
+    ├── InvalidTimeout(ActorError, ValueError)      a call's timeout is NaN or negative
     ├── StartChildError(ActorError)                 a child's init failed (.child_id, __cause__)
     └── SupervisorError(ActorError)                 a dynamic-children request was refused
         ├── ChildNotFound(SupervisorError, LookupError)
@@ -42,6 +43,7 @@ __all__ = [
     "DuplicateChildId",
     "InvalidChildSpec",
     "InvalidSupervisorFlags",
+    "InvalidTimeout",
     "MaxChildren",
     "NoSuchActor",
     "StartChildError",
@@ -89,6 +91,15 @@ class AlreadyStarted(ActorError):
 
 class CallingSelf(ActorError, RuntimeError):
     """An actor made a synchronous call to itself, which could never be answered."""
+
+
+class InvalidTimeout(ActorError, ValueError):
+    """A call's ``timeout`` is not a number of seconds >= 0 (or None, for no limit): NaN would
+    never expire and a negative one has expired before the call was sent."""
+
+    def __init__(self, timeout: object) -> None:
+        super().__init__(f"a call's timeout is seconds >= 0 or None, not {timeout!r}")
+        self.timeout = timeout
 
 
 class StartChildError(ActorError):

@@ -20,7 +20,7 @@ import structlog
 import trio
 from trio.lowlevel import Abort, RaiseCancelT, Task, current_task, reschedule, wait_task_rescheduled
 
-from ._errors import ActorExited, CallingSelf, CallTimeout
+from ._errors import ActorExited, CallingSelf, CallTimeout, InvalidTimeout
 from ._reason import KILLED, NOPROC, NORMAL, SHUTDOWN, Down, Exit, ExitReason
 
 if TYPE_CHECKING:
@@ -61,6 +61,11 @@ class _NoReplyType:
 #: Returned by ``handle_call`` to reply later with ``caller.reply(value)`` (OTP ``{noreply, S}``).
 NoReply: Any = _NoReplyType()
 _UNSET: Any = object()
+
+
+def _valid_timeout(timeout: object) -> bool:
+    """A number of seconds >= 0 (``math.inf`` included); not NaN, not a bool, not a str."""
+    return isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout >= 0
 
 
 class StopActor(Exception):
@@ -362,7 +367,10 @@ class ActorRef:
                 is its exit reason. Also whatever ``handle_call`` raised never reaches the caller:
                 it crashes the actor, and the caller gets ``ActorExited(crashed(exc))``.
             CallingSelf: the actor called itself.
+            InvalidTimeout: ``timeout`` is NaN or negative (a ``ValueError``).
         """
+        if timeout is not None and not _valid_timeout(timeout):
+            raise InvalidTimeout(timeout)
         if self._reason is not None:
             raise ActorExited(self, self._reason)
         task = current_task()

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._errors import ActorExited, AlreadyStarted, NoSuchActor
+from ._errors import ActorExited, AlreadyStarted, InvalidTimeout, NoSuchActor
+from ._ref import _valid_timeout
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
@@ -161,9 +162,12 @@ class NamedRef:
         the restarted actor when the one called exits during the call, within the same timeout.
 
         Raises ``NoSuchActor`` (nobody holds the name, see ``restart_wait``), ``CallTimeout``
-        (no reply within ``timeout``), ``ActorExited`` (the actor died during the call and
-        ``retry_on_exit`` is off), and whatever the actor answered with ``Caller.fail``.
+        (no reply within ``timeout``), ``InvalidTimeout`` (NaN or negative), ``ActorExited``
+        (the actor died during the call and ``retry_on_exit`` is off), and whatever the actor
+        answered with ``Caller.fail``.
         """
+        if timeout is not None and not _valid_timeout(timeout):
+            raise InvalidTimeout(timeout)
         deadline = trio.current_time() + (math.inf if timeout is None else timeout)
         while True:
             remaining = None if timeout is None else max(0.0, deadline - trio.current_time())

@@ -47,7 +47,14 @@ import structlog
 import trio
 
 from streamvisor.config import AgentSection
-from streamvisor.openai import InvalidParameter, OpenAIClient, check_json, is_reasoning_model
+from streamvisor.openai import (
+    InvalidParameter,
+    OpenAIClient,
+    check_model,
+    check_request,
+    encode_json,
+    is_reasoning_model,
+)
 from streamvisor.supervisor import Actor, Caller, ExitReason, NoReply
 from streamvisor.supervisor._bus import EventBus
 
@@ -275,10 +282,12 @@ class Agent(Actor):
         self.agent_id = check_agent_id(agent_id)
         if api not in ("chat", "responses"):
             raise InvalidAgentConfig(f"api must be 'chat' or 'responses', got {api!r}")
-        if not isinstance(model, str) or not model:
-            raise InvalidAgentConfig(f"model must be a non-empty str, got {model!r}")
+        try:
+            check_model(model)
+        except InvalidParameter as exc:
+            raise InvalidAgentConfig(str(exc)) from None
         if instructions is not None and not isinstance(instructions, str):
-            raise InvalidAgentConfig(f"instructions must be a str, got {instructions!r}")
+            raise InvalidAgentConfig(f"instructions must be a str, got {instructions!r:.80}")
         if not isinstance(max_queued, int) or max_queued < 0:
             raise InvalidAgentConfig(f"max_queued must be an int >= 0, got {max_queued!r}")
         # The agent owns these; previous_response_id / conversation would contradict re-sending
@@ -293,11 +302,17 @@ class Agent(Actor):
             "previous_response_id",
             "conversation",
         }
+        if options is not None and not isinstance(options, Mapping):
+            raise InvalidAgentConfig(
+                f"options must be a mapping of body fields, not {options!r:.80}"
+            )
         clash = reserved.intersection(options or {})
         if clash:
             raise InvalidAgentConfig(f"options may not set {sorted(clash)}: the agent owns them")
         try:
-            check_json(dict(options or {}), "options")
+            check_request(dict(options or {}), "options")
+            # What every request of the agent carries must leave room for the conversation.
+            encode_json({"instructions": instructions, **(options or {})})
         except InvalidParameter as exc:
             raise InvalidAgentConfig(str(exc)) from exc
         self.client = client

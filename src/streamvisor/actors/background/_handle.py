@@ -13,7 +13,7 @@ from streamvisor.openai import (
     NotFoundError,
     StreamEvent,
     apply_model_rules,
-    check_json,
+    check_request,
 )
 from streamvisor.supervisor import ActorRef, Registry
 from streamvisor.supervisor._bus import EventBus
@@ -156,7 +156,7 @@ class BackgroundHandle:
                 log.warning("background.param_forced", param=key, given=params[key])
         params = {k: v for k, v in params.items() if k not in _RESERVED}
         body = {"model": model, "input": input, **params, "background": True, "store": True}
-        check_json(body)
+        check_request(body)
         body, dropped = apply_model_rules("responses", body)
         if dropped:
             log.info("background.params_dropped", model=model, params=list(dropped))
@@ -240,12 +240,19 @@ class BackgroundHandle:
 
         Raises on entry:
             InvalidResponseId: not a response id the API issues (before any I/O).
+            InvalidBackgroundRequest: ``starting_after`` is not None or an int >= 0.
             ResponseGone: 404.
             BadRequestError: the response was not created with ``background: true``.
             APIStatusError / APIConnectionError: the GET failed.
         While iterating: as ``EventStream`` (``StreamInterrupted`` with ``.cursor``, ...).
         """
         check_response_id(response_id)
+        if starting_after is not None and (
+            type(starting_after) is not int or not 0 <= starting_after < 2**63
+        ):
+            raise InvalidBackgroundRequest(
+                f"starting_after must be None or a sequence number >= 0, not {starting_after!r}"
+            )
         client, bus = await call(self._target, StreamInfo(), 5.0)
         async with AsyncExitStack() as stack:
             try:

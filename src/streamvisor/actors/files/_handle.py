@@ -32,7 +32,7 @@ from ._actor import (
 )
 from ._errors import InvalidFileId, InvalidFileName, InvalidInputPart, UnreadableFile
 from ._inputs import RESPONSES_DETAILS, Api, InputTotals
-from ._rules import Purpose, parse_purpose
+from ._rules import Purpose, check_listed_purpose, parse_purpose
 
 __all__ = ["FilesHandle"]
 
@@ -248,10 +248,13 @@ class FilesHandle:
 
         Raises:
             TypeError: ``purpose`` is neither a str nor None (before any hop to the actor).
+            UnknownPurpose: ``purpose`` is no purpose the API lists files by (a ``ValueError``).
             APIStatusError, APIConnectionError (``streamvisor.openai``): the API failed.
         """
         if purpose is not None and not isinstance(purpose, str):
             raise TypeError(f"purpose must be a str or None, not {type(purpose).__name__}")
+        if purpose is not None:
+            check_listed_purpose(purpose)
         files: list[dict[str, Any]] = await self._call(_List(purpose), timeout)
         return files
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import types
 from collections.abc import Mapping
+from typing import Final
 
 import attrs
 
@@ -47,6 +48,19 @@ class Purpose(enum.StrEnum):
     VISION = "vision"
     USER_DATA = "user_data"
     EVALS = "evals"
+
+
+#: What ``GET /v1/files?purpose=`` filters on: the upload purposes and what the API itself writes.
+LISTED_PURPOSES: Final = frozenset(
+    [p.value for p in Purpose] + ["assistants_output", "batch_output", "fine-tune-results"]
+)
+
+
+def check_listed_purpose(purpose: str) -> str:
+    """``purpose`` if files can be listed by it. Raises `UnknownPurpose` otherwise."""
+    if purpose not in LISTED_PURPOSES:
+        raise UnknownPurpose("<list>", str(purpose), sorted(LISTED_PURPOSES))
+    return purpose
 
 
 def parse_purpose(purpose: Purpose | str, path: str = "<request>") -> Purpose:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import structlog
 
-from streamvisor.openai import apply_model_rules, check_json, is_reasoning_model
+from streamvisor.openai import apply_model_rules, check_request, is_reasoning_model
 
 from .._ids import is_name
 from ._errors import InvalidSessionId, InvalidSessionRequest, InvalidStreamId
@@ -161,7 +161,7 @@ def build_chat_body(
         )
     body: dict[str, Any] = {"model": model, "messages": msgs, **params}
     body.setdefault("stream_options", {"include_usage": True})
-    check_json(body)
+    check_request(body)
     return _apply_rules("chat", body, session_id)
 
 
@@ -227,7 +227,7 @@ def build_responses_body(
             session_id, "conversation", "previous_response_id and conversation exclude each other"
         )
     body: dict[str, Any] = {"model": model, "input": checked, **params}
-    check_json(body)
+    check_request(body)
     return _apply_rules("responses", body, session_id)
 
 
