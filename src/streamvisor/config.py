@@ -45,6 +45,7 @@ __all__ = [
     "OpenAISection",
     "SessionsSection",
     "SupervisorSection",
+    "is_loopback",
 ]
 
 #: Where ``Config.load()`` looks when neither an argument nor ``$STREAMVISOR_CONFIG`` names a file.
@@ -370,7 +371,8 @@ def _token(v: Any) -> bool:
     return v is None or (isinstance(v, str) and _TOKEN.fullmatch(v) is not None)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and any loopback address (``127.0.0.0/8``, ``::1``, bracketed)."""
     if host.lower() == "localhost":
         return True
     try:
@@ -412,7 +414,7 @@ class GatewaySection:
         _cross_check(
             self,
             "token",
-            not self.enabled or self.token is not None or _is_loopback(self.host),
+            not self.enabled or self.token is not None or is_loopback(self.host),
             f"must be set when gateway.host ({self.host!r}) is not a loopback address",
         )
 

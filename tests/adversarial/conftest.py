@@ -45,8 +45,7 @@ from streamvisor.daemon import Daemon, open_daemon
 from streamvisor.gateway import Gateway, serve_gateway
 from streamvisor.mockapi import MockAPIConfig
 from streamvisor.testing import FAST_MOCKAPI, daemon_config
-
-from . import _ws
+from tests.gateway import _ws_client as _ws
 
 T = TypeVar("T")
 
@@ -476,7 +475,7 @@ async def _ws_exchange(running: RunningDaemon, frame: str | bytes) -> tuple[Any,
     after it). A socket the server closes instead answers `_ws.Closed`."""
     gateway = running.gateway
     target = "/ws?topic=session.adversarial-ws"
-    async with _ws.connect(gateway.host, gateway.port, target, auth_headers(gateway)) as sock:
+    async with _ws.connect(gateway.host, gateway.port, target, token=gateway.token) as sock:
         await sock.receive_json()  # {"kind": "subscribed", ...}
         if isinstance(frame, bytes):
             await sock.send_bytes(frame)
@@ -533,10 +532,10 @@ async def ws_topic_answer(running: RunningDaemon, topic: str) -> tuple[int, Any]
     gateway = running.gateway
     target = str(httpx.URL("/ws", params={"topic": topic}))
     try:
-        async with _ws.connect(gateway.host, gateway.port, target, auth_headers(gateway)) as sock:
+        async with _ws.connect(gateway.host, gateway.port, target, token=gateway.token) as sock:
             first = await sock.receive_json()
-    except _ws.Refused as refused:
-        return refused.status_code, refused.json()
+    except _ws.Rejected as refused:
+        return refused.status_code, refused.body
     if first.get("kind") == "error":
         return int(first.get("status", 0)), {"error": first.get("error")}
     return 101, first

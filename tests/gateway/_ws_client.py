@@ -94,6 +94,13 @@ class WSClient:
                 if event.message_finished:
                     return json.loads("".join(parts))
 
+    async def next_answer(self) -> Any:
+        """The next reply or error to a command (bus events are skipped)."""
+        while True:
+            message = await self.receive_json()
+            if message.get("kind") in ("reply", "error"):
+                return message
+
     async def close(self) -> None:
         await self._stream.send_all(self._ws.send(CloseConnection(code=1000)))
 

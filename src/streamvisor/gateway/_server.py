@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable
@@ -15,6 +14,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from .._asgi import hypercorn_config, parse_bind, serve_hypercorn
+from ..config import is_loopback
 from ..daemon import Daemon
 from ._access import remove_token_file, write_token_file
 from ._app import DEFAULT_KEEPALIVE, MAX_UPLOAD_BYTES, GatewayApp, create_gateway_app
@@ -57,15 +57,6 @@ class Gateway:
 
 
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _hypercorn_config(host: str, port: int, keepalive: float) -> HypercornConfig:
@@ -113,9 +104,9 @@ async def serve_gateway(
     address cannot be bound or the token file written, ``ValueError`` for a bad ``keepalive``,
     ``max_upload_bytes`` or ``token``.
     """
-    if token is None and not _is_loopback(host):
+    if token is None and not is_loopback(host):
         raise TokenRequired(host)
-    if allowed_hosts is None and _is_loopback(host):
+    if allowed_hosts is None and is_loopback(host):
         allowed_hosts = {*_LOOPBACK_NAMES, host}
     app = create_gateway_app(
         daemon,
