@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import types
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +57,27 @@ def test_the_design_api_is_reachable_from_the_top() -> None:
     for name in ("Config", "open_daemon", "format_stream_event", "handle_stream_events"):
         assert hasattr(streamvisor, name)
     assert streamvisor.supervisor.Actor is not None
+
+
+#: The repository's root (tests/ is one level below it).
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("folder", ["src", "tests", "bench"])
+def test_nothing_reads_outside_the_repository(folder: str) -> None:
+    """A clone alone passes `make test`: no code reaches for a sibling of the repository (the
+    recordings live in tests/fixtures/recorded/, not ../shared)."""
+    sibling = re.compile(r"""\.\./shared|["']shared["']\s*/|parents\[[2-9]\]""")
+    offenders = [
+        f"{path.relative_to(_ROOT)}:{number}: {line.strip()}"
+        for path in sorted((_ROOT / folder).rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if sibling.search(line) and path.name != "test_package.py"
+    ]
+    assert offenders == []
+
+
+def test_the_recordings_are_inside_the_repository() -> None:
+    recorded = _ROOT / "tests" / "fixtures" / "recorded"
+    assert (recorded / "SOURCES.md").is_file()
+    assert len(list(recorded.glob("*.sse"))) >= 13
