@@ -18,7 +18,7 @@ import trio
 
 from streamvisor.actors.background._poller import BackgroundHandle, open_background_poller
 from streamvisor.actors.background._status import BackgroundStatus
-from streamvisor.actors.background._store import RegistryStore
+from streamvisor.actors.background._store import RegistryStore, registry_namespace
 from streamvisor.config import BackgroundSection
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.openai import ClientSettings, OpenAIClient, StreamEvent
@@ -232,7 +232,9 @@ class TestDurability:
         path = str(tmp_path / "registry.sqlite3")
         with trio.fail_after(15):
             rid = await tracked_then_sigkilled(_CHILD, env.server.url, path)
-            async with RegistryStore.open(path) as store:
+            async with RegistryStore.open(
+                path, namespace=registry_namespace(env.server.url)
+            ) as store:
                 left = await store.get(rid)
             assert (left.status, left.owner) == ("queued", "killed")
             async with (

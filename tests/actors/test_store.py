@@ -501,8 +501,8 @@ _WRITER = textwrap.dedent(
     conn.execute("UPDATE responses SET status = 'completed', terminal_at = 1.0")
     for i in range(2000):
         conn.execute(
-            "INSERT INTO responses (response_id, status, model, created_at, updated_at)"
-            " VALUES (?, 'queued', 'm', 0, 0)", (f"ghost_{i}" + "x" * 200,))
+            "INSERT INTO responses (namespace, response_id, status, model, created_at, updated_at)"
+            " VALUES ('', ?, 'queued', 'm', 0, 0)", (f"ghost_{i}" + "x" * 200,))
     sys.stdout.write("written\\n"); sys.stdout.flush()
     os._exit(9)                                   # die mid-transaction, no commit, no cleanup
     """

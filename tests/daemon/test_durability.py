@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 
-from streamvisor.actors import RegistryStore
+from streamvisor.actors import RegistryStore, registry_namespace
 from streamvisor.mockapi import Fault, MockServer
 from streamvisor.testing import EventRecorder, running_daemon, running_mockapi
 from tests._killed_child import tracked_then_sigkilled
@@ -80,7 +80,9 @@ class TestRestartFromTheRegistry:
             rid = await tracked_then_sigkilled(
                 _CHILD, server.url, API_KEY, str(tmp_path), str(registry)
             )
-            async with RegistryStore.open(str(registry)) as store:
+            async with RegistryStore.open(
+                str(registry), namespace=registry_namespace(server.url)
+            ) as store:
                 left = await store.get(rid)
             assert left.status == "queued"
             async with (
@@ -147,7 +149,9 @@ class TestGracefulShutdown:
             assert rid is not None
             assert not any(r.path.endswith("/cancel") for r in server.requests)
             assert server.state.responses[rid].status == "in_progress"
-            async with RegistryStore.open(str(registry)) as store:
+            async with RegistryStore.open(
+                str(registry), namespace=registry_namespace(server.url)
+            ) as store:
                 left = await store.get(rid)
             assert (left.status, left.owner) == ("in_progress", "s1")
             async with (

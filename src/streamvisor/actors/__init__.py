@@ -46,6 +46,7 @@ from .background import (
     TrackedResponse,
     UnknownResponse,
     open_background_poller,
+    registry_namespace,
 )
 from .files import (
     AnimatedGifNotAllowed,
@@ -190,6 +191,7 @@ __all__ = [
     "image_input",
     "open_background_poller",
     "open_session",
+    "registry_namespace",
     "session_factory",
     "session_name",
     "session_topic",

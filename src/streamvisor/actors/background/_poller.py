@@ -78,7 +78,7 @@ from ._messages import (
 from ._pollers import ResponsePoller, Shared, mark_gone, observe, publish
 from ._records import RESPONSE_STATUSES, TERMINAL_STATUSES, TrackedResponse
 from ._status import BackgroundStatus, PollingStopped, poll_delay
-from ._store import RegistryStore
+from ._store import RegistryStore, registry_namespace
 
 __all__ = [
     "BackgroundHandle",
@@ -158,7 +158,10 @@ class BackgroundPoller(Actor):
 
     async def init(self) -> None:
         try:
-            store = await self._stack.enter_async_context(RegistryStore.open(self._path))
+            namespace = registry_namespace(self._client.settings.base_url)
+            store = await self._stack.enter_async_context(
+                RegistryStore.open(self._path, namespace=namespace)
+            )
             adopted = await store.active()
             for record in adopted:
                 if record.mode != "poll":  # its stream died with the previous daemon
@@ -277,9 +280,8 @@ class BackgroundPoller(Actor):
         else:
             pending, self._cursors = self._cursors, {}
             self._cursors_dirty = trio.Event()
-        for response_id, cursor in pending.items():
-            with contextlib.suppress(KeyError):  # UnknownResponse: no longer tracked
-                await self.shared.store.record_cursor(response_id, cursor, at=self._wall_clock())
+        if pending:  # one operation for them all; an id no longer tracked is skipped
+            await self.shared.store.record_cursors(pending, at=self._wall_clock())
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -304,15 +306,17 @@ class BackgroundPoller(Actor):
             return self._answer(caller, lambda: self._poll(request.response_id))
         if isinstance(request, Cancel):
             return self._answer(caller, lambda: self._cancel(request.response_id))
+        # Registry writes and reads wait for their group commit in linked tasks: the mailbox
+        # never waits for the store (``active`` is served from the store's memory).
+        if isinstance(request, Track):
+            return self._answer(caller, lambda: self._track(request))
+        if isinstance(request, StreamFinished):
+            return self._answer(caller, lambda: self._stream_finished(request))
+        if isinstance(request, Get):
+            return self._answer(caller, lambda: self.shared.store.get(request.response_id))
         try:
-            if isinstance(request, Get):
-                return await self.shared.store.get(request.response_id)
             if isinstance(request, Active):
                 return await self.shared.store.active()
-            if isinstance(request, Track):
-                return await self._track(request)
-            if isinstance(request, StreamFinished):
-                return await self._stream_finished(request)
             if isinstance(request, StreamInfo):
                 return (self._client, self._bus)
         except _CALLER_ERRORS as exc:
@@ -325,14 +329,17 @@ class BackgroundPoller(Actor):
             self._cursors[message.response_id] = max(previous, message.cursor)
             self._cursors_dirty.set()
         elif isinstance(message, Observed):
-            try:
-                await observe(self.shared, message.response_id, message.response, message.status)
-            except StoreError as exc:
-                log.warning("background.observe_failed", error=str(exc))
-            if message.status in TERMINAL_STATUSES:
-                self._wake(message.response_id)
+            self.spawn(self._observed, message)
         else:
             await super().handle_cast(message)
+
+    async def _observed(self, message: Observed) -> None:
+        try:
+            await observe(self.shared, message.response_id, message.response, message.status)
+        except StoreError as exc:
+            log.warning("background.observe_failed", error=str(exc))
+        if message.status in TERMINAL_STATUSES:
+            self._wake(message.response_id)
 
     # -- the operations ------------------------------------------------------------------------
 
