@@ -11,6 +11,7 @@ from ._errors import (
     StreamLost,
     StreamStopped,
     TooManyStreams,
+    TrackingFailed,
     UnknownStream,
 )
 from ._handle import SessionHandle, open_session, session_factory, sessions_supervisor
@@ -32,6 +33,7 @@ __all__ = [
     "StreamTicket",
     "StreamingSession",
     "TooManyStreams",
+    "TrackingFailed",
     "UnknownStream",
     "open_session",
     "session_factory",
