@@ -9,8 +9,10 @@ Its records (`TrackedResponse`, `StatusChange`, the statuses) are in ``_records.
 
 Group commit: one writer thread owns the ``sqlite3.Connection``. Every operation (reads too, so
 that a read sees every write submitted before it) is queued; the writer takes everything queued
-at once, runs it as one transaction -- each operation under its own SAVEPOINT, so one that fails
-(``DuplicateResponse``, ``UnknownResponse``...) is rolled back alone -- commits once, and wakes
+at once, runs it as one transaction -- an operation that fails (``DuplicateResponse``,
+``UnknownResponse``...) is rolled back alone: it fails before its one write statement, which
+SQLite undoes by itself if it fails, or, when it writes more than once, runs under a SAVEPOINT --
+commits once, and wakes
 every waiter on the trio side (``run_sync_soon``). Under load the batches grow and the commits
 (each one fsync) stay few: 1,000 durable streams created at once cost a handful of commits, not
 1,000 (``python -m bench durable``). Nothing runs on the event loop; a caller waits only for its
@@ -392,6 +394,10 @@ class _Op(Generic[_T]):
     abandoned: bool = False
     #: Its result replaces the active mirror (the mirror's first load).
     loads_mirror: bool = False
+    #: It may write more than once: run it under a SAVEPOINT, so that a failure undoes it all.
+    #: (Every other operation fails before its one write, or in it: SQLite undoes a failed
+    #: statement by itself.)
+    savepoint: bool = False
     result: _T | None = None
     error: BaseException | None = None
     changed: dict[str, TrackedResponse | None] = attrs.field(factory=dict)
@@ -494,20 +500,23 @@ class _Writer:
             if not conn.in_transaction:  # an error rolled the whole transaction back: go on
                 conn.execute("BEGIN IMMEDIATE")
             tx = _Tx(conn, self.namespace)
-            conn.execute("SAVEPOINT operation")
+            # Fewer statements per batch are fewer GIL hand-overs with the event loop's thread.
+            if op.savepoint:
+                conn.execute("SAVEPOINT operation")
             try:
                 op.result = op.fn(tx)
             except Exception as exc:
                 op.error = _translate(exc, op.what) if isinstance(exc, sqlite3.Error) else exc
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK TO operation")
-                    conn.execute("RELEASE operation")
-                else:  # SQLite rolled back everything (disk full, I/O error...)
+                if not conn.in_transaction:  # SQLite rolled back everything (disk full...)
                     for earlier in ran:
                         earlier.error, earlier.result, earlier.changed = op.error, None, {}
                     ran = []
+                elif op.savepoint:
+                    conn.execute("ROLLBACK TO operation")
+                    conn.execute("RELEASE operation")
             else:
-                conn.execute("RELEASE operation")
+                if op.savepoint:
+                    conn.execute("RELEASE operation")
                 op.changed = tx.changed
                 ran.append(op)
         try:
@@ -525,7 +534,7 @@ class _Writer:
 class _InlineWriter(_Writer):
     """Runs each operation at once on the trio thread: for tests on trio's autojump clock, which
     would leap to the next deadline while a real thread works (``monkeypatch`` it in as
-    ``_store._Writer``). Same SQL, same savepoints, one operation per batch."""
+    ``_store._Writer``). Same SQL, one operation per batch."""
 
     def start(self) -> None:
         pass
@@ -623,11 +632,18 @@ class RegistryStore:
                             self._mirror[response_id] = record
             op.done.set()
 
-    async def _run(self, what: str, fn: Callable[[_Tx], _T], *, loads_mirror: bool = False) -> _T:
+    async def _run(
+        self,
+        what: str,
+        fn: Callable[[_Tx], _T],
+        *,
+        loads_mirror: bool = False,
+        savepoint: bool = False,
+    ) -> _T:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise StoreClosed(f"the registry store {self.path!r} is closed")
-        op: _Op[_T] = _Op(what, fn, loads_mirror=loads_mirror)
+        op: _Op[_T] = _Op(what, fn, loads_mirror=loads_mirror, savepoint=savepoint)
         self._writer.submit(op)
         try:
             await op.done.wait()
@@ -677,9 +693,12 @@ class RegistryStore:
             raise TypeError(f"add() takes a TrackedResponse, got {type(record).__name__}")
 
         def insert(tx: _Tx) -> TrackedResponse:
-            if tx.select(record.response_id) is not None:
-                raise DuplicateResponse(record.response_id)
-            tx.insert(record)
+            try:
+                tx.insert(record)
+            except sqlite3.IntegrityError as exc:
+                if tx.select(record.response_id) is not None:
+                    raise DuplicateResponse(record.response_id) from exc
+                raise
             return record
 
         return await self._run("add", insert)
@@ -792,7 +811,7 @@ class RegistryStore:
                     stored[response_id] = _advance(tx, record, cursor, stamp)
             return stored
 
-        return await self._run("record_cursors", apply)
+        return await self._run("record_cursors", apply, savepoint=True)
 
     async def record_poll(
         self, response_id: str, *, at: float, error: str | None = None
@@ -855,7 +874,7 @@ class RegistryStore:
             )
             return ids
 
-        removed = await self._run("purge_terminal", delete)
+        removed = await self._run("purge_terminal", delete, savepoint=True)
         if removed:
             _log.debug("registry.purged", count=len(removed))
         return removed
