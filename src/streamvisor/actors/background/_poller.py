@@ -22,6 +22,9 @@ knows them sees it as finished. ``insufficient_quota`` (and 401/403) stop its po
 
 Long calls (create, poll, cancel) run in tasks linked to the actor, so it keeps answering while
 the network is slow; a caller that times out does not undo them (a create still gets tracked).
+Registry calls (track, stream finished, get) wait for their group commit in linked tasks too: the
+mailbox never waits for the disk, and ``active`` (what ``status()`` asks) is answered from the
+store's memory. The registry is opened in the namespace of the client's base URL.
 """
 
 from __future__ import annotations
