@@ -312,7 +312,7 @@ class BackgroundPoller(Actor):
         # Registry writes and reads wait for their group commit in linked tasks: the mailbox
         # never waits for the store (``active`` is served from the store's memory).
         if isinstance(request, Track):
-            return self._answer(caller, lambda: self._track(request))
+            return self._track_nowait(request, caller)
         if isinstance(request, StreamFinished):
             return self._answer(caller, lambda: self._stream_finished(request))
         if isinstance(request, Get):
@@ -418,22 +418,51 @@ class BackgroundPoller(Actor):
         self._wake(response_id)
         return response
 
+    def _track_nowait(self, request: Track, caller: Caller) -> Any:
+        """The common case of a track, on the hot path of every durable stream's ticket: the
+        record is added and the caller answered straight from the commit (`add_nowait`), with
+        no task in between. A duplicate (a restarted session worker tracks again) takes the
+        slow path (`_track`)."""
+        shared = self.shared
+        try:
+            record = self._stream_record(request)
+            at = record.created_at
+
+            def committed(added: TrackedResponse | None, error: BaseException | None) -> None:
+                if added is not None:
+                    note = BackgroundStatus(
+                        added.response_id, "queued", None, None, at, added.owner
+                    )
+                    publish(shared.bus, note)
+                    caller.reply(added)
+                elif isinstance(error, DuplicateResponse):
+                    self._answer(caller, lambda: self._track(request))
+                elif isinstance(error, _CALLER_ERRORS):
+                    caller.reply(Failed(error))
+                else:  # a bug: crash the actor with it, as a linked task would
+                    self.spawn(_reraise, error)
+
+            shared.store.add_nowait(record, committed)
+        except _CALLER_ERRORS as exc:
+            return Failed(exc)
+        return NoReply
+
+    def _stream_record(self, request: Track) -> TrackedResponse:
+        return TrackedResponse(
+            response_id=request.response_id,
+            status="queued",
+            model=request.model,
+            created_at=self._wall_clock(),
+            owner=request.owner,
+            mode="stream",
+            cursor=request.cursor,
+            request=registry_request(request.request),
+        )
+
     async def _track(self, request: Track) -> TrackedResponse:
         shared = self.shared
-        at = self._wall_clock()
         try:
-            record = await shared.store.add(
-                TrackedResponse(
-                    response_id=request.response_id,
-                    status="queued",
-                    model=request.model,
-                    created_at=at,
-                    owner=request.owner,
-                    mode="stream",
-                    cursor=request.cursor,
-                    request=registry_request(request.request),
-                )
-            )
+            record = await shared.store.add(self._stream_record(request))
         except DuplicateResponse:  # the session's worker restarted and tracks it again
             record = await shared.store.get(request.response_id)
             if not record.is_terminal:
@@ -443,7 +472,9 @@ class BackgroundPoller(Actor):
             if request.cursor is not None:
                 record = await shared.store.record_cursor(request.response_id, request.cursor)
             return record
-        note = BackgroundStatus(request.response_id, "queued", None, None, at, request.owner)
+        note = BackgroundStatus(
+            request.response_id, "queued", None, None, record.created_at, request.owner
+        )
         publish(shared.bus, note)
         return record
 
@@ -461,6 +492,11 @@ class BackgroundPoller(Actor):
             record = await shared.store.update(request.response_id, mode="poll")
             await self._ensure_polled(record, 0.0)
         return record
+
+
+async def _reraise(error: BaseException | None) -> None:
+    assert error is not None
+    raise error
 
 
 # ---------------------------------------------------------------------------------- embedding

@@ -401,6 +401,8 @@ class _Op(Generic[_T]):
     result: _T | None = None
     error: BaseException | None = None
     changed: dict[str, TrackedResponse | None] = attrs.field(factory=dict)
+    #: Called on the trio thread once committed (``add_nowait``), after ``done`` is set.
+    callback: Callable[[_T | None, BaseException | None], None] | None = None
 
 
 #: Tells the writer thread to close the connection and exit.
@@ -631,6 +633,11 @@ class RegistryStore:
                         else:
                             self._mirror[response_id] = record
             op.done.set()
+            if op.callback is not None and not op.abandoned:
+                try:
+                    op.callback(op.result, op.error)
+                except Exception:  # never into trio's run_sync_soon: that would end the run
+                    _log.exception("registry.callback_failed", operation=op.what)
 
     async def _run(
         self,
@@ -687,21 +694,28 @@ class RegistryStore:
 
     # ------------------------------------------------------------------------------ writes
 
+    def add_nowait(
+        self,
+        record: TrackedResponse,
+        on_done: Callable[[TrackedResponse | None, BaseException | None], None],
+    ) -> None:
+        """`add` without waiting: queue it and return; once its batch is committed,
+        ``on_done(record, None)`` -- or ``on_done(None, error)`` with what `add` would raise --
+        runs on the trio thread (from a ``run_sync_soon`` callback: it must not block, and an
+        exception it raises is logged, not propagated). Saves a caller that only forwards the
+        answer (the background poller) two passes of the scheduler per add. Raises
+        ``StoreClosed`` at once if the store is closed."""
+        if not isinstance(record, TrackedResponse):
+            raise TypeError(f"add_nowait() takes a TrackedResponse, got {type(record).__name__}")
+        if self._closed:
+            raise StoreClosed(f"the registry store {self.path!r} is closed")
+        self._writer.submit(_Op("add", _inserter(record), callback=on_done))
+
     async def add(self, record: TrackedResponse) -> TrackedResponse:
         """Start tracking *record*; returns it. Raises ``DuplicateResponse`` if already tracked."""
         if not isinstance(record, TrackedResponse):
             raise TypeError(f"add() takes a TrackedResponse, got {type(record).__name__}")
-
-        def insert(tx: _Tx) -> TrackedResponse:
-            try:
-                tx.insert(record)
-            except sqlite3.IntegrityError as exc:
-                if tx.select(record.response_id) is not None:
-                    raise DuplicateResponse(record.response_id) from exc
-                raise
-            return record
-
-        return await self._run("add", insert)
+        return await self._run("add", _inserter(record))
 
     async def update(self, response_id: str, /, **changes: Any) -> TrackedResponse:
         """Change fields of one record atomically; returns the new record.
@@ -878,6 +892,19 @@ class RegistryStore:
         if removed:
             _log.debug("registry.purged", count=len(removed))
         return removed
+
+
+def _inserter(record: TrackedResponse) -> Callable[[_Tx], TrackedResponse]:
+    def insert(tx: _Tx) -> TrackedResponse:
+        try:
+            tx.insert(record)
+        except sqlite3.IntegrityError as exc:
+            if tx.select(record.response_id) is not None:
+                raise DuplicateResponse(record.response_id) from exc
+            raise
+        return record
+
+    return insert
 
 
 def _check_cursor(cursor: object) -> None:
