@@ -695,6 +695,31 @@ class TestGroupCommit:
             await store.record_status("a", "completed", at=T0 + 1)
             assert [r.response_id for r in await store.active()] == ["b"]
 
+    async def test_add_nowait_answers_from_the_commit(self) -> None:
+        """The callback gets the record once committed, or the error ``add`` would raise; one
+        that raises is logged and leaves the store working."""
+        answers: list[tuple[Any, Any]] = []
+        committed = trio.Event()
+
+        def on_done(record: TrackedResponse | None, error: BaseException | None) -> None:
+            answers.append((record, error))
+            if len(answers) == 2:
+                committed.set()
+            raise RuntimeError("a buggy callback")
+
+        async with RegistryStore.open(":memory:") as store:
+            with structlog.testing.capture_logs() as logs:
+                store.add_nowait(rec("a"), on_done)
+                store.add_nowait(rec("a"), on_done)
+                assert answers == []  # queued, not yet committed
+                with trio.fail_after(5):
+                    await committed.wait()
+            assert await store.get("a") == rec("a")
+        assert answers[0] == (rec("a"), None)
+        assert answers[1][0] is None
+        assert isinstance(answers[1][1], DuplicateResponse)
+        assert [e["event"] for e in logs] == ["registry.callback_failed"] * 2
+
     async def test_the_file_is_synced_on_every_commit(self, tmp_path: Path) -> None:
         """synchronous=FULL: a returned write survives an OS crash, not only a killed process."""
         async with RegistryStore.open(tmp_path / "r.sqlite3") as store:
