@@ -318,8 +318,8 @@ class BackgroundPoller(Actor):
         if isinstance(request, Get):
             return self._answer(caller, lambda: self.shared.store.get(request.response_id))
         try:
-            if isinstance(request, Active):
-                return await self.shared.store.active()
+            if isinstance(request, Active):  # loaded by init: no checkpoint, no disk
+                return self.shared.store.active_nowait()
             if isinstance(request, StreamInfo):
                 return (self._client, self._bus)
         except _CALLER_ERRORS as exc:

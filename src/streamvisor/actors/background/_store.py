@@ -683,9 +683,16 @@ class RegistryStore:
             )
         else:
             await trio.lowlevel.checkpoint()
+        return self.active_nowait()
+
+    def active_nowait(self) -> list[TrackedResponse]:
+        """`active` without a checkpoint, for an actor answering from memory in one step.
+        Raises ``StoreClosed``, and ``RuntimeError`` if ``active()`` was never awaited (the
+        mirror is loaded by the first ``active()``)."""
         if self._closed:
             raise StoreClosed(f"the registry store {self.path!r} is closed")
-        assert self._mirror is not None
+        if self._mirror is None:
+            raise RuntimeError("active_nowait() before the first active(): nothing loaded yet")
         return sorted(self._mirror.values(), key=lambda record: record.created_at)
 
     async def all(self) -> list[TrackedResponse]:
