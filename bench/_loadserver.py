@@ -17,6 +17,10 @@ Requests (any method; the request body is read and discarded):
   deltas, the `.done` events, response.completed);
 * ``/_stats`` → JSON: CPU seconds, requests served, streams in flight, late ticks.
 
+Spread (``spread=k``): paced streams are dealt into k groups by arrival, and each tick writes to
+one group, so a stream gets an event every k ticks and the load is even over time, as independent
+real streams are, instead of one burst per tick.
+
 Response ids (``unique_ids=True``): every Responses stream gets an id of its own, written over the
 shared one (same width) in a copy of just the sends that hold it.
 
@@ -133,6 +137,10 @@ class ServerOptions:
     #: Give every Responses stream a response id of its own (durable streams key the daemon's
     #: registry by it); otherwise they all share one.
     unique_ids: bool = False
+    #: Paced streams are dealt into this many groups, one group written per tick: a stream
+    #: sends every ``spread``-th tick, and the streams' events are not all sent at one instant
+    #: (1: every stream on every tick).
+    spread: int = attrs.field(default=1, validator=attrs.validators.ge(1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,6 +427,7 @@ def _with_id(
 class _Conn:
     __slots__ = (
         "close_after",
+        "group",
         "inbuf",
         "next_send",
         "out",
@@ -439,6 +448,8 @@ class _Conn:
         self.stamps: list[tuple[int, ...]] | None = None
         self.close_after = False
         self.want_write = False
+        #: Which of the `spread` groups of paced streams it belongs to.
+        self.group = 0
 
 
 class _Server:
@@ -450,6 +461,7 @@ class _Server:
         self.paced: set[_Conn] = set()
         self.requests = 0
         self.streams = 0
+        self.ticks = 0
         self.late_ticks = 0
         self.running = True
 
@@ -570,6 +582,7 @@ class _Server:
                 sends = _with_id(sends, offsets, unique)
             if paced:
                 conn.paced, conn.next_send, conn.stamps = sends, 0, stamps
+                conn.group = self.streams % self.options.spread
                 self.paced.add(conn)
             elif stamps is not None:
                 conn.out.extend(map(_stamped, sends, stamps))
@@ -580,10 +593,13 @@ class _Server:
         self._flush(conn)
 
     def _tick(self) -> None:
-        """Queue the next send of every paced stream and write to each socket once."""
+        """Queue the next send of every paced stream (of this tick's group) and write to each
+        socket once."""
+        group = self.ticks % self.options.spread
+        self.ticks += 1
         for conn in list(self.paced):
             sends = conn.paced
-            if sends is None or conn.sock.fileno() < 0:
+            if sends is None or conn.sock.fileno() < 0 or conn.group != group:
                 continue
             if conn.stamps is None:
                 conn.out.append(sends[conn.next_send])
