@@ -26,6 +26,11 @@ wake-up, which the durable=False row shows alone). Meanwhile a task calls ``daem
 batches (commits) and operations are printed: operations / batches is the group commit's average
 batch size.
 
+Only the build-up is measured (every stream starts once): with sessions starting their next
+stream as soon as one ends (a steady state at 1,000 in flight, ~200 new streams/s), the daemon
+spent its core in httpcore's pool (every request and release scans all 1,000 connections, see
+the daemon bench) with or without tracking, and both rows fell seconds behind.
+
 What the numbers mean on a shared 2-core machine: the durable=False row is the floor -- the event
 loop's own lag under this load (p99 of an event from the client to its subscriber, and of
 ``status()``, is already near 100 ms there, mostly while the 1,000 connections are being opened);
@@ -112,6 +117,7 @@ async def _run(
 ) -> dict[str, Any]:
     from streamvisor.actors import BackgroundHandle
     from streamvisor.daemon import open_daemon
+    from streamvisor.openai import StreamEvent
 
     # created → committed, exactly: the session calls track_stream the moment it has decoded
     # response.created (no checkpoint in between) and publishes it once the call returns. A
@@ -143,9 +149,11 @@ async def _run(
                 in_flight += 1
                 peak = max(peak, in_flight)
                 async for event in events:
-                    if getattr(event, "type", None) == "response.created":
+                    if not isinstance(event, StreamEvent):  # BackgroundStatus notes, Missed
+                        continue
+                    if event.type == "response.created":
                         created.append(time.time() - event.received_at)
-                    if getattr(event, "terminal", False):
+                    if event.terminal:
                         if event.type != "response.completed":
                             errors.append(f"terminal {event.type}")
                         finished += 1
