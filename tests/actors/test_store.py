@@ -677,6 +677,36 @@ class TestGroupCommit:
             await store.add(rec("kept"))
             assert [r.response_id for r in await store.all()] == ["kept"]
 
+    async def test_a_caller_cancelled_after_its_write_ran_still_sees_it_in_memory(
+        self, tmp_path: Path
+    ) -> None:
+        """Cancelled between the writer running its add and the batch's delivery: the add is
+        committed, and ``active()`` (the memory) shows it like the file does."""
+        first, second = threading.Event(), threading.Event()
+        async with RegistryStore.open(tmp_path / "r.sqlite3") as store:
+            assert await store.active() == []
+            add_scope = trio.CancelScope()
+
+            async def add() -> None:
+                with add_scope:
+                    await store.add(rec("ran"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(held, store, first)
+                await trio.sleep(0.05)
+                nursery.start_soon(add)
+                await trio.sleep(0.05)
+                nursery.start_soon(held, store, second)  # queued behind the add
+                await trio.sleep(0.05)
+                first.set()  # next batch: the add runs, then the writer waits on `second`
+                await trio.sleep(0.1)
+                add_scope.cancel()
+                await trio.sleep(0.05)
+                second.set()
+            assert add_scope.cancelled_caught
+            assert [r.response_id for r in await store.all()] == ["ran"]
+            assert [r.response_id for r in await store.active()] == ["ran"]
+
     async def test_active_answers_from_memory_while_the_writer_is_busy(
         self, tmp_path: Path
     ) -> None:

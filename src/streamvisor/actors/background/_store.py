@@ -392,6 +392,8 @@ class _Op(Generic[_T]):
     done: trio.Event = attrs.field(factory=trio.Event)
     #: Set by a caller cancelled before the writer got to it: the writer skips it.
     abandoned: bool = False
+    #: Set by the writer when it runs it (then its result stands, abandoned or not).
+    ran: bool = False
     #: Its result replaces the active mirror (the mirror's first load).
     loads_mirror: bool = False
     #: It may write more than once: run it under a SAVEPOINT, so that a failure undoes it all.
@@ -499,6 +501,7 @@ class _Writer:
         for op in batch:
             if op.abandoned:
                 continue
+            op.ran = True
             if not conn.in_transaction:  # an error rolled the whole transaction back: go on
                 conn.execute("BEGIN IMMEDIATE")
             tx = _Tx(conn, self.namespace)
@@ -623,7 +626,9 @@ class RegistryStore:
     def _deliver(self, batch: list[_Op[Any]]) -> None:
         """On the trio thread: apply a committed batch to the mirror, in order; wake its callers."""
         for op in batch:
-            if op.error is None and not op.abandoned:
+            # An operation whose caller left after the writer ran it is committed all the same:
+            # the mirror must show it.
+            if op.error is None and op.ran:
                 if op.loads_mirror:
                     self._mirror = {r.response_id: r for r in op.result or ()}
                 elif self._mirror is not None:
