@@ -11,7 +11,7 @@ from types import ModuleType
 from bench._common import quiet_logs
 
 #: Every benchmark module, in the order `all` runs them.
-MODULES = ("runtime", "wire", "daemon")
+MODULES = ("runtime", "wire", "daemon", "durable")
 
 
 def _load(name: str) -> ModuleType | None:

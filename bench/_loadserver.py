@@ -17,6 +17,13 @@ Requests (any method; the request body is read and discarded):
   deltas, the `.done` events, response.completed);
 * ``/_stats`` → JSON: CPU seconds, requests served, streams in flight, late ticks.
 
+Spread (``spread=k``): paced streams are dealt into k groups by arrival, and each tick writes to
+one group, so a stream gets an event every k ticks and the load is even over time, as independent
+real streams are, instead of one burst per tick.
+
+Response ids (``unique_ids=True``): every Responses stream gets an id of its own, written over the
+shared one (same width) in a copy of just the sends that hold it.
+
 Every stream holds exactly `events` JSON events (header ``x-bench-events`` overrides the server's
 default). Pacing: with ``pace_ms > 0`` every stream gets ``pace_events`` events per tick of
 ``pace_ms`` (header ``x-bench-pace-events``, 0 = as fast as possible). One tick writes to every
@@ -127,6 +134,13 @@ class ServerOptions:
     pace_events: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     #: Stamp every text delta with its send time unless a request's ``x-bench-stamp`` says not.
     stamp: bool = False
+    #: Give every Responses stream a response id of its own (durable streams key the daemon's
+    #: registry by it); otherwise they all share one.
+    unique_ids: bool = False
+    #: Paced streams are dealt into this many groups, one group written per tick: a stream
+    #: sends every ``spread``-th tick, and the streams' events are not all sent at one instant
+    #: (1: every stream on every tick).
+    spread: int = attrs.field(default=1, validator=attrs.validators.ge(1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,9 +198,13 @@ def chat_events(n: int, *, seed: int = 0, stamp: bool = False) -> list[dict[str,
     return events
 
 
+#: The response id of every Responses body (unless ``unique_ids``: then patched per stream).
+_RESPONSE_ID = "resp_0850765c843cca5300699cc47d93c0819089a181f5feeff8eb"
+
+
 def _response(status: str, output: list[dict[str, Any]], usage: Any) -> dict[str, Any]:
     return {
-        "id": "resp_0850765c843cca5300699cc47d93c0819089a181f5feeff8eb",
+        "id": _RESPONSE_ID,
         "object": "response",
         "created_at": 1771881597,
         "status": status,
@@ -327,6 +345,7 @@ class _Bodies:
         self._groups: dict[tuple[str, int, bool], list[bytes]] = {}
         self._sends: dict[tuple[str, int, int, bool], list[memoryview]] = {}
         self._stamps: dict[tuple[str, int, int], list[tuple[int, ...]]] = {}
+        self._ids: dict[tuple[str, int, int, bool], list[tuple[int, ...]]] = {}
 
     def sends(
         self, framing: str, events: int, per_send: int, stamp: bool = False
@@ -345,6 +364,23 @@ class _Bodies:
                 memoryview(b"".join(groups[i : i + step])) for i in range(0, len(groups), step)
             ]
         return self._sends[key]
+
+    def id_offsets(
+        self, framing: str, events: int, per_send: int, stamp: bool
+    ) -> list[tuple[int, ...]]:
+        """Where the response id is in each send of a body."""
+        key = (framing, events, per_send, stamp)
+        if key not in self._ids:
+            needle = _RESPONSE_ID.encode()
+            found: list[tuple[int, ...]] = []
+            for send in self.sends(framing, events, per_send, stamp):
+                data, offsets, at = send.tobytes(), [], 0
+                while (at := data.find(needle, at)) >= 0:
+                    offsets.append(at)
+                    at += len(needle)
+                found.append(tuple(offsets))
+            self._ids[key] = found
+        return self._ids[key]
 
     def stamps(self, framing: str, events: int, per_send: int) -> list[tuple[int, ...]]:
         """Where the stamp placeholders are in each send of a stamped body."""
@@ -373,9 +409,25 @@ def _stamped(send: memoryview, offsets: tuple[int, ...]) -> memoryview:
     return memoryview(data)
 
 
+def _with_id(
+    sends: list[memoryview], offsets: list[tuple[int, ...]], response_id: bytes
+) -> list[memoryview]:
+    """`sends` with `response_id` written at every offset (copies of the sends that hold it)."""
+    out = []
+    for send, at_each in zip(sends, offsets, strict=True):
+        if at_each:
+            data = bytearray(send)
+            for at in at_each:
+                data[at : at + len(response_id)] = response_id
+            send = memoryview(data)
+        out.append(send)
+    return out
+
+
 class _Conn:
     __slots__ = (
         "close_after",
+        "group",
         "inbuf",
         "next_send",
         "out",
@@ -396,6 +448,8 @@ class _Conn:
         self.stamps: list[tuple[int, ...]] | None = None
         self.close_after = False
         self.want_write = False
+        #: Which of the `spread` groups of paced streams it belongs to.
+        self.group = 0
 
 
 class _Server:
@@ -406,6 +460,8 @@ class _Server:
         self.bodies = _Bodies(options.events_per_chunk)
         self.paced: set[_Conn] = set()
         self.requests = 0
+        self.streams = 0
+        self.ticks = 0
         self.late_ticks = 0
         self.running = True
 
@@ -519,8 +575,14 @@ class _Server:
             per_send = per_tick if paced else 0
             sends = self.bodies.sends(framing, events, per_send, stamp)
             stamps = self.bodies.stamps(framing, events, per_send) if stamp else None
+            self.streams += 1
+            if framing == "responses" and self.options.unique_ids:
+                offsets = self.bodies.id_offsets(framing, events, per_send, stamp)
+                unique = f"resp_bench{self.streams:0{len(_RESPONSE_ID) - 10}d}".encode()
+                sends = _with_id(sends, offsets, unique)
             if paced:
                 conn.paced, conn.next_send, conn.stamps = sends, 0, stamps
+                conn.group = self.streams % self.options.spread
                 self.paced.add(conn)
             elif stamps is not None:
                 conn.out.extend(map(_stamped, sends, stamps))
@@ -531,10 +593,13 @@ class _Server:
         self._flush(conn)
 
     def _tick(self) -> None:
-        """Queue the next send of every paced stream and write to each socket once."""
+        """Queue the next send of every paced stream (of this tick's group) and write to each
+        socket once."""
+        group = self.ticks % self.options.spread
+        self.ticks += 1
         for conn in list(self.paced):
             sends = conn.paced
-            if sends is None or conn.sock.fileno() < 0:
+            if sends is None or conn.sock.fileno() < 0 or conn.group != group:
                 continue
             if conn.stamps is None:
                 conn.out.append(sends[conn.next_send])

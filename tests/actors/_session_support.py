@@ -39,7 +39,9 @@ class FakeTracker:
     """An in-memory DurableTracker that records what the session told it.
 
     ``crash_at_cursor``: the first ``note_cursor`` at or past it raises `TrackerCrash` (once),
-    which crashes the worker from inside its stream task (a crash on command).
+    which crashes the worker from inside its stream task (a crash on command). ``commit``: when
+    given, ``track_stream`` returns only once it is set (a registry whose commit is held back).
+    ``refuse``: ``track_stream`` raises it (a registry that cannot record the response).
     """
 
     tracked: dict[str, dict[str, Any]] = attrs.field(factory=dict)
@@ -47,6 +49,8 @@ class FakeTracker:
     finished: list[tuple[str, str, Mapping[str, Any] | None]] = attrs.field(factory=list)
     track_calls: int = 0
     crash_at_cursor: int | None = None
+    commit: trio.Event | None = None
+    refuse: Exception | None = None
 
     async def track_stream(
         self,
@@ -59,6 +63,10 @@ class FakeTracker:
     ) -> None:
         await trio.lowlevel.checkpoint()
         self.track_calls += 1
+        if self.refuse is not None:
+            raise self.refuse
+        if self.commit is not None:
+            await self.commit.wait()
         self.tracked[response_id] = {
             "owner": owner,
             "model": model,

@@ -7,6 +7,8 @@ real delays and fast polling; each is bounded by ``trio.fail_after``.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,9 +18,13 @@ import attrs
 import pytest
 import trio
 
-from streamvisor.actors.background._poller import BackgroundHandle, open_background_poller
+from streamvisor.actors.background._poller import (
+    BackgroundHandle,
+    BackgroundPoller,
+    open_background_poller,
+)
 from streamvisor.actors.background._status import BackgroundStatus
-from streamvisor.actors.background._store import RegistryStore
+from streamvisor.actors.background._store import RegistryStore, registry_namespace
 from streamvisor.config import BackgroundSection
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.openai import ClientSettings, OpenAIClient, StreamEvent
@@ -232,7 +238,9 @@ class TestDurability:
         path = str(tmp_path / "registry.sqlite3")
         with trio.fail_after(15):
             rid = await tracked_then_sigkilled(_CHILD, env.server.url, path)
-            async with RegistryStore.open(path) as store:
+            async with RegistryStore.open(
+                path, namespace=registry_namespace(env.server.url)
+            ) as store:
                 left = await store.get(rid)
             assert (left.status, left.owner) == ("queued", "killed")
             async with (
@@ -242,6 +250,52 @@ class TestDurability:
                 notes = await until_terminal(sub)
         assert notes[-1].status == "completed"
         assert text_of(notes[-1].response) == "You said: hi"
+
+
+class TestTrackingWaitsForTheCommit:
+    async def test_track_stream_returns_after_the_commit_and_status_answers_meanwhile(
+        self, env: Env, tmp_path: Path
+    ) -> None:
+        """With the registry's writer held: ``track_stream`` (what stands between a durable
+        stream and its ticket) waits, the row is not in the file, and the poller still answers
+        ``active()`` (what ``status()`` and ``/health`` ask) at once. Released: it returns, and
+        the row is there."""
+        path = tmp_path / "registry.sqlite3"
+        gate = threading.Event()
+        tracked: list[str] = []
+
+        def rows() -> list[str]:
+            conn = sqlite3.connect(path)
+            try:
+                return [r for (r,) in conn.execute("SELECT response_id FROM responses")]
+            finally:
+                conn.close()
+
+        with trio.fail_after(10):
+            async with env.poller(registry_path=str(path)) as handle:
+                poller = handle.ref._actor
+                assert isinstance(poller, BackgroundPoller)
+                store = poller.shared.store
+
+                async def track() -> None:
+                    await handle.track_stream(
+                        response_id="resp_t", owner="s1", model="gpt-4o", request={}, cursor=None
+                    )
+                    tracked.append("resp_t")
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(store._run, "held", lambda _tx: gate.wait(10))
+                    await trio.sleep(0.05)
+                    nursery.start_soon(track)
+                    await trio.sleep(0.2)
+                    with trio.fail_after(0.5):
+                        for _ in range(20):
+                            assert await handle.active() == []
+                    assert (tracked, rows()) == ([], [])
+                    gate.set()
+                assert tracked == ["resp_t"]
+                assert rows() == ["resp_t"]
+                assert [r.response_id for r in await handle.active()] == ["resp_t"]
 
 
 _CHILD = """

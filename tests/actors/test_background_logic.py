@@ -20,6 +20,7 @@ import structlog
 import trio
 import trio.testing
 
+from streamvisor.actors.background import _store
 from streamvisor.actors.background._errors import (
     CorruptStore,
     InvalidBackgroundRequest,
@@ -47,6 +48,8 @@ from streamvisor.supervisor import ChildSpec, NoSuchActor, Registry, open_superv
 from streamvisor.supervisor._bus import EventBus, Missed, Subscription
 
 Clock = trio.testing.MockClock
+#: The registry namespace of the scripted API's base URL (``https://api.test/v1``).
+API_NS = "https://api.test/v1"
 EPOCH = 1_700_000_000.0
 SECTION = BackgroundSection(
     registry_path=":memory:",
@@ -249,8 +252,9 @@ def inline_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
 
     Autojump advances time as soon as every task is blocked, and a task waiting for a worker
     thread counts as blocked: the clock would leap to the next deadline while SQLite works. The
-    connection is thread-agnostic (``check_same_thread=False``), so running each call inline
-    keeps the logic identical and the timings exact. The end-to-end tests use real threads.
+    connection is thread-agnostic (``check_same_thread=False``), so opening it inline and running
+    each operation inline (`_InlineWriter`: the same SQL, one operation per batch) keeps the logic
+    identical and the timings exact. The end-to-end tests use the real writer thread.
     """
 
     async def inline(fn: Callable[..., Any], *args: Any, **_kwargs: Any) -> Any:
@@ -258,6 +262,7 @@ def inline_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
         return fn(*args)
 
     monkeypatch.setattr(trio.to_thread, "run_sync", inline)
+    monkeypatch.setattr(_store, "_Writer", _store._InlineWriter)
 
 
 # -------------------------------------------------------------------------------------- tests
@@ -814,7 +819,7 @@ class TestAdoption:
         self, autojump_clock: Clock, tmp_path: Any
     ) -> None:
         path = str(tmp_path / "registry.sqlite3")
-        async with RegistryStore.open(path) as store:
+        async with RegistryStore.open(path, namespace=API_NS) as store:
             for rid, mode in (("resp_a", "poll"), ("resp_b", "stream")):
                 await store.add(
                     TrackedResponse(
@@ -834,11 +839,36 @@ class TestAdoption:
         assert sorted(api.gets) == [(0.0, "resp_a"), (0.0, "resp_b")]
         assert [(x.status, x.mode) for x in records] == [("completed", "poll")] * 2
 
+    async def test_records_of_another_server_in_the_same_file_are_left_alone(
+        self, autojump_clock: Clock, tmp_path: Any
+    ) -> None:
+        """Namespaces: a poller adopts, lists and polls only its own server's records, and a
+        create that reuses an id another server issued is tracked beside it, not refused."""
+        path = str(tmp_path / "registry.sqlite3")
+        async with RegistryStore.open(path, namespace="http://127.0.0.1:9/v1") as other:
+            await other.add(
+                TrackedResponse(
+                    response_id="resp_1", status="queued", model="gpt-4o", created_at=EPOCH
+                )
+            )
+        api = FakeAPI(next_script=[Ok("completed")])
+        async with rig(api, registry_path=path) as r:
+            assert await r.handle.active() == []
+            record = await r.handle.create("hi", "gpt-4o")
+            await settle()
+            mine = await r.handle.get(record.response_id)
+        assert record.response_id == "resp_1"
+        assert api.gets == [(SECTION.poll_interval, "resp_1")]
+        assert mine.status == "completed"
+        async with RegistryStore.open(path, namespace="http://127.0.0.1:9/v1") as other:
+            theirs = await other.get("resp_1")
+        assert (theirs.status, theirs.poll_attempts) == ("queued", 0)
+
     async def test_an_adopted_response_the_server_forgot_is_marked_gone(
         self, autojump_clock: Clock, tmp_path: Any
     ) -> None:
         path = str(tmp_path / "registry.sqlite3")
-        async with RegistryStore.open(path) as store:
+        async with RegistryStore.open(path, namespace=API_NS) as store:
             await store.add(
                 TrackedResponse(
                     response_id="resp_old", status="in_progress", model="o3", created_at=EPOCH
@@ -860,7 +890,7 @@ class TestAdoption:
             )
             r.handle.note_cursor("resp_s", 8)
             await trio.testing.wait_all_tasks_blocked()
-        async with RegistryStore.open(path) as store:
+        async with RegistryStore.open(path, namespace=API_NS) as store:
             assert (await store.get("resp_s")).cursor == 8
 
 

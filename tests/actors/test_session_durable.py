@@ -11,6 +11,7 @@ import httpx
 import pytest
 import trio
 
+from streamvisor.actors.sessions import TrackingFailed
 from streamvisor.actors.sessions._session import StreamingSession
 from streamvisor.actors.sessions._values import SessionState
 from streamvisor.mockapi import Fault, MockServer
@@ -60,6 +61,63 @@ def worker(env: Env) -> StreamingSession:
     actor = env.handle.ref._actor
     assert isinstance(actor, StreamingSession)
     return actor
+
+
+class TestTicketAfterCommit:
+    async def test_no_ticket_and_no_event_before_the_response_is_committed(
+        self, server: MockServer
+    ) -> None:
+        """While the registry's commit is held back, ``respond`` waits and subscribers see
+        nothing; once it commits, the ticket names a response the tracker already holds."""
+        tracker = FakeTracker(commit=trio.Event())
+        tickets: list[Any] = []
+        with trio.fail_after(10):
+            async with (
+                session_env(server.url, tracker=tracker) as env,
+                env.subscribe() as sub,
+                trio.open_nursery() as nursery,
+            ):
+
+                async def start() -> None:
+                    tickets.append(await env.handle.respond("gpt-4o", TEXT))
+                    assert tickets[0].response_id in tracker.tracked  # committed first
+
+                nursery.start_soon(start)
+                while tracker.track_calls == 0:
+                    await trio.sleep(0.01)
+                await trio.sleep(0.2)  # the stream goes on server-side; nothing may come out
+                assert (tickets, sub.drain(), tracker.tracked) == ([], [], {})
+                assert tracker.commit is not None
+                tracker.commit.set()
+                events = events_of(await collect(sub))
+        [ticket] = tickets
+        assert events[0].type == "response.created"
+        assert events[0].response_id == ticket.response_id
+        assert_gapless(events)
+
+    async def test_a_response_the_registry_cannot_record_is_cancelled_and_never_ticketed(
+        self, server: MockServer
+    ) -> None:
+        """``respond`` raises TrackingFailed instead of handing out a ticket that a restart
+        would not honour; the response is cancelled server-side; nothing was published."""
+        tracker = FakeTracker(refuse=RuntimeError("disk full"))
+        with trio.fail_after(10):
+            async with (
+                session_env(server.url, tracker=tracker) as env,
+                env.subscribe() as sub,
+            ):
+                paced = {**LONG, "mock_token_delay_ms": "20"}
+                with pytest.raises(TrackingFailed) as info:
+                    await env.handle.respond("gpt-4o", TEXT, metadata=paced)
+                await trio.sleep(0.05)
+                assert sub.drain() == []
+        rid = info.value.response_id
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert [r.path for r in requests_to(server, "POST", "/cancel")] == [
+            f"/v1/responses/{rid}/cancel"
+        ]
+        assert server.state.responses[rid].status == "cancelled"
+        assert [(f, s) for f, s, _ in tracker.finished] == [(rid, "cancelled")]
 
 
 class TestDurableStream:

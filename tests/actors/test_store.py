@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,12 @@ from streamvisor.actors.background._records import (
     TrackedResponse,
     scrub_secrets,
 )
-from streamvisor.actors.background._store import MIGRATIONS, SCHEMA_VERSION, RegistryStore
+from streamvisor.actors.background._store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    RegistryStore,
+    registry_namespace,
+)
 
 T0 = 1_700_000_000.0
 KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
@@ -501,8 +507,8 @@ _WRITER = textwrap.dedent(
     conn.execute("UPDATE responses SET status = 'completed', terminal_at = 1.0")
     for i in range(2000):
         conn.execute(
-            "INSERT INTO responses (response_id, status, model, created_at, updated_at)"
-            " VALUES (?, 'queued', 'm', 0, 0)", (f"ghost_{i}" + "x" * 200,))
+            "INSERT INTO responses (namespace, response_id, status, model, created_at, updated_at)"
+            " VALUES ('', ?, 'queued', 'm', 0, 0)", (f"ghost_{i}" + "x" * 200,))
     sys.stdout.write("written\\n"); sys.stdout.flush()
     os._exit(9)                                   # die mid-transaction, no commit, no cleanup
     """
@@ -605,6 +611,224 @@ class TestConcurrency:
             assert await store.find("resp_1") is None
             await store.add(rec())
             assert await store.find("resp_1") is not None
+
+
+async def held(store: RegistryStore, gate: threading.Event) -> None:
+    """Occupy the store's writer thread until ``gate`` is set (bounded, in case a test fails)."""
+    await store._run("held", lambda _tx: gate.wait(10))
+
+
+class TestGroupCommit:
+    async def test_operations_queued_together_are_committed_in_one_batch(
+        self, tmp_path: Path
+    ) -> None:
+        """200 adds that wait behind one commit are committed together, not one by one."""
+        gate = threading.Event()
+        async with (
+            RegistryStore.open(tmp_path / "r.sqlite3") as store,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(held, store, gate)
+            await trio.sleep(0.05)
+            before = store.statistics
+            for i in range(200):
+                nursery.start_soon(store.add, rec(f"r{i:03}", created_at=T0 + i))
+            await trio.sleep(0.05)
+            gate.set()
+        batches, operations = store.statistics
+        assert operations - before[1] == 201  # the held one and the 200 adds
+        assert batches - before[0] <= 2
+        assert len(dump_db(tmp_path / "r.sqlite3")) == 200
+
+    async def test_a_failing_operation_is_rolled_back_alone(self, tmp_path: Path) -> None:
+        """In one batch: a duplicate add fails with its typed error; its neighbours commit."""
+        gate = threading.Event()
+        results: dict[str, Any] = {}
+
+        async def add(key: str, record: TrackedResponse) -> None:
+            try:
+                results[key] = await store.add(record)
+            except DuplicateResponse as exc:
+                results[key] = exc
+
+        async with (
+            RegistryStore.open(tmp_path / "r.sqlite3") as store,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(held, store, gate)
+            await trio.sleep(0.05)
+            for key, record in (("first", rec("a")), ("again", rec("a")), ("other", rec("b"))):
+                nursery.start_soon(add, key, record)
+                await trio.sleep(0.01)  # queued in this order
+            gate.set()
+        assert isinstance(results["again"], DuplicateResponse)
+        assert [row[1] for row in dump_db(tmp_path / "r.sqlite3")] == ["a", "b"]
+
+    async def test_a_caller_cancelled_while_queued_writes_nothing(self, tmp_path: Path) -> None:
+        """An operation its caller gave up on before the writer reached it is skipped."""
+        gate = threading.Event()
+        async with RegistryStore.open(tmp_path / "r.sqlite3") as store:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(held, store, gate)
+                await trio.sleep(0.05)
+                with trio.move_on_after(0.05):
+                    await store.add(rec("gave_up"))
+                gate.set()
+            await store.add(rec("kept"))
+            assert [r.response_id for r in await store.all()] == ["kept"]
+
+    async def test_a_caller_cancelled_after_its_write_ran_still_sees_it_in_memory(
+        self, tmp_path: Path
+    ) -> None:
+        """Cancelled between the writer running its add and the batch's delivery: the add is
+        committed, and ``active()`` (the memory) shows it like the file does."""
+        first, second = threading.Event(), threading.Event()
+        async with RegistryStore.open(tmp_path / "r.sqlite3") as store:
+            assert await store.active() == []
+            add_scope = trio.CancelScope()
+
+            async def add() -> None:
+                with add_scope:
+                    await store.add(rec("ran"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(held, store, first)
+                await trio.sleep(0.05)
+                nursery.start_soon(add)
+                await trio.sleep(0.05)
+                nursery.start_soon(held, store, second)  # queued behind the add
+                await trio.sleep(0.05)
+                first.set()  # next batch: the add runs, then the writer waits on `second`
+                await trio.sleep(0.1)
+                add_scope.cancel()
+                await trio.sleep(0.05)
+                second.set()
+            assert add_scope.cancelled_caught
+            assert [r.response_id for r in await store.all()] == ["ran"]
+            assert [r.response_id for r in await store.active()] == ["ran"]
+
+    async def test_active_answers_from_memory_while_the_writer_is_busy(
+        self, tmp_path: Path
+    ) -> None:
+        """``active()`` does not queue behind writes; it shows every write that returned."""
+        gate = threading.Event()
+        async with RegistryStore.open(tmp_path / "r.sqlite3") as store:
+            await store.add(rec("a"))
+            assert [r.response_id for r in await store.active()] == ["a"]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(held, store, gate)
+                nursery.start_soon(store.add, rec("b", created_at=T0 - 1))
+                await trio.sleep(0.05)
+                with trio.fail_after(1):
+                    assert [r.response_id for r in await store.active()] == ["a"]
+                gate.set()
+            await store.record_status("a", "completed", at=T0 + 1)
+            assert [r.response_id for r in await store.active()] == ["b"]
+
+    async def test_add_nowait_answers_from_the_commit(self) -> None:
+        """The callback gets the record once committed, or the error ``add`` would raise; one
+        that raises is logged and leaves the store working."""
+        answers: list[tuple[Any, Any]] = []
+        committed = trio.Event()
+
+        def on_done(record: TrackedResponse | None, error: BaseException | None) -> None:
+            answers.append((record, error))
+            if len(answers) == 2:
+                committed.set()
+            raise RuntimeError("a buggy callback")
+
+        async with RegistryStore.open(":memory:") as store:
+            with structlog.testing.capture_logs() as logs:
+                store.add_nowait(rec("a"), on_done)
+                store.add_nowait(rec("a"), on_done)
+                assert answers == []  # queued, not yet committed
+                with trio.fail_after(5):
+                    await committed.wait()
+            assert await store.get("a") == rec("a")
+        assert answers[0] == (rec("a"), None)
+        assert answers[1][0] is None
+        assert isinstance(answers[1][1], DuplicateResponse)
+        assert [e["event"] for e in logs] == ["registry.callback_failed"] * 2
+
+    async def test_the_file_is_synced_on_every_commit(self, tmp_path: Path) -> None:
+        """synchronous=FULL: a returned write survives an OS crash, not only a killed process."""
+        async with RegistryStore.open(tmp_path / "r.sqlite3") as store:
+            full = await store._run("sync", lambda tx: tx.conn.execute("PRAGMA synchronous"))
+            assert full.fetchone()[0] == 2
+
+
+class TestNamespaces:
+    async def test_two_servers_share_a_file_without_seeing_each_other(self, tmp_path: Path) -> None:
+        """The same id from two servers: two records; each store lists, reads, updates and
+        purges only its own."""
+        path = tmp_path / "r.sqlite3"
+        async with (
+            RegistryStore.open(path, namespace="http://127.0.0.1:8001/v1") as a,
+            RegistryStore.open(path, namespace="https://api.openai.com/v1") as b,
+        ):
+            await a.add(rec("resp_1", owner="from_a"))
+            await b.add(rec("resp_1", owner="from_b"))
+            await b.add(rec("resp_2"))
+            await a.record_status("resp_1", "completed", at=T0 + 1)
+            assert (await b.get("resp_1")).status == "queued"
+            assert [r.owner for r in await a.all()] == ["from_a"]
+            assert [r.response_id for r in await b.active()] == ["resp_1", "resp_2"]
+            assert await a.find("resp_2") is None
+            with pytest.raises(UnknownResponse):
+                await a.remove("resp_2")
+            assert await b.purge_terminal(0, now=T0 + 10) == []
+            assert await a.purge_terminal(0, now=T0 + 10) == ["resp_1"]
+            assert [r.owner for r in await b.all()] == ["from_b", None]
+
+    @pytest.mark.parametrize(
+        ("url", "namespace"),
+        [
+            ("https://API.OpenAI.com:443/v1/", "https://api.openai.com/v1"),
+            ("http://user:secret@127.0.0.1:8080/v1?x=1#f", "http://127.0.0.1:8080/v1"),
+            ("http://[::1]:9000/v1", "http://[::1]:9000/v1"),
+            ("http://localhost:80", "http://localhost"),
+        ],
+    )
+    def test_a_base_url_is_normalised_and_stripped_of_credentials(
+        self, url: str, namespace: str
+    ) -> None:
+        assert registry_namespace(url) == namespace
+
+    async def test_rows_from_before_namespaces_move_to_the_empty_namespace(
+        self, tmp_path: Path
+    ) -> None:
+        """Migrating schema 1: every row and field is kept, under the namespace ``""``, which
+        a daemon (whose namespace is its base URL) never adopts."""
+        path = tmp_path / "r.sqlite3"
+        async with RegistryStore.open(path, migrations=MIGRATIONS[:1]):
+            pass
+        conn = sqlite3.connect(path)
+        conn.execute(
+            "INSERT INTO responses (response_id, status, model, owner, created_at, updated_at, "
+            "cursor, request) VALUES ('resp_1', 'queued', 'o3-pro', 's1', ?, ?, 7, ?)",
+            (T0, T0, '{"input":"hi"}'),
+        )
+        conn.execute(
+            "INSERT INTO responses (response_id, status, model, created_at, updated_at, "
+            "terminal_at) VALUES ('resp_2', 'completed', 'o3-pro', ?, ?, ?)",
+            (T0 + 1, T0 + 2, T0 + 2),
+        )
+        conn.commit()
+        conn.close()
+        before = [
+            rec("resp_1", owner="s1", cursor=7, request={"input": "hi"}),
+            rec("resp_2", "completed", created_at=T0 + 1, updated_at=T0 + 2, terminal_at=T0 + 2),
+        ]
+        async with RegistryStore.open(path, namespace="http://127.0.0.1:8001/v1") as daemon:
+            assert await daemon.active() == []
+            assert await daemon.all() == []
+            await daemon.add(rec("resp_1"))  # the same id from this server: no collision
+        async with RegistryStore.open(path) as legacy:
+            assert await legacy.all() == before
+        conn = sqlite3.connect(path)
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_version")]
+        conn.close()
+        assert versions == [1, 2] == list(range(1, SCHEMA_VERSION + 1))
 
 
 class TestErrors:

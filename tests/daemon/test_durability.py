@@ -10,6 +10,7 @@ daemon, taking the background responses with it.
 from __future__ import annotations
 
 import io
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,10 @@ from typing import Any
 import pytest
 import trio
 
-from streamvisor.actors import RegistryStore
+from streamvisor.actors import RegistryStore, registry_namespace
 from streamvisor.mockapi import Fault, MockServer
 from streamvisor.testing import EventRecorder, running_daemon, running_mockapi
-from tests._killed_child import tracked_then_sigkilled
+from tests._killed_child import tickets_then_sigkilled, tracked_then_sigkilled
 from tests.daemon.conftest import log_events
 
 #: A fake key that the redactor's ``sk-``/bearer patterns would not catch: only code that never
@@ -80,7 +81,9 @@ class TestRestartFromTheRegistry:
             rid = await tracked_then_sigkilled(
                 _CHILD, server.url, API_KEY, str(tmp_path), str(registry)
             )
-            async with RegistryStore.open(str(registry)) as store:
+            async with RegistryStore.open(
+                str(registry), namespace=registry_namespace(server.url)
+            ) as store:
                 left = await store.get(rid)
             assert left.status == "queued"
             async with (
@@ -91,6 +94,73 @@ class TestRestartFromTheRegistry:
         assert final.status == "completed"
         assert final.response is not None
         assert final.response["output"][0]["content"][0]["text"] == "You said: killed"
+
+
+class TestKillNineAtAnyInstant:
+    async def test_no_ticketed_durable_stream_or_background_response_is_lost(
+        self, server: MockServer, tmp_path: Path
+    ) -> None:
+        """Rounds of: a daemon in a child process starts 24 durable streams (3 sessions x 8)
+        and a background response, printing each ticket as it gets it, and is SIGKILLed at a
+        random instant after a random number of tickets. After each kill every ticketed
+        response is in the registry; the next round's daemon adopts the ones in flight. At the
+        end a daemon here sees every one of them to completion."""
+        registry = tmp_path / "registry.sqlite3"
+        seed = random.randrange(2**32)
+        rng = random.Random(seed)
+        ticketed: list[str] = []
+        namespace = registry_namespace(server.url)
+        with trio.fail_after(60):
+            for round_ in range(4):
+                after, delay = rng.randint(1, 20), rng.uniform(0.0, 0.05)
+                before, at_kill = await tickets_then_sigkilled(
+                    _STREAMS_CHILD, server.url, API_KEY, str(tmp_path), str(registry),
+                    after=after, delay=delay,
+                )  # fmt: skip
+                ticketed += before + at_kill
+                async with RegistryStore.open(registry, namespace=namespace) as store:
+                    missing = [r for r in before + at_kill if await store.find(r) is None]
+                assert missing == [], f"seed {seed}, round {round_}: lost {missing}"
+            async with running_daemon(tmp_path, **remote(server, registry)) as fresh:
+                while True:
+                    records = [await fresh.background.get(r) for r in ticketed]
+                    if all(record.is_terminal for record in records):
+                        break
+                    await trio.sleep(0.1)
+        assert len(ticketed) >= 4
+        assert {record.status for record in records} == {"completed"}, f"seed {seed}"
+        assert {server.state.responses[r].status for r in ticketed} == {"completed"}
+
+
+_STREAMS_CHILD = """
+import sys
+import trio
+from streamvisor.testing import running_daemon
+
+async def main(url, key, root, registry):
+    paced = {"mock_scenario": "long:30", "mock_token_delay_ms": "20"}
+    async with running_daemon(root, openai_api_key=key, openai_base_url=url,
+                              background_registry_path=registry) as daemon:
+
+        async def stream(session):
+            ticket = await session.respond("gpt-4o", "Count", metadata=paced)
+            print("TICKET", ticket.response_id, flush=True)
+
+        async def background():
+            record = await daemon.background.create("bg", "gpt-4o",
+                                                    metadata={"mock_queue_ms": "200"})
+            print("TICKET", record.response_id, flush=True)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(background)
+            for i in range(3):
+                session = await daemon.open_session(f"s{i}")
+                for _ in range(8):
+                    nursery.start_soon(stream, session)
+        await trio.sleep_forever()
+
+trio.run(main, *sys.argv[1:])
+"""
 
 
 _CHILD = """
@@ -147,7 +217,9 @@ class TestGracefulShutdown:
             assert rid is not None
             assert not any(r.path.endswith("/cancel") for r in server.requests)
             assert server.state.responses[rid].status == "in_progress"
-            async with RegistryStore.open(str(registry)) as store:
+            async with RegistryStore.open(
+                str(registry), namespace=registry_namespace(server.url)
+            ) as store:
                 left = await store.get(rid)
             assert (left.status, left.owner) == ("in_progress", "s1")
             async with (

@@ -407,3 +407,41 @@ class TestMailboxStatistics:
         await trio.sleep(2)
         stats = ref.statistics()
         assert (stats.used, stats.size, stats.peak, stats.dropped) == (0, 4, 3, 0)
+
+
+class TestMailboxThroughput:
+    async def test_a_burst_is_served_in_batches_between_checkpoints(
+        self, nursery: trio.Nursery
+    ) -> None:
+        """640 queued casts take about 640 / 64 passes of the scheduler, not 640 (one per
+        message), and the actor still yields between batches: a task that counts passes runs
+        while the burst is served."""
+        done = trio.Event()
+        handled: list[int] = []
+        passes_seen: list[int] = []
+        passes = 0
+
+        class Counter(Actor):
+            mailbox_size = 1024
+
+            async def handle_cast(self, message: Any) -> None:
+                handled.append(message)
+                passes_seen.append(passes)
+                if len(handled) == 640:
+                    done.set()
+
+        ref = await start_actor(nursery, Counter())
+        for i in range(640):
+            ref.cast(i)
+
+        async def count_passes() -> None:
+            nonlocal passes
+            while not done.is_set():
+                passes += 1
+                await trio.lowlevel.checkpoint()
+
+        nursery.start_soon(count_passes)
+        with trio.fail_after(5):
+            await done.wait()
+        assert handled == list(range(640))
+        assert 5 <= len(set(passes_seen)) <= 40

@@ -52,6 +52,7 @@ from .background import (
     TrackedResponse,
     UnknownResponse,
     open_background_poller,
+    registry_namespace,
 )
 from .files import (
     AnimatedGifNotAllowed,
@@ -107,6 +108,7 @@ from .sessions import (
     StreamStopped,
     StreamTicket,
     TooManyStreams,
+    TrackingFailed,
     UnknownStream,
     check_session_id,
     open_session,
@@ -196,6 +198,7 @@ __all__ = [
     "ToolRegistry",
     "ToolResult",
     "TrackedResponse",
+    "TrackingFailed",
     "UnknownPurpose",
     "UnknownResponse",
     "UnknownStream",
@@ -213,6 +216,7 @@ __all__ = [
     "image_input",
     "open_background_poller",
     "open_session",
+    "registry_namespace",
     "report_session_given_up",
     "session_factory",
     "session_name",

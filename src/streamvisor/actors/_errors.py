@@ -52,7 +52,9 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
         ├── TooManyStreams (RuntimeError) the session already runs .limit streams
         ├── UnknownStream (LookupError)   no running or remembered stream with .stream_id
         ├── StreamStopped                 the stream was stopped before its first event
-        └── StreamLost                    a foreground stream died with its worker (a crash)
+        ├── StreamLost                    a foreground stream died with its worker (a crash)
+        └── TrackingFailed                a durable stream's response could not be registered
+                                          (cancelled, not started); .response_id
 
     ActorsLayerError
     ├── FileUploadFailed                  a good file the API failed to take (``files/``);

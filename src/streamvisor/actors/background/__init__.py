@@ -22,7 +22,7 @@ from ._poller import (
     open_background_poller,
 )
 from ._records import TrackedResponse
-from ._store import RegistryStore
+from ._store import RegistryStore, registry_namespace
 from ._tracker import DurableTracker
 
 __all__ = [
@@ -42,4 +42,5 @@ __all__ = [
     "TrackedResponse",
     "UnknownResponse",
     "open_background_poller",
+    "registry_namespace",
 ]

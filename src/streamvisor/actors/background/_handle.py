@@ -280,8 +280,9 @@ class BackgroundHandle:
         cursor: int | None,
     ) -> None:
         """Register a durable session stream's response (``mode="stream"``: not polled while the
-        session streams it). Tracking it again (a restarted session worker) updates the owner
-        and moves the cursor forward. Raises ``InvalidBackgroundRequest`` for a bad owner."""
+        session streams it); returns once the record is committed (a ``kill -9`` after that
+        loses nothing). Tracking it again (a restarted session worker) updates the owner and
+        moves the cursor forward. Raises ``InvalidBackgroundRequest`` for a bad owner."""
         check_owner(owner)
         await call(self._target, Track(response_id, owner, model, request, cursor), 5.0)
 

@@ -22,6 +22,9 @@ knows them sees it as finished. ``insufficient_quota`` (and 401/403) stop its po
 
 Long calls (create, poll, cancel) run in tasks linked to the actor, so it keeps answering while
 the network is slow; a caller that times out does not undo them (a create still gets tracked).
+Registry calls (track, stream finished, get) wait for their group commit in linked tasks too: the
+mailbox never waits for the disk, and ``active`` (what ``status()`` asks) is answered from the
+store's memory. The registry is opened in the namespace of the client's base URL.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ from ._messages import (
 from ._pollers import ResponsePoller, Shared, mark_gone, observe, publish
 from ._records import RESPONSE_STATUSES, TERMINAL_STATUSES, TrackedResponse
 from ._status import BackgroundStatus, PollingStopped, poll_delay
-from ._store import RegistryStore
+from ._store import RegistryStore, registry_namespace
 
 __all__ = [
     "BackgroundHandle",
@@ -166,7 +169,10 @@ class BackgroundPoller(Actor):
 
     async def init(self) -> None:
         try:
-            store = await self._stack.enter_async_context(RegistryStore.open(self._path))
+            namespace = registry_namespace(self._client.settings.base_url)
+            store = await self._stack.enter_async_context(
+                RegistryStore.open(self._path, namespace=namespace)
+            )
             adopted = await store.active()
             for record in adopted:
                 if record.mode != "poll":  # its stream died with the previous daemon
@@ -308,9 +314,8 @@ class BackgroundPoller(Actor):
         else:
             pending, self._cursors = self._cursors, {}
             self._cursors_dirty = trio.Event()
-        for response_id, cursor in pending.items():
-            with contextlib.suppress(KeyError):  # UnknownResponse: no longer tracked
-                await self.shared.store.record_cursor(response_id, cursor, at=self._wall_clock())
+        if pending:  # one operation for them all; an id no longer tracked is skipped
+            await self.shared.store.record_cursors(pending, at=self._wall_clock())
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -336,15 +341,17 @@ class BackgroundPoller(Actor):
             return self._answer(caller, lambda: self._poll(request.response_id))
         if isinstance(request, Cancel):
             return self._answer(caller, lambda: self._cancel(request.response_id))
+        # Registry writes and reads wait for their group commit in linked tasks: the mailbox
+        # never waits for the store (``active`` is served from the store's memory).
+        if isinstance(request, Track):
+            return self._track_nowait(request, caller)
+        if isinstance(request, StreamFinished):
+            return self._answer(caller, lambda: self._stream_finished(request))
+        if isinstance(request, Get):
+            return self._answer(caller, lambda: self.shared.store.get(request.response_id))
         try:
-            if isinstance(request, Get):
-                return await self.shared.store.get(request.response_id)
-            if isinstance(request, Active):
-                return await self.shared.store.active()
-            if isinstance(request, Track):
-                return await self._track(request)
-            if isinstance(request, StreamFinished):
-                return await self._stream_finished(request)
+            if isinstance(request, Active):  # loaded by init: no checkpoint, no disk
+                return self.shared.store.active_nowait()
             if isinstance(request, StreamInfo):
                 return (self._client, self._bus)
         except _CALLER_ERRORS as exc:
@@ -357,19 +364,25 @@ class BackgroundPoller(Actor):
             self._cursors[message.response_id] = max(previous, message.cursor)
             self._cursors_dirty.set()
         elif isinstance(message, Observed):
-            try:
-                await observe(self.shared, message.response_id, message.response, message.status)
-            except StoreError as exc:
-                log.warning("background.observe_failed", error=str(exc))
-            if message.status in TERMINAL_STATUSES:
-                self._wake(message.response_id)
+            self.spawn(self._observed, message)
         elif isinstance(message, StreamFinished):  # DurableTracker.stream_abandoned
-            try:
-                await self._stream_finished(message)
-            except _CALLER_ERRORS as exc:
-                log.warning("background.hand_over_failed", error=str(exc))
+            self.spawn(self._abandoned, message)
         else:
             await super().handle_cast(message)
+
+    async def _abandoned(self, message: StreamFinished) -> None:
+        try:
+            await self._stream_finished(message)
+        except _CALLER_ERRORS as exc:
+            log.warning("background.hand_over_failed", error=str(exc))
+
+    async def _observed(self, message: Observed) -> None:
+        try:
+            await observe(self.shared, message.response_id, message.response, message.status)
+        except StoreError as exc:
+            log.warning("background.observe_failed", error=str(exc))
+        if message.status in TERMINAL_STATUSES:
+            self._wake(message.response_id)
 
     # -- the operations ------------------------------------------------------------------------
 
@@ -445,22 +458,51 @@ class BackgroundPoller(Actor):
         self._wake(response_id)
         return response
 
+    def _track_nowait(self, request: Track, caller: Caller) -> Any:
+        """The common case of a track, on the hot path of every durable stream's ticket: the
+        record is added and the caller answered straight from the commit (`add_nowait`), with
+        no task in between. A duplicate (a restarted session worker tracks again) takes the
+        slow path (`_track`)."""
+        shared = self.shared
+        try:
+            record = self._stream_record(request)
+            at = record.created_at
+
+            def committed(added: TrackedResponse | None, error: BaseException | None) -> None:
+                if added is not None:
+                    note = BackgroundStatus(
+                        added.response_id, "queued", None, None, at, added.owner
+                    )
+                    publish(shared.bus, note)
+                    caller.reply(added)
+                elif isinstance(error, DuplicateResponse):
+                    self._answer(caller, lambda: self._track(request))
+                elif isinstance(error, _CALLER_ERRORS):
+                    caller.fail(error)
+                else:  # a bug: crash the actor with it, as a linked task would
+                    self.spawn(_reraise, error)
+
+            shared.store.add_nowait(record, committed)
+        except _CALLER_ERRORS as exc:
+            return caller.fail(exc)
+        return NoReply
+
+    def _stream_record(self, request: Track) -> TrackedResponse:
+        return TrackedResponse(
+            response_id=request.response_id,
+            status="queued",
+            model=request.model,
+            created_at=self._wall_clock(),
+            owner=request.owner,
+            mode="stream",
+            cursor=request.cursor,
+            request=registry_request(request.request),
+        )
+
     async def _track(self, request: Track) -> TrackedResponse:
         shared = self.shared
-        at = self._wall_clock()
         try:
-            record = await shared.store.add(
-                TrackedResponse(
-                    response_id=request.response_id,
-                    status="queued",
-                    model=request.model,
-                    created_at=at,
-                    owner=request.owner,
-                    mode="stream",
-                    cursor=request.cursor,
-                    request=registry_request(request.request),
-                )
-            )
+            record = await shared.store.add(self._stream_record(request))
         except DuplicateResponse:  # the session's worker restarted and tracks it again
             record = await shared.store.get(request.response_id)
             if not record.is_terminal:
@@ -470,7 +512,9 @@ class BackgroundPoller(Actor):
             if request.cursor is not None:
                 record = await shared.store.record_cursor(request.response_id, request.cursor)
             return record
-        note = BackgroundStatus(request.response_id, "queued", None, None, at, request.owner)
+        note = BackgroundStatus(
+            request.response_id, "queued", None, None, record.created_at, request.owner
+        )
         publish(shared.bus, note)
         return record
 
@@ -488,6 +532,11 @@ class BackgroundPoller(Actor):
             record = await shared.store.update(request.response_id, mode="poll")
             await self._ensure_polled(record, 0.0)
         return record
+
+
+async def _reraise(error: BaseException | None) -> None:
+    assert error is not None
+    raise error
 
 
 # ---------------------------------------------------------------------------------- embedding

@@ -17,8 +17,11 @@ class DurableTracker(Protocol):
     """What a durable session stream tells the background poller (contracts §4.1).
 
     `BackgroundHandle` implements it; tests use a small in-memory fake. The session calls
-    ``track_stream`` after a stream's first event (again after a worker restart if that call
-    never returned), ``note_cursor`` every `SessionDeps.cursor_every` events and at the end
+    ``track_stream`` when a stream's first event names its response, *before* publishing that
+    event or handing out the ticket (again after a worker restart if that call never returned):
+    it must return only once the response is durably recorded, and raise if it cannot be (the
+    session then cancels the response and fails the start with ``TrackingFailed``).
+    ``note_cursor`` every `SessionDeps.cursor_every` events and at the end
     (always a server sequence number, never one of the session's own events), and
     ``stream_finished`` once: with the terminal status, or with ``"in_progress"`` and no
     response to hand the response over to polling (resume kept failing, an `error` frame left

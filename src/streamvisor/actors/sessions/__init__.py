@@ -12,6 +12,7 @@ from ._errors import (
     StreamLost,
     StreamStopped,
     TooManyStreams,
+    TrackingFailed,
     UnknownStream,
 )
 from ._given_up import report_session_given_up
@@ -35,6 +36,7 @@ __all__ = [
     "StreamTicket",
     "StreamingSession",
     "TooManyStreams",
+    "TrackingFailed",
     "UnknownStream",
     "check_session_id",
     "open_session",

@@ -17,6 +17,7 @@ __all__ = [
     "StreamLost",
     "StreamStopped",
     "TooManyStreams",
+    "TrackingFailed",
     "UnknownStream",
 ]
 
@@ -98,3 +99,18 @@ class StreamLost(SessionError):
             "(only durable Responses streams are resumed)",
         )
         self.stream_id = stream_id
+
+
+class TrackingFailed(SessionError):
+    """A durable stream's response could not be recorded in the registry (the tracker failed or
+    timed out), so the stream was not started: the response was cancelled server-side (best
+    effort) and no event was published. ``__cause__`` is the tracker's error."""
+
+    def __init__(self, session_id: str, stream_id: str, response_id: str) -> None:
+        super().__init__(
+            session_id,
+            f"stream {stream_id}: response {response_id!r} could not be recorded in the "
+            "registry, so it cannot be durable: not started, cancelled server-side",
+        )
+        self.stream_id = stream_id
+        self.response_id = response_id

@@ -21,9 +21,12 @@ server-side) and publishes ``response.cancelled``. When the session is shut down
 streams are closed the same way and durable ones are handed over to polling, not cancelled.
 
 ``chat``/``respond`` return once the stream's first event is published (so the ticket names the
-response); subscribe to the topic before calling them to see every event. A durable create whose
-connection is lost before that first event cannot be resumed (its response id is unknown): the
-call raises the client's ``OutcomeUnknownError``.
+response); subscribe to the topic before calling them to see every event. A durable stream's first
+event is published, and its ticket handed out, only once its response is committed to the
+tracker's registry: a ticketed durable stream survives even a ``kill -9`` of the daemon. If the
+tracker cannot record it, the response is cancelled and the call raises `TrackingFailed`. A
+durable create whose connection is lost before that first event cannot be resumed (its response
+id is unknown): the call raises the client's ``OutcomeUnknownError``.
 
 Bound: a session runs at most `SessionDeps.max_streams` streams at once (8 by default); each holds
 one HTTP connection for its whole life.
@@ -59,7 +62,14 @@ from streamvisor.openai import (
 )
 from streamvisor.supervisor import Actor, Caller, ExitReason, NoReply
 
-from ._errors import InvalidSessionRequest, StreamLost, StreamStopped, TooManyStreams, UnknownStream
+from ._errors import (
+    InvalidSessionRequest,
+    StreamLost,
+    StreamStopped,
+    TooManyStreams,
+    TrackingFailed,
+    UnknownStream,
+)
 from ._requests import check_session_id, session_topic
 from ._values import (
     SessionDeps,
@@ -415,23 +425,24 @@ class StreamingSession(Actor):
                     rec.accumulator = events.accumulator
                     count = 0
                     async for event in events:
+                        if rec.response_id is None:
+                            rec.response_id = event.response_id or events.response_id
+                        if rec.response_id is not None and not rec.tracked:
+                            # Durable means durable: the response is committed to the registry
+                            # before its first event is published and its ticket handed out.
+                            await self._track(rec)
                         publish(topic, event)
                         seq = rec.cursor = event.sequence_number
                         progressed = True
-                        if rec.response_id is None:
-                            rec.response_id = event.response_id or events.response_id
-                            if rec.response_id is not None:
-                                self._started(stream)
-                                await self._track(rec)
-                            elif event.type != "error":  # (an `error` ends it: StreamError)
-                                raise _Broken(
-                                    StreamInterrupted(
-                                        "the first event of a durable stream named no response",
-                                        cursor=seq,
-                                    )
+                        if stream.starter is not None and rec.response_id is not None:
+                            self._started(stream)
+                        elif rec.response_id is None and event.type != "error":
+                            raise _Broken(  # (an `error` ends it with StreamError)
+                                StreamInterrupted(
+                                    "the first event of a durable stream named no response",
+                                    cursor=seq,
                                 )
-                        elif not rec.tracked:  # resumed by a restarted worker before tracking
-                            await self._track(rec)
+                            )
                         count += 1
                         if count % every == 0 and rec.response_id is not None:
                             note(rec.response_id, seq)
@@ -475,6 +486,12 @@ class StreamingSession(Actor):
         return None
 
     async def _track(self, rec: _Record) -> None:
+        """Record the response with the tracker; return once it is committed.
+
+        If that fails (or takes longer than ``call_timeout``) the stream cannot be durable: the
+        response is cancelled server-side (bounded), the tracker is told it ended, and
+        `_Broken` with `TrackingFailed` ends the stream -- the caller of ``respond`` gets the
+        error instead of a ticket, having seen no event."""
         tracker = self.deps.tracker
         assert tracker is not None
         assert rec.response_id is not None
@@ -488,13 +505,31 @@ class StreamingSession(Actor):
                     cursor=rec.cursor,
                 )
         except Exception as exc:  # includes trio.TooSlowError
-            # The stream goes on; only its durability across a daemon restart is at risk.
             log.warning(
                 "session.track_failed",
                 session=self.session_id,
                 response_id=rec.response_id,
                 error=repr(exc),
             )
+            status, response = "in_progress", None
+            with trio.move_on_after(self._cleanup, shield=True):
+                try:
+                    response = await self.deps.client.cancel_response(rec.response_id)
+                    status = str(response.get("status", "cancelled"))
+                except CancelRejected as rejected:  # it finished first
+                    status = rejected.status or status
+                except OpenAIError as cancel_error:
+                    log.warning(
+                        "session.cancel_failed",
+                        session=self.session_id,
+                        response_id=rec.response_id,
+                        error=repr(cancel_error),
+                    )
+            # In case the registry got it after all (a late commit): it is not followed.
+            await self._tracker_finished(rec, status, response)
+            error = TrackingFailed(self.session_id, rec.stream_id, rec.response_id)
+            error.__cause__ = exc
+            raise _Broken(error) from exc
         # Set only once the call returned: a worker killed during it re-tracks on restart.
         rec.tracked = True
 
