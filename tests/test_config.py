@@ -406,3 +406,16 @@ class TestSupervision:
             SupervisorSection(**overrides)  # type: ignore[arg-type]
         assert info.value.key == key
         assert detail in info.value.detail
+
+
+class TestRuntimeSection:
+    """``[runtime]``: the garbage collector's young-generation threshold."""
+
+    def test_the_default_is_ten_thousand(self) -> None:
+        assert Config().runtime.gc_threshold == 10_000
+
+    def test_the_environment_sets_it_and_a_negative_value_is_refused(self) -> None:
+        config = Config.load(None, environ={"STREAMVISOR_RUNTIME_GC_THRESHOLD": "0"})
+        assert config.runtime.gc_threshold == 0
+        with pytest.raises(ConfigError, match="gc_threshold"):
+            Config.load(None, environ={"STREAMVISOR_RUNTIME_GC_THRESHOLD": "-1"})

@@ -43,6 +43,7 @@ __all__ = [
     "LogSection",
     "MockAPISection",
     "OpenAISection",
+    "RuntimeSection",
     "SessionsSection",
     "SupervisorSection",
     "is_loopback",
@@ -429,6 +430,17 @@ class LogSection:
     level: str = _choice("info", "debug", "info", "warning", "error", "critical")
 
 
+@attrs.frozen
+class RuntimeSection:
+    """``[runtime]``: how the daemon's process runs."""
+
+    SECTION: ClassVar[str] = "runtime"
+
+    #: The garbage collector's young-generation threshold while the daemon runs (restored when
+    #: it stops); 0 leaves Python's setting alone.
+    gc_threshold: int = _int(10_000, low=0)
+
+
 #: The dynamic supervisors whose children get a restart budget of their own (``[supervisor]``).
 _LEVELS: Final = ("sessions", "agents", "pollers")
 
@@ -501,6 +513,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "gateway": GatewaySection,
     "log": LogSection,
     "supervisor": SupervisorSection,
+    "runtime": RuntimeSection,
 }
 
 
@@ -533,6 +546,9 @@ class Config:
     log: LogSection = attrs.field(factory=LogSection, validator=_instance_of(LogSection))
     supervisor: SupervisorSection = attrs.field(
         factory=SupervisorSection, validator=_instance_of(SupervisorSection)
+    )
+    runtime: RuntimeSection = attrs.field(
+        factory=RuntimeSection, validator=_instance_of(RuntimeSection)
     )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,10 @@ import trio
 from streamvisor import _handlers as handlers
 from streamvisor import _samples as samples
 from streamvisor.actors import BackgroundStatus, InvalidAgentConfig, SessionHandle
-from streamvisor.daemon import Daemon
+from streamvisor.daemon import Daemon, open_daemon
 from streamvisor.openai import StreamEvent
 from streamvisor.supervisor import AlreadyStarted
+from streamvisor.testing import daemon_config
 
 
 class TestTheTree:
@@ -119,3 +121,20 @@ class TestRunningActors:
         with pytest.raises(InvalidAgentConfig):
             await daemon.open_agent("a2", model="")
         assert (await daemon.status()).agents == 0
+
+
+class TestRuntime:
+    """``[runtime]``: what the daemon sets in its process, and gives back."""
+
+    async def test_the_gc_threshold_is_set_while_the_daemon_runs_and_restored_after(
+        self, tmp_path: Path
+    ) -> None:
+        before = gc.get_threshold()
+        async with open_daemon(daemon_config(tmp_path, runtime_gc_threshold=12_345)):
+            assert gc.get_threshold() == (12_345, *before[1:])
+        assert gc.get_threshold() == before
+
+    async def test_zero_leaves_the_collector_alone(self, tmp_path: Path) -> None:
+        before = gc.get_threshold()
+        async with open_daemon(daemon_config(tmp_path, runtime_gc_threshold=0)):
+            assert gc.get_threshold() == before
