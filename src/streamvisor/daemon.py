@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Final, Literal
 
@@ -53,6 +53,7 @@ from .actors import (
     FileActor,
     FilesHandle,
     InvalidAgentConfig,
+    RegistryView,
     SessionDeps,
     SessionHandle,
     Tool,
@@ -68,7 +69,6 @@ from .mockapi import MockAPIConfig, MockServer, serve
 from .openai import ClientSettings, OpenAIClient, RetryPolicy
 from .supervisor import (
     AlreadyStarted,
-    ChildCounts,
     ChildInfo,
     ChildSpec,
     DynamicSupervisor,
@@ -181,6 +181,7 @@ class Daemon:
     mockapi: MockServer | None
     _session_deps: SessionDeps
     _agent_defaults: Callable[..., Agent]
+    _registry_view: RegistryView
 
     def subscribe(
         self, pattern: str, *, buffer: int | None = None, overflow: Overflow | None = None
@@ -294,37 +295,27 @@ class Daemon:
     async def status(self) -> DaemonStatus:
         """What is running now (see `DaemonStatus`).
 
-        Its four questions go to four actors at once: under load each hop waits for a pass of
-        the scheduler, so asking them one after the other took four times as long (``python -m
-        bench durable``). The background count comes from the registry's memory, never from
-        disk. Raises what the calls raise (``CallTimeout``, ``ActorExited``, ``NoSuchActor``).
+        Read without a message to any actor: the supervisors' tables (``*_nowait``) and the
+        registry's memory (`RegistryView`), in this task. Under load every hop to an actor waits
+        for its turn in the scheduler; a health check must not (``python -m bench durable``).
+        Only while the background poller is restarting is it asked (waiting for the restart).
+        Raises ``NoSuchActor`` / ``ActorExited`` if a supervisor is not running.
         """
-        answers: dict[str, Any] = {}
-        failed: list[Exception] = []
-
-        async def ask(key: str, call: Callable[[], Awaitable[Any]]) -> None:
-            try:
-                answers[key] = await call()
-            except Exception as exc:  # raised below as is, not wrapped in a group
-                failed.append(exc)
-
-        sessions_ref, agents_ref = await self._supervisor(SESSIONS), await self._supervisor(AGENTS)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(ask, SESSIONS, sessions_ref.count_children)
-            nursery.start_soon(ask, AGENTS, agents_ref.count_children)
-            nursery.start_soon(ask, "children", self.root.which_children)
-            nursery.start_soon(ask, BACKGROUND, self.background.active)
-        if failed:
-            raise failed[0]
-        sessions: ChildCounts = answers[SESSIONS]
-        agents: ChildCounts = answers[AGENTS]
+        sessions = (await self._supervisor(SESSIONS)).count_children_nowait()
+        agents = (await self._supervisor(AGENTS)).count_children_nowait()
+        children = self.root.which_children_nowait()
+        active = self._registry_view.active_count()
+        if active is None:
+            active = len(await self.background.active())
+        else:
+            await trio.lowlevel.checkpoint()
         return DaemonStatus(
             base_url=self.client.settings.base_url,
             embedded=self.mockapi is not None,
-            children=tuple(answers["children"]),
+            children=tuple(children),
             sessions=sessions.active,
             agents=agents.active,
-            active_background=len(answers[BACKGROUND]),
+            active_background=active,
         )
 
 
@@ -415,6 +406,7 @@ async def open_daemon(
         def budget(level: str) -> RestartBudget:
             return RestartBudget(*levels.child_budget(level))
 
+        view = RegistryView()
         pollers_intensity, pollers_period = levels.level("pollers")
         sessions_intensity, sessions_period = levels.level("sessions")
         agents_intensity, agents_period = levels.level("agents")
@@ -429,6 +421,7 @@ async def open_daemon(
                     poller_intensity=pollers_intensity,
                     poller_period=pollers_period,
                     poller_budget=budget("pollers"),
+                    view=view,
                 ),
                 name=BACKGROUND,
             ),
@@ -478,5 +471,6 @@ async def open_daemon(
             mockapi=server,
             session_deps=deps,
             agent_defaults=make_agent,
+            registry_view=view,
         )
         log.info("daemon_stopping")

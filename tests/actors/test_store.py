@@ -39,6 +39,7 @@ from streamvisor.actors.background._store import (
     MIGRATIONS,
     SCHEMA_VERSION,
     RegistryStore,
+    RegistryView,
     registry_namespace,
 )
 
@@ -249,6 +250,23 @@ class TestRoundTrip:
             await store.add(rec("b", created_at=T0 + 1))
             assert [r.response_id for r in await store.active()] == ["a", "b", "c"]
             assert [r.response_id for r in await store.all()] == ["done", "a", "b", "c"]
+
+
+class TestRegistryView:
+    """`RegistryView`: the active count read from the open store's memory, without a message."""
+
+    async def test_it_counts_what_the_attached_store_holds_active(self) -> None:
+        view = RegistryView()
+        assert view.active_count() is None  # no poller's store yet
+        async with RegistryStore.open(":memory:") as store:
+            await store.add(rec("a"))
+            await store.add(rec("done", status="failed", terminal_at=T0))
+            await store.active()  # what the poller's init does: loads the memory
+            view.attach(store)
+            assert view.active_count() == 1
+            await store.add(rec("b"))
+            assert view.active_count() == 2
+        assert view.active_count() is None  # closed: ask the (restarting) poller instead
 
 
 class TestStatus:

@@ -7,6 +7,7 @@ import trio
 import trio.testing
 
 from streamvisor.supervisor import (
+    ActorExited,
     AlreadyPresent,
     AlreadyStarted,
     ChildCounts,
@@ -28,6 +29,7 @@ from streamvisor.supervisor import (
 )
 from streamvisor.testing import Crash, Crashable, Stall, Trace
 
+from .test_dynamic_supervisor import start_dynamic
 from .test_intensity import failing_restarts
 from .test_strategies import ref_of, workers
 
@@ -189,6 +191,28 @@ class TestDYN05to07Introspection:
             assert await sup.count_children() == ChildCounts(
                 specs=3, active=2, supervisors=1, workers=2
             )
+
+    async def test_DYN06_the_nowait_reads_agree_with_the_calls_and_need_a_live_supervisor(
+        self, trace: Trace
+    ) -> None:
+        """``which_children_nowait``/``count_children_nowait`` read the table in the caller's
+        task (no message): the same answer as the calls; ``ActorExited`` once it has exited."""
+        specs = [*workers(trace, ["a", "b"]), ChildSpec.supervisor("s", Supervisor)]
+        async with open_supervisor(specs) as sup:
+            await sup.terminate_child("a")
+            assert sup.count_children_nowait() == await sup.count_children()
+            assert sup.which_children_nowait() == await sup.which_children()
+        with pytest.raises(ActorExited):
+            sup.count_children_nowait()
+
+    async def test_DYN06_a_dynamic_supervisor_counts_without_a_message_too(
+        self, nursery: trio.Nursery, trace: Trace
+    ) -> None:
+        dyn = await start_dynamic(nursery, trace)
+        await dyn.start_child("x")
+        assert dyn.count_children_nowait() == await dyn.count_children()
+        assert dyn.count_children_nowait().active == 1
+        assert dyn.which_children_nowait() == await dyn.which_children()
 
     async def test_DYN07_get_childspec_returns_the_full_spec(self, trace: Trace) -> None:
         specs = workers(trace, ["a"])

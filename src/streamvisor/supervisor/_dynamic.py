@@ -136,6 +136,15 @@ class DynamicSupervisorRef(ActorRef):
     ) -> ChildCounts:
         return cast(ChildCounts, await self.call(_COUNT, timeout=timeout))
 
+    def which_children_nowait(self) -> list[ChildInfo]:
+        """`which_children` read in the caller's task, without a message (see
+        ``SupervisorRef.which_children_nowait``). Raises ``ActorExited`` if it has exited."""
+        return cast(DynamicSupervisor, self._live_actor())._which()
+
+    def count_children_nowait(self) -> ChildCounts:
+        """`count_children` without a message, as `which_children_nowait`."""
+        return cast(DynamicSupervisor, self._live_actor())._count()
+
 
 def _check_template(
     restart: object, shutdown: object, max_children: object, budget: object
@@ -272,6 +281,19 @@ class DynamicSupervisor(_Supervising[_Dyn]):
             return
         log.info("child_restarted", supervisor=self._ref.label, child=child.name)
 
+    def _which(self) -> list[ChildInfo]:
+        return [ChildInfo(None, c.ref, c.restarting, self.type) for c in self._children]
+
+    def _count(self) -> ChildCounts:
+        n = len(self._children)
+        sups = n if self.type is ChildType.SUPERVISOR else 0
+        return ChildCounts(
+            specs=n,
+            active=sum(c.ref is not None for c in self._children),
+            supervisors=sups,
+            workers=n - sups,
+        )
+
     async def handle_call(self, request: Any, caller: Caller) -> Any:
         try:
             if isinstance(request, _Start):
@@ -285,16 +307,9 @@ class DynamicSupervisor(_Supervising[_Dyn]):
                         return None
                 raise ChildNotFound(request.ref, "not a child")
             if request == _WHICH:
-                return [ChildInfo(None, c.ref, c.restarting, self.type) for c in self._children]
+                return self._which()
             if request == _COUNT:
-                n = len(self._children)
-                sups = n if self.type is ChildType.SUPERVISOR else 0
-                return ChildCounts(
-                    specs=n,
-                    active=sum(c.ref is not None for c in self._children),
-                    supervisors=sups,
-                    workers=n - sups,
-                )
+                return self._count()
         except ActorError as exc:
             caller._fail(exc)
             return NoReply

@@ -342,6 +342,13 @@ class ActorRef:
         assert self._reason is not None
         return self._reason
 
+    def _live_actor(self) -> Actor:
+        """The actor object, for a ref subclass's synchronous reads of its own actor's state.
+        Raises ``ActorExited`` once the actor has exited."""
+        if self._reason is not None:
+            raise ActorExited(self, self._reason)
+        return self._actor
+
     def statistics(self) -> MailboxStatistics:
         """The mailbox's current numbers."""
         stats = self._send.statistics()

@@ -248,6 +248,17 @@ class SupervisorRef(ActorRef):
     async def count_children(self, *, timeout: float | None = None) -> ChildCounts:  # noqa: ASYNC109  # DYN-06
         return cast(ChildCounts, await self.call(_COUNT, timeout=timeout))
 
+    def which_children_nowait(self) -> list[ChildInfo]:
+        """`which_children` read in the caller's task, without a message: a snapshot of the
+        supervisor's table (trio runs one task at a time, so it is never seen half-changed).
+        For answers that must not wait for the supervisor's turn (a health check under load).
+        Raises ``ActorExited`` if the supervisor has exited."""
+        return cast(Supervisor, self._live_actor())._which()
+
+    def count_children_nowait(self) -> ChildCounts:
+        """`count_children` without a message, as `which_children_nowait`."""
+        return cast(Supervisor, self._live_actor())._count()
+
     async def get_childspec(self, id: str, *, timeout: float | None = None) -> ChildSpec:  # noqa: ASYNC109  # DYN-07
         """The child's full spec. Raises ``ChildNotFound``."""
         return cast(ChildSpec, await self.call(_ById("get_childspec", id), timeout=timeout))
@@ -537,6 +548,18 @@ class Supervisor(_Supervising[_Child]):
 
     # -- requests ------------------------------------------------------------------------------
 
+    def _which(self) -> list[ChildInfo]:
+        return [ChildInfo(c.spec.id, c.ref, c.restarting, c.spec.type) for c in self._children]
+
+    def _count(self) -> ChildCounts:
+        workers = sum(c.spec.type is ChildType.WORKER for c in self._children)
+        return ChildCounts(
+            specs=len(self._children),
+            active=sum(c.ref is not None for c in self._children),
+            supervisors=len(self._children) - workers,
+            workers=workers,
+        )
+
     async def handle_call(self, request: Any, caller: Caller) -> Any:
         try:
             if isinstance(request, _StartChild):
@@ -544,17 +567,9 @@ class Supervisor(_Supervising[_Child]):
             if isinstance(request, _ById):
                 return await self._by_id(request.op, request.id)
             if request == _WHICH:
-                return [
-                    ChildInfo(c.spec.id, c.ref, c.restarting, c.spec.type) for c in self._children
-                ]
+                return self._which()
             if request == _COUNT:
-                workers = sum(c.spec.type is ChildType.WORKER for c in self._children)
-                return ChildCounts(
-                    specs=len(self._children),
-                    active=sum(c.ref is not None for c in self._children),
-                    supervisors=len(self._children) - workers,
-                    workers=workers,
-                )
+                return self._count()
         except (ActorError, ValueError) as exc:
             caller._fail(exc)
             return NoReply

@@ -22,7 +22,7 @@ from ._poller import (
     open_background_poller,
 )
 from ._records import TrackedResponse
-from ._store import RegistryStore, registry_namespace
+from ._store import RegistryStore, RegistryView, registry_namespace
 from ._tracker import DurableTracker
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "NotRegistered",
     "PollingStopped",
     "RegistryStore",
+    "RegistryView",
     "ResponseGone",
     "StoreError",
     "TrackedResponse",

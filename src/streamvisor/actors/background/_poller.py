@@ -83,7 +83,7 @@ from ._messages import (
 from ._pollers import ResponsePoller, Shared, mark_gone, observe, publish
 from ._records import RESPONSE_STATUSES, TERMINAL_STATUSES, TrackedResponse
 from ._status import BackgroundStatus, PollingStopped, poll_delay
-from ._store import RegistryStore, registry_namespace
+from ._store import RegistryStore, RegistryView, registry_namespace
 
 __all__ = [
     "BackgroundHandle",
@@ -125,6 +125,8 @@ class BackgroundPoller(Actor):
             it). None: only ``poller_intensity`` applies.
         cursor_flush: Seconds durable-stream cursors (``note_cursor``) are batched before being
             written.
+        view: Where this poller's open store is shown to readers that must not wait for it
+            (`RegistryView`, ``Daemon.status()``).
 
     ``init`` raises the store's errors (``CorruptStore``, ``UnsupportedSchema``, ``StoreError``,
     ``OSError``) when the registry cannot be opened: the start fails, nothing else runs.
@@ -145,6 +147,7 @@ class BackgroundPoller(Actor):
         poller_period: float = 60.0,
         poller_budget: RestartBudget | None = None,
         cursor_flush: float = 0.25,
+        view: RegistryView | None = None,
     ) -> None:
         self._client = client
         self._bus = bus
@@ -164,6 +167,7 @@ class BackgroundPoller(Actor):
         self._stopping = False
         self._cursors: dict[str, int] = {}
         self._cursors_dirty = trio.Event()
+        self._view = view
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -189,6 +193,8 @@ class BackgroundPoller(Actor):
             wall_clock=self._wall_clock,
             random=self._random,
         )
+        if self._view is not None:
+            self._view.attach(store)
         self._adopt = [record.response_id for record in adopted]
         if adopted:
             log.info("background.adopting", count=len(adopted), path=self._path)

@@ -84,7 +84,14 @@ from ._records import (
     _time,
 )
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "RegistryStore", "registry_namespace"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "RegistryStore",
+    "RegistryView",
+    "registry_namespace",
+]
 
 _log = structlog.get_logger("streamvisor.registry")
 _T = TypeVar("_T")
@@ -904,6 +911,35 @@ class RegistryStore:
         if removed:
             _log.debug("registry.purged", count=len(removed))
         return removed
+
+
+class RegistryView:
+    """A read-only window on the registry of whichever background poller runs now, for answers
+    that must not wait for the poller's turn (``Daemon.status()``, ``/health``).
+
+    The daemon creates one and hands it to every `BackgroundPoller` it starts; a poller attaches
+    its store once open. Reads come from the store's memory, in the caller's task.
+    """
+
+    __slots__ = ("_store",)
+
+    def __init__(self) -> None:
+        self._store: RegistryStore | None = None
+
+    def attach(self, store: RegistryStore) -> None:
+        """The store of the poller that just started (replacing a restarted one's)."""
+        self._store = store
+
+    def active_count(self) -> int | None:
+        """How many tracked responses are not terminal; None while no poller's store is open
+        (the poller is starting or restarting: ask it instead)."""
+        store = self._store
+        if store is None:
+            return None
+        try:
+            return len(store.active_nowait())
+        except (StoreClosed, RuntimeError):
+            return None
 
 
 def _inserter(record: TrackedResponse) -> Callable[[_Tx], TrackedResponse]:
