@@ -56,6 +56,7 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
+from bench import durable
 from bench._common import Row, Table, at_most, call_in_subprocess, rss_bytes
 from bench._loadserver import LoadServer, open_load_server, read_stamp
 
@@ -642,6 +643,8 @@ def main(*, smoke: bool = False) -> Table:
         results = _main_rows(table, server, sizes)
     _pool_rows(table, sizes)
     _notes(table, sizes, results)
+    # The registry's rows (issue 7): durable tracking under 1,000 streams, in their own module.
+    durable.add_rows(table, smoke=smoke)
     return table
 
 

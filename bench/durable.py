@@ -277,9 +277,15 @@ def _describe(table: Table, name: str, r: dict[str, Any]) -> None:
 
 
 def main(*, smoke: bool = False) -> Table:
-    """Run the durable-tracking rows and return the table (printed as it goes)."""
-    sizes = Sizes.smoke() if smoke else Sizes.full()
+    """Run the durable-tracking rows alone (``python -m bench durable``) and return the table."""
     table = Table.for_run("durable", smoke=smoke)
+    add_rows(table, smoke=smoke)
+    return table
+
+
+def add_rows(table: Table, *, smoke: bool = False) -> None:
+    """Run the durable-tracking rows into ``table`` (the daemon bench's, or their own)."""
+    sizes = Sizes.smoke() if smoke else Sizes.full()
     table.note(
         f"{sizes.streams:,} concurrent durable Responses streams (1 per session, started over "
         f"{sizes.ramp:g} s, {_EVENTS} events, one per {_SPREAD * sizes.pace_ms:g} ms, the "
@@ -324,4 +330,3 @@ def main(*, smoke: bool = False) -> Table:
     for name, r in results.items():
         if r["error_count"] or r["finished"] < r["streams"]:
             table.note(f"WARNING: {name}: not every stream completed (see its lines above)")
-    return table

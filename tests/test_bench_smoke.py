@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from bench.__main__ import MODULES, _load
+from bench.__main__ import ALONE, MODULES, _load
 from bench._common import call_in_subprocess, cpu_seconds, rss_bytes, start_pinned
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESENT = [name for name in MODULES if (ROOT / "bench" / f"{name}.py").exists()]
+PRESENT = [name for name in (*MODULES, *ALONE) if (ROOT / "bench" / f"{name}.py").exists()]
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
