@@ -45,6 +45,7 @@ import trio
 
 from ._logging import configure_logging
 from .actors import (
+    EMBEDDED_NAMESPACE,
     TOPIC_PATTERN,
     Agent,
     AgentHandle,
@@ -422,6 +423,7 @@ async def open_daemon(
                     poller_period=pollers_period,
                     poller_budget=budget("pollers"),
                     view=view,
+                    namespace=None if server is None else EMBEDDED_NAMESPACE,
                 ),
                 name=BACKGROUND,
             ),

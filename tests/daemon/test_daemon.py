@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ import trio
 
 from streamvisor import _handlers as handlers
 from streamvisor import _samples as samples
-from streamvisor.actors import BackgroundStatus, InvalidAgentConfig, SessionHandle
+from streamvisor.actors import (
+    EMBEDDED_NAMESPACE,
+    BackgroundStatus,
+    InvalidAgentConfig,
+    RegistryStore,
+    SessionHandle,
+    TrackedResponse,
+)
 from streamvisor.daemon import Daemon, open_daemon
 from streamvisor.openai import StreamEvent
 from streamvisor.supervisor import AlreadyStarted
@@ -138,3 +146,32 @@ class TestRuntime:
         before = gc.get_threshold()
         async with open_daemon(daemon_config(tmp_path, runtime_gc_threshold=0)):
             assert gc.get_threshold() == before
+
+
+class TestEmbeddedRegistry:
+    """The embedded server's records live under one namespace whatever port it got."""
+
+    async def test_what_an_earlier_embedded_server_left_is_adopted_found_gone_and_closed(
+        self, tmp_path: Path
+    ) -> None:
+        registry = tmp_path / "registry.sqlite3"
+        async with RegistryStore.open(str(registry), namespace=EMBEDDED_NAMESPACE) as store:
+            await store.add(
+                TrackedResponse(
+                    response_id="resp_left_by_an_earlier_run",
+                    status="in_progress",
+                    model="gpt-4o-mini",
+                    created_at=time.time(),
+                )
+            )
+        config = daemon_config(tmp_path, background_registry_path=registry)
+        async with open_daemon(config) as daemon:
+            with trio.fail_after(10):
+                while True:
+                    record = await daemon.background.get("resp_left_by_an_earlier_run")
+                    if record.is_terminal:
+                        break
+                    await trio.sleep(0.02)
+            assert record.status == "failed"
+            assert (record.last_error or "").startswith("response_gone")
+            assert (await daemon.status()).active_background == 0

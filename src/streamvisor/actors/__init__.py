@@ -36,6 +36,7 @@ from .agents import (
     start_agent,
 )
 from .background import (
+    EMBEDDED_NAMESPACE,
     BackgroundError,
     BackgroundHandle,
     BackgroundPoller,
@@ -121,6 +122,7 @@ from .sessions import (
 )
 
 __all__ = [
+    "EMBEDDED_NAMESPACE",
     "GIVEN_UP_CODE",
     "NAME_PATTERN",
     "TOPIC_PATTERN",

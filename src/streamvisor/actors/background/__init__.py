@@ -22,10 +22,11 @@ from ._poller import (
     open_background_poller,
 )
 from ._records import TrackedResponse
-from ._store import RegistryStore, RegistryView, registry_namespace
+from ._store import EMBEDDED_NAMESPACE, RegistryStore, RegistryView, registry_namespace
 from ._tracker import DurableTracker
 
 __all__ = [
+    "EMBEDDED_NAMESPACE",
     "BackgroundError",
     "BackgroundHandle",
     "BackgroundPoller",

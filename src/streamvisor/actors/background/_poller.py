@@ -127,6 +127,9 @@ class BackgroundPoller(Actor):
             written.
         view: Where this poller's open store is shown to readers that must not wait for it
             (`RegistryView`, ``Daemon.status()``).
+        namespace: Whose records this poller sees in the registry (default: the client's base
+            URL, `registry_namespace`; the daemon passes `EMBEDDED_NAMESPACE` for its embedded
+            server).
 
     ``init`` raises the store's errors (``CorruptStore``, ``UnsupportedSchema``, ``StoreError``,
     ``OSError``) when the registry cannot be opened: the start fails, nothing else runs.
@@ -148,6 +151,7 @@ class BackgroundPoller(Actor):
         poller_budget: RestartBudget | None = None,
         cursor_flush: float = 0.25,
         view: RegistryView | None = None,
+        namespace: str | None = None,
     ) -> None:
         self._client = client
         self._bus = bus
@@ -168,14 +172,16 @@ class BackgroundPoller(Actor):
         self._cursors: dict[str, int] = {}
         self._cursors_dirty = trio.Event()
         self._view = view
+        self._namespace = (
+            namespace if namespace is not None else registry_namespace(client.settings.base_url)
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def init(self) -> None:
         try:
-            namespace = registry_namespace(self._client.settings.base_url)
             store = await self._stack.enter_async_context(
-                RegistryStore.open(self._path, namespace=namespace)
+                RegistryStore.open(self._path, namespace=self._namespace)
             )
             adopted = await store.active()
             for record in adopted:

@@ -85,6 +85,7 @@ from ._records import (
 )
 
 __all__ = [
+    "EMBEDDED_NAMESPACE",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "Migration",
@@ -118,6 +119,13 @@ def registry_namespace(base_url: str) -> str:
     if port is not None and (scheme, port) not in {("http", 80), ("https", 443)}:
         host = f"{host}:{port}"
     return f"{scheme}://{host}{parts.path.rstrip('/')}"
+
+
+#: The namespace of the embedded server's records, whatever port it got: its ids are random (never
+#: reused), and a restarted daemon adopts what an earlier embedded server left, finds it gone
+#: (404), records it failed and purges it after ``terminal_ttl`` -- instead of leaving it under a
+#: namespace (a random port) that no daemon would ever open again.
+EMBEDDED_NAMESPACE: Final = "embedded"
 
 
 # ----------------------------------------------------------------------------------- schema
