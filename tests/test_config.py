@@ -419,3 +419,9 @@ class TestRuntimeSection:
         assert config.runtime.gc_threshold == 0
         with pytest.raises(ConfigError, match="gc_threshold"):
             Config.load(None, environ={"STREAMVISOR_RUNTIME_GC_THRESHOLD": "-1"})
+
+
+def test_a_base_url_with_a_trailing_newline_is_refused() -> None:
+    """Matched in full: ``$`` would have let ``"...\\n"`` through."""
+    with pytest.raises(ConfigError, match="base_url"):
+        Config.load(None, environ={"OPENAI_BASE_URL": "http://127.0.0.1:1/v1\n"})

@@ -210,14 +210,14 @@ def _cross_check(section: object, key: str, ok: bool, detail: str) -> None:
         raise ConfigError(detail, key=f"{_section_of(section)}.{key}", value=getattr(section, key))
 
 
-_URL: Final = re.compile(r"^https?://[^\s/?#]+[^\s?#]*$")
+_URL: Final = re.compile(r"https?://[^\s/?#]+[^\s?#]*")
 
 
 def _url(default: str) -> Any:
     return _setting(
         default,
         "str",
-        lambda v: isinstance(v, str) and bool(_URL.match(v)),
+        lambda v: isinstance(v, str) and _URL.fullmatch(v) is not None,
         "an http:// or https:// URL, e.g. https://api.openai.com/v1",
         converter=lambda v: v.rstrip("/") if isinstance(v, str) else v,
     )
@@ -678,7 +678,7 @@ def _set_from_env(
     sources[dotted] = source
 
 
-_SIZE: Final = re.compile(r"^\s*(\d+)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE: Final = re.compile(r"\s*(\d+)\s*([KMG]i?B|B)?\s*", re.IGNORECASE)
 _UNITS: Final = {
     "b": 1,
     "kb": 1000,
@@ -708,7 +708,7 @@ def _coerce(
         )
 
     if kind == "size" and isinstance(value, str):
-        match = _SIZE.match(value)
+        match = _SIZE.fullmatch(value)
         if match is None:
             raise fail()
         return int(match[1]) * _UNITS[(match[2] or "b").lower()]
