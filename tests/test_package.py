@@ -81,3 +81,27 @@ def test_the_recordings_are_inside_the_repository() -> None:
     recorded = _ROOT / "tests" / "fixtures" / "recorded"
     assert (recorded / "SOURCES.md").is_file()
     assert len(list(recorded.glob("*.sse"))) >= 13
+
+
+#: Each layer's one root: every exception a layer exports descends from it (``StopActor`` is the
+#: runtime's way for a callback to stop its actor, not an error).
+_ROOTS = {
+    streamvisor.supervisor: (streamvisor.supervisor.ActorError,),
+    streamvisor.openai: (streamvisor.openai.OpenAIError,),
+    streamvisor.actors: (streamvisor.actors.ActorsLayerError,),
+    streamvisor.gateway: (streamvisor.gateway.GatewayError,),
+    streamvisor.mockapi: (streamvisor.mockapi.MockAPIError,),
+}
+
+
+@pytest.mark.parametrize("module", list(_ROOTS), ids=lambda m: m.__name__)
+def test_every_exported_exception_descends_from_its_layers_root(module: types.ModuleType) -> None:
+    exported = [getattr(module, name) for name in module.__all__]  # type: ignore[attr-defined]
+    errors = [e for e in exported if isinstance(e, type) and issubclass(e, BaseException)]
+    assert errors
+    strays = [
+        e.__name__
+        for e in errors
+        if not issubclass(e, _ROOTS[module]) and e is not streamvisor.supervisor.StopActor
+    ]
+    assert strays == []

@@ -6,7 +6,7 @@ buffer overflows according to its `Overflow` policy, and it is told so in-band.
 
 Errors raised by this module::
 
-    BusError                        root of every event-bus error
+    BusError(ActorError)            root of every event-bus error (under the runtime's root)
     ├── InvalidPattern(ValueError)  a malformed subscription pattern (.pattern, .reason)
     ├── InvalidTopic(ValueError)    a malformed topic to publish on (.topic, .reason)
     ├── BusClosed(RuntimeError)     subscribing to a bus that was closed
@@ -46,6 +46,8 @@ import structlog
 import trio
 from trio.lowlevel import enable_ki_protection
 
+from ._errors import ActorError
+
 __all__ = [
     "BusClosed",
     "BusError",
@@ -74,7 +76,7 @@ _ITER_BUDGET = 64
 # Errors
 
 
-class BusError(Exception):
+class BusError(ActorError):
     """Root of every error raised by the event bus."""
 
 

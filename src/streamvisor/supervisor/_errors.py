@@ -1,7 +1,7 @@
 """The runtime's exceptions.
 
-The tree (``ActorError`` is the root of everything a running actor system raises; spec and flag
-errors subclass ``ValueError`` because they are bad arguments, caught at construction)::
+The tree (``ActorError`` is the root of everything the runtime raises; spec, flag and timeout
+errors also subclass ``ValueError`` because they are bad arguments, caught at construction)::
 
     ActorError(Exception)
     ├── CallTimeout(ActorError, TimeoutError)       no reply within the call's timeout
@@ -11,15 +11,19 @@ errors subclass ``ValueError`` because they are bad arguments, caught at constru
     ├── CallingSelf(ActorError, RuntimeError)       an actor called itself (would deadlock)
     ├── InvalidTimeout(ActorError, ValueError)      a call's timeout is NaN or negative
     ├── StartChildError(ActorError)                 a child's init failed (.child_id, __cause__)
-    └── SupervisorError(ActorError)                 a dynamic-children request was refused
-        ├── ChildNotFound(SupervisorError, LookupError)
-        ├── ChildRunning(SupervisorError)
-        ├── ChildRestarting(SupervisorError)
-        ├── AlreadyPresent(SupervisorError)
-        └── MaxChildren(SupervisorError)
-    InvalidChildSpec(ValueError)                    a child spec rejected at construction
-    └── DuplicateChildId(InvalidChildSpec)          two specs share an id
-    InvalidSupervisorFlags(ValueError)              strategy/intensity/period/auto_shutdown rejected
+    ├── SupervisorError(ActorError)                 a dynamic-children request was refused
+    │   ├── ChildNotFound(SupervisorError, LookupError)
+    │   ├── ChildRunning(SupervisorError)
+    │   ├── ChildRestarting(SupervisorError)
+    │   ├── AlreadyPresent(SupervisorError)
+    │   └── MaxChildren(SupervisorError)
+    ├── InvalidChildSpec(ActorError, ValueError)    a child spec rejected at construction
+    │   └── DuplicateChildId(InvalidChildSpec)      two specs share an id
+    ├── InvalidSupervisorFlags(ActorError, ValueError)   strategy/intensity/... rejected
+    └── BusError (``_bus.py``)                      the event bus: InvalidPattern, InvalidTopic,
+                                                    BusClosed, SubscriberOverflow
+
+``StopActor`` is not an error but a callback's way to stop its actor (``_ref.py``).
 """
 
 from __future__ import annotations
@@ -139,7 +143,7 @@ class MaxChildren(SupervisorError):
     """The dynamic supervisor already runs ``max_children`` children."""
 
 
-class InvalidChildSpec(ValueError):
+class InvalidChildSpec(ActorError, ValueError):
     """A child spec was rejected at construction (OTP ``check_childspecs``)."""
 
 
@@ -147,5 +151,5 @@ class DuplicateChildId(InvalidChildSpec):
     """Two child specs of one supervisor share an id (OTP ``duplicate_child_name``)."""
 
 
-class InvalidSupervisorFlags(ValueError):
+class InvalidSupervisorFlags(ActorError, ValueError):
     """Supervisor flags were rejected (OTP: the supervisor fails to start)."""
