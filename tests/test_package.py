@@ -65,8 +65,8 @@ _ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("folder", ["src", "tests", "bench"])
 def test_nothing_reads_outside_the_repository(folder: str) -> None:
-    """A clone alone passes `make test`: no code reaches for a sibling of the repository (the
-    recordings live in tests/fixtures/recorded/, not ../shared)."""
+    """A clone alone passes `make test`: no code reaches for a sibling folder of the repository
+    (the recordings live in tests/fixtures/recorded/)."""
     sibling = re.compile(r"""\.\./shared|["']shared["']\s*/|parents\[[2-9]\]""")
     offenders = [
         f"{path.relative_to(_ROOT)}:{number}: {line.strip()}"
