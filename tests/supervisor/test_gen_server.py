@@ -445,3 +445,23 @@ class TestMailboxThroughput:
             await done.wait()
         assert handled == list(range(640))
         assert 5 <= len(set(passes_seen)) <= 40
+
+    async def test_a_kill_stops_a_batch_between_two_messages(self, nursery: trio.Nursery) -> None:
+        """A kill is honoured before the next queued message, as at ``receive``: a killed actor
+        handles nothing more, even with a burst still queued."""
+        handled: list[int] = []
+
+        class Victim(Actor):
+            mailbox_size = 1024
+
+            async def handle_cast(self, message: Any) -> None:
+                handled.append(message)
+                if message == 3:
+                    self.ref.kill()
+
+        ref = await start_actor(nursery, Victim())
+        for i in range(200):
+            ref.cast(i)
+        reason = await ref.wait()
+        assert reason.kind == "killed"
+        assert handled == [0, 1, 2, 3]

@@ -15,6 +15,7 @@ import structlog
 import trio
 from trio.lowlevel import current_task
 
+from ._bus import COOPERATIVE_BUDGET
 from ._errors import ActorExited
 from ._reason import KILLED, NOPROC, SHUTDOWN, Exit, ExitReason
 from ._ref import (
@@ -156,12 +157,12 @@ async def _spawned(
 
 
 _UPGRADE: Any = object()
-#: Messages an actor handles from its mailbox between two checkpoints of its own. ``receive``
-#: yields to the scheduler on every call, so without a budget a busy actor serves one message per
-#: pass of the scheduler: under 1,000 durable streams the background poller's mailbox (3 messages
-#: per stream) fell seconds behind and ``status()`` with it (``python -m bench durable``). Its
-#: handlers still checkpoint whenever they await; the bus's subscribers use the same budget.
-_MAILBOX_BUDGET = 64
+# Messages an actor handles from its mailbox between two checkpoints of its own (the bus's
+# subscribers take the same budget). ``receive`` yields to the scheduler on every call, so without
+# a budget a busy actor serves one message per pass of the scheduler: under 1,000 durable streams
+# the background poller's mailbox (3 messages per stream) fell seconds behind and ``status()``
+# with it (``python -m bench durable``). Its handlers still checkpoint whenever they await.
+_MAILBOX_BUDGET = COOPERATIVE_BUDGET
 
 
 async def _serve(actor: Actor, ref: ActorRef, receive: trio.MemoryReceiveChannel[_Item]) -> Any:
@@ -169,11 +170,16 @@ async def _serve(actor: Actor, ref: ActorRef, receive: trio.MemoryReceiveChannel
     if ref._pending is not None and ref._nursery is None:
         return _UPGRADE
     recv, recv_nowait = receive.receive, receive.receive_nowait
+    # Raises Cancelled at once if the actor was killed (or a spawned task crashed, or its owner is
+    # stopping it) and does not yield otherwise: a kill is honoured between two messages of a
+    # batch as it is at ``recv``.
+    if_cancelled = trio.lowlevel.checkpoint_if_cancelled
     served = 0
     try:
         while True:
             try:
                 if served < _MAILBOX_BUDGET:
+                    await if_cancelled()
                     try:
                         tag, payload, extra = recv_nowait()
                         served += 1

@@ -69,7 +69,7 @@ log = structlog.get_logger("streamvisor.supervisor")
 #: Topics resolved to subscriber tuples, at most this many; past it the cache starts over.
 _CACHE_LIMIT = 4096
 #: Items `async for` may take from an already filled buffer before it yields to the scheduler.
-_ITER_BUDGET = 64
+COOPERATIVE_BUDGET = 64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,7 +486,7 @@ class Subscription(Generic[T]):
 
         A publisher hands a whole network read to the bus at once; a subscriber that yielded to
         the scheduler after every item would take one item per scheduling pass and, among a
-        thousand busy tasks, fall ever further behind. So iteration takes up to `_ITER_BUDGET`
+        thousand busy tasks, fall ever further behind. So iteration takes up to `COOPERATIVE_BUDGET`
         already buffered items without yielding (like tokio's cooperative budget), then
         checkpoints as `receive` does; it always checkpoints when it has to wait. Cancellation is
         therefore noticed within that many items.
@@ -501,7 +501,7 @@ class Subscription(Generic[T]):
             else:
                 self._budget -= 1
                 return value
-        self._budget = _ITER_BUDGET
+        self._budget = COOPERATIVE_BUDGET
         try:
             return await self.receive()
         except trio.EndOfChannel:
