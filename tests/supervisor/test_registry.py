@@ -19,6 +19,7 @@ import trio.testing
 from streamvisor.supervisor import (
     Actor,
     ActorExited,
+    ActorRef,
     Caller,
     ChildSpec,
     InvalidTimeout,
@@ -234,3 +235,34 @@ class TestCallTimeouts:
             await registry.ref("r").call("x", timeout=seconds)
         assert trace.events == []
         assert await ref.call("y", timeout=0.5) == "ok"
+
+
+class TestRetryOnAStoppingActor:
+    async def test_retry_on_exit_waits_for_a_stopping_actor_instead_of_spinning(
+        self, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, trace: Trace
+    ) -> None:
+        """An actor that is stopping refuses calls but holds its name until ``terminate`` ends:
+        the retry waits for that, then finds nobody (no restart) instead of calling again and
+        again."""
+        registry = Registry()
+        ref = await start_actor(
+            nursery, Crashable("slow", trace, stall_terminate=3), name="slow", registry=registry
+        )
+        attempts = 0
+        call = ActorRef.call
+
+        async def counted(self: ActorRef, request: object, timeout: float | None = 5.0) -> Any:  # noqa: ASYNC109
+            nonlocal attempts
+            attempts += 1
+            return await call(self, request, timeout)
+
+        nursery.start_soon(ref.stop)
+        await trio.testing.wait_all_tasks_blocked()
+        ActorRef.call = counted  # type: ignore[method-assign]
+        try:
+            with pytest.raises(NoSuchActor):
+                await registry.ref("slow").call("ping", timeout=10, retry_on_exit=True)
+        finally:
+            ActorRef.call = call  # type: ignore[method-assign]
+        assert attempts == 1
+        assert trio.current_time() == pytest.approx(3)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._errors import ActorExited, AlreadyStarted, InvalidTimeout, NoSuchActor
+from ._errors import ActorExited, AlreadyStarted, CallTimeout, InvalidTimeout, NoSuchActor
 from ._ref import _valid_timeout
 
 if TYPE_CHECKING:
@@ -159,7 +159,8 @@ class NamedRef:
         """``ActorRef.call`` on whoever holds the name.
 
         ``retry_on_exit=True`` (for requests that are safe to repeat) sends the request again to
-        the restarted actor when the one called exits during the call, within the same timeout.
+        the restarted actor when the one called exits during the call, within the same timeout
+        (once the exiting one has freed the name; ``NoSuchActor`` if nobody takes it over).
 
         Raises ``NoSuchActor`` (nobody holds the name, see ``restart_wait``), ``CallTimeout``
         (no reply within ``timeout``), ``InvalidTimeout`` (NaN or negative), ``ActorExited``
@@ -179,6 +180,12 @@ class NamedRef:
             except ActorExited:
                 if not retry_on_exit:
                     raise
+                # A stopping actor refuses calls while it still holds the name: wait until it has
+                # exited and freed it (within the call's time) before looking for a successor.
+                with trio.move_on_after(max(0.0, deadline - trio.current_time())):
+                    await ref.wait()
+                if ref.alive:
+                    raise CallTimeout(ref, math.inf if timeout is None else timeout) from None
 
     def cast(self, message: object) -> None:
         """``ActorRef.cast`` to whoever holds the name; dropped if nobody does (OTP GS-04)."""
