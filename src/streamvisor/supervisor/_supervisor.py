@@ -484,6 +484,13 @@ class Supervisor(_Supervising[_Child]):
             )
         return False
 
+    def _resume_pending_group(self) -> None:
+        """A child whose restart was pending left the group: retry the next pending member."""
+        for other in self._children:
+            if other.restarting:
+                self._ref.send(_TryAgain(other))
+                return
+
     def _budget_of(self, child: _Child) -> RestartBudget | None:
         return child.spec.restart_budget
 
@@ -492,10 +499,8 @@ class Supervisor(_Supervising[_Child]):
         spec = child.spec
         self._children.remove(child)
         self._notify_give_up(child, spec.id, spec.name, ())
-        for other in self._children:  # a group restart that waited on it goes on without it
-            if other.restarting:
-                self._ref.send(_TryAgain(other))
-                break
+        if child.restarting:  # a group restart that waited on it goes on without it
+            self._resume_pending_group()
         if spec.significant and self._auto_shutdown_due():  # AS-02: it is not restarted
             log.info("auto_shutdown", supervisor=self._ref.label, child=spec.id)
             await self._give_up()
@@ -607,10 +612,7 @@ class Supervisor(_Supervising[_Child]):
                 self._children.remove(child)
             if was_restarting:
                 # Its group's other pending members would otherwise wait for a retry forever.
-                for other in self._children:
-                    if other.restarting:
-                        self._ref.send(_TryAgain(other))
-                        break
+                self._resume_pending_group()
             return None
         if child.ref is not None:
             raise ChildRunning(id, "running")
