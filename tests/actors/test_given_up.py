@@ -43,7 +43,9 @@ class TestSessionGivenUp:
         chat = _Record("stream-2", "chat", "gpt-4o", {}, False, "chatcmpl_2", cursor=3)
         unseen = _Record("stream-3", "responses", "gpt-4o", {}, True, None, cursor=None)
         ended = _Record("stream-4", "responses", "gpt-4o", {}, True, "resp_4", 5, "error")
-        for record in (durable, chat, unseen, ended):
+        # Tracked (committed), its first event not yet published when the worker died.
+        tracked = _Record("stream-5", "responses", "gpt-4o", {}, True, "resp_5", cursor=None)
+        for record in (durable, chat, unseen, ended, tracked):
             state.streams[record.stream_id] = record
         notice = given_up(session_factory("s1", deps, state), name="session.s1")
 
@@ -69,8 +71,9 @@ class TestSessionGivenUp:
             )
         assert events[0].data["handed_over_to_polling"] is True
         assert "handed_over_to_polling" not in events[1].data
-        # The durable response is handed over to polling; nothing else is.
-        assert tracker.finished == [("resp_1", "abandoned", None)]
+        # The durable responses still running are handed over to polling, even one no subscriber
+        # saw start; nothing else is.
+        assert tracker.finished == [("resp_1", "abandoned", None), ("resp_5", "abandoned", None)]
         assert (durable.ended, chat.ended) == ("error", "error")
 
     async def test_a_child_that_is_not_a_session_is_only_logged(self) -> None:

@@ -39,9 +39,15 @@ def report_session_given_up(given: GivenUp) -> None:
     assert isinstance(state, SessionState)
     topic = session_topic(session_id)
     for record in list(state.streams.values()):
-        if record.cursor is None or record.ended is not None:
-            continue  # no subscriber saw it start, or it already got its terminal event
+        if record.ended is not None:
+            continue  # it already got its terminal event
         handed_over = record.durable and record.response_id is not None and not record.terminal
+        if handed_over and deps.tracker is not None and record.response_id is not None:
+            # Even one whose first event was never published: tracked (committed) before it,
+            # its response runs server-side and must be followed by someone.
+            deps.tracker.stream_abandoned(record.response_id)
+        if record.cursor is None:
+            continue  # no subscriber saw it start: no event to end
         event = given_up_event(
             given,
             sequence_number=record.cursor + 1,
@@ -52,8 +58,6 @@ def report_session_given_up(given: GivenUp) -> None:
         )
         deps.bus.publish(topic, event)
         record.ended = event.type
-        if handed_over and deps.tracker is not None and record.response_id is not None:
-            deps.tracker.stream_abandoned(record.response_id)
     deps.bus.publish(topic, given_up_event(given, session_id=session_id))
     log.error(
         "session.given_up",
