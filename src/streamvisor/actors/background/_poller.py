@@ -473,28 +473,25 @@ class BackgroundPoller(Actor):
     def _track_nowait(self, request: Track, caller: Caller) -> Any:
         """The common case of a track, on the hot path of every durable stream's ticket: the
         record is added and the caller answered straight from the commit (`add_nowait`), with
-        no task in between. A duplicate (a restarted session worker tracks again) takes the
-        slow path (`_track`)."""
+        no task in between. A duplicate (a restarted session worker tracks again) updates the
+        record it finds (`_track_again`)."""
         shared = self.shared
         try:
-            record = self._stream_record(request)
-            at = record.created_at
 
             def committed(added: TrackedResponse | None, error: BaseException | None) -> None:
                 if added is not None:
-                    note = BackgroundStatus(
-                        added.response_id, "queued", None, None, at, added.owner
-                    )
-                    publish(shared.bus, note)
+                    publish(shared.bus, _queued(added))
                     caller.reply(added)
-                elif isinstance(error, DuplicateResponse):
-                    self._answer(caller, lambda: self._track(request))
-                elif isinstance(error, _CALLER_ERRORS):
+                elif isinstance(error, _CALLER_ERRORS) and not isinstance(error, DuplicateResponse):
                     caller.fail(error)
+                elif not self.ref.alive:
+                    pass  # the poller exited since: its death already failed the call
+                elif isinstance(error, DuplicateResponse):
+                    self._answer(caller, lambda: self._track_again(request))
                 else:  # a bug: crash the actor with it, as a linked task would
                     self.spawn(_reraise, error)
 
-            shared.store.add_nowait(record, committed)
+            shared.store.add_nowait(self._stream_record(request), committed)
         except _CALLER_ERRORS as exc:
             return caller.fail(exc)
         return NoReply
@@ -511,23 +508,15 @@ class BackgroundPoller(Actor):
             request=registry_request(request.request),
         )
 
-    async def _track(self, request: Track) -> TrackedResponse:
-        shared = self.shared
-        try:
-            record = await shared.store.add(self._stream_record(request))
-        except DuplicateResponse:  # the session's worker restarted and tracks it again
-            record = await shared.store.get(request.response_id)
-            if not record.is_terminal:
-                record = await shared.store.update(
-                    request.response_id, owner=request.owner, mode="stream"
-                )
-            if request.cursor is not None:
-                record = await shared.store.record_cursor(request.response_id, request.cursor)
-            return record
-        note = BackgroundStatus(
-            request.response_id, "queued", None, None, record.created_at, request.owner
-        )
-        publish(shared.bus, note)
+    async def _track_again(self, request: Track) -> TrackedResponse:
+        """A track of a response already in the registry: the session's worker restarted and
+        tracks it again. It takes over (owner, mode) and the cursor moves forward."""
+        store = self.shared.store
+        record = await store.get(request.response_id)
+        if not record.is_terminal:
+            record = await store.update(request.response_id, owner=request.owner, mode="stream")
+        if request.cursor is not None:
+            record = await store.record_cursor(request.response_id, request.cursor)
         return record
 
     async def _stream_finished(self, request: StreamFinished) -> TrackedResponse | None:
@@ -544,6 +533,13 @@ class BackgroundPoller(Actor):
             record = await shared.store.update(request.response_id, mode="poll")
             await self._ensure_polled(record, 0.0)
         return record
+
+
+def _queued(record: TrackedResponse) -> BackgroundStatus:
+    """The ``queued`` notice of a newly tracked response."""
+    return BackgroundStatus(
+        record.response_id, "queued", None, None, record.created_at, record.owner
+    )
 
 
 async def _reraise(error: BaseException | None) -> None:
