@@ -34,6 +34,7 @@ import attrs
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "TOKEN_PATTERN",
     "AgentSection",
     "BackgroundSection",
     "BusSection",
@@ -47,6 +48,7 @@ __all__ = [
     "SessionsSection",
     "SupervisorSection",
     "is_loopback",
+    "is_token",
 ]
 
 #: Where ``Config.load()`` looks when neither an argument nor ``$STREAMVISOR_CONFIG`` names a file.
@@ -365,11 +367,17 @@ def _hosts(v: Any) -> bool:
 
 #: A chosen gateway token: long enough to guess at no better than chance, and URL-safe (the
 #: page's URL carries it).
-_TOKEN: Final = re.compile(r"[A-Za-z0-9._~-]{16,512}")
+TOKEN_PATTERN: Final = r"[A-Za-z0-9._~-]{16,512}"
+_TOKEN: Final = re.compile(TOKEN_PATTERN)
+
+
+def is_token(v: object) -> bool:
+    """True for a usable gateway token: `TOKEN_PATTERN`, in full."""
+    return isinstance(v, str) and _TOKEN.fullmatch(v) is not None
 
 
 def _token(v: Any) -> bool:
-    return v is None or (isinstance(v, str) and _TOKEN.fullmatch(v) is not None)
+    return v is None or is_token(v)
 
 
 def is_loopback(host: str) -> bool:

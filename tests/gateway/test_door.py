@@ -106,13 +106,18 @@ class TestToken:
     async def test_the_token_is_never_in_an_error_body(
         self, gateway: Gateway, client: httpx.AsyncClient, unchanged: None
     ) -> None:
-        """An id that happens to be the token is redacted from the error that names it."""
+        """An id that holds the token is redacted from the error that names it, and an id the
+        gateway refuses echoes too little of it to matter."""
+        token = gateway.token
         for response in (
-            await client.get(f"/background/{gateway.token}"),
-            await client.post(f"/sessions/{gateway.token}/stop"),
+            await client.get(f"/background/resp_{token}"),
+            await client.post(f"/sessions/s{token}/stop"),
         ):
             assert response.status_code == 404
-            assert gateway.token not in response.text
+            assert token not in response.text
+        refused = await client.get(f"/background/.{token}")
+        assert refused.status_code == 400
+        assert not any(token[i : i + 17] in refused.text for i in range(len(token) - 16))
 
     async def test_the_page_without_the_token_says_where_to_find_it(
         self, anonymous: httpx.AsyncClient
@@ -182,6 +187,25 @@ class TestToken:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600
             assert path.read_text().strip() == gateway.token
         assert not path.exists()
+
+    async def test_a_temporary_file_left_by_a_crashed_start_does_not_stop_the_next(
+        self, daemon: Daemon, tmp_path: Path
+    ) -> None:
+        """Every start in a container may have the same pid: the temporary name is fresh."""
+        path = tmp_path / "var" / "gateway-token"
+        path.parent.mkdir(parents=True)
+        for pid in (1, 7):
+            (path.parent / f".{path.name}.{pid}.tmp").write_text("left over\n")
+        async with serve_gateway(daemon, token_file=path) as gateway:
+            assert path.read_text().strip() == gateway.token
+
+    @pytest.mark.parametrize("token", ["", "short", "a b" * 8, "x;" * 8, "tok\r\nen-123456789"])
+    async def test_a_token_that_cannot_travel_in_a_header_or_cookie_is_refused(
+        self, daemon: Daemon, token: str
+    ) -> None:
+        with pytest.raises(ValueError, match="token must match"):
+            async with serve_gateway(daemon, token=token):
+                pass
 
     async def test_a_non_loopback_bind_without_a_chosen_token_refuses_to_start(
         self, daemon: Daemon

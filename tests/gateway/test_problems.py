@@ -151,6 +151,12 @@ class TestChecks:
         """Only structure is measured."""
         assert parse_json(b'{"text": "' + b"[" * 1000 + b'"}') == {"text": "[" * 1000}
 
+    @pytest.mark.parametrize("value", ["1" * 5000, "[" + "9" * 5000 + "]", "1e999"])
+    def test_a_number_python_will_not_hold_is_invalid_json(self, value: str) -> None:
+        """Past 4,300 digits ``json.loads`` raises a plain ValueError; 1e999 would be inf."""
+        with pytest.raises(InvalidJSON):
+            parse_json(value)
+
     @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "[1, NaN]"])
     def test_non_finite_numbers_are_refused(self, value: str) -> None:
         """JSON has no NaN or Infinity: Python's json would take them."""

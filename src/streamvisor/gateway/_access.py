@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
@@ -155,9 +156,10 @@ def write_token_file(path: Path, token: str) -> None:
     (0600 from the start: written to a new file, then renamed over any old one). Blocking: run
     it in a thread. Raises ``OSError``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(temporary, flags, 0o600)
+    # mkstemp: a new, unpredictable name, created 0600 (a name from the pid would collide with
+    # one a crashed earlier run left behind: in a container every start is pid 1).
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = Path(name)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(token + "\n")

@@ -18,6 +18,7 @@ import attrs
 import structlog
 import trio
 
+from ..config import TOKEN_PATTERN, is_token
 from ..daemon import Daemon
 from ..supervisor import SubscriberOverflow
 from . import _ops
@@ -192,9 +193,7 @@ async def _background_events(app: GatewayApp, request: Request, out: Responder) 
 
 
 async def _files_list(app: GatewayApp, request: Request, out: Responder) -> None:
-    purpose = request.query.get("purpose") or None
-    if purpose is not None:
-        check_id(purpose, "purpose")
+    purpose = request.query.get("purpose") or None  # the files handle checks it
     files = await app.daemon.files.list(purpose=purpose)
     await out.json(200, {"object": "list", "data": files})
 
@@ -211,7 +210,6 @@ async def _files_upload(app: GatewayApp, request: Request, out: Responder) -> No
             purpose = purpose_part.data.decode("utf-8").strip()
         except UnicodeDecodeError:
             raise BadRequest("'purpose' must be UTF-8 text", field="purpose") from None
-        check_id(purpose, "purpose")
     file = await app.daemon.files.upload(part.data, purpose=purpose, filename=part.filename)
     await out.json(200, file)
 
@@ -393,8 +391,9 @@ class GatewayApp:
             raise ValueError(f"keepalive must be > 0 seconds, got {keepalive!r}")
         if max_upload_bytes < 1:
             raise ValueError(f"max_upload_bytes must be >= 1, got {max_upload_bytes!r}")
-        if token is not None and not token:
-            raise ValueError("token must be a non-empty string (or None: generate one)")
+        if token is not None and not is_token(token):
+            # It goes into a cookie and a header: nothing but URL-safe characters, 16 or more.
+            raise ValueError(f"token must match {TOKEN_PATTERN} (or be None: generate one)")
         self.daemon = daemon
         self.keepalive = keepalive
         self.max_upload_bytes = max_upload_bytes

@@ -116,7 +116,9 @@ def parse_json(data: bytes | str, what: str = "the request body") -> Any:
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except UnicodeDecodeError:
         raise InvalidJSON(f"{what} is not UTF-8") from None
-    except json.JSONDecodeError as exc:
+    except InvalidJSON:
+        raise
+    except ValueError as exc:  # JSONDecodeError, and an integer past Python's 4,300 digits
         raise InvalidJSON(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidJSON(f"{what} is nested deeper than {MAX_DEPTH} levels") from None

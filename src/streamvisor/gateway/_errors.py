@@ -116,7 +116,8 @@ class InvalidId(BadRequest):
     code = "invalid_id"
 
     def __init__(self, field: str, value: str, rule: str) -> None:
-        shown = value if len(value) <= 40 else value[:40] + "..."
+        # Short: an error body echoes no more of what the caller sent than it takes to see which.
+        shown = value if len(value) <= 16 else value[:16] + "..."
         super().__init__(f"invalid {field} {shown!r}: {rule}", field=field)
         self.value = value
 

@@ -221,15 +221,17 @@ class MalformedFile(FileRejected):
 
 
 class UnknownPurpose(FileRejected):
-    """The purpose is not one the Files API accepts at upload."""
+    """The purpose is not one the Files API accepts (at upload, or to list by)."""
 
     rule = "purpose"
+    #: The argument at fault (as the other refusals name theirs).
+    field = "purpose"
 
     def __init__(self, path: str, purpose: str, allowed: Iterable[str]) -> None:
         self.purpose = purpose
         self.allowed = tuple(allowed)
         super().__init__(
-            path, f"unknown purpose {purpose!r}; expected one of {', '.join(self.allowed)}"
+            path, f"unknown purpose {purpose!r:.40}; expected one of {', '.join(self.allowed)}"
         )
 
 
