@@ -4,7 +4,7 @@ A refusal (judged by `expect_http_refusal`) is a 4xx with ``{"error": {"type", "
 never a 5xx and never a 2xx; a malformed path id is a 400 (a 404 only where the id cannot match
 the route at all: empty, or holding a ``/``); a bad query parameter or body field a 400 (a body
 over the limit 413, a wrong content type 415 or 400); nothing reaches the upstream API. Every
-request carries `auth_headers` (the client is built with them).
+request carries the gateway's token (the client is built with it).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from .conftest import (
     HELLO,
     MODEL,
     RunningDaemon,
-    auth_headers,
     expect_http_refusal,
     route_refuses,
 )
@@ -186,6 +185,27 @@ def test_a_malformed_path_id_is_a_typed_400(daemon_under_test: RunningDaemon, ro
     example()
 
 
+@pytest.mark.parametrize("route", WITH_IDS, ids=repr)
+def test_every_named_bad_id_in_a_path_is_a_typed_400(
+    daemon_under_test: RunningDaemon, route: Route
+) -> None:
+    """Each of `NAMED_BAD_IDS` in each id of the route: what the generated cases may not draw."""
+    running = daemon_under_test
+    content = None if route.body is None else json.dumps(route.body).encode()
+    headers = None if route.body is None else JSON
+    for param in route.params:
+        for value in bad.NAMED_BAD_IDS:
+            route_refuses(
+                running,
+                f"{route!r} with {param} = {bad.shown(value)}",
+                route.method,
+                route.target(**{param: value}),
+                content=content,
+                headers=headers,
+                statuses=_id_statuses(value),
+            )
+
+
 @pytest.mark.parametrize("route", WITH_JSON, ids=repr)
 def test_a_field_no_json_may_hold_is_a_typed_400(
     daemon_under_test: RunningDaemon, route: Route
@@ -334,8 +354,8 @@ def test_a_bad_cursor_or_topic_is_a_typed_400(daemon_under_test: RunningDaemon) 
 
 
 def test_the_suite_is_an_authenticated_client(daemon_under_test: RunningDaemon) -> None:
-    """Its requests carry `auth_headers`; once the gateway has a token, a request without them
-    is a typed 401 (so every refusal above was judged past the authentication)."""
+    """Its requests carry the token; a request without it is a typed 401 (so every refusal
+    above was judged past the authentication)."""
     running = daemon_under_test
 
     async def health(headers: dict[str, str] | None) -> httpx.Response:
@@ -345,5 +365,4 @@ def test_the_suite_is_an_authenticated_client(daemon_under_test: RunningDaemon) 
             return await bare.get("/health")
 
     assert running.run(health, None).status_code == 200
-    if auth_headers(running.gateway):
-        expect_http_refusal(running.run(health, {}), "no token", frozenset({401}))
+    expect_http_refusal(running.run(health, {}), "no token", frozenset({401}))

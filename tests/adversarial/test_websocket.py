@@ -104,6 +104,20 @@ def test_a_malformed_id_in_a_command_is_a_typed_400(daemon_under_test: RunningDa
     example()
 
 
+def test_every_named_bad_id_in_a_command_is_a_typed_400(daemon_under_test: RunningDaemon) -> None:
+    """Each of `NAMED_BAD_IDS` in each id field: what the generated cases may not draw."""
+    running = daemon_under_test
+    for op, field in ID_FIELDS:
+        for value in bad.NAMED_BAD_IDS:
+            ws_refuses(
+                running,
+                f"{op} with {field} = {bad.shown(value)}",
+                json.dumps(command(op, 7, **{field: value})),
+                7,
+                statuses=frozenset({400}),
+            )
+
+
 def test_a_value_no_json_may_hold_is_a_typed_400(daemon_under_test: RunningDaemon) -> None:
     """NaN, Infinity, 1e999, lone surrogates, deep nesting, in any field of any op."""
     running = daemon_under_test
