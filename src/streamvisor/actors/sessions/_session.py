@@ -92,9 +92,9 @@ _RESUMABLE = (StreamInterrupted, SequenceError, APIConnectionError)
 _RETRY_STATUS = (RateLimitError, InternalServerError, ConflictError)
 _TERMINAL_STATUSES = frozenset({"completed", "failed", "incomplete", "cancelled"})
 #: What a stream's request or connection may fail with: reported (to the caller of chat/respond,
-#: or as an `error` event), never a crash. A ValueError is a request the wire refused (e.g. a
-#: parameter that is not JSON: `InvalidParameter`); the handle checks first, this is the net.
-_CALLER_ERRORS = (OpenAIError, httpx.HTTPError, ValueError)
+#: or as an `error` event), never a crash. A request the wire refuses is an `OpenAIError` too
+#: (`InvalidParameter`, `InvalidId`); anything else from the stream's own code is a bug.
+_CALLER_ERRORS = (OpenAIError, httpx.HTTPError)
 
 
 # ---------------------------------------------------------------------------------------------
