@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Final, Literal
@@ -61,6 +60,7 @@ from .actors import (
     agent_given_up_reporter,
     check_agent_id,
     check_session_id,
+    is_topic_pattern,
     open_session,
     session_name,
     sessions_supervisor,
@@ -89,10 +89,6 @@ from .supervisor import (
 )
 
 __all__ = ["Daemon", "DaemonStatus", "open_daemon"]
-
-
-#: What `Daemon.subscribe` takes (the bus checks the structure).
-_TOPIC: Final = re.compile(TOPIC_PATTERN)
 
 
 @contextlib.contextmanager
@@ -196,7 +192,7 @@ class Daemon:
         Raises ``InvalidPattern`` (a ``ValueError``) for a malformed pattern, or one holding a
         character no topic of the daemon has (`TOPIC_PATTERN`).
         """
-        if isinstance(pattern, str) and _TOPIC.fullmatch(pattern) is None:
+        if isinstance(pattern, str) and not is_topic_pattern(pattern):
             raise InvalidPattern(pattern, f"holds characters outside {TOPIC_PATTERN}")
         return self.bus.subscribe(pattern, buffer=buffer, overflow=overflow)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._errors import ActorsLayerError
 from ._given_up import GIVEN_UP_CODE, given_up_event
-from ._ids import NAME_PATTERN, TOPIC_PATTERN
+from ._ids import NAME_PATTERN, TOPIC_PATTERN, is_topic_pattern
 from .agents import (
     Agent,
     AgentBusy,
@@ -218,6 +218,7 @@ __all__ = [
     "file_input",
     "given_up_event",
     "image_input",
+    "is_topic_pattern",
     "open_background_poller",
     "open_session",
     "registry_namespace",

@@ -19,7 +19,7 @@ import re
 from email.message import Message as _HeaderParser
 from typing import Any, Final
 
-from ..actors import NAME_PATTERN, TOPIC_PATTERN
+from ..actors import NAME_PATTERN, is_topic_pattern
 from ..openai import API_ID_PATTERN
 from ..supervisor import InvalidPattern
 from ._errors import InvalidId, InvalidJSON, UnsupportedMediaType
@@ -45,8 +45,6 @@ _ID: Final = re.compile(API_ID_PATTERN)
 #: Session and agent ids: the caller chooses them; they become a topic segment and a name (the
 #: actors layer's rule).
 _NAME: Final = re.compile(NAME_PATTERN)
-#: Topic patterns: names joined by dots, ``*`` and a trailing ``**`` (the actors layer's rule).
-_TOPIC: Final = re.compile(TOPIC_PATTERN)
 
 
 def check_id(value: object, field: str) -> str:
@@ -76,7 +74,7 @@ def check_name(value: object, field: str) -> str:
 def check_topic(pattern: str) -> str:
     """``pattern`` if its characters can form a subscription pattern (the bus checks its
     structure). Raises ``InvalidPattern`` (a ``ValueError``, as the bus raises it)."""
-    if _TOPIC.fullmatch(pattern) is None:
+    if not is_topic_pattern(pattern):
         raise InvalidPattern(
             pattern, "expected 1-256 of A-Z a-z 0-9 _ - : @ + = and '.', '*', '**'"
         )

@@ -46,6 +46,7 @@ from ._spec import (
     RestartBudget,
     Shutdown,
     Strategy,
+    _check_budget,
     check_flags,
     check_observer,
 )
@@ -149,8 +150,7 @@ class DynamicSupervisorRef(ActorRef):
 def _check_template(
     restart: object, shutdown: object, max_children: object, budget: object
 ) -> None:
-    if budget is not None and not isinstance(budget, RestartBudget):
-        raise InvalidChildSpec(f"restart_budget must be a RestartBudget or None: {budget!r}")
+    _check_budget(None, None, budget)
     if not isinstance(restart, Restart):
         raise InvalidChildSpec(f"restart must be a Restart: {restart!r}")
     if shutdown not in ("brutal_kill", "infinity") and (

@@ -289,10 +289,7 @@ class BackgroundHandle:
     def note_cursor(self, response_id: str, cursor: int) -> None:
         """Record the last published sequence number (a cast: never blocks, never raises;
         written in batches)."""
-        if isinstance(self._target, ActorRef) or self._target.alive:
-            self._target.cast(Cursor(response_id, cursor))
-        else:
-            log.warning("background.cursor_dropped", response_id=response_id, cursor=cursor)
+        self._cast(Cursor(response_id, cursor), "background.cursor_dropped", cursor=cursor)
 
     async def stream_finished(
         self, response_id: str, status: str, response: Mapping[str, Any] | None
@@ -304,7 +301,14 @@ class BackgroundHandle:
     def stream_abandoned(self, response_id: str) -> None:
         """The stream's session was given up: hand its response over to polling (a cast: never
         blocks, never raises; logged if the poller is not running)."""
-        if isinstance(self._target, ActorRef) or self._target.alive:
-            self._target.cast(StreamFinished(response_id, "in_progress", None))
+        message = StreamFinished(response_id, "in_progress", None)
+        self._cast(message, "background.stream_abandoned_dropped")
+
+    def _cast(self, message: Cursor | StreamFinished, dropped: str, **context: Any) -> None:
+        """Cast ``message`` to the poller running now (one lookup), or log ``dropped``."""
+        target = self._target
+        ref = target if isinstance(target, ActorRef) else target.whereis()
+        if ref is not None:
+            ref.cast(message)
         else:
-            log.warning("background.stream_abandoned_dropped", response_id=response_id)
+            log.warning(dropped, response_id=message.response_id, **context)

@@ -705,6 +705,13 @@ class RegistryStore:
             await trio.lowlevel.checkpoint()
         return self.active_nowait()
 
+    def active_count_nowait(self) -> int | None:
+        """How many records are active, from memory; None once closed or before the first
+        ``active()`` loaded it (no sort, no copy: for health checks)."""
+        if self._closed or self._mirror is None:
+            return None
+        return len(self._mirror)
+
     def active_nowait(self) -> list[TrackedResponse]:
         """`active` without a checkpoint, for an actor answering from memory in one step.
         Raises ``StoreClosed``, and ``RuntimeError`` if ``active()`` was never awaited (the
@@ -944,10 +951,7 @@ class RegistryView:
         store = self._store
         if store is None:
             return None
-        try:
-            return len(store.active_nowait())
-        except (StoreClosed, RuntimeError):
-            return None
+        return store.active_count_nowait()
 
 
 def _inserter(record: TrackedResponse) -> Callable[[_Tx], TrackedResponse]:
