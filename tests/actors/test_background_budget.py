@@ -58,9 +58,12 @@ class TestPollerBudget:
             # exceeded: the background actor and the other poller ran on.
             assert (await r.handle.get(good.response_id)).status == "completed"
             assert [a.response_id for a in await r.handle.active()] == [bad.response_id]
-            api.scripts[bad.response_id] = [Ok("completed")]
-            await r.handle.poll(bad.response_id)
+            # poll() answers from its own GET and starts a poller again, which sees it finish.
+            api.scripts[bad.response_id] = [Ok("in_progress"), Ok("completed")]
+            polled = await r.handle.poll(bad.response_id)
+            assert polled["status"] == "in_progress"
             await settle(100)
+            assert len(api.get_times(bad.response_id)) == 5
             assert (await r.handle.get(bad.response_id)).status == "completed"
 
     async def test_without_a_budget_the_pollers_intensity_alone_decides(

@@ -660,6 +660,7 @@ class TestGroupCommit:
 
     async def test_a_failing_operation_is_rolled_back_alone(self, tmp_path: Path) -> None:
         """In one batch: a duplicate add fails with its typed error; its neighbours commit."""
+        batches_before = 0
         gate = threading.Event()
         results: dict[str, Any] = {}
 
@@ -675,11 +676,16 @@ class TestGroupCommit:
         ):
             nursery.start_soon(held, store, gate)
             await trio.sleep(0.05)
+            batches_before = store.statistics[0]
             for key, record in (("first", rec("a")), ("again", rec("a")), ("other", rec("b"))):
                 nursery.start_soon(add, key, record)
                 await trio.sleep(0.01)  # queued in this order
             gate.set()
         assert isinstance(results["again"], DuplicateResponse)
+        assert results["first"] == rec("a")
+        assert results["other"] == rec("b")
+        # The held operation's batch, then one batch for the three queued behind it.
+        assert store.statistics[0] - batches_before == 2
         assert [row[1] for row in dump_db(tmp_path / "r.sqlite3")] == ["a", "b"]
 
     async def test_a_caller_cancelled_while_queued_writes_nothing(self, tmp_path: Path) -> None:
@@ -768,11 +774,14 @@ class TestGroupCommit:
         assert isinstance(answers[1][1], DuplicateResponse)
         assert [e["event"] for e in logs] == ["registry.callback_failed"] * 2
 
-    async def test_the_file_is_synced_on_every_commit(self, tmp_path: Path) -> None:
-        """synchronous=FULL: a returned write survives an OS crash, not only a killed process."""
+    async def test_the_connection_runs_with_synchronous_full(self, tmp_path: Path) -> None:
+        """synchronous=FULL (2), so a returned write survives an OS crash, not only a killed
+        process (what that pragma promises is SQLite's to keep; this checks it is set)."""
         async with RegistryStore.open(tmp_path / "r.sqlite3") as store:
-            full = await store._run("sync", lambda tx: tx.conn.execute("PRAGMA synchronous"))
-            assert full.fetchone()[0] == 2
+            row = await store._run(
+                "sync", lambda tx: tx.conn.execute("PRAGMA synchronous").fetchone()
+            )
+            assert row[0] == 2
 
 
 class TestNamespaces:
