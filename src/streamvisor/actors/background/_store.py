@@ -554,7 +554,8 @@ class _Writer:
 class _InlineWriter(_Writer):
     """Runs each operation at once on the trio thread: for tests on trio's autojump clock, which
     would leap to the next deadline while a real thread works (``monkeypatch`` it in as
-    ``_store._Writer``). Same SQL, one operation per batch."""
+    ``_store._Writer``). Same SQL, one operation per batch, and delivered as the thread delivers
+    (``run_sync_soon``): callers and ``add_nowait`` callbacks see the production order."""
 
     def start(self) -> None:
         pass
@@ -564,7 +565,7 @@ class _InlineWriter(_Writer):
             self._run_batch([op])
         except Exception as exc:
             self._fail([op], exc)
-        self._deliver([op])
+        self._send([op])
 
     async def stop(self) -> None:
         await trio.lowlevel.checkpoint()
