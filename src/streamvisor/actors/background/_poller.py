@@ -261,8 +261,10 @@ class BackgroundPoller(Actor):
 
     def _poller_given_up(self, given: GivenUp) -> None:
         """The pollers' supervisor gave up on one poller (over ``poller_budget``)."""
-        response_id = given.args[0]
-        assert isinstance(response_id, str)
+        response_id = given.args[0] if given.args else None
+        if not isinstance(response_id, str) or not self.ref.alive:
+            log.warning("background.given_up_unknown_poller", args=repr(given.args))
+            return
         self.spawn(self._report_given_up, response_id, given)
 
     async def _report_given_up(self, response_id: str, given: GivenUp) -> None:
