@@ -155,6 +155,21 @@ class TestToken:
             async with ws.connect(gateway.host, gateway.port, "/ws", headers=[header]) as sock:
                 assert (await sock.receive_json())["kind"] == "subscribed"
 
+    async def test_a_repeated_header_is_read_the_same_way_by_every_check(
+        self, gateway: Gateway
+    ) -> None:
+        """The first of a repeated header wins (HTTP/1.1 itself refuses a second Host): a second
+        Authorization cannot replace the first."""
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as raw:
+            right, wrong = f"Bearer {gateway.token}", "Bearer wrong-token-0123456789"
+            first_right = await raw.get(
+                "/health", headers=[("authorization", right), ("authorization", wrong)]
+            )
+            first_wrong = await raw.get(
+                "/health", headers=[("authorization", wrong), ("authorization", right)]
+            )
+        assert (first_right.status_code, first_wrong.status_code) == (200, 401)
+
     async def test_a_websocket_without_the_token_is_refused_with_a_typed_401(
         self, gateway: Gateway
     ) -> None:

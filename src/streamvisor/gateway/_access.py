@@ -22,7 +22,7 @@ import hmac
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
@@ -92,13 +92,12 @@ class Access:
             return False
         return hmac.compare_digest(candidate.encode("utf-8", "replace"), self._token)
 
-    def check(self, scope: Scope, *, authenticate: bool = True) -> None:
-        """Refuse a caller the gateway must not serve.
+    def check(self, headers: Mapping[str, str], *, authenticate: bool = True) -> None:
+        """Refuse a caller the gateway must not serve (``headers``: `request_headers`).
 
         Raises `HostNotAllowed`, `CrossOriginRefused` (any method, the WebSocket handshake
         included) and, when ``authenticate``, `NotAuthenticated`.
         """
-        headers = _headers(scope)
         host = headers.get("host")
         if self.allowed_hosts is not None and (
             host is None or hostname(host) not in self.allowed_hosts
@@ -107,12 +106,11 @@ class Access:
         origin = headers.get("origin")
         if origin is not None and not _same_origin(origin, host):
             raise CrossOriginRefused(origin)
-        if authenticate and not self.authenticated(scope):
+        if authenticate and not self.authenticated(headers):
             raise NotAuthenticated()
 
-    def authenticated(self, scope: Scope) -> bool:
+    def authenticated(self, headers: Mapping[str, str]) -> bool:
         """True if the request carries the token: a bearer header, or the page's cookie."""
-        headers = _headers(scope)
         scheme, _, credential = headers.get("authorization", "").strip().partition(" ")
         if scheme.lower() == "bearer" and self.matches(credential.strip()):
             return True
@@ -130,8 +128,10 @@ class Access:
         return f"{cookie_name(host)}={self._token.decode()}; Path=/; HttpOnly; SameSite=Strict"
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    # The first of a repeated header wins: a proxy in front appends, a client cannot override.
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The request's headers, names lowercased, read once per request for every check and the
+    handler alike. The first of a repeated header wins: a proxy in front appends, a client
+    cannot override."""
     found: dict[str, str] = {}
     for name, value in scope.get("headers", []):
         found.setdefault(bytes(name).decode("latin-1").lower(), bytes(value).decode("latin-1"))

@@ -22,7 +22,7 @@ from ..config import TOKEN_PATTERN, is_token
 from ..daemon import Daemon
 from ..supervisor import SubscriberOverflow
 from . import _ops
-from ._access import Access, new_token
+from ._access import Access, new_token, request_headers
 from ._checks import check_id, check_media_type, check_name, check_topic
 from ._encode import bus_item, sse_frame
 from ._errors import (
@@ -451,12 +451,13 @@ class GatewayApp:
         with trio.CancelScope() as cancel_scope, self.track(cancel_scope):
             found: tuple[_Route, dict[str, str]] | None = None
             refused: Exception | None = None
+            headers = request_headers(scope)
             authenticated = False
             try:
                 # Host and Origin first, for every method; then the token (the page answers
                 # without it, saying where to find it); then the route.
-                self.access.check(scope, authenticate=False)
-                authenticated = self.access.authenticated(scope)
+                self.access.check(headers, authenticate=False)
+                authenticated = self.access.authenticated(headers)
                 segments = path_segments(scope)
                 if not authenticated and segments:
                     raise NotAuthenticated()
@@ -474,14 +475,16 @@ class GatewayApp:
             if refused is None and found is not None:
                 try:
                     if method not in ("GET", "HEAD"):
-                        check_media_type(scope_header(scope, "content-type"), body, found[0].body)
+                        check_media_type(headers.get("content-type"), body, found[0].body)
                     check_params(found[1])
                 except GatewayError as exc:
                     refused = exc
             if refused is not None or found is None:
                 await self._answer_error(out, refused or NotFound(path), method, path)
                 return
-            request = Request.from_scope(scope, body, found[1], authenticated=authenticated)
+            request = Request.from_scope(
+                scope, headers, body, found[1], authenticated=authenticated
+            )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)
                 try:
@@ -529,15 +532,6 @@ class _Tracked:
 
     def __exit__(self, *exc: object) -> None:
         self._active.discard(self._scope)
-
-
-def scope_header(scope: Scope, name: str) -> str | None:
-    """The first ``name`` header of the request (``name`` lowercase), or None."""
-    key = name.encode("latin-1")
-    for header, value in scope.get("headers", []):
-        if bytes(header).lower() == key:
-            return bytes(value).decode("latin-1")
-    return None
 
 
 def create_gateway_app(

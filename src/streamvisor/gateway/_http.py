@@ -22,7 +22,6 @@ from .._asgi import (
     Scope,
     Send,
     encode_headers,
-    header_map,
     parse_query,
 )
 from .._asgi import read_body as _read_body
@@ -84,13 +83,19 @@ class Request:
 
     @classmethod
     def from_scope(
-        cls, scope: Scope, body: bytes, params: Mapping[str, str], *, authenticated: bool
+        cls,
+        scope: Scope,
+        headers: Mapping[str, str],
+        body: bytes,
+        params: Mapping[str, str],
+        *,
+        authenticated: bool,
     ) -> Request:
         return cls(
             method=str(scope["method"]).upper(),
             path=str(scope["path"]),
             query=parse_query(scope),
-            headers=header_map(scope),
+            headers=dict(headers),
             body=body,
             params=dict(params),
             authenticated=authenticated,

@@ -40,6 +40,7 @@ import trio
 from ..daemon import Daemon
 from ..supervisor import BusClosed, SubscriberOverflow, Subscription
 from . import _ops
+from ._access import request_headers
 from ._checks import check_id, check_name, check_topic, parse_json
 from ._encode import bus_item
 from ._errors import BadRequest, InvalidJSON, NotFound, PayloadTooLarge, TooManyCommands, problem
@@ -273,7 +274,7 @@ def _admit(app: GatewayApp, scope: Scope, pattern: str) -> Subscription[Any]:
     WebSockets: the gateway does, and wants the token (the page's cookie comes with its
     handshake). Raises what `Access.check` raises, `NotFound`, ``InvalidPattern``, ``BusClosed``.
     """
-    app.access.check(scope)
+    app.access.check(request_headers(scope))
     if scope.get("path") != "/ws":
         raise NotFound(f"no WebSocket endpoint {scope.get('path')!r}")
     return app.daemon.subscribe(check_topic(pattern))
