@@ -181,6 +181,10 @@ def _decode(data: str | bytes) -> Any:
     return parse_json(data, "a command")
 
 
+#: The largest command `_refuse_command` still parses to echo its ``ref``.
+_SMALL_COMMAND: Final = 4096
+
+
 def _routing_of_refused(data: str | bytes) -> tuple[Any, Any]:
     """The ``op``/``ref`` of a command refused as JSON (a NaN, a lone surrogate), read leniently
     so that the error still reaches the right request; (None, None) if even that fails."""
@@ -224,14 +228,11 @@ async def _run_command(app: GatewayApp, socket: _Socket, data: str | bytes) -> N
 
 async def _refuse_command(app: GatewayApp, socket: _Socket, data: str | bytes) -> None:
     """Answer a command past `MAX_IN_FLIGHT` with ``TooManyCommands`` (in the receive loop: a
-    client that floods the socket waits for its answers)."""
+    client that floods the socket waits for its answers). Only a small command is read for its
+    ``op``/``ref``: a flood of large ones must not cost the receive loop a parse each."""
     op = ref = None
-    try:
-        command = _decode(data)
-    except Exception:
-        command = None
-    if isinstance(command, dict):
-        op, ref = _echo(command.get("op")), _echo(command.get("ref"))
+    if len(data) <= _SMALL_COMMAND:
+        op, ref = _routing_of_refused(data)
     await _answer_error(app, socket, op, ref, TooManyCommands(MAX_IN_FLIGHT))
 
 
