@@ -20,7 +20,7 @@ from email.message import Message as _HeaderParser
 from typing import Any, Final
 
 from ..actors import NAME_PATTERN, is_topic_pattern
-from ..openai import API_ID_PATTERN
+from ..openai import API_ID_PATTERN, MAX_JSON_DEPTH, InvalidParameter, check_json
 from ..supervisor import InvalidPattern
 from ._errors import InvalidId, InvalidJSON, UnsupportedMediaType
 
@@ -34,10 +34,9 @@ __all__ = [
     "parse_json",
 ]
 
-#: Deepest nesting of arrays and objects a JSON body may have. Request bodies of the OpenAI API
-#: (messages, tool schemas, structured-output schemas) stay far below it; far above it, the
-#: layers below (encoders, the API) would recurse on what the gateway let through.
-MAX_DEPTH: Final = 64
+#: Deepest nesting of arrays and objects a JSON body may have: the wire layer's own bound
+#: (request bodies of the OpenAI API stay far below it).
+MAX_DEPTH: Final = MAX_JSON_DEPTH
 
 #: Response, file and stream ids: what the API and the daemon issue (``resp_...``, ``file-...``);
 #: the wire layer's own rule, so the gateway and the Python facade accept the same ids.
@@ -93,19 +92,6 @@ def _finite(text: str) -> float:
     return value
 
 
-def _too_deep(value: Any) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return True
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-    return False
-
-
 def parse_json(data: bytes | str, what: str = "the request body") -> Any:
     """``data`` parsed as JSON. Raises `InvalidJSON` if it is not JSON, not UTF-8, nested
     deeper than `MAX_DEPTH` or carries ``NaN``/``Infinity``."""
@@ -120,18 +106,14 @@ def parse_json(data: bytes | str, what: str = "the request body") -> Any:
         raise InvalidJSON(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidJSON(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
-    # Counting brackets is cheap: only a body with many can be too deep.
-    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(value):
-        raise InvalidJSON(f"{what} is nested deeper than {MAX_DEPTH} levels")
-    # UTF-8 text cannot hold a lone surrogate, but a "\ud800" escape can make one, and no layer
-    # below could encode it again: only a body with an escape needs the look.
-    if "\\u" in text:
+    # What json.loads let through and the wire would refuse: nesting past the bound, a lone
+    # surrogate (UTF-8 cannot hold one; a "\ud800" escape can make one). The wire's own check,
+    # walked only when the text could hold either: many brackets, or an escape.
+    if text.count("[") + text.count("{") > MAX_DEPTH or "\\u" in text:
         try:
-            json.dumps(value, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise InvalidJSON(
-                f"{what} holds a lone surrogate (a \\uD800-\\uDFFF escape outside a pair)"
-            ) from None
+            check_json(value)
+        except InvalidParameter as exc:
+            raise InvalidJSON(f"{what}: {exc}", field=exc.field or None) from None
     return value
 
 
