@@ -162,25 +162,27 @@ def _id_statuses(value: str) -> frozenset[int]:
     return frozenset({400, 404}) if value == "" or "/" in value else frozenset({400})
 
 
+def _path_id_refused(running: RunningDaemon, route: Route, param: str, value: str) -> None:
+    """``value`` as the route's ``param`` (its usual body, if any) is a typed 400."""
+    route_refuses(
+        running,
+        f"{route!r} with {param} = {bad.shown(value)}",
+        route.method,
+        route.target(**{param: value}),
+        content=None if route.body is None else json.dumps(route.body).encode(),
+        headers=None if route.body is None else JSON,
+        statuses=_id_statuses(value),
+    )
+
+
 @pytest.mark.parametrize("route", WITH_IDS, ids=repr)
 def test_a_malformed_path_id_is_a_typed_400(daemon_under_test: RunningDaemon, route: Route) -> None:
     """Control characters, NUL, traversal, ``%``, whitespace, dots, 8,000 characters."""
-    running = daemon_under_test
-    content = None if route.body is None else json.dumps(route.body).encode()
-    headers = None if route.body is None else JSON
 
     @ADVERSARIAL
     @given(st.sampled_from(route.params), bad.malformed_id_texts("x", long=8_000))
     def example(param: str, value: str) -> None:
-        route_refuses(
-            running,
-            f"{route!r} with {param} = {bad.shown(value)}",
-            route.method,
-            route.target(**{param: value}),
-            content=content,
-            headers=headers,
-            statuses=_id_statuses(value),
-        )
+        _path_id_refused(daemon_under_test, route, param, value)
 
     example()
 
@@ -190,20 +192,9 @@ def test_every_named_bad_id_in_a_path_is_a_typed_400(
     daemon_under_test: RunningDaemon, route: Route
 ) -> None:
     """Each of `NAMED_BAD_IDS` in each id of the route: what the generated cases may not draw."""
-    running = daemon_under_test
-    content = None if route.body is None else json.dumps(route.body).encode()
-    headers = None if route.body is None else JSON
     for param in route.params:
         for value in bad.NAMED_BAD_IDS:
-            route_refuses(
-                running,
-                f"{route!r} with {param} = {bad.shown(value)}",
-                route.method,
-                route.target(**{param: value}),
-                content=content,
-                headers=headers,
-                statuses=_id_statuses(value),
-            )
+            _path_id_refused(daemon_under_test, route, param, value)
 
 
 @pytest.mark.parametrize("route", WITH_JSON, ids=repr)

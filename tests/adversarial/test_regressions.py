@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from streamvisor.gateway._errors import scrub
+
 from ._inputs import body_with, deep_text
 from .conftest import (
     HELLO,
@@ -67,6 +69,31 @@ def test_a_websocket_cancel_of_nul_is_a_typed_error_and_the_socket_stays_open(
         1,
         statuses=frozenset({400}),
     )
+
+
+@pytest.mark.parametrize("field", ["owner", "model"])
+def test_a_100000_character_value_is_refused_as_fast_as_a_short_one(
+    daemon_under_test: RunningDaemon, field: str
+) -> None:
+    """A long run of key characters in an error message once cost the credential scrubber
+    quadratic time (a minute per message): it is answered within the probe's bound like any
+    other refusal, and the message does not echo it whole."""
+    command = {"op": "background", "ref": 2, "model": MODEL, "input": "hi"}
+    command[field] = "x" + "a" * 100_000
+    ws_refuses(
+        daemon_under_test,
+        f"background with a 100,001-character {field}",
+        json.dumps(command),
+        2,
+        statuses=frozenset({400}),
+    )
+
+
+def test_the_scrubber_still_masks_after_a_long_run(daemon_under_test: RunningDaemon) -> None:
+    text = "a" * 100_000 + " key abc******wxyz quoted"
+    scrubbed = scrub(text)
+    assert "wxyz" not in scrubbed
+    assert scrubbed.startswith("a" * 100_000 + " key ")
 
 
 @pytest.mark.parametrize("number", ["NaN", "1e999"])

@@ -85,6 +85,17 @@ def test_the_table_covers_every_op_of_the_gateway() -> None:
     assert set(COMMANDS) == set(gateway_ws._OPS)
 
 
+def _command_id_refused(running: RunningDaemon, op: str, field: str, value: str) -> None:
+    """``value`` as ``op``'s ``field`` is a typed 400 echoing the command's ref."""
+    ws_refuses(
+        running,
+        f"{op} with {field} = {bad.shown(value)}",
+        json.dumps(command(op, 7, **{field: value})),
+        7,
+        statuses=frozenset({400}),
+    )
+
+
 def test_a_malformed_id_in_a_command_is_a_typed_400(daemon_under_test: RunningDaemon) -> None:
     """``session``, ``stream_id``, ``response_id``, ``owner``: NUL, newlines, traversal..."""
     running = daemon_under_test
@@ -92,14 +103,7 @@ def test_a_malformed_id_in_a_command_is_a_typed_400(daemon_under_test: RunningDa
     @ADVERSARIAL
     @given(st.sampled_from(ID_FIELDS), bad.malformed_id_texts("x"))
     def example(where: tuple[str, str], value: str) -> None:
-        op, field = where
-        ws_refuses(
-            running,
-            f"{op} with {field} = {bad.shown(value)}",
-            json.dumps(command(op, 7, **{field: value})),
-            7,
-            statuses=frozenset({400}),
-        )
+        _command_id_refused(running, *where, value)
 
     example()
 
@@ -109,13 +113,7 @@ def test_every_named_bad_id_in_a_command_is_a_typed_400(daemon_under_test: Runni
     running = daemon_under_test
     for op, field in ID_FIELDS:
         for value in bad.NAMED_BAD_IDS:
-            ws_refuses(
-                running,
-                f"{op} with {field} = {bad.shown(value)}",
-                json.dumps(command(op, 7, **{field: value})),
-                7,
-                statuses=frozenset({400}),
-            )
+            _command_id_refused(running, op, field, value)
 
 
 def test_a_value_no_json_may_hold_is_a_typed_400(daemon_under_test: RunningDaemon) -> None:

@@ -324,15 +324,18 @@ def problem(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
 
 
 #: A masked credential as APIs quote it back (``sk-ab*****wxyz``, ``abc****wxyz``): a run of
-#: four or more ``*`` with the key's visible ends.
-_MASKED: Final = re.compile(r"[A-Za-z0-9_\-]*\*{4,}[A-Za-z0-9_\-]*")
+#: four or more ``*`` with the key's visible ends. It starts only where a run of key characters
+#: starts (the lookbehind): tried at every position of a long run of them (a 100,000-character
+#: id echoed in an error) it took quadratic time, a minute for one message.
+_MASKED: Final = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]*\*{4,}[A-Za-z0-9_\-]*")
 
 
 def scrub(text: str) -> str:
     """An error message without anything shaped like a credential: ``sk-`` keys (masked ones
     too), bearer tokens and masked values. Only error texts are scrubbed by shape: a stream's
     tokens are the model's words and are passed on as they are (see `Redactor`)."""
-    return _MASKED.sub(REDACTED, redact_text(text))
+    text = redact_text(text)
+    return _MASKED.sub(REDACTED, text) if "****" in text else text
 
 
 class Redactor:

@@ -124,7 +124,7 @@ def check_owner(owner: str | None) -> None:
         return
     if not is_name(owner):
         raise InvalidBackgroundRequest(
-            f"owner must be a session id (1-128 letters, digits or _-:@+=), got {owner!r}"
+            f"owner must be a session id (1-128 letters, digits or _-:@+=), got {owner!r:.80}"
         )
 
 
