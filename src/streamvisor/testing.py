@@ -30,16 +30,21 @@ The daemon, over real loopback HTTP against the embedded server (no API key, no 
   (``daemon = daemon_fixture(bus_overflow="disconnect")`` in a conftest);
 * ``EventRecorder`` — subscribes to a pattern and collects what is published, with awaitable
   conditions (``wait_for``, ``wait_terminal``, ``wait_status``) and views (``events``,
-  ``statuses``, ``missed``, ``text``/``texts`` joining the text deltas).
+  ``statuses``, ``missed``, ``text``/``texts`` joining the text deltas);
+* ``gateway_thread(root, **overrides)`` — the daemon, its embedded server and its gateway in a
+  trio loop on a thread of their own, for synchronous and asyncio code (an OpenAI SDK pointed
+  at ``.v1_url`` with ``api_key=.token``); ``.run(async_fn, *args)`` runs in the daemon's loop.
 
 All waits take a ``timeout`` and raise ``trio.TooSlowError`` rather than hang.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, Protocol
 
@@ -71,11 +76,13 @@ __all__ = [
     "Crashable",
     "EventRecorder",
     "ExitWith",
+    "GatewayThread",
     "Recorder",
     "Stall",
     "Trace",
     "daemon_config",
     "daemon_fixture",
+    "gateway_thread",
     "mockapi_fixture",
     "quiesce",
     "running_daemon",
@@ -525,3 +532,107 @@ def _is_terminal_event(item: Any, response_id: str | None) -> bool:
         and item.terminal
         and (response_id is None or item.response_id == response_id)
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The daemon on a thread of its own (for synchronous and asyncio callers)
+
+
+class GatewayThread:
+    """A daemon, its embedded server and its gateway, running in a trio loop on a thread of
+    their own. Get one from `gateway_thread`.
+
+    Attributes (set once started):
+        daemon / gateway / mockapi: the running objects (touch them only through `run`).
+        url: the gateway's ``http://127.0.0.1:PORT``; ``v1_url`` its OpenAI-compatible base URL.
+        token: the gateway's token: the API key an OpenAI SDK presents.
+        upstream_url: the embedded server's base URL (``.../v1``), for direct comparisons.
+    """
+
+    def __init__(self, config: Config, mockapi: MockAPIConfig, token: str | None) -> None:
+        self._config, self._mockapi, self._token_wanted = config, mockapi, token
+        self._trio_token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="streamvisor-daemon", daemon=True)
+        self.error: BaseException | None = None
+        self.daemon: Daemon
+        self.gateway: Any
+        self.mockapi: MockServer
+        self.url = self.v1_url = self.token = self.upstream_url = ""
+
+    def _main(self) -> None:
+        try:
+            trio.run(self._serve)
+        except BaseException as exc:  # reported by start()/stop(), never swallowed
+            self.error = exc
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        from streamvisor.gateway import serve_gateway  # the gateway sits above this module
+
+        async with (
+            open_daemon(self._config, mockapi=self._mockapi, configure_logs=False) as daemon,
+            serve_gateway(daemon, token=self._token_wanted) as gateway,
+        ):
+            assert daemon.mockapi is not None
+            self.daemon, self.gateway, self.mockapi = daemon, gateway, daemon.mockapi
+            self.url, self.token = gateway.url, gateway.token
+            self.v1_url, self.upstream_url = f"{gateway.url}/v1", daemon.mockapi.url
+            self._stop = trio.Event()
+            self._trio_token = trio.lowlevel.current_trio_token()
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start and wait until the gateway answers. Raises ``RuntimeError`` (caused by what
+        failed) if it does not start within ``timeout`` seconds."""
+        self._thread.start()
+        self._ready.wait(timeout)
+        if self._trio_token is None:
+            raise RuntimeError("the daemon did not start") from self.error
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the gateway and the daemon (in order) and join the thread."""
+        if self._trio_token is not None and self._stop is not None and self._thread.is_alive():
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._trio_token)
+        self._thread.join(timeout)
+
+    def run(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """``await fn(*args)`` in the daemon's loop and return (or raise) its result."""
+        if self._trio_token is None:
+            raise RuntimeError("the daemon is not running")
+        return trio.from_thread.run(fn, *args, trio_token=self._trio_token)
+
+    def run_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the daemon's loop (e.g. ``mockapi.inject``) and return its result."""
+        if self._trio_token is None:
+            raise RuntimeError("the daemon is not running")
+        return trio.from_thread.run_sync(fn, *args, trio_token=self._trio_token)
+
+
+@contextlib.contextmanager
+def gateway_thread(
+    root: str | os.PathLike[str],
+    *,
+    mockapi: MockAPIConfig | None = None,
+    token: str | None = None,
+    **overrides: Any,
+) -> Iterator[GatewayThread]:
+    """Run the daemon (on `daemon_config` of ``root`` and ``overrides``), its embedded server
+    (``mockapi``, default `FAST_MOCKAPI`) and its gateway (``token``, default a random one) on a
+    thread for the block::
+
+        with gateway_thread(tmp_path) as running:
+            client = openai.OpenAI(base_url=running.v1_url, api_key=running.token)
+
+    Raises what `daemon_config` raises, and ``RuntimeError`` if the daemon does not start."""
+    config = daemon_config(root, **overrides)
+    running = GatewayThread(config, mockapi or MockAPIConfig(**FAST_MOCKAPI), token)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
