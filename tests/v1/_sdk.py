@@ -177,18 +177,30 @@ class ChatHelper:
 
 
 def observe(
-    flavour: Flavour, base_url: str, api_key: str, scenario: Any, *args: Any, **kwargs: Any
+    flavour: Flavour,
+    base_url: str,
+    api_key: str,
+    scenario: Any,
+    *args: Any,
+    default_headers: Mapping[str, str] | None = None,
+    **kwargs: Any,
 ) -> Observed:
     """Run ``scenario`` with a fresh client of ``flavour`` (closed after) and return what it saw.
 
     The client never retries: what it sees is what the server (or the daemon) answered."""
+    options: dict[str, Any] = {
+        "base_url": base_url,
+        "api_key": api_key,
+        "max_retries": 0,
+        "default_headers": default_headers,
+    }
     if flavour == "sync":
-        with openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
+        with openai.OpenAI(**options) as client:
             observed: Observed = scenario.sync(client, *args, **kwargs)
             return observed
 
     async def main() -> Observed:
-        async with openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
+        async with openai.AsyncOpenAI(**options) as client:
             seen: Observed = await scenario.asyncio(client, *args, **kwargs)
             return seen
 
