@@ -4,7 +4,7 @@ Each scenario runs the same calls with `openai.OpenAI` and with `openai.AsyncOpe
 asyncio, as most users run it), and returns the SDK's own view as plain JSON (``to_dict()``: the
 fields the wire carried, nothing the SDK filled in). `normalise` then blanks what legitimately
 differs from run to run: ids (numbered by first appearance, so that "the same id again" is kept),
-timestamps and the per-run random padding.
+timestamps, per-run random strings and the obfuscation padding.
 """
 
 from __future__ import annotations
@@ -28,13 +28,17 @@ _ID: Final = re.compile(
     r"\b(resp|msg|fc|fco|call|rs|item|chatcmpl|file|upload|part)[-_][A-Za-z0-9]{16,}\b"
 )
 _TIMESTAMPS: Final = frozenset({"created", "created_at", "completed_at", "expires_at"})
-#: Random per request by design: obfuscation padding, and the embedded server's fingerprints.
-_PER_RUN: Final = frozenset({"obfuscation", "system_fingerprint"})
+#: Random per request by design: the embedded server's fingerprints.
+_PER_RUN: Final = frozenset({"system_fingerprint"})
+#: Random padding that hides the deltas' lengths on the wire; the SDK ignores it. Dropped here so
+#: that it does not hide other differences: ``TestObfuscation`` holds its presence on its own.
+_PADDING: Final = "obfuscation"
 
 
 def normalise(value: Any) -> Any:
     """``value`` (JSON) with ids numbered by first appearance (``<resp_1>``), timestamps
-    ``<time>`` and per-run random strings ``<per-run>``; everything else untouched."""
+    ``<time>``, per-run random strings ``<per-run>`` and no obfuscation padding; everything else
+    untouched."""
     ids: dict[str, str] = {}
 
     def rename(match: re.Match[str]) -> str:
@@ -45,7 +49,7 @@ def normalise(value: Any) -> Any:
 
     def walk(item: Any, key: str | None = None) -> Any:
         if isinstance(item, Mapping):
-            return {k: walk(v, k) for k, v in item.items()}
+            return {k: walk(v, k) for k, v in item.items() if k != _PADDING}
         if isinstance(item, list | tuple):
             return [walk(v) for v in item]
         if key in _TIMESTAMPS and isinstance(item, int | float) and not isinstance(item, bool):
@@ -225,3 +229,43 @@ def wait_until(
 def scenario(name: str, **extra: Any) -> dict[str, Any]:
     """``metadata`` choosing the embedded server's scenario (``long:120``, ``tools``, ...)."""
     return {"metadata": {"mock_scenario": name, **extra}}
+
+
+def differences(
+    through: Any, direct: Any, labels: tuple[str, str] = ("through the gateway", "directly")
+) -> list[str]:
+    """Where two JSON values differ, one line per place (the first eight), worded with the two
+    sides' ``labels``."""
+    found: list[str] = []
+    ours, theirs = labels
+
+    def walk(a: Any, b: Any, at: str) -> None:
+        if len(found) >= 8 or a == b:
+            return
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for key in [*a, *(k for k in b if k not in a)]:
+                if key not in a:
+                    found.append(f"{at}.{key}: missing {ours} ({theirs}: {b[key]!r})")
+                elif key not in b:
+                    found.append(f"{at}.{key}: {a[key]!r} {ours}, absent {theirs}")
+                else:
+                    walk(a[key], b[key], f"{at}.{key}")
+        elif isinstance(a, list) and isinstance(b, list):
+            for i, (x, y) in enumerate(zip(a, b, strict=False)):
+                walk(x, y, f"{at}[{i}]")
+            if len(a) != len(b) and len(found) < 8:
+                found.append(f"{at}: {len(a)} items {ours}, {len(b)} {theirs}")
+        else:
+            found.append(f"{at}: {a!r} {ours}, {b!r} {theirs}")
+
+    walk(through, direct, "")
+    return found
+
+
+def assert_same(
+    through: Any, direct: Any, labels: tuple[str, str] = ("through the gateway", "directly")
+) -> None:
+    """Assert two normalised observations are equal, naming where they differ if not."""
+    if isinstance(through, Observed):
+        through, direct = attrs.asdict(through), attrs.asdict(direct)
+    assert through == direct, "\n".join(differences(through, direct, labels))

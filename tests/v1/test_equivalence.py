@@ -22,6 +22,7 @@ from ._sdk import (
     ResponsesHelper,
     ResponsesRaw,
     ResponsesReplay,
+    assert_same,
     normalise,
     observe,
     scenario,
@@ -85,7 +86,7 @@ class TestChatCompletionStreams:
             messages=HELLO,
             stream_options={"include_usage": True},
         )
-        assert through.normalised() == direct.normalised()
+        assert_same(through.normalised(), direct.normalised())
         assert through.events[-1]["choices"] == []
         assert through.events[-1]["usage"]["completion_tokens"] > 0
         assert "".join(
@@ -97,7 +98,7 @@ class TestChatCompletionStreams:
     ) -> None:
         """Not asked for usage, no chunk carries it, as from the server itself."""
         direct, through = both(running, flavour, ChatRaw, model=MODEL, messages=HELLO)
-        assert through.normalised() == direct.normalised()
+        assert_same(through.normalised(), direct.normalised())
         assert all(chunk.get("usage") is None for chunk in through.events)
         assert all(chunk["choices"] for chunk in through.events)
 
@@ -114,7 +115,7 @@ class TestChatCompletionStreams:
             tools=[CHAT_TOOL],
             **scenario("tools"),
         )
-        assert through.normalised() == direct.normalised()
+        assert_same(through.normalised(), direct.normalised())
         fragments = [
             call["function"].get("arguments") or ""
             for chunk in through.events
@@ -129,10 +130,28 @@ class TestChatCompletionStreams:
     ) -> None:
         """``chat.completions.stream`` yields the same events and final completion."""
         direct, through = both(running, flavour, ChatHelper, model=MODEL, messages=HELLO)
-        assert through.normalised() == direct.normalised()
+        assert_same(through.normalised(), direct.normalised())
         assert through.text == "You said: hello there"
         assert through.final is not None
         assert through.final["choices"][0]["finish_reason"] == "stop"
+
+
+class TestObfuscation:
+    @pytest.mark.parametrize(
+        ("scenario_", "kwargs"),
+        [
+            pytest.param(ChatRaw, {"messages": HELLO}, id="chat"),
+            pytest.param(ResponsesRaw, {"input": "hello there"}, id="responses"),
+        ],
+    )
+    def test_deltas_keep_their_padding_unless_the_client_opts_out(
+        self, running: GatewayThread, scenario_: Any, kwargs: dict[str, Any]
+    ) -> None:
+        """Content deltas carry ``obfuscation`` padding through the gateway as they do directly."""
+        direct, through = both(running, "sync", scenario_, model=MODEL, **kwargs)
+        padded = [i for i, e in enumerate(direct.events) if "obfuscation" in e]
+        assert padded
+        assert [i for i, e in enumerate(through.events) if "obfuscation" in e] == padded
 
 
 class TestChatCompletions:
@@ -142,7 +161,7 @@ class TestChatCompletions:
         """``stream: false`` answers the server's chat.completion, usage included."""
         direct = upstream.chat.completions.create(model=MODEL, messages=HELLO)
         through = gateway.chat.completions.create(model=MODEL, messages=HELLO)
-        assert normalise(wire(through)) == normalise(wire(direct))
+        assert_same(normalise(wire(through)), normalise(wire(direct)))
         assert through.choices[0].message.content == "You said: hello there"
         assert through.usage is not None
         assert through.usage.total_tokens > 0
@@ -154,7 +173,7 @@ class TestChatCompletions:
         kwargs: dict[str, Any] = {"model": MODEL, "messages": HELLO, "tools": [CHAT_TOOL]}
         direct = upstream.chat.completions.create(**kwargs, **scenario("tools"))
         through = gateway.chat.completions.create(**kwargs, **scenario("tools"))
-        assert normalise(wire(through)) == normalise(wire(direct))
+        assert_same(normalise(wire(through)), normalise(wire(direct)))
         calls = through.choices[0].message.tool_calls
         assert calls is not None
         assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [  # type: ignore[union-attr]
@@ -171,7 +190,7 @@ class TestChatCompletions:
         through = gateway.chat.completions.create(
             model=MODEL, messages=HELLO, **scenario("refusal")
         )
-        assert normalise(wire(through)) == normalise(wire(direct))
+        assert_same(normalise(wire(through)), normalise(wire(direct)))
         assert through.choices[0].message.content is None
         assert through.choices[0].message.refusal
 
@@ -193,7 +212,7 @@ class TestResponseStreams:
         assert through.types == direct.types
         assert through.sequence_numbers == list(range(len(direct.events)))
         assert through.deltas() == direct.deltas()
-        assert through.normalised() == direct.normalised()
+        assert_same(through.normalised(), direct.normalised())
         assert through.types[-1] == "response.completed"
 
     def test_the_stream_helper_builds_the_same_final_response(
@@ -203,7 +222,7 @@ class TestResponseStreams:
         direct, through = both(
             running, flavour, ResponsesHelper, model=MODEL, input="hi", **scenario("long:30")
         )
-        assert through.normalised() == direct.normalised()
+        assert_same(through.normalised(), direct.normalised())
         assert through.text == direct.text
         assert through.text is not None
         assert len(through.text.split()) == 30
@@ -219,11 +238,11 @@ class TestBackgroundResponses:
         kwargs: dict[str, Any] = {"model": MODEL, "input": "hi", "background": True}
         direct = upstream.responses.create(**kwargs, **scenario("long:20"))
         through = gateway.responses.create(**kwargs, **scenario("long:20"))
-        assert normalise(wire(through)) == normalise(wire(direct))
+        assert_same(normalise(wire(through)), normalise(wire(direct)))
         assert through.status == "queued"
         assert through.background is True
         direct_end, through_end = settled(upstream, direct.id), settled(gateway, through.id)
-        assert normalise(wire(through_end)) == normalise(wire(direct_end))
+        assert_same(normalise(wire(through_end)), normalise(wire(direct_end)))
         assert through_end.status == "completed"
         assert len(through_end.output_text.split()) == 20
 
@@ -237,7 +256,7 @@ class TestBackgroundResponses:
         through = gateway.responses.create(**kwargs, **stalled)
         direct_cancelled = upstream.responses.cancel(direct.id)
         through_cancelled = gateway.responses.cancel(through.id)
-        assert normalise(wire(through_cancelled)) == normalise(wire(direct_cancelled))
+        assert_same(normalise(wire(through_cancelled)), normalise(wire(direct_cancelled)))
         assert through_cancelled.status == "cancelled"
         assert upstream.responses.retrieve(through.id).status == "cancelled"
 
@@ -253,7 +272,7 @@ class TestBackgroundResponses:
         direct_gone = raised(lambda: upstream.responses.retrieve(direct.id))
         through_gone = raised(lambda: gateway.responses.retrieve(through.id))
         assert isinstance(through_gone, openai.NotFoundError)
-        assert normalise(through_gone.body) == normalise(direct_gone.body)
+        assert_same(normalise(through_gone.body), normalise(direct_gone.body))
         assert isinstance(
             raised(lambda: upstream.responses.retrieve(through.id)), openai.NotFoundError
         )
@@ -291,7 +310,7 @@ class TestResumingAStoredResponse:
             through_id,
             starting_after=after,
         )
-        assert through.normalised() == direct.normalised()
+        assert_same(through.normalised(), direct.normalised())
         assert through.sequence_numbers[0] == after + 1
         assert through.sequence_numbers == list(range(after + 1, after + 1 + len(through.events)))
         assert through.types[-1] == "response.completed"
@@ -307,7 +326,7 @@ class TestResumingAStoredResponse:
         through = observe(
             flavour, running.v1_url, running.token, ResponsesHelper, response_id=through_id
         )
-        assert through.normalised() == direct.normalised()
+        assert_same(through.normalised(), direct.normalised())
         assert through.types[0] == "response.created"
         assert through.text is not None
         assert len(through.text.split()) == 25
@@ -340,7 +359,7 @@ class TestFiles:
         png = _samples.png(3, 5)
         direct = upstream.files.create(file=("pic.png", png, "image/png"), purpose="vision")
         through = gateway.files.create(file=("pic.png", png, "image/png"), purpose="vision")
-        assert normalise(wire(through)) == normalise(wire(direct))
+        assert_same(normalise(wire(through)), normalise(wire(direct)))
 
     def test_a_file_that_is_not_what_its_name_says_is_a_bad_request_naming_the_rule(
         self, running: GatewayThread, gateway: openai.OpenAI

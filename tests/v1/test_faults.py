@@ -21,6 +21,7 @@ from ._sdk import (
     Observed,
     ResponsesHelper,
     ResponsesRaw,
+    assert_same,
     observe,
     scenario,
 )
@@ -39,6 +40,7 @@ DROPS = (
     *sorted(random.Random(82).sample(range(2_700, 34_000), 4)),
 )
 STORM = 3
+LABELS = ("disturbed", "undisturbed")
 RETRY_FAST = 0.01
 
 
@@ -61,7 +63,7 @@ def assert_identical(observed: Observed, undisturbed: Observed) -> None:
     assert observed.types == undisturbed.types
     assert observed.sequence_numbers == undisturbed.sequence_numbers
     assert observed.deltas() == undisturbed.deltas()
-    assert observed.normalised() == undisturbed
+    assert_same(observed.normalised(), undisturbed, LABELS)
 
 
 class TestDroppedConnections:
@@ -100,7 +102,7 @@ class TestDroppedConnections:
         before = mark(running)
         inject(running, Fault.drop_after(12_000), "POST", "/v1/responses")
         cut = through(running, ResponsesHelper, flavour, **LONG)
-        assert cut.normalised() == calm.normalised()
+        assert_same(cut.normalised(), calm.normalised(), LABELS)
         assert cut.text == calm.text
         assert len(resumes_of(seen_since(running, before), cut.response_id)) == 1
 
@@ -156,6 +158,6 @@ class TestChatStreams:
         fault = Fault.status(429, retry_after=RETRY_FAST)
         inject(running, fault, "POST", "/v1/chat/completions", times=STORM)
         stormy = through(running, ChatRaw, flavour, **kwargs)
-        assert stormy.normalised() == calm.normalised()
+        assert_same(stormy.normalised(), calm.normalised(), LABELS)
         assert creates(seen_since(running, before), "/v1/chat/completions") == STORM + 1
         assert len(calm.events) > 40

@@ -20,12 +20,14 @@ from ._sdk import (
     ResponsesHelper,
     ResponsesRaw,
     ResponsesReplay,
+    assert_same,
     observe,
     scenario,
     wait_until,
     wire,
 )
 
+LABELS = ("replayed", "read whole")
 LONG: dict[str, Any] = {"model": "gpt-4o", "input": "go on", **scenario("long:60")}
 #: Paced (5 ms a token, 0.3 s in all) so that a client can come back while it still runs.
 PACED: dict[str, Any] = {
@@ -90,7 +92,7 @@ class TestReplayAfterTheClientLeft:
         rest = replay(running, response_id, flavour, starting_after=k)
         assert rest.sequence_numbers == [n for n in reference.sequence_numbers if n > k]
         assert rest.types[-1] == "response.completed"
-        assert Observed(seen + rest.events).normalised() == reference
+        assert_same(Observed(seen + rest.events).normalised(), reference, LABELS)
 
     def test_without_starting_after_the_whole_stream_is_replayed(
         self, running: GatewayThread, gateway: openai.OpenAI, reference: Observed
@@ -102,7 +104,7 @@ class TestReplayAfterTheClientLeft:
         whole = replay(running, response_id)
         assert whole.types[0] == "response.created"
         assert whole.events[:3] == seen
-        assert whole.normalised() == reference
+        assert_same(whole.normalised(), reference, LABELS)
 
     def test_the_replay_comes_from_the_daemon_not_from_upstream(
         self, running: GatewayThread, gateway: openai.OpenAI, reference: Observed
@@ -115,8 +117,8 @@ class TestReplayAfterTheClientLeft:
         before = mark(running)
         rest = replay(running, response_id, starting_after=seen[-1]["sequence_number"])
         whole = replay(running, response_id)
-        assert whole.normalised() == reference
-        assert Observed(seen + rest.events).normalised() == reference
+        assert_same(whole.normalised(), reference, LABELS)
+        assert_same(Observed(seen + rest.events).normalised(), reference, LABELS)
         asked = [r for r in seen_since(running, before) if response_id in r.path]
         assert asked == []
 
