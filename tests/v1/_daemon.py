@@ -1,12 +1,15 @@
-"""Looking inside the daemon and its embedded server from the test's own thread."""
+"""Looking inside the daemon and its embedded server from the test's own thread, and at the bus
+from outside (the gateway's ``/events``)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import httpx
 import trio
 
 from streamvisor.mockapi import Fault, RecordedRequest
@@ -84,3 +87,41 @@ def watching(running: GatewayThread, topic: str) -> Iterator[BusWatch]:
         if "stop" in held:
             running.run_sync(held["stop"].set)
         holder.join(10)
+
+
+@contextlib.contextmanager
+def listening(running: GatewayThread, topic: str) -> Iterator[list[dict[str, Any]]]:
+    """Read ``GET /events?topic=...`` from the gateway for the block (subscribed on entry) and
+    collect each event's JSON until the first terminal one; the list fills as they come."""
+    received: list[dict[str, Any]] = []
+    subscribed, finished = threading.Event(), threading.Event()
+
+    def read() -> None:
+        with (
+            httpx.Client(timeout=10) as http,
+            http.stream(
+                "GET",
+                f"{running.url}/events",
+                params={"topic": topic},
+                headers={"authorization": f"Bearer {running.token}"},
+            ) as response,
+        ):
+            for line in response.iter_lines():
+                if line.startswith(": subscribed"):
+                    subscribed.set()
+                elif line.startswith("data: "):
+                    received.append(json.loads(line[len("data: ") :]))
+                    if received[-1].get("terminal"):
+                        finished.set()
+                        return
+
+    reader = threading.Thread(target=read, name=f"/events {topic}")
+    reader.start()
+    try:
+        if not subscribed.wait(10):
+            raise AssertionError(f"GET /events?topic={topic} did not subscribe")
+        yield received
+        if not finished.wait(10):
+            raise AssertionError(f"no terminal event on {topic} within 10 s")
+    finally:
+        reader.join(10)

@@ -9,7 +9,7 @@ import pytest
 
 from streamvisor.testing import GatewayThread
 
-from ._daemon import watching
+from ._daemon import listening, watching
 from ._sdk import FLAVOURS, Flavour, ResponsesHelper, ResponsesRaw, observe, scenario
 
 SESSION = {"x-streamvisor-session": "sdk-1"}
@@ -73,3 +73,28 @@ class TestObservedOnTheBus:
             )
             assert ours.events(observed.response_id)
             assert theirs.all() == []
+
+
+class TestObservedThroughTheGatewaysEventStream:
+    def test_events_of_the_session_topic_carry_the_clients_stream(
+        self, running: GatewayThread
+    ) -> None:
+        """``GET /events?topic=session.sdk-1`` sends the stream's events as they happen."""
+        with listening(running, "session.sdk-1") as received:
+            observed = observe(
+                "sync",
+                running.v1_url,
+                running.token,
+                ResponsesRaw,
+                model="gpt-4o",
+                input="hello",
+                extra_headers=SESSION,
+                **scenario("long:20"),
+            )
+        ours = [e for e in received if "type" in e and e.get("response_id") == observed.response_id]
+        relayed = [e for e in ours if e["type"] not in NOT_RELAYED]
+        assert [e["type"] for e in relayed] == observed.types
+        assert [e["data"].get("delta") for e in relayed] == [
+            e.get("delta") for e in observed.events
+        ]
+        assert {e["session_id"] for e in ours} == {"sdk-1"}

@@ -125,6 +125,18 @@ class TestChatCompletionStreams:
         assert json.loads("".join(fragments)) == {"country": "sample country"}
         assert through.events[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
+    def test_a_streamed_refusal_arrives_as_refusal_deltas(
+        self, running: GatewayThread, flavour: Flavour
+    ) -> None:
+        """A refusal streams as ``delta.refusal`` fragments, never as content."""
+        direct, through = both(
+            running, flavour, ChatRaw, model=MODEL, messages=HELLO, **scenario("refusal")
+        )
+        assert_same(through.normalised(), direct.normalised())
+        deltas = [c["choices"][0]["delta"] for c in through.events if c["choices"]]
+        assert "".join(d.get("refusal") or "" for d in deltas).startswith("I'm sorry")
+        assert not "".join(d.get("content") or "" for d in deltas)
+
     def test_the_stream_helper_builds_the_same_final_completion(
         self, running: GatewayThread, flavour: Flavour
     ) -> None:
