@@ -29,11 +29,11 @@ from ._sdk import (
 
 LABELS = ("replayed", "read whole")
 LONG: dict[str, Any] = {"model": "gpt-4o", "input": "go on", **scenario("long:60")}
-#: Paced (5 ms a token, 0.3 s in all) so that a client can come back while it still runs.
+#: Paced (10 ms a token, 0.6 s in all) so that a client can come back while it still runs.
 PACED: dict[str, Any] = {
     "model": "gpt-4o",
     "input": "go on",
-    **scenario("long:60", mock_token_delay_ms="5"),
+    **scenario("long:60", mock_token_delay_ms="10"),
 }
 
 
