@@ -49,6 +49,7 @@ from ..openai import (
     AuthenticationError,
     InvalidRequestError,
     OpenAIError,
+    OutcomeUnknownError,
     PermissionDeniedError,
     check_json,
 )
@@ -156,6 +157,12 @@ def v1_problem(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
         if exc.request_id:
             headers["x-request-id"] = exc.request_id
         return exc.status_code, {"error": inner}, headers
+    if isinstance(exc, OutcomeUnknownError):
+        message = (
+            "the upstream connection was lost before the response was named; it may exist "
+            "upstream: retrying may run it twice"
+        )
+        return 502, openai_error(message, "server_error", code="outcome_unknown"), headers
     if isinstance(exc, APITimeoutError):
         return 504, openai_error("the upstream API timed out", "timeout", code="timeout"), headers
     if isinstance(exc, APIConnectionError):
@@ -208,18 +215,18 @@ class V1Sessions:
                 ) from exc
         client = scope.get("client") or ("local", 0)
         host = re.sub(r"[^A-Za-z0-9]", "-", str(client[0]))[:96]
-        session_id = f"v1-{host}-{client[1]}"
-        self._last_used[session_id] = trio.current_time()
-        return session_id
+        return f"v1-{host}-{client[1]}"
 
     def touch(self, session_id: str) -> None:
-        if session_id in self._last_used:
+        """The session served a request just now (a named one is not the gateway's to stop)."""
+        if session_id.startswith("v1-"):
             self._last_used[session_id] = trio.current_time()
 
-    async def reap(self, app: GatewayApp) -> None:
-        """Stop the connection sessions idle for longer than `idle` that run no stream."""
+    async def reap(self, app: GatewayApp, serving: str) -> None:
+        """Stop the connection sessions idle for longer than `idle` that run no stream (not
+        ``serving``, the one of the request at hand)."""
         now = trio.current_time()
-        idle = [s for s, t in self._last_used.items() if now - t >= self.idle]
+        idle = [s for s, t in self._last_used.items() if now - t >= self.idle and s != serving]
         for session_id in idle[:16]:
             handle = app.daemon.session(session_id)
             if handle is None:
@@ -590,7 +597,7 @@ async def serve_v1(
     if refused is not None or found is None:
         await _answer(app, out, refused or NotFound("no route"), method, segments)
         return
-    await app.v1_sessions.reap(app)
+    await app.v1_sessions.reap(app, session_id)
     call = V1Call(
         app, method, found[1], parse_query(scope), headers, body, out, session_id=session_id
     )
@@ -603,7 +610,7 @@ async def serve_v1(
         except Exception as exc:
             await _answer(app, out, exc, method, segments)
         finally:
-            app.v1_sessions.touch(session_id)
+            app.v1_sessions.touch(session_id)  # also when the handler was cancelled
         nursery.cancel_scope.cancel()
 
 
