@@ -384,7 +384,11 @@ class TestSessions:
         await events(v1, "POST", "/responses", json=long_body(3))
         implicit = [s for s in gateway.app.v1_sessions._last_used if s.startswith("v1-")]
         assert implicit
-        assert daemon.session(implicit[0]) is not None
+        handle = daemon.session(implicit[0])
+        assert handle is not None
+        with trio.fail_after(5):
+            while await handle.streams():  # the stream winds down after its last event
+                await trio.sleep(0.01)
         async with httpx.AsyncClient(headers=gateway.auth_headers) as other:
             await other.get(f"{gateway.url}/v1/models")  # another connection's request reaps
         assert daemon.session(implicit[0]) is None
