@@ -39,6 +39,8 @@ from ..actors import (
     FileUploadFailed,
     InvalidSessionId,
     TooManyStreams,
+    build_chat_body,
+    build_responses_body,
     check_declared_type,
     check_session_id,
 )
@@ -71,6 +73,7 @@ from ._http import (
     Scope,
     parse_form,
     parse_query,
+    path_segments,
     read_body,
     watch_disconnect,
 )
@@ -259,6 +262,9 @@ async def _chat_completions(call: V1Call) -> None:
     check_json(body)
     daemon = call.app.daemon
     if not _flag(body, "stream"):
+        # The session's own checks, so a bad request never reaches the API.
+        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
+        build_chat_body(body.get("model"), body.get("messages"), rest)
         params = {k: v for k, v in body.items() if k != "stream"}
         await call.out.json(200, await daemon.client.create_chat_completion(params))
         return
@@ -282,10 +288,12 @@ async def _create_response(call: V1Call) -> None:
     daemon = call.app.daemon
     stream = _flag(body, "stream")
     background = _flag(body, "background")
+    params = {k: v for k, v in body.items() if k not in ("model", "input", "stream", "background")}
+    # The session's own checks, so a bad request never reaches the API.
+    build_responses_body(body.get("model"), body.get("input"), params)
     if not stream and not background:
         await call.out.json(200, await daemon.client.create_response(body))
         return
-    params = {k: v for k, v in body.items() if k not in ("model", "input", "stream", "background")}
     if not stream:
         await call.out.json(200, await _create_background(call, body, params))
         return
@@ -566,16 +574,17 @@ async def serve_v1(
     scope: Scope,
     receive: Receive,
     out: Responder,
-    segments: tuple[str, ...],
     headers: Mapping[str, str],
 ) -> None:
-    """Serve one ``/v1/...`` request (``segments`` without ``v1``), errors in OpenAI's shape."""
+    """Serve one ``/v1/...`` request, errors in OpenAI's shape."""
     method = str(scope["method"]).upper()
     refused: Exception | None = None
     found: tuple[_Route, dict[str, str]] | None = None
     session_id = ""
+    segments: tuple[str, ...] = ()
     try:
         app.access.check(headers)
+        segments = path_segments(scope)[1:]
         found = _route(method, segments)
         session_id = app.v1_sessions.for_request(scope, headers)
     except GatewayError as exc:
