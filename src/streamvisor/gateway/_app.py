@@ -12,7 +12,6 @@ import importlib.resources
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final
-from urllib.parse import unquote_to_bytes
 
 import attrs
 import structlog
@@ -44,9 +43,11 @@ from ._http import (
     Send,
     dumps,
     parse_form,
+    path_segments,
     read_body,
     watch_disconnect,
 )
+from ._v1 import V1Sessions, serve_v1
 from ._ws import serve_websocket
 
 __all__ = ["DEFAULT_KEEPALIVE", "GatewayApp", "create_gateway_app"]
@@ -330,19 +331,10 @@ _ROUTES: Final[list[_Route]] = [
 ]
 
 
-def path_segments(scope: Scope) -> tuple[str, ...]:
-    """The request path's segments, each percent-decoded on its own: ``/background/..%2Ffiles``
-    is two segments, the second ``../files`` (an invalid id, not a way into ``/files``).
-
-    Raises `BadRequest` for a segment that is not UTF-8.
-    """
-    raw = scope.get("raw_path") or str(scope.get("path", "/")).encode("utf-8")
-    raw = bytes(raw).split(b"?", 1)[0]
-    try:
-        segments = tuple(unquote_to_bytes(s).decode("utf-8") for s in raw.split(b"/")[1:])
-    except UnicodeDecodeError:
-        raise BadRequest("the request path is not UTF-8") from None
-    return () if segments == ("",) else segments
+def _is_v1(scope: Scope) -> bool:
+    """Whether the request is for OpenAI's API on the gateway (``/v1``, ``/v1/...``)."""
+    raw = bytes(scope.get("raw_path") or str(scope.get("path", "/")).encode("utf-8"))
+    return raw.startswith(b"/v1/") or raw.split(b"?", 1)[0] == b"/v1"
 
 
 def route(method: str, segments: tuple[str, ...]) -> tuple[_Route, dict[str, str]]:
@@ -404,6 +396,11 @@ class GatewayApp:
             [daemon.config.openai.api_key, daemon.client.settings.api_key, self.token]
         )
         self.page = _page()
+        #: ``/v1``: streamed Responses made durable upstream; the connections' own sessions;
+        #: uploads whose first part is still to be checked against their declared type.
+        self.v1_durable = daemon.config.gateway.v1_durable
+        self.v1_sessions = V1Sessions(daemon.config.gateway.v1_session_idle)
+        self.v1_uploads: dict[str, str] = {}
         #: Set by `close`: streams being cancelled say ``shutdown`` to their clients.
         self.stopping = False
         self._active: set[trio.CancelScope] = set()
@@ -449,51 +446,10 @@ class GatewayApp:
         method, path = str(scope["method"]).upper(), str(scope["path"])
         out = Responder(send, self.redact)
         with trio.CancelScope() as cancel_scope, self.track(cancel_scope):
-            found: tuple[_Route, dict[str, str]] | None = None
-            refused: Exception | None = None
-            headers = request_headers(scope)
-            authenticated = False
-            try:
-                # Host and Origin first, for every method; then the token (the page answers
-                # without it, saying where to find it); then the route.
-                self.access.check(headers, authenticate=False)
-                authenticated = self.access.authenticated(headers)
-                segments = path_segments(scope)
-                if not authenticated and segments:
-                    raise NotAuthenticated()
-                found = route(method, segments)
-            except GatewayError as exc:
-                refused = exc
-            # The body is read even for a refused request, so the connection stays usable.
-            upload = refused is None and found is not None and found[0].handler is _files_upload
-            try:
-                body = await read_body(receive, self.max_upload_bytes if upload else MAX_JSON)
-            except trio.BrokenResourceError:
-                return
-            except PayloadTooLarge as exc:
-                refused = refused or exc
-            if refused is None and found is not None:
-                try:
-                    if method not in ("GET", "HEAD"):
-                        check_media_type(headers.get("content-type"), body, found[0].body)
-                    check_params(found[1])
-                except GatewayError as exc:
-                    refused = exc
-            if refused is not None or found is None:
-                await self._answer_error(out, refused or NotFound(path), method, path)
-                return
-            request = Request.from_scope(
-                scope, headers, body, found[1], authenticated=authenticated
-            )
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)
-                try:
-                    await found[0].handler(self, request, out)
-                except ClientGone:
-                    pass
-                except Exception as exc:
-                    await self._answer_error(out, exc, method, path)
-                nursery.cancel_scope.cancel()
+            if _is_v1(scope):  # OpenAI's API: its own routes, its own error bodies
+                await serve_v1(self, scope, receive, out, request_headers(scope))
+            else:
+                await self._serve(scope, receive, out, method, path)
         if out.started and not out.finished and not out.disconnected:
             # Cancelled mid-body (the client left, or the gateway is stopping): end it cleanly,
             # with the stream's farewell if the gateway is stopping.
@@ -501,6 +457,54 @@ class GatewayApp:
                 if self.stopping and out.farewell is not None:
                     await out.write(out.farewell)
                 await out.finish()
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, out: Responder, method: str, path: str
+    ) -> None:
+        """One request of the gateway's own API (everything but ``/v1``)."""
+        found: tuple[_Route, dict[str, str]] | None = None
+        refused: Exception | None = None
+        headers = request_headers(scope)
+        authenticated = False
+        try:
+            # Host and Origin first, for every method; then the token (the page answers
+            # without it, saying where to find it); then the route.
+            self.access.check(headers, authenticate=False)
+            authenticated = self.access.authenticated(headers)
+            segments = path_segments(scope)
+            if not authenticated and segments:
+                raise NotAuthenticated()
+            found = route(method, segments)
+        except GatewayError as exc:
+            refused = exc
+        # The body is read even for a refused request, so the connection stays usable.
+        upload = refused is None and found is not None and found[0].handler is _files_upload
+        try:
+            body = await read_body(receive, self.max_upload_bytes if upload else MAX_JSON)
+        except trio.BrokenResourceError:
+            return
+        except PayloadTooLarge as exc:
+            refused = refused or exc
+        if refused is None and found is not None:
+            try:
+                if method not in ("GET", "HEAD"):
+                    check_media_type(headers.get("content-type"), body, found[0].body)
+                check_params(found[1])
+            except GatewayError as exc:
+                refused = exc
+        if refused is not None or found is None:
+            await self._answer_error(out, refused or NotFound(path), method, path)
+            return
+        request = Request.from_scope(scope, headers, body, found[1], authenticated=authenticated)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)
+            try:
+                await found[0].handler(self, request, out)
+            except ClientGone:
+                pass
+            except Exception as exc:
+                await self._answer_error(out, exc, method, path)
+            nursery.cancel_scope.cancel()
 
     async def _answer_error(self, out: Responder, exc: Exception, method: str, path: str) -> None:
         status, body, headers = problem(exc)
