@@ -243,6 +243,24 @@ class TestResponseStreams:
 
 
 class TestBackgroundResponses:
+    @pytest.mark.parametrize("flavour", FLAVOURS)
+    def test_a_background_stream_is_sent_as_the_api_sends_it(
+        self, running: GatewayThread, flavour: Flavour
+    ) -> None:
+        """Asked ``background`` and ``stream``, the client gets the API's stream, queued and all."""
+        direct, through = both(
+            running,
+            flavour,
+            ResponsesRaw,
+            model=MODEL,
+            input="hi",
+            background=True,
+            **scenario("long:10"),
+        )
+        assert_same(through.normalised(), direct.normalised())
+        assert through.types[:3] == ["response.created", "response.queued", "response.in_progress"]
+        assert through.events[0]["response"]["background"] is True
+
     def test_a_background_response_is_polled_to_the_same_end(
         self, gateway: openai.OpenAI, upstream: openai.OpenAI
     ) -> None:
@@ -386,6 +404,28 @@ class TestFiles:
         assert "allowed_types" in json.dumps(caught.value.body)
         assert "text/plain" in caught.value.message
         assert not [r for r in running.mockapi.requests[before:] if r.path == "/v1/files"]
+
+
+class TestUploads:
+    def test_a_png_uploaded_in_parts_is_the_servers_upload(
+        self, gateway: openai.OpenAI, upstream: openai.OpenAI
+    ) -> None:
+        """``uploads.create``, two ``parts.create`` and ``complete`` give the server's Upload."""
+        png = _samples.png(40, 40)
+
+        def upload(client: openai.OpenAI) -> Any:
+            started = client.uploads.create(
+                bytes=len(png), filename="big.png", mime_type="image/png", purpose="vision"
+            )
+            parts = [client.uploads.parts.create(started.id, data=png[:500])]
+            parts.append(client.uploads.parts.create(started.id, data=png[500:]))
+            return client.uploads.complete(started.id, part_ids=[p.id for p in parts])
+
+        direct, through = upload(upstream), upload(gateway)
+        assert_same(normalise(wire(through)), normalise(wire(direct)))
+        assert through.status == "completed"
+        assert through.file is not None
+        assert upstream.files.content(through.file.id).content == png
 
 
 class TestModels:

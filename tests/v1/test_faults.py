@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import openai
 import pytest
 
 from streamvisor.mockapi import Fault
@@ -161,3 +162,25 @@ class TestChatStreams:
         assert_same(stormy.normalised(), calm.normalised(), LABELS)
         assert creates(seen_since(running, before), "/v1/chat/completions") == STORM + 1
         assert len(calm.events) > 40
+
+    def test_a_chat_stream_cut_mid_way_ends_in_an_error(
+        self, running: GatewayThread, gateway: openai.OpenAI
+    ) -> None:
+        """A chat stream cannot be resumed: after the chunks it had, the client gets an error
+        frame (``APIError``), not a silent end and not a broken connection."""
+        kwargs: dict[str, Any] = {
+            "model": "gpt-4o",
+            "messages": [{"role": "user", "content": "hello"}],
+            **scenario("long:40"),
+        }
+        calm = through(running, ChatRaw, **kwargs).normalised()
+        inject(running, Fault.drop_after(2_000), "POST", "/v1/chat/completions")
+        received: list[dict[str, Any]] = []
+        with (
+            pytest.raises(openai.APIError) as caught,
+            gateway.chat.completions.create(stream=True, **kwargs) as stream,
+        ):
+            received.extend(chunk.to_dict() for chunk in stream)
+        assert not isinstance(caught.value, openai.APIConnectionError)
+        assert received
+        assert_same(Observed(received).normalised().events, calm.events[: len(received)], LABELS)
