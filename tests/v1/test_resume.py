@@ -139,6 +139,21 @@ class TestReplayAfterTheClientLeft:
         assert resumed.final["status"] == "completed"
 
 
+class TestForgetting:
+    def test_a_deleted_response_is_not_replayed(
+        self, running: GatewayThread, gateway: openai.OpenAI
+    ) -> None:
+        """After ``responses.delete`` the daemon's log forgets it too: a replay is a 404."""
+        seen = leave_early(gateway, 3, **LONG)
+        response_id = seen[0]["response"]["id"]
+        completed(gateway, response_id)
+        gateway.responses.delete(response_id)
+        with pytest.raises(openai.NotFoundError):
+            replay(running, response_id, starting_after=0)
+        with pytest.raises(openai.NotFoundError):
+            gateway.responses.retrieve(response_id)
+
+
 class TestComingBackWhileItRuns:
     def test_a_client_that_comes_back_early_gets_the_rest_live(
         self, running: GatewayThread, gateway: openai.OpenAI, reference: Observed
