@@ -1,0 +1,1 @@
+"""The gateway's ``/v1`` held to the official OpenAI SDK, sync and asyncio."""

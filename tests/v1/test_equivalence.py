@@ -242,6 +242,23 @@ class TestResponseStreams:
         assert through.final["status"] == "completed"
 
 
+class TestResponses:
+    @pytest.mark.parametrize("name", ["echo", "tools", "refusal"])
+    def test_a_response_is_the_servers_own(
+        self, gateway: openai.OpenAI, upstream: openai.OpenAI, name: str
+    ) -> None:
+        """``stream: false`` answers the server's Response, ``output_text`` and usage included."""
+        kwargs: dict[str, Any] = {"model": MODEL, "input": "hello there", **scenario(name)}
+        if name == "tools":
+            kwargs["tools"] = [RESPONSES_TOOL]
+        direct = upstream.responses.create(**kwargs)
+        through = gateway.responses.create(**kwargs)
+        assert_same(normalise(wire(through)), normalise(wire(direct)))
+        assert through.status == "completed"
+        assert through.output
+        assert through.usage is not None
+
+
 class TestBackgroundResponses:
     @pytest.mark.parametrize("flavour", FLAVOURS)
     def test_a_background_stream_is_sent_as_the_api_sends_it(
