@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +41,71 @@ pytestmark = pytest.mark.skipif(
     reason="node and npm are not on PATH: the Node SDK checks (tests/node) need both",
 )
 
-#: Scenarios whose results through the gateway must equal those from the embedded server.
-COMPARED = (
-    "chat_text",
-    "chat_tools",
-    "chat_refusal_header",
-    "responses_stream",
-    "responses_long",
-    "responses_tools",
-    "background",
-    "cancel",
-    "resume",
-    "files",
-)
+#: What the embedded server's `long:60` scenario says: its twelve words, five times round.
+LONG_TEXT = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor " * 5)[
+    :-1
+]
+
+
+def _sequence_numbers(events: list[dict[str, Any]]) -> list[int]:
+    return [e["sequence_number"] for e in events]
+
+
+#: The scenarios compared through the gateway and directly, each with what its result must show
+#: (so that two equally broken runs cannot pass): a view of the result and its expected value.
+COMPARED: dict[str, tuple[Callable[[Any], Any], Any]] = {
+    "chat_text": (
+        lambda r: (r["final"]["choices"][0]["message"]["content"], bool(r["chunks"][-1]["usage"])),
+        ("You said: Hello from Node", True),
+    ),
+    "chat_tools": (
+        lambda r: [(c["name"], c["arguments"]) for c in r["tool_calls"]],
+        [("get_weather", {"city": "sample city"})],
+    ),
+    "chat_refusal_header": (
+        lambda r: r["refusal"],
+        "I'm sorry, I can't assist with that request.",
+    ),
+    "responses_stream": (
+        lambda r: (r["output_text"], _sequence_numbers(r["events"])),
+        ("You said: Hello from Node", list(range(14))),
+    ),
+    "responses_long": (
+        lambda r: (r["output_text"], r["text"], r["final"]["status"]),
+        (LONG_TEXT, LONG_TEXT, "completed"),
+    ),
+    "responses_tools": (
+        lambda r: r["function_calls"],
+        [["get_weather", {"city": "sample city"}]],
+    ),
+    "background": (
+        lambda r: (r["created"]["status"], r["final"]["status"], r["output_text"], r["same_id"]),
+        ("queued", "completed", "You said: Hello in the background", True),
+    ),
+    "cancel": (
+        lambda r: (r["cancelled"]["status"], r["final"]["status"], r["same_id"]),
+        ("cancelled", "cancelled", True),
+    ),
+    "resume": (
+        lambda r: (
+            _sequence_numbers(r["before"]),
+            r["contiguous"],
+            r["final_status"],
+            r["final_text"],
+        ),
+        ([0, 1, 2, 3, 4], True, "completed", " ".join(LONG_TEXT.split()[:30])),
+    ),
+    "files": (
+        lambda r: (
+            len(r["listed"]),
+            r["retrieved_equals_created"],
+            r["content_equals_upload"],
+            r["deleted"]["deleted"],
+            r["after_delete"],
+        ),
+        (1, True, True, True, {"class": "NotFoundError", "status": 404}),
+    ),
+}
 
 
 def _lock_digest() -> str:
@@ -176,7 +228,9 @@ class TestTheNodeSdkSeesTheGatewayAsTheServerItself:
         self, node_sdk: Path, running: GatewayThread, scenario: str
     ) -> None:
         """One SDK scenario prints the same normalised result via /v1 as against upstream."""
+        view, expected = COMPARED[scenario]
         direct = sdk_check(node_sdk, running.upstream_url, "sk-direct", scenario)
+        assert view(direct) == expected, "the scenario did not do what it is for, even directly"
         via_gateway = through_gateway(node_sdk, running, scenario)
         assert via_gateway == direct, first_difference(via_gateway, direct)
 
