@@ -40,6 +40,7 @@ __all__ = [
     "BusSection",
     "Config",
     "ConfigError",
+    "EventLogSection",
     "FilesSection",
     "LogSection",
     "MockAPISection",
@@ -418,6 +419,12 @@ class GatewaySection:
     )
     #: Where the token is written (mode 0600) while the gateway runs.
     token_file: str = _text("var/gateway-token")
+    #: Streamed Responses on ``/v1`` are created in background mode upstream and resumed after
+    #: a drop (the client never sees it); false: relayed as the client asked.
+    v1_durable: bool = _bool(True)
+    #: Seconds an unnamed ``/v1`` session (one per client connection) may stay idle before the
+    #: gateway stops its worker.
+    v1_session_idle: float = _float(300.0, low=0)
 
     def __attrs_post_init__(self) -> None:
         _cross_check(
@@ -426,6 +433,23 @@ class GatewaySection:
             not self.enabled or self.token is not None or is_loopback(self.host),
             f"must be set when gateway.host ({self.host!r}) is not a loopback address",
         )
+
+
+@attrs.frozen
+class EventLogSection:
+    """``[eventlog]``: the events the daemon keeps of the streams served on ``/v1`` (so a client
+    can replay a response's stream after ``starting_after`` long after the API's own limit)."""
+
+    SECTION: ClassVar[str] = "eventlog"
+
+    #: The SQLite file (``:memory:``: kept only while the daemon runs).
+    path: str = _text("var/streamvisor-events.sqlite3")
+    #: Seconds a response's events are kept after its last one.
+    retention: float = _float(86400.0, low=0)
+    #: Events kept per response; a longer stream is replayed from the API beyond them.
+    max_events: int = _int(100_000, low=1)
+    #: Seconds between two writes of what was appended (a process crash loses at most these).
+    flush_interval: float = _float(0.05, low=0)
 
 
 @attrs.frozen
@@ -519,6 +543,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "files": FilesSection,
     "agent": AgentSection,
     "gateway": GatewaySection,
+    "eventlog": EventLogSection,
     "log": LogSection,
     "supervisor": SupervisorSection,
     "runtime": RuntimeSection,
@@ -550,6 +575,9 @@ class Config:
     agent: AgentSection = attrs.field(factory=AgentSection, validator=_instance_of(AgentSection))
     gateway: GatewaySection = attrs.field(
         factory=GatewaySection, validator=_instance_of(GatewaySection)
+    )
+    eventlog: EventLogSection = attrs.field(
+        factory=EventLogSection, validator=_instance_of(EventLogSection)
     )
     log: LogSection = attrs.field(factory=LogSection, validator=_instance_of(LogSection))
     supervisor: SupervisorSection = attrs.field(

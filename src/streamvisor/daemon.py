@@ -50,6 +50,7 @@ from .actors import (
     AgentHandle,
     BackgroundHandle,
     BackgroundPoller,
+    EventLog,
     FileActor,
     FilesHandle,
     InvalidAgentConfig,
@@ -61,7 +62,9 @@ from .actors import (
     check_agent_id,
     check_session_id,
     is_topic_pattern,
+    open_event_log,
     open_session,
+    registry_namespace,
     session_name,
     sessions_supervisor,
 )
@@ -165,6 +168,7 @@ class Daemon:
         root: The root supervisor (``which_children``, ``count_children``, ...).
         files: The file actor's handle (uploads, image/file inputs, listing).
         background: The background poller's handle (create, poll, cancel, active, stream).
+        event_log: The events kept of streams started with ``keep_events`` (``[eventlog]``).
         mockapi: The embedded server, when no API key was configured (None otherwise).
     """
 
@@ -175,6 +179,7 @@ class Daemon:
     root: SupervisorRef
     files: FilesHandle
     background: BackgroundHandle
+    event_log: EventLog
     mockapi: MockServer | None
     _session_deps: SessionDeps
     _agent_defaults: Callable[..., Agent]
@@ -385,9 +390,27 @@ async def open_daemon(
             default_overflow=Overflow[config.bus.overflow.upper()],
         )
         stack.callback(bus.close)
+        kept = config.eventlog
+        event_log = await stack.enter_async_context(
+            open_event_log(
+                kept.path,
+                namespace=EMBEDDED_NAMESPACE
+                if server is not None
+                else registry_namespace(client.settings.base_url),
+                retention=kept.retention,
+                max_events=kept.max_events,
+                flush_interval=kept.flush_interval,
+            )
+        )
         registry = Registry()
         background = BackgroundHandle.from_registry(registry, BACKGROUND)
-        deps = SessionDeps(client=client, bus=bus, config=config.sessions, tracker=background)
+        deps = SessionDeps(
+            client=client,
+            bus=bus,
+            config=config.sessions,
+            tracker=background,
+            event_log=event_log,
+        )
 
         def make_agent(agent_id: str, **kwargs: Any) -> Agent:
             return Agent(agent_id, client=client, bus=bus, config=config.agent, **kwargs)
@@ -466,6 +489,7 @@ async def open_daemon(
             root=root,
             files=FilesHandle.registered(registry, FILES, config.files),
             background=background,
+            event_log=event_log,
             mockapi=server,
             session_deps=deps,
             agent_defaults=make_agent,

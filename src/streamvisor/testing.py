@@ -241,6 +241,7 @@ FAST_MOCKAPI: Final[dict[str, Any]] = {"token_delay": 0.0, "poll_after_ms": 20}
 #: The settings `daemon_config` changes from the built-in defaults (besides ``files_roots``).
 _TEST_SETTINGS: Final[dict[str, Any]] = {
     "background_registry_path": ":memory:",
+    "eventlog_path": ":memory:",
     "background_poll_interval": 0.02,
     "background_max_poll_interval": 0.2,
     "background_error_backoff_initial": 0.02,

@@ -17,6 +17,7 @@ The tree (each leaf also subclasses the builtin it specialises, so ``except Valu
             ├── EmptyFile
             ├── FileTooLarge              .size, .limit, .purpose (None for an inline part)
             ├── UnsupportedFileType       .mime_type, .purpose, .allowed
+            ├── DeclaredTypeMismatch      .mime_type, .declared: an upload's signature disagrees
             ├── AnimatedImageNotAllowed   .mime_type, .frames: an animated PNG or WEBP
             │   └── AnimatedGifNotAllowed       an animated GIF (the API's own rule)
             ├── MalformedFile             .mime_type, .reason: truncated or corrupt

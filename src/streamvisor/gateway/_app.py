@@ -47,6 +47,7 @@ from ._http import (
     read_body,
     watch_disconnect,
 )
+from ._v1 import V1Sessions, serve_v1
 from ._ws import serve_websocket
 
 __all__ = ["DEFAULT_KEEPALIVE", "GatewayApp", "create_gateway_app"]
@@ -330,6 +331,17 @@ _ROUTES: Final[list[_Route]] = [
 ]
 
 
+def _v1_segments(scope: Scope) -> tuple[str, ...] | None:
+    """The segments after ``/v1`` of a request to OpenAI's API on the gateway, else None."""
+    raw = scope.get("raw_path") or str(scope.get("path", "/")).encode("utf-8")
+    if not (bytes(raw).startswith(b"/v1/") or bytes(raw).split(b"?", 1)[0] == b"/v1"):
+        return None
+    try:
+        return path_segments(scope)[1:]
+    except BadRequest:
+        return ("\ufffd",)  # not UTF-8: no route has it (404 in OpenAI's shape)
+
+
 def path_segments(scope: Scope) -> tuple[str, ...]:
     """The request path's segments, each percent-decoded on its own: ``/background/..%2Ffiles``
     is two segments, the second ``../files`` (an invalid id, not a way into ``/files``).
@@ -404,6 +416,11 @@ class GatewayApp:
             [daemon.config.openai.api_key, daemon.client.settings.api_key, self.token]
         )
         self.page = _page()
+        #: ``/v1``: streamed Responses made durable upstream; the connections' own sessions;
+        #: uploads whose first part is still to be checked against their declared type.
+        self.v1_durable = daemon.config.gateway.v1_durable
+        self.v1_sessions = V1Sessions(daemon.config.gateway.v1_session_idle)
+        self.v1_uploads: dict[str, str] = {}
         #: Set by `close`: streams being cancelled say ``shutdown`` to their clients.
         self.stopping = False
         self._active: set[trio.CancelScope] = set()
@@ -449,51 +466,11 @@ class GatewayApp:
         method, path = str(scope["method"]).upper(), str(scope["path"])
         out = Responder(send, self.redact)
         with trio.CancelScope() as cancel_scope, self.track(cancel_scope):
-            found: tuple[_Route, dict[str, str]] | None = None
-            refused: Exception | None = None
-            headers = request_headers(scope)
-            authenticated = False
-            try:
-                # Host and Origin first, for every method; then the token (the page answers
-                # without it, saying where to find it); then the route.
-                self.access.check(headers, authenticate=False)
-                authenticated = self.access.authenticated(headers)
-                segments = path_segments(scope)
-                if not authenticated and segments:
-                    raise NotAuthenticated()
-                found = route(method, segments)
-            except GatewayError as exc:
-                refused = exc
-            # The body is read even for a refused request, so the connection stays usable.
-            upload = refused is None and found is not None and found[0].handler is _files_upload
-            try:
-                body = await read_body(receive, self.max_upload_bytes if upload else MAX_JSON)
-            except trio.BrokenResourceError:
-                return
-            except PayloadTooLarge as exc:
-                refused = refused or exc
-            if refused is None and found is not None:
-                try:
-                    if method not in ("GET", "HEAD"):
-                        check_media_type(headers.get("content-type"), body, found[0].body)
-                    check_params(found[1])
-                except GatewayError as exc:
-                    refused = exc
-            if refused is not None or found is None:
-                await self._answer_error(out, refused or NotFound(path), method, path)
-                return
-            request = Request.from_scope(
-                scope, headers, body, found[1], authenticated=authenticated
-            )
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)
-                try:
-                    await found[0].handler(self, request, out)
-                except ClientGone:
-                    pass
-                except Exception as exc:
-                    await self._answer_error(out, exc, method, path)
-                nursery.cancel_scope.cancel()
+            v1 = _v1_segments(scope)
+            if v1 is not None:  # OpenAI's API: its own routes, its own error bodies
+                await serve_v1(self, scope, receive, out, v1, request_headers(scope))
+            else:
+                await self._serve(scope, receive, out, method, path)
         if out.started and not out.finished and not out.disconnected:
             # Cancelled mid-body (the client left, or the gateway is stopping): end it cleanly,
             # with the stream's farewell if the gateway is stopping.
@@ -501,6 +478,54 @@ class GatewayApp:
                 if self.stopping and out.farewell is not None:
                     await out.write(out.farewell)
                 await out.finish()
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, out: Responder, method: str, path: str
+    ) -> None:
+        """One request of the gateway's own API (everything but ``/v1``)."""
+        found: tuple[_Route, dict[str, str]] | None = None
+        refused: Exception | None = None
+        headers = request_headers(scope)
+        authenticated = False
+        try:
+            # Host and Origin first, for every method; then the token (the page answers
+            # without it, saying where to find it); then the route.
+            self.access.check(headers, authenticate=False)
+            authenticated = self.access.authenticated(headers)
+            segments = path_segments(scope)
+            if not authenticated and segments:
+                raise NotAuthenticated()
+            found = route(method, segments)
+        except GatewayError as exc:
+            refused = exc
+        # The body is read even for a refused request, so the connection stays usable.
+        upload = refused is None and found is not None and found[0].handler is _files_upload
+        try:
+            body = await read_body(receive, self.max_upload_bytes if upload else MAX_JSON)
+        except trio.BrokenResourceError:
+            return
+        except PayloadTooLarge as exc:
+            refused = refused or exc
+        if refused is None and found is not None:
+            try:
+                if method not in ("GET", "HEAD"):
+                    check_media_type(headers.get("content-type"), body, found[0].body)
+                check_params(found[1])
+            except GatewayError as exc:
+                refused = exc
+        if refused is not None or found is None:
+            await self._answer_error(out, refused or NotFound(path), method, path)
+            return
+        request = Request.from_scope(scope, headers, body, found[1], authenticated=authenticated)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)
+            try:
+                await found[0].handler(self, request, out)
+            except ClientGone:
+                pass
+            except Exception as exc:
+                await self._answer_error(out, exc, method, path)
+            nursery.cancel_scope.cancel()
 
     async def _answer_error(self, out: Responder, exc: Exception, method: str, path: str) -> None:
         status, body, headers = problem(exc)

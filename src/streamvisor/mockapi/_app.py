@@ -131,6 +131,41 @@ async def _cancel_response(call: Call) -> None:
     await _responses.handle_cancel(call.state, call.request, call.responder, call.params["id"])
 
 
+#: The models the embedded server lists (``GET /v1/models``); it answers for any model name.
+MODELS: tuple[tuple[str, int, str], ...] = (
+    ("gpt-4o", 1715367049, "system"),
+    ("gpt-4o-mini", 1721172741, "system"),
+    ("gpt-4.1", 1744316542, "system"),
+    ("gpt-5", 1754425777, "system"),
+    ("o3", 1744225308, "system"),
+    ("o3-pro", 1748475349, "system"),
+    ("o4-mini", 1744225351, "system"),
+)
+
+
+def _model(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
+
+
+async def _list_models(call: Call) -> None:
+    data = [_model(*row) for row in MODELS]
+    await call.responder.json(200, {"object": "list", "data": data})
+
+
+async def _retrieve_model(call: Call) -> None:
+    """`GET /v1/models/{model}`: the listed models; any other name is the API's 404."""
+    model = call.params["model"]
+    for row in MODELS:
+        if row[0] == model:
+            await call.responder.json(200, _model(*row))
+            return
+    raise ApiProblem(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it.",
+        code="model_not_found",
+    )
+
+
 def _files_route(name: str) -> Handler:
     handler = getattr(_files, name)
 
@@ -142,6 +177,8 @@ def _files_route(name: str) -> Handler:
 
 _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("POST", re.compile(r"/v1/chat/completions"), _chat_completions),
+    ("GET", re.compile(r"/v1/models"), _list_models),
+    ("GET", re.compile(r"/v1/models/(?P<model>[^/]+)"), _retrieve_model),
     ("POST", re.compile(r"/v1/responses"), _create_response),
     ("GET", re.compile(r"/v1/responses/(?P<id>[^/]+)"), _retrieve_response),
     ("DELETE", re.compile(r"/v1/responses/(?P<id>[^/]+)"), _delete_response),

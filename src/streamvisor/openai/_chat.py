@@ -246,6 +246,9 @@ class ChatAccumulator:
                 "model": meta["model"],
                 "status": "in_progress",
             }
+            for key in ("system_fingerprint", "service_tier"):
+                if chunk.get(key) is not None:
+                    resp[key] = chunk[key]
             events.append(
                 self._event("response.created", {"type": "response.created", "response": resp}, now)
             )
@@ -259,15 +262,20 @@ class ChatAccumulator:
             if st is None:
                 st = self._choices[idx] = _Choice()
             delta = ch.get("delta")
+            logprobs = ch.get("logprobs")
             if delta:
                 text = delta.get("content")
                 if text:
                     st.content.append(text)
-                    events.append(self._text_delta("response.output_text.delta", text, idx, now))
+                    events.append(
+                        self._text_delta("response.output_text.delta", text, idx, now, logprobs)
+                    )
                 refusal = delta.get("refusal")
                 if refusal:
                     st.refusal.append(refusal)
-                    events.append(self._text_delta("response.refusal.delta", refusal, idx, now))
+                    events.append(
+                        self._text_delta("response.refusal.delta", refusal, idx, now, logprobs)
+                    )
                 tool_calls = delta.get("tool_calls")
                 if tool_calls:
                     for frag in tool_calls:
@@ -278,7 +286,6 @@ class ChatAccumulator:
                 role = delta.get("role")
                 if role:
                     st.role = role
-            logprobs = ch.get("logprobs")
             if logprobs:
                 if st.logprobs is None:
                     st.logprobs = {}
@@ -305,20 +312,21 @@ class ChatAccumulator:
             self._usage = usage
         return events
 
-    def _text_delta(self, kind: str, piece: str, idx: int, now: float) -> StreamEvent:
+    def _text_delta(
+        self, kind: str, piece: str, idx: int, now: float, logprobs: Any = None
+    ) -> StreamEvent:
         """An ``output_text`` or ``refusal`` delta of choice ``idx`` (`_feed_delta` inlines the
-        former on its hot path)."""
-        return self._event(
-            kind,
-            {
-                "type": kind,
-                "delta": piece,
-                "output_index": idx,
-                "content_index": 0,
-                "item_id": self.response_id,
-            },
-            now,
-        )
+        former on its hot path); the chunk's ``logprobs``, if any, ride along."""
+        data = {
+            "type": kind,
+            "delta": piece,
+            "output_index": idx,
+            "content_index": 0,
+            "item_id": self.response_id,
+        }
+        if logprobs:
+            data["logprobs"] = logprobs
+        return self._event(kind, data, now)
 
     def _tool_fragment(
         self,

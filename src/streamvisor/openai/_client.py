@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
+from urllib.parse import quote
 
 import attrs
 import httpx
@@ -24,6 +25,7 @@ from ._errors import (
     APITimeoutError,
     BadRequestError,
     CancelRejected,
+    InvalidParameter,
     InvalidRequestError,
     MalformedStreamError,
     OutcomeUnknownError,
@@ -35,7 +37,7 @@ from ._responses import ResponseAccumulator
 from ._retry import RateLimits
 from ._settings import ClientSettings
 from ._stream import EventStream
-from ._validation import encode_json, id_segment
+from ._validation import check_model, encode_json, id_segment
 
 __all__ = ["OpenAIClient", "Polled"]
 
@@ -543,6 +545,24 @@ class OpenAIClient(FilesMixin):
         """
         rid = id_segment(response_id, "response_id")
         await self._send("DELETE", f"/responses/{rid}", headers={"Accept": "*/*"})
+
+    async def list_models(self) -> dict[str, Any]:
+        """`GET /models`: the list object (``{"object": "list", "data": [...]}``) as sent.
+
+        Raises: as `_send`."""
+        result: dict[str, Any] = _body_of(await self._send("GET", "/models"))
+        return result
+
+    async def retrieve_model(self, model: str) -> dict[str, Any]:
+        """`GET /models/{model}`.
+
+        Raises: `InvalidParameter` for a name that is not one (before any I/O);
+        `NotFoundError` for an unknown model; otherwise as `_send`."""
+        if check_model(model) in (".", ".."):  # a dot segment would be resolved away
+            raise InvalidParameter("model", f"{model!r} is not a model name")
+        segment = quote(model, safe="")
+        result: dict[str, Any] = _body_of(await self._send("GET", f"/models/{segment}"))
+        return result
 
     async def create_chat_completion(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """`POST /chat/completions` (not streamed); returns the chat completion.

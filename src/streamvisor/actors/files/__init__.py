@@ -9,6 +9,7 @@ from ._errors import (
     AnimatedGifNotAllowed,
     AnimatedImageNotAllowed,
     AssistantsShapeNotAllowed,
+    DeclaredTypeMismatch,
     EmptyFile,
     FileAccessError,
     FileInputError,
@@ -42,12 +43,13 @@ from ._inputs import (
 )
 from ._roots import ReadableRoots
 from ._rules import FileRules, Purpose
-from ._sniff import SniffResult
+from ._sniff import SniffResult, check_declared_type
 
 __all__ = [
     "AnimatedGifNotAllowed",
     "AnimatedImageNotAllowed",
     "AssistantsShapeNotAllowed",
+    "DeclaredTypeMismatch",
     "EmptyFile",
     "FileAccessError",
     "FileActor",
@@ -78,6 +80,7 @@ __all__ = [
     "UnsupportedFileType",
     "chat_file_part",
     "chat_image_part",
+    "check_declared_type",
     "file_input",
     "image_input",
     "validate_input",

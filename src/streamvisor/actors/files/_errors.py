@@ -165,6 +165,18 @@ class UnsupportedFileType(FileRejected):
         )
 
 
+class DeclaredTypeMismatch(FileRejected):
+    """The content's signature says another type than the one declared for it (the Uploads
+    API's ``mime_type``)."""
+
+    rule = "declared_type"
+
+    def __init__(self, path: str, mime_type: str, declared: str) -> None:
+        self.mime_type = mime_type
+        self.declared = declared
+        super().__init__(path, f"content is {mime_type}, declared as {declared}")
+
+
 class AnimatedImageNotAllowed(FileRejected):
     """The image is animated (``frames`` > 1): the API looks at still images only."""
 

@@ -17,11 +17,14 @@ from typing import Literal
 import attrs
 import puremagic
 
+from ._errors import DeclaredTypeMismatch
+
 __all__ = [
     "DOCUMENT_TYPES",
     "IMAGE_TYPES",
     "JSONL_TYPES",
     "SniffResult",
+    "check_declared_type",
     "count_gif_frames",
     "sniff",
 ]
@@ -256,3 +259,12 @@ def count_gif_frames(data: bytes, stop_after: int | None = None) -> int:
                 return frames
         else:
             raise ValueError(f"unexpected block introducer 0x{introducer:02X} at byte {pos}")
+
+
+def check_declared_type(data: bytes, declared: str, path: str = "<upload part>") -> None:
+    """Refuse ``data`` (an upload's first bytes) whose exact signature names another type than
+    ``declared``. Only signatures decide (a part of text proves nothing). Raises
+    `DeclaredTypeMismatch`."""
+    found = _signature(data)
+    if found is not None and found.mime_type != declared.split(";", 1)[0].strip().lower():
+        raise DeclaredTypeMismatch(path, found.mime_type, declared)

@@ -15,6 +15,7 @@ from ._errors import (
     TrackingFailed,
     UnknownStream,
 )
+from ._eventlog import EventLog, LoggedResponse, LogRead, open_event_log
 from ._given_up import report_session_given_up
 from ._handle import SessionHandle, open_session, session_factory, sessions_supervisor
 from ._requests import check_session_id, session_name, session_topic
@@ -22,9 +23,12 @@ from ._session import StreamingSession
 from ._values import SessionDeps, SessionState, StreamInfo, StreamOutcome, StreamTicket
 
 __all__ = [
+    "EventLog",
     "InvalidSessionId",
     "InvalidSessionRequest",
     "InvalidStreamId",
+    "LogRead",
+    "LoggedResponse",
     "SessionDeps",
     "SessionError",
     "SessionHandle",
@@ -39,6 +43,7 @@ __all__ = [
     "TrackingFailed",
     "UnknownStream",
     "check_session_id",
+    "open_event_log",
     "open_session",
     "report_session_given_up",
     "session_factory",

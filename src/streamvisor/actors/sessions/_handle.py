@@ -182,16 +182,25 @@ class SessionHandle:
         )
 
     async def respond(
-        self, model: str, input: Any, *, durable: bool | None = None, **params: Any
+        self,
+        model: str,
+        input: Any,
+        *,
+        durable: bool | None = None,
+        keep_events: bool = False,
+        **params: Any,
     ) -> StreamTicket:
         """Start a Responses stream; return once its first event is published.
 
         ``durable`` (default: the ``[sessions] durable_responses`` setting) makes it a
-        background stream that survives connection drops and worker restarts.
+        background stream that survives connection drops and worker restarts. ``keep_events``
+        keeps every server event in the daemon's event log (``[eventlog]``), from which it can
+        be replayed after a cursor (`EventLog.read`) for as long as the log's retention.
 
         Raises:
             InvalidSessionRequest: a bad request (see `build_responses_body`), ``store=False``
-                with a durable stream, or a durable stream without a tracker; nothing was sent.
+                with a durable stream, a durable stream without a tracker, or ``keep_events``
+                without an event log; nothing was sent.
             InvalidParameter: a value that is not plain JSON (``.field``: ``input[2].content``).
             TooManyStreams: the session already runs its maximum of streams.
             OutcomeUnknownError: a durable create whose answer (or first event) was lost: the
@@ -202,10 +211,10 @@ class SessionHandle:
         body = build_responses_body(model, input, params, session_id=self.session_id)
         if durable is not None and not isinstance(durable, bool):
             raise InvalidSessionRequest(self.session_id, "durable", "must be a bool or None")
-        return cast(
-            StreamTicket,
-            await call(self._target, _Start("responses", model, body, durable), self.timeout),
-        )
+        if not isinstance(keep_events, bool):
+            raise InvalidSessionRequest(self.session_id, "keep_events", "must be a bool")
+        start = _Start("responses", model, body, durable, keep_events)
+        return cast(StreamTicket, await call(self._target, start, self.timeout))
 
     async def wait(
         self,

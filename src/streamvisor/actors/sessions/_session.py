@@ -250,8 +250,17 @@ class StreamingSession(Actor):
                         )
                     )
                 body = {**body, "background": True, "store": True}
+        if request.keep_events and self.deps.event_log is None:
+            return caller.fail(
+                InvalidSessionRequest(sid, "keep_events", "this daemon keeps no event log")
+            )
         record = _Record(
-            self.state.next_stream_id(), request.api, request.model, body, durable=durable
+            self.state.next_stream_id(),
+            request.api,
+            request.model,
+            body,
+            durable=durable,
+            keep_events=request.keep_events,
         )
         self.state.streams[record.stream_id] = record
         stream = _Stream(record, starter=caller)
@@ -352,6 +361,21 @@ class StreamingSession(Actor):
             notify(outcome)
         stream.done.set()
 
+    def _publisher(self, rec: _Record) -> Callable[[str, StreamEvent], object]:
+        """How a stream publishes a server event: the bus, and the event log when the stream
+        keeps its events (one closure, chosen once: the usual stream pays nothing for it)."""
+        publish = self.deps.bus.publish
+        event_log = self.deps.event_log
+        if not rec.keep_events or event_log is None:
+            return publish
+        append = event_log.append
+
+        def publish_and_keep(topic: str, event: StreamEvent) -> object:
+            append(event)
+            return publish(topic, event)
+
+        return publish_and_keep
+
     def _ticket(self, stream: _Stream) -> StreamTicket:
         rec = stream.record
         return StreamTicket(
@@ -374,7 +398,7 @@ class StreamingSession(Actor):
     async def _foreground(self, stream: _Stream) -> StreamOutcome:
         rec = stream.record
         client = self.deps.client
-        publish = self.deps.bus.publish
+        publish = self._publisher(rec)
         topic = self.topic
         try:
             if rec.api == "chat":
@@ -403,7 +427,7 @@ class StreamingSession(Actor):
         client = deps.client
         tracker = deps.tracker
         assert tracker is not None
-        publish = deps.bus.publish
+        publish = self._publisher(rec)
         topic = self.topic
         every = deps.cursor_every
         note = tracker.note_cursor

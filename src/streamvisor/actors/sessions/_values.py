@@ -15,6 +15,7 @@ from streamvisor.openai import ChatAccumulator, OpenAIClient, ResponseAccumulato
 from streamvisor.supervisor import EventBus
 
 from ..background._tracker import DurableTracker
+from ._eventlog import EventLog
 from ._requests import Api
 
 __all__ = [
@@ -51,6 +52,8 @@ class SessionDeps:
         config: The ``[sessions]`` section (durable default, mailbox size, stop timeout).
         tracker: The background poller's `DurableTracker`; None disables durable streams
             (a durable request is then rejected at the call).
+        event_log: Where streams started with ``keep_events`` keep their events (`EventLog`);
+            None: such a request is rejected at the call.
         max_streams: Streams one session runs at once (each holds a connection).
         cursor_every: A durable stream reports its cursor to the tracker every this many events
             (and at the end).
@@ -68,6 +71,7 @@ class SessionDeps:
     bus: EventBus[Any]
     config: SessionsSection = attrs.field(factory=SessionsSection)
     tracker: DurableTracker | None = None
+    event_log: EventLog | None = None
     max_streams: int = attrs.field(default=8, validator=_at_least(1))
     cursor_every: int = attrs.field(default=32, validator=_at_least(1))
     resume_attempts: int = attrs.field(default=5, validator=_at_least(1))
@@ -167,6 +171,8 @@ class _Record:
     tracked: bool = False
     terminal: bool = False
     stopping: bool = False
+    #: Its server events go to the session's `EventLog` as they are published.
+    keep_events: bool = False
 
 
 @attrs.define(eq=False)
@@ -201,6 +207,7 @@ class _Start:
     model: str
     body: dict[str, Any]
     durable: bool | None
+    keep_events: bool = False
 
 
 @attrs.frozen
