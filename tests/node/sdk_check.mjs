@@ -161,6 +161,20 @@ const SCENARIOS = {
     return { chunks, tool_calls: parsed };
   },
 
+  /** A chat refusal (`metadata.mock_scenario: refusal`): `delta.refusal`, not content. */
+  async chat_refusal(openai) {
+    const stream = openai.chat.completions.stream({
+      model: MODEL,
+      messages: [{ role: "user", content: "Something forbidden" }],
+      metadata: { mock_scenario: "refusal" },
+      store: true,
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chatChunkView(chunk));
+    const final = await stream.finalChatCompletion();
+    return { chunks, refusal: final.choices[0].message.refusal, final };
+  },
+
   /** A chat refusal chosen by the `x-mock-scenario` header rather than the body. */
   async chat_refusal_header(openai) {
     const stream = openai.chat.completions.stream(

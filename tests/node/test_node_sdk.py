@@ -62,6 +62,10 @@ COMPARED: dict[str, tuple[Callable[[Any], Any], Any]] = {
         lambda r: [(c["name"], c["arguments"]) for c in r["tool_calls"]],
         [("get_weather", {"city": "sample city"})],
     ),
+    "chat_refusal": (
+        lambda r: r["refusal"],
+        "I'm sorry, I can't assist with that request.",
+    ),
     "chat_refusal_header": (
         lambda r: r["refusal"],
         "I'm sorry, I can't assist with that request.",
