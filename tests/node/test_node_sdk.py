@@ -246,6 +246,7 @@ class TestTheNodeSdkRaisesItsTypedErrors:
         """A PNG cut short is refused by the file actor: `BadRequestError`, 400, "malformed"."""
         error = through_gateway(node_sdk, running, "bad_file")
         assert (error.get("class"), error.get("status")) == ("BadRequestError", 400), error
+        assert (error["type"], error["param"]) == ("invalid_request_error", "file"), error
         assert "malformed" in error["message"].lower(), error
 
     def test_a_wrong_api_key_is_an_authentication_error(
@@ -254,6 +255,7 @@ class TestTheNodeSdkRaisesItsTypedErrors:
         """A key that is not the gateway's token: `AuthenticationError`, 401."""
         error = through_gateway(node_sdk, running, "wrong_key")
         assert (error.get("class"), error.get("status")) == ("AuthenticationError", 401), error
+        assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_api_key"), error
         assert error["message"], error
 
 
