@@ -42,9 +42,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 #: What the embedded server's `long:60` scenario says: its twelve words, five times round.
-LONG_TEXT = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor " * 5)[
-    :-1
-]
+_TWELVE_WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor"
+LONG_TEXT = " ".join([_TWELVE_WORDS] * 5)
+
+
+#: How `first_difference` names the two runs of a fault test.
+UNDISTURBED = ("with the fault", "undisturbed")
 
 
 def _sequence_numbers(events: list[dict[str, Any]]) -> list[int]:
@@ -183,27 +186,29 @@ def through_gateway(script: Path, running: GatewayThread, scenario: str) -> Any:
     return sdk_check(script, running.v1_url, running.token, scenario)
 
 
-def first_difference(got: Any, expected: Any, path: str = "$") -> str | None:
-    """Where `got` first differs from `expected` (a JSON path and both values), or None."""
+def first_difference(
+    got: Any, expected: Any, names: tuple[str, str] = ("gateway", "direct"), path: str = "$"
+) -> str | None:
+    """Where `got` first differs from `expected` (a JSON path and both values), or None;
+    `names` say which run each came from."""
     if isinstance(got, dict) and isinstance(expected, dict):
         for key in sorted(set(got) | set(expected)):
             if key not in got or key not in expected:
-                side = "gateway" if key in got else "direct"
-                return f"{path}.{key}: only in the {side} result"
-            found = first_difference(got[key], expected[key], f"{path}.{key}")
+                return f"{path}.{key}: only in the {names[0 if key in got else 1]} result"
+            found = first_difference(got[key], expected[key], names, f"{path}.{key}")
             if found:
                 return found
         return None
     if isinstance(got, list) and isinstance(expected, list):
         for i, (a, b) in enumerate(zip(got, expected, strict=False)):
-            found = first_difference(a, b, f"{path}[{i}]")
+            found = first_difference(a, b, names, f"{path}[{i}]")
             if found:
                 return found
         if len(got) != len(expected):
-            return f"{path}: {len(got)} items through the gateway, {len(expected)} directly"
+            return f"{path}: {len(got)} items {names[0]}, {len(expected)} {names[1]}"
         return None
     if got != expected:
-        return f"{path}: gateway {json.dumps(got)} != direct {json.dumps(expected)}"
+        return f"{path}: {names[0]} {json.dumps(got)} != {names[1]} {json.dumps(expected)}"
     return None
 
 
@@ -277,7 +282,7 @@ class TestUpstreamFaultsLeaveNoTraceInTheSdksStream:
         )
         disturbed = through_gateway(node_sdk, running, "responses_long")
         assert len(resumed_gets(running)) > resumes, "the daemon never resumed: was it cut?"
-        assert disturbed == undisturbed, first_difference(disturbed, undisturbed)
+        assert disturbed == undisturbed, first_difference(disturbed, undisturbed, UNDISTURBED)
 
     def test_a_429_storm_before_the_stream_is_retried_by_the_daemon_unseen(
         self, node_sdk: Path, running: GatewayThread
@@ -296,4 +301,4 @@ class TestUpstreamFaultsLeaveNoTraceInTheSdksStream:
         )
         disturbed = through_gateway(node_sdk, running, "responses_long")
         assert len(responses_posts(running)) - posts == 3, "expected two 429s and one success"
-        assert disturbed == undisturbed, first_difference(disturbed, undisturbed)
+        assert disturbed == undisturbed, first_difference(disturbed, undisturbed, UNDISTURBED)
