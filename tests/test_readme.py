@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamvisor import _samples as samples
+from streamvisor.testing import gateway_thread
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
@@ -46,8 +47,17 @@ def test_the_readme_has_python_examples() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_a_readme_example_runs(index: int, tmp_path: Path) -> None:
     """Each example runs to completion with no API key (the embedded server), in a fresh
-    process, from a scratch directory holding the files it names."""
-    done = run_example(BLOCKS[index], tmp_path, STREAMVISOR_BACKGROUND_REGISTRY_PATH=":memory:")
+    process, from a scratch directory holding the files it names. An unchanged OpenAI SDK
+    program runs with only ``OPENAI_BASE_URL``/``OPENAI_API_KEY`` pointing at a daemon's
+    ``/v1``."""
+    block = BLOCKS[index]
+    if "import openai" in block:
+        with gateway_thread(tmp_path) as running:
+            done = run_example(
+                block, tmp_path, OPENAI_BASE_URL=running.v1_url, OPENAI_API_KEY=running.token
+            )
+    else:
+        done = run_example(block, tmp_path, STREAMVISOR_BACKGROUND_REGISTRY_PATH=":memory:")
     assert done.returncode == 0, done.stderr[-3000:]
 
 

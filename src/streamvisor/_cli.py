@@ -270,6 +270,10 @@ async def serve_daemon(
                     )
                 )
                 say(_gateway_banner(gateway.url, gateway.page_url, section))
+                say(
+                    f"any OpenAI SDK: OPENAI_BASE_URL={gateway.url}/v1 "
+                    f"OPENAI_API_KEY=$(cat {section.token_file})"
+                )
             say("streamvisor daemon running; Ctrl-C or SIGTERM to stop")
             # The status reporter's nursery nests inside the gateway's (the exit stack's).
             async with trio.open_nursery() as nursery:

@@ -12,7 +12,6 @@ import importlib.resources
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final
-from urllib.parse import unquote_to_bytes
 
 import attrs
 import structlog
@@ -44,6 +43,7 @@ from ._http import (
     Send,
     dumps,
     parse_form,
+    path_segments,
     read_body,
     watch_disconnect,
 )
@@ -331,30 +331,10 @@ _ROUTES: Final[list[_Route]] = [
 ]
 
 
-def _v1_segments(scope: Scope) -> tuple[str, ...] | None:
-    """The segments after ``/v1`` of a request to OpenAI's API on the gateway, else None."""
-    raw = scope.get("raw_path") or str(scope.get("path", "/")).encode("utf-8")
-    if not (bytes(raw).startswith(b"/v1/") or bytes(raw).split(b"?", 1)[0] == b"/v1"):
-        return None
-    try:
-        return path_segments(scope)[1:]
-    except BadRequest:
-        return ("\ufffd",)  # not UTF-8: no route has it (404 in OpenAI's shape)
-
-
-def path_segments(scope: Scope) -> tuple[str, ...]:
-    """The request path's segments, each percent-decoded on its own: ``/background/..%2Ffiles``
-    is two segments, the second ``../files`` (an invalid id, not a way into ``/files``).
-
-    Raises `BadRequest` for a segment that is not UTF-8.
-    """
-    raw = scope.get("raw_path") or str(scope.get("path", "/")).encode("utf-8")
-    raw = bytes(raw).split(b"?", 1)[0]
-    try:
-        segments = tuple(unquote_to_bytes(s).decode("utf-8") for s in raw.split(b"/")[1:])
-    except UnicodeDecodeError:
-        raise BadRequest("the request path is not UTF-8") from None
-    return () if segments == ("",) else segments
+def _is_v1(scope: Scope) -> bool:
+    """Whether the request is for OpenAI's API on the gateway (``/v1``, ``/v1/...``)."""
+    raw = bytes(scope.get("raw_path") or str(scope.get("path", "/")).encode("utf-8"))
+    return raw.startswith(b"/v1/") or raw.split(b"?", 1)[0] == b"/v1"
 
 
 def route(method: str, segments: tuple[str, ...]) -> tuple[_Route, dict[str, str]]:
@@ -466,9 +446,8 @@ class GatewayApp:
         method, path = str(scope["method"]).upper(), str(scope["path"])
         out = Responder(send, self.redact)
         with trio.CancelScope() as cancel_scope, self.track(cancel_scope):
-            v1 = _v1_segments(scope)
-            if v1 is not None:  # OpenAI's API: its own routes, its own error bodies
-                await serve_v1(self, scope, receive, out, v1, request_headers(scope))
+            if _is_v1(scope):  # OpenAI's API: its own routes, its own error bodies
+                await serve_v1(self, scope, receive, out, request_headers(scope))
             else:
                 await self._serve(scope, receive, out, method, path)
         if out.started and not out.finished and not out.disconnected:

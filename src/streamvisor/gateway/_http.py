@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from email.message import Message as _HeaderParser
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import attrs
 import trio
@@ -39,6 +40,7 @@ __all__ = [
     "dumps",
     "parse_form",
     "parse_query",
+    "path_segments",
     "read_body",
     "watch_disconnect",
 ]
@@ -267,3 +269,18 @@ def parse_form(content_type: str, body: bytes) -> dict[str, FormPart]:
             data=data[:-2],
         )
     return parts
+
+
+def path_segments(scope: Scope) -> tuple[str, ...]:
+    """The request path's segments, each percent-decoded on its own: ``/background/..%2Ffiles``
+    is two segments, the second ``../files`` (an invalid id, not a way into ``/files``).
+
+    Raises `BadRequest` for a segment that is not UTF-8.
+    """
+    raw = scope.get("raw_path") or str(scope.get("path", "/")).encode("utf-8")
+    raw = bytes(raw).split(b"?", 1)[0]
+    try:
+        segments = tuple(unquote_to_bytes(s).decode("utf-8") for s in raw.split(b"/")[1:])
+    except UnicodeDecodeError:
+        raise BadRequest("the request path is not UTF-8") from None
+    return () if segments == ("",) else segments

@@ -39,6 +39,8 @@ from ..actors import (
     FileUploadFailed,
     InvalidSessionId,
     TooManyStreams,
+    build_chat_body,
+    build_responses_body,
     check_declared_type,
     check_session_id,
 )
@@ -49,6 +51,7 @@ from ..openai import (
     AuthenticationError,
     InvalidRequestError,
     OpenAIError,
+    OutcomeUnknownError,
     PermissionDeniedError,
     check_json,
 )
@@ -70,6 +73,7 @@ from ._http import (
     Scope,
     parse_form,
     parse_query,
+    path_segments,
     read_body,
     watch_disconnect,
 )
@@ -156,6 +160,12 @@ def v1_problem(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
         if exc.request_id:
             headers["x-request-id"] = exc.request_id
         return exc.status_code, {"error": inner}, headers
+    if isinstance(exc, OutcomeUnknownError):
+        message = (
+            "the upstream connection was lost before the response was named; it may exist "
+            "upstream: retrying may run it twice"
+        )
+        return 502, openai_error(message, "server_error", code="outcome_unknown"), headers
     if isinstance(exc, APITimeoutError):
         return 504, openai_error("the upstream API timed out", "timeout", code="timeout"), headers
     if isinstance(exc, APIConnectionError):
@@ -208,18 +218,18 @@ class V1Sessions:
                 ) from exc
         client = scope.get("client") or ("local", 0)
         host = re.sub(r"[^A-Za-z0-9]", "-", str(client[0]))[:96]
-        session_id = f"v1-{host}-{client[1]}"
-        self._last_used[session_id] = trio.current_time()
-        return session_id
+        return f"v1-{host}-{client[1]}"
 
     def touch(self, session_id: str) -> None:
-        if session_id in self._last_used:
+        """The session served a request just now (a named one is not the gateway's to stop)."""
+        if session_id.startswith("v1-"):
             self._last_used[session_id] = trio.current_time()
 
-    async def reap(self, app: GatewayApp) -> None:
-        """Stop the connection sessions idle for longer than `idle` that run no stream."""
+    async def reap(self, app: GatewayApp, serving: str) -> None:
+        """Stop the connection sessions idle for longer than `idle` that run no stream (not
+        ``serving``, the one of the request at hand)."""
         now = trio.current_time()
-        idle = [s for s, t in self._last_used.items() if now - t >= self.idle]
+        idle = [s for s, t in self._last_used.items() if now - t >= self.idle and s != serving]
         for session_id in idle[:16]:
             handle = app.daemon.session(session_id)
             if handle is None:
@@ -252,6 +262,9 @@ async def _chat_completions(call: V1Call) -> None:
     check_json(body)
     daemon = call.app.daemon
     if not _flag(body, "stream"):
+        # The session's own checks, so a bad request never reaches the API.
+        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
+        build_chat_body(body.get("model"), body.get("messages"), rest)
         params = {k: v for k, v in body.items() if k != "stream"}
         await call.out.json(200, await daemon.client.create_chat_completion(params))
         return
@@ -275,10 +288,12 @@ async def _create_response(call: V1Call) -> None:
     daemon = call.app.daemon
     stream = _flag(body, "stream")
     background = _flag(body, "background")
+    params = {k: v for k, v in body.items() if k not in ("model", "input", "stream", "background")}
+    # The session's own checks, so a bad request never reaches the API.
+    build_responses_body(body.get("model"), body.get("input"), params)
     if not stream and not background:
         await call.out.json(200, await daemon.client.create_response(body))
         return
-    params = {k: v for k, v in body.items() if k not in ("model", "input", "stream", "background")}
     if not stream:
         await call.out.json(200, await _create_background(call, body, params))
         return
@@ -559,16 +574,17 @@ async def serve_v1(
     scope: Scope,
     receive: Receive,
     out: Responder,
-    segments: tuple[str, ...],
     headers: Mapping[str, str],
 ) -> None:
-    """Serve one ``/v1/...`` request (``segments`` without ``v1``), errors in OpenAI's shape."""
+    """Serve one ``/v1/...`` request, errors in OpenAI's shape."""
     method = str(scope["method"]).upper()
     refused: Exception | None = None
     found: tuple[_Route, dict[str, str]] | None = None
     session_id = ""
+    segments: tuple[str, ...] = ()
     try:
         app.access.check(headers)
+        segments = path_segments(scope)[1:]
         found = _route(method, segments)
         session_id = app.v1_sessions.for_request(scope, headers)
     except GatewayError as exc:
@@ -590,7 +606,7 @@ async def serve_v1(
     if refused is not None or found is None:
         await _answer(app, out, refused or NotFound("no route"), method, segments)
         return
-    await app.v1_sessions.reap(app)
+    await app.v1_sessions.reap(app, session_id)
     call = V1Call(
         app, method, found[1], parse_query(scope), headers, body, out, session_id=session_id
     )
@@ -603,7 +619,7 @@ async def serve_v1(
         except Exception as exc:
             await _answer(app, out, exc, method, segments)
         finally:
-            app.v1_sessions.touch(session_id)
+            app.v1_sessions.touch(session_id)  # also when the handler was cancelled
         nursery.cancel_scope.cancel()
 
 

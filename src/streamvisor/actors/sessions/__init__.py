@@ -18,7 +18,13 @@ from ._errors import (
 from ._eventlog import EventLog, LoggedResponse, LogRead, open_event_log
 from ._given_up import report_session_given_up
 from ._handle import SessionHandle, open_session, session_factory, sessions_supervisor
-from ._requests import check_session_id, session_name, session_topic
+from ._requests import (
+    build_chat_body,
+    build_responses_body,
+    check_session_id,
+    session_name,
+    session_topic,
+)
 from ._session import StreamingSession
 from ._values import SessionDeps, SessionState, StreamInfo, StreamOutcome, StreamTicket
 
@@ -42,6 +48,8 @@ __all__ = [
     "TooManyStreams",
     "TrackingFailed",
     "UnknownStream",
+    "build_chat_body",
+    "build_responses_body",
     "check_session_id",
     "open_event_log",
     "open_session",

@@ -211,6 +211,15 @@ class EventLog:
             entry.truncated,
         )
 
+    async def purge(self, before: float | None = None) -> int:
+        """Delete the responses whose last event was written before ``before`` (wall-clock
+        seconds; default: now minus ``retention``), with their events. Returns how many."""
+        cutoff = time.time() - self.retention if before is None else before
+        gone = await trio.to_thread.run_sync(self._purge, cutoff)
+        for rid in gone:
+            self._open.pop(rid, None)
+        return len(gone)
+
     async def forget(self, response_id: str) -> None:
         """Delete ``response_id``'s log (``DELETE /v1/responses/{id}``)."""
         self._open.pop(response_id, None)
@@ -278,7 +287,7 @@ class EventLog:
                 )
             self._conn.execute("COMMIT")
 
-    def _purge(self, before: float) -> int:
+    def _purge(self, before: float) -> list[str]:
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN")
@@ -296,7 +305,7 @@ class EventLog:
                         (self.namespace, rid),
                     )
             conn.execute("COMMIT")
-        return len(gone)
+        return gone
 
     # -- the flusher ---------------------------------------------------------------------------
 
@@ -342,7 +351,7 @@ class EventLog:
             try:
                 await self.flush()
                 if trio.current_time() >= next_purge:
-                    gone = await trio.to_thread.run_sync(self._purge, time.time() - self.retention)
+                    gone = await self.purge()
                     if gone:
                         log.info("eventlog.purged", responses=gone)
                     next_purge = trio.current_time() + purge_interval

@@ -1,0 +1,95 @@
+"""The chat chunks ``/v1`` rebuilds from a session's events, checked against real recordings:
+what an SDK assembles from them is what it assembles from the API's own chunks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from openai.lib.streaming.chat._completions import ChatCompletionStreamState
+from openai.types.chat import ChatCompletionChunk
+
+from streamvisor.gateway._v1_wire import ChatChunks, client_view
+from streamvisor.openai import ChatAccumulator
+from tests._recorded import RECORDED
+
+CHAT_RECORDINGS = sorted(p.name for p in RECORDED.glob("*_chat_*.sse"))
+
+
+def recorded_chunks(name: str) -> list[dict[str, Any]]:
+    lines = (RECORDED / name).read_text().splitlines()
+    return [
+        json.loads(line[len("data: ") :])
+        for line in lines
+        if line.startswith("data: ") and line != "data: [DONE]"
+    ]
+
+
+def relayed(chunks: list[dict[str, Any]], *, include_usage: bool) -> tuple[list[str], Any]:
+    """The frames `ChatChunks` sends for the events the session publishes for ``chunks``."""
+    acc = ChatAccumulator(session_id="s")
+    encoder = ChatChunks(include_usage=include_usage)
+    frames: list[str] = []
+    for chunk in chunks:
+        for event in acc.feed_chunk(chunk, now=0.0):
+            frames.extend(encoder.frames(event))
+    frames.extend(encoder.frames(acc.finish()))
+    return frames, acc.result
+
+
+def sdk_final(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+    for chunk in chunks:
+        state.handle_chunk(ChatCompletionChunk.model_validate(chunk))
+    final = state.current_completion_snapshot.model_dump(exclude_none=True)
+    final.pop("usage", None)
+    return dict(final)
+
+
+@pytest.mark.parametrize("name", CHAT_RECORDINGS)
+def test_the_sdk_assembles_the_same_completion_from_the_relayed_chunks(name: str) -> None:
+    original = recorded_chunks(name)
+    frames, _ = relayed(original, include_usage=False)
+    assert frames[-1] == "data: [DONE]\n\n"
+    rebuilt = [json.loads(f[len("data: ") :]) for f in frames[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in rebuilt)
+    assert sdk_final(rebuilt) == sdk_final(original)
+
+
+@pytest.mark.parametrize("name", CHAT_RECORDINGS)
+def test_usage_is_the_last_chunk_only_when_asked(name: str) -> None:
+    original = recorded_chunks(name)
+    frames, result = relayed(original, include_usage=True)
+    last = json.loads(frames[-2][len("data: ") :])
+    assert last["choices"] == []
+    assert last["usage"] == result["usage"]
+    without, _ = relayed(original, include_usage=False)
+    assert all('"usage"' not in f for f in without)
+
+
+def test_an_error_frame_is_the_apis_error_body() -> None:
+    acc = ChatAccumulator()
+    encoder = ChatChunks(include_usage=False)
+    events = acc.feed_chunk({"error": {"message": "boom", "type": "server_error"}}, now=0.0)
+    (frame,) = encoder.frames(events[0])
+    assert json.loads(frame[len("data: ") :]) == {
+        "error": {"message": "boom", "type": "server_error"}
+    }
+
+
+class TestClientView:
+    def test_a_background_client_gets_the_frames_as_sent(self) -> None:
+        data = {"type": "response.queued", "response": {"background": True}}
+        assert client_view("response.queued", data, background=True) is data
+
+    def test_a_plain_client_gets_no_background_only_events(self) -> None:
+        assert client_view("response.queued", {}, background=False) is None
+        assert client_view("keepalive", {}, background=False) is None
+
+    def test_a_plain_client_sees_its_own_background_value(self) -> None:
+        data = {"response": {"background": True, "status": "queued"}, "sequence_number": 0}
+        view = client_view("response.created", data, background=False)
+        assert view is not None
+        assert view["response"] == {"background": False, "status": "in_progress"}
+        assert data["response"]["background"] is True  # the logged frame is not changed
