@@ -212,11 +212,12 @@ def first_difference(
     return None
 
 
-def responses_posts(running: GatewayThread) -> list[Any]:
+def posts_to(running: GatewayThread, path: str) -> list[Any]:
+    """The POSTs to ``path`` the embedded server has seen so far."""
     return [
         r
         for r in running.run_sync(lambda: list(running.mockapi.requests))
-        if (r.method, r.path) == ("POST", "/v1/responses")
+        if (r.method, r.path) == ("POST", path)
     ]
 
 
@@ -284,21 +285,25 @@ class TestUpstreamFaultsLeaveNoTraceInTheSdksStream:
         assert len(resumed_gets(running)) > resumes, "the daemon never resumed: was it cut?"
         assert disturbed == undisturbed, first_difference(disturbed, undisturbed, UNDISTURBED)
 
+    @pytest.mark.parametrize(
+        ("scenario", "path"),
+        [("responses_long", "/v1/responses"), ("chat_text", "/v1/chat/completions")],
+    )
     def test_a_429_storm_before_the_stream_is_retried_by_the_daemon_unseen(
-        self, node_sdk: Path, running: GatewayThread
+        self, node_sdk: Path, running: GatewayThread, scenario: str, path: str
     ) -> None:
         """Two 429s (the daemon's default retry budget) then the stream: the SDK sees only it."""
-        undisturbed = through_gateway(node_sdk, running, "responses_long")
-        posts = len(responses_posts(running))
+        undisturbed = through_gateway(node_sdk, running, scenario)
+        posts = len(posts_to(running, path))
         running.run_sync(
             functools.partial(
                 running.mockapi.inject,
                 Fault.status(429, retry_after=0.01),
                 method="POST",
-                path="/v1/responses",
+                path=path,
                 times=2,
             )
         )
-        disturbed = through_gateway(node_sdk, running, "responses_long")
-        assert len(responses_posts(running)) - posts == 3, "expected two 429s and one success"
+        disturbed = through_gateway(node_sdk, running, scenario)
+        assert len(posts_to(running, path)) - posts == 3, "expected two 429s and one success"
         assert disturbed == undisturbed, first_difference(disturbed, undisturbed, UNDISTURBED)
