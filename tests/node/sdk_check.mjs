@@ -175,22 +175,6 @@ const SCENARIOS = {
     return { chunks, refusal: final.choices[0].message.refusal, final };
   },
 
-  /** A chat refusal chosen by the `x-mock-scenario` header rather than the body. */
-  async chat_refusal_header(openai) {
-    const stream = openai.chat.completions.stream(
-      {
-        model: MODEL,
-        messages: [{ role: "user", content: "Something forbidden" }],
-        stream_options: { include_usage: true },
-      },
-      { headers: { "x-mock-scenario": "refusal" } },
-    );
-    const chunks = [];
-    for await (const chunk of stream) chunks.push(chatChunkView(chunk));
-    const final = await stream.finalChatCompletion();
-    return { chunks, refusal: final.choices[0].message.refusal, final };
-  },
-
   /** `client.responses.stream`: every event's type and sequence number, and the final Response. */
   async responses_stream(openai) {
     return responsesStream(openai, { input: "Hello from Node" });

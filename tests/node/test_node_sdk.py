@@ -69,10 +69,6 @@ COMPARED: dict[str, tuple[Callable[[Any], Any], Any]] = {
         lambda r: r["refusal"],
         "I'm sorry, I can't assist with that request.",
     ),
-    "chat_refusal_header": (
-        lambda r: r["refusal"],
-        "I'm sorry, I can't assist with that request.",
-    ),
     "responses_stream": (
         lambda r: (r["output_text"], _sequence_numbers(r["events"])),
         ("You said: Hello from Node", list(range(14))),
