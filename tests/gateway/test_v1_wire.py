@@ -29,7 +29,7 @@ def recorded_chunks(name: str) -> list[dict[str, Any]]:
 def relayed(chunks: list[dict[str, Any]], *, include_usage: bool) -> tuple[list[str], Any]:
     """The frames `ChatChunks` sends for the events the session publishes for ``chunks``."""
     acc = ChatAccumulator(session_id="s")
-    encoder = ChatChunks(include_usage=include_usage)
+    encoder = ChatChunks(include_usage=include_usage, obfuscate=False)
     frames: list[str] = []
     for chunk in chunks:
         for event in acc.feed_chunk(chunk, now=0.0):
@@ -68,9 +68,27 @@ def test_usage_is_the_last_chunk_only_when_asked(name: str) -> None:
     assert all('"usage"' not in f for f in without)
 
 
+def test_each_chunk_is_padded_unless_the_client_said_no() -> None:
+    original = recorded_chunks("02_chat_text_usage.sse")
+    acc = ChatAccumulator()
+    padded = ChatChunks(include_usage=False)
+    frames = [f for c in original for e in acc.feed_chunk(c, now=0.0) for f in padded.frames(e)]
+    pads = [json.loads(f[len("data: ") :])["obfuscation"] for f in frames]
+    assert all(1 <= len(p) <= 15 and p.isalnum() for p in pads)
+    assert len(set(pads)) > 1
+
+
+def test_the_chunks_are_the_apis_own_ones() -> None:
+    """One chunk per API chunk: the opening chunk, each piece, the finish (no usage asked)."""
+    original = recorded_chunks("02_chat_text_usage.sse")
+    frames, _ = relayed(original, include_usage=False)
+    rebuilt = [json.loads(f[len("data: ") :]) for f in frames[:-1]]
+    assert [c["choices"] for c in rebuilt] == [c["choices"] for c in original if c["choices"]]
+
+
 def test_an_error_frame_is_the_apis_error_body() -> None:
     acc = ChatAccumulator()
-    encoder = ChatChunks(include_usage=False)
+    encoder = ChatChunks(include_usage=False, obfuscate=False)
     events = acc.feed_chunk({"error": {"message": "boom", "type": "server_error"}}, now=0.0)
     (frame,) = encoder.frames(events[0])
     assert json.loads(frame[len("data: ") :]) == {

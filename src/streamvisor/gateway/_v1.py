@@ -78,7 +78,7 @@ from ._http import (
     watch_disconnect,
 )
 from ._v1_relay import relay_chat, relay_response, resume_response
-from ._v1_wire import client_view, openai_error
+from ._v1_wire import ChatChunks, client_view, openai_error
 
 if TYPE_CHECKING:
     from ._app import GatewayApp
@@ -272,13 +272,20 @@ async def _chat_completions(call: V1Call) -> None:
     if options is not None and not isinstance(options, Mapping):
         raise BadRequest("'stream_options' must be an object", field="stream_options")
     include_usage = bool(options and options.get("include_usage"))
+    obfuscate = not options or options.get("include_obfuscation") is not False
     params = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
     # The daemon always asks for usage upstream (it accounts for it); the client gets the usage
     # chunk only if it asked.
     params["stream_options"] = {**(options or {}), "include_usage": True}
     session = await daemon.open_session(call.session_id)
     await relay_chat(
-        call.app, call.out, session, body.get("model"), body.get("messages"), params, include_usage
+        call.app,
+        call.out,
+        session,
+        body.get("model"),
+        body.get("messages"),
+        params,
+        ChatChunks(include_usage=include_usage, obfuscate=obfuscate),
     )
 
 

@@ -66,7 +66,7 @@ async def relay_chat(
     model: Any,
     messages: Any,
     params: dict[str, Any],
-    include_usage: bool,
+    chunks: ChatChunks,
 ) -> None:
     """Start a chat stream in ``session`` and send it to the client as chunks until
     ``[DONE]`` (or the API's error frame). Errors before the first event are raised (the
@@ -75,7 +75,6 @@ async def relay_chat(
     async with _subscribe(app, session.topic) as sub:
         ticket = await session.chat(model, messages, **params)
         rid = ticket.response_id
-        chunks = ChatChunks(include_usage=include_usage)
         await out.start(200, SSE_HEADERS)
         while True:
             items = await _receive(app, sub)

@@ -15,6 +15,7 @@ from a client that did not ask for it, see `serve_v1`).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -39,6 +40,15 @@ _RESPONSE_EVENTS: Final = frozenset(
 
 #: Events only a background stream has: a client that did not ask for one never sees them.
 _BACKGROUND_ONLY: Final = frozenset({"response.queued", "keepalive"})
+
+
+_ALNUM: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _padding() -> str:
+    """1 to 15 random letters and digits, as the API pads a stream's chunks."""
+    digest = os.urandom(16)
+    return "".join(_ALNUM[b % 62] for b in digest[1 : 2 + digest[0] % 15])
 
 
 def _dumps(value: Any) -> str:
@@ -87,10 +97,11 @@ class ChatChunks:
     """Turns a chat stream's session events back into the API's chunk frames (see the module
     docstring). One instance per stream."""
 
-    __slots__ = ("_base", "_include_usage", "_named", "_started")
+    __slots__ = ("_base", "_include_usage", "_named", "_obfuscate", "_started")
 
-    def __init__(self, *, include_usage: bool) -> None:
+    def __init__(self, *, include_usage: bool, obfuscate: bool = True) -> None:
         self._include_usage = include_usage
+        self._obfuscate = obfuscate
         self._base: dict[str, Any] = {}
         self._started: set[int] = set()
         self._named: set[int] = set()
@@ -98,6 +109,11 @@ class ChatChunks:
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> str:
         if self._include_usage and "usage" not in extra:
             extra["usage"] = None  # with include_usage, every chunk names it (null until the end)
+        if self._obfuscate:
+            # The API pads every chunk (``stream_options.include_obfuscation``, on by default)
+            # so that packet sizes do not tell the tokens' lengths; the upstream's padding was
+            # for the upstream's chunks, so each rebuilt chunk gets its own.
+            extra["obfuscation"] = _padding()
         return sse_data({**self._base, "choices": choices, **extra})
 
     def _choice(
@@ -115,13 +131,27 @@ class ChatChunks:
             "finish_reason": finish_reason,
         }
 
+    def _opening(self, index: int, kind: str) -> list[str]:
+        """The chunk that opens choice ``index``'s message, as the API sends it before the first
+        text or refusal piece (an empty string for that kind, null for the other); nothing for
+        a choice already open or one opened by a tool call (its first fragment opens it)."""
+        if index in self._started:
+            return []
+        self._started.add(index)
+        delta = {
+            "role": "assistant",
+            "content": "" if kind == "content" else None,
+            "refusal": "" if kind == "refusal" else None,
+        }
+        return [self._chunk([self._choice(index, delta)])]
+
     def _delta(self, index: int, delta: dict[str, Any]) -> dict[str, Any]:
-        """A choice's delta; its first one opens the message as the API does (the role, and
-        ``content``/``refusal`` null unless this delta carries them)."""
+        """A tool call's delta; the first of a choice opens its message (the role, content and
+        refusal null), as the API's first tool-call chunk does."""
         if index in self._started:
             return delta
         self._started.add(index)
-        return {"role": "assistant", "content": None, **delta, "refusal": delta.get("refusal")}
+        return {"role": "assistant", "content": None, **delta, "refusal": None}
 
     def frames(self, event: StreamEvent) -> list[str]:
         """The frames for ``event`` (often one; the terminal event gives the usage chunk, if
@@ -130,8 +160,10 @@ class ChatChunks:
         kind = event.type
         if kind == "response.output_text.delta":
             index = data.get("output_index", 0)
-            delta = self._delta(index, {"content": data["delta"]})
-            return [self._chunk([self._choice(index, delta, logprobs=data.get("logprobs"))])]
+            frames = self._opening(index, "content")
+            delta = {"content": data["delta"]}
+            frames.append(self._chunk([self._choice(index, delta, logprobs=data.get("logprobs"))]))
+            return frames
         if kind == "response.created":
             response = data.get("response") or {}
             self._base = {
@@ -146,8 +178,10 @@ class ChatChunks:
             return []
         if kind == "response.refusal.delta":
             index = data.get("output_index", 0)
-            delta = self._delta(index, {"refusal": data["delta"]})
-            return [self._chunk([self._choice(index, delta, logprobs=data.get("logprobs"))])]
+            frames = self._opening(index, "refusal")
+            delta = {"refusal": data["delta"]}
+            frames.append(self._chunk([self._choice(index, delta, logprobs=data.get("logprobs"))]))
+            return frames
         if kind == "response.output_item.added":
             item = data.get("item") or {}
             index = data.get("output_index", 0)
@@ -176,10 +210,7 @@ class ChatChunks:
             return [self._chunk([self._choice(index, self._delta(index, delta))])]
         if kind == "response.output_item.done":
             index = data.get("output_index", 0)
-            frames = []
-            if index not in self._started:  # an empty answer still opens its message
-                opening = self._delta(index, {"content": ""})
-                frames.append(self._chunk([self._choice(index, opening)]))
+            frames = self._opening(index, "content")  # an empty answer still opens its message
             finish = self._choice(index, {}, finish_reason=data.get("finish_reason"))
             frames.append(self._chunk([finish]))
             return frames
