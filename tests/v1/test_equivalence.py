@@ -45,6 +45,9 @@ CHAT_TOOL = {
 }
 RESPONSES_TOOL = {"type": "function", "name": "get_capital", **CHAT_TOOL["function"]}  # type: ignore[dict-item]
 TERMINAL = ("completed", "failed", "incomplete", "cancelled")
+#: A background request that asks to be stored: the daemon stores every background response
+#: (``TestStore`` holds what a client that did not ask should see).
+BACKGROUND: dict[str, Any] = {"background": True, "store": True}
 
 
 def both(
@@ -260,6 +263,17 @@ class TestResponses:
         assert through.usage is not None
 
 
+class TestStore:
+    def test_a_background_response_not_asked_to_be_stored_says_what_the_server_says(
+        self, gateway: openai.OpenAI, upstream: openai.OpenAI
+    ) -> None:
+        """``background=True`` without ``store`` answers the server's own ``store`` value."""
+        direct = upstream.responses.create(model=MODEL, input="hi", background=True)
+        through = gateway.responses.create(model=MODEL, input="hi", background=True)
+        assert (through.background, through.store) == (True, direct.store)
+        assert_same(normalise(wire(through)), normalise(wire(direct)))
+
+
 class TestBackgroundResponses:
     @pytest.mark.parametrize("flavour", FLAVOURS)
     def test_a_background_stream_is_sent_as_the_api_sends_it(
@@ -272,7 +286,7 @@ class TestBackgroundResponses:
             ResponsesRaw,
             model=MODEL,
             input="hi",
-            background=True,
+            **BACKGROUND,
             **scenario("long:10"),
         )
         assert_same(through.normalised(), direct.normalised())
@@ -283,7 +297,7 @@ class TestBackgroundResponses:
         self, gateway: openai.OpenAI, upstream: openai.OpenAI
     ) -> None:
         """``background=True`` answers a queued Response; polling it ends as the server's does."""
-        kwargs: dict[str, Any] = {"model": MODEL, "input": "hi", "background": True}
+        kwargs: dict[str, Any] = {"model": MODEL, "input": "hi", **BACKGROUND}
         direct = upstream.responses.create(**kwargs, **scenario("long:20"))
         through = gateway.responses.create(**kwargs, **scenario("long:20"))
         assert_same(normalise(wire(through)), normalise(wire(direct)))
@@ -298,7 +312,7 @@ class TestBackgroundResponses:
         self, gateway: openai.OpenAI, upstream: openai.OpenAI
     ) -> None:
         """``responses.cancel`` of a running response answers it cancelled."""
-        kwargs: dict[str, Any] = {"model": MODEL, "input": "hi", "background": True}
+        kwargs: dict[str, Any] = {"model": MODEL, "input": "hi", **BACKGROUND}
         stalled = scenario("long:20", mock_stall_ms="10000")
         direct = upstream.responses.create(**kwargs, **stalled)
         through = gateway.responses.create(**kwargs, **stalled)
@@ -312,7 +326,7 @@ class TestBackgroundResponses:
         self, gateway: openai.OpenAI, upstream: openai.OpenAI
     ) -> None:
         """``responses.delete`` removes it upstream: retrieving it is then a NotFoundError."""
-        kwargs: dict[str, Any] = {"model": MODEL, "input": "hi", "background": True}
+        kwargs: dict[str, Any] = {"model": MODEL, "input": "hi", **BACKGROUND}
         direct = settled(upstream, upstream.responses.create(**kwargs).id)
         through = settled(gateway, gateway.responses.create(**kwargs).id)
         assert upstream.responses.delete(direct.id) is None
@@ -331,7 +345,7 @@ class TestResumingAStoredResponse:
     @pytest.fixture
     def finished(self, gateway: openai.OpenAI, upstream: openai.OpenAI) -> tuple[str, str]:
         """A finished background ``long:25`` response on each side: (direct id, gateway id)."""
-        kwargs: dict[str, Any] = {"model": MODEL, "input": "hi", "background": True}
+        kwargs: dict[str, Any] = {"model": MODEL, "input": "hi", **BACKGROUND}
         direct = upstream.responses.create(**kwargs, **scenario("long:25"))
         through = gateway.responses.create(**kwargs, **scenario("long:25"))
         return settled(upstream, direct.id).id, settled(gateway, through.id).id
