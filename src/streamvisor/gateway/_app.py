@@ -13,7 +13,6 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final
 
-import attrs
 import structlog
 import trio
 
@@ -27,7 +26,6 @@ from ._encode import bus_item, sse_frame
 from ._errors import (
     BadRequest,
     GatewayError,
-    MethodNotAllowed,
     NotAuthenticated,
     NotFound,
     PayloadTooLarge,
@@ -45,8 +43,9 @@ from ._http import (
     parse_form,
     path_segments,
     read_body,
-    watch_disconnect,
+    serve_watched,
 )
+from ._routing import FORM, JSON, Route, match_route
 from ._v1 import V1Sessions, serve_v1
 from ._ws import serve_websocket
 
@@ -269,8 +268,6 @@ async def _events(app: GatewayApp, request: Request, out: Responder) -> None:
 
 # ------------------------------------------------------------------------------------- routing
 
-_JSON: Final = "application/json"
-_FORM: Final = "multipart/form-data"
 
 #: How each path parameter is checked before a handler runs (`InvalidId`, 400).
 _PARAMS: Final[Mapping[str, Callable[[object, str], str]]] = {
@@ -281,30 +278,11 @@ _PARAMS: Final[Mapping[str, Callable[[object, str], str]]] = {
 }
 
 
-@attrs.frozen
-class _Route:
-    method: str
-    segments: tuple[str, ...]
-    handler: Handler
-    #: The media type a body must have (state-changing methods only).
-    body: str = _JSON
-
-    def match(self, segments: tuple[str, ...]) -> dict[str, str] | None:
-        if len(segments) != len(self.segments):
-            return None
-        params: dict[str, str] = {}
-        for template, segment in zip(self.segments, segments, strict=True):
-            if template.startswith("{"):
-                params[template[1:-1]] = segment
-            elif template != segment:
-                return None
-        return params
+_Route = Route[Handler]
 
 
-def _r(method: str, template: str, handler: Handler, body: str = _JSON) -> _Route:
-    return _Route(
-        method, tuple(template.strip("/").split("/")) if template != "/" else (), handler, body
-    )
+def _r(method: str, template: str, handler: Handler, body: str = JSON) -> _Route:
+    return Route.of(method, template, handler, body)
 
 
 _ROUTES: Final[list[_Route]] = [
@@ -321,7 +299,7 @@ _ROUTES: Final[list[_Route]] = [
     _r("POST", "/background/{id}/cancel", _background_cancel),
     _r("GET", "/background/{id}/events", _background_events),
     _r("GET", "/files", _files_list),
-    _r("POST", "/files", _files_upload, _FORM),
+    _r("POST", "/files", _files_upload, FORM),
     _r("GET", "/files/{id}", _files_retrieve),
     _r("DELETE", "/files/{id}", _files_delete),
     _r("POST", "/agents/{agent}", _agent_open),
@@ -342,18 +320,8 @@ def route(method: str, segments: tuple[str, ...]) -> tuple[_Route, dict[str, str
 
     Raises `NotFound` (no such path) or `MethodNotAllowed` (the path answers other methods).
     """
-    allowed: list[str] = []
-    for candidate in _ROUTES:
-        params = candidate.match(segments)
-        if params is None:
-            continue
-        if candidate.method == method:
-            return candidate, params
-        allowed.append(candidate.method)
     path = "/" + "/".join(segments)
-    if allowed:
-        raise MethodNotAllowed(method, path, allowed)
-    raise NotFound(f"no route for {method} {path}")
+    return match_route(_ROUTES, method, segments, path, "no route for {method} {path}")
 
 
 def check_params(params: Mapping[str, str]) -> None:
@@ -496,15 +464,12 @@ class GatewayApp:
             await self._answer_error(out, refused or NotFound(path), method, path)
             return
         request = Request.from_scope(scope, headers, body, found[1], authenticated=authenticated)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)
-            try:
-                await found[0].handler(self, request, out)
-            except ClientGone:
-                pass
-            except Exception as exc:
-                await self._answer_error(out, exc, method, path)
-            nursery.cancel_scope.cancel()
+        handler = found[0].handler
+
+        async def answer(exc: Exception) -> None:
+            await self._answer_error(out, exc, method, path)
+
+        await serve_watched(receive, out, lambda: handler(self, request, out), answer)
 
     async def _answer_error(self, out: Responder, exc: Exception, method: str, path: str) -> None:
         status, body, headers = problem(exc)
