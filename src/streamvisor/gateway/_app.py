@@ -21,14 +21,13 @@ from ..daemon import Daemon
 from ..supervisor import SubscriberOverflow
 from . import _ops
 from ._access import Access, new_token, request_headers
-from ._checks import check_id, check_media_type, check_name, check_topic
+from ._checks import check_id, check_name, check_topic
 from ._encode import bus_item, sse_frame
 from ._errors import (
     BadRequest,
     GatewayError,
     NotAuthenticated,
     NotFound,
-    PayloadTooLarge,
     Redactor,
     problem,
 )
@@ -42,10 +41,9 @@ from ._http import (
     dumps,
     parse_form,
     path_segments,
-    read_body,
     serve_watched,
 )
-from ._routing import FORM, JSON, Route, match_route
+from ._routing import FORM, JSON, Route, match_route, read_admitted
 from ._v1 import V1Sessions, serve_v1
 from ._ws import serve_websocket
 
@@ -445,21 +443,14 @@ class GatewayApp:
             found = route(method, segments)
         except GatewayError as exc:
             refused = exc
-        # The body is read even for a refused request, so the connection stays usable.
         upload = refused is None and found is not None and found[0].handler is _files_upload
-        try:
-            body = await read_body(receive, self.max_upload_bytes if upload else MAX_JSON)
-        except trio.BrokenResourceError:
+        limit = self.max_upload_bytes if upload else MAX_JSON
+        admitted = await read_admitted(
+            receive, method, headers, found, refused, limit=limit, check_params=check_params
+        )
+        if admitted is None:
             return
-        except PayloadTooLarge as exc:
-            refused = refused or exc
-        if refused is None and found is not None:
-            try:
-                if method not in ("GET", "HEAD"):
-                    check_media_type(headers.get("content-type"), body, found[0].body)
-                check_params(found[1])
-            except GatewayError as exc:
-                refused = exc
+        body, refused = admitted
         if refused is not None or found is None:
             await self._answer_error(out, refused or NotFound(path), method, path)
             return

@@ -3,14 +3,17 @@ handler; both front doors (the gateway's own API and ``/v1``) match requests aga
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Final, Generic, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Generic, TypeVar
 
 import attrs
+import trio
 
-from ._errors import MethodNotAllowed, NotFound
+from ._checks import check_media_type
+from ._errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
+from ._http import Receive, read_body
 
-__all__ = ["FORM", "JSON", "Route", "match_route"]
+__all__ = ["FORM", "JSON", "Route", "match_route", "read_admitted"]
 
 H = TypeVar("H")
 
@@ -65,3 +68,33 @@ def match_route(
     if allowed:
         raise MethodNotAllowed(method, path, allowed)
     raise NotFound(missing.format(method=method, path=path))
+
+
+async def read_admitted(
+    receive: Receive,
+    method: str,
+    headers: Mapping[str, str],
+    found: tuple[Route[Any], dict[str, str]] | None,
+    refused: Exception | None,
+    *,
+    limit: int,
+    check_params: Callable[[Mapping[str, str]], None],
+) -> tuple[bytes, Exception | None] | None:
+    """Read the request's body -- even a refused request's, so the connection stays usable --
+    at most ``limit`` bytes; then check its media type against the route's and the route's
+    path parameters (``check_params``). Returns the body and why the request is refused (None:
+    it is not), or None if the client went away."""
+    try:
+        body = await read_body(receive, limit)
+    except trio.BrokenResourceError:
+        return None
+    except PayloadTooLarge as exc:
+        return b"", refused or exc
+    if refused is None and found is not None:
+        try:
+            if method not in ("GET", "HEAD"):
+                check_media_type(headers.get("content-type"), body, found[0].body)
+            check_params(found[1])
+        except GatewayError as exc:
+            refused = exc
+    return body, refused

@@ -55,14 +55,13 @@ from ..openai import (
     PermissionDeniedError,
     check_json,
 )
-from ._checks import check_media_type, parse_json
+from ._checks import parse_json
 from ._errors import (
     BadRequest,
     GatewayError,
     MethodNotAllowed,
     NotAuthenticated,
     NotFound,
-    PayloadTooLarge,
     scrub,
     status_for,
 )
@@ -74,10 +73,9 @@ from ._http import (
     parse_form,
     parse_query,
     path_segments,
-    read_body,
     serve_watched,
 )
-from ._routing import FORM, JSON, Route, match_route
+from ._routing import FORM, JSON, Route, match_route, read_admitted
 from ._v1_relay import relay_chat, relay_response, resume_response
 from ._v1_wire import ChatChunks, client_view, openai_error
 
@@ -569,19 +567,13 @@ async def serve_v1(
     except GatewayError as exc:
         refused = exc
     form = refused is None and found is not None and found[0].body == FORM
-    try:
-        body = await read_body(receive, app.max_upload_bytes if form else MAX_V1_JSON)
-    except trio.BrokenResourceError:
+    limit = app.max_upload_bytes if form else MAX_V1_JSON
+    admitted = await read_admitted(
+        receive, method, headers, found, refused, limit=limit, check_params=_check_params
+    )
+    if admitted is None:
         return
-    except PayloadTooLarge as exc:
-        refused = refused or exc
-    if refused is None and found is not None:
-        try:
-            if method not in ("GET", "HEAD"):
-                check_media_type(headers.get("content-type"), body, found[0].body)
-            _check_params(found[1])
-        except GatewayError as exc:
-            refused = exc
+    body, refused = admitted
     if refused is not None or found is None:
         await _answer(app, out, refused or NotFound("no route"), method, segments)
         return
