@@ -184,7 +184,7 @@ class TestBackground:
                 )
                 assert created.status_code == 200
                 record = created.json()
-                rid = record["response_id"]
+                rid = record["id"]
                 statuses: list[dict[str, Any]] = []
                 async with aclosing(source.aiter_sse()) as events:
                     async for sse in events:
@@ -195,13 +195,22 @@ class TestBackground:
                             if status["terminal"]:
                                 break
             polled = await client.get(f"/background/{rid}")
-        assert record["model"] == "gpt-4o"
+        assert record["object"] == "background"
+        assert (record["model"], record["tracked"], record["mode"]) == ("gpt-4o", True, "poll")
+        assert record["response"] is None
         assert statuses[0]["previous"] is None
         assert statuses[-1]["status"] == "completed"
         assert [s["previous"] for s in statuses[1:]] == [s["status"] for s in statuses[:-1]]
         assert polled.status_code == 200
-        assert polled.json()["status"] == "completed"
-        assert (await client.get("/background")).json() == {"active": []}
+        background = polled.json()
+        assert (background["object"], background["id"], background["tracked"]) == (
+            "background",
+            rid,
+            True,
+        )
+        assert background["status"] == background["response"]["status"] == "completed"
+        assert background["terminal_at"] is not None
+        assert (await client.get("/background")).json() == {"object": "list", "data": []}
 
     async def test_an_active_response_is_listed_then_cancelled(
         self, client: httpx.AsyncClient
@@ -213,12 +222,16 @@ class TestBackground:
                 await client.post(
                     "/background", json={"model": "gpt-4o", "input": "x", "metadata": slow}
                 )
-            ).json()["response_id"]
-            active = (await client.get("/background")).json()["active"]
-            assert [r["response_id"] for r in active] == [rid]
+            ).json()["id"]
+            listed = (await client.get("/background")).json()
+            assert listed["object"] == "list"
+            assert [b["id"] for b in listed["data"]] == [rid]
+            assert {b["object"] for b in listed["data"]} == {"background"}
             cancelled = await client.post(f"/background/{rid}/cancel")
         assert cancelled.status_code == 200
-        assert cancelled.json()["status"] == "cancelled"
+        background = cancelled.json()
+        assert (background["object"], background["id"]) == ("background", rid)
+        assert background["status"] == background["response"]["status"] == "cancelled"
 
     async def test_a_background_response_stream_resumes_after_a_cursor(
         self, client: httpx.AsyncClient
@@ -230,7 +243,7 @@ class TestBackground:
                 await client.post(
                     "/background", json={"model": "gpt-4o", "input": "x", "metadata": slow}
                 )
-            ).json()["response_id"]
+            ).json()["id"]
             async with aconnect_sse(
                 client, "GET", f"/background/{rid}/events", params={"starting_after": 3}
             ) as source:
@@ -239,6 +252,26 @@ class TestBackground:
         assert numbers == list(range(4, 4 + len(numbers)))
         assert events[-1].event == "response.completed"
         assert {e.json()["response_id"] for e in events} == {rid}
+
+    async def test_polling_an_untracked_response_answers_it_without_registry_fields(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """A session's (stored, not durable) response polled by id: ``tracked`` false."""
+        with trio.fail_after(10):
+            ticket = (
+                await client.post(
+                    "/sessions/u1/responses",
+                    json={"model": "gpt-4o", "input": "x", "durable": False, "store": True},
+                )
+            ).json()
+            await client.post(f"/sessions/u1/wait/{ticket['stream_id']}", json={})
+            polled = await client.get(f"/background/{ticket['response_id']}")
+        assert polled.status_code == 200
+        background = polled.json()
+        assert (background["object"], background["tracked"]) == ("background", False)
+        assert background["id"] == background["response"]["id"] == ticket["response_id"]
+        assert background["status"] == "completed"
+        assert "mode" not in background
 
     async def test_resuming_an_unknown_response_is_404_before_any_stream(
         self, client: httpx.AsyncClient
@@ -595,6 +628,29 @@ class TestWebSocket:
                         types.append(message["event"])
         assert [o["status"] for o in replies[2]] == ["cancelled"]
         assert types[0] == "response.created"
+
+    async def test_background_and_cancel_over_the_socket_answer_background_objects(
+        self, gateway: Gateway
+    ) -> None:
+        """{"op": "background"} and {"op": "cancel"} reply with the routes' background object."""
+        slow = {"mock_scenario": "long:400", "mock_token_delay_ms": "50"}
+        with trio.fail_after(10):
+            async with ws.connect(
+                gateway.host, gateway.port, token=gateway.token, target="/ws?topic=none"
+            ) as sock:
+                await sock.receive_json()
+                create = {"op": "background", "ref": 1, "model": "gpt-4o", "input": "x"}
+                await sock.send_json({**create, "metadata": slow})
+                created = (await sock.receive_json())["result"]
+                await sock.send_json({"op": "cancel", "ref": 2, "response_id": created["id"]})
+                cancelled = (await sock.receive_json())["result"]
+        assert (created["object"], created["tracked"], created["response"]) == (
+            "background",
+            True,
+            None,
+        )
+        assert (cancelled["object"], cancelled["id"]) == ("background", created["id"])
+        assert cancelled["status"] == cancelled["response"]["status"] == "cancelled"
 
     async def test_the_socket_is_told_and_closed_when_the_bus_closes(
         self, gateway: Gateway, daemon: Daemon

@@ -149,7 +149,7 @@ async def _background_create(app: GatewayApp, request: Request, out: Responder) 
 
 
 async def _background_active(app: GatewayApp, request: Request, out: Responder) -> None:
-    await out.json(200, {"active": await _ops.background_active(app.daemon)})
+    await out.json(200, await _ops.background_active(app.daemon))
 
 
 async def _background_poll(app: GatewayApp, request: Request, out: Responder) -> None:

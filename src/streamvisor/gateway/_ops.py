@@ -8,8 +8,10 @@ propagates as it is (typed: the app maps it to a status with `status_for`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from ..actors import TrackedResponse, UnknownResponse
 from ..daemon import Daemon
 from ._encode import (
     agent_reply_json,
@@ -27,6 +29,7 @@ __all__ = [
     "background_active",
     "background_cancel",
     "background_create",
+    "background_json",
     "background_poll",
     "health",
     "session_chat",
@@ -141,30 +144,83 @@ async def session_wait(
 # ---------------------------------------------------------------------------------- background
 
 
+def background_json(
+    response_id: str, record: TrackedResponse | None, response: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The one shape of a background response on every route and WebSocket command: a
+    ``background`` object.
+
+    ``{"object": "background", "id", "tracked", "status", "model", ..., "response"}``. A tracked
+    response (the registry has a record) carries every field of its record (``owner``,
+    ``mode``, ``created_at``, ``updated_at``, ``cursor``, ``poll_attempts``, ...; its
+    ``response_id`` is ``id``) and its ``status``/``model`` are the registry's. An untracked one
+    (polled or cancelled by id only) takes ``status`` and ``model`` from the Response and has no
+    registry fields. ``response`` is the OpenAI Response object the answer was made with, or
+    None where none was fetched (create and list answer from the registry).
+    """
+    if record is not None:
+        fields = record.as_json()
+        del fields["response_id"]
+        return {
+            "object": "background",
+            "id": response_id,
+            "tracked": True,
+            **fields,
+            "response": None if response is None else dict(response),
+        }
+    response = response or {}
+    status, model = response.get("status"), response.get("model")
+    return {
+        "object": "background",
+        "id": response_id,
+        "tracked": False,
+        "status": status if isinstance(status, str) else None,
+        "model": model if isinstance(model, str) else None,
+        "response": dict(response),
+    }
+
+
+async def _record(daemon: Daemon, response_id: str) -> TrackedResponse | None:
+    try:
+        return await daemon.background.get(response_id)
+    except UnknownResponse:
+        return None
+
+
 async def background_create(daemon: Daemon, body: dict[str, Any]) -> dict[str, Any]:
-    """Create and track a background response (``owner`` optional); the registry record."""
+    """Create and track a background response (``owner`` optional); its `background_json`
+    (``response`` None: the registry's record is the answer)."""
     model = text_field(body, "model")
     if "input" not in body:
         raise BadRequest("'input' is required", field="input")
     owner = _optional_text(body, "owner")
     params = _params(body, "model", "input", "owner")
     record = await daemon.background.create(body["input"], model, owner=owner, **params)
-    return record.as_json()
+    return background_json(record.response_id, record, None)
 
 
-async def background_active(daemon: Daemon) -> list[Any]:
-    """Every tracked response not yet terminal."""
-    return [record.as_json() for record in await daemon.background.active()]
+async def background_active(daemon: Daemon) -> dict[str, Any]:
+    """Every tracked response not yet terminal, oldest first: ``{"object": "list", "data":
+    [background objects]}`` (each ``response`` None)."""
+    records = await daemon.background.active()
+    return {
+        "object": "list",
+        "data": [background_json(record.response_id, record, None) for record in records],
+    }
 
 
 async def background_poll(daemon: Daemon, response_id: str) -> dict[str, Any]:
-    """GET the response now (the registry is updated if it is tracked); the Response."""
-    return await daemon.background.poll(response_id)
+    """GET the response now (the registry is updated if it is tracked); its `background_json`
+    with the Response just fetched. Raises ``ResponseGone`` (404) and what the poll raises."""
+    response = await daemon.background.poll(response_id)
+    return background_json(response_id, await _record(daemon, response_id), response)
 
 
 async def background_cancel(daemon: Daemon, response_id: str) -> dict[str, Any]:
-    """Cancel a background response; the Response in its final state."""
-    return await daemon.background.cancel(response_id)
+    """Cancel a background response; its `background_json` with the Response in its final
+    state. Raises ``ResponseGone`` (404), ``CancelRejected`` (400) and what the cancel raises."""
+    response = await daemon.background.cancel(response_id)
+    return background_json(response_id, await _record(daemon, response_id), response)
 
 
 # -------------------------------------------------------------------------------------- agents
