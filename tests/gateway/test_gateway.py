@@ -626,7 +626,7 @@ class TestWebSocket:
                             await sock.send_json({"op": "stop", "ref": 2, "session": "w4"})
                     else:
                         types.append(message["event"])
-        assert [o["status"] for o in replies[2]] == ["cancelled"]
+        assert [o["status"] for o in replies[2]["outcomes"]] == ["cancelled"]
         assert types[0] == "response.created"
 
     async def test_background_and_cancel_over_the_socket_answer_background_objects(

@@ -119,17 +119,21 @@ async def _running_session(daemon: Daemon, session_id: str) -> Any:
     return session
 
 
-async def session_stop(daemon: Daemon, session_id: str, body: dict[str, Any]) -> list[Any]:
-    """Stop one stream (``stream_id``) or every stream of a running session; the outcomes."""
+async def session_stop(
+    daemon: Daemon, session_id: str, body: dict[str, Any]
+) -> dict[str, list[Any]]:
+    """Stop one stream (``stream_id``) or every stream of a running session: ``{"outcomes":
+    [...]}`` (the same over HTTP and the WebSocket)."""
     stream_id = _optional_text(body, "stream_id")
     session = await _running_session(daemon, session_id)
-    return [outcome_json(o) for o in await session.stop(stream_id)]
+    return {"outcomes": [outcome_json(o) for o in await session.stop(stream_id)]}
 
 
-async def session_streams(daemon: Daemon, session_id: str) -> list[Any]:
-    """The active streams of a running session."""
+async def session_streams(daemon: Daemon, session_id: str) -> dict[str, list[Any]]:
+    """The active streams of a running session: ``{"streams": [...]}`` (the same over HTTP and
+    the WebSocket)."""
     session = await _running_session(daemon, session_id)
-    return [stream_info_json(info) for info in await session.streams()]
+    return {"streams": [stream_info_json(info) for info in await session.streams()]}
 
 
 async def session_wait(
