@@ -1,0 +1,253 @@
+"""The gateway's API contract: docs/openapi.json, and schemathesis holding a running gateway to it.
+
+* The document is valid OpenAPI 3.1 (`openapi-spec-validator`), describes every route of the
+  gateway (and no other), is what ``GET /openapi.json`` serves, and equals the checked-in
+  ``docs/openapi.json`` (regenerate it with ``python -m streamvisor.gateway._openapi >
+  docs/openapi.json``).
+* **The contract test**: schemathesis generates requests (valid and invalid) for every operation
+  of the gateway's own routes -- not ``/v1`` (OpenAI's shapes), ``/events`` and ``/ws`` (streams
+  that never end by themselves), nor the page -- and sends them over real HTTP to a running
+  gateway (a daemon on its embedded server, in a thread: schemathesis' pytest integration is
+  synchronous). Every answer must be no 5xx, of a documented status and content type, and
+  conform to its schema.
+* docs/gateway.md names every WebSocket command of ``_ws.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import pytest
+import schemathesis
+import trio
+from hypothesis import HealthCheck, Phase, settings
+from openapi_spec_validator import validate
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from streamvisor.daemon import open_daemon
+from streamvisor.gateway import Gateway, serve_gateway
+from streamvisor.gateway._app import _ROUTES
+from streamvisor.gateway._openapi import openapi_document
+from streamvisor.gateway._ws import _OPS
+from streamvisor.mockapi import MockAPIConfig
+from streamvisor.testing import FAST_MOCKAPI, daemon_config
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+CHECKED_IN: Final = ROOT / "docs" / "openapi.json"
+GATEWAY_DOC: Final = ROOT / "docs" / "gateway.md"
+TOKEN: Final = "openapi-contract-token-0123456789abcdef"
+
+#: What the contract test does not fuzz: OpenAI's routes (described by reference), the bus's
+#: streams (they never end by themselves), the page (HTML).
+NOT_FUZZED: Final = r"^/(v1/.*|events|ws)?$"
+
+
+def _route_template(segments: tuple[str, ...]) -> str:
+    return "/" + "/".join(segments)
+
+
+# -------------------------------------------------------------------------------- the document
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    """openapi-spec-validator accepts it (OpenAPI 3.1, JSON Schema 2020-12, every $ref)."""
+    document = openapi_document()
+    assert document["openapi"] == "3.1.0"
+    validate(document)
+
+
+def test_the_checked_in_document_is_the_generated_one() -> None:
+    """docs/openapi.json is the document as built; if not, regenerate it:
+    ``python -m streamvisor.gateway._openapi > docs/openapi.json``."""
+    expected = json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
+    assert CHECKED_IN.read_text(encoding="utf-8") == expected, (
+        "docs/openapi.json is stale: python -m streamvisor.gateway._openapi > docs/openapi.json"
+    )
+
+
+def test_every_route_is_documented_and_every_documented_route_exists() -> None:
+    """The gateway's own paths (everything but ``/v1``) are exactly ``_ROUTES`` (+ ``/ws``)."""
+    routes = {(r.method.lower(), _route_template(r.segments)) for r in _ROUTES}
+    routes.add(("get", "/ws"))  # the WebSocket endpoint (served by _ws, not routed)
+    documented = {
+        (method, path)
+        for path, item in openapi_document()["paths"].items()
+        if not path.startswith("/v1/")
+        for method in item
+        if method != "parameters"
+    }
+    assert documented == routes
+
+
+def test_the_v1_routes_are_described_by_reference_to_openai() -> None:
+    """Every ``/v1`` operation links OpenAI's reference and answers OpenAI's error body."""
+    paths = openapi_document()["paths"]
+    operations = [
+        (f"{method.upper()} {path}", operation)
+        for path, item in paths.items()
+        if path.startswith("/v1/")
+        for method, operation in item.items()
+        if method != "parameters"
+    ]
+    assert {name for name, _ in operations} >= {
+        "POST /v1/chat/completions",
+        "POST /v1/responses",
+        "GET /v1/responses/{response_id}",
+        "DELETE /v1/responses/{response_id}",
+        "POST /v1/responses/{response_id}/cancel",
+        "GET /v1/files",
+        "POST /v1/files",
+        "GET /v1/files/{file_id}",
+        "DELETE /v1/files/{file_id}",
+        "GET /v1/files/{file_id}/content",
+        "POST /v1/uploads",
+        "POST /v1/uploads/{upload_id}/parts",
+        "POST /v1/uploads/{upload_id}/complete",
+        "POST /v1/uploads/{upload_id}/cancel",
+        "GET /v1/models",
+        "GET /v1/models/{model}",
+    }
+    for name, operation in operations:
+        assert operation["externalDocs"]["url"].startswith(
+            "https://platform.openai.com/docs/api-reference"
+        ), name
+        error = operation["responses"]["default"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/OpenAIError"}, name
+
+
+async def test_the_gateway_serves_the_document_with_the_token(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    """``GET /openapi.json`` is the document; without the token it is a 401 like every route."""
+    served = await client.get("/openapi.json")
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "application/json"
+    assert served.json() == openapi_document()
+    assert (await anonymous.get("/openapi.json")).status_code == 401
+
+
+def test_the_websocket_commands_are_documented() -> None:
+    """docs/gateway.md names every op ``_ws.py`` answers (as ``"op": "<name>"``)."""
+    text = GATEWAY_DOC.read_text(encoding="utf-8")
+    missing = [op for op in _OPS if f'"op": "{op}"' not in text]
+    assert not missing, f"docs/gateway.md does not document the WebSocket ops {missing}"
+
+
+def test_the_event_names_are_documented() -> None:
+    """docs/gateway.md names every bus item's event name and every end-of-stream frame."""
+    text = GATEWAY_DOC.read_text(encoding="utf-8")
+    names = [
+        "background.status",
+        "background.polling_stopped",
+        "missed",
+        "agent.tool_call",
+        "agent.tool_result",
+        "event: shutdown",
+        "event: end",
+    ]
+    assert [n for n in names if n not in text] == []
+    kinds = re.findall(r'"kind": "([a-z]+)"', text)
+    assert {"event", "reply", "error", "shutdown", "end", "subscribed"} <= set(kinds)
+
+
+# ------------------------------------------------------------------------- the contract test
+
+
+class RunningGateway:
+    """A daemon on its embedded server and its gateway, in a trio loop on a thread of its own,
+    for a module's synchronous tests."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.gateway: Gateway | None = None
+        self.error: BaseException | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main_thread, name="openapi", daemon=True)
+
+    def _main_thread(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        mockapi = MockAPIConfig(**FAST_MOCKAPI)
+        async with (
+            open_daemon(daemon_config(self.root), mockapi=mockapi, configure_logs=False) as daemon,
+            serve_gateway(daemon, token=TOKEN) as gateway,
+        ):
+            self.gateway = gateway
+            self._stop = trio.Event()
+            self._token = trio.lowlevel.current_trio_token()
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> Gateway:
+        self._thread.start()
+        self._ready.wait(60)
+        if self.gateway is None:
+            raise RuntimeError(f"the gateway did not start: {self.error!r}")
+        return self.gateway
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None and self._stop is not None and self._thread.is_alive():
+            trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        self._thread.join(30)
+        if self.error is not None:
+            raise AssertionError(f"the daemon failed: {self.error!r}") from self.error
+
+
+@pytest.fixture(scope="module")
+def running_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with RunningGateway(tmp_path_factory.mktemp("openapi")) as gateway:
+        yield gateway
+
+
+def _schema() -> Any:
+    schema = schemathesis.openapi.from_dict(openapi_document())
+    return schema.exclude(path_regex=NOT_FUZZED)
+
+
+SCHEMA: Final = _schema()
+
+CHECKS: Final = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+@pytest.mark.slow
+@SCHEMA.parametrize()
+@settings(
+    max_examples=60,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=list(HealthCheck),
+)
+def test_the_gateway_keeps_its_contract(case: Any, running_gateway: Gateway) -> None:
+    """Valid and invalid requests alike: never a 5xx; every answer documented and conforming."""
+    case.call_and_validate(
+        base_url=running_gateway.url,
+        headers={"authorization": f"Bearer {TOKEN}"},
+        checks=CHECKS,
+        timeout=10,
+    )
