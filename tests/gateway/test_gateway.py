@@ -148,6 +148,29 @@ class TestSessions:
             assert [o["status"] for o in stopped.json()["outcomes"]] == ["cancelled"]
             assert (await client.get("/sessions/s3/streams")).json()["streams"] == []
 
+    async def test_a_wait_whose_timeout_runs_out_is_a_409_and_the_stream_runs_on(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """The caller's own ``timeout`` running out is TimeoutElapsed (409), not a gateway
+        failure (504: found by the contract test); the stream is unaffected."""
+        slow = {"mock_scenario": "long:200", "mock_token_delay_ms": "20"}
+        with trio.fail_after(10):
+            ticket = (
+                await client.post(
+                    "/sessions/s5/chat",
+                    json={"model": "gpt-4o", "messages": HELLO, "metadata": slow},
+                )
+            ).json()
+            waited = await client.post(
+                f"/sessions/s5/wait/{ticket['stream_id']}", json={"timeout": 0}
+            )
+            streams = (await client.get("/sessions/s5/streams")).json()["streams"]
+            await client.post("/sessions/s5/stop", json={})
+        assert waited.status_code == 409
+        error = waited.json()["error"]
+        assert (error["type"], error["code"]) == ("TimeoutElapsed", "timeout_elapsed")
+        assert [s["stream_id"] for s in streams] == [ticket["stream_id"]]
+
     async def test_a_session_that_is_not_running_is_404_for_stop_streams_and_wait(
         self, client: httpx.AsyncClient
     ) -> None:
@@ -751,6 +774,19 @@ class TestAgents:
         error = response.json()["error"]
         assert error["type"] == "NotOverHTTP"
         assert "cannot be defined over HTTP" in error["message"]
+
+    async def test_an_ask_whose_timeout_runs_out_is_a_409(self, client: httpx.AsyncClient) -> None:
+        """The caller's own ``timeout`` running out is TimeoutElapsed (409), not a 504; the
+        agent answers the next ask."""
+        slow = {"mock_scenario": "long:200", "mock_token_delay_ms": "20"}
+        with trio.fail_after(10):
+            opened = await client.post(
+                "/agents/a9", json={"model": "gpt-4o", "options": {"metadata": slow}}
+            )
+            assert opened.status_code == 200, opened.text
+            asked = await client.post("/agents/a9/ask", json={"text": "hi", "timeout": 0.05})
+        assert asked.status_code == 409, asked.text
+        assert asked.json()["error"]["code"] == "timeout_elapsed"
 
     async def test_asking_an_agent_that_is_not_running_is_404(
         self, client: httpx.AsyncClient

@@ -35,8 +35,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from streamvisor.actors.files._rules import LISTED_PURPOSES
+from streamvisor.actors.sessions._requests import _STREAM_ID, CHAT_ROLES, INPUT_ROLES
 from streamvisor.daemon import open_daemon
-from streamvisor.gateway import Gateway, serve_gateway
+from streamvisor.gateway import Gateway, _openapi, serve_gateway
 from streamvisor.gateway._app import _ROUTES
 from streamvisor.gateway._openapi import openapi_document
 from streamvisor.gateway._ws import _OPS
@@ -124,6 +126,14 @@ def test_the_v1_routes_are_described_by_reference_to_openai() -> None:
         ), name
         error = operation["responses"]["default"]["content"]["application/json"]["schema"]
         assert error == {"$ref": "#/components/schemas/OpenAIError"}, name
+
+
+def test_the_documented_enumerations_are_the_codes_own() -> None:
+    """Roles, purposes and the stream id rule restated in the document are the code's."""
+    assert set(_openapi.CHAT_ROLES) == CHAT_ROLES
+    assert set(_openapi.INPUT_ROLES) == INPUT_ROLES
+    assert set(_openapi.LISTED_PURPOSES) == LISTED_PURPOSES
+    assert _STREAM_ID.pattern == _openapi.STREAM_ID_PATTERN
 
 
 async def test_the_gateway_serves_the_document_with_the_token(

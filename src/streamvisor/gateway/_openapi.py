@@ -30,7 +30,7 @@ import json
 import sys
 from typing import Any, Final
 
-from ..actors import NAME_PATTERN, TOPIC_PATTERN
+from ..actors import NAME_PATTERN, TOPIC_PATTERN, Purpose
 from ..openai import API_ID_PATTERN, MAX_JSON_DEPTH
 
 __all__ = ["OPENAPI_VERSION", "openapi_document"]
@@ -80,6 +80,55 @@ _API: Final[JSON] = {"type": "string", "enum": ["chat", "responses"]}
 _RESPONSE_STATUS: Final[JSON] = {
     "type": "string",
     "enum": ["queued", "in_progress", "completed", "failed", "cancelled", "incomplete"],
+}
+#: A model name: the portable (ASCII) part of what the wire layer accepts (`MODEL_PATTERN`: 1-256
+#: printable characters without whitespace).
+_MODEL: Final[JSON] = {
+    "type": "string",
+    "pattern": "^[!-~]{1,256}$",
+    "description": "A model name (`gpt-4o`, `o3-pro`, `ft:gpt-4o-mini:org::id`): 1-256 printable"
+    " characters, no whitespace.",
+}
+#: Roles a Chat Completions message may have (the sessions' `CHAT_ROLES`; a test compares).
+CHAT_ROLES: Final = ("assistant", "developer", "function", "system", "tool", "user")
+#: Roles a Responses input message may have (the sessions' `INPUT_ROLES`; a test compares).
+INPUT_ROLES: Final = ("assistant", "developer", "system", "user")
+#: What ``GET /files?purpose=`` filters on (the files actor's `LISTED_PURPOSES`; a test compares).
+LISTED_PURPOSES: Final = (
+    *(p.value for p in Purpose),
+    "assistants_output",
+    "batch_output",
+    "fine-tune-results",
+)
+_MESSAGES: Final[JSON] = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "required": ["role"],
+        "properties": {
+            "role": {"type": "string", "enum": list(CHAT_ROLES)},
+            "content": {"type": ["string", "array", "null"]},
+        },
+    },
+    "description": "Chat Completions messages (at least one).",
+}
+_INPUT: Final[JSON] = {
+    "anyOf": [
+        {"type": "string"},
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "role": {"type": "string", "enum": list(INPUT_ROLES)},
+                    "type": {"type": "string"},
+                },
+                "anyOf": [{"required": ["role"]}, {"required": ["type"]}],
+            },
+        },
+    ],
+    "description": "The Responses input: text, or input items (each with a `role` or a `type`).",
 }
 _TIMEOUT: Final[JSON] = {
     "type": ["number", "null"],
@@ -388,23 +437,17 @@ def _schemas() -> JSON:
         ),
         # Request bodies.
         "ChatRequest": _object(
-            {
-                "model": _NON_EMPTY,
-                "messages": {
-                    "type": "array",
-                    "items": _ANY_OBJECT,
-                    "description": "Chat Completions messages.",
-                },
-            },
+            {"model": _MODEL, "messages": _MESSAGES},
             closed=False,
+            examples=[{"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]}],
             description="A Chat Completions request body (without `stream`): every other field"
             " is passed to the API as it is.",
             externalDocs={"url": f"{_OPENAI_DOCS}/chat/create"},
         ),
         "ResponsesRequest": _object(
             {
-                "model": _NON_EMPTY,
-                "input": {"description": "The Responses input: text or items."},
+                "model": _MODEL,
+                "input": _INPUT,
                 "durable": {
                     "type": ["boolean", "null"],
                     "description": "Background + resumable (null: the daemon's default).",
@@ -412,6 +455,7 @@ def _schemas() -> JSON:
             },
             ("model", "input"),
             closed=False,
+            examples=[{"model": "gpt-4o", "input": "Hello", "durable": False}],
             description="A Responses request body: every other field is passed to the API.",
             externalDocs={"url": f"{_OPENAI_DOCS}/responses/create"},
         ),
@@ -419,11 +463,15 @@ def _schemas() -> JSON:
             {"stream_id": {**_nullable(_STRING), "description": "One stream (absent: all)."}},
             (),
         ),
-        "WaitRequest": _object({"timeout": _TIMEOUT}, ()),
+        "WaitRequest": _object({"timeout": _TIMEOUT}, (), examples=[{"timeout": 1}]),
         "BackgroundRequest": _object(
             {
-                "model": _NON_EMPTY,
-                "input": {"description": "The Responses input: text or items."},
+                "model": _MODEL,
+                "input": {
+                    "anyOf": [*_INPUT["anyOf"], {"type": "null"}],
+                    "description": "The Responses input: text, input items, or null (none: say"
+                    " `previous_response_id` or `prompt` instead).",
+                },
                 "owner": {
                     "type": ["string", "null"],
                     "pattern": f"^{NAME_PATTERN}$",
@@ -432,25 +480,33 @@ def _schemas() -> JSON:
             },
             ("model", "input"),
             closed=False,
+            examples=[{"model": "gpt-4o", "input": "Hello"}],
             description="A Responses request body, created with `background` and `store`:"
             " every other field is passed to the API.",
             externalDocs={"url": f"{_OPENAI_DOCS}/responses/create"},
         ),
         "AgentRequest": _object(
             {
-                "model": _NON_EMPTY,
+                "model": _MODEL,
                 "instructions": _nullable(_STRING),
                 "api": {**_API, "default": "responses"},
                 "options": {**_nullable(_ANY_OBJECT), "description": "Model parameters."},
             },
             ("model",),
+            examples=[{"model": "gpt-4o", "instructions": "Answer briefly."}],
             description="An agent to start; `tools` cannot cross HTTP (400 `not_over_http`).",
         ),
-        "AskRequest": _object({"text": _STRING, "timeout": _TIMEOUT}, ("text",)),
+        "AskRequest": _object(
+            {"text": _STRING, "timeout": _TIMEOUT}, ("text",), examples=[{"text": "Hello"}]
+        ),
         "FileUpload": _object(
             {
                 "file": {"type": "string", "contentMediaType": "application/octet-stream"},
-                "purpose": {**_STRING, "default": "user_data"},
+                "purpose": {
+                    "type": "string",
+                    "enum": [p.value for p in Purpose],
+                    "default": "user_data",
+                },
             },
             ("file",),
             closed=False,
@@ -470,8 +526,9 @@ _ERROR_STATUSES: Final[dict[int, str]] = {
     403: "A foreign `Origin` (`CrossOriginRefused`) or `Host` (`HostNotAllowed`).",
     404: "No such running session, agent, stream or response (`NotFound`, `UnknownStream`,"
     " `ResponseGone`, ...), or the API's own 404.",
-    409: "Busy: `TooManyStreams`, `AgentBusy`, `AlreadyStarted`, `StreamStopped`, or the API's"
-    " own 409.",
+    409: "Busy: `TooManyStreams`, `AgentBusy`, `AlreadyStarted`, `StreamStopped`; the request's"
+    " own `timeout` ran out (`TimeoutElapsed`: a stream still running, a turn cancelled); or the"
+    " API's own 409.",
     413: "The body is larger than 4 MiB (`PayloadTooLarge`; JSON nested deeper than"
     f" {MAX_JSON_DEPTH} levels is a 400).",
     415: "A body that is not `application/json` (`multipart/form-data` for an upload).",
@@ -563,21 +620,27 @@ def _json_body(schema: str, *, required: bool = True) -> JSON:
 # ----------------------------------------------------------------------------- the parameters
 
 
-def _path(name: str, pattern: str, description: str) -> JSON:
+def _path(name: str, pattern: str, description: str, example: str) -> JSON:
     return {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
         "schema": {"type": "string", "pattern": f"^{pattern}$"},
+        "example": example,
     }
 
 
-_SESSION: Final = _path("session", NAME_PATTERN, "A session id (the caller chooses it).")
-_AGENT: Final = _path("agent", NAME_PATTERN, "An agent id (the caller chooses it).")
-_RESPONSE_ID: Final = _path("id", API_ID_PATTERN, "A response id (`resp_...`).")
-_FILE_ID: Final = _path("id", API_ID_PATTERN, "A file id (`file-...`).")
-_STREAM_ID: Final = _path("stream", API_ID_PATTERN, "A stream id of the session (`stream-N`).")
+_SESSION: Final = _path("session", NAME_PATTERN, "A session id (the caller chooses it).", "s1")
+_AGENT: Final = _path("agent", NAME_PATTERN, "An agent id (the caller chooses it).", "a1")
+_RESPONSE_ID: Final = _path("id", API_ID_PATTERN, "A response id (`resp_...`).", "resp_1")
+_FILE_ID: Final = _path("id", API_ID_PATTERN, "A file id (`file-...`).", "file-1")
+#: A session's stream id (what the sessions accept; the gateway itself checks `API_ID_PATTERN`,
+#: the session the rest: 400 either way; a test compares it with the sessions' rule).
+STREAM_ID_PATTERN: Final = "stream-[1-9][0-9]{0,18}"
+_STREAM_ID: Final = _path(
+    "stream", STREAM_ID_PATTERN, "A stream id of the session (`stream-N`).", "stream-1"
+)
 _TOPIC: Final[JSON] = {
     "name": "topic",
     "in": "query",
@@ -695,7 +758,7 @@ def _gateway_paths() -> JSON:
                 "sessionWait",
                 "Wait for a stream of a running session to end",
                 _ok(_ref("Outcome"), "How it ended."),
-                (*_BODY, 404),
+                (*_BODY, 404, 409),
                 tag=sessions,
                 body=_json_body("WaitRequest", required=False),
             ),
@@ -774,9 +837,8 @@ def _gateway_paths() -> JSON:
                     {
                         "name": "purpose",
                         "in": "query",
-                        "description": "Only the files of this purpose (`assistants`,"
-                        " `user_data`, ...).",
-                        "schema": _STRING,
+                        "description": "Only the files of this purpose (empty: all).",
+                        "schema": {"type": "string", "enum": ["", *LISTED_PURPOSES]},
                     }
                 ],
             ),

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..actors import TrackedResponse, UnknownResponse
 from ..daemon import Daemon
+from ..supervisor import CallTimeout
 from ._encode import (
     agent_reply_json,
     outcome_json,
@@ -20,7 +21,7 @@ from ._encode import (
     stream_info_json,
     ticket_json,
 )
-from ._errors import BadRequest, NotFound, NotOverHTTP
+from ._errors import BadRequest, NotFound, NotOverHTTP, TimeoutElapsed
 
 __all__ = [
     "agent_ask",
@@ -139,10 +140,17 @@ async def session_streams(daemon: Daemon, session_id: str) -> dict[str, list[Any
 async def session_wait(
     daemon: Daemon, session_id: str, stream_id: str, body: dict[str, Any]
 ) -> dict[str, Any]:
-    """Wait (at most ``timeout`` seconds, if given) for a stream to end; its outcome."""
+    """Wait (at most ``timeout`` seconds, if given) for a stream to end; its outcome. Raises
+    `TimeoutElapsed` (409) if it is still running when ``timeout`` runs out."""
     timeout = _timeout(body)
     session = await _running_session(daemon, session_id)
-    return outcome_json(await session.wait(stream_id, timeout=timeout))
+    try:
+        outcome = await session.wait(stream_id, timeout=timeout)
+    except CallTimeout:
+        if timeout is None:
+            raise
+        raise TimeoutElapsed(f"{stream_id} did not end (it is still running)", timeout) from None
+    return outcome_json(outcome)
 
 
 # ---------------------------------------------------------------------------------- background
@@ -259,7 +267,8 @@ async def agent_open(daemon: Daemon, agent_id: str, body: dict[str, Any]) -> dic
 
 
 async def agent_ask(daemon: Daemon, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Run one turn of a running agent; its reply."""
+    """Run one turn of a running agent; its reply. Raises `TimeoutElapsed` (409) if
+    ``timeout`` runs out first (the turn is cancelled)."""
     text = body.get("text")
     if not isinstance(text, str):
         raise BadRequest("'text' must be a string", field="text")
@@ -267,7 +276,12 @@ async def agent_ask(daemon: Daemon, agent_id: str, body: dict[str, Any]) -> dict
     agent = daemon.agent(agent_id)
     if agent is None:
         raise NotFound(f"no agent {agent_id!r} is running")
-    reply = await agent.ask(text, timeout=timeout)
+    try:
+        reply = await agent.ask(text, timeout=timeout)
+    except CallTimeout:
+        if timeout is None:
+            raise
+        raise TimeoutElapsed("the turn did not finish (it was cancelled)", timeout) from None
     return agent_reply_json(reply)
 
 
