@@ -35,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+import tests
 from streamvisor.actors.files._rules import LISTED_PURPOSES
 from streamvisor.actors.sessions._requests import _STREAM_ID, CHAT_ROLES, INPUT_ROLES
 from streamvisor.daemon import open_daemon
@@ -45,7 +46,8 @@ from streamvisor.gateway._ws import _OPS
 from streamvisor.mockapi import MockAPIConfig
 from streamvisor.testing import FAST_MOCKAPI, daemon_config
 
-ROOT: Final = Path(__file__).resolve().parents[2]
+#: The repository: the folder that holds the ``tests`` package.
+ROOT: Final = Path(tests.__file__).resolve().parent.parent
 CHECKED_IN: Final = ROOT / "docs" / "openapi.json"
 GATEWAY_DOC: Final = ROOT / "docs" / "gateway.md"
 TOKEN: Final = "openapi-contract-token-0123456789abcdef"
