@@ -460,7 +460,13 @@ def _schemas() -> JSON:
             externalDocs={"url": f"{_OPENAI_DOCS}/responses/create"},
         ),
         "StopRequest": _object(
-            {"stream_id": {**_nullable(_STRING), "description": "One stream (absent: all)."}},
+            {
+                "stream_id": {
+                    "type": ["string", "null"],
+                    "pattern": f"^{STREAM_ID_PATTERN}$",
+                    "description": "One stream (absent or null: all).",
+                }
+            },
             (),
         ),
         "WaitRequest": _object({"timeout": _TIMEOUT}, (), examples=[{"timeout": 1}]),
@@ -575,11 +581,28 @@ def _ok(schema: JSON, description: str) -> JSON:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_SSE_OK: Final[JSON] = {
-    "description": "Server-sent events: `event: <name>` + one `data: <json>` line each, `:`"
-    " comment lines as keepalives, a final `shutdown` or `end` frame (see docs/gateway.md).",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-}
+def _sse(description: str, data: list[str]) -> JSON:
+    """A ``text/event-stream`` answer; its ``schema`` describes each event (OpenAPI 3.1: one
+    event, as parsed: its ``event`` name and its ``data`` line, JSON of one of ``data``)."""
+    event = _object(
+        {
+            "event": {**_NON_EMPTY, "description": "The event's name (see docs/gateway.md)."},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"anyOf": [_ref(name) for name in data]},
+                "description": "One line of JSON.",
+            },
+            "id": _STRING,
+            "retry": _INT,
+        },
+        ("event", "data"),
+    )
+    return {
+        "description": f"{description} Server-sent events: `event: <name>` + one `data: <json>`"
+        " line each, `:` comment lines as keepalives (see docs/gateway.md).",
+        "content": {"text/event-stream": {"schema": event}},
+    }
 
 
 def _operation(
@@ -592,7 +615,12 @@ def _operation(
     parameters: list[JSON] | None = None,
     body: JSON | None = None,
     description: str | None = None,
+    links: dict[str, tuple[str, dict[str, str]]] | None = None,
+    link_bodies: dict[str, JSON] | None = None,
 ) -> JSON:
+    """One operation: its 200 answer (``links``: name -> (operationId, parameters), what the
+    answer lets a client call next, with the body of ``link_bodies[name]`` if any) and the
+    errors of ``errors`` and `_ALWAYS`."""
     operation: JSON = {"operationId": operation_id, "summary": summary, "tags": [tag]}
     if description:
         operation["description"] = description
@@ -600,6 +628,19 @@ def _operation(
         operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = body
+    if links:
+        bodies = link_bodies or {}
+        ok = {
+            **ok,
+            "links": {
+                name: {
+                    "operationId": target,
+                    "parameters": values,
+                    **({"requestBody": bodies[name]} if name in bodies else {}),
+                }
+                for name, (target, values) in links.items()
+            },
+        }
     statuses = sorted({*_ALWAYS, *errors})
     operation["responses"] = {
         "200": ok,
@@ -712,6 +753,14 @@ def _gateway_paths() -> JSON:
                 (*_BODY, *_UPSTREAM),
                 tag=sessions,
                 body=_json_body("ChatRequest"),
+                links={
+                    "WaitForIt": (
+                        "sessionWait",
+                        {"session": "$request.path.session", "stream": "$response.body#/stream_id"},
+                    ),
+                    "StopIt": ("sessionStop", {"session": "$request.path.session"}),
+                    "ListStreams": ("sessionStreams", {"session": "$request.path.session"}),
+                },
             ),
         },
         "/sessions/{session}/responses": {
@@ -723,6 +772,14 @@ def _gateway_paths() -> JSON:
                 (*_BODY, *_UPSTREAM),
                 tag=sessions,
                 body=_json_body("ResponsesRequest"),
+                links={
+                    "WaitForIt": (
+                        "sessionWait",
+                        {"session": "$request.path.session", "stream": "$response.body#/stream_id"},
+                    ),
+                    "StopIt": ("sessionStop", {"session": "$request.path.session"}),
+                    "ListStreams": ("sessionStreams", {"session": "$request.path.session"}),
+                },
             ),
         },
         "/sessions/{session}/stop": {
@@ -773,6 +830,11 @@ def _gateway_paths() -> JSON:
                 body=_json_body("BackgroundRequest"),
                 description="Forces `background` and `store`; its status changes go to"
                 " `background.<id>` (and `session.<owner>`) as `background.status` events.",
+                links={
+                    "PollIt": ("backgroundPoll", {"id": "$response.body#/id"}),
+                    "CancelIt": ("backgroundCancel", {"id": "$response.body#/id"}),
+                    "ResumeItsEvents": ("backgroundEvents", {"id": "$response.body#/id"}),
+                },
             ),
             "get": _operation(
                 "backgroundList",
@@ -810,7 +872,11 @@ def _gateway_paths() -> JSON:
             "get": _operation(
                 "backgroundEvents",
                 "Resume a background response's event stream",
-                _SSE_OK,
+                _sse(
+                    "The response's events after the cursor, to its terminal one (or a last"
+                    " `end`/`shutdown` frame).",
+                    ["StreamEvent", "StreamEnd"],
+                ),
                 (400, *_UPSTREAM),
                 tag=bg,
                 parameters=[
@@ -852,6 +918,10 @@ def _gateway_paths() -> JSON:
                     "required": True,
                     "content": {"multipart/form-data": {"schema": _ref("FileUpload")}},
                 },
+                links={
+                    "RetrieveIt": ("filesRetrieve", {"id": "$response.body#/id"}),
+                    "DeleteIt": ("filesDelete", {"id": "$response.body#/id"}),
+                },
             ),
         },
         "/files/{id}": {
@@ -880,6 +950,11 @@ def _gateway_paths() -> JSON:
                 (*_BODY, 409),
                 tag=agents,
                 body=_json_body("AgentRequest"),
+                links={
+                    "AskIt": ("agentAsk", {"agent": "$request.path.agent"}),
+                    "CloseIt": ("agentClose", {"agent": "$request.path.agent"}),
+                },
+                link_bodies={"AskIt": {"text": "Hello"}},
             ),
             "delete": _operation(
                 "agentClose",
@@ -904,7 +979,19 @@ def _gateway_paths() -> JSON:
             "get": _operation(
                 "events",
                 "The event bus as server-sent events",
-                _SSE_OK,
+                _sse(
+                    "Every item published on a matching topic, until the client leaves (or a"
+                    " last `end`/`shutdown` frame).",
+                    [
+                        "StreamEvent",
+                        "BackgroundStatus",
+                        "PollingStopped",
+                        "Missed",
+                        "ToolCall",
+                        "ToolResult",
+                        "StreamEnd",
+                    ],
+                ),
                 (400,),
                 tag=bus,
                 parameters=[_TOPIC],
