@@ -41,14 +41,17 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import tests
+from streamvisor.actors import BackgroundStatus, PollingStopped, ToolCall, ToolResult
 from streamvisor.actors.files._rules import LISTED_PURPOSES
 from streamvisor.actors.sessions._requests import _STREAM_ID, CHAT_ROLES, INPUT_ROLES
 from streamvisor.daemon import open_daemon
 from streamvisor.gateway import Gateway, _openapi, serve_gateway
 from streamvisor.gateway._app import _ROUTES
+from streamvisor.gateway._encode import bus_item
 from streamvisor.gateway._openapi import openapi_document
 from streamvisor.gateway._ws import _OPS
 from streamvisor.mockapi import MockAPIConfig
+from streamvisor.supervisor import Missed
 from streamvisor.testing import FAST_MOCKAPI, daemon_config
 
 #: The repository: the folder that holds the ``tests`` package.
@@ -69,113 +72,113 @@ def _route_template(segments: tuple[str, ...]) -> str:
 # -------------------------------------------------------------------------------- the document
 
 
-def test_the_document_is_valid_openapi_3_1() -> None:
-    """openapi-spec-validator accepts it (OpenAPI 3.1, JSON Schema 2020-12, every $ref)."""
-    document = openapi_document()
-    assert document["openapi"] == "3.1.0"
-    validate(document)
+class TestTheDocument:
+    """docs/openapi.json: valid, complete, current, served."""
+
+    def test_the_document_is_valid_openapi_3_1(self) -> None:
+        """openapi-spec-validator accepts it (OpenAPI 3.1, JSON Schema 2020-12, every $ref)."""
+        document = openapi_document()
+        assert document["openapi"] == "3.1.0"
+        validate(document)
+
+    def test_the_checked_in_document_is_the_generated_one(self) -> None:
+        """docs/openapi.json is the document as built; if not, regenerate it:
+        ``python -m streamvisor.gateway._openapi > docs/openapi.json``."""
+        expected = json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
+        assert CHECKED_IN.read_text(encoding="utf-8") == expected, (
+            "docs/openapi.json is stale: python -m streamvisor.gateway._openapi > docs/openapi.json"
+        )
+
+    def test_every_route_is_documented_and_every_documented_route_exists(self) -> None:
+        """The gateway's own paths (everything but ``/v1``) are exactly ``_ROUTES`` (+ ``/ws``)."""
+        routes = {(r.method.lower(), _route_template(r.segments)) for r in _ROUTES}
+        routes.add(("get", "/ws"))  # the WebSocket endpoint (served by _ws, not routed)
+        documented = {
+            (method, path)
+            for path, item in openapi_document()["paths"].items()
+            if not path.startswith("/v1/")
+            for method in item
+            if method != "parameters"
+        }
+        assert documented == routes
+
+    def test_the_v1_routes_are_described_by_reference_to_openai(self) -> None:
+        """Every ``/v1`` operation links OpenAI's reference and answers OpenAI's error body."""
+        paths = openapi_document()["paths"]
+        operations = [
+            (f"{method.upper()} {path}", operation)
+            for path, item in paths.items()
+            if path.startswith("/v1/")
+            for method, operation in item.items()
+            if method != "parameters"
+        ]
+        assert {name for name, _ in operations} >= {
+            "POST /v1/chat/completions",
+            "POST /v1/responses",
+            "GET /v1/responses/{response_id}",
+            "DELETE /v1/responses/{response_id}",
+            "POST /v1/responses/{response_id}/cancel",
+            "GET /v1/files",
+            "POST /v1/files",
+            "GET /v1/files/{file_id}",
+            "DELETE /v1/files/{file_id}",
+            "GET /v1/files/{file_id}/content",
+            "POST /v1/uploads",
+            "POST /v1/uploads/{upload_id}/parts",
+            "POST /v1/uploads/{upload_id}/complete",
+            "POST /v1/uploads/{upload_id}/cancel",
+            "GET /v1/models",
+            "GET /v1/models/{model}",
+        }
+        for name, operation in operations:
+            assert operation["externalDocs"]["url"].startswith(
+                "https://platform.openai.com/docs/api-reference"
+            ), name
+            error = operation["responses"]["default"]["content"]["application/json"]["schema"]
+            assert error == {"$ref": "#/components/schemas/OpenAIError"}, name
+
+    def test_the_documented_enumerations_are_the_codes_own(self) -> None:
+        """Roles, purposes and the stream id rule restated in the document are the code's."""
+        assert set(_openapi.CHAT_ROLES) == CHAT_ROLES
+        assert set(_openapi.INPUT_ROLES) == INPUT_ROLES
+        assert set(_openapi.LISTED_PURPOSES) == LISTED_PURPOSES
+        assert _STREAM_ID.pattern == _openapi.STREAM_ID_PATTERN
+
+    async def test_the_gateway_serves_the_document_with_the_token(
+        self, client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+    ) -> None:
+        """``GET /openapi.json`` is the document; without the token it is a 401 like every route."""
+        served = await client.get("/openapi.json")
+        assert served.status_code == 200
+        assert served.headers["content-type"] == "application/json"
+        assert served.json() == openapi_document()
+        assert (await anonymous.get("/openapi.json")).status_code == 401
 
 
-def test_the_checked_in_document_is_the_generated_one() -> None:
-    """docs/openapi.json is the document as built; if not, regenerate it:
-    ``python -m streamvisor.gateway._openapi > docs/openapi.json``."""
-    expected = json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
-    assert CHECKED_IN.read_text(encoding="utf-8") == expected, (
-        "docs/openapi.json is stale: python -m streamvisor.gateway._openapi > docs/openapi.json"
-    )
+class TestGatewayMd:
+    """docs/gateway.md: every WebSocket command and event name of the code."""
 
+    def test_the_websocket_commands_are_documented(self) -> None:
+        """docs/gateway.md names every op ``_ws.py`` answers (as ``"op": "<name>"``)."""
+        text = GATEWAY_DOC.read_text(encoding="utf-8")
+        missing = [op for op in _OPS if f'"op": "{op}"' not in text]
+        assert not missing, f"docs/gateway.md does not document the WebSocket ops {missing}"
 
-def test_every_route_is_documented_and_every_documented_route_exists() -> None:
-    """The gateway's own paths (everything but ``/v1``) are exactly ``_ROUTES`` (+ ``/ws``)."""
-    routes = {(r.method.lower(), _route_template(r.segments)) for r in _ROUTES}
-    routes.add(("get", "/ws"))  # the WebSocket endpoint (served by _ws, not routed)
-    documented = {
-        (method, path)
-        for path, item in openapi_document()["paths"].items()
-        if not path.startswith("/v1/")
-        for method in item
-        if method != "parameters"
-    }
-    assert documented == routes
-
-
-def test_the_v1_routes_are_described_by_reference_to_openai() -> None:
-    """Every ``/v1`` operation links OpenAI's reference and answers OpenAI's error body."""
-    paths = openapi_document()["paths"]
-    operations = [
-        (f"{method.upper()} {path}", operation)
-        for path, item in paths.items()
-        if path.startswith("/v1/")
-        for method, operation in item.items()
-        if method != "parameters"
-    ]
-    assert {name for name, _ in operations} >= {
-        "POST /v1/chat/completions",
-        "POST /v1/responses",
-        "GET /v1/responses/{response_id}",
-        "DELETE /v1/responses/{response_id}",
-        "POST /v1/responses/{response_id}/cancel",
-        "GET /v1/files",
-        "POST /v1/files",
-        "GET /v1/files/{file_id}",
-        "DELETE /v1/files/{file_id}",
-        "GET /v1/files/{file_id}/content",
-        "POST /v1/uploads",
-        "POST /v1/uploads/{upload_id}/parts",
-        "POST /v1/uploads/{upload_id}/complete",
-        "POST /v1/uploads/{upload_id}/cancel",
-        "GET /v1/models",
-        "GET /v1/models/{model}",
-    }
-    for name, operation in operations:
-        assert operation["externalDocs"]["url"].startswith(
-            "https://platform.openai.com/docs/api-reference"
-        ), name
-        error = operation["responses"]["default"]["content"]["application/json"]["schema"]
-        assert error == {"$ref": "#/components/schemas/OpenAIError"}, name
-
-
-def test_the_documented_enumerations_are_the_codes_own() -> None:
-    """Roles, purposes and the stream id rule restated in the document are the code's."""
-    assert set(_openapi.CHAT_ROLES) == CHAT_ROLES
-    assert set(_openapi.INPUT_ROLES) == INPUT_ROLES
-    assert set(_openapi.LISTED_PURPOSES) == LISTED_PURPOSES
-    assert _STREAM_ID.pattern == _openapi.STREAM_ID_PATTERN
-
-
-async def test_the_gateway_serves_the_document_with_the_token(
-    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
-) -> None:
-    """``GET /openapi.json`` is the document; without the token it is a 401 like every route."""
-    served = await client.get("/openapi.json")
-    assert served.status_code == 200
-    assert served.headers["content-type"] == "application/json"
-    assert served.json() == openapi_document()
-    assert (await anonymous.get("/openapi.json")).status_code == 401
-
-
-def test_the_websocket_commands_are_documented() -> None:
-    """docs/gateway.md names every op ``_ws.py`` answers (as ``"op": "<name>"``)."""
-    text = GATEWAY_DOC.read_text(encoding="utf-8")
-    missing = [op for op in _OPS if f'"op": "{op}"' not in text]
-    assert not missing, f"docs/gateway.md does not document the WebSocket ops {missing}"
-
-
-def test_the_event_names_are_documented() -> None:
-    """docs/gateway.md names every bus item's event name and every end-of-stream frame."""
-    text = GATEWAY_DOC.read_text(encoding="utf-8")
-    names = [
-        "background.status",
-        "background.polling_stopped",
-        "missed",
-        "agent.tool_call",
-        "agent.tool_result",
-        "event: shutdown",
-        "event: end",
-    ]
-    assert [n for n in names if n not in text] == []
-    kinds = re.findall(r'"kind": "([a-z]+)"', text)
-    assert {"event", "reply", "error", "shutdown", "end", "subscribed"} <= set(kinds)
+    def test_the_event_names_are_documented(self) -> None:
+        """docs/gateway.md names the event of every kind of bus item (as `_encode.bus_item`
+        names it), every end-of-stream frame and every kind of WebSocket message."""
+        text = GATEWAY_DOC.read_text(encoding="utf-8")
+        items = [
+            BackgroundStatus("resp_1", "queued", None, None, 0.0),
+            PollingStopped("resp_1", "queued", "quota", None, 0.0),
+            Missed(1),
+            ToolCall("a1", "call_1", "add", "{}", 1),
+            ToolResult("a1", "call_1", "add", "3", False, 0.0),
+        ]
+        names = [bus_item(item)[0] for item in items] + ["event: shutdown", "event: end"]
+        assert [name for name in names if name not in text] == []
+        kinds = set(re.findall(r'"kind": "([a-z]+)"', text))
+        assert {"event", "reply", "error", "shutdown", "end", "subscribed"} <= kinds
 
 
 # ------------------------------------------------------------------------- the contract test
