@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+import jsonschema
 import pytest
 import schemathesis
 import trio
@@ -41,7 +42,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import tests
-from streamvisor.actors import BackgroundStatus, PollingStopped, ToolCall, ToolResult
+from streamvisor.actors import (
+    BackgroundStatus,
+    PollingStopped,
+    ToolCall,
+    ToolResult,
+    TrackedResponse,
+)
 from streamvisor.actors.files._rules import LISTED_PURPOSES
 from streamvisor.actors.sessions._requests import _STREAM_ID, CHAT_ROLES, INPUT_ROLES
 from streamvisor.daemon import open_daemon
@@ -49,6 +56,7 @@ from streamvisor.gateway import Gateway, _openapi, serve_gateway
 from streamvisor.gateway._app import _ROUTES
 from streamvisor.gateway._encode import bus_item
 from streamvisor.gateway._openapi import openapi_document
+from streamvisor.gateway._ops import background_json
 from streamvisor.gateway._ws import _OPS
 from streamvisor.mockapi import MockAPIConfig
 from streamvisor.supervisor import Missed
@@ -136,6 +144,21 @@ class TestTheDocument:
             ), name
             error = operation["responses"]["default"]["content"]["application/json"]["schema"]
             assert error == {"$ref": "#/components/schemas/OpenAIError"}, name
+
+    @pytest.mark.parametrize("tracked", [True, False])
+    def test_a_background_object_conforms_tracked_or_not(self, tracked: bool) -> None:
+        """`_ops.background_json` of a registry record (all its fields) and of a Response alone
+        (none of them) are both the document's ``Background``; a mix of the two is not."""
+        record = TrackedResponse(
+            response_id="resp_1", status="queued", model="gpt-4o", created_at=1.0, owner="s1"
+        )
+        response = {"id": "resp_1", "object": "response", "status": "queued", "model": "gpt-4o"}
+        value = background_json("resp_1", record if tracked else None, response)
+        schema = {"$ref": "#/components/schemas/Background", **openapi_document()}
+        validator = jsonschema.Draft202012Validator(schema)
+        validator.validate(value)
+        broken = {**value, "tracked": not tracked}
+        assert not validator.is_valid(broken)
 
     def test_the_documented_enumerations_are_the_codes_own(self) -> None:
         """Roles, purposes and the stream id rule restated in the document are the code's."""

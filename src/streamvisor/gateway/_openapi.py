@@ -229,6 +229,12 @@ def _schemas() -> JSON:
         "metadata": _ANY_OBJECT,
         "request": {**_ANY_OBJECT, "description": "The create body, without credentials."},
     }
+    # The registry's fields: all of them when tracked, none otherwise.
+    tracked_rule: JSON = {
+        "if": {"properties": {"tracked": {"const": True}}},
+        "then": {"required": list(background_registry)},
+        "else": {"not": {"anyOf": [{"required": [name]} for name in background_registry]}},
+    }
     background = _object(
         {
             "object": {"const": "background"},
@@ -254,7 +260,7 @@ def _schemas() -> JSON:
         },
         ("object", "id", "tracked", "status", "model", "response"),
         description="A background response: one shape on every route and WebSocket command.",
-        dependentRequired={"mode": list(background_registry)},
+        **tracked_rule,
     )
     return {
         "Error": _object(
