@@ -538,6 +538,8 @@ _ERROR_STATUSES: Final[dict[int, str]] = {
     403: "A foreign `Origin` (`CrossOriginRefused`) or `Host` (`HostNotAllowed`).",
     404: "No such running session, agent, stream or response (`NotFound`, `UnknownStream`,"
     " `ResponseGone`, ...), or the API's own 404.",
+    405: "The path does not answer this method (`MethodNotAllowed`, with `Allow`): any method an"
+    " operation here does not list.",
     409: "Busy: `TooManyStreams`, `AgentBusy`, `AlreadyStarted`, `StreamStopped`; the request's"
     " own `timeout` ran out (`TimeoutElapsed`: a stream still running, a turn cancelled); or the"
     " API's own 409.",
@@ -571,6 +573,10 @@ def _error_responses() -> JSON:
         if status == 401:
             response["headers"] = {
                 "WWW-Authenticate": {"schema": {"const": 'Bearer realm="streamvisor"'}}
+            }
+        if status == 405:
+            response["headers"] = {
+                "Allow": {"description": "The methods the path answers.", "schema": _STRING}
             }
         if status == 503:
             response["headers"] = {
