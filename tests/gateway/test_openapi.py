@@ -52,7 +52,7 @@ from streamvisor.actors import (
 from streamvisor.actors.files._rules import LISTED_PURPOSES
 from streamvisor.actors.sessions._requests import _STREAM_ID, CHAT_ROLES, INPUT_ROLES
 from streamvisor.daemon import open_daemon
-from streamvisor.gateway import Gateway, _openapi, serve_gateway
+from streamvisor.gateway import Gateway, _openapi_schemas, serve_gateway
 from streamvisor.gateway._app import _ROUTES
 from streamvisor.gateway._encode import bus_item
 from streamvisor.gateway._openapi import openapi_document
@@ -162,10 +162,10 @@ class TestTheDocument:
 
     def test_the_documented_enumerations_are_the_codes_own(self) -> None:
         """Roles, purposes and the stream id rule restated in the document are the code's."""
-        assert set(_openapi.CHAT_ROLES) == CHAT_ROLES
-        assert set(_openapi.INPUT_ROLES) == INPUT_ROLES
-        assert set(_openapi.LISTED_PURPOSES) == LISTED_PURPOSES
-        assert _STREAM_ID.pattern == _openapi.STREAM_ID_PATTERN
+        assert set(_openapi_schemas.CHAT_ROLES) == CHAT_ROLES
+        assert set(_openapi_schemas.INPUT_ROLES) == INPUT_ROLES
+        assert set(_openapi_schemas.LISTED_PURPOSES) == LISTED_PURPOSES
+        assert _STREAM_ID.pattern == _openapi_schemas.STREAM_ID_PATTERN
 
     async def test_the_gateway_serves_the_document_with_the_token(
         self, client: httpx.AsyncClient, anonymous: httpx.AsyncClient

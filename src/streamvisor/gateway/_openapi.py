@@ -18,6 +18,9 @@ What it describes:
 * the OpenAI-compatible ``/v1`` routes, by reference to OpenAI's API (free-form bodies, OpenAI's
   error body): their shapes are OpenAI's, not restated here.
 
+The values (bodies, events) are `_openapi_schemas`' ``components.schemas``; this module holds the
+routes, their parameters and answers, and assembles the document.
+
 The contract test (``tests/gateway/test_openapi.py``) fuzzes the gateway's own routes against
 this document with schemathesis: a response that does not conform is a bug in the gateway or
 here. Building the document does no I/O and cannot fail.
@@ -30,501 +33,27 @@ import json
 import sys
 from typing import Any, Final
 
-from ..actors import NAME_PATTERN, TOPIC_PATTERN, Purpose
+from ..actors import NAME_PATTERN, TOPIC_PATTERN
 from ..openai import API_ID_PATTERN, MAX_JSON_DEPTH
+from ._openapi_schemas import (
+    ANY_OBJECT,
+    BOOL,
+    INT,
+    JSON,
+    LISTED_PURPOSES,
+    NON_EMPTY,
+    OPENAI_DOCS,
+    STREAM_ID_PATTERN,
+    STRING,
+    component_schemas,
+    json_object,
+    ref,
+)
 
 __all__ = ["OPENAPI_VERSION", "openapi_document"]
 
 #: The OpenAPI version the document follows.
 OPENAPI_VERSION: Final = "3.1.0"
-
-_OPENAI_DOCS: Final = "https://platform.openai.com/docs/api-reference"
-
-JSON = dict[str, Any]
-
-
-def _ref(name: str) -> JSON:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: JSON) -> JSON:
-    """``schema`` or null (JSON Schema 2020-12: a type list, or ``anyOf`` for a ``$ref``)."""
-    if "$ref" in schema:
-        return {"anyOf": [schema, {"type": "null"}]}
-    kind = schema["type"]
-    return {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
-
-
-def _object(
-    properties: JSON, required: tuple[str, ...] | None = None, *, closed: bool = True, **extra: Any
-) -> JSON:
-    """An object schema; every property required unless ``required`` says otherwise; no other
-    property allowed when ``closed`` (the gateway's own shapes: a new field is a new version
-    of this document)."""
-    schema: JSON = {"type": "object", **extra, "properties": properties}
-    schema["required"] = list(properties if required is None else required)
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
-
-
-_STRING: Final[JSON] = {"type": "string"}
-_NON_EMPTY: Final[JSON] = {"type": "string", "minLength": 1}
-_INT: Final[JSON] = {"type": "integer"}
-_COUNT: Final[JSON] = {"type": "integer", "minimum": 0}
-_NUMBER: Final[JSON] = {"type": "number"}
-_BOOL: Final[JSON] = {"type": "boolean"}
-_ANY_OBJECT: Final[JSON] = {"type": "object", "additionalProperties": True}
-_TIME: Final[JSON] = {"type": "number", "description": "Seconds since the epoch (wall clock)."}
-_API: Final[JSON] = {"type": "string", "enum": ["chat", "responses"]}
-_RESPONSE_STATUS: Final[JSON] = {
-    "type": "string",
-    "enum": ["queued", "in_progress", "completed", "failed", "cancelled", "incomplete"],
-}
-#: A model name: the portable (ASCII) part of what the wire layer accepts (`MODEL_PATTERN`: 1-256
-#: printable characters without whitespace).
-_MODEL: Final[JSON] = {
-    "type": "string",
-    "pattern": "^[!-~]{1,256}$",
-    "description": "A model name (`gpt-4o`, `o3-pro`, `ft:gpt-4o-mini:org::id`): 1-256 printable"
-    " characters, no whitespace.",
-}
-#: Roles a Chat Completions message may have (the sessions' `CHAT_ROLES`; a test compares).
-CHAT_ROLES: Final = ("assistant", "developer", "function", "system", "tool", "user")
-#: Roles a Responses input message may have (the sessions' `INPUT_ROLES`; a test compares).
-INPUT_ROLES: Final = ("assistant", "developer", "system", "user")
-#: What ``GET /files?purpose=`` filters on (the files actor's `LISTED_PURPOSES`; a test compares).
-LISTED_PURPOSES: Final = (
-    *(p.value for p in Purpose),
-    "assistants_output",
-    "batch_output",
-    "fine-tune-results",
-)
-_MESSAGES: Final[JSON] = {
-    "type": "array",
-    "minItems": 1,
-    "items": {
-        "type": "object",
-        "required": ["role"],
-        "properties": {
-            "role": {"type": "string", "enum": list(CHAT_ROLES)},
-            "content": {"type": ["string", "array", "null"]},
-        },
-    },
-    "description": "Chat Completions messages (at least one).",
-}
-_INPUT: Final[JSON] = {
-    "anyOf": [
-        {"type": "string"},
-        {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "role": {"type": "string", "enum": list(INPUT_ROLES)},
-                    "type": {"type": "string"},
-                },
-                "anyOf": [{"required": ["role"]}, {"required": ["type"]}],
-            },
-        },
-    ],
-    "description": "The Responses input: text, or input items (each with a `role` or a `type`).",
-}
-_TIMEOUT: Final[JSON] = {
-    "type": ["number", "null"],
-    "minimum": 0,
-    "description": "Seconds to wait at most (null or absent: no limit but the gateway's own).",
-}
-
-
-# --------------------------------------------------------------------------------- the schemas
-
-
-def _schemas() -> JSON:
-    error = _object(
-        {
-            "type": {
-                **_NON_EMPTY,
-                "description": "The error's class name (`InvalidId`, `ResponseGone`, ...;"
-                " `InternalError` for a 500).",
-            },
-            "code": {
-                **_NON_EMPTY,
-                "description": "The gateway's own errors: a stable snake_case name"
-                " (`invalid_id`, `origin_not_allowed`, ...).",
-            },
-            "message": {
-                **_NON_EMPTY,
-                "description": "What went wrong, for people; scrubbed of anything shaped like a"
-                " credential.",
-            },
-            "field": {**_STRING, "description": "The request field (or parameter) at fault."},
-            "upstream_status": {
-                **_INT,
-                "description": "The OpenAI API's status, when the error is its answer.",
-            },
-            "request_id": {**_STRING, "description": "The OpenAI API's request id, if any."},
-        },
-        ("type", "message"),
-    )
-    stream_event = _object(
-        {
-            "type": {**_STRING, "description": "The event's name (`response.created`, ...)."},
-            "sequence_number": _INT,
-            "session_id": _nullable(_STRING),
-            "response_id": _nullable(_STRING),
-            "api": _API,
-            "terminal": _BOOL,
-            "data": {
-                **_ANY_OBJECT,
-                "description": "The API's event object (Responses), or Chat's chunk fields"
-                " mapped to the event.",
-            },
-            "received_at": _TIME,
-        },
-        description="A stream's event (`StreamEvent`), named by its `type`.",
-    )
-    tool_call = _object(
-        {
-            "agent_id": _STRING,
-            "call_id": _STRING,
-            "name": _STRING,
-            "arguments": {**_STRING, "description": "The model's JSON arguments, as text."},
-            "request": {**_INT, "minimum": 1},
-        },
-        description="A function call an agent's model asked for (`agent.tool_call`).",
-    )
-    tool_result = _object(
-        {
-            "agent_id": _STRING,
-            "call_id": _STRING,
-            "name": _STRING,
-            "output": _STRING,
-            "is_error": _BOOL,
-            "duration": {**_NUMBER, "minimum": 0},
-        },
-        description="The outcome of a tool call (`agent.tool_result`).",
-    )
-    background_registry = {
-        "owner": {
-            **_nullable(_STRING),
-            "description": "The session that created it (its events go to `session.<owner>`).",
-        },
-        "mode": {
-            "type": "string",
-            "enum": ["poll", "stream"],
-            "description": "Followed by GET polling, or by a durable session stream.",
-        },
-        "created_at": _TIME,
-        "updated_at": _TIME,
-        "last_polled_at": _nullable(_TIME),
-        "cursor": {
-            **_nullable(_COUNT),
-            "description": "The last sequence number delivered (resume after it).",
-        },
-        "poll_attempts": _COUNT,
-        "error_count": _COUNT,
-        "terminal_at": _nullable(_TIME),
-        "last_error": _nullable(_STRING),
-        "metadata": _ANY_OBJECT,
-        "request": {**_ANY_OBJECT, "description": "The create body, without credentials."},
-    }
-    # The registry's fields: all of them when tracked, none otherwise.
-    tracked_rule: JSON = {
-        "if": {"properties": {"tracked": {"const": True}}},
-        "then": {"required": list(background_registry)},
-        "else": {"not": {"anyOf": [{"required": [name]} for name in background_registry]}},
-    }
-    background = _object(
-        {
-            "object": {"const": "background"},
-            "id": {**_STRING, "description": "The response id (`resp_...`)."},
-            "tracked": {
-                **_BOOL,
-                "description": "The registry follows it; the registry's fields are present"
-                " exactly when true.",
-            },
-            "status": {
-                **_nullable(_STRING),
-                "description": "The registry's status (tracked), else the Response's: queued,"
-                " in_progress, completed, failed, cancelled or incomplete.",
-            },
-            "model": _nullable(_STRING),
-            **background_registry,
-            "response": {
-                **_nullable(_ANY_OBJECT),
-                "description": "The OpenAI Response the answer was made with (poll, cancel), or"
-                " null (create and list answer from the registry).",
-                "externalDocs": {"url": f"{_OPENAI_DOCS}/responses/object"},
-            },
-        },
-        ("object", "id", "tracked", "status", "model", "response"),
-        description="A background response: one shape on every route and WebSocket command.",
-        **tracked_rule,
-    )
-    return {
-        "Error": _object(
-            {"error": error}, description="Every error the gateway's own routes answer."
-        ),
-        "OpenAIError": _object(
-            {
-                "error": _object(
-                    {
-                        "message": _STRING,
-                        "type": _STRING,
-                        "param": _nullable(_STRING),
-                        "code": _nullable(_STRING),
-                    },
-                    closed=False,
-                )
-            },
-            closed=False,
-            description="OpenAI's error body (the `/v1` routes).",
-            externalDocs={"url": f"{_OPENAI_DOCS}/responses"},
-        ),
-        "Health": _object(
-            {
-                "status": {"const": "ok"},
-                "base_url": {**_STRING, "description": "Where API requests go."},
-                "embedded": {**_BOOL, "description": "The embedded server serves the daemon."},
-                "children": {
-                    "type": "array",
-                    "items": _object(
-                        {
-                            "id": _nullable(_STRING),
-                            "type": {"type": "string", "enum": ["worker", "supervisor"]},
-                            "alive": _BOOL,
-                            "restarting": _BOOL,
-                        }
-                    ),
-                    "description": "The root supervisor's children, in start order.",
-                },
-                "sessions": _COUNT,
-                "agents": _COUNT,
-                "active_background": _COUNT,
-            },
-            description="The daemon's status.",
-        ),
-        "Ticket": _object(
-            {
-                "stream_id": {**_STRING, "description": "The session's name for it (`stream-N`)."},
-                "session_id": _STRING,
-                "api": _API,
-                "model": _STRING,
-                "durable": _BOOL,
-                "response_id": _nullable(_STRING),
-                "topic": {**_STRING, "description": "Where its events go (`session.<id>`)."},
-            },
-            description="A stream the session accepted and started.",
-        ),
-        "Outcome": _object(
-            {
-                "stream_id": _STRING,
-                "response_id": _nullable(_STRING),
-                "status": {
-                    **_STRING,
-                    "description": "completed, incomplete, failed, cancelled, error, or"
-                    " in_progress (a durable stream handed to the background poller).",
-                },
-                "ok": _BOOL,
-                "response": {
-                    **_nullable(_ANY_OBJECT),
-                    "description": "The final (or partial) Response or chat completion.",
-                },
-                "error": _nullable(_object({"type": _STRING, "message": _STRING})),
-                "last_sequence_number": _nullable(_INT),
-            },
-            description="How a stream ended.",
-        ),
-        "StreamInfo": _object(
-            {
-                "stream_id": _STRING,
-                "api": _API,
-                "model": _STRING,
-                "durable": _BOOL,
-                "response_id": _nullable(_STRING),
-                "cursor": _nullable(_INT),
-                "state": {
-                    "type": "string",
-                    "enum": ["starting", "streaming", "resuming", "stopping"],
-                },
-            },
-            description="An active stream of a session.",
-        ),
-        "Background": background,
-        "BackgroundList": _object(
-            {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("Background")}},
-            description="The background responses not yet terminal, oldest first.",
-        ),
-        "FileObject": _object(
-            {"id": _STRING, "object": {"const": "file"}},
-            ("id", "object"),
-            closed=False,
-            description="OpenAI's File object.",
-            externalDocs={"url": f"{_OPENAI_DOCS}/files/object"},
-        ),
-        "FileList": _object(
-            {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("FileObject")}},
-            description="Every file (of the purpose asked for), all pages followed.",
-        ),
-        "FileDeleted": _object(
-            {"id": _STRING, "object": _STRING, "deleted": _BOOL},
-            closed=False,
-            description="OpenAI's answer to a file deletion.",
-        ),
-        "Agent": _object(
-            {
-                "agent_id": _STRING,
-                "topic": {**_STRING, "description": "Where its events go (`agent.<id>`)."},
-                "model": _STRING,
-                "api": _API,
-            },
-            description="An agent started.",
-        ),
-        "AgentClosed": _object(
-            {"agent_id": _STRING, "closed": {"const": True}}, description="An agent stopped."
-        ),
-        "AgentReply": _object(
-            {
-                "text": {**_STRING, "description": "The final answer (or the refusal)."},
-                "tool_calls": {"type": "array", "items": _ref("ToolCall")},
-                "tool_results": {"type": "array", "items": _ref("ToolResult")},
-                "usage": _object(
-                    {
-                        "input_tokens": _COUNT,
-                        "output_tokens": _COUNT,
-                        "total_tokens": _COUNT,
-                        "requests": _COUNT,
-                    }
-                ),
-                "status": {**_STRING, "description": "completed, or incomplete."},
-                "refused": _BOOL,
-                "response_ids": {"type": "array", "items": _STRING},
-            },
-            description="What one turn of an agent produced.",
-        ),
-        "ToolCall": tool_call,
-        "ToolResult": tool_result,
-        "StreamEvent": stream_event,
-        "BackgroundStatus": _object(
-            {
-                "response_id": _STRING,
-                "status": _RESPONSE_STATUS,
-                "previous": _nullable(_RESPONSE_STATUS),
-                "terminal": _BOOL,
-                "owner": _nullable(_STRING),
-                "error": _nullable(_STRING),
-                "gone": {**_BOOL, "description": "The API no longer knows it (404)."},
-                "at": _TIME,
-                "response": _nullable(_ANY_OBJECT),
-            },
-            description="A background response changed status (`background.status`).",
-        ),
-        "PollingStopped": _object(
-            {
-                "response_id": _STRING,
-                "status": _RESPONSE_STATUS,
-                "error": _STRING,
-                "code": _nullable(_STRING),
-                "at": _TIME,
-                "owner": _nullable(_STRING),
-            },
-            description="Polling gave up on an active response (`background.polling_stopped`).",
-        ),
-        "Missed": _object(
-            {"count": {**_INT, "minimum": 1}, "topic": _nullable(_STRING)},
-            description="The subscriber missed `count` items (`missed`).",
-        ),
-        "StreamEnd": _object(
-            {"reason": _STRING},
-            description="The last frame of an event stream (`shutdown` or `end`); `end` of a"
-            " broken background stream also carries the error's fields.",
-            closed=False,
-        ),
-        # Request bodies.
-        "ChatRequest": _object(
-            {"model": _MODEL, "messages": _MESSAGES},
-            closed=False,
-            examples=[{"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]}],
-            description="A Chat Completions request body (without `stream`): every other field"
-            " is passed to the API as it is.",
-            externalDocs={"url": f"{_OPENAI_DOCS}/chat/create"},
-        ),
-        "ResponsesRequest": _object(
-            {
-                "model": _MODEL,
-                "input": _INPUT,
-                "durable": {
-                    "type": ["boolean", "null"],
-                    "description": "Background + resumable (null: the daemon's default).",
-                },
-            },
-            ("model", "input"),
-            closed=False,
-            examples=[{"model": "gpt-4o", "input": "Hello", "durable": False}],
-            description="A Responses request body: every other field is passed to the API.",
-            externalDocs={"url": f"{_OPENAI_DOCS}/responses/create"},
-        ),
-        "StopRequest": _object(
-            {
-                "stream_id": {
-                    "type": ["string", "null"],
-                    "pattern": f"^{STREAM_ID_PATTERN}$",
-                    "description": "One stream (absent or null: all).",
-                }
-            },
-            (),
-        ),
-        "WaitRequest": _object({"timeout": _TIMEOUT}, (), examples=[{"timeout": 1}]),
-        "BackgroundRequest": _object(
-            {
-                "model": _MODEL,
-                "input": {
-                    "anyOf": [*_INPUT["anyOf"], {"type": "null"}],
-                    "description": "The Responses input: text, input items, or null (none: say"
-                    " `previous_response_id` or `prompt` instead).",
-                },
-                "owner": {
-                    "type": ["string", "null"],
-                    "pattern": f"^{NAME_PATTERN}$",
-                    "description": "A session id: its topic gets the response's events too.",
-                },
-            },
-            ("model", "input"),
-            closed=False,
-            examples=[{"model": "gpt-4o", "input": "Hello"}],
-            description="A Responses request body, created with `background` and `store`:"
-            " every other field is passed to the API.",
-            externalDocs={"url": f"{_OPENAI_DOCS}/responses/create"},
-        ),
-        "AgentRequest": _object(
-            {
-                "model": _MODEL,
-                "instructions": _nullable(_STRING),
-                "api": {**_API, "default": "responses"},
-                "options": {**_nullable(_ANY_OBJECT), "description": "Model parameters."},
-            },
-            ("model",),
-            examples=[{"model": "gpt-4o", "instructions": "Answer briefly."}],
-            description="An agent to start; `tools` cannot cross HTTP (400 `not_over_http`).",
-        ),
-        "AskRequest": _object(
-            {"text": _STRING, "timeout": _TIMEOUT}, ("text",), examples=[{"text": "Hello"}]
-        ),
-        "FileUpload": _object(
-            {
-                "file": {"type": "string", "contentMediaType": "application/octet-stream"},
-                "purpose": {
-                    "type": "string",
-                    "enum": [p.value for p in Purpose],
-                    "default": "user_data",
-                },
-            },
-            ("file",),
-            closed=False,
-        ),
-    }
-
 
 # ------------------------------------------------------------------------------ the responses
 
@@ -568,7 +97,7 @@ def _error_responses() -> JSON:
     for status, description in _ERROR_STATUSES.items():
         response: JSON = {
             "description": description,
-            "content": {"application/json": {"schema": _ref("Error")}},
+            "content": {"application/json": {"schema": ref("Error")}},
         }
         if status == 401:
             response["headers"] = {
@@ -576,7 +105,7 @@ def _error_responses() -> JSON:
             }
         if status == 405:
             response["headers"] = {
-                "Allow": {"description": "The methods the path answers.", "schema": _STRING}
+                "Allow": {"description": "The methods the path answers.", "schema": STRING}
             }
         if status == 503:
             response["headers"] = {
@@ -596,17 +125,17 @@ def _ok(schema: JSON, description: str) -> JSON:
 def _sse(description: str, data: list[str]) -> JSON:
     """A ``text/event-stream`` answer; its ``schema`` describes each event (OpenAPI 3.1: one
     event, as parsed: its ``event`` name and its ``data`` line, JSON of one of ``data``)."""
-    event = _object(
+    event = json_object(
         {
-            "event": {**_NON_EMPTY, "description": "The event's name (see docs/gateway.md)."},
+            "event": {**NON_EMPTY, "description": "The event's name (see docs/gateway.md)."},
             "data": {
                 "type": "string",
                 "contentMediaType": "application/json",
-                "contentSchema": {"anyOf": [_ref(name) for name in data]},
+                "contentSchema": {"anyOf": [ref(name) for name in data]},
                 "description": "One line of JSON.",
             },
-            "id": _STRING,
-            "retry": _INT,
+            "id": STRING,
+            "retry": INT,
         },
         ("event", "data"),
     )
@@ -662,7 +191,7 @@ def _operation(
 
 
 def _json_body(schema: str, *, required: bool = True) -> JSON:
-    body: JSON = {"content": {"application/json": {"schema": _ref(schema)}}}
+    body: JSON = {"content": {"application/json": {"schema": ref(schema)}}}
     if required:
         body["required"] = True
     else:
@@ -688,9 +217,6 @@ _SESSION: Final = _path("session", NAME_PATTERN, "A session id (the caller choos
 _AGENT: Final = _path("agent", NAME_PATTERN, "An agent id (the caller chooses it).", "a1")
 _RESPONSE_ID: Final = _path("id", API_ID_PATTERN, "A response id (`resp_...`).", "resp_1")
 _FILE_ID: Final = _path("id", API_ID_PATTERN, "A file id (`file-...`).", "file-1")
-#: A session's stream id (what the sessions accept; the gateway itself checks `API_ID_PATTERN`,
-#: the session the rest: 400 either way; a test compares it with the sessions' rule).
-STREAM_ID_PATTERN: Final = "stream-[1-9][0-9]{0,18}"
 _STREAM_ID: Final = _path(
     "stream", STREAM_ID_PATTERN, "A stream id of the session (`stream-N`).", "stream-1"
 )
@@ -722,17 +248,17 @@ def _gateway_paths() -> JSON:
                         "name": "token",
                         "in": "query",
                         "description": "The gateway's token: sets the `HttpOnly` cookie.",
-                        "schema": _STRING,
+                        "schema": STRING,
                     }
                 ],
                 "responses": {
                     "200": {
                         "description": "The page.",
-                        "content": {"text/html": {"schema": _STRING}},
+                        "content": {"text/html": {"schema": STRING}},
                     },
                     "401": {
                         "description": "Where to find the token.",
-                        "content": {"text/html": {"schema": _STRING}},
+                        "content": {"text/html": {"schema": STRING}},
                     },
                     "403": {"$ref": "#/components/responses/E403"},
                 },
@@ -742,7 +268,7 @@ def _gateway_paths() -> JSON:
             "get": _operation(
                 "health",
                 "The daemon's status",
-                _ok(_ref("Health"), "Its status."),
+                _ok(ref("Health"), "Its status."),
                 (),
                 tag="daemon",
             )
@@ -751,7 +277,7 @@ def _gateway_paths() -> JSON:
             "get": _operation(
                 "openapi",
                 "This document",
-                _ok(_ANY_OBJECT, "The gateway's API as an OpenAPI 3.1 document."),
+                _ok(ANY_OBJECT, "The gateway's API as an OpenAPI 3.1 document."),
                 (),
                 tag="daemon",
             )
@@ -761,7 +287,7 @@ def _gateway_paths() -> JSON:
             "post": _operation(
                 "sessionChat",
                 "Start a Chat Completions stream in a session (starting the session)",
-                _ok(_ref("Ticket"), "The stream started; its events go to `session.<id>`."),
+                _ok(ref("Ticket"), "The stream started; its events go to `session.<id>`."),
                 (*_BODY, *_UPSTREAM),
                 tag=sessions,
                 body=_json_body("ChatRequest"),
@@ -780,7 +306,7 @@ def _gateway_paths() -> JSON:
             "post": _operation(
                 "sessionRespond",
                 "Start a Responses stream in a session (starting the session)",
-                _ok(_ref("Ticket"), "The stream started; its events go to `session.<id>`."),
+                _ok(ref("Ticket"), "The stream started; its events go to `session.<id>`."),
                 (*_BODY, *_UPSTREAM),
                 tag=sessions,
                 body=_json_body("ResponsesRequest"),
@@ -800,7 +326,7 @@ def _gateway_paths() -> JSON:
                 "sessionStop",
                 "Stop one stream, or every stream, of a running session",
                 _ok(
-                    _object({"outcomes": {"type": "array", "items": _ref("Outcome")}}),
+                    json_object({"outcomes": {"type": "array", "items": ref("Outcome")}}),
                     "How each stopped stream ended.",
                 ),
                 (*_BODY, 404),
@@ -814,7 +340,7 @@ def _gateway_paths() -> JSON:
                 "sessionStreams",
                 "The active streams of a running session",
                 _ok(
-                    _object({"streams": {"type": "array", "items": _ref("StreamInfo")}}),
+                    json_object({"streams": {"type": "array", "items": ref("StreamInfo")}}),
                     "Its active streams.",
                 ),
                 (400, 404),
@@ -826,7 +352,7 @@ def _gateway_paths() -> JSON:
             "post": _operation(
                 "sessionWait",
                 "Wait for a stream of a running session to end",
-                _ok(_ref("Outcome"), "How it ended."),
+                _ok(ref("Outcome"), "How it ended."),
                 (*_BODY, 404, 409),
                 tag=sessions,
                 body=_json_body("WaitRequest", required=False),
@@ -836,7 +362,7 @@ def _gateway_paths() -> JSON:
             "post": _operation(
                 "backgroundCreate",
                 "Create a background response and track it",
-                _ok(_ref("Background"), "Created and tracked (`response` null)."),
+                _ok(ref("Background"), "Created and tracked (`response` null)."),
                 (*_BODY, *_UPSTREAM),
                 tag=bg,
                 body=_json_body("BackgroundRequest"),
@@ -851,7 +377,7 @@ def _gateway_paths() -> JSON:
             "get": _operation(
                 "backgroundList",
                 "The tracked background responses not yet terminal",
-                _ok(_ref("BackgroundList"), "Oldest first (`response` null in each)."),
+                _ok(ref("BackgroundList"), "Oldest first (`response` null in each)."),
                 (),
                 tag=bg,
             ),
@@ -861,7 +387,7 @@ def _gateway_paths() -> JSON:
             "get": _operation(
                 "backgroundPoll",
                 "Poll a response now (updating the registry if it is tracked)",
-                _ok(_ref("Background"), "It, with the Response just fetched."),
+                _ok(ref("Background"), "It, with the Response just fetched."),
                 (400, *_UPSTREAM),
                 tag=bg,
             ),
@@ -871,7 +397,7 @@ def _gateway_paths() -> JSON:
             "post": _operation(
                 "backgroundCancel",
                 "Cancel a background response",
-                _ok(_ref("Background"), "It, with the Response in its final state."),
+                _ok(ref("Background"), "It, with the Response in its final state."),
                 (*_BODY, *_UPSTREAM),
                 tag=bg,
                 description="No body is needed. A cancel that lost the race with the response"
@@ -908,7 +434,7 @@ def _gateway_paths() -> JSON:
             "get": _operation(
                 "filesList",
                 "Every file (of a purpose)",
-                _ok(_ref("FileList"), "The files."),
+                _ok(ref("FileList"), "The files."),
                 _UPSTREAM,
                 tag=files,
                 parameters=[
@@ -923,12 +449,12 @@ def _gateway_paths() -> JSON:
             "post": _operation(
                 "filesUpload",
                 "Upload a file (its type is sniffed from its content)",
-                _ok(_ref("FileObject"), "The uploaded (or deduplicated) file."),
+                _ok(ref("FileObject"), "The uploaded (or deduplicated) file."),
                 (*_BODY, *_UPSTREAM),
                 tag=files,
                 body={
                     "required": True,
-                    "content": {"multipart/form-data": {"schema": _ref("FileUpload")}},
+                    "content": {"multipart/form-data": {"schema": ref("FileUpload")}},
                 },
                 links={
                     "RetrieveIt": ("filesRetrieve", {"id": "$response.body#/id"}),
@@ -941,14 +467,14 @@ def _gateway_paths() -> JSON:
             "get": _operation(
                 "filesRetrieve",
                 "A file's object",
-                _ok(_ref("FileObject"), "The file."),
+                _ok(ref("FileObject"), "The file."),
                 (400, *_UPSTREAM),
                 tag=files,
             ),
             "delete": _operation(
                 "filesDelete",
                 "Delete a file",
-                _ok(_ref("FileDeleted"), "The API's answer."),
+                _ok(ref("FileDeleted"), "The API's answer."),
                 (400, *_UPSTREAM),
                 tag=files,
             ),
@@ -958,7 +484,7 @@ def _gateway_paths() -> JSON:
             "post": _operation(
                 "agentOpen",
                 "Start an agent",
-                _ok(_ref("Agent"), "Started; its events go to `agent.<id>`."),
+                _ok(ref("Agent"), "Started; its events go to `agent.<id>`."),
                 (*_BODY, 409),
                 tag=agents,
                 body=_json_body("AgentRequest"),
@@ -971,7 +497,7 @@ def _gateway_paths() -> JSON:
             "delete": _operation(
                 "agentClose",
                 "Stop a running agent",
-                _ok(_ref("AgentClosed"), "Stopped."),
+                _ok(ref("AgentClosed"), "Stopped."),
                 (400, 404),
                 tag=agents,
             ),
@@ -981,7 +507,7 @@ def _gateway_paths() -> JSON:
             "post": _operation(
                 "agentAsk",
                 "Run one turn of a running agent",
-                _ok(_ref("AgentReply"), "Its reply."),
+                _ok(ref("AgentReply"), "Its reply."),
                 (*_BODY, *_UPSTREAM),
                 tag=agents,
                 body=_json_body("AskRequest"),
@@ -1057,31 +583,31 @@ def _v1(
         "operationId": operation_id,
         "summary": summary,
         "tags": ["openai"],
-        "description": f"As OpenAI's API: {_OPENAI_DOCS}/{doc}. Bodies are OpenAI's (not"
+        "description": f"As OpenAI's API: {OPENAI_DOCS}/{doc}. Bodies are OpenAI's (not"
         " restated here); errors are OpenAI's error body.",
-        "externalDocs": {"url": f"{_OPENAI_DOCS}/{doc}"},
+        "externalDocs": {"url": f"{OPENAI_DOCS}/{doc}"},
     }
     if body is not None:
-        operation["requestBody"] = {"required": True, "content": {body: {"schema": _ANY_OBJECT}}}
+        operation["requestBody"] = {"required": True, "content": {body: {"schema": ANY_OBJECT}}}
     content: JSON = (
-        {ok: {"schema": _ANY_OBJECT}}
+        {ok: {"schema": ANY_OBJECT}}
         if ok == _JSON_TYPE
         else {ok: {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}
     )
     if operation_id in ("v1ChatCompletions", "v1ResponsesCreate", "v1ResponsesRetrieve"):
-        content["text/event-stream"] = {"schema": _STRING}
+        content["text/event-stream"] = {"schema": STRING}
     operation["responses"] = {
         "200": {"description": "OpenAI's answer.", "content": content},
         "default": {
             "description": "OpenAI's error body.",
-            "content": {_JSON_TYPE: {"schema": _ref("OpenAIError")}},
+            "content": {_JSON_TYPE: {"schema": ref("OpenAIError")}},
         },
     }
     return operation
 
 
 def _v1_path(name: str) -> JSON:
-    return {"name": name, "in": "path", "required": True, "schema": _STRING}
+    return {"name": name, "in": "path", "required": True, "schema": STRING}
 
 
 def _v1_paths() -> JSON:
@@ -1092,12 +618,12 @@ def _v1_paths() -> JSON:
     )
     retrieve = _v1("v1ResponsesRetrieve", "Retrieve a response", "responses/get")
     retrieve["parameters"] = [
-        {"name": "stream", "in": "query", "schema": _BOOL},
-        {"name": "starting_after", "in": "query", "schema": {**_INT, "minimum": 0}},
+        {"name": "stream", "in": "query", "schema": BOOL},
+        {"name": "starting_after", "in": "query", "schema": {**INT, "minimum": 0}},
         {
             "name": "include",
             "in": "query",
-            "schema": {"type": "array", "items": _STRING},
+            "schema": {"type": "array", "items": STRING},
             "explode": True,
         },
     ]
@@ -1195,7 +721,7 @@ def openapi_document() -> dict[str, Any]:
             "description": _DESCRIPTION,
             "license": {"name": "MIT", "identifier": "MIT"},
         },
-        "externalDocs": {"description": "OpenAI's API (the /v1 routes)", "url": _OPENAI_DOCS},
+        "externalDocs": {"description": "OpenAI's API (the /v1 routes)", "url": OPENAI_DOCS},
         "security": [{"bearer": []}, {"pageCookie": []}],
         "tags": [
             {"name": "daemon", "description": "The daemon itself."},
@@ -1208,7 +734,7 @@ def openapi_document() -> dict[str, Any]:
             {
                 "name": "openai",
                 "description": "The OpenAI-compatible API, by reference to OpenAI's.",
-                "externalDocs": {"url": _OPENAI_DOCS},
+                "externalDocs": {"url": OPENAI_DOCS},
             },
         ],
         "paths": {**_gateway_paths(), **_v1_paths()},
@@ -1227,7 +753,7 @@ def openapi_document() -> dict[str, Any]:
                     " the gateway's port, set by `GET /?token=<token>`.",
                 },
             },
-            "schemas": _schemas(),
+            "schemas": component_schemas(),
             "responses": {f"E{status}": error_responses[str(status)] for status in _ERROR_STATUSES},
         },
     }
