@@ -115,6 +115,15 @@ async def _health(app: GatewayApp, request: Request, out: Responder) -> None:
     await out.json(200, await _ops.health(app.daemon))
 
 
+async def _openapi(app: GatewayApp, request: Request, out: Responder) -> None:
+    """``GET /openapi.json``: the gateway's API as an OpenAPI 3.1 document (`_openapi`)."""
+    # Imported here: ``python -m streamvisor.gateway._openapi`` (which regenerates
+    # docs/openapi.json) then runs a module the package has not imported already.
+    from ._openapi import openapi_document
+
+    await out.json(200, openapi_document())
+
+
 async def _chat(app: GatewayApp, request: Request, out: Responder) -> None:
     body = request.json_object()
     await out.json(200, await _ops.session_chat(app.daemon, request.params["session"], body))
@@ -127,13 +136,11 @@ async def _respond(app: GatewayApp, request: Request, out: Responder) -> None:
 
 async def _stop(app: GatewayApp, request: Request, out: Responder) -> None:
     body = request.json_object(empty_ok=True)
-    outcomes = await _ops.session_stop(app.daemon, request.params["session"], body)
-    await out.json(200, {"outcomes": outcomes})
+    await out.json(200, await _ops.session_stop(app.daemon, request.params["session"], body))
 
 
 async def _streams(app: GatewayApp, request: Request, out: Responder) -> None:
-    streams = await _ops.session_streams(app.daemon, request.params["session"])
-    await out.json(200, {"streams": streams})
+    await out.json(200, await _ops.session_streams(app.daemon, request.params["session"]))
 
 
 async def _wait(app: GatewayApp, request: Request, out: Responder) -> None:
@@ -147,7 +154,7 @@ async def _background_create(app: GatewayApp, request: Request, out: Responder) 
 
 
 async def _background_active(app: GatewayApp, request: Request, out: Responder) -> None:
-    await out.json(200, {"active": await _ops.background_active(app.daemon)})
+    await out.json(200, await _ops.background_active(app.daemon))
 
 
 async def _background_poll(app: GatewayApp, request: Request, out: Responder) -> None:
@@ -286,6 +293,7 @@ def _r(method: str, template: str, handler: Handler, body: str = JSON) -> _Route
 _ROUTES: Final[list[_Route]] = [
     _r("GET", "/", _index),
     _r("GET", "/health", _health),
+    _r("GET", "/openapi.json", _openapi),
     _r("POST", "/sessions/{session}/chat", _chat),
     _r("POST", "/sessions/{session}/responses", _respond),
     _r("POST", "/sessions/{session}/stop", _stop),
