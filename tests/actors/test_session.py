@@ -258,6 +258,9 @@ class TestRequestValidation:
             ([], {}, "messages"),
             ("hello", {}, "messages"),
             ([{"role": "wizard", "content": "x"}], {}, "messages[0].role"),
+            # Found by the gateway's contract test: an unhashable role was a TypeError (500).
+            ([{"role": {}, "content": "x"}], {}, "messages[0].role"),
+            ([{"role": ["user"], "content": "x"}], {}, "messages[0].role"),
             ([{"role": "user"}], {}, "messages[0].content"),
             ([{"role": "tool", "content": "x"}], {}, "messages[0].tool_call_id"),
             ([{"role": "assistant"}], {}, "messages[0]"),
@@ -316,6 +319,7 @@ class TestRequestValidation:
             ("", {}, "input"),
             ([], {}, "input"),
             ([{"role": "robot", "content": "x"}], {}, "input[0].role"),
+            ([{"role": {}, "content": "x"}], {}, "input[0].role"),
             ([{"content": "x"}], {}, "input[0]"),
             ("hi", {"background": True}, "background"),
             ("hi", {"max_tokens": 100}, "max_tokens"),

@@ -81,6 +81,7 @@ TYPES: Final = (1, None, [], {}, True, "x")
 ROUTES: Final = (
     Route("GET", "/"),
     Route("GET", "/health"),
+    Route("GET", "/openapi.json"),
     Route(
         "POST",
         "/sessions/{session}/chat",

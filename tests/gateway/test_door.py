@@ -567,7 +567,7 @@ class TestShutdown:
                             "/background",
                             json={"model": "gpt-4o", "input": "x", "metadata": slow},
                         )
-                    ).json()["response_id"]
+                    ).json()["id"]
                     async with aconnect_sse(http, "GET", f"/background/{rid}/events") as source:
                         names: list[str] = []
                         async with aclosing(source.aiter_sse()) as events:

@@ -148,6 +148,29 @@ class TestSessions:
             assert [o["status"] for o in stopped.json()["outcomes"]] == ["cancelled"]
             assert (await client.get("/sessions/s3/streams")).json()["streams"] == []
 
+    async def test_a_wait_whose_timeout_runs_out_is_a_409_and_the_stream_runs_on(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """The caller's own ``timeout`` running out is TimeoutElapsed (409), not a gateway
+        failure (504: found by the contract test); the stream is unaffected."""
+        slow = {"mock_scenario": "long:200", "mock_token_delay_ms": "20"}
+        with trio.fail_after(10):
+            ticket = (
+                await client.post(
+                    "/sessions/s5/chat",
+                    json={"model": "gpt-4o", "messages": HELLO, "metadata": slow},
+                )
+            ).json()
+            waited = await client.post(
+                f"/sessions/s5/wait/{ticket['stream_id']}", json={"timeout": 0}
+            )
+            streams = (await client.get("/sessions/s5/streams")).json()["streams"]
+            await client.post("/sessions/s5/stop", json={})
+        assert waited.status_code == 409
+        error = waited.json()["error"]
+        assert (error["type"], error["code"]) == ("TimeoutElapsed", "timeout_elapsed")
+        assert [s["stream_id"] for s in streams] == [ticket["stream_id"]]
+
     async def test_a_session_that_is_not_running_is_404_for_stop_streams_and_wait(
         self, client: httpx.AsyncClient
     ) -> None:
@@ -184,7 +207,7 @@ class TestBackground:
                 )
                 assert created.status_code == 200
                 record = created.json()
-                rid = record["response_id"]
+                rid = record["id"]
                 statuses: list[dict[str, Any]] = []
                 async with aclosing(source.aiter_sse()) as events:
                     async for sse in events:
@@ -195,13 +218,22 @@ class TestBackground:
                             if status["terminal"]:
                                 break
             polled = await client.get(f"/background/{rid}")
-        assert record["model"] == "gpt-4o"
+        assert record["object"] == "background"
+        assert (record["model"], record["tracked"], record["mode"]) == ("gpt-4o", True, "poll")
+        assert record["response"] is None
         assert statuses[0]["previous"] is None
         assert statuses[-1]["status"] == "completed"
         assert [s["previous"] for s in statuses[1:]] == [s["status"] for s in statuses[:-1]]
         assert polled.status_code == 200
-        assert polled.json()["status"] == "completed"
-        assert (await client.get("/background")).json() == {"active": []}
+        background = polled.json()
+        assert (background["object"], background["id"], background["tracked"]) == (
+            "background",
+            rid,
+            True,
+        )
+        assert background["status"] == background["response"]["status"] == "completed"
+        assert background["terminal_at"] is not None
+        assert (await client.get("/background")).json() == {"object": "list", "data": []}
 
     async def test_an_active_response_is_listed_then_cancelled(
         self, client: httpx.AsyncClient
@@ -213,12 +245,16 @@ class TestBackground:
                 await client.post(
                     "/background", json={"model": "gpt-4o", "input": "x", "metadata": slow}
                 )
-            ).json()["response_id"]
-            active = (await client.get("/background")).json()["active"]
-            assert [r["response_id"] for r in active] == [rid]
+            ).json()["id"]
+            listed = (await client.get("/background")).json()
+            assert listed["object"] == "list"
+            assert [b["id"] for b in listed["data"]] == [rid]
+            assert {b["object"] for b in listed["data"]} == {"background"}
             cancelled = await client.post(f"/background/{rid}/cancel")
         assert cancelled.status_code == 200
-        assert cancelled.json()["status"] == "cancelled"
+        background = cancelled.json()
+        assert (background["object"], background["id"]) == ("background", rid)
+        assert background["status"] == background["response"]["status"] == "cancelled"
 
     async def test_a_background_response_stream_resumes_after_a_cursor(
         self, client: httpx.AsyncClient
@@ -230,7 +266,7 @@ class TestBackground:
                 await client.post(
                     "/background", json={"model": "gpt-4o", "input": "x", "metadata": slow}
                 )
-            ).json()["response_id"]
+            ).json()["id"]
             async with aconnect_sse(
                 client, "GET", f"/background/{rid}/events", params={"starting_after": 3}
             ) as source:
@@ -239,6 +275,26 @@ class TestBackground:
         assert numbers == list(range(4, 4 + len(numbers)))
         assert events[-1].event == "response.completed"
         assert {e.json()["response_id"] for e in events} == {rid}
+
+    async def test_polling_an_untracked_response_answers_it_without_registry_fields(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """A session's (stored, not durable) response polled by id: ``tracked`` false."""
+        with trio.fail_after(10):
+            ticket = (
+                await client.post(
+                    "/sessions/u1/responses",
+                    json={"model": "gpt-4o", "input": "x", "durable": False, "store": True},
+                )
+            ).json()
+            await client.post(f"/sessions/u1/wait/{ticket['stream_id']}", json={})
+            polled = await client.get(f"/background/{ticket['response_id']}")
+        assert polled.status_code == 200
+        background = polled.json()
+        assert (background["object"], background["tracked"]) == ("background", False)
+        assert background["id"] == background["response"]["id"] == ticket["response_id"]
+        assert background["status"] == "completed"
+        assert "mode" not in background
 
     async def test_resuming_an_unknown_response_is_404_before_any_stream(
         self, client: httpx.AsyncClient
@@ -593,8 +649,31 @@ class TestWebSocket:
                             await sock.send_json({"op": "stop", "ref": 2, "session": "w4"})
                     else:
                         types.append(message["event"])
-        assert [o["status"] for o in replies[2]] == ["cancelled"]
+        assert [o["status"] for o in replies[2]["outcomes"]] == ["cancelled"]
         assert types[0] == "response.created"
+
+    async def test_background_and_cancel_over_the_socket_answer_background_objects(
+        self, gateway: Gateway
+    ) -> None:
+        """{"op": "background"} and {"op": "cancel"} reply with the routes' background object."""
+        slow = {"mock_scenario": "long:400", "mock_token_delay_ms": "50"}
+        with trio.fail_after(10):
+            async with ws.connect(
+                gateway.host, gateway.port, token=gateway.token, target="/ws?topic=none"
+            ) as sock:
+                await sock.receive_json()
+                create = {"op": "background", "ref": 1, "model": "gpt-4o", "input": "x"}
+                await sock.send_json({**create, "metadata": slow})
+                created = (await sock.receive_json())["result"]
+                await sock.send_json({"op": "cancel", "ref": 2, "response_id": created["id"]})
+                cancelled = (await sock.receive_json())["result"]
+        assert (created["object"], created["tracked"], created["response"]) == (
+            "background",
+            True,
+            None,
+        )
+        assert (cancelled["object"], cancelled["id"]) == ("background", created["id"])
+        assert cancelled["status"] == cancelled["response"]["status"] == "cancelled"
 
     async def test_the_socket_is_told_and_closed_when_the_bus_closes(
         self, gateway: Gateway, daemon: Daemon
@@ -695,6 +774,19 @@ class TestAgents:
         error = response.json()["error"]
         assert error["type"] == "NotOverHTTP"
         assert "cannot be defined over HTTP" in error["message"]
+
+    async def test_an_ask_whose_timeout_runs_out_is_a_409(self, client: httpx.AsyncClient) -> None:
+        """The caller's own ``timeout`` running out is TimeoutElapsed (409), not a 504; the
+        agent answers the next ask."""
+        slow = {"mock_scenario": "long:200", "mock_token_delay_ms": "20"}
+        with trio.fail_after(10):
+            opened = await client.post(
+                "/agents/a9", json={"model": "gpt-4o", "options": {"metadata": slow}}
+            )
+            assert opened.status_code == 200, opened.text
+            asked = await client.post("/agents/a9/ask", json={"text": "hi", "timeout": 0.05})
+        assert asked.status_code == 409, asked.text
+        assert asked.json()["error"]["code"] == "timeout_elapsed"
 
     async def test_asking_an_agent_that_is_not_running_is_404(
         self, client: httpx.AsyncClient

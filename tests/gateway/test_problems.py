@@ -21,6 +21,7 @@ from streamvisor.gateway import (
     NotAuthenticated,
     NotFound,
     PayloadTooLarge,
+    TimeoutElapsed,
     TooManyCommands,
     UnsupportedMediaType,
     status_for,
@@ -43,7 +44,7 @@ from streamvisor.openai import (
     InternalServerError,
     RateLimitError,
 )
-from streamvisor.supervisor import Missed, NoSuchActor
+from streamvisor.supervisor import CallTimeout, Missed, NoSuchActor
 
 
 def _status_error(cls: type, status: int, **kw: object) -> Exception:
@@ -67,9 +68,11 @@ class TestStatuses:
             (NotAuthenticated(), 401),
             (CrossOriginRefused("http://evil.example"), 403),
             (TooManyCommands(32), 429),
+            (TimeoutElapsed("stream-1 did not end", 0.5), 409),
             (NoSuchActor("sessions"), 503),
             (APIConnectionError("refused"), 502),
             (APITimeoutError("slow"), 504),
+            (CallTimeout("session.s1", 5.0), 504),
         ],
     )
     def test_each_family_has_its_status(self, error: Exception, status: int) -> None:

@@ -20,10 +20,10 @@ Routes (JSON in and out; errors are ``{"error": {"type": <ExceptionClassName>, "
     POST   /sessions/{id}/stop              {stream_id?}                  -> {outcomes}
     GET    /sessions/{id}/streams                                         -> {streams}
     POST   /sessions/{id}/wait/{stream_id}  {timeout?}                    -> outcome
-    POST   /background                      {model, input, owner?, ...}   -> registry record
-    GET    /background                                                    -> {active}
-    GET    /background/{id}                 poll now                      -> Response
-    POST   /background/{id}/cancel                                        -> Response
+    POST   /background                      {model, input, owner?, ...}   -> background
+    GET    /background                      the active ones               -> {object: list, data}
+    GET    /background/{id}                 poll now                      -> background
+    POST   /background/{id}/cancel                                        -> background
     GET    /background/{id}/events[?starting_after=N]   resume its event stream (SSE)
     GET    /files[?purpose=]                                              -> {data}
     POST   /files                           multipart: file, purpose      -> FileObject
@@ -33,7 +33,13 @@ Routes (JSON in and out; errors are ``{"error": {"type": <ExceptionClassName>, "
     DELETE /agents/{id}
     GET    /events?topic=<pattern>          server-sent events of the bus
     GET    /ws?topic=<pattern>              the same over a WebSocket, plus commands
+    GET    /openapi.json                    this API as an OpenAPI 3.1 document
     GET    /[?token=]                       the live page (without the token: where to find it)
+
+A background response has one shape everywhere (routes and WebSocket replies): a ``background``
+object, its registry record plus ``response`` (the OpenAI Response, or null). The whole contract:
+``docs/openapi.json`` (routes, bodies, errors) and ``docs/gateway.md`` (WebSocket commands and
+event shapes).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from ._errors import (
     NotFound,
     NotOverHTTP,
     PayloadTooLarge,
+    TimeoutElapsed,
     TokenRequired,
     TooManyCommands,
     UnsupportedMediaType,
@@ -74,6 +81,7 @@ __all__ = [
     "NotFound",
     "NotOverHTTP",
     "PayloadTooLarge",
+    "TimeoutElapsed",
     "TokenRequired",
     "TooManyCommands",
     "UnsupportedMediaType",

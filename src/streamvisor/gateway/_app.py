@@ -13,7 +13,6 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final
 
-import attrs
 import structlog
 import trio
 
@@ -22,15 +21,13 @@ from ..daemon import Daemon
 from ..supervisor import SubscriberOverflow
 from . import _ops
 from ._access import Access, new_token, request_headers
-from ._checks import check_id, check_media_type, check_name, check_topic
+from ._checks import check_id, check_name, check_topic
 from ._encode import bus_item, sse_frame
 from ._errors import (
     BadRequest,
     GatewayError,
-    MethodNotAllowed,
     NotAuthenticated,
     NotFound,
-    PayloadTooLarge,
     Redactor,
     problem,
 )
@@ -44,9 +41,9 @@ from ._http import (
     dumps,
     parse_form,
     path_segments,
-    read_body,
-    watch_disconnect,
+    serve_watched,
 )
+from ._routing import FORM, JSON, Route, match_route, read_admitted
 from ._v1 import V1Sessions, serve_v1
 from ._ws import serve_websocket
 
@@ -118,6 +115,15 @@ async def _health(app: GatewayApp, request: Request, out: Responder) -> None:
     await out.json(200, await _ops.health(app.daemon))
 
 
+async def _openapi(app: GatewayApp, request: Request, out: Responder) -> None:
+    """``GET /openapi.json``: the gateway's API as an OpenAPI 3.1 document (`_openapi`)."""
+    # Imported here: ``python -m streamvisor.gateway._openapi`` (which regenerates
+    # docs/openapi.json) then runs a module the package has not imported already.
+    from ._openapi import openapi_document
+
+    await out.json(200, openapi_document())
+
+
 async def _chat(app: GatewayApp, request: Request, out: Responder) -> None:
     body = request.json_object()
     await out.json(200, await _ops.session_chat(app.daemon, request.params["session"], body))
@@ -130,13 +136,11 @@ async def _respond(app: GatewayApp, request: Request, out: Responder) -> None:
 
 async def _stop(app: GatewayApp, request: Request, out: Responder) -> None:
     body = request.json_object(empty_ok=True)
-    outcomes = await _ops.session_stop(app.daemon, request.params["session"], body)
-    await out.json(200, {"outcomes": outcomes})
+    await out.json(200, await _ops.session_stop(app.daemon, request.params["session"], body))
 
 
 async def _streams(app: GatewayApp, request: Request, out: Responder) -> None:
-    streams = await _ops.session_streams(app.daemon, request.params["session"])
-    await out.json(200, {"streams": streams})
+    await out.json(200, await _ops.session_streams(app.daemon, request.params["session"]))
 
 
 async def _wait(app: GatewayApp, request: Request, out: Responder) -> None:
@@ -150,7 +154,7 @@ async def _background_create(app: GatewayApp, request: Request, out: Responder) 
 
 
 async def _background_active(app: GatewayApp, request: Request, out: Responder) -> None:
-    await out.json(200, {"active": await _ops.background_active(app.daemon)})
+    await out.json(200, await _ops.background_active(app.daemon))
 
 
 async def _background_poll(app: GatewayApp, request: Request, out: Responder) -> None:
@@ -269,8 +273,6 @@ async def _events(app: GatewayApp, request: Request, out: Responder) -> None:
 
 # ------------------------------------------------------------------------------------- routing
 
-_JSON: Final = "application/json"
-_FORM: Final = "multipart/form-data"
 
 #: How each path parameter is checked before a handler runs (`InvalidId`, 400).
 _PARAMS: Final[Mapping[str, Callable[[object, str], str]]] = {
@@ -281,35 +283,17 @@ _PARAMS: Final[Mapping[str, Callable[[object, str], str]]] = {
 }
 
 
-@attrs.frozen
-class _Route:
-    method: str
-    segments: tuple[str, ...]
-    handler: Handler
-    #: The media type a body must have (state-changing methods only).
-    body: str = _JSON
-
-    def match(self, segments: tuple[str, ...]) -> dict[str, str] | None:
-        if len(segments) != len(self.segments):
-            return None
-        params: dict[str, str] = {}
-        for template, segment in zip(self.segments, segments, strict=True):
-            if template.startswith("{"):
-                params[template[1:-1]] = segment
-            elif template != segment:
-                return None
-        return params
+_Route = Route[Handler]
 
 
-def _r(method: str, template: str, handler: Handler, body: str = _JSON) -> _Route:
-    return _Route(
-        method, tuple(template.strip("/").split("/")) if template != "/" else (), handler, body
-    )
+def _r(method: str, template: str, handler: Handler, body: str = JSON) -> _Route:
+    return Route.of(method, template, handler, body)
 
 
 _ROUTES: Final[list[_Route]] = [
     _r("GET", "/", _index),
     _r("GET", "/health", _health),
+    _r("GET", "/openapi.json", _openapi),
     _r("POST", "/sessions/{session}/chat", _chat),
     _r("POST", "/sessions/{session}/responses", _respond),
     _r("POST", "/sessions/{session}/stop", _stop),
@@ -321,7 +305,7 @@ _ROUTES: Final[list[_Route]] = [
     _r("POST", "/background/{id}/cancel", _background_cancel),
     _r("GET", "/background/{id}/events", _background_events),
     _r("GET", "/files", _files_list),
-    _r("POST", "/files", _files_upload, _FORM),
+    _r("POST", "/files", _files_upload, FORM),
     _r("GET", "/files/{id}", _files_retrieve),
     _r("DELETE", "/files/{id}", _files_delete),
     _r("POST", "/agents/{agent}", _agent_open),
@@ -342,18 +326,8 @@ def route(method: str, segments: tuple[str, ...]) -> tuple[_Route, dict[str, str
 
     Raises `NotFound` (no such path) or `MethodNotAllowed` (the path answers other methods).
     """
-    allowed: list[str] = []
-    for candidate in _ROUTES:
-        params = candidate.match(segments)
-        if params is None:
-            continue
-        if candidate.method == method:
-            return candidate, params
-        allowed.append(candidate.method)
     path = "/" + "/".join(segments)
-    if allowed:
-        raise MethodNotAllowed(method, path, allowed)
-    raise NotFound(f"no route for {method} {path}")
+    return match_route(_ROUTES, method, segments, path, "no route for {method} {path}")
 
 
 def check_params(params: Mapping[str, str]) -> None:
@@ -477,34 +451,24 @@ class GatewayApp:
             found = route(method, segments)
         except GatewayError as exc:
             refused = exc
-        # The body is read even for a refused request, so the connection stays usable.
         upload = refused is None and found is not None and found[0].handler is _files_upload
-        try:
-            body = await read_body(receive, self.max_upload_bytes if upload else MAX_JSON)
-        except trio.BrokenResourceError:
+        limit = self.max_upload_bytes if upload else MAX_JSON
+        admitted = await read_admitted(
+            receive, method, headers, found, refused, limit=limit, check_params=check_params
+        )
+        if admitted is None:
             return
-        except PayloadTooLarge as exc:
-            refused = refused or exc
-        if refused is None and found is not None:
-            try:
-                if method not in ("GET", "HEAD"):
-                    check_media_type(headers.get("content-type"), body, found[0].body)
-                check_params(found[1])
-            except GatewayError as exc:
-                refused = exc
+        body, refused = admitted
         if refused is not None or found is None:
             await self._answer_error(out, refused or NotFound(path), method, path)
             return
         request = Request.from_scope(scope, headers, body, found[1], authenticated=authenticated)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)
-            try:
-                await found[0].handler(self, request, out)
-            except ClientGone:
-                pass
-            except Exception as exc:
-                await self._answer_error(out, exc, method, path)
-            nursery.cancel_scope.cancel()
+        handler = found[0].handler
+
+        async def answer(exc: Exception) -> None:
+            await self._answer_error(out, exc, method, path)
+
+        await serve_watched(receive, out, lambda: handler(self, request, out), answer)
 
     async def _answer_error(self, out: Responder, exc: Exception, method: str, path: str) -> None:
         status, body, headers = problem(exc)

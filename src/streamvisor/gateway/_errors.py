@@ -5,13 +5,14 @@ The tree of what the gateway itself raises (each subclasses the builtin it speci
     GatewayError                          root: the HTTP request (or the gateway's setup) is wrong
     ├── BadRequest (ValueError)           a field missing or of the wrong type; .field
     │   ├── InvalidJSON                   not JSON, nested too deeply, NaN/Infinity
-    │   ├── InvalidId                     an id (path or field) outside ``[A-Za-z0-9_-]``; .field
+    │   ├── InvalidId                     an id (path or field) outside its pattern; .field
     │   └── NotOverHTTP                   a capability that cannot cross HTTP (agent tools)
     ├── PayloadTooLarge (ValueError)      the body (or a WebSocket message) is over the limit
     ├── UnsupportedMediaType (ValueError) a body that is neither JSON nor multipart (CSRF forms)
     ├── NotFound (LookupError)            no such route, running session or agent
     ├── MethodNotAllowed                  the route exists, the method does not; .allowed
     ├── TooManyCommands                   a WebSocket with too many commands running (429)
+    ├── TimeoutElapsed (TimeoutError)     the caller's own ``timeout`` (wait, ask) ran out (409)
     ├── NotAuthenticated (PermissionError)
     │                                     no gateway token, or a wrong one (401)
     ├── CrossOriginRefused (PermissionError)
@@ -26,7 +27,8 @@ beside its ``type`` in the error body.
 Everything else comes from the daemon and is answered by its type (`status_for`): the typed
 ``ValueError`` family (``InvalidSessionRequest``, the file errors, ...) is 400, unknown ids
 (``LookupError``: ``UnknownStream``, ``ResponseGone``, ``UnknownResponse``, ...) 404, busy
-(``TooManyStreams``, ``AgentBusy``, ``AlreadyStarted``) 409, upstream API failures 502 (429
+(``TooManyStreams``, ``AgentBusy``, ``AlreadyStarted``; the caller's own ``timeout`` running
+out: `TimeoutElapsed`) 409, upstream API failures 502 (429
 upstream: 503 with ``retry-after``), an actor that is not there or died (``NoSuchActor``,
 ``ActorExited``: a restart may be under way) 503, timeouts 504, and anything unexpected 500
 with a generic message: the body never carries a stack trace, and every text is scrubbed of
@@ -76,6 +78,7 @@ __all__ = [
     "NotOverHTTP",
     "PayloadTooLarge",
     "Redactor",
+    "TimeoutElapsed",
     "TokenRequired",
     "TooManyCommands",
     "UnsupportedMediaType",
@@ -181,6 +184,18 @@ class TooManyCommands(GatewayError):
         self.limit = limit
 
 
+class TimeoutElapsed(GatewayError, TimeoutError):
+    """The ``timeout`` the caller gave (``wait``, ``ask``) ran out first: 409, not a gateway
+    failure (504). A waited-for stream is still running (wait again); an agent's turn was
+    cancelled (its history is as before the ask)."""
+
+    code = "timeout_elapsed"
+
+    def __init__(self, what: str, timeout: float) -> None:
+        super().__init__(f"{what} within the request's timeout ({timeout:g} s)")
+        self.timeout = timeout
+
+
 class NotAuthenticated(GatewayError, PermissionError):
     """The request carries no gateway token, or a wrong one (``Authorization: Bearer <token>``,
     or the page's cookie). The message never shows the token."""
@@ -259,6 +274,8 @@ def status_for(exc: BaseException) -> int:
         return 415
     if isinstance(exc, TooManyCommands):
         return 429
+    if isinstance(exc, TimeoutElapsed):
+        return 409
     if isinstance(exc, NotAuthenticated):
         return 401
     if isinstance(exc, CrossOriginRefused | HostNotAllowed):

@@ -8,7 +8,7 @@ response (a whole JSON/bytes body, or a stream of chunks), and `parse_form` read
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from email.message import Message as _HeaderParser
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -42,6 +42,7 @@ __all__ = [
     "parse_query",
     "path_segments",
     "read_body",
+    "serve_watched",
     "watch_disconnect",
 ]
 
@@ -142,6 +143,26 @@ async def watch_disconnect(
             responder.disconnected = True
             cancel_scope.cancel()
             return
+
+
+async def serve_watched(
+    receive: Receive,
+    out: Responder,
+    handler: Callable[[], Awaitable[None]],
+    answer: Callable[[Exception], Awaitable[None]],
+) -> None:
+    """Run ``handler`` until it returns or the client goes away (which cancels it); an
+    exception it raises is answered by ``answer`` (an error response, or the end of a stream
+    already started)."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)
+        try:
+            await handler()
+        except ClientGone:
+            pass
+        except Exception as exc:
+            await answer(exc)
+        nursery.cancel_scope.cancel()
 
 
 class Responder:

@@ -8,9 +8,12 @@ propagates as it is (typed: the app maps it to a status with `status_for`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from ..actors import TrackedResponse, UnknownResponse
 from ..daemon import Daemon
+from ..supervisor import CallTimeout
 from ._encode import (
     agent_reply_json,
     outcome_json,
@@ -18,7 +21,7 @@ from ._encode import (
     stream_info_json,
     ticket_json,
 )
-from ._errors import BadRequest, NotFound, NotOverHTTP
+from ._errors import BadRequest, NotFound, NotOverHTTP, TimeoutElapsed
 
 __all__ = [
     "agent_ask",
@@ -27,6 +30,7 @@ __all__ = [
     "background_active",
     "background_cancel",
     "background_create",
+    "background_json",
     "background_poll",
     "health",
     "session_chat",
@@ -116,55 +120,119 @@ async def _running_session(daemon: Daemon, session_id: str) -> Any:
     return session
 
 
-async def session_stop(daemon: Daemon, session_id: str, body: dict[str, Any]) -> list[Any]:
-    """Stop one stream (``stream_id``) or every stream of a running session; the outcomes."""
+async def session_stop(
+    daemon: Daemon, session_id: str, body: dict[str, Any]
+) -> dict[str, list[Any]]:
+    """Stop one stream (``stream_id``) or every stream of a running session: ``{"outcomes":
+    [...]}`` (the same over HTTP and the WebSocket)."""
     stream_id = _optional_text(body, "stream_id")
     session = await _running_session(daemon, session_id)
-    return [outcome_json(o) for o in await session.stop(stream_id)]
+    return {"outcomes": [outcome_json(o) for o in await session.stop(stream_id)]}
 
 
-async def session_streams(daemon: Daemon, session_id: str) -> list[Any]:
-    """The active streams of a running session."""
+async def session_streams(daemon: Daemon, session_id: str) -> dict[str, list[Any]]:
+    """The active streams of a running session: ``{"streams": [...]}`` (the same over HTTP and
+    the WebSocket)."""
     session = await _running_session(daemon, session_id)
-    return [stream_info_json(info) for info in await session.streams()]
+    return {"streams": [stream_info_json(info) for info in await session.streams()]}
 
 
 async def session_wait(
     daemon: Daemon, session_id: str, stream_id: str, body: dict[str, Any]
 ) -> dict[str, Any]:
-    """Wait (at most ``timeout`` seconds, if given) for a stream to end; its outcome."""
+    """Wait (at most ``timeout`` seconds, if given) for a stream to end; its outcome. Raises
+    `TimeoutElapsed` (409) if it is still running when ``timeout`` runs out."""
     timeout = _timeout(body)
     session = await _running_session(daemon, session_id)
-    return outcome_json(await session.wait(stream_id, timeout=timeout))
+    try:
+        outcome = await session.wait(stream_id, timeout=timeout)
+    except CallTimeout:
+        if timeout is None:
+            raise
+        raise TimeoutElapsed(f"{stream_id} did not end (it is still running)", timeout) from None
+    return outcome_json(outcome)
 
 
 # ---------------------------------------------------------------------------------- background
 
 
+def background_json(
+    response_id: str, record: TrackedResponse | None, response: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The one shape of a background response on every route and WebSocket command: a
+    ``background`` object.
+
+    ``{"object": "background", "id", "tracked", "status", "model", ..., "response"}``. A tracked
+    response (the registry has a record) carries every field of its record (``owner``,
+    ``mode``, ``created_at``, ``updated_at``, ``cursor``, ``poll_attempts``, ...; its
+    ``response_id`` is ``id``) and its ``status``/``model`` are the registry's. An untracked one
+    (polled or cancelled by id only) takes ``status`` and ``model`` from the Response and has no
+    registry fields. ``response`` is the OpenAI Response object the answer was made with, or
+    None where none was fetched (create and list answer from the registry).
+    """
+    if record is not None:
+        fields = record.as_json()
+        del fields["response_id"]
+        return {
+            "object": "background",
+            "id": response_id,
+            "tracked": True,
+            **fields,
+            "response": None if response is None else dict(response),
+        }
+    response = response or {}
+    status, model = response.get("status"), response.get("model")
+    return {
+        "object": "background",
+        "id": response_id,
+        "tracked": False,
+        "status": status if isinstance(status, str) else None,
+        "model": model if isinstance(model, str) else None,
+        "response": dict(response),
+    }
+
+
+async def _record(daemon: Daemon, response_id: str) -> TrackedResponse | None:
+    try:
+        return await daemon.background.get(response_id)
+    except UnknownResponse:
+        return None
+
+
 async def background_create(daemon: Daemon, body: dict[str, Any]) -> dict[str, Any]:
-    """Create and track a background response (``owner`` optional); the registry record."""
+    """Create and track a background response (``owner`` optional); its `background_json`
+    (``response`` None: the registry's record is the answer)."""
     model = text_field(body, "model")
     if "input" not in body:
         raise BadRequest("'input' is required", field="input")
     owner = _optional_text(body, "owner")
     params = _params(body, "model", "input", "owner")
     record = await daemon.background.create(body["input"], model, owner=owner, **params)
-    return record.as_json()
+    return background_json(record.response_id, record, None)
 
 
-async def background_active(daemon: Daemon) -> list[Any]:
-    """Every tracked response not yet terminal."""
-    return [record.as_json() for record in await daemon.background.active()]
+async def background_active(daemon: Daemon) -> dict[str, Any]:
+    """Every tracked response not yet terminal, oldest first: ``{"object": "list", "data":
+    [background objects]}`` (each ``response`` None)."""
+    records = await daemon.background.active()
+    return {
+        "object": "list",
+        "data": [background_json(record.response_id, record, None) for record in records],
+    }
 
 
 async def background_poll(daemon: Daemon, response_id: str) -> dict[str, Any]:
-    """GET the response now (the registry is updated if it is tracked); the Response."""
-    return await daemon.background.poll(response_id)
+    """GET the response now (the registry is updated if it is tracked); its `background_json`
+    with the Response just fetched. Raises ``ResponseGone`` (404) and what the poll raises."""
+    response = await daemon.background.poll(response_id)
+    return background_json(response_id, await _record(daemon, response_id), response)
 
 
 async def background_cancel(daemon: Daemon, response_id: str) -> dict[str, Any]:
-    """Cancel a background response; the Response in its final state."""
-    return await daemon.background.cancel(response_id)
+    """Cancel a background response; its `background_json` with the Response in its final
+    state. Raises ``ResponseGone`` (404), ``CancelRejected`` (400) and what the cancel raises."""
+    response = await daemon.background.cancel(response_id)
+    return background_json(response_id, await _record(daemon, response_id), response)
 
 
 # -------------------------------------------------------------------------------------- agents
@@ -199,7 +267,8 @@ async def agent_open(daemon: Daemon, agent_id: str, body: dict[str, Any]) -> dic
 
 
 async def agent_ask(daemon: Daemon, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Run one turn of a running agent; its reply."""
+    """Run one turn of a running agent; its reply. Raises `TimeoutElapsed` (409) if
+    ``timeout`` runs out first (the turn is cancelled)."""
     text = body.get("text")
     if not isinstance(text, str):
         raise BadRequest("'text' must be a string", field="text")
@@ -207,7 +276,12 @@ async def agent_ask(daemon: Daemon, agent_id: str, body: dict[str, Any]) -> dict
     agent = daemon.agent(agent_id)
     if agent is None:
         raise NotFound(f"no agent {agent_id!r} is running")
-    reply = await agent.ask(text, timeout=timeout)
+    try:
+        reply = await agent.ask(text, timeout=timeout)
+    except CallTimeout:
+        if timeout is None:
+            raise
+        raise TimeoutElapsed("the turn did not finish (it was cancelled)", timeout) from None
     return agent_reply_json(reply)
 
 

@@ -55,14 +55,13 @@ from ..openai import (
     PermissionDeniedError,
     check_json,
 )
-from ._checks import check_media_type, parse_json
+from ._checks import parse_json
 from ._errors import (
     BadRequest,
     GatewayError,
     MethodNotAllowed,
     NotAuthenticated,
     NotFound,
-    PayloadTooLarge,
     scrub,
     status_for,
 )
@@ -74,9 +73,9 @@ from ._http import (
     parse_form,
     parse_query,
     path_segments,
-    read_body,
-    watch_disconnect,
+    serve_watched,
 )
+from ._routing import FORM, JSON, Route, match_route, read_admitted
 from ._v1_relay import relay_chat, relay_response, resume_response
 from ._v1_wire import ChatChunks, client_view, openai_error
 
@@ -499,31 +498,12 @@ async def _models_retrieve(call: V1Call) -> None:
 
 # ------------------------------------------------------------------------------------- routing
 
-_JSON: Final = "application/json"
-_FORM: Final = "multipart/form-data"
+
+_Route = Route[Handler]
 
 
-@attrs.frozen
-class _Route:
-    method: str
-    segments: tuple[str, ...]
-    handler: Handler
-    body: str = _JSON
-
-    def match(self, segments: tuple[str, ...]) -> dict[str, str] | None:
-        if len(segments) != len(self.segments):
-            return None
-        params: dict[str, str] = {}
-        for template, segment in zip(self.segments, segments, strict=True):
-            if template.startswith("{"):
-                params[template[1:-1]] = segment
-            elif template != segment:
-                return None
-        return params
-
-
-def _r(method: str, template: str, handler: Handler, body: str = _JSON) -> _Route:
-    return _Route(method, tuple(template.split("/")), handler, body)
+def _r(method: str, template: str, handler: Handler, body: str = JSON) -> _Route:
+    return Route.of(method, template, handler, body)
 
 
 #: The routes under ``/v1`` (paths without the prefix).
@@ -533,13 +513,13 @@ ROUTES: Final[tuple[_Route, ...]] = (
     _r("GET", "responses/{response_id}", _retrieve_response),
     _r("DELETE", "responses/{response_id}", _delete_response),
     _r("POST", "responses/{response_id}/cancel", _cancel_response),
-    _r("POST", "files", _files_create, _FORM),
+    _r("POST", "files", _files_create, FORM),
     _r("GET", "files", _files_list),
     _r("GET", "files/{file_id}", _files_retrieve),
     _r("DELETE", "files/{file_id}", _files_delete),
     _r("GET", "files/{file_id}/content", _files_content),
     _r("POST", "uploads", _uploads_create),
-    _r("POST", "uploads/{upload_id}/parts", _uploads_part, _FORM),
+    _r("POST", "uploads/{upload_id}/parts", _uploads_part, FORM),
     _r("POST", "uploads/{upload_id}/complete", _uploads_complete),
     _r("POST", "uploads/{upload_id}/cancel", _uploads_cancel),
     _r("GET", "models", _models_list),
@@ -548,18 +528,8 @@ ROUTES: Final[tuple[_Route, ...]] = (
 
 
 def _route(method: str, segments: tuple[str, ...]) -> tuple[_Route, dict[str, str]]:
-    allowed: list[str] = []
-    for candidate in ROUTES:
-        params = candidate.match(segments)
-        if params is None:
-            continue
-        if candidate.method == method:
-            return candidate, params
-        allowed.append(candidate.method)
     path = "/v1/" + "/".join(segments)
-    if allowed:
-        raise MethodNotAllowed(method, path, allowed)
-    raise NotFound(f"Invalid URL ({method} {path})")
+    return match_route(ROUTES, method, segments, path, "Invalid URL ({method} {path})")
 
 
 def _check_params(params: Mapping[str, str]) -> None:
@@ -596,20 +566,14 @@ async def serve_v1(
         session_id = app.v1_sessions.for_request(scope, headers)
     except GatewayError as exc:
         refused = exc
-    form = refused is None and found is not None and found[0].body == _FORM
-    try:
-        body = await read_body(receive, app.max_upload_bytes if form else MAX_V1_JSON)
-    except trio.BrokenResourceError:
+    form = refused is None and found is not None and found[0].body == FORM
+    limit = app.max_upload_bytes if form else MAX_V1_JSON
+    admitted = await read_admitted(
+        receive, method, headers, found, refused, limit=limit, check_params=_check_params
+    )
+    if admitted is None:
         return
-    except PayloadTooLarge as exc:
-        refused = refused or exc
-    if refused is None and found is not None:
-        try:
-            if method not in ("GET", "HEAD"):
-                check_media_type(headers.get("content-type"), body, found[0].body)
-            _check_params(found[1])
-        except GatewayError as exc:
-            refused = exc
+    body, refused = admitted
     if refused is not None or found is None:
         await _answer(app, out, refused or NotFound("no route"), method, segments)
         return
@@ -617,17 +581,15 @@ async def serve_v1(
     call = V1Call(
         app, method, found[1], parse_query(scope), headers, body, out, session_id=session_id
     )
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch_disconnect, receive, out, nursery.cancel_scope)
-        try:
-            await found[0].handler(call)
-        except ClientGone:
-            pass
-        except Exception as exc:
-            await _answer(app, out, exc, method, segments)
-        finally:
-            app.v1_sessions.touch(session_id)  # also when the handler was cancelled
-        nursery.cancel_scope.cancel()
+    handler = found[0].handler
+
+    async def answer(exc: Exception) -> None:
+        await _answer(app, out, exc, method, segments)
+
+    try:
+        await serve_watched(receive, out, lambda: handler(call), answer)
+    finally:
+        app.v1_sessions.touch(session_id)  # also when the request was cancelled
 
 
 async def _answer(

@@ -20,7 +20,10 @@ Client → server: ``{"op": "chat", "session": "s1", "model": ..., "messages": [
 "stop", "session": ..., "stream_id"?: ...}``, ``{"op": "streams", "session": ...}``, ``{"op":
 "wait", "session": ..., "stream_id": ..., "timeout"?: ...}``, ``{"op": "background", "model":
 ..., "input": ...}``, ``{"op": "cancel", "response_id": ...}``, ``{"op": "ping"}``; an optional
-``"ref"`` is echoed back. Commands run concurrently (events keep flowing while a chat starts).
+``"ref"`` is echoed back. A command's ``result`` is the body its HTTP route answers (``stop``:
+``{"outcomes": [...]}``, ``streams``: ``{"streams": [...]}``, ``background``/``cancel``: the
+background object); docs/gateway.md documents every command (a test holds it to `_OPS`).
+Commands run concurrently (events keep flowing while a chat starts).
 Every bad command -- not JSON, not an object, an unknown ``op``, a missing or mistyped field,
 an invalid id, a message over `MAX_MESSAGE` bytes, one past `MAX_IN_FLIGHT` running commands
 (429 ``TooManyCommands``) -- is answered with a typed ``error`` message; the socket stays open.

@@ -104,7 +104,8 @@ def _check_messages(sid: str | None, messages: object) -> list[Any]:
         if not isinstance(msg, Mapping):
             raise _reject(sid, where, f"must be an object, got {type(msg).__name__}")
         role = msg.get("role")
-        if role not in CHAT_ROLES:
+        # A str first: a JSON object or array as the role is unhashable (TypeError, not a 400).
+        if not isinstance(role, str) or role not in CHAT_ROLES:
             raise _reject(
                 sid, f"{where}.role", f"unknown role {role!r}; one of {sorted(CHAT_ROLES)}"
             )
@@ -179,7 +180,7 @@ def _check_input(sid: str | None, value: object) -> Any:
         if not isinstance(item, Mapping):
             raise _reject(sid, where, f"must be an object, got {type(item).__name__}")
         if "role" in item:
-            if item["role"] not in INPUT_ROLES:
+            if not isinstance(item["role"], str) or item["role"] not in INPUT_ROLES:
                 raise _reject(
                     sid,
                     f"{where}.role",
