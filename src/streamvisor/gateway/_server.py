@@ -59,6 +59,10 @@ class Gateway:
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
+#: The listen backlog: connections the kernel queues before the server accepts them.
+_BACKLOG = 4096
+
+
 def _hypercorn_config(host: str, port: int, keepalive: float) -> HypercornConfig:
     config = hypercorn_config(
         host,
@@ -70,6 +74,9 @@ def _hypercorn_config(host: str, port: int, keepalive: float) -> HypercornConfig
     config.keep_alive_timeout = 3600
     # WebSocket pings on the same rhythm as the event stream's keepalive comments.
     config.websocket_ping_interval = keepalive
+    # Hundreds of SDK clients connect at once (one connection per stream): hypercorn's default
+    # listen backlog (100) overflowed at 1,000 streams and reset connections (bench/front_door).
+    config.backlog = _BACKLOG
     return config
 
 

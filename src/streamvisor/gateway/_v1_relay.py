@@ -47,8 +47,11 @@ SSE_HEADERS: Final = {
     "cache-control": "no-cache",
     "x-accel-buffering": "no",
 }
-#: A relay's bus buffer: it falls back to the event log only past this many unread events.
+#: A Responses relay's bus buffer: past this many unread events it catches up from the log.
 _BUFFER: Final = 65536
+#: A chat relay's: a chat stream cannot be replayed, so the relay holds what its client has not
+#: read yet -- at most the whole completion (a client that stops reading holds that much).
+_CHAT_BUFFER: Final = 1 << 22
 #: Events sent to the client in one write (one ASGI message) when more are waiting.
 _BATCH: Final = 256
 #: Attempts to resume from the API in a row that receive nothing before the relay gives up.
@@ -72,7 +75,7 @@ async def relay_chat(
     ``[DONE]`` (or the API's error frame). Errors before the first event are raised (the
     caller answers them with a status); a chat stream cannot be resumed, so one that breaks
     afterwards ends with an error frame."""
-    async with _subscribe(app, session.topic) as sub:
+    async with _subscribe(app, session.topic, _CHAT_BUFFER) as sub:
         ticket = await session.chat(model, messages, **params)
         rid = ticket.response_id
         await out.start(200, SSE_HEADERS)
@@ -105,21 +108,26 @@ async def relay_chat(
                 return
 
 
-def _subscribe(app: GatewayApp, topic: str) -> Subscription[Any]:
+def _subscribe(app: GatewayApp, topic: str, buffer: int = _BUFFER) -> Subscription[Any]:
     # Drop-oldest whatever ``[bus]`` says: a relay that falls behind catches up from the log.
-    return app.daemon.subscribe(topic, buffer=_BUFFER, overflow=Overflow.DROP_OLDEST)
+    return app.daemon.subscribe(topic, buffer=buffer, overflow=Overflow.DROP_OLDEST)
 
 
 async def _receive(app: GatewayApp, sub: Subscription[Any]) -> list[Any] | None:
-    """The next items of ``sub`` (at least one; keepalive comments meanwhile); None when the
-    bus closed (the daemon is stopping)."""
-    while True:
-        with trio.move_on_after(app.keepalive):
-            try:
-                return await sub.receive_batch(_BATCH)
-            except trio.EndOfChannel:
-                return None
-        return []
+    """The next items of ``sub`` (at least one), ``[]`` after ``keepalive`` seconds of silence,
+    None when the bus closed (the daemon is stopping)."""
+    try:
+        waiting = sub.drain(_BATCH)  # what queued up while the last batch was being written
+    except trio.EndOfChannel:
+        return None
+    if waiting:
+        return waiting  # no deadline to set up: the caller's write checkpoints
+    with trio.move_on_after(app.keepalive):
+        try:
+            return await sub.receive_batch(_BATCH)
+        except trio.EndOfChannel:
+            return None
+    return []
 
 
 # -------------------------------------------------------------------------------- responses
