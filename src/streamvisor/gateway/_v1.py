@@ -160,10 +160,9 @@ def v1_problem(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
             headers["x-request-id"] = exc.request_id
         return exc.status_code, {"error": inner}, headers
     if isinstance(exc, OutcomeUnknownError):
-        message = (
-            "the upstream connection was lost before the response was named; it may exist "
-            "upstream: retrying may run it twice"
-        )
+        # Its message says what happened (the connection lost, or a 5xx answered): either way
+        # the response may exist upstream, and creating it again may run it twice.
+        message = f"{scrub(str(exc))} (it may exist upstream: retrying may run it twice)"
         return 502, openai_error(message, "server_error", code="outcome_unknown"), headers
     if isinstance(exc, APITimeoutError):
         return 504, openai_error("the upstream API timed out", "timeout", code="timeout"), headers
@@ -326,8 +325,13 @@ async def _create_background(
     Response, usually ``queued``) as the poller published it."""
     daemon = call.app.daemon
     async with daemon.subscribe("background.*") as statuses:
+        # The client's own store (or the API's default): how long its data is kept is its call.
         record = await daemon.background.create(
-            body.get("input"), str(body.get("model") or ""), owner=call.session_id, **params
+            body.get("input"),
+            str(body.get("model") or ""),
+            owner=call.session_id,
+            force_store=False,
+            **params,
         )
         rid = record.response_id
         with trio.move_on_after(1.0):
@@ -359,7 +363,8 @@ async def _retrieve_response(call: V1Call) -> None:
     if stream not in ("true", "false", "1", "0"):
         raise BadRequest("'stream' must be true or false", field="stream")
     if stream in ("true", "1"):
-        await resume_response(call.app, call.out, rid, _cursor(call.query))
+        obfuscate = call.query.get("include_obfuscation", "true").lower() not in ("false", "0")
+        await resume_response(call.app, call.out, rid, _cursor(call.query), obfuscate=obfuscate)
         return
     include = [v for k, v in call.query.items() if k in ("include", "include[]")]
     polled = await call.app.daemon.client.retrieve_response(rid, include=include or None)

@@ -33,7 +33,7 @@ from ..openai import (
 )
 from ..supervisor import Missed, Overflow, Subscription
 from ._http import Responder
-from ._v1_wire import ChatChunks, client_view, sse_event
+from ._v1_wire import ChatChunks, client_view, padding, sse_event
 
 if TYPE_CHECKING:
     from ._app import GatewayApp
@@ -145,6 +145,7 @@ class _ResponseRelay:
         background: bool,
         resumable: bool = True,
         client_after: int | None = None,
+        obfuscate: bool = True,
     ) -> None:
         self.app = app
         self.out = out
@@ -158,6 +159,8 @@ class _ResponseRelay:
         self.hidden = 0
         #: The client's own cursor: its numbers at or below it are not sent again.
         self.client_after = client_after
+        #: Pad the deltas of a plain stream (``stream_options.include_obfuscation``).
+        self.obfuscate = obfuscate
         self._done = False
 
     def finished(self) -> bool:
@@ -181,7 +184,16 @@ class _ResponseRelay:
         number = seq - self.hidden
         if self.client_after is not None and number <= self.client_after:
             return None
-        if self.hidden:
+        if (
+            self.obfuscate
+            and not self.background
+            and type_.endswith(".delta")
+            and "obfuscation" not in view
+        ):
+            # The API pads a plain stream's deltas (not a background one's, which the daemon
+            # streams upstream): the client gets the padding it would have had.
+            view = {**view, "sequence_number": number, "obfuscation": padding()}
+        elif self.hidden:
             view = {**view, "sequence_number": number}
         return sse_event(type_, view)
 
@@ -311,13 +323,19 @@ async def relay_response(
         rid = ticket.response_id
         assert rid is not None  # a ticket is handed out with its first event
         daemon.event_log.annotate(rid, session_id=session.session_id, background=background)
-        relay = _ResponseRelay(app, out, rid, background=background, resumable=durable)
+        options = params.get("stream_options")
+        obfuscate = (
+            not isinstance(options, Mapping) or options.get("include_obfuscation") is not False
+        )
+        relay = _ResponseRelay(
+            app, out, rid, background=background, resumable=durable, obfuscate=obfuscate
+        )
         await out.start(200, SSE_HEADERS)
         await relay.live(sub, session)
 
 
 async def resume_response(
-    app: GatewayApp, out: Responder, response_id: str, after: int | None
+    app: GatewayApp, out: Responder, response_id: str, after: int | None, *, obfuscate: bool = True
 ) -> None:
     """``GET /v1/responses/{id}?stream=true&starting_after=N``: the events after N from the
     daemon's log, then live from the session still streaming it, else from the API.
@@ -332,8 +350,9 @@ async def resume_response(
         handle = None if session is None else daemon.session(session)
         running = handle is not None and await _streaming(handle, response_id)
         read = await daemon.event_log.read(response_id, None)
-        if read.response is None:
-            # Not a stream the daemon kept: the API's own resume (its errors as its status).
+        if read.response is None or not (read.frames or running):
+            # Not a stream the daemon kept (or kept nothing of): the API's own resume, its
+            # errors as its status (404 for a deleted response).
             relay = _ResponseRelay(app, out, response_id, background=True)
             relay.last = after
             async with daemon.background.stream(response_id, after) as events:
@@ -352,6 +371,7 @@ async def resume_response(
             response_id,
             background=read.response.background is not False,
             client_after=after,
+            obfuscate=obfuscate,
         )
         await out.start(200, SSE_HEADERS)
         await relay.send_frames(

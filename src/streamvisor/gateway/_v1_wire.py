@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from streamvisor.openai import StreamEvent
 
-__all__ = ["ChatChunks", "client_view", "openai_error", "sse_data", "sse_event"]
+__all__ = ["ChatChunks", "client_view", "openai_error", "padding", "sse_data", "sse_event"]
 
 _DONE: Final = "data: [DONE]\n\n"
 
@@ -45,7 +45,7 @@ _BACKGROUND_ONLY: Final = frozenset({"response.queued", "keepalive"})
 _ALNUM: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
-def _padding() -> str:
+def padding() -> str:
     """1 to 15 random letters and digits, as the API pads a stream's chunks."""
     digest = os.urandom(16)
     return "".join(_ALNUM[b % 62] for b in digest[1 : 2 + digest[0] % 15])
@@ -113,7 +113,7 @@ class ChatChunks:
             # The API pads every chunk (``stream_options.include_obfuscation``, on by default)
             # so that packet sizes do not tell the tokens' lengths; the upstream's padding was
             # for the upstream's chunks, so each rebuilt chunk gets its own.
-            extra["obfuscation"] = _padding()
+            extra["obfuscation"] = padding()
         return sse_data({**self._base, "choices": choices, **extra})
 
     def _choice(

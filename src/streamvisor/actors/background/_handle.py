@@ -122,12 +122,18 @@ class BackgroundHandle:
         model: str,
         *,
         owner: str | None = None,
+        force_store: bool = True,
         timeout: float | None = 120.0,  # noqa: ASYNC109
         **params: Any,
     ) -> TrackedResponse:
         """Create a background response, register it, and start polling it.
 
-        Forces ``background: true`` and ``store: true``: without ``store`` the server deletes a
+        ``force_store=False`` sends ``store`` as ``params`` has it, or not at all (the API's
+        default: a background response is kept about ten minutes) -- what ``/v1`` does for a
+        client that chose.
+
+        Forces ``background: true`` and (unless ``force_store=False``) ``store: true``: without
+        ``store`` the server deletes a
         background response about 10 minutes after creation, and this poller must be able to
         GET (and resume) it for as long as it runs. The reasoning-model rules are applied (e.g.
         ``temperature`` dropped for o-series). A create whose outcome is unknown (the answer was
@@ -151,11 +157,19 @@ class BackgroundHandle:
             raise InvalidBackgroundRequest(
                 "create() does not stream; a session streams durable responses"
             )
-        for key in ("background", "store"):
+        forced = ("background", "store") if force_store else ("background",)
+        for key in forced:
             if key in params and params[key] is not True:
                 log.warning("background.param_forced", param=key, given=params[key])
+        store = params.get("store")
+        if store is not None and not isinstance(store, bool):
+            raise InvalidBackgroundRequest(f"store must be a bool, not {store!r}")
         params = {k: v for k, v in params.items() if k not in _RESERVED}
-        body = {"model": model, "input": input, **params, "background": True, "store": True}
+        body = {"model": model, "input": input, **params, "background": True}
+        if force_store:
+            body["store"] = True
+        elif store is not None:
+            body["store"] = store
         check_request(body)
         body, dropped = apply_model_rules("responses", body)
         if dropped:

@@ -26,6 +26,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -113,6 +114,8 @@ class EventLog:
         #: The batch the writer thread holds now (read by `read` until it is committed).
         self._writing: list[StreamEvent] = []
         self._wake = trio.Event()
+        #: Responses deleted by `forget`: events still arriving for them are not kept.
+        self._forgotten: OrderedDict[str, None] = OrderedDict()
         self.closed = False
 
     def __repr__(self) -> str:
@@ -123,6 +126,8 @@ class EventLog:
     def annotate(self, response_id: str, *, session_id: str | None, background: bool) -> None:
         """Remember what the client asked of ``response_id`` (``background``) and which session
         streams it, before or after its first event."""
+        if response_id in self._forgotten:
+            return
         entry = self._open.get(response_id)
         if entry is None:
             entry = self._open[response_id] = _Open(session_id)
@@ -136,7 +141,7 @@ class EventLog:
         raises; an event at or below the last kept number is ignored (a resumed connection's
         overlap), one beyond ``max_events`` marks the log truncated."""
         rid = event.response_id
-        if rid is None or self.closed:
+        if rid is None or self.closed or rid in self._forgotten:
             return
         entry = self._open.get(rid)
         if entry is None:
@@ -171,6 +176,8 @@ class EventLog:
         memory = [e for e in (*self._writing, *self._pending) if e.response_id == response_id]
         entry = self._open.get(response_id)
         meta_mem = None if entry is None else self._meta(response_id, entry)
+        if response_id in self._forgotten:
+            return LogRead(None, (), after)
         lower = -1 if after is None else after
         stored, meta_db = await trio.to_thread.run_sync(self._select, response_id, lower)
         frames: dict[int, tuple[int, str, Mapping[str, Any]]] = {}
@@ -186,9 +193,9 @@ class EventLog:
         if meta is None:
             return LogRead(None, (), after)
         ordered: list[tuple[int, str, Mapping[str, Any]]] = []
-        expected = None if after is None else after + 1
+        expected = lower + 1  # a stream's numbers start at 0
         for seq in sorted(frames):
-            if expected is not None and seq != expected:
+            if seq != expected:
                 break  # a gap: continue from the last one in order
             ordered.append(frames[seq])
             expected = seq + 1
@@ -221,7 +228,12 @@ class EventLog:
         return len(gone)
 
     async def forget(self, response_id: str) -> None:
-        """Delete ``response_id``'s log (``DELETE /v1/responses/{id}``)."""
+        """Delete ``response_id``'s log (``DELETE /v1/responses/{id}``); events still arriving
+        for it (its stream winding down) are not kept, and it reads as never seen."""
+        with self._lock:  # no write in flight keeps it (see `_write`)
+            self._forgotten[response_id] = None
+            while len(self._forgotten) > _FORGOTTEN_KEPT:
+                self._forgotten.popitem(last=False)
         self._open.pop(response_id, None)
         self._pending = [e for e in self._pending if e.response_id != response_id]
         await trio.to_thread.run_sync(self._delete, response_id)
@@ -255,11 +267,14 @@ class EventLog:
         return rows, meta
 
     def _write(self, batch: list[StreamEvent], metas: list[tuple[Any, ...]], now: float) -> None:
-        rows = [
-            (self.namespace, e.response_id, e.sequence_number, json.dumps(dict(e.data)))
-            for e in batch
-        ]
         with self._lock:
+            gone = self._forgotten  # read under the lock: a delete before this write wins
+            rows = [
+                (self.namespace, e.response_id, e.sequence_number, json.dumps(_plain(e.data)))
+                for e in batch
+                if e.response_id not in gone
+            ]
+            metas = [meta for meta in metas if meta[0] not in gone]
             conn = self._conn
             conn.execute("BEGIN")
             try:
@@ -361,6 +376,12 @@ class EventLog:
 
 #: Pending events that wake the flusher before its interval.
 _BATCH: Final = 2048
+#: Deleted response ids remembered (so a stream winding down does not log them again).
+_FORGOTTEN_KEPT: Final = 10_000
+
+
+def _plain(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    return data if type(data) is dict else dict(data)
 
 
 def _connect(path: str) -> sqlite3.Connection:
