@@ -1,0 +1,444 @@
+"""Front-door benchmark: the official SDK through the gateway's ``/v1`` against the same SDK
+straight at the load server, and the daemon's CPU per relayed event against its CPU per event
+when embedded.
+
+Where each process runs (as bench/daemon arranges them, one more process on the client's core):
+
+* **core 0**: the daemon + gateway process (``open_daemon`` on the load server's URL with the
+  repository's configuration, as bench/daemon's `_config`, and ``serve_gateway(daemon,
+  token=...)``; a fresh one per row, the event log in a temporary file), or, for the embedded
+  reference, bench/daemon's own ``run_daemon`` child (the daemon's facade, sessions and
+  subscribers in one program);
+* **core 1**: the load server (`bench._loadserver`, as bench/daemon puts it) and the SDK client
+  (``openai.AsyncOpenAI`` under trio, a fresh process per row), reading every stream either at
+  ``<gateway>/v1`` with the gateway token as its API key, or at the load server directly.
+
+The rows, for Chat and for Responses (through ``/v1`` durable upstream by default, ``[gateway]
+v1_durable``; the embedded reference then streams ``respond(durable=True)``, the configuration's
+default; a ``v1_durable=false`` row against ``respond(durable=False)`` follows):
+
+1. **Paced load** (bench/daemon's: N streams x 200 events, one per stream every 20 ms; N = 100
+   for the targets, 1,000 for information): added delivery latency per text delta, p50 and p99,
+   = (the SDK's reading on arrival - the load server's send stamp) through the gateway minus the
+   same direct. These are differences of percentiles over two runs, not percentiles of per-event
+   differences (an event cannot be in both runs). Target: p99 added <= 5 ms at 100 streams.
+2. **One stream of 100,000 events** (as bench/wire, unpaced): events/s through the gateway vs
+   direct.
+3. **The daemon's CPU per relayed event** (the daemon + gateway process's CPU seconds from the
+   first request until every stream ended, / the events the load server sent through it) against
+   the embedded daemon's CPU per event on the same load. Target: at most 2x.
+
+Before each measured SDK run the same streams are opened once with a few unpaced events (the
+gateway rows with the same ``x-streamvisor-session`` names): sessions, connection pools and the
+daemon's code paths are warm, as bench/daemon's embedded rows open their sessions before the
+clock starts.
+
+Smoke size (``--smoke``): Chat only for 10 streams x 20 events at 5 ms, durable Responses only
+for a 600-event stream, one run each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import trio
+
+from bench._common import Row, Table, at_most, call_in_subprocess, cpu_seconds, start_pinned
+from bench._loadserver import LoadServer, open_load_server
+from bench.daemon import _config, _consume, _Phases, _run_delay
+
+__all__ = ["main"]
+
+_MODEL = "gpt-4o-mini"
+_MESSAGES = [{"role": "user", "content": "Hello"}]
+_SESSION_HEADER = "x-streamvisor-session"
+#: The daemon + gateway, and the embedded reference, run here; the SDK and the load server on 1.
+_DAEMON_CORE = 0
+_CLIENT_CORE = 1
+#: Events per warm-up stream (unpaced): enough for a whole Responses stream.
+_WARM_EVENTS = 12
+#: Seconds left to the gateway after the SDK saw the last event, before its CPU is read: the
+#: sessions still record their streams' ends (the embedded row waits for them too).
+_SETTLE = 0.3
+_ADDED_P99_BOUND_MS = 5.0
+
+
+@attrs.frozen
+class Sizes:
+    streams: int
+    events: int
+    pace_ms: float
+    #: The informational paced row's stream count (0: none).
+    big_streams: int
+    #: Events of the one long stream.
+    wire_events: int
+    #: Runs of every row; each row keeps its least-disturbed run.
+    repeats: int
+    #: The variants of the paced rows and of the long stream's rows.
+    paced: tuple[str, ...]
+    wire: tuple[str, ...]
+    timeout: float
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(
+            streams=100,
+            events=200,
+            pace_ms=20.0,
+            big_streams=1000,
+            wire_events=100_000,
+            repeats=1,
+            paced=("chat", "durable", "foreground"),
+            wire=("chat", "durable", "foreground"),
+            timeout=300.0,
+        )
+
+    @classmethod
+    def smoke(cls) -> Sizes:
+        return cls(
+            streams=10,
+            events=20,
+            pace_ms=5.0,
+            big_streams=0,
+            wire_events=600,
+            repeats=1,
+            paced=("chat",),
+            wire=("durable",),
+            timeout=60.0,
+        )
+
+
+@attrs.frozen
+class Variant:
+    """One API as ``/v1`` serves it, and what the embedded reference runs for it."""
+
+    label: str
+    #: "chat" or "responses": what the SDK calls.
+    api: str
+    #: ``[gateway] v1_durable`` of the gateway process.
+    v1_durable: bool
+    #: bench/daemon ``run_daemon``'s api for the embedded reference.
+    embedded: str
+
+
+_CHAT = Variant("Chat", "chat", True, "chat")
+_DURABLE = Variant("Responses (durable)", "responses", True, "durable")
+_FOREGROUND = Variant("Responses (v1_durable=false)", "responses", False, "responses")
+_VARIANTS = {"chat": _CHAT, "durable": _DURABLE, "foreground": _FOREGROUND}
+
+
+# ---------------------------------------------------------------------------------------------
+# The daemon + gateway process
+
+
+async def _serve(base_url: str, token: str, settings: dict[str, str]) -> None:
+    from streamvisor.daemon import open_daemon
+    from streamvisor.gateway import serve_gateway
+
+    async with (
+        open_daemon(_config(base_url, **settings)) as daemon,
+        serve_gateway(daemon, token=token) as gateway,
+    ):
+        print(f"gateway listening on {gateway.url}", flush=True)
+        await trio.sleep_forever()
+
+
+def serve_front_door(base_url: str, token: str, settings: dict[str, str]) -> None:
+    """Child entry point: the daemon on `base_url` and its gateway, until terminated."""
+    trio.run(_serve, base_url, token, settings)
+
+
+@attrs.frozen
+class FrontDoor:
+    """A running daemon + gateway process."""
+
+    v1_url: str
+    token: str
+    pid: int
+
+
+@contextlib.contextmanager
+def _front_door(server: LoadServer, v1_durable: bool) -> Iterator[FrontDoor]:
+    token = secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory(prefix="bench-front-door-") as tmp:
+        settings = {
+            "EVENTLOG_PATH": os.path.join(tmp, "events.sqlite3"),
+            "GATEWAY_V1_DURABLE": "true" if v1_durable else "false",
+        }
+        with start_pinned(
+            "bench.front_door:serve_front_door",
+            server.base_url,
+            token,
+            settings,
+            core=_DAEMON_CORE,
+            ready_prefix="gateway listening on ",
+            ready_timeout=60.0,
+        ) as background:
+            assert background.ready is not None
+            url = background.ready.removeprefix("gateway listening on ")
+            yield FrontDoor(f"{url}/v1", token, background.proc.pid)
+
+
+# ---------------------------------------------------------------------------------------------
+# The SDK process
+
+
+async def _sdk_streams(
+    client: Any, phases: _Phases, api: str, streams: int, headers: list[dict[str, str]]
+) -> None:
+    probe = phases.probe
+
+    async def one(i: int) -> None:
+        try:
+            if api == "chat":
+                chat = await client.chat.completions.create(
+                    model=_MODEL, messages=_MESSAGES, stream=True, extra_headers=headers[i]
+                )
+                async with chat:
+                    async for chunk in chat:
+                        probe.event(chunk.choices[0].delta.content if chunk.choices else None)
+            else:
+                stream = await client.responses.create(
+                    model=_MODEL, input="Hello", stream=True, extra_headers=headers[i]
+                )
+                async with stream:
+                    async for event in stream:
+                        text = event.delta if event.type == "response.output_text.delta" else None
+                        probe.event(text)
+                        if event.type in ("response.failed", "response.incomplete", "error"):
+                            phases.errors.append(f"terminal {event.type}")
+        except Exception as exc:
+            phases.failed(exc)
+
+    await _consume(phases, one, range(streams))
+
+
+async def _sdk_run(
+    base_url: str, api_key: str, api: str, streams: int, events: int, gateway_pid: int | None
+) -> dict[str, Any]:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=120.0)
+    named = [{_SESSION_HEADER: f"bench-{i}"} if gateway_pid else {} for i in range(streams)]
+    warm = [{**h, "x-bench-events": str(_WARM_EVENTS), "x-bench-pace-events": "0"} for h in named]
+    warm_up = _Phases()
+    warm_up.start()
+    await _sdk_streams(client, warm_up, api, streams, warm)
+    if warm_up.errors:
+        raise RuntimeError(f"warm-up failed: {warm_up.errors[:3]}")
+    await trio.sleep(_SETTLE)
+
+    phases = _Phases()
+    gateway_cpu = gateway_waited = 0.0
+    if gateway_pid:
+        gateway_cpu, gateway_waited = cpu_seconds(gateway_pid), _run_delay(gateway_pid)
+    phases.start()
+    await _sdk_streams(client, phases, api, streams, named)
+    result = phases.result(streams, events)
+    if gateway_pid:
+        await trio.sleep(_SETTLE)
+        result["gateway_cpu"] = cpu_seconds(gateway_pid) - gateway_cpu
+        result["gateway_waited"] = _run_delay(gateway_pid) - gateway_waited
+    await client.close()
+    return result
+
+
+def run_sdk(
+    base_url: str, api_key: str, api: str, streams: int, events: int, gateway_pid: int | None
+) -> dict[str, Any]:
+    """Child entry point: the SDK reading `streams` streams at `base_url` (the gateway's /v1
+    when `gateway_pid` is given: its CPU over the run is in the result as ``gateway_cpu``)."""
+    return trio.run(_sdk_run, base_url, api_key, api, streams, events, gateway_pid)
+
+
+# ---------------------------------------------------------------------------------------------
+# In the parent: runs and rows
+
+
+def _sdk(
+    url: str, key: str, variant: Variant, n: int, events: int, pid: int | None, timeout: float
+) -> dict[str, Any]:
+    result = call_in_subprocess(
+        "bench.front_door:run_sdk",
+        url,
+        key,
+        variant.api,
+        n,
+        events,
+        pid,
+        core=_CLIENT_CORE,
+        timeout=timeout,
+    )
+    return dict(result)
+
+
+def _measure_variant(
+    server: LoadServer, variant: Variant, n: int, events: int, sizes: Sizes
+) -> dict[str, Any]:
+    """The three runs of one variant at one load: through the gateway, direct, embedded; each
+    `repeats` times, keeping the least-disturbed run (least time waiting for a CPU)."""
+    runs: dict[str, list[dict[str, Any]]] = {"gateway": [], "direct": [], "embedded": []}
+    for _ in range(sizes.repeats):
+        with _front_door(server, variant.v1_durable) as door:
+            runs["gateway"].append(
+                _sdk(door.v1_url, door.token, variant, n, events, door.pid, sizes.timeout)
+            )
+        runs["direct"].append(
+            _sdk(server.base_url, "sk-bench", variant, n, events, None, sizes.timeout)
+        )
+        with tempfile.TemporaryDirectory(prefix="bench-front-door-") as tmp:
+            settings = {"EVENTLOG_PATH": os.path.join(tmp, "events.sqlite3")}
+            result = call_in_subprocess(
+                "bench.daemon:run_daemon",
+                server.base_url,
+                n,
+                events,
+                variant.embedded,
+                False,
+                settings,
+                core=_DAEMON_CORE,
+                timeout=sizes.timeout,
+            )
+        runs["embedded"].append(dict(result))
+    return {
+        "gateway": min(runs["gateway"], key=lambda r: float(r["gateway_waited"])),
+        "direct": min(runs["direct"], key=lambda r: float(r["waited"])),
+        "embedded": min(runs["embedded"], key=lambda r: float(r["waited"])),
+        "all": runs,
+    }
+
+
+def _us(cpu: float, events: int) -> float:
+    return 1e6 * cpu / events
+
+
+def _check_complete(table: Table, name: str, r: dict[str, Any], expected_min: int) -> None:
+    if r["error_count"] or r["missed"] or r["events"] < expected_min:
+        table.note(
+            f"WARNING: {name} saw {r['events']:,} events ({r['missed']} missed, "
+            f"{r['error_count']} errors): {r['errors']}"
+        )
+
+
+def _paced_rows(table: Table, variant: Variant, n: int, r: dict[str, Any], target: bool) -> None:
+    gw, direct, emb = r["gateway"], r["direct"], r["embedded"]
+    label = f"{variant.label} @{n}"
+    for name, run in (("via /v1", gw), ("direct", direct)):
+        _check_complete(table, f"{label} SDK {name}", run, run["wire_events"] - 4 * n)
+        table.note(
+            f"{label} SDK {name}: {run['events']:,} events ({run['stamped']:,} stamped) in "
+            f"{run['wall']:.2f} s; latency p50 {1000 * run['p50']:.2f} / p99 "
+            f"{1000 * run['p99']:.2f} / max {1000 * run['max']:.1f} ms; SDK CPU "
+            f"{run['cpu']:.2f} s, waiting for a CPU {run['waited']:.2f} s"
+        )
+    _check_complete(table, f"{label} embedded", emb, emb["wire_events"])
+    table.note(
+        f"{label} embedded ({variant.embedded}): latency p50 {1000 * emb['p50']:.2f} / p99 "
+        f"{1000 * emb['p99']:.2f} ms; CPU {emb['cpu']:.2f} s, waiting for a CPU "
+        f"{emb['waited']:.2f} s; daemon+gateway CPU {gw['gateway_cpu']:.2f} s, waiting for a "
+        f"CPU {gw['gateway_waited']:.2f} s"
+    )
+    added_p50 = 1000 * (gw["p50"] - direct["p50"])
+    added_p99 = 1000 * (gw["p99"] - direct["p99"])
+    table.add(Row(f"{label}: p50 added latency (via /v1 - direct)", added_p50, "ms",
+                  1000 * direct["p50"], "SDK direct p50"))  # fmt: skip
+    table.add(Row(f"{label}: p99 added latency (via /v1 - direct)", added_p99, "ms",
+                  _ADDED_P99_BOUND_MS, "the 5 ms bound",
+                  at_most(1.0) if target else None))  # fmt: skip
+    relayed = _us(gw["gateway_cpu"], gw["wire_events"])
+    table.add(Row(f"{label}: daemon CPU per relayed event", relayed, "µs",
+                  _us(emb["cpu"], emb["wire_events"]), f"embedded ({variant.embedded})",
+                  at_most(2.0) if target else None))  # fmt: skip
+
+
+def _wire_rows(table: Table, variant: Variant, r: dict[str, Any]) -> None:
+    gw, direct, emb = r["gateway"], r["direct"], r["embedded"]
+    label = f"{variant.label} 1 x {gw['wire_events']:,}"
+    for name, run in (("via /v1", gw), ("direct", direct)):
+        _check_complete(table, f"{label} SDK {name}", run, run["wire_events"] - 4)
+    rate_gw = gw["events"] / max(gw["consumed"], 1e-9)
+    rate_direct = direct["events"] / max(direct["consumed"], 1e-9)
+    table.add(Row(f"{label}: SDK via /v1", rate_gw, "events/s", rate_direct,
+                  "SDK direct"))  # fmt: skip
+    table.note(
+        f"SDK via /v1 {gw['consumed']:.2f} s (SDK CPU {gw['cpu']:.2f} s, daemon+gateway CPU "
+        f"{gw['gateway_cpu']:.2f} s), direct {direct['consumed']:.2f} s (SDK CPU "
+        f"{direct['cpu']:.2f} s), embedded {emb['settled']:.2f} s (CPU {emb['cpu']:.2f} s)"
+    )
+    relayed = _us(gw["gateway_cpu"], gw["wire_events"])
+    table.add(Row(f"{label}: daemon CPU per relayed event", relayed, "µs",
+                  _us(emb["cpu"], emb["wire_events"]), f"embedded ({variant.embedded})",
+                  at_most(2.0)))  # fmt: skip
+
+
+def _stability(table: Table, label: str, r: dict[str, Any]) -> None:
+    """Every run's ratio when there were several (each row keeps one)."""
+    runs = r["all"]
+    if len(runs["gateway"]) < 2:
+        return
+    ratios = [
+        (g["gateway_cpu"] / g["wire_events"]) / (e["cpu"] / e["wire_events"])
+        for g, e in zip(runs["gateway"], runs["embedded"], strict=True)
+    ]
+    added = [
+        1000 * (g["p99"] - d["p99"]) for g, d in zip(runs["gateway"], runs["direct"], strict=True)
+    ]
+    table.note(
+        f"{label} all runs: CPU ratio {', '.join(f'{x:.2f}' for x in ratios)}; p99 added "
+        f"{', '.join(f'{x:.2f}' for x in added)} ms"
+    )
+
+
+def main(*, smoke: bool = False) -> Table:
+    """Run every front-door row and return the table (printed as it goes)."""
+    sizes = Sizes.smoke() if smoke else Sizes.full()
+    table = Table.for_run("front_door", smoke=smoke)
+    table.note(
+        f"{sizes.streams} paced streams x {sizes.events} events at {sizes.pace_ms:g} ms; "
+        f"daemon + gateway (or the embedded daemon) on core {_DAEMON_CORE}, the SDK and the load "
+        f"server on core {_CLIENT_CORE}; best of {sizes.repeats} run(s) per row"
+    )
+    with open_load_server(
+        core=_CLIENT_CORE,
+        events=sizes.events,
+        pace_ms=sizes.pace_ms,
+        pace_events=1,
+        stamp=True,
+        unique_ids=True,
+    ) as server:
+        for variant in [_VARIANTS[name] for name in sizes.paced]:
+            r = _measure_variant(server, variant, sizes.streams, sizes.events, sizes)
+            _paced_rows(table, variant, sizes.streams, r, target=True)
+            _stability(table, f"{variant.label} @{sizes.streams}", r)
+        if sizes.big_streams:
+            big = attrs.evolve(sizes, repeats=1)
+            for variant in (_CHAT, _DURABLE):
+                r = _measure_variant(server, variant, sizes.big_streams, sizes.events, big)
+                _paced_rows(table, variant, sizes.big_streams, r, target=False)
+    with open_load_server(core=_CLIENT_CORE, events=sizes.wire_events, unique_ids=True) as server:
+        for variant in [_VARIANTS[name] for name in sizes.wire]:
+            r = _measure_variant(server, variant, 1, sizes.wire_events, sizes)
+            _wire_rows(table, variant, r)
+            _stability(table, f"{variant.label} 1 x {sizes.wire_events:,}", r)
+    _notes(table)
+    return table
+
+
+def _notes(table: Table) -> None:
+    for line in (
+        "How to read it:",
+        "- added latency: per text delta, the SDK's time.monotonic() on arrival minus the load "
+        "server's stamp at send, through /v1 minus direct (a difference of percentiles of two "
+        "runs). The SDK shares core 1 with the load server in both runs.",
+        "- CPU per relayed event: the daemon + gateway process's CPU from the first measured "
+        "request until 0.3 s after the SDK saw the last event, / the events the load server "
+        "sent (Chat: the usage chunk is not relayed to a client that did not ask for it); the "
+        "reference is bench/daemon's embedded row on the same load and core.",
+    ):
+        table.note(line)
