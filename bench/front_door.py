@@ -40,6 +40,21 @@ gateway rows with the same ``x-streamvisor-session`` names): sessions, connectio
 daemon's code paths are warm, as bench/daemon's embedded rows open their sessions before the
 clock starts.
 
+What the first runs showed (2 shared cores; other test suites were running on the machine):
+Chat's CPU per relayed event was 1.5-1.9x embedded, durable Responses' 2.9-4.0x and
+``v1_durable=false`` Responses' 2.8-3.9x (the long stream: 0.7-1.1x, 1.4-1.8x, 1.7-2.8x). A
+py-spy profile (``--gil``) of the daemon + gateway under the durable Responses target load: 31%
+reading upstream (what the embedded daemon does too), 17% the relay's writes (``Responder.write``
+-> hypercorn ``app_send`` -> h11 -> ``send``: one ASGI message and one ``send`` per event, as a
+stream gets one event at a time), 11% ``_receive`` (a ``move_on_after`` deadline per batch, and a
+batch is one event), 5% re-encoding each event's JSON (``sse_event``), ~7% handing batches to the
+event log's thread, whose own CPU was another ~10% of the process's; embedded, keeping the events
+(``respond(keep_events=True)``) cost +20-30% CPU per event. At 1,000 streams the gateway's
+listener (hypercorn's default backlog, 100) overflowed (``ListenOverflows`` in /proc/net/netstat)
+and in one run 645 of 1,000 durable streams failed with "Connection reset by peer"; one
+unpaced 100,000-event Chat stream through /v1 ended after ~20,000 events with "the relay fell
+behind the stream" (its bus buffer, 65,536 events, overflowed: a Chat relay cannot resume).
+
 Every row runs three times (the 1,000-stream rows once), interleaved; each keeps its
 least-disturbed run (least time its daemon process spent runnable but waiting for a CPU: the
 machine's two cores are shared with other work), and every run's ratio is printed under it.
@@ -51,9 +66,11 @@ Smoke size (``--smoke``): Chat only for 10 streams x 20 events, durable Response
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -216,8 +233,14 @@ def _front_door(server: LoadServer, v1_durable: bool) -> Iterator[FrontDoor]:
 
 async def _sdk_streams(
     client: Any, phases: _Phases, api: str, streams: int, headers: list[dict[str, str]]
-) -> None:
+) -> list[float]:
+    """Read `streams` streams at once; return when each one's response headers came (seconds
+    after the clock started, sorted)."""
     probe = phases.probe
+    firsts: list[float] = []
+
+    def first() -> None:
+        firsts.append(time.monotonic() - phases.started)
 
     async def one(i: int) -> None:
         try:
@@ -225,6 +248,7 @@ async def _sdk_streams(
                 chat = await client.chat.completions.create(
                     model=_MODEL, messages=_MESSAGES, stream=True, extra_headers=headers[i]
                 )
+                first()  # the response's headers: the stream has started
                 async with chat:
                     async for chunk in chat:
                         probe.event(chunk.choices[0].delta.content if chunk.choices else None)
@@ -232,6 +256,7 @@ async def _sdk_streams(
                 stream = await client.responses.create(
                     model=_MODEL, input="Hello", stream=True, extra_headers=headers[i]
                 )
+                first()
                 async with stream:
                     async for event in stream:
                         text = event.delta if event.type == "response.output_text.delta" else None
@@ -244,6 +269,7 @@ async def _sdk_streams(
                 phases.errors[-1] += f" <- {exc.__cause__!r}"
 
     await _consume(phases, one, range(streams))
+    return sorted(firsts)
 
 
 async def _sdk_run(
@@ -264,8 +290,10 @@ async def _sdk_run(
     if gateway_pid:
         gateway_cpu, gateway_waited = cpu_seconds(gateway_pid), _run_delay(gateway_pid)
     phases.start()
-    await _sdk_streams(client, phases, api, streams, named)
+    started = await _sdk_streams(client, phases, api, streams, named)
     result = phases.result(streams, events)
+    result["started_p50"] = started[len(started) // 2] if started else math.nan
+    result["started_max"] = started[-1] if started else math.nan
     result["warm_errors"] = warm_up.errors[:5]
     result["warm_error_count"] = len(warm_up.errors)
     if gateway_pid:
@@ -361,8 +389,9 @@ def _paced_rows(table: Table, variant: Variant, n: int, r: dict[str, Any], targe
         table.note(
             f"{label} SDK {name}: {run['events']:,} events ({run['stamped']:,} stamped) in "
             f"{run['wall']:.2f} s; latency p50 {1000 * run['p50']:.2f} / p99 "
-            f"{1000 * run['p99']:.2f} / max {1000 * run['max']:.1f} ms; SDK CPU "
-            f"{run['cpu']:.2f} s, waiting for a CPU {run['waited']:.2f} s"
+            f"{1000 * run['p99']:.2f} / max {1000 * run['max']:.1f} ms; streams started (headers) "
+            f"p50 {1000 * run['started_p50']:.0f} / last {1000 * run['started_max']:.0f} ms; "
+            f"SDK CPU {run['cpu']:.2f} s, waiting for a CPU {run['waited']:.2f} s"
         )
     _check_complete(table, f"{label} embedded", emb, emb["wire_events"])
     table.note(
@@ -413,13 +442,14 @@ def _stability(table: Table, label: str, r: dict[str, Any]) -> None:
         (g["gateway_cpu"] / g["wire_events"]) / (e["cpu"] / e["wire_events"])
         for g, e in zip(runs["gateway"], runs["embedded"], strict=True)
     ]
-    added = [
-        1000 * (g["p99"] - d["p99"]) for g, d in zip(runs["gateway"], runs["direct"], strict=True)
-    ]
-    table.note(
-        f"{label} all runs: CPU ratio {', '.join(f'{x:.2f}' for x in ratios)}; p99 added "
-        f"{', '.join(f'{x:.2f}' for x in added)} ms"
-    )
+    line = f"{label} all runs: CPU ratio {', '.join(f'{x:.2f}' for x in ratios)}"
+    if runs["gateway"][0]["stamped"]:
+        added = [
+            1000 * (g["p99"] - d["p99"])
+            for g, d in zip(runs["gateway"], runs["direct"], strict=True)
+        ]
+        line += f"; p99 added {', '.join(f'{x:.1f}' for x in added)} ms"
+    table.note(line)
 
 
 def main(*, smoke: bool = False) -> Table:
