@@ -54,7 +54,9 @@ listener (hypercorn's default backlog, 100) overflowed (``ListenOverflows`` in /
 and in one run 645 of 1,000 durable streams failed with "Connection reset by peer"; one
 unpaced 100,000-event Chat stream through /v1 ended after ~20,000 events with "the relay fell
 behind the stream" (its bus buffer, 65,536 events, overflowed: a Chat relay cannot resume), and
-in another run after 4,554 events with no error at all (the SDK saw a clean end). 100
+the next such stream in the same session (the first one's upstream still streaming on the same
+topic) ended after 4,554 (another time 26,725) chunks with ``finish_reason: "stop"`` and no
+error: a silently truncated answer. 100
 concurrent Responses streams through /v1 got their headers 1.6-2.9 s after the requests (Chat
 0.3 s, the SDK direct 0.2 s; embedded, every stream ran on time); during that start 23% of the
 daemon's samples were in httpcore's ``AsyncConnectionPool._assign_requests_to_connections``
