@@ -258,7 +258,9 @@ async def _teardown(phases: _Phases, close: Callable[[], Awaitable[object]]) -> 
     phases.cpu_teardown = time.process_time() - cpu
 
 
-def _config(base_url: str) -> Any:
+def _config(base_url: str, **settings: str) -> Any:
+    """The repository's configuration on the load server's URL (no retries, the registry in
+    memory); `settings` are more ``STREAMVISOR_*`` variables (``EVENTLOG_PATH="..."``)."""
     from streamvisor.config import Config
 
     environ = {
@@ -266,30 +268,42 @@ def _config(base_url: str) -> Any:
         "OPENAI_BASE_URL": base_url,
         "STREAMVISOR_BACKGROUND_REGISTRY_PATH": ":memory:",
         "STREAMVISOR_OPENAI_MAX_RETRIES": "0",
+        **{f"STREAMVISOR_{key.upper()}": value for key, value in settings.items()},
     }
     path = _ROOT / "config" / "streamvisor.toml"
     return Config.load(path if path.exists() else None, environ=environ)
 
 
 async def _daemon_run(
-    base_url: str, streams: int, events: int, api: str, drain: bool = False
+    base_url: str,
+    streams: int,
+    events: int,
+    api: str,
+    drain: bool = False,
+    settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     from streamvisor.daemon import open_daemon
+    from streamvisor.openai import StreamEvent
     from streamvisor.supervisor import Missed
 
     phases = _Phases()
     probe = phases.probe
     tickets: list[Any] = []
 
-    async with open_daemon(_config(base_url)) as daemon:
+    async with open_daemon(_config(base_url, **(settings or {}))) as daemon:
 
         async def one(handle: Any) -> None:
             async with daemon.subscribe(handle.topic) as events_in:
                 try:
                     if api == "chat":
                         ticket = await handle.chat(_MODEL, _MESSAGES)
-                    else:
-                        ticket = await handle.respond(_MODEL, "Hello", durable=False)
+                    else:  # "responses" (foreground), "durable", "durable+log" (keep_events)
+                        ticket = await handle.respond(
+                            _MODEL,
+                            "Hello",
+                            durable=api.startswith("durable"),
+                            keep_events=api == "durable+log",
+                        )
                 except Exception as exc:
                     phases.failed(exc)
                     return
@@ -298,6 +312,8 @@ async def _daemon_run(
                 def take(event: Any) -> bool:
                     if isinstance(event, Missed):
                         probe.missed += event.count
+                        return False
+                    if not isinstance(event, StreamEvent):  # a durable stream's BackgroundStatus
                         return False
                     if event.type == "response.output_text.delta":
                         probe.event(event.data["delta"])
@@ -345,11 +361,18 @@ async def _daemon_run(
 
 
 def run_daemon(
-    base_url: str, streams: int, events: int, api: str, drain: bool = False
+    base_url: str,
+    streams: int,
+    events: int,
+    api: str,
+    drain: bool = False,
+    settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Child entry point: the daemon row (api "chat" or "responses"; `drain`: the subscribers
-    take every buffered event per wake-up)."""
-    return trio.run(_daemon_run, base_url, streams, events, api, drain)
+    """Child entry point: the daemon row (api "chat", "responses" (``durable=False``),
+    "durable" or "durable+log" (durable, its events kept in the event log, as ``/v1`` keeps
+    them); `drain`: the subscribers take every buffered event per wake-up; `settings`: more
+    ``STREAMVISOR_*`` variables, see `_config`)."""
+    return trio.run(_daemon_run, base_url, streams, events, api, drain, settings)
 
 
 async def _httpx_run(
