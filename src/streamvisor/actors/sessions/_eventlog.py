@@ -56,7 +56,8 @@ _SCHEMA: Final = (
 @attrs.frozen
 class LoggedResponse:
     """What the log knows of a response: ``session_id`` (whose topic carries it live),
-    ``background`` (what the client asked, None if not said), ``last_seq``, ``terminal`` (the
+    ``background`` (what the client asked, None if not said), ``last_seq`` (in memory: the last
+    kept; read back: as of the record's last write), ``terminal`` (the
     terminal event's type once logged), ``truncated`` (it outgrew ``max_events``)."""
 
     response_id: str
@@ -89,7 +90,6 @@ class _Open:
     last_seq: int | None = None
     terminal: str | None = None
     truncated: bool = False
-    dirty: bool = True
 
 
 class EventLog:
@@ -109,6 +109,8 @@ class EventLog:
         self.retention = retention
         self.max_events = max_events
         self._open: dict[str, _Open] = {}
+        #: Responses whose record (not their events) must be written at the next flush.
+        self._dirty: set[str] = set()
         #: Events appended and not yet handed to the writer: (response_id, event).
         self._pending: list[StreamEvent] = []
         #: The batch the writer thread holds now (read by `read` until it is committed).
@@ -133,7 +135,7 @@ class EventLog:
             entry = self._open[response_id] = _Open(session_id)
         entry.background = background
         entry.session_id = session_id or entry.session_id
-        entry.dirty = True
+        self._dirty.add(response_id)
         self._kick()
 
     def append(self, event: StreamEvent) -> None:
@@ -146,19 +148,25 @@ class EventLog:
         entry = self._open.get(rid)
         if entry is None:
             entry = self._open[rid] = _Open(event.session_id)
+            self._dirty.add(rid)
         seq = event.sequence_number
         if (entry.last_seq is not None and seq <= entry.last_seq) or entry.truncated:
             return
         if entry.count >= self.max_events:
-            entry.truncated = entry.dirty = True
+            entry.truncated = True
+            self._dirty.add(rid)
             log.warning("eventlog.truncated", response_id=rid, max_events=self.max_events)
             self._kick()
             return
         entry.count += 1
         entry.last_seq = seq
-        entry.dirty = True
+        # The record is rewritten when something in it matters (its end), and now and then as
+        # a sign of life for the retention: not with every event (that doubled the writes).
         if event.type in TERMINAL_TYPES:
             entry.terminal = event.type
+            self._dirty.add(rid)
+        elif not entry.count % _HEARTBEAT:
+            self._dirty.add(rid)
         self._pending.append(event)
         if len(self._pending) >= _BATCH:
             self._kick()
@@ -329,20 +337,22 @@ class EventLog:
         batch, self._pending = self._pending, []
         metas: list[tuple[Any, ...]] = []
         finished: list[str] = []
-        for rid, entry in self._open.items():
-            if entry.dirty:
-                entry.dirty = False
-                background = None if entry.background is None else int(entry.background)
-                metas.append(
-                    (
-                        rid,
-                        entry.session_id,
-                        background,
-                        entry.last_seq,
-                        entry.terminal,
-                        int(entry.truncated),
-                    )
+        dirty, self._dirty = self._dirty, set()
+        for rid in dirty:
+            entry = self._open.get(rid)
+            if entry is None:  # forgotten meanwhile
+                continue
+            background = None if entry.background is None else int(entry.background)
+            metas.append(
+                (
+                    rid,
+                    entry.session_id,
+                    background,
+                    entry.last_seq,
+                    entry.terminal,
+                    int(entry.truncated),
                 )
+            )
             if entry.terminal is not None or entry.truncated:
                 finished.append(rid)
         if not batch and not metas:
@@ -353,9 +363,8 @@ class EventLog:
         finally:
             self._writing = []
         for rid in finished:  # written with its terminal event: memory no longer needed
-            done = self._open.get(rid)
-            if done is not None and not done.dirty:
-                del self._open[rid]
+            if rid not in self._dirty:
+                self._open.pop(rid, None)
 
     async def _run(self, flush_interval: float, purge_interval: float) -> None:
         next_purge = trio.current_time()
@@ -376,6 +385,8 @@ class EventLog:
 
 #: Pending events that wake the flusher before its interval.
 _BATCH: Final = 2048
+#: Events after which a long stream's record is rewritten (its retention clock restarts).
+_HEARTBEAT: Final = 4096
 #: Deleted response ids remembered (so a stream winding down does not log them again).
 _FORGOTTEN_KEPT: Final = 10_000
 
