@@ -18,7 +18,9 @@ v1_durable``; the embedded reference then streams ``respond(durable=True)``, the
 default; a ``v1_durable=false`` row against ``respond(durable=False)`` follows):
 
 1. **Paced load**: N streams, every text delta stamped by the load server at send. N = 100 for
-   the targets, 60 events each, one event per stream every 100 ms (the server ticks every 20 ms
+   the targets, 200 events each as in bench/daemon (60 in the first runs: a stream's start,
+   durable tracking and connection assignment, then weighed on too few events), one event per
+   stream every 100 ms (the server ticks every 20 ms
    and writes to a fifth of the streams per tick, ``spread``, as independent streams arrive);
    N = 1,000 for information, 20 events each, one per stream per second. Both offer 1,000
    events/s. Not bench/daemon's pace (one event per stream every 20 ms, all streams on every
@@ -146,7 +148,7 @@ class Sizes:
     def full(cls, repeats: int = 3) -> Sizes:
         return cls(
             paced=(
-                Load(100, 60, 20.0, 5, True, ("chat", "durable", "foreground"), repeats),
+                Load(100, 200, 20.0, 5, True, ("chat", "durable", "foreground"), repeats),
                 Load(1000, 20, 20.0, 50, False, ("chat", "durable"), 1),
             ),
             wire_events=100_000,
