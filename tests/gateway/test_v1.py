@@ -206,6 +206,17 @@ class TestResponsesStreams:
         assert upstream is not None
         assert upstream.body["background"] is True
 
+    async def test_a_finished_plain_stream_retrieved_later_still_says_background_false(
+        self, v1: httpx.AsyncClient, daemon: Daemon
+    ) -> None:
+        frames = await events(v1, "POST", "/responses", json=long_body(3))
+        rid = frames[0][1]["response"]["id"]
+        await daemon.event_log.flush()  # written: the log's memory of it is gone
+        assert daemon.event_log.known(rid) is None
+        retrieved = (await v1.get(f"/responses/{rid}")).json()
+        assert retrieved["background"] is False
+        assert retrieved["status"] == "completed"
+
     async def test_a_client_that_asked_background_gets_it_as_sent(
         self, v1: httpx.AsyncClient
     ) -> None:

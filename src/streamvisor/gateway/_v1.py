@@ -368,7 +368,7 @@ async def _retrieve_response(call: V1Call) -> None:
         return
     include = [v for k, v in call.query.items() if k in ("include", "include[]")]
     polled = await call.app.daemon.client.retrieve_response(rid, include=include or None)
-    known = call.app.daemon.event_log.known(rid)
+    known = await call.app.daemon.event_log.describe(rid)
     if known is not None and known.background is not None:
         view = client_view("response.completed", {"response": polled.response}, known.background)
         await call.out.json(200, view["response"] if view is not None else polled.response)

@@ -210,6 +210,17 @@ class EventLog:
         last = ordered[-1][0] if ordered else after
         return LogRead(meta, tuple(ordered), last)
 
+    async def describe(self, response_id: str) -> LoggedResponse | None:
+        """What the log knows of ``response_id`` (memory first, then the database), or None.
+        Raises ``sqlite3.Error`` if the database cannot be read."""
+        if response_id in self._forgotten:
+            return None
+        known = self.known(response_id)
+        if known is not None:
+            return known
+        _, meta = await trio.to_thread.run_sync(self._select, response_id, _NO_EVENTS)
+        return meta
+
     def known(self, response_id: str) -> LoggedResponse | None:
         """What the log knows of a response it is keeping now (memory only), else None."""
         entry = self._open.get(response_id)
@@ -383,6 +394,8 @@ class EventLog:
                 log.warning("eventlog.write_failed", error=repr(exc))
 
 
+#: A cursor past every sequence number: `describe` reads a record without its events.
+_NO_EVENTS: Final = 2**62
 #: Pending events that wake the flusher before its interval.
 _BATCH: Final = 2048
 #: Events after which a long stream's record is rewritten (its retention clock restarts).
