@@ -232,6 +232,17 @@ _TOPIC: Final[JSON] = {
 # --------------------------------------------------------------------------------- the routes
 
 
+#: Where a started session stream leads: wait for it, stop it, list the session's streams.
+_STREAM_LINKS: Final = {
+    "WaitForIt": (
+        "sessionWait",
+        {"session": "$request.path.session", "stream": "$response.body#/stream_id"},
+    ),
+    "StopIt": ("sessionStop", {"session": "$request.path.session"}),
+    "ListStreams": ("sessionStreams", {"session": "$request.path.session"}),
+}
+
+
 def _gateway_paths() -> JSON:
     bg, sessions, files, agents, bus = "background", "sessions", "files", "agents", "events"
     return {
@@ -291,14 +302,7 @@ def _gateway_paths() -> JSON:
                 (*_BODY, *_UPSTREAM),
                 tag=sessions,
                 body=_json_body("ChatRequest"),
-                links={
-                    "WaitForIt": (
-                        "sessionWait",
-                        {"session": "$request.path.session", "stream": "$response.body#/stream_id"},
-                    ),
-                    "StopIt": ("sessionStop", {"session": "$request.path.session"}),
-                    "ListStreams": ("sessionStreams", {"session": "$request.path.session"}),
-                },
+                links=_STREAM_LINKS,
             ),
         },
         "/sessions/{session}/responses": {
@@ -310,14 +314,7 @@ def _gateway_paths() -> JSON:
                 (*_BODY, *_UPSTREAM),
                 tag=sessions,
                 body=_json_body("ResponsesRequest"),
-                links={
-                    "WaitForIt": (
-                        "sessionWait",
-                        {"session": "$request.path.session", "stream": "$response.body#/stream_id"},
-                    ),
-                    "StopIt": ("sessionStop", {"session": "$request.path.session"}),
-                    "ListStreams": ("sessionStreams", {"session": "$request.path.session"}),
-                },
+                links=_STREAM_LINKS,
             ),
         },
         "/sessions/{session}/stop": {
