@@ -41,9 +41,6 @@ from ._validation import check_model, encode_json, id_segment
 
 __all__ = ["OpenAIClient", "Polled"]
 
-#: Server errors that say the request was refused before any work began (503: overloaded, "try
-#: again later"): a background create answered so can be retried without running twice.
-_NOT_PROCESSED = frozenset({503})
 
 log = structlog.get_logger("streamvisor.openai")
 
@@ -276,7 +273,6 @@ class OpenAIClient(FilesMixin):
             if (
                 background_create
                 and response.status_code >= 500
-                and response.status_code not in _NOT_PROCESSED
                 and response.headers.get("x-should-retry") != "true"
             ):
                 log.warning(
