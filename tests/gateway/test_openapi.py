@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -31,7 +30,6 @@ import httpx
 import jsonschema
 import pytest
 import schemathesis
-import trio
 from hypothesis import HealthCheck, Phase, settings
 from openapi_spec_validator import validate
 from schemathesis.checks import not_a_server_error
@@ -51,17 +49,15 @@ from streamvisor.actors import (
 )
 from streamvisor.actors.files._rules import LISTED_PURPOSES
 from streamvisor.actors.sessions._requests import _STREAM_ID, CHAT_ROLES, INPUT_ROLES
-from streamvisor.daemon import open_daemon
-from streamvisor.gateway import Gateway, _openapi_schemas, serve_gateway
+from streamvisor.gateway import Gateway, _openapi_schemas
 from streamvisor.gateway import _v1 as v1_routes
 from streamvisor.gateway._app import _ROUTES
 from streamvisor.gateway._encode import bus_item
 from streamvisor.gateway._openapi import openapi_document
 from streamvisor.gateway._ops import background_json
 from streamvisor.gateway._ws import _OPS
-from streamvisor.mockapi import MockAPIConfig
 from streamvisor.supervisor import Missed
-from streamvisor.testing import FAST_MOCKAPI, daemon_config
+from streamvisor.testing import gateway_thread
 
 #: The repository: the folder that holds the ``tests`` package.
 ROOT: Final = Path(tests.__file__).resolve().parent.parent
@@ -192,58 +188,13 @@ class TestGatewayMd:
 # ------------------------------------------------------------------------- the contract test
 
 
-class RunningGateway:
-    """A daemon on its embedded server and its gateway, in a trio loop on a thread of its own,
-    for a module's synchronous tests."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.gateway: Gateway | None = None
-        self.error: BaseException | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._stop: trio.Event | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main_thread, name="openapi", daemon=True)
-
-    def _main_thread(self) -> None:
-        try:
-            trio.run(self._main)
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self._ready.set()
-
-    async def _main(self) -> None:
-        mockapi = MockAPIConfig(**FAST_MOCKAPI)
-        async with (
-            open_daemon(daemon_config(self.root), mockapi=mockapi, configure_logs=False) as daemon,
-            serve_gateway(daemon, token=TOKEN) as gateway,
-        ):
-            self.gateway = gateway
-            self._stop = trio.Event()
-            self._token = trio.lowlevel.current_trio_token()
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> Gateway:
-        self._thread.start()
-        self._ready.wait(60)
-        if self.gateway is None:
-            raise RuntimeError(f"the gateway did not start: {self.error!r}")
-        return self.gateway
-
-    def __exit__(self, *exc: object) -> None:
-        if self._token is not None and self._stop is not None and self._thread.is_alive():
-            trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
-        self._thread.join(30)
-        if self.error is not None:
-            raise AssertionError(f"the daemon failed: {self.error!r}") from self.error
-
-
 @pytest.fixture(scope="module")
 def running_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with RunningGateway(tmp_path_factory.mktemp("openapi")) as gateway:
-        yield gateway
+    """A daemon on its embedded server and its gateway, on a thread of their own (schemathesis
+    calls synchronously), for the whole module."""
+    with gateway_thread(tmp_path_factory.mktemp("openapi"), token=TOKEN) as running:
+        yield running.gateway
+    assert running.error is None, f"the daemon failed: {running.error!r}"
 
 
 def _schema() -> Any:
