@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
-import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final
 
@@ -21,10 +20,9 @@ from ..daemon import Daemon
 from ..supervisor import SubscriberOverflow
 from . import _ops
 from ._access import Access, new_token, request_headers
-from ._checks import check_id, check_name, check_topic
+from ._checks import check_id, check_name, check_topic, parse_cursor
 from ._encode import bus_item, sse_frame
 from ._errors import (
-    BadRequest,
     GatewayError,
     NotAuthenticated,
     NotFound,
@@ -39,9 +37,9 @@ from ._http import (
     Scope,
     Send,
     dumps,
-    parse_form,
     path_segments,
     serve_watched,
+    upload_form,
 )
 from ._routing import FORM, JSON, Route, match_route, read_admitted
 from ._v1 import V1Sessions, serve_v1
@@ -58,8 +56,6 @@ MAX_JSON: Final = 4 * 1024 * 1024
 #: Largest upload (the whole multipart body) ``POST /files`` accepts by default.
 MAX_UPLOAD_BYTES: Final = 64 * 1024 * 1024
 
-#: A ``starting_after`` cursor: a sequence number, in decimal digits.
-_CURSOR: Final = re.compile(r"[0-9]{1,18}")
 
 Handler = Callable[["GatewayApp", Request, Responder], Awaitable[None]]
 
@@ -170,15 +166,7 @@ async def _background_events(app: GatewayApp, request: Request, out: Responder) 
     event stream (the server replays what follows the cursor) as server-sent events, until its
     terminal event. A stream that breaks ends with ``event: end`` naming the error: reconnect
     with ``starting_after`` = the last ``sequence_number`` received."""
-    raw = request.query.get("starting_after")
-    starting_after: int | None = None
-    if raw is not None:
-        # Digits only, in full: int() would take " 1", "1\n", "+1" and "1_0".
-        if _CURSOR.fullmatch(raw) is None:
-            raise BadRequest(
-                "'starting_after' must be an integer from 0 to 10**18", field="starting_after"
-            )
-        starting_after = int(raw)
+    starting_after = parse_cursor(request.query.get("starting_after"))
     async with app.daemon.background.stream(request.params["id"], starting_after) as events:
         await out.start(200, _SSE_HEADERS)
         out.farewell = _GATEWAY_STOPPING
@@ -204,17 +192,7 @@ async def _files_list(app: GatewayApp, request: Request, out: Responder) -> None
 
 
 async def _files_upload(app: GatewayApp, request: Request, out: Responder) -> None:
-    form = parse_form(request.headers.get("content-type", ""), request.body)
-    part = form.get("file")
-    if part is None:
-        raise BadRequest("the form has no 'file' field", field="file")
-    purpose_part = form.get("purpose")
-    purpose = "user_data"
-    if purpose_part is not None:
-        try:
-            purpose = purpose_part.data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise BadRequest("'purpose' must be UTF-8 text", field="purpose") from None
+    part, purpose = upload_form(request.headers, request.body, "user_data")
     file = await app.daemon.files.upload(part.data, purpose=purpose, filename=part.filename)
     await out.json(200, file)
 

@@ -22,7 +22,7 @@ from typing import Any, Final
 from ..actors import NAME_PATTERN, is_topic_pattern
 from ..openai import API_ID_PATTERN, MAX_JSON_DEPTH, InvalidParameter, check_json
 from ..supervisor import InvalidPattern
-from ._errors import InvalidId, InvalidJSON, UnsupportedMediaType
+from ._errors import BadRequest, InvalidId, InvalidJSON, UnsupportedMediaType
 
 __all__ = [
     "MAX_DEPTH",
@@ -31,12 +31,30 @@ __all__ = [
     "check_name",
     "check_topic",
     "media_type",
+    "parse_cursor",
     "parse_json",
 ]
 
 #: Deepest nesting of arrays and objects a JSON body may have: the wire layer's own bound
 #: (request bodies of the OpenAI API stay far below it).
 MAX_DEPTH: Final = MAX_JSON_DEPTH
+
+#: A ``starting_after`` cursor: a sequence number, in decimal digits.
+_CURSOR: Final = re.compile(r"[0-9]{1,18}")
+
+
+def parse_cursor(raw: str | None) -> int | None:
+    """A ``starting_after`` query value as a sequence number (None when absent). Digits only,
+    in full: ``int()`` would take ``" 1"``, ``"1\n"``, ``"+1"`` and ``"1_0"``. Raises
+    `BadRequest` naming ``starting_after``."""
+    if raw is None:
+        return None
+    if _CURSOR.fullmatch(raw) is None:
+        raise BadRequest(
+            "'starting_after' must be an integer from 0 to 10**18", field="starting_after"
+        )
+    return int(raw)
+
 
 #: Response, file and stream ids: what the API and the daemon issue (``resp_...``, ``file-...``);
 #: the wire layer's own rule, so the gateway and the Python facade accept the same ids.

@@ -43,6 +43,7 @@ __all__ = [
     "path_segments",
     "read_body",
     "serve_watched",
+    "upload_form",
     "watch_disconnect",
 ]
 
@@ -305,3 +306,23 @@ def path_segments(scope: Scope) -> tuple[str, ...]:
     except UnicodeDecodeError:
         raise BadRequest("the request path is not UTF-8") from None
     return () if segments == ("",) else segments
+
+
+def upload_form(
+    headers: Mapping[str, str], body: bytes, default_purpose: str | None
+) -> tuple[FormPart, str]:
+    """A file upload's multipart form: its ``file`` part and its ``purpose`` (UTF-8 text;
+    ``default_purpose`` when absent, None: required). Raises `BadRequest` naming the field."""
+    form = parse_form(headers.get("content-type", ""), body)
+    part = form.get("file")
+    if part is None:
+        raise BadRequest("the form has no 'file' field", field="file")
+    purpose_part = form.get("purpose")
+    if purpose_part is None:
+        if default_purpose is None:
+            raise BadRequest("the form has no 'purpose' field", field="purpose")
+        return part, default_purpose
+    try:
+        return part, purpose_part.data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise BadRequest("'purpose' must be UTF-8 text", field="purpose") from None

@@ -55,7 +55,7 @@ from ..openai import (
     PermissionDeniedError,
     check_json,
 )
-from ._checks import parse_json
+from ._checks import parse_cursor, parse_json
 from ._errors import (
     BadRequest,
     GatewayError,
@@ -74,6 +74,7 @@ from ._http import (
     parse_query,
     path_segments,
     serve_watched,
+    upload_form,
 )
 from ._routing import FORM, JSON, Route, match_route, read_admitted
 from ._v1_relay import relay_chat, relay_response, resume_response
@@ -90,8 +91,6 @@ log = structlog.get_logger("streamvisor.gateway")
 SESSION_HEADER: Final = "x-streamvisor-session"
 #: Largest JSON body ``/v1`` takes (images and files inline as base64 make big requests).
 MAX_V1_JSON: Final = 32 * 1024 * 1024
-#: A ``starting_after`` cursor: a sequence number, in decimal digits.
-_CURSOR: Final = re.compile(r"[0-9]{1,18}")
 #: What the API says when the key is wrong; the SDKs raise ``AuthenticationError``.
 _BAD_KEY: Final = (
     "Incorrect API key provided. This is a streamvisor gateway: use its token as the API key "
@@ -347,14 +346,7 @@ async def _create_background(
 
 
 def _cursor(query: Mapping[str, str]) -> int | None:
-    raw = query.get("starting_after")
-    if raw is None or raw == "":
-        return None
-    if _CURSOR.fullmatch(raw) is None:  # digits only, in full: int() takes " 1" and "1_0"
-        raise BadRequest(
-            "'starting_after' must be an integer from 0 to 10**18", field="starting_after"
-        )
-    return int(raw)
+    return parse_cursor(query.get("starting_after") or None)  # an empty value: none, as the SDKs
 
 
 async def _retrieve_response(call: V1Call) -> None:
@@ -390,17 +382,7 @@ async def _delete_response(call: V1Call) -> None:
 
 
 async def _files_create(call: V1Call) -> None:
-    form = parse_form(call.headers.get("content-type", ""), call.body)
-    part = form.get("file")
-    if part is None:
-        raise BadRequest("the form has no 'file' field", field="file")
-    purpose_part = form.get("purpose")
-    if purpose_part is None:
-        raise BadRequest("the form has no 'purpose' field", field="purpose")
-    try:
-        purpose = purpose_part.data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise BadRequest("'purpose' must be UTF-8 text", field="purpose") from None
+    part, purpose = upload_form(call.headers, call.body, None)  # the API requires purpose
     file = await call.app.daemon.files.upload(part.data, purpose=purpose, filename=part.filename)
     await call.out.json(200, file)
 
