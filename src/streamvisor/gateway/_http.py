@@ -38,6 +38,7 @@ __all__ = [
     "Scope",
     "Send",
     "dumps",
+    "json_object",
     "parse_form",
     "parse_query",
     "path_segments",
@@ -111,14 +112,20 @@ class Request:
         Raises `InvalidJSON` if it is not JSON (see `parse_json`), `BadRequest` if it is not an
         object.
         """
-        if not self.body.strip():
-            if empty_ok:
-                return {}
-            raise BadRequest("the request body must be a JSON object")
-        value = parse_json(self.body)
-        if not isinstance(value, dict):
-            raise BadRequest("the request body must be a JSON object")
-        return value
+        return json_object(self.body, empty_ok=empty_ok)
+
+
+def json_object(body: bytes, *, empty_ok: bool = False) -> dict[str, Any]:
+    """``body`` as a JSON object (``{}`` for an empty body when ``empty_ok``). Raises
+    `InvalidJSON` if it is not JSON (see `parse_json`), `BadRequest` if it is not an object."""
+    if not body.strip():
+        if empty_ok:
+            return {}
+        raise BadRequest("the request body must be a JSON object")
+    value = parse_json(body)
+    if not isinstance(value, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return value
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

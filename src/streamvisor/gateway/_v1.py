@@ -55,7 +55,7 @@ from ..openai import (
     PermissionDeniedError,
     check_json,
 )
-from ._checks import parse_cursor, parse_json
+from ._checks import parse_cursor
 from ._errors import (
     BadRequest,
     GatewayError,
@@ -70,6 +70,7 @@ from ._http import (
     Receive,
     Responder,
     Scope,
+    json_object,
     parse_form,
     parse_query,
     path_segments,
@@ -115,12 +116,7 @@ class V1Call:
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object. Raises `BadRequest` (not a JSON object) / `InvalidJSON`."""
-        if not self.body.strip():
-            raise BadRequest("the request body must be a JSON object")
-        value = parse_json(self.body)
-        if not isinstance(value, dict):
-            raise BadRequest("the request body must be a JSON object")
-        return value
+        return json_object(self.body)
 
 
 # ------------------------------------------------------------------------------------ errors

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 import trio
 
-from ..actors import SessionHandle
+from ..actors import LogRead, SessionHandle
 from ..openai import (
     APIConnectionError,
     InternalServerError,
@@ -203,10 +203,12 @@ class _ResponseRelay:
 
     async def from_log(self) -> bool:
         """Send what the event log holds after the cursor. True if the stream is over."""
-        read = await self.app.daemon.event_log.read(self.response_id, self.last)
-        frames = [f for f in (self._frame(s, t, d) for s, t, d in read.frames) if f]
-        await self.send_frames(frames)
+        await self.send_read(await self.app.daemon.event_log.read(self.response_id, self.last))
         return self.finished()
+
+    async def send_read(self, read: LogRead) -> None:
+        """Send the frames of a log read (each at most once, as `_frame` decides)."""
+        await self.send_frames([f for f in (self._frame(s, t, d) for s, t, d in read.frames) if f])
 
     async def live(self, sub: Subscription[Any], session: SessionHandle | None) -> None:
         """Send the response's events from the session's topic until its terminal event; fall
@@ -260,12 +262,15 @@ class _ResponseRelay:
             await self.send_frames(frames)
 
     async def upstream(self) -> None:
-        """Resume from the API after the cursor, as a session resumes a durable stream."""
+        """Resume from the API after the cursor, as a session resumes a durable stream (the
+        response's headers go out once the first resume is open, if they had not)."""
         failures = 0
         while not self.finished():
             progressed = False
             try:
                 async with self.app.daemon.background.stream(self.response_id, self.last) as events:
+                    if not self.out.started:  # the API's refusal of the first open is a status
+                        await self.out.start(200, SSE_HEADERS)
                     async for event in events:
                         frame = self._frame(event.sequence_number, event.type, event.data)
                         progressed = True
@@ -355,14 +360,6 @@ async def resume_response(
             # errors as its status (404 for a deleted response).
             relay = _ResponseRelay(app, out, response_id, background=True)
             relay.last = after
-            async with daemon.background.stream(response_id, after) as events:
-                await out.start(200, SSE_HEADERS)
-                async for event in events:
-                    frame = relay._frame(event.sequence_number, event.type, event.data)
-                    if frame is not None:
-                        await out.write(frame)
-                    if relay.finished():
-                        return
             await relay.upstream()
             return
         relay = _ResponseRelay(
@@ -374,9 +371,7 @@ async def resume_response(
             obfuscate=obfuscate,
         )
         await out.start(200, SSE_HEADERS)
-        await relay.send_frames(
-            [f for f in (relay._frame(s, t, d) for s, t, d in read.frames) if f]
-        )
+        await relay.send_read(read)
         if relay.finished():
             return
         if running:
