@@ -656,6 +656,18 @@ class TestCreate:
         assert record.status == "queued"
         assert record.mode == "poll"
 
+    async def test_create_with_response_answers_the_apis_own_answer_beside_the_record(
+        self, autojump_clock: Clock
+    ) -> None:
+        async with rig() as r:
+            record, response = await r.handle.create_with_response(
+                "think", "gpt-4o", force_store=False, store=False
+            )
+        (body,) = r.api.posts
+        assert body["store"] is False  # the caller's own store, not forced
+        assert response["id"] == record.response_id
+        assert response["status"] == record.status == "queued"
+
     async def test_a_create_with_an_unknown_outcome_is_not_retried_and_is_surfaced(
         self, autojump_clock: Clock
     ) -> None:

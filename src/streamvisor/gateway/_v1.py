@@ -33,7 +33,6 @@ import structlog
 import trio
 
 from ..actors import (
-    BackgroundStatus,
     FileInputError,
     FileRejected,
     FileUploadFailed,
@@ -316,29 +315,17 @@ async def _create_response(call: V1Call) -> None:
 async def _create_background(
     call: V1Call, body: Mapping[str, Any], params: dict[str, Any]
 ) -> Mapping[str, Any]:
-    """A background response, registered and polled by the daemon; the API's answer (the
-    Response, usually ``queued``) as the poller published it."""
-    daemon = call.app.daemon
-    async with daemon.subscribe("background.*") as statuses:
-        # The client's own store (or the API's default): how long its data is kept is its call.
-        record = await daemon.background.create(
-            body.get("input"),
-            str(body.get("model") or ""),
-            owner=call.session_id,
-            force_store=False,
-            **params,
-        )
-        rid = record.response_id
-        with trio.move_on_after(1.0):
-            while True:  # published before create returned: it is in the buffer
-                item = await statuses.receive()
-                if (
-                    isinstance(item, BackgroundStatus)
-                    and item.response_id == rid
-                    and item.response is not None
-                ):
-                    return item.response
-    return (await daemon.client.retrieve_response(rid)).response
+    """A background response, registered and polled by the daemon; the API's answer to its
+    create (the Response, usually ``queued``)."""
+    # The client's own store (or the API's default): how long its data is kept is its call.
+    _, response = await call.app.daemon.background.create_with_response(
+        body.get("input"),
+        str(body.get("model") or ""),
+        owner=call.session_id,
+        force_store=False,
+        **params,
+    )
+    return response
 
 
 def _cursor(query: Mapping[str, str]) -> int | None:

@@ -150,6 +150,31 @@ class BackgroundHandle:
             NotRegistered: created, but the registry write failed (``.response`` to cancel it).
             APIStatusError / APIConnectionError (and subclasses): the create failed.
         """
+        body = self._create_body(input, model, owner, force_store, params)
+        result: TrackedResponse = await call(self._target, Create(body, owner), timeout)
+        return result
+
+    async def create_with_response(
+        self,
+        input: Any,
+        model: str,
+        *,
+        owner: str | None = None,
+        force_store: bool = True,
+        timeout: float | None = 120.0,  # noqa: ASYNC109
+        **params: Any,
+    ) -> tuple[TrackedResponse, dict[str, Any]]:
+        """`create`, answering the registry's record and the API's own answer to the create (the
+        Response, usually ``queued``). Raises as `create`."""
+        request = Create(self._create_body(input, model, owner, force_store, params), owner, True)
+        result: tuple[TrackedResponse, dict[str, Any]] = await call(self._target, request, timeout)
+        return result
+
+    @staticmethod
+    def _create_body(
+        input: Any, model: str, owner: str | None, force_store: bool, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The create body (flags forced, model rules applied), checked before any hop."""
         if not isinstance(model, str) or not model:
             raise InvalidBackgroundRequest(f"model must be a non-empty string, got {model!r}")
         check_owner(owner)
@@ -174,8 +199,7 @@ class BackgroundHandle:
         body, dropped = apply_model_rules("responses", body)
         if dropped:
             log.info("background.params_dropped", model=model, params=list(dropped))
-        result: TrackedResponse = await call(self._target, Create(body, owner), timeout)
-        return result
+        return body
 
     async def poll(
         self,

@@ -44,6 +44,8 @@ class Create:
 
     body: Mapping[str, Any]
     owner: str | None
+    #: Answer ``(record, the API's Response)`` instead of the record alone.
+    with_response: bool = False
 
 
 @attrs.frozen

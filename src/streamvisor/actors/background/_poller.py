@@ -33,7 +33,7 @@ import contextlib
 import math
 import random as _random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Final
 
@@ -350,7 +350,7 @@ class BackgroundPoller(Actor):
 
     async def handle_call(self, request: Any, caller: Caller) -> Any:
         if isinstance(request, Create):
-            return self._answer(caller, lambda: self._create(request.body, request.owner))
+            return self._answer(caller, lambda: self._create(request))
         if isinstance(request, Poll):
             return self._answer(caller, lambda: self._poll(request.response_id))
         if isinstance(request, Cancel):
@@ -400,7 +400,9 @@ class BackgroundPoller(Actor):
 
     # -- the operations ------------------------------------------------------------------------
 
-    async def _create(self, body: Mapping[str, Any], owner: str | None) -> TrackedResponse:
+    async def _create(self, request: Create) -> Any:
+        """Create, register and follow; the record (or ``(record, Response)``, as asked)."""
+        body, owner = request.body, request.owner
         shared = self.shared
         try:
             response = await shared.client.create_response(body)
@@ -440,7 +442,7 @@ class BackgroundPoller(Actor):
         publish(shared.bus, BackgroundStatus(response_id, status, None, response, at, owner))
         log.info("background.created", response_id=response_id, status=status, owner=owner)
         await self._ensure_polled(record, poll_delay(None, self._section))
-        return record
+        return (record, response) if request.with_response else record
 
     async def _poll(self, response_id: str) -> dict[str, Any]:
         shared = self.shared
