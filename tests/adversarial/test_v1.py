@@ -8,7 +8,6 @@ OpenAI's own keys (``param``, ``code``), so an SDK raises its typed exception fo
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Final
 
 import attrs
@@ -21,22 +20,15 @@ from streamvisor.gateway import _v1
 from . import _inputs as bad
 from .conftest import ADVERSARIAL, HELLO, MODEL, RunningDaemon, route_refuses
 from .test_gateway import TOO_LARGE, escape
+from .test_gateway import Route as GatewayRoute
 
 JSON: Final = {"content-type": "application/json"}
 
 
 @attrs.frozen
-class Route:
-    """One ``/v1`` route and a request it would accept (``body`` None: no JSON body)."""
-
-    method: str
-    template: str
-    body: dict[str, Any] | None = None
-    wrong: dict[str, tuple[Any, ...]] = attrs.field(factory=dict)
-
-    @property
-    def params(self) -> list[str]:
-        return re.findall(r"\{(\w+)\}", self.template)
+class Route(GatewayRoute):
+    """One ``/v1`` route and a request it would accept (``body`` None: no JSON body); its
+    template is relative to ``/v1``."""
 
     def target(self, **values: str) -> str:
         path = self.template
