@@ -78,7 +78,7 @@ from ._http import (
 )
 from ._routing import FORM, JSON, Route, match_route, read_admitted
 from ._v1_relay import relay_chat, relay_response, resume_response
-from ._v1_wire import ChatChunks, client_view, openai_error
+from ._v1_wire import ChatChunks, openai_error, plain_response
 
 if TYPE_CHECKING:
     from ._app import GatewayApp
@@ -344,11 +344,8 @@ async def _retrieve_response(call: V1Call) -> None:
     include = [v for k, v in call.query.items() if k in ("include", "include[]")]
     polled = await call.app.daemon.client.retrieve_response(rid, include=include or None)
     known = await call.app.daemon.event_log.describe(rid)
-    if known is not None and known.background is not None:
-        view = client_view("response.completed", {"response": polled.response}, known.background)
-        await call.out.json(200, view["response"] if view is not None else polled.response)
-        return
-    await call.out.json(200, polled.response)
+    plain = known is not None and known.background is False  # it ran durable for a plain ask
+    await call.out.json(200, plain_response(polled.response) if plain else polled.response)
 
 
 async def _cancel_response(call: V1Call) -> None:

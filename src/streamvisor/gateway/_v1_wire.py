@@ -21,7 +21,15 @@ from typing import Any, Final
 
 from streamvisor.openai import StreamEvent
 
-__all__ = ["ChatChunks", "client_view", "openai_error", "padding", "sse_data", "sse_event"]
+__all__ = [
+    "ChatChunks",
+    "client_view",
+    "openai_error",
+    "padding",
+    "plain_response",
+    "sse_data",
+    "sse_event",
+]
 
 _DONE: Final = "data: [DONE]\n\n"
 
@@ -86,11 +94,19 @@ def client_view(type_: str, data: Mapping[str, Any], background: bool) -> Mappin
     if type_ in _RESPONSE_EVENTS:
         response = data.get("response")
         if isinstance(response, Mapping) and response.get("background"):
-            patched = {**response, "background": False}
-            if patched.get("status") == "queued":
-                patched["status"] = "in_progress"
-            return {**data, "response": patched}
+            return {**data, "response": plain_response(response)}
     return data
+
+
+def plain_response(response: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A Response the daemon ran in background mode, as the client that asked for a plain one
+    sees it: ``background: false``, ``queued`` read as ``in_progress``."""
+    if not response.get("background"):
+        return response
+    patched = {**response, "background": False}
+    if patched.get("status") == "queued":
+        patched["status"] = "in_progress"
+    return patched
 
 
 class ChatChunks:
