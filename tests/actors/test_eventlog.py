@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+import trio.testing
 
 from streamvisor.actors import open_event_log
 from streamvisor.openai import StreamEvent
@@ -91,3 +92,16 @@ async def test_the_flusher_writes_on_its_own() -> None:
             while log.known("resp_1") is not None:  # memory is freed once the end is written
                 await trio.sleep(0.01)
         assert [s for s, _, _ in (await log.read("resp_1", None)).frames] == [0]
+
+
+async def test_a_flush_waits_for_the_one_in_flight() -> None:
+    """A flush called while another writes returns only once that write is done too: the
+    caller sees everything appended before it written (and the finished stream's memory
+    freed), not just its own empty batch."""
+    async with open_event_log(":memory:", namespace="n", flush_interval=3600) as log:
+        log.append(event(0, "response.completed"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(log.flush)
+            await trio.testing.wait_all_tasks_blocked()  # the first is on its worker thread
+            await log.flush()  # nothing left to write of its own
+            assert log.known("resp_1") is None

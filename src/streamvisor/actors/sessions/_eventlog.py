@@ -116,6 +116,7 @@ class EventLog:
         #: The batch the writer thread holds now (read by `read` until it is committed).
         self._writing: list[StreamEvent] = []
         self._wake = trio.Event()
+        self._flushing = trio.Lock()
         #: Responses deleted by `forget`: events still arriving for them are not kept.
         self._forgotten: OrderedDict[str, None] = OrderedDict()
         self.closed = False
@@ -344,7 +345,12 @@ class EventLog:
     # -- the flusher ---------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Write everything appended so far (one transaction). Raises ``sqlite3.Error``."""
+        """Write everything appended so far (one transaction), after any write in flight (one
+        at a time: `read` sees the batch being written). Raises ``sqlite3.Error``."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         batch, self._pending = self._pending, []
         metas: list[tuple[Any, ...]] = []
         finished: list[str] = []
