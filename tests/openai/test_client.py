@@ -33,6 +33,7 @@ from streamvisor.openai import (
     RetryPolicy,
     UnprocessableEntityError,
 )
+from streamvisor.openai._pool import SHARD_SIZE, ShardedTransport
 
 from .conftest import client_for, json_response, sse_response
 
@@ -125,8 +126,13 @@ class TestSettings:
         async with OpenAIClient.open(ClientSettings(read_timeout=90)) as client:
             http = client._http
             assert http.timeout == httpx.Timeout(connect=5.0, read=90.0, write=60.0, pool=30.0)
-            pool = http._transport._pool  # type: ignore[attr-defined]
-            assert (pool._max_connections, pool._max_keepalive_connections) == (1000, 100)
+            transport = http._transport
+            assert isinstance(transport, ShardedTransport)
+            pools = [shard._pool for shard in transport._shards]
+            # 1,000 connections in pools of at most SHARD_SIZE; the totals are the settings'.
+            assert len(pools) == 1000 // SHARD_SIZE
+            assert sum(p._max_connections for p in pools) == 1000
+            assert sum(p._max_keepalive_connections for p in pools) == 100
 
 
 class TestHeaders:

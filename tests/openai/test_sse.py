@@ -19,11 +19,20 @@ from .conftest import split_at
 def decode(body: bytes, cuts: Iterable[int] = ()) -> list[tuple[str, str]]:
     """The (event, data) pairs of `body` delivered in pieces cut at `cuts`, EOF included."""
     parser = SSEParser()
-    out: list[ServerSentEvent] = []
+    out: list[tuple[str, str]] = []
     for piece in split_at(body, cuts):
         out.extend(parser.feed(piece))
     out.extend(parser.close())
-    return [(sse.event, sse.data) for sse in out]
+    return out
+
+
+def by_httpx_sse(body: bytes) -> list[tuple[str, str]]:
+    """What httpx-sse's own `aiter_sse` makes of `body` (its line and event decoders, fed the
+    whole text; `aiter_text` would decode it the same, keeping a leading BOM we drop)."""
+    text = body.decode().removeprefix("\ufeff")
+    lines, fields = SSELineDecoder(), SSEDecoder()
+    events = [fields.decode(line) for line in [*lines.decode(text), *lines.flush()]]
+    return [(sse.event, sse.data) for sse in events if sse is not None]
 
 
 def every_cut(body: bytes) -> range:
@@ -86,8 +95,7 @@ class TestChunkBoundaries:
         assert parser.feed(b"data: 1\r") == []
         assert parser.feed(b"\ndata: 2\r") == []
         assert parser.feed(b"\n\r") == []  # that CR may be half of a CRLF: wait
-        (sse,) = parser.feed(b"\n")
-        assert sse.data == "1\n2"
+        assert parser.feed(b"\n") == [("message", "1\n2")]
         assert parser.close() == []
 
     def test_a_character_split_between_chunks_waits_for_its_last_byte(self) -> None:
@@ -111,7 +119,7 @@ class TestChunkBoundaries:
 class TestEndOfBody:
     def test_an_event_cut_off_by_eof_is_discarded_not_half_parsed(self) -> None:
         parser = SSEParser()
-        assert [s.data for s in parser.feed(b'data: {"a":1}\n\ndata: {"b"')] == ['{"a":1}']
+        assert parser.feed(b'data: {"a":1}\n\ndata: {"b"') == [("message", '{"a":1}')]
         assert parser.close() == []
 
     def test_an_event_whose_last_line_ends_without_a_blank_line_is_discarded(self) -> None:
@@ -121,7 +129,7 @@ class TestEndOfBody:
         """`data: 1\\r\\r`: the last CR waits for a possible LF; EOF makes it a line end."""
         parser = SSEParser()
         assert parser.feed(b"data: 1\r\r") == []
-        assert [s.data for s in parser.close()] == ["1"]
+        assert parser.close() == [("message", "1")]
 
     def test_a_character_cut_off_by_eof_is_dropped_with_its_event(self) -> None:
         assert decode(b"data: 1\n\ndata: \xc3") == [("message", "1")]
@@ -131,7 +139,7 @@ class TestInvalidUtf8:
     def test_the_events_before_the_bad_byte_are_returned_then_invalid_is_set(self) -> None:
         parser = SSEParser()
         events = parser.feed(b"data: 1\n\ndata: \xff\n\ndata: 3\n\n")
-        assert [s.data for s in events] == ["1"]
+        assert events == [("message", "1")]
         assert parser.invalid is not None
         assert parser.invalid.object[parser.invalid.start :].startswith(b"\xff")
 
@@ -143,7 +151,7 @@ class TestInvalidUtf8:
 
     def test_a_bad_byte_after_a_split_character_is_still_caught(self) -> None:
         parser = SSEParser()
-        assert [s.data for s in parser.feed(b"data: 1\n\ndata: \xe2\x9c")] == ["1"]
+        assert parser.feed(b"data: 1\n\ndata: \xe2\x9c") == [("message", "1")]
         assert parser.invalid is None
         assert parser.feed(b"\xff\n\n") == []
         assert parser.invalid is not None
@@ -174,3 +182,74 @@ def test_any_split_of_any_body_decodes_like_the_whole_body(body: str, data: st.D
     raw = body.encode()
     cuts = data.draw(st.lists(st.integers(1, max(1, len(raw) - 1)), max_size=8))
     assert decode(raw, cuts) == decode(raw)
+
+
+_OPENAI_FIELD = st.sampled_from(["data", "event", "data", "event", "id", ":", "data"])
+_OPENAI_VALUE = st.text(alphabet='ab {}"é:\x00', max_size=5)
+
+
+@st.composite
+def openai_like_bodies(draw: st.DrawFn) -> str:
+    """Mostly OpenAI's own frames (so the fast path is taken), with now and then what it does
+    not read itself: comments, ids, repeated fields, fields without a colon, CR line ends."""
+    parts = []
+    for _ in range(draw(st.integers(0, 10))):
+        if draw(st.integers(0, 4)) == 0:
+            field = draw(_OPENAI_FIELD)
+            sep = draw(st.sampled_from([": ", ":", "", ":  "])) if field != ":" else ""
+            parts.append(field + sep + draw(_OPENAI_VALUE) + draw(_EOL))
+            continue
+        frame = f"data:{draw(st.sampled_from([' ', '', '  ']))}{draw(_OPENAI_VALUE)}\n\n"
+        if draw(st.booleans()):
+            frame = f"event:{draw(st.sampled_from([' ', '', '  ']))}{draw(_OPENAI_VALUE)}\n" + frame
+        parts.append(frame)
+    return "".join(parts)
+
+
+class TestTheFastPath:
+    """OpenAI's frames are read by one regular expression; anything else by httpx-sse."""
+
+    @settings(max_examples=400, deadline=None)
+    @given(body=st.one_of(openai_like_bodies(), sse_bodies()), data=st.data())
+    def test_it_reads_every_body_as_httpx_sse_does_at_any_split(
+        self, body: str, data: st.DataObject
+    ) -> None:
+        raw = body.encode()
+        cuts = data.draw(st.lists(st.integers(1, max(1, len(raw) - 1)), max_size=6))
+        assert decode(raw, cuts) == by_httpx_sse(raw)
+
+    def test_openai_frames_take_the_fast_path(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def unused(self: SSEParser, text: str) -> list[tuple[str, str]]:
+            raise AssertionError(f"httpx-sse's decoders were given {text!r}")
+
+        monkeypatch.setattr(SSEParser, "_decoded", unused)
+        parser = SSEParser()
+        body = b'event: response.created\ndata: {"a":1}\n\ndata: [DONE]\n\nevent:\ndata:x\n\n'
+        assert parser.feed(body) == [
+            ("response.created", '{"a":1}'),
+            ("message", "[DONE]"),
+            ("message", "x"),
+        ]
+
+    def test_a_partial_frame_waits_in_the_decoders_and_the_fast_path_resumes(self) -> None:
+        parser = SSEParser()
+        assert parser.feed(b"data: 1\n\ndata: 2") == [("message", "1")]
+        assert not parser._clean
+        assert parser.feed(b"\n\n") == [("message", "2")]
+        assert parser._clean
+        assert parser.feed(b"data: 3\n\n") == [("message", "3")]
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b": comment\ndata: 1\n\n",
+            b"id: 7\ndata: 1\n\n",
+            b"data: 1\ndata: 2\n\n",
+            b"data\n\n",
+            b"retry: 10\ndata: 1\n\n",
+            b"data: 1\r\n\r\n",
+            b"data: 1\n\n\n",
+        ],
+    )
+    def test_other_shapes_go_to_httpx_sse(self, body: bytes) -> None:
+        assert decode(body) == by_httpx_sse(body)

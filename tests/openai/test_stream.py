@@ -480,3 +480,47 @@ class TestClosing:
                 events = [e async for e in stream]
             assert len(events) == 2
             assert trio.current_time() - start < 10
+
+
+class TestBody:
+    """How the body's chunks are taken: straight from the response's stream unless encoded."""
+
+    BODY = rframe("response.created", 0, response=RESP) + rframe(
+        "response.completed", 1, response=DONE
+    )
+
+    async def test_a_compressed_stream_is_decoded(self) -> None:
+        import gzip
+
+        packed = gzip.compress(self.BODY)
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            headers = {**SSE_HEADERS, "content-encoding": "gzip"}
+            return httpx.Response(200, headers=headers, stream=Chunked([packed[:9], packed[9:]]))
+
+        async with (
+            client_for(handler) as client,
+            client.stream_response({"model": "m", "input": "x"}) as stream,
+        ):
+            events, error = await drained(stream)
+        assert error is None
+        assert [e.type for e in events] == ["response.created", "response.completed"]
+
+    async def test_an_identity_body_is_released_as_soon_as_it_ends(self) -> None:
+        """As `aiter_raw` would: the response is closed at EOF, before the caller leaves."""
+        async with (
+            client_for(serving(self.BODY)) as client,
+            client.stream_response({"model": "m", "input": "x"}) as stream,
+        ):
+            assert stream.response.is_stream_consumed
+            events, error = await drained(stream)
+            assert error is None
+            assert len(events) == 2
+            assert stream.response.is_closed
+
+    async def test_a_drop_keeps_the_request_on_the_transport_error(self) -> None:
+        drop = httpx.ReadError("connection reset")
+        error = await raised_by(created_then_raising(drop), StreamInterrupted)
+        cause = error.__cause__
+        assert isinstance(cause, httpx.ReadError)
+        assert cause.request.url.path.endswith("/responses")

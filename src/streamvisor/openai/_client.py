@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._files import FilesMixin
 from ._models import apply_model_rules
+from ._pool import ShardedTransport
 from ._responses import ResponseAccumulator
 from ._retry import RateLimits
 from ._settings import ClientSettings
@@ -163,6 +164,15 @@ class OpenAIClient(FilesMixin):
             headers["OpenAI-Organization"] = settings.organization
         if settings.project is not None:
             headers["OpenAI-Project"] = settings.project
+        if transport is None:
+            # Connections in pools of at most SHARD_SIZE: httpcore's per-request scans stay short.
+            transport = ShardedTransport(
+                httpx.Limits(
+                    max_connections=settings.max_connections,
+                    max_keepalive_connections=settings.max_keepalive_connections,
+                    keepalive_expiry=settings.keepalive_expiry,
+                )
+            )
         http = httpx.AsyncClient(
             base_url=settings.base_url + "/",
             headers=headers,
@@ -171,11 +181,6 @@ class OpenAIClient(FilesMixin):
                 read=settings.read_timeout,
                 write=settings.write_timeout,
                 pool=settings.pool_timeout,
-            ),
-            limits=httpx.Limits(
-                max_connections=settings.max_connections,
-                max_keepalive_connections=settings.max_keepalive_connections,
-                keepalive_expiry=settings.keepalive_expiry,
             ),
             transport=transport,
             follow_redirects=False,
