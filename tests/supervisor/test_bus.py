@@ -623,3 +623,21 @@ class TestKeepingUp:
             assert await sub.receive_batch(limit=4) == [0, 1, 2, 3]
             assert await sub.receive_batch(limit=1) == [4]
             assert await sub.receive_batch() == [5, 6, 7, 8, 9]
+
+    async def test_receive_batch_keeps_what_it_took_when_the_bus_closed_behind_it(self) -> None:
+        """The end is reported by the next call, never instead of the items already taken."""
+        bus: EventBus[int] = EventBus()
+        async with bus.subscribe("t") as sub:
+            bus.publish("t", 1)
+            bus.close()
+            assert await sub.receive_batch() == [1]
+            with pytest.raises(trio.EndOfChannel):
+                await sub.receive_batch()
+
+    async def test_receive_batch_puts_the_notice_before_the_items(self) -> None:
+        bus: EventBus[int] = EventBus()
+        async with bus.subscribe("t", buffer=2) as sub:
+            for i in range(5):
+                bus.publish("t", i)
+            assert await sub.receive_batch() == [Missed(3, topic="t"), 3, 4]
+            assert sub.statistics().delivered == 2

@@ -429,11 +429,10 @@ class Subscription(Generic[T]):
         another task is already waiting on this subscription.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        try:
+        # Something to take, or an end to report: no need to park. (Tested before calling
+        # `receive_nowait`, whose WouldBlock would cost a raise and a catch per wait.)
+        if self._missed or self._queue or self._state is not _State.OPEN:
             value = self.receive_nowait()
-        except trio.WouldBlock:
-            pass
-        else:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return value
 
@@ -456,16 +455,34 @@ class Subscription(Generic[T]):
         Returns an empty list when nothing is buffered. Raises as `receive_nowait` does when the
         subscription has ended and nothing was left to take.
         """
+        out = self._take(limit)
+        if not out and self._state is not _State.OPEN and (limit is None or limit > 0):
+            self.receive_nowait()  # raises: the end (or misuse) this subscription is at
+        return out
+
+    def _take(self, limit: int | None) -> list[T | Missed]:
+        """The pending notice and the buffered items, in order (at most `limit`); never raises."""
         out: list[T | Missed] = []
-        while limit is None or len(out) < limit:
-            try:
-                out.append(self.receive_nowait())
-            except trio.WouldBlock:
-                break
-            except (trio.EndOfChannel, SubscriberOverflow):
-                if out:
-                    break
-                raise
+        if limit is not None and limit <= 0:
+            return out
+        if self._missed:
+            out.append(Missed(self._missed, topic=self._missed_topic))
+            self._missed = 0
+            self._missed_topic = None
+            self._notices += 1
+        queue = self._queue
+        used = len(queue)
+        take = used if limit is None else min(used, limit - len(out))
+        if take > 0:
+            if used > self._peak:
+                self._peak = used
+            self._delivered += take
+            if take == used:
+                out.extend(queue)
+                queue.clear()
+            else:
+                popleft = queue.popleft
+                out.extend([popleft() for _ in range(take)])
         return out
 
     async def receive_batch(self, limit: int | None = None) -> list[T | Missed]:
@@ -475,8 +492,11 @@ class Subscription(Generic[T]):
         Raises as `receive` does.
         """
         first = await self.receive()
-        rest = self.drain(None if limit is None else limit - 1) if limit != 1 else []
-        return [first, *rest]
+        # `_take`, not `drain`: an end reached right after `first` is reported by the next call
+        # (raising it now would lose `first`).
+        rest = self._take(None if limit is None else limit - 1)
+        rest.insert(0, first)
+        return rest
 
     def __aiter__(self) -> AsyncIterator[T | Missed]:
         return self
@@ -491,16 +511,9 @@ class Subscription(Generic[T]):
         checkpoints as `receive` does; it always checkpoints when it has to wait. Cancellation is
         therefore noticed within that many items.
         """
-        if self._budget > 0:
-            try:
-                value = self.receive_nowait()
-            except trio.WouldBlock:
-                pass
-            except trio.EndOfChannel:
-                raise StopAsyncIteration from None
-            else:
-                self._budget -= 1
-                return value
+        if self._budget > 0 and (self._missed or self._queue):
+            self._budget -= 1
+            return self.receive_nowait()
         self._budget = COOPERATIVE_BUDGET
         try:
             return await self.receive()
