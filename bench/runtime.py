@@ -9,6 +9,24 @@ Rows (each ratio is measured against a bare-trio reference in the same run):
   with one stalled subscriber vs without (target: the stalled one costs nothing, >= 0.90x)
 * memory per idle actor (100,000 of them) vs a bare task waiting on a memory channel, each in a
   fresh subprocess (target <= 1.5x)
+
+How the bus rows are measured. They are timed in CPU time of the trio thread
+(`time.thread_time`), not wall time: the fan-outs are CPU-bound in that one thread and never
+sleep, so CPU time is their wall time minus what other processes (other benchmarks on a
+2-core machine) take of the core. The garbage collector runs before each timed stretch and is
+off during it, so a collection cannot land in one variant only.
+
+The stalled-subscriber rows need more: even CPU time swings by tens of percent from one 50 ms
+stretch to the next when something else shares the machine (caches, the host's sibling
+threads), which made whole-run comparisons read anywhere from 0.7x to 1.2x. So the two
+fan-outs, one with a subscriber that never reads (full from the start: every publish takes the
+overflow path) and one without, stay up side by side in the same trio run and take bursts of
+100 events in turn. A pair is one burst to each, back to back, the first one alternating; each
+pair gives a ratio (stalled rate / free rate), end to end (publish until every subscriber has
+taken the burst) and publisher side (the publish loop alone). A row shows the pair whose ratio
+is the median of 101 pairs, and a note under the rows gives the pairs' min, quartiles and max,
+so the spread is in sight. A slowdown longer than a pair hits both sides of it alike; a shorter
+one spoils a few pairs, which the median ignores.
 """
 
 from __future__ import annotations
@@ -16,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -41,6 +59,7 @@ class Sizes:
     restarts: int
     subscribers: int
     events: int
+    stall_pairs: int
     idle_tasks: int
 
     @classmethod
@@ -52,6 +71,7 @@ class Sizes:
             restarts=2_000,
             subscribers=1_000,
             events=400,
+            stall_pairs=101,
             idle_tasks=100_000,
         )
 
@@ -64,6 +84,7 @@ class Sizes:
             restarts=20,
             subscribers=20,
             events=50,
+            stall_pairs=3,
             idle_tasks=1_000,
         )
 
@@ -75,8 +96,9 @@ def main(*, smoke: bool = False) -> Table:
     trio.run(_in_process_rows, table, sizes)
     _memory_rows(table, sizes)
     table.note(
-        f"rates: best of {sizes.repeats} runs, interleaved with their references; latency: "
-        "mean over the restarts of the best run; memory: RSS delta in a fresh process per kind"
+        f"rates: best of {sizes.repeats} runs, interleaved with their references (the bus rows in "
+        "CPU time; the stalled rows: the median pair, see above); latency: mean over the "
+        "restarts of the best run; memory: RSS delta in a fresh process per kind"
     )
     return table
 
@@ -283,6 +305,26 @@ async def _actor_rows(table: Table, sizes: Sizes) -> None:
 # ---------------------------------------------------------------------------------------------
 # Event bus fan-out
 
+#: The clock of every bus row: CPU time of this (the trio) thread. The fan-outs are CPU-bound in
+#: one thread and never sleep (`wait_all_tasks_blocked` wakes as soon as the consumers are done),
+#: so this is their wall time minus what other processes take of the core.
+_cpu = time.thread_time
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Collect, then keep the collector off for the block: a full collection with the fan-outs'
+    thousands of tasks alive (~0.1 s) must not land in one variant of a comparison only. The
+    timed work makes no reference cycles, so nothing piles up meanwhile."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
 
 @attrs.frozen
 class FanOut:
@@ -308,56 +350,86 @@ async def _fan_out_channels(subscribers: int, events: int, burst: int) -> FanOut
             sends.append(send)
             nursery.start_soon(consume, index, receive)
         await trio.testing.wait_all_tasks_blocked()
-        start = time.perf_counter()
-        for first in range(0, events, burst):
-            burst_start = time.perf_counter()
-            for i in range(first, min(first + burst, events)):
-                for send in sends:
-                    send.send_nowait(i)
-            publishing += time.perf_counter() - burst_start
-            await trio.testing.wait_all_tasks_blocked()
-        elapsed = time.perf_counter() - start
+        with _no_gc():
+            start = _cpu()
+            for first in range(0, events, burst):
+                burst_start = _cpu()
+                for i in range(first, min(first + burst, events)):
+                    for send in sends:
+                        send.send_nowait(i)
+                publishing += _cpu() - burst_start
+                await trio.testing.wait_all_tasks_blocked()
+            elapsed = _cpu() - start
         for send in sends:
             send.close()
     assert counts == [events] * subscribers, "a reference subscriber lost events"
     return FanOut(_rate(events, elapsed), _rate(events * subscribers, publishing))
 
 
-async def _fan_out_bus(subscribers: int, events: int, burst: int, *, stalled: bool) -> FanOut:
-    """The event bus; with `stalled`, one of the subscribers never reads and is always full."""
-    bus: EventBus[int] = EventBus(default_buffer=1024)
-    live = subscribers - 1
-    counts = [0] * live
+@attrs.define(eq=False)
+class _BusFanOut:
+    """A bus with its subscribers running, published to in bursts (`_open_bus_fan_out`)."""
 
-    async def consume(index: int, task_status: trio.TaskStatus[None]) -> None:
-        async with bus.subscribe("bench.fan") as sub:
+    bus: EventBus[int]
+    #: Items received by each live subscriber.
+    counts: list[int]
+    #: Items published so far.
+    published: int = 0
+
+    async def consume(self, index: int, task_status: trio.TaskStatus[None]) -> None:
+        async with self.bus.subscribe("bench.fan") as sub:
             task_status.started()
             async for item in sub:
                 if not isinstance(item, Missed):
-                    counts[index] += 1
+                    self.counts[index] += 1
 
-    publishing = 0.0
+    async def burst(self, size: int) -> tuple[float, float]:
+        """Publish `size` items and wait until every subscriber has taken them; return the
+        publisher's seconds and the end-to-end seconds (CPU time)."""
+        bus, first = self.bus, self.published
+        start = _cpu()
+        for i in range(first, first + size):
+            bus.publish("bench.fan", i)
+        published = _cpu()
+        await trio.testing.wait_all_tasks_blocked()
+        done = _cpu()
+        self.published += size
+        return published - start, done - start
+
+
+@contextlib.asynccontextmanager
+async def _open_bus_fan_out(subscribers: int, *, stalled: bool) -> AsyncIterator[_BusFanOut]:
+    """The event bus with `subscribers` subscribers; with `stalled`, one of them never reads and
+    is always full. On leaving, checks that no live subscriber lost an item."""
+    bus: EventBus[int] = EventBus(default_buffer=1024)
+    live = subscribers - 1
+    fan = _BusFanOut(bus, [0] * live)
     async with trio.open_nursery() as nursery:
         for index in range(live):
-            await nursery.start(consume, index)
+            await nursery.start(fan.consume, index)
         async with bus.subscribe("bench.*") as last:
             if stalled:  # start full, so that every publish takes the overflow path
                 bus.publish_many("bench.prefill", range(1024))
             else:
                 nursery.start_soon(_drain_forever, last)
             await trio.testing.wait_all_tasks_blocked()
-            start = time.perf_counter()
-            for first in range(0, events, burst):
-                burst_start = time.perf_counter()
-                for i in range(first, min(first + burst, events)):
-                    bus.publish("bench.fan", i)
-                publishing += time.perf_counter() - burst_start
-                await trio.testing.wait_all_tasks_blocked()
-            elapsed = time.perf_counter() - start
+            yield fan
             if stalled:
-                assert last.statistics().dropped == events, "the stalled subscriber was not full"
+                dropped = last.statistics().dropped
+                assert dropped == fan.published, "the stalled subscriber was not full"
             bus.close()
-    assert counts == [events] * live, "a live subscriber lost events"
+    assert fan.counts == [fan.published] * live, "a live subscriber lost events"
+
+
+async def _fan_out_bus(subscribers: int, events: int, burst: int) -> FanOut:
+    """The event bus, nobody stalled: the counterpart of `_fan_out_channels`."""
+    publishing = elapsed = 0.0
+    async with _open_bus_fan_out(subscribers, stalled=False) as fan:
+        with _no_gc():
+            for first in range(0, events, burst):
+                published, done = await fan.burst(min(burst, events - first))
+                publishing += published
+                elapsed += done
     return FanOut(_rate(events, elapsed), _rate(events * subscribers, publishing))
 
 
@@ -373,30 +445,81 @@ async def _publish_side(subscribers: int, events: int, batch: int) -> float:
     async with contextlib.AsyncExitStack() as stack:
         for _ in range(subscribers):
             await stack.enter_async_context(bus.subscribe("bench.batch"))
-        start = time.perf_counter()
-        if batch == 1:
-            for item in items:
-                bus.publish("bench.batch", item)
-        else:
-            for first in range(0, events, batch):
-                bus.publish_many("bench.batch", items[first : first + batch])
-        elapsed = time.perf_counter() - start
+        with _no_gc():
+            start = _cpu()
+            if batch == 1:
+                for item in items:
+                    bus.publish("bench.batch", item)
+            else:
+                for first in range(0, events, batch):
+                    bus.publish_many("bench.batch", items[first : first + batch])
+            elapsed = _cpu() - start
     return _rate(events * subscribers, elapsed)
+
+
+@attrs.frozen
+class Paired:
+    """A variant measured against its reference in interleaved pairs; the row shows the pair
+    whose ratio is the median, so its ratio is the median of the pairs' ratios."""
+
+    value: float
+    reference: float
+    #: Every pair's ratio, sorted.
+    ratios: tuple[float, ...]
+
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[float, float]]) -> Paired:
+        """From (value, reference) pairs; an odd number of them has a true median pair."""
+        ranked = sorted(pairs, key=lambda pair: pair[0] / pair[1])
+        value, reference = ranked[len(ranked) // 2]
+        return cls(value, reference, tuple(value / reference for value, reference in ranked))
+
+    def spread(self) -> str:
+        """The pairs' ratios: min [first quartile, median, third quartile] max."""
+        ratios, last = self.ratios, len(self.ratios) - 1
+        quartiles = "/".join(f"{ratios[round(last * q)]:.2f}" for q in (0.25, 0.5, 0.75))
+        return f"{ratios[0]:.2f} [{quartiles}] {ratios[-1]:.2f}"
+
+
+async def _stalled_vs_free(subscribers: int, pairs: int, burst: int) -> tuple[Paired, Paired]:
+    """One stalled subscriber vs none: (end to end, publisher side) over `pairs` burst pairs.
+
+    Both fan-outs run side by side in this trio run, one waiting (parked, costing nothing) while
+    the other takes a burst. A pair is one burst to each, back to back, in alternating order; its
+    ratio is the stalled fan-out's rate over the free one's. A slowdown from outside that lasts
+    longer than a pair (~0.1 s) hits both sides of it alike, and the median ignores the pairs
+    that one straddled.
+    """
+    end_to_end: list[tuple[float, float]] = []
+    publisher: list[tuple[float, float]] = []
+    deliveries = burst * subscribers
+    async with (
+        _open_bus_fan_out(subscribers, stalled=False) as free,
+        _open_bus_fan_out(subscribers, stalled=True) as stalled,
+    ):
+        with _no_gc():
+            for index in range(pairs):
+                if index % 2:
+                    stalled_s, free_s = await stalled.burst(burst), await free.burst(burst)
+                else:
+                    free_s, stalled_s = await free.burst(burst), await stalled.burst(burst)
+                publisher.append((deliveries / stalled_s[0], deliveries / free_s[0]))
+                end_to_end.append((burst / stalled_s[1], burst / free_s[1]))
+    return Paired.of(end_to_end), Paired.of(publisher)
 
 
 async def _bus_rows(table: Table, sizes: Sizes) -> None:
     subs, events, burst = sizes.subscribers, sizes.events, 100
-    runs: dict[str, list[FanOut]] = {"channels": [], "free": [], "stalled": []}
-    for _ in range(sizes.repeats):  # interleaved, so that a burst of outside load hits all three
+    runs: dict[str, list[FanOut]] = {"channels": [], "free": []}
+    for _ in range(sizes.repeats):  # interleaved, so that a burst of outside load hits both
         runs["channels"].append(await _fan_out_channels(subs, events, burst))
-        runs["free"].append(await _fan_out_bus(subs, events, burst, stalled=False))
-        runs["stalled"].append(await _fan_out_bus(subs, events, burst, stalled=True))
-    channels, free, stalled = (
+        runs["free"].append(await _fan_out_bus(subs, events, burst))
+    channels, free = (
         FanOut(
             max(run.events_per_s for run in runs[key]),
             max(run.publish_deliveries_per_s for run in runs[key]),
         )
-        for key in ("channels", "free", "stalled")
+        for key in ("channels", "free")
     )
     table.add(
         Row(
@@ -416,12 +539,13 @@ async def _bus_rows(table: Table, sizes: Sizes) -> None:
             "send_nowait on a channel per subscriber",
         )
     )
+    end_to_end, publisher = await _stalled_vs_free(subs, sizes.stall_pairs, burst)
     table.add(
         Row(
             "bus fan-out with 1 of them stalled, end to end",
-            stalled.events_per_s,
+            end_to_end.value,
             "events/s",
-            free.events_per_s,
+            end_to_end.reference,
             "the same fan-out, nobody stalled",
             at_least(0.90),
         )
@@ -429,12 +553,17 @@ async def _bus_rows(table: Table, sizes: Sizes) -> None:
     table.add(
         Row(
             "bus publish with 1 of them stalled, publisher side",
-            stalled.publish_deliveries_per_s,
+            publisher.value,
             "deliv/s",
-            free.publish_deliveries_per_s,
+            publisher.reference,
             "the same publishes, nobody stalled",
             at_least(0.90),
         )
+    )
+    table.note(
+        f"stalled rows: the median of {len(end_to_end.ratios)} pairs of bursts of {burst} events, "
+        "one to each fan-out, in CPU time; ratios of the pairs min [quartiles] max: end to end "
+        f"{end_to_end.spread()}, publisher side {publisher.spread()}"
     )
     single, batched = 0.0, 0.0
     for _ in range(sizes.repeats):
