@@ -475,6 +475,7 @@ class Subscription(Generic[T]):
             return out
         if self._missed:
             out.append(Missed(self._missed, topic=self._missed_topic))
+            self._dropped += self._missed
             self._missed = 0
             self._missed_topic = None
             self._notices += 1
