@@ -501,6 +501,17 @@ class Subscription(Generic[T]):
         Raises as `receive` does.
         """
         first = await self.receive()
+        queue = self._queue
+        if not queue or limit == 1:  # (a notice is only ever pending before buffered items)
+            return [first]
+        if limit is None and not self._missed:  # the usual burst: all of it, in one go
+            used = len(queue)
+            if used > self._peak:
+                self._peak = used
+            self._delivered += used
+            batch = [first, *queue]
+            queue.clear()
+            return batch
         # `_take`, not `drain`: an end reached right after `first` is reported by the next call
         # (raising it now would lose `first`).
         rest = self._take(None if limit is None else limit - 1)
