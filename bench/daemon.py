@@ -12,9 +12,9 @@ The clients, each reading every event of every stream:
   load server (no embedded server), 1,000 sessions (``daemon.open_session``), each with its own
   subscriber on ``session.<id>`` (what a user does: ``async for event in subscription``), each
   session running one ``session.chat``; then the same with ``session.respond(durable=False)``
-  (Responses framing), and with subscribers that take every buffered event per wake-up
-  (``receive_batch()``). Durable Responses need background mode, which the load server
-  does not have.
+  (Responses framing), with ``durable=True`` (background mode, registered in a file registry,
+  resumable), and with subscribers that take every buffered event per wake-up
+  (``receive_batch()``).
 * **bare trio + httpx**: one ``httpx.AsyncClient`` sized like the daemon's (1,000 connections,
   100 kept alive), 1,000 tasks each ``aconnect_sse`` + ``aiter_sse`` + ``json.loads`` per event.
 * **official SDK**: ``AsyncOpenAI(base_url=...)``, 1,000 tasks each iterating
@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -77,6 +78,7 @@ _CHAT_BODY = {"model": _MODEL, "messages": _MESSAGES, "stream": True}
 _RESPONSES_BODY = {"model": _MODEL, "input": "Hello", "stream": True}
 _REFERENCE = "bare trio + httpx"
 _REFERENCE_RESPONSES = "bare trio + httpx, Responses"
+_DURABLE = "daemon responses, durable"
 #: The carried-load rows' bound on p99 delivery latency.
 _CARRIED_P99_MS = 50.0
 _T = TypeVar("_T")
@@ -677,7 +679,14 @@ def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> dict[str, dict
     n, timeout = sizes.streams, sizes.timeout
     plan = _plan(server, sizes, n)
     plan.append(("official SDK", "run_sdk", (server.base_url, n, sizes.events), 1))
-    results, runs = _run_plan(server, plan, timeout)
+    with tempfile.TemporaryDirectory(prefix="streamvisor-bench-") as tmp:
+        if sizes.responses:
+            # Durable: registered in a file registry (as in production), resumable; the
+            # difference to "daemon responses" is what durability holds per stream.
+            files = {"BACKGROUND_REGISTRY_PATH": str(Path(tmp) / "registry.sqlite3")}
+            args = (server.base_url, n, sizes.events, "durable", False, files)
+            plan.append((_DURABLE, "run_daemon", args, 1))
+        results, runs = _run_plan(server, plan, timeout)
     for name, r in results.items():
         _describe(table, name, r)
     _rows_for(table, sizes, results, "")
@@ -687,6 +696,10 @@ def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> dict[str, dict
         target = at_most(1.0) if name in ("daemon chat", "daemon responses") else None
         table.add(Row(f"{name}: RSS per stream", _kib_per_stream(r), "KiB",
                       _kib_per_stream(results[reference]), reference, target))  # fmt: skip
+    if _DURABLE in results and "daemon responses" in results:
+        durable, plain = results[_DURABLE], results["daemon responses"]
+        table.add(Row(f"{_DURABLE}: RSS per stream vs not durable", _kib_per_stream(durable),
+                      "KiB", _kib_per_stream(plain), "durable=False"))  # fmt: skip
     for name, r in results.items():
         table.add(Row(f"{name}: teardown after {n} streams", r["teardown"], "s",
                       results[_REFERENCE]["teardown"], _REFERENCE))  # fmt: skip
