@@ -14,6 +14,7 @@ import trio
 import trio.testing
 
 from streamvisor.actors.sessions._handle import SessionHandle, session_factory
+from streamvisor.actors.sessions._session import _PUBLISH_BUDGET
 from streamvisor.actors.sessions._values import SessionState, _Record
 from streamvisor.openai import RetryPolicy
 from streamvisor.supervisor import CallTimeout
@@ -328,3 +329,39 @@ class TestShutdownBound:
         assert took == pytest.approx(1.0, abs=0.05)  # one shielded step of stop_timeout / 4
         assert worker.reason is not None
         assert worker.reason.kind == "shutdown"
+
+
+class TestPublishing:
+    """A network read that brings many events is published in slices the subscribers keep up
+    with, in order and whole."""
+
+    @pytest.mark.parametrize("durable", [False, True])
+    async def test_a_read_of_many_events_reaches_the_subscriber_a_budget_at_a_time(
+        self, durable: bool
+    ) -> None:
+        words = [f"w{i} " for i in range(150)]
+        events = script()
+        text = "".join(words)
+        head, tail = events[:5], events[-1]
+        tail["response"]["output"][0]["content"][0]["text"] = text
+        events = head + [
+            {**events[5], "delta": word, "sequence_number": 5 + i} for i, word in enumerate(words)
+        ]
+        events.append({**tail, "sequence_number": len(events)})
+
+        async def whole(request: httpx.Request) -> httpx.Response:
+            # The whole body is one chunk: one read brings every event.
+            headers = {"content-type": "text/event-stream", "x-request-id": "req_whole"}
+            return httpx.Response(200, headers=headers, content=b"".join(sse(e) for e in events))
+
+        with trio.fail_after(10):
+            async with on_mock(whole) as env, env.subscribe() as sub:
+                ticket = await env.handle.respond("gpt-4o", "Hi", durable=durable)
+                got = events_of(await collect(sub))
+                outcome = await env.handle.wait(ticket.stream_id)
+        assert [e.sequence_number for e in got] == list(range(len(events)))
+        assert deltas(got) == text
+        assert outcome.status == "completed"
+        # Published all at once, the whole read would wait in the subscriber's buffer; a budget
+        # at a time, a few slices do (the subscriber starts only once `respond` has returned).
+        assert sub.statistics().buffer_peak <= 4 * _PUBLISH_BUDGET < len(events)

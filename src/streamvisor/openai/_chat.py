@@ -34,6 +34,23 @@ __all__ = ["ChatAccumulator"]
 _INCOMPLETE_REASONS = frozenset({"length", "content_filter"})
 
 
+def _joined(pieces: list[str]) -> str:
+    """The pieces joined, left behind as that one string.
+
+    Every later read joins a one-item list, which returns the item itself: the
+    `response.output_item.done` item and the final completion share one copy of the text
+    instead of each holding its own, and the pieces (a str object per delta) are freed once
+    the events that carry them are. At 1,000 Chat streams of 200 deltas (`python -m bench
+    daemon`) that was a whole copy of each stream's text held at the peak, about 18 KiB per
+    stream.
+    """
+    if len(pieces) == 1:
+        return pieces[0]
+    text = "".join(pieces)
+    pieces[:] = [text]
+    return text
+
+
 class _ToolCall:
     __slots__ = ("arguments", "id", "name", "type")
 
@@ -47,7 +64,7 @@ class _ToolCall:
         return {
             "id": self.id,
             "type": self.type,
-            "function": {"name": self.name, "arguments": "".join(self.arguments)},
+            "function": {"name": self.name, "arguments": _joined(self.arguments)},
         }
 
 
@@ -74,8 +91,8 @@ class _Choice:
     def as_dict(self, index: int) -> dict[str, Any]:
         message: dict[str, Any] = {
             "role": self.role,
-            "content": "".join(self.content) if self.content else None,
-            "refusal": "".join(self.refusal) if self.refusal else None,
+            "content": _joined(self.content) if self.content else None,
+            "refusal": _joined(self.refusal) if self.refusal else None,
         }
         if self.tool_calls:
             message["tool_calls"] = [self.tool_calls[i].as_dict() for i in sorted(self.tool_calls)]
@@ -154,7 +171,7 @@ class ChatAccumulator:
     def output_text(self) -> str:
         """The content of choice 0 so far."""
         choice = self._choices.get(0)
-        return "".join(choice.content) if choice is not None else ""
+        return _joined(choice.content) if choice is not None and choice.content else ""
 
     def _build(self) -> dict[str, Any]:
         completion: dict[str, Any] = {

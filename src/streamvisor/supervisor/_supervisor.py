@@ -82,8 +82,9 @@ class _Child:
         self.spec = spec
         self.ref: ActorRef | None = None
         self.restarting = False
-        #: This child's own restart timestamps (for its `RestartBudget`).
-        self.restarts: deque[float] = deque()
+        #: This child's own restart timestamps (for its `RestartBudget`), made at its first
+        #: restart.
+        self.restarts: deque[float] | None = None
         self.last_reason: ExitReason | None = None
 
 
@@ -270,7 +271,7 @@ class _Tracked(Protocol):
 
     ref: ActorRef | None
     restarting: bool
-    restarts: deque[float]
+    restarts: deque[float] | None
     last_reason: ExitReason | None
 
 
@@ -343,9 +344,11 @@ class _Supervising(Actor, Generic[_C]):
         """Record a restart of ``child``; True when it exceeds its own budget (BUD-01). Called
         before `_add_restart`, so the attempt that exceeds a budget is not counted (BUD-03)."""
         budget = self._budget_of(child)
-        return budget is not None and _exceeds_intensity(
-            child.restarts, budget.intensity, budget.period
-        )
+        if budget is None:
+            return False
+        if child.restarts is None:
+            child.restarts = deque()
+        return _exceeds_intensity(child.restarts, budget.intensity, budget.period)
 
     def _notify_give_up(
         self, child: _C, id: str | None, name: str | None, args: tuple[object, ...]
