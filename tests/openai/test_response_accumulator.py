@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from streamvisor.openai import ResponseAccumulator, SequenceError, StreamEvent
+from streamvisor.openai._responses import FOLD, Pieces
 from tests._recorded import RECORDED
 
 from .conftest import frames
@@ -366,3 +367,42 @@ class TestOrderAndResume:
         acc = ResponseAccumulator({"id": "r", "status": "completed", "output": []}, cursor=9)
         assert acc.done
         assert acc.cursor == 9
+
+
+class TestPieces:
+    """A string arriving in deltas is kept in blocks of FOLD pieces, never re-joined."""
+
+    def test_every_fold_pieces_become_one_block_and_the_text_is_unchanged(self) -> None:
+        pieces = Pieces("<")
+        words = [f"w{i}é " for i in range(3 * FOLD + 5)]
+        for word in words:
+            pieces.append(word)
+        # Three blocks (the first holds the initial value too), then the 6 newest pieces.
+        assert pieces.blocks == 3
+        assert len(pieces) == 3 + 6
+        assert pieces.text() == "<" + "".join(words)
+        assert len(pieces) == 1
+
+    def test_blocks_are_joined_once(self) -> None:
+        """Appending is linear: a fold joins the pieces after the last block, not the blocks."""
+        pieces = Pieces()
+        for i in range(2 * FOLD):
+            pieces.append(str(i % 10))
+        first_block = pieces.parts[0]
+        for _ in range(FOLD):
+            pieces.append("x")
+        assert pieces.parts[0] is first_block
+
+    def test_an_empty_string_stays_empty(self) -> None:
+        assert not Pieces()
+        assert Pieces().text() == ""
+        assert not Pieces()  # reading it did not make it non-empty
+
+    def test_a_long_text_accumulates_exactly(self) -> None:
+        acc = with_message()
+        words = [f"{i} ✓" for i in range(10 * FOLD + 3)]
+        for seq, word in enumerate(words, start=2):
+            acc.feed(text_delta(seq, word))
+            if seq % 97 == 0:  # a read in the middle of the stream
+                assert acc.output_text == "".join(words[: seq - 1])
+        assert acc.output_text == "".join(words)

@@ -21,15 +21,62 @@ from typing import Any, Protocol
 from ._errors import SequenceError
 from ._events import StreamEvent
 
-__all__ = ["ResponseAccumulator", "in_sequence", "normalize_error"]
+__all__ = ["Pieces", "ResponseAccumulator", "in_sequence", "normalize_error"]
 
 _TERMINAL_RESPONSE = frozenset(
     {"response.completed", "response.failed", "response.incomplete", "response.cancelled"}
 )
 
-# A pending string: the dict that owns it, its key, and the pieces (the first is the value the
-# owner holds; more than one piece means the owner is behind).
-_Pending = tuple[dict[str, Any], str, list[str]]
+#: Pieces a growing string keeps before they are joined into one block (`Pieces.append`).
+FOLD = 64
+
+
+class Pieces:
+    """A string arriving in pieces (text deltas), kept as a list and joined when read.
+
+    Every 64 pieces are joined into one block as they come: a str object costs 50-80 bytes
+    besides its characters, so a stream's pieces cost two to three times its text until the
+    text is read; in blocks they cost about the text. (Blocks are joined once each: the
+    pieces after the last block are joined, never the blocks again, so appending stays
+    linear in the text.)
+    """
+
+    __slots__ = ("blocks", "parts")
+
+    def __init__(self, first: str | None = None) -> None:
+        self.parts = [] if first is None else [first]
+        #: How many leading entries of `parts` are blocks.
+        self.blocks = 0
+
+    def append(self, piece: str) -> None:
+        parts = self.parts
+        parts.append(piece)
+        if len(parts) - self.blocks >= FOLD:
+            self.fold()
+
+    def fold(self) -> None:
+        """Join the pieces after the last block into a new block."""
+        blocks = self.blocks
+        self.parts[blocks:] = ["".join(self.parts[blocks:])]
+        self.blocks = blocks + 1
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def text(self) -> str:
+        """The whole string, kept as one block from then on."""
+        parts = self.parts
+        if len(parts) <= 1:
+            return parts[0] if parts else ""
+        text = "".join(parts)
+        self.parts = [text]
+        self.blocks = 1
+        return text
+
+
+# A pending string: the dict that owns it, its key, and its pieces (the first is the value the
+# owner held when the first delta came).
+_Pending = tuple[dict[str, Any], str, Pieces]
 _Key = tuple[Any, str, Any]
 
 
@@ -212,11 +259,9 @@ class ResponseAccumulator:
     # -- internals -------------------------------------------------------------------------
 
     def _materialize(self) -> None:
-        for owner, field, parts in self._pending.values():
-            if len(parts) > 1:
-                joined = "".join(parts)
-                owner[field] = joined
-                parts[:] = [joined]
+        for owner, field, pieces in self._pending.values():
+            if len(pieces) > 1:
+                owner[field] = pieces.text()
         self._dirty = False
 
     def _ensure_snapshot(self) -> dict[str, Any]:
@@ -263,7 +308,7 @@ class ResponseAccumulator:
             if owner is None:
                 return
             prior = owner.get(field)
-            pending = (owner, field, [prior if isinstance(prior, str) else ""])
+            pending = (owner, field, Pieces(prior if isinstance(prior, str) else ""))
             self._pending[key] = pending
         pending[2].append(data.get("delta") or "")
         self._dirty = True

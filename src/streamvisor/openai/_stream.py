@@ -1,8 +1,9 @@
 """`EventStream`: an open SSE response decoded into `StreamEvent`s and accumulated.
 
-Per network chunk: one `SSEParser.feed` (httpx-sse's decoders frame the chunk's events). Per event:
-one JSON parse of its `data` text, one `StreamEvent`, one accumulator step; no copies, no
-validation models. Unknown event types (and `keepalive`) are passed on and consume their sequence
+Per network chunk, taken straight from the response's byte stream when the body is not encoded
+(`_body_chunks`): one `SSEParser.feed` (OpenAI's frame shape read with string methods, anything
+else by httpx-sse's decoders). Per event: one JSON parse of its `data` text, one `StreamEvent`,
+one accumulator step; no copies, no validation models. Unknown event types (and `keepalive`) are passed on and consume their sequence
 number. Events are decoded and accumulated one at a time, as they are delivered, so the
 accumulator's cursor never runs ahead of what the consumer has seen.
 
