@@ -444,7 +444,12 @@ def _content_delta(field: str) -> Callable[[ResponseAccumulator, Mapping[str, An
         if pending is None:  # the first delta of this part
             acc._append(key, data)
             return
-        pending[2].append(data.get("delta") or "")  # the hot path: `_append`, inlined
+        # The hot path: `_append` and `Pieces.append`, inlined.
+        pieces = pending[2]
+        parts = pieces.parts
+        parts.append(data.get("delta") or "")
+        if len(parts) - pieces.blocks >= FOLD:
+            pieces.fold()
         acc._dirty = True
 
     return handler

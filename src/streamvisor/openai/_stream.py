@@ -3,9 +3,10 @@
 Per network chunk, taken straight from the response's byte stream when the body is not encoded
 (`_body_chunks`): one `SSEParser.feed` (OpenAI's frame shape read with string methods, anything
 else by httpx-sse's decoders). Per event: one JSON parse of its `data` text, one `StreamEvent`,
-one accumulator step; no copies, no validation models. Unknown event types (and `keepalive`) are passed on and consume their sequence
-number. Events are decoded and accumulated one at a time, as they are delivered, so the
-accumulator's cursor never runs ahead of what the consumer has seen.
+one accumulator step; no copies, no validation models. Unknown event types (and `keepalive`)
+are passed on and consume their sequence number. Events are decoded and accumulated one at a
+time, as they are delivered, so the accumulator's cursor never runs ahead of what the consumer
+has seen.
 
 Closing early is clean under trio: the body's async generators (httpx, httpcore) are never left
 suspended for the garbage collector. `aclose()` closes the response and then runs the body
@@ -180,7 +181,14 @@ class EventStream:
                 invalid = self._sse.invalid
                 if invalid is not None:
                     raise self._malformed(invalid.object[invalid.start :], "invalid UTF-8")
-                chunk = await self._next_chunk()
+                if self._terminal or self._error is not None or self._body_done:
+                    chunk = await self._next_chunk()
+                else:  # `_next_chunk`'s usual case, inlined: one coroutine less per chunk
+                    try:
+                        chunk = await self._chunks.__anext__()
+                    except (StopAsyncIteration, httpx.TransportError) as exc:
+                        await self._body_ended(exc)
+                        chunk = None
                 if chunk is not None:
                     self._received = time.time()
                     self._frames = iter(self._sse.feed(chunk))
@@ -239,25 +247,30 @@ class EventStream:
                     return await self._chunks.__anext__()
                 return None
             return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self._body_done = True
+        except (StopAsyncIteration, httpx.TransportError) as exc:
+            await self._body_ended(exc)
+            return None
+
+    async def _body_ended(self, exc: StopAsyncIteration | httpx.TransportError) -> None:
+        """The body ended (`StopAsyncIteration`) or broke; raises `StreamInterrupted` for a
+        drop before the terminal event."""
+        self._body_done = True
+        if isinstance(exc, StopAsyncIteration):
             if self._direct:  # as `aiter_raw` does at the end of the body: release at once
                 await self.response.aclose()
-            return None
-        except httpx.TransportError as exc:
-            self._body_done = True
-            if self._direct:  # as `aiter_bytes`'s request context does
-                exc.request = self.response.request
-            if self._terminal or self._error is not None:
-                return None
-            self._finished = self._raised = True
-            kind = "idle timeout" if isinstance(exc, httpx.TimeoutException) else "connection lost"
-            raise StreamInterrupted(
-                f"stream interrupted ({kind}): {type(exc).__name__}",
-                cursor=self.cursor,
-                response_id=self.response_id,
-                request_id=self.request_id,
-            ) from exc
+            return
+        if self._direct:  # as `aiter_bytes`'s request context does
+            exc.request = self.response.request
+        if self._terminal or self._error is not None:
+            return
+        self._finished = self._raised = True
+        kind = "idle timeout" if isinstance(exc, httpx.TimeoutException) else "connection lost"
+        raise StreamInterrupted(
+            f"stream interrupted ({kind}): {type(exc).__name__}",
+            cursor=self.cursor,
+            response_id=self.response_id,
+            request_id=self.request_id,
+        ) from exc
 
     def _malformed(self, data: str | bytes, why: str) -> MalformedStreamError:
         self._finished = self._raised = True
