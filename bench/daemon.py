@@ -41,8 +41,11 @@ keep-alive pool at the daemon's default (100) and at N. httpcore 1.0's
 every *idle* connection also builds a list of every connection, so a release costs
 O(connections) while the idle pool stays small and O(idle x connections) when it may grow to N.
 
-The carried-load rows run 300 streams, a load one core keeps up with, where the daemon's p99
-delivery latency must stay within 50 ms; bare trio + httpx is measured beside it at that load.
+The carried-load rows run 150 streams (7,500 events/s), a load one core keeps up with, where the
+daemon's p99 delivery latency must stay within 50 ms; bare trio + httpx is measured beside it at
+that load. (Keeping up costs each client about twice the CPU per event it pays when behind, one
+wake-up per event: at 300 streams, 15,000 events/s, bare trio + httpx itself needed more than
+this machine's one core and its p99 was 94 ms.)
 
 Responses rows are compared with bare trio + httpx reading the same Responses stream (the same
 bytes: Responses frames are about twice the size of Chat chunks), Chat rows with bare httpx reading
@@ -114,7 +117,7 @@ class Sizes:
             pool_keep_all_max=1000,
             responses=True,
             repeats=2,
-            carried=300,
+            carried=150,
             drain_row=True,
             timeout=300.0,
         )
