@@ -502,6 +502,7 @@ class TestBody:
             client_for(handler) as client,
             client.stream_response({"model": "m", "input": "x"}) as stream,
         ):
+            assert not stream._direct  # decoded by httpx's own content decoder
             events, error = await drained(stream)
         assert error is None
         assert [e.type for e in events] == ["response.created", "response.completed"]
@@ -512,7 +513,9 @@ class TestBody:
             client_for(serving(self.BODY)) as client,
             client.stream_response({"model": "m", "input": "x"}) as stream,
         ):
+            assert stream._direct  # chunks straight from the response's byte stream
             assert stream.response.is_stream_consumed
+            assert not stream.response.is_closed
             events, error = await drained(stream)
             assert error is None
             assert len(events) == 2

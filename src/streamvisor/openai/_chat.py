@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._events import StreamEvent, new_event
-from ._responses import FOLD, Pieces, in_sequence, normalize_error
+from ._responses import Pieces, in_sequence, normalize_error
 
 __all__ = ["ChatAccumulator"]
 
@@ -214,11 +214,7 @@ class ChatAccumulator:
         st = self._choices.get(idx)
         if not text or st is None:
             return None
-        content = st.content  # `Pieces.append`, inlined: this is the hot path
-        parts = content.parts
-        parts.append(text)
-        if len(parts) - content.blocks >= FOLD:
-            content.fold()
+        st.content.append(text)
         self._seq = self._cursor = seq = self._seq + 1
         rid = self.response_id
         data = {

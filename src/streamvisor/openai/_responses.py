@@ -444,12 +444,7 @@ def _content_delta(field: str) -> Callable[[ResponseAccumulator, Mapping[str, An
         if pending is None:  # the first delta of this part
             acc._append(key, data)
             return
-        # The hot path: `_append` and `Pieces.append`, inlined.
-        pieces = pending[2]
-        parts = pieces.parts
-        parts.append(data.get("delta") or "")
-        if len(parts) - pieces.blocks >= FOLD:
-            pieces.fold()
+        pending[2].append(data.get("delta") or "")  # the hot path: `_append`, inlined
         acc._dirty = True
 
     return handler

@@ -181,14 +181,15 @@ class EventStream:
                 invalid = self._sse.invalid
                 if invalid is not None:
                     raise self._malformed(invalid.object[invalid.start :], "invalid UTF-8")
-                if self._terminal or self._error is not None or self._body_done:
-                    chunk = await self._next_chunk()
-                else:  # `_next_chunk`'s usual case, inlined: one coroutine less per chunk
+                chunk = None
+                if not self._body_done:
                     try:
-                        chunk = await self._chunks.__anext__()
+                        if self._terminal or self._error is not None:
+                            chunk = await self._straggler()
+                        else:
+                            chunk = await self._chunks.__anext__()
                     except (StopAsyncIteration, httpx.TransportError) as exc:
                         await self._body_ended(exc)
-                        chunk = None
                 if chunk is not None:
                     self._received = time.time()
                     self._frames = iter(self._sse.feed(chunk))
@@ -237,19 +238,13 @@ class EventStream:
             )
         raise StopAsyncIteration
 
-    async def _next_chunk(self) -> bytes | None:
-        """The next body chunk, or None at the end (EOF, or a drop after the terminal event)."""
-        try:
-            if self._terminal or self._error is not None:
-                # The body should end right after the terminal event (or the error frame and the
-                # `response.failed` that may follow it): wait only briefly for stragglers.
-                with trio.move_on_after(self._linger):
-                    return await self._chunks.__anext__()
-                return None
+    async def _straggler(self) -> bytes | None:
+        """A chunk after the terminal event, or None after `linger` seconds without one: the body
+        should end right after the terminal event (or the error frame and the `response.failed`
+        that may follow it), so stragglers are waited for only briefly."""
+        with trio.move_on_after(self._linger):
             return await self._chunks.__anext__()
-        except (StopAsyncIteration, httpx.TransportError) as exc:
-            await self._body_ended(exc)
-            return None
+        return None
 
     async def _body_ended(self, exc: StopAsyncIteration | httpx.TransportError) -> None:
         """The body ended (`StopAsyncIteration`) or broke; raises `StreamInterrupted` for a

@@ -405,12 +405,7 @@ class Subscription(Generic[T]):
         the buffer is drained, `trio.ClosedResourceError` after the subscription's context exited.
         """
         if self._missed:
-            notice = Missed(self._missed, topic=self._missed_topic)
-            self._dropped += self._missed
-            self._missed = 0
-            self._missed_topic = None
-            self._notices += 1
-            return notice
+            return self._notice()
         queue = self._queue
         if queue:
             used = len(queue)
@@ -468,17 +463,22 @@ class Subscription(Generic[T]):
             self.receive_nowait()  # raises: the end (or misuse) this subscription is at
         return out
 
+    def _notice(self) -> Missed:
+        """The pending `Missed` notice, handed out: its gap now counts as reported."""
+        notice = Missed(self._missed, topic=self._missed_topic)
+        self._dropped += self._missed
+        self._missed = 0
+        self._missed_topic = None
+        self._notices += 1
+        return notice
+
     def _take(self, limit: int | None) -> list[T | Missed]:
         """The pending notice and the buffered items, in order (at most `limit`); never raises."""
         out: list[T | Missed] = []
         if limit is not None and limit <= 0:
             return out
         if self._missed:
-            out.append(Missed(self._missed, topic=self._missed_topic))
-            self._dropped += self._missed
-            self._missed = 0
-            self._missed_topic = None
-            self._notices += 1
+            out.append(self._notice())
         queue = self._queue
         used = len(queue)
         take = used if limit is None else min(used, limit - len(out))
@@ -501,22 +501,11 @@ class Subscription(Generic[T]):
         Raises as `receive` does.
         """
         first = await self.receive()
-        queue = self._queue
-        if not queue or limit == 1:  # (a notice is only ever pending before buffered items)
+        if not self._queue or limit == 1:  # (a notice is only ever pending before items)
             return [first]
-        if limit is None and not self._missed:  # the usual burst: all of it, in one go
-            used = len(queue)
-            if used > self._peak:
-                self._peak = used
-            self._delivered += used
-            batch = [first, *queue]
-            queue.clear()
-            return batch
         # `_take`, not `drain`: an end reached right after `first` is reported by the next call
         # (raising it now would lose `first`).
-        rest = self._take(None if limit is None else limit - 1)
-        rest.insert(0, first)
-        return rest
+        return [first, *self._take(None if limit is None else limit - 1)]
 
     def __aiter__(self) -> AsyncIterator[T | Missed]:
         return self
