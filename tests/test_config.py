@@ -421,6 +421,63 @@ class TestRuntimeSection:
             Config.load(None, environ={"STREAMVISOR_RUNTIME_GC_THRESHOLD": "-1"})
 
 
+class TestClusterSection:
+    """``[cluster]``: off by default, both engines or neither, credentials never shown."""
+
+    DSN = "postgresql://sv:hunter2-secret@127.0.0.1:5432/sv"
+    NATS = "nats://user:nats-secret@127.0.0.1:4222"
+
+    def test_off_by_default(self) -> None:
+        cluster = Config().cluster
+        assert not cluster.enabled
+        assert cluster.lease_ttl == 10.0
+        assert cluster.node_id is None
+
+    def test_both_engines_from_the_environment_turn_it_on(self) -> None:
+        config = Config.load(
+            None,
+            environ={
+                "STREAMVISOR_CLUSTER_POSTGRES_DSN": self.DSN,
+                "STREAMVISOR_CLUSTER_NATS_URL": self.NATS,
+                "STREAMVISOR_CLUSTER_NODE_ID": "node-a",
+                "STREAMVISOR_CLUSTER_LEASE_TTL": "2.5",
+            },
+        )
+        assert config.cluster.enabled
+        assert (config.cluster.node_id, config.cluster.lease_ttl) == ("node-a", 2.5)
+        shown = repr(config)
+        assert "hunter2-secret" not in shown
+        assert "nats-secret" not in shown
+
+    @pytest.mark.parametrize("only", ["POSTGRES_DSN", "NATS_URL"])
+    def test_one_engine_alone_is_refused_without_showing_it(self, only: str) -> None:
+        value = self.DSN if only == "POSTGRES_DSN" else self.NATS
+        with pytest.raises(ConfigError, match="go together") as info:
+            Config.load(None, environ={f"STREAMVISOR_CLUSTER_{only}": value})
+        assert "secret" not in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            ("postgres_dsn", "mysql://root@db/x"),
+            ("nats_url", "http://127.0.0.1:4222"),
+            ("node_id", "node.a"),
+            ("node_id", "a" * 65),
+            ("node_id", "node a"),
+            ("lease_ttl", "0"),
+        ],
+    )
+    def test_bad_values_name_the_key(self, key: str, value: str) -> None:
+        with pytest.raises(ConfigError) as info:
+            Config.load(None, environ={f"STREAMVISOR_CLUSTER_{key.upper()}": value})
+        assert info.value.key == f"cluster.{key}"
+
+    def test_a_bad_dsn_is_not_echoed(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            Config.load(None, environ={"STREAMVISOR_CLUSTER_POSTGRES_DSN": "pg:hunter2-secret"})
+        assert "hunter2-secret" not in str(info.value)
+
+
 def test_a_base_url_with_a_trailing_newline_is_refused() -> None:
     """Matched in full: ``$`` would have let ``"...\\n"`` through."""
     with pytest.raises(ConfigError, match="base_url"):

@@ -38,6 +38,7 @@ __all__ = [
     "AgentSection",
     "BackgroundSection",
     "BusSection",
+    "ClusterSection",
     "Config",
     "ConfigError",
     "EventLogSection",
@@ -57,7 +58,9 @@ DEFAULT_CONFIG_PATH: Final = Path("config") / "streamvisor.toml"
 _ENV_PATH: Final = "STREAMVISOR_CONFIG"
 _ENV_PREFIX: Final = "STREAMVISOR_"
 #: Values never shown (in a repr or an error); the first may not come from a file either.
-_SECRET_KEYS: Final = frozenset({"openai.api_key", "gateway.token"})
+_SECRET_KEYS: Final = frozenset(
+    {"openai.api_key", "gateway.token", "cluster.postgres_dsn", "cluster.nats_url"}
+)
 _ENV_ONLY_KEYS: Final = frozenset({"openai.api_key"})
 #: The official SDK's variable names → our keys.
 _SDK_ENV: Final = {
@@ -473,6 +476,72 @@ class RuntimeSection:
     gc_threshold: int = _int(10_000, low=0)
 
 
+_NODE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _node_id(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and _NODE_ID.fullmatch(v) is not None)
+
+
+def _engine_url(*schemes: str) -> Callable[[Any], bool]:
+    def check(v: Any) -> bool:
+        return v is None or (
+            isinstance(v, str) and any(v.startswith(f"{scheme}://") for scheme in schemes)
+        )
+
+    return check
+
+
+@attrs.frozen
+class ClusterSection:
+    """``[cluster]``: several daemons as one system, on PostgreSQL and NATS JetStream.
+
+    Off unless both ``postgres_dsn`` and ``nats_url`` are set (README: "Running several
+    daemons"). Both may hold credentials: neither is ever shown in a repr, an error or a log.
+    """
+
+    SECTION: ClassVar[str] = "cluster"
+
+    #: The system of record (``postgresql://user:password@host:port/db``); unset: one node.
+    postgres_dsn: str | None = _setting(
+        None,
+        "optional_str",
+        _engine_url("postgresql", "postgres"),
+        "a postgresql:// URL, or unset",
+        repr=_secret_repr,
+    )
+    #: The event channels across nodes and commands to owners (``nats://host:4222``).
+    nats_url: str | None = _setting(
+        None,
+        "optional_str",
+        _engine_url("nats", "tls"),
+        "a nats:// or tls:// URL, or unset",
+        repr=_secret_repr,
+    )
+    #: This node's name in the cluster: 1-64 of A-Z a-z 0-9 _ -. Unset: ``<host>-<pid>``, a new
+    #: node at every start (what a node of that name owned is taken over by the survivors).
+    node_id: str | None = _setting(
+        None, "optional_str", _node_id, "1-64 letters, digits, '_' or '-', or unset"
+    )
+    #: Seconds a node's lease lasts without renewal (measured on the database's clock): a node
+    #: that dies is taken over within about two of these; renewed every third of it.
+    lease_ttl: float = _float(10.0, low=0)
+
+    def __attrs_post_init__(self) -> None:
+        _cross_check(
+            self,
+            "nats_url" if self.postgres_dsn is not None else "postgres_dsn",
+            (self.postgres_dsn is None) == (self.nats_url is None),
+            "cluster.postgres_dsn and cluster.nats_url go together: set both for a cluster, "
+            "neither for one node",
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """True when both engines are configured: the daemon runs as one node of a cluster."""
+        return self.postgres_dsn is not None
+
+
 #: The dynamic supervisors whose children get a restart budget of their own (``[supervisor]``).
 _LEVELS: Final = ("sessions", "agents", "pollers")
 
@@ -547,6 +616,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "log": LogSection,
     "supervisor": SupervisorSection,
     "runtime": RuntimeSection,
+    "cluster": ClusterSection,
 }
 
 
@@ -585,6 +655,9 @@ class Config:
     )
     runtime: RuntimeSection = attrs.field(
         factory=RuntimeSection, validator=_instance_of(RuntimeSection)
+    )
+    cluster: ClusterSection = attrs.field(
+        factory=ClusterSection, validator=_instance_of(ClusterSection)
     )
 
     @property
