@@ -34,7 +34,7 @@ import math
 import random as _random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, Final
 
 import structlog
@@ -83,7 +83,7 @@ from ._messages import (
 from ._pollers import ResponsePoller, Shared, mark_gone, observe, publish
 from ._records import RESPONSE_STATUSES, TERMINAL_STATUSES, TrackedResponse
 from ._status import BackgroundStatus, PollingStopped, poll_delay
-from ._store import RegistryStore, RegistryView, registry_namespace
+from ._store import RegistryStore, RegistryView, ResponseStore, registry_namespace
 
 __all__ = [
     "BackgroundHandle",
@@ -130,6 +130,8 @@ class BackgroundPoller(Actor):
         namespace: Whose records this poller sees in the registry (default: the client's base
             URL, `registry_namespace`; the daemon passes `EMBEDDED_NAMESPACE` for its embedded
             server).
+        open_store: Opens the registry for a namespace instead of the SQLite file (a cluster
+            node's PostgreSQL store); None: ``RegistryStore.open(registry_path)``.
 
     ``init`` raises the store's errors (``CorruptStore``, ``UnsupportedSchema``, ``StoreError``,
     ``OSError``) when the registry cannot be opened: the start fails, nothing else runs.
@@ -152,8 +154,10 @@ class BackgroundPoller(Actor):
         cursor_flush: float = 0.25,
         view: RegistryView | None = None,
         namespace: str | None = None,
+        open_store: Callable[[str], AbstractAsyncContextManager[ResponseStore, None]] | None = None,
     ) -> None:
         self._client = client
+        self._open_store = open_store
         self._bus = bus
         self._section = section
         self._path = registry_path if registry_path is not None else section.registry_path
@@ -180,9 +184,12 @@ class BackgroundPoller(Actor):
 
     async def init(self) -> None:
         try:
-            store = await self._stack.enter_async_context(
+            opener: AbstractAsyncContextManager[ResponseStore, None] = (
                 RegistryStore.open(self._path, namespace=self._namespace)
+                if self._open_store is None
+                else self._open_store(self._namespace)
             )
+            store = await self._stack.enter_async_context(opener)
             adopted = await store.active()
             for record in adopted:
                 if record.mode != "poll":  # its stream died with the previous daemon

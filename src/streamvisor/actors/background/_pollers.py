@@ -36,7 +36,7 @@ from streamvisor.supervisor._bus import EventBus
 from ._errors import IllegalTransition
 from ._records import RESPONSE_STATUSES, TERMINAL_STATUSES, TrackedResponse
 from ._status import BackgroundStatus, PollingStopped, error_backoff, poll_delay
-from ._store import RegistryStore
+from ._store import ResponseStore
 
 __all__ = ["GONE_PREFIX", "ResponsePoller", "Shared", "describe_error", "publish"]
 
@@ -54,7 +54,7 @@ class Shared:
 
     client: OpenAIClient
     bus: EventBus[Any]
-    store: RegistryStore
+    store: ResponseStore
     section: BackgroundSection
     #: Wall-clock seconds for persisted timestamps (``time.time`` unless a test injects one).
     wall_clock: Callable[[], float]

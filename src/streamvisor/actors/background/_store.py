@@ -58,7 +58,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -91,6 +91,7 @@ __all__ = [
     "Migration",
     "RegistryStore",
     "RegistryView",
+    "ResponseStore",
     "registry_namespace",
 ]
 
@@ -929,6 +930,42 @@ class RegistryStore:
         return removed
 
 
+class ResponseStore(Protocol):
+    """What the background poller needs of a registry: `RegistryStore` (SQLite, one node) and
+    the cluster's PostgreSQL store (``streamvisor.cluster``) both provide it, with the same
+    arguments, results and errors (see `RegistryStore` for each method's contract)."""
+
+    @property
+    def statistics(self) -> tuple[int, int]: ...
+    async def get(self, response_id: str) -> TrackedResponse: ...
+    async def find(self, response_id: str) -> TrackedResponse | None: ...
+    async def active(self) -> list[TrackedResponse]: ...
+    def active_count_nowait(self) -> int | None: ...
+    def active_nowait(self) -> list[TrackedResponse]: ...
+    async def all(self) -> list[TrackedResponse]: ...
+    def add_nowait(
+        self,
+        record: TrackedResponse,
+        on_done: Callable[[TrackedResponse | None, BaseException | None], None],
+    ) -> None: ...
+    async def add(self, record: TrackedResponse) -> TrackedResponse: ...
+    async def update(self, response_id: str, /, **changes: Any) -> TrackedResponse: ...
+    async def record_status(
+        self, response_id: str, status: str, *, at: float, error: str | None = None
+    ) -> StatusChange: ...
+    async def record_cursor(
+        self, response_id: str, cursor: int, *, at: float | None = None
+    ) -> TrackedResponse: ...
+    async def record_cursors(
+        self, cursors: Mapping[str, int], *, at: float | None = None
+    ) -> dict[str, TrackedResponse]: ...
+    async def record_poll(
+        self, response_id: str, *, at: float, error: str | None = None
+    ) -> TrackedResponse: ...
+    async def remove(self, response_id: str) -> TrackedResponse: ...
+    async def purge_terminal(self, older_than: float, now: float) -> list[str]: ...
+
+
 class RegistryView:
     """A read-only window on the registry of whichever background poller runs now, for answers
     that must not wait for the poller's turn (``Daemon.status()``, ``/health``).
@@ -940,9 +977,9 @@ class RegistryView:
     __slots__ = ("_store",)
 
     def __init__(self) -> None:
-        self._store: RegistryStore | None = None
+        self._store: ResponseStore | None = None
 
-    def attach(self, store: RegistryStore) -> None:
+    def attach(self, store: ResponseStore) -> None:
         """The store of the poller that just started (replacing a restarted one's)."""
         self._store = store
 
