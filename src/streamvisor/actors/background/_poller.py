@@ -154,7 +154,7 @@ class BackgroundPoller(Actor):
         cursor_flush: float = 0.25,
         view: RegistryView | None = None,
         namespace: str | None = None,
-        open_store: Callable[[str], AbstractAsyncContextManager[ResponseStore, None]] | None = None,
+        open_store: Callable[[str], AbstractAsyncContextManager[ResponseStore]] | None = None,
     ) -> None:
         self._client = client
         self._open_store = open_store
@@ -184,11 +184,11 @@ class BackgroundPoller(Actor):
 
     async def init(self) -> None:
         try:
-            opener: AbstractAsyncContextManager[ResponseStore, None] = (
-                RegistryStore.open(self._path, namespace=self._namespace)
-                if self._open_store is None
-                else self._open_store(self._namespace)
-            )
+            opener: AbstractAsyncContextManager[ResponseStore]
+            if self._open_store is None:
+                opener = RegistryStore.open(self._path, namespace=self._namespace)
+            else:
+                opener = self._open_store(self._namespace)
             store = await self._stack.enter_async_context(opener)
             adopted = await store.active()
             for record in adopted:
