@@ -1,0 +1,186 @@
+"""`ClusterBus` logic: what is forwarded, what is delivered from other nodes, what is dropped as
+a duplicate, and what a survivor learns of a dead node's open streams. The bridge is a list here;
+the real one is tested against a real nats-server in the bridge's tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from streamvisor.actors import BackgroundStatus
+from streamvisor.cluster._bus import ClusterBus
+from streamvisor.cluster._codec import decode, encode
+from streamvisor.openai import StreamEvent
+from streamvisor.supervisor import Missed
+
+
+@attrs.frozen
+class Msg:
+    topic: str
+    payload: bytes
+    origin: str
+    seq: int = 0
+    msg_id: str | None = None
+
+
+class Bridge:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, str | None]] = []
+
+    def publish(self, topic: str, payload: bytes, *, msg_id: str | None = None) -> None:
+        self.sent.append((topic, payload, msg_id))
+
+
+def ev(
+    seq: int, type: str = "response.output_text.delta", rid: str = "resp_1", api: Any = "responses"
+) -> StreamEvent:
+    return StreamEvent(type, seq, {"type": type, "delta": str(seq)}, rid, "s1", api, 1.0)
+
+
+def remote(topic: str, item: object, origin: str = "node-b") -> Msg:
+    payload = encode(item)
+    assert payload is not None
+    return Msg(topic, payload, origin)
+
+
+def bus_with_bridge(node: str = "node-a") -> tuple[ClusterBus, Bridge]:
+    bus = ClusterBus(node)
+    bridge = Bridge()
+    bus.attach(bridge)
+    return bus, bridge
+
+
+def received(bus: ClusterBus, pattern: str = "**") -> Any:
+    return bus.subscribe(pattern)
+
+
+async def test_local_publish_reaches_local_subscribers_and_the_bridge() -> None:
+    bus, bridge = bus_with_bridge()
+    async with bus.subscribe("session.*") as sub:
+        assert bus.publish("session.s1", ev(0)) == 1
+        assert sub.receive_nowait() == ev(0)
+    [(topic, payload, msg_id)] = bridge.sent
+    assert (topic, msg_id) == ("session.s1", "session.s1/resp_1/0")
+    assert decode(payload) == ev(0)
+    assert bus.forwarded == 1
+
+
+async def test_before_attach_and_for_unknown_kinds_publishing_is_local_only() -> None:
+    bus = ClusterBus("node-a")
+    async with bus.subscribe("x") as sub:
+        bus.publish("x", ev(0))
+        assert sub.receive_nowait() == ev(0)
+    assert bus.unforwarded == 1
+    bridge = Bridge()
+    bus.attach(bridge)
+    bus.publish("x", {"not": "a record"})
+    assert bridge.sent == []
+    assert bus.unforwarded == 2
+
+
+async def test_keepalives_are_delivered_locally_but_not_forwarded() -> None:
+    bus, bridge = bus_with_bridge()
+    async with bus.subscribe("x") as sub:
+        bus.publish("x", ev(0))
+        bus.publish("x", ev(0, "keepalive"))
+        assert [sub.receive_nowait().type for _ in range(2)] == [
+            "response.output_text.delta",
+            "keepalive",
+        ]
+    assert len(bridge.sent) == 1
+
+
+async def test_other_nodes_events_are_delivered_and_our_own_are_skipped() -> None:
+    bus, bridge = bus_with_bridge()
+    async with bus.subscribe("session.**") as sub:
+        assert bus.deliver(remote("session.s1", ev(0), origin="node-b")) == 1
+        assert bus.deliver(remote("session.s1", ev(1), origin="node-a")) == 0
+        status = BackgroundStatus("resp_9", "queued", None, None, 1.0, "s1")
+        assert bus.deliver(remote("session.s1", status)) == 1
+        assert sub.receive_nowait() == ev(0)
+        assert sub.receive_nowait() == status
+        assert sub.statistics().buffer_used == 0
+    assert bridge.sent == []  # nothing delivered from elsewhere is sent again
+    assert bus.received == 2
+
+
+async def test_a_replayed_stream_is_not_delivered_twice() -> None:
+    """A survivor resumes from an older cursor: what every node already saw is dropped, on the
+    survivor (its own publishes) and elsewhere (deliveries), and new events pass."""
+    survivor, bridge = bus_with_bridge("node-c")
+    async with survivor.subscribe("session.s1") as sub:
+        for seq in range(5):  # the dead node's events, as JetStream delivered them
+            survivor.deliver(remote("session.s1", ev(seq), origin="node-a"))
+        for seq in range(3, 7):  # the survivor resumes after cursor 2
+            survivor.publish("session.s1", ev(seq))
+        seen = [sub.receive_nowait().sequence_number for _ in range(7)]
+        assert seen == list(range(7))
+        assert sub.statistics().buffer_used == 0
+    assert survivor.duplicates == 2
+    assert [m for _, _, m in bridge.sent] == ["session.s1/resp_1/5", "session.s1/resp_1/6"]
+
+
+async def test_duplicates_are_per_topic_and_response() -> None:
+    bus, _ = bus_with_bridge()
+    async with bus.subscribe("**") as sub:
+        bus.publish("session.s1", ev(0))
+        bus.publish("background.resp_1", ev(0))
+        bus.publish("session.s1", ev(0, rid="resp_2"))
+        assert sub.statistics().buffer_used == 3
+
+
+async def test_a_late_duplicate_of_a_finished_stream_is_dropped() -> None:
+    bus, _ = bus_with_bridge()
+    async with bus.subscribe("x") as sub:
+        bus.publish("x", ev(0))
+        bus.publish("x", ev(1, "response.completed"))
+        bus.deliver(remote("x", ev(1, "response.completed")))
+        bus.deliver(remote("x", ev(0)))
+        assert sub.statistics().buffer_used == 2
+    assert bus.open_streams() == []
+
+
+async def test_a_survivor_knows_a_dead_nodes_open_streams_and_ends_them_everywhere() -> None:
+    bus, bridge = bus_with_bridge("node-c")
+    bus.deliver(remote("session.chat", ev(0, rid="chatcmpl-1", api="chat"), origin="node-a"))
+    bus.deliver(remote("session.chat", ev(1, rid="chatcmpl-1", api="chat"), origin="node-a"))
+    bus.deliver(remote("session.other", ev(0, rid="chatcmpl-2", api="chat"), origin="node-b"))
+    bus.deliver(remote("session.done", ev(0, "response.completed", rid="r3"), origin="node-a"))
+    [open_a] = bus.open_streams("node-a")
+    assert (open_a.topic, open_a.response_id, open_a.last, open_a.api) == (
+        "session.chat",
+        "chatcmpl-1",
+        1,
+        "chat",
+    )
+    async with bus.subscribe("session.chat") as sub:
+        event = bus.end_stream(open_a, "node_lost", "node node-a stopped; its stream cannot resume")
+        got = sub.receive_nowait()
+    assert got == event
+    assert (event.type, event.sequence_number, event.data["code"], event.api) == (
+        "error",
+        2,
+        "node_lost",
+        "chat",
+    )
+    assert event.terminal
+    assert decode(bridge.sent[-1][1]) == event
+    assert bus.open_streams("node-a") == []
+    assert len(bus.open_streams()) == 1
+
+
+async def test_an_undecodable_payload_is_counted_and_skipped() -> None:
+    bus, _ = bus_with_bridge()
+    async with bus.subscribe("x") as sub:
+        assert bus.deliver(Msg("x", b"garbage", "node-b")) == 0
+        assert sub.statistics().buffer_used == 0
+    assert bus.undecodable == 1
+
+
+async def test_missed_notices_still_work() -> None:
+    bus, _ = bus_with_bridge()
+    async with bus.subscribe("x", buffer=1) as sub:
+        bus.publish("x", ev(0))
+        bus.publish("x", ev(1))
+        assert sub.receive_nowait() == Missed(1, topic="x")
