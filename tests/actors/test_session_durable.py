@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from streamvisor.actors.sessions import TrackingFailed
+from streamvisor.actors.sessions import InvalidSessionRequest, TrackingFailed
 from streamvisor.actors.sessions._session import StreamingSession
 from streamvisor.actors.sessions._values import SessionState
 from streamvisor.mockapi import Fault, MockServer
@@ -462,3 +462,60 @@ class TestSessionShutdown:
         assert requests_to(server, "POST", "/cancel") == []
         assert server.state.responses[ticket.response_id or ""].status == "in_progress"
         assert ("POST", "/v1/responses") in env.transport.closed
+
+
+class TestAdopt:
+    """A durable stream another node's worker left, resumed here from the registry's cursor
+    (a cluster takeover; the cluster's own tests kill real nodes)."""
+
+    async def test_it_resumes_after_the_cursor_without_gap_to_the_end(
+        self, env: Env, server: MockServer
+    ) -> None:
+        async with httpx.AsyncClient(
+            base_url=server.url, headers={"authorization": f"Bearer {API_KEY}"}
+        ) as http:
+            created = await http.post(
+                "/responses",
+                json={
+                    "model": "gpt-4o",
+                    "input": TEXT,
+                    "background": True,
+                    "store": True,
+                    "metadata": {**LONG, "mock_token_delay_ms": "1"},
+                },
+            )
+        rid = created.json()["id"]
+        with trio.fail_after(10):
+            async with env.subscribe() as sub:
+                stream_id = await env.handle.adopt(
+                    rid, model="gpt-4o", request={"model": "gpt-4o", "input": TEXT}, cursor=10
+                )
+                again = await env.handle.adopt(rid, model="gpt-4o", request={}, cursor=10)
+                events = events_of(await collect(sub))
+                outcome = await env.handle.wait(stream_id)
+        assert again == stream_id
+        assert events[0].sequence_number == 11
+        assert_gapless(events)
+        assert events[-1].type == "response.completed"
+        assert {e.session_id for e in events} == {"s1"}
+        assert outcome.status == "completed"
+        [resume] = requests_to(server, "GET")
+        assert resume.query["starting_after"] == "10"
+        assert env.tracker.finished[-1][:2] == (rid, "completed")
+
+    @pytest.mark.parametrize(
+        ("kwargs", "field"),
+        [
+            ({"response_id": ""}, "response_id"),
+            ({"cursor": -1}, "cursor"),
+            ({"cursor": True}, "cursor"),
+        ],
+    )
+    async def test_bad_arguments_are_refused_at_the_call(
+        self, env: Env, kwargs: dict[str, Any], field: str
+    ) -> None:
+        args: dict[str, Any] = {"response_id": "resp_1", "cursor": 1, **kwargs}
+        with pytest.raises(InvalidSessionRequest, match=field):
+            await env.handle.adopt(
+                args["response_id"], model="gpt-4o", request={}, cursor=args["cursor"]
+            )

@@ -37,6 +37,7 @@ from ._values import (
     StreamInfo,
     StreamOutcome,
     StreamTicket,
+    _Adopt,
     _Start,
     _Stop,
     _Streams,
@@ -254,3 +255,25 @@ class SessionHandle:
             "list[StreamInfo]",
             await call(self._target, _Streams(), self.timeout, retry_on_exit=True),
         )
+
+    async def adopt(
+        self,
+        response_id: str,
+        *,
+        model: str,
+        request: Mapping[str, Any],
+        cursor: int | None,
+    ) -> str:
+        """Resume here a durable stream a worker on another node left (a cluster takeover):
+        from ``cursor`` (the registry's; None: from its start), publishing on this session's
+        topic, with the response already tracked by this node's registry. Returns its stream id
+        (the same one if it is already being resumed here). ``wait`` and ``stop`` work on it as
+        on any stream.
+        """
+        if not isinstance(response_id, str) or not response_id:
+            raise InvalidSessionRequest(self.session_id, "response_id", "must be a non-empty str")
+        if cursor is not None and (type(cursor) is not int or cursor < 0):
+            raise InvalidSessionRequest(self.session_id, "cursor", "must be an int >= 0 or None")
+        body = {**request, "background": True, "store": True, "stream": True}
+        adopt = _Adopt(response_id, model, body, cursor)
+        return cast(str, await call(self._target, adopt, self.timeout))

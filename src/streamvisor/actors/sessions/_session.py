@@ -77,6 +77,7 @@ from ._values import (
     StreamInfo,
     StreamOutcome,
     StreamTicket,
+    _Adopt,
     _Record,
     _Start,
     _Stop,
@@ -234,7 +235,38 @@ class StreamingSession(Actor):
             return self._stop(request.stream_id, caller)
         if isinstance(request, _Streams):
             return [self._info(s) for s in self._active.values()]
+        if isinstance(request, _Adopt):
+            return self._adopt(request)
         return await super().handle_call(request, caller)
+
+    def _adopt(self, request: _Adopt) -> str:
+        """Resume a durable stream a worker elsewhere left (a cluster node that died), from the
+        registry's cursor, as a restarted worker resumes its own: what subscribers already saw
+        is dropped by the cursor (and, across nodes, by the cluster bus). Returns its stream id;
+        the same response adopted twice is resumed once."""
+        for stream in self._active.values():
+            if stream.record.response_id == request.response_id:
+                return stream.record.stream_id
+        record = _Record(
+            self.state.next_stream_id(),
+            "responses",
+            request.model,
+            request.body,
+            durable=True,
+            response_id=request.response_id,
+            cursor=request.cursor,
+            tracked=True,
+        )
+        self.state.streams[record.stream_id] = record
+        log.info(
+            "session.adopted",
+            session=self.session_id,
+            stream=record.stream_id,
+            response_id=request.response_id,
+            cursor=request.cursor,
+        )
+        self._recover(record)
+        return record.stream_id
 
     def _start(self, request: _Start, caller: Caller) -> Any:
         sid = self.session_id

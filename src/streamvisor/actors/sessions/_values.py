@@ -211,6 +211,16 @@ class _Start:
 
 
 @attrs.frozen
+class _Adopt:
+    """Resume a durable stream another worker (on another node) left: see `SessionHandle.adopt`."""
+
+    response_id: str
+    model: str
+    body: dict[str, Any]
+    cursor: int | None
+
+
+@attrs.frozen
 class _Wait:
     stream_id: str
 
