@@ -7,6 +7,7 @@ real delays and fast polling; each is bounded by ``trio.fail_after``.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 import trio
 
@@ -23,6 +25,7 @@ from streamvisor.actors.background._poller import (
     BackgroundPoller,
     open_background_poller,
 )
+from streamvisor.actors.background._records import TrackedResponse
 from streamvisor.actors.background._status import BackgroundStatus
 from streamvisor.actors.background._store import RegistryStore, registry_namespace
 from streamvisor.config import BackgroundSection
@@ -318,3 +321,59 @@ async def main(url, path):
 
 trio.run(main, sys.argv[1], sys.argv[2])
 """
+
+
+class TestAdopt:
+    """Records a cluster takeover moved into this poller's store are polled to the end."""
+
+    async def test_adopted_records_are_polled_to_their_end_and_a_stream_record_too(
+        self, env: Env
+    ) -> None:
+        async with httpx.AsyncClient(base_url=env.server.url) as http:
+            created = [
+                (
+                    await http.post(
+                        "/responses",
+                        json={
+                            "model": "gpt-4o",
+                            "input": "hi",
+                            "background": True,
+                            "store": True,
+                            "metadata": {"mock_queue_ms": "100"},
+                        },
+                    )
+                ).json()["id"]
+                for _ in range(2)
+            ]
+        with trio.fail_after(10):
+            async with RegistryStore.open(
+                ":memory:", namespace=registry_namespace(env.server.url)
+            ) as store:
+                async with (
+                    env.poller(open_store=lambda _ns: contextlib.nullcontext(store)) as bg,
+                    env.bus.subscribe("background.*") as sub,
+                ):
+                    for rid, mode in zip(created, ["poll", "stream"], strict=True):
+                        await store.add(
+                            TrackedResponse(
+                                response_id=rid,
+                                status="queued",
+                                model="gpt-4o",
+                                created_at=1.0,
+                                owner="s1",
+                                mode=mode,
+                            )
+                        )
+                    polled = await bg.adopt([*created, "resp_unknown"])
+                    ends: dict[str, str] = {}
+                    while len(ends) < 2:
+                        note = await sub.receive()
+                        if isinstance(note, BackgroundStatus) and note.terminal:
+                            ends[note.response_id] = note.status
+                    again = await bg.adopt(created)
+                stored = [await store.get(rid) for rid in created]
+        assert polled == created
+        assert ends == dict.fromkeys(created, "completed")
+        assert [r.status for r in stored] == ["completed", "completed"]
+        assert [r.mode for r in stored] == ["poll", "poll"]
+        assert again == []

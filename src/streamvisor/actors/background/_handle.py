@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ from .._target import RESTART_WAIT, Target, call, current
 from ._errors import InvalidBackgroundRequest, ResponseGone
 from ._messages import (
     Active,
+    Adopt,
     Cancel,
     Create,
     Cursor,
@@ -262,6 +263,19 @@ class BackgroundHandle:
     ) -> list[TrackedResponse]:
         """Every tracked response that is not terminal, oldest first."""
         result: list[TrackedResponse] = await call(self._target, Active(), timeout)
+        return result
+
+    async def adopt(
+        self,
+        response_ids: Sequence[str],
+        *,
+        timeout: float | None = 30.0,  # noqa: ASYNC109
+    ) -> list[str]:
+        """Follow by polling these responses, which the registry holds for this poller already
+        (a cluster node took them over from one that died). Returns the ids now polled (a
+        terminal or unknown one is skipped)."""
+        ids = tuple(check_response_id(rid) for rid in response_ids)
+        result: list[str] = await call(self._target, Adopt(ids), timeout)
         return result
 
     @asynccontextmanager

@@ -75,6 +75,14 @@ class Active:
 
 
 @attrs.frozen
+class Adopt:
+    """call: follow by polling these registry records, which this poller's store now holds
+    (a cluster takeover moved them here). Answered with the ids now polled."""
+
+    response_ids: tuple[str, ...]
+
+
+@attrs.frozen
 class Track:
     """call: a durable session stream's response (DurableTracker.track_stream)."""
 

@@ -69,6 +69,7 @@ from ._errors import BackgroundError, DuplicateResponse, NotRegistered, Response
 from ._handle import BackgroundHandle, BackgroundStream, DurableTracker
 from ._messages import (
     Active,
+    Adopt,
     Cancel,
     Create,
     Cursor,
@@ -370,6 +371,8 @@ class BackgroundPoller(Actor):
             return self._answer(caller, lambda: self._stream_finished(request))
         if isinstance(request, Get):
             return self._answer(caller, lambda: self.shared.store.get(request.response_id))
+        if isinstance(request, Adopt):
+            return self._answer(caller, lambda: self._adopt_records(request.response_ids))
         try:
             if isinstance(request, Active):  # loaded by init: no checkpoint, no disk
                 return self.shared.store.active_nowait()
@@ -529,6 +532,23 @@ class BackgroundPoller(Actor):
         if request.cursor is not None:
             record = await store.record_cursor(request.response_id, request.cursor)
         return record
+
+    async def _adopt_records(self, response_ids: tuple[str, ...]) -> list[str]:
+        """Poll every active record of ``response_ids`` (a stream's record too: no stream of
+        this node follows it), as ``init`` adopts a restarted daemon's."""
+        polled: list[str] = []
+        store = self.shared.store
+        for response_id in response_ids:
+            record = await store.find(response_id)
+            if record is None or record.is_terminal:
+                continue
+            if record.mode != "poll":
+                record = await store.update(response_id, mode="poll")
+            await self._ensure_polled(record, 0.0)
+            polled.append(response_id)
+        if polled:
+            log.info("background.adopted", count=len(polled))
+        return polled
 
     async def _stream_finished(self, request: StreamFinished) -> TrackedResponse | None:
         shared = self.shared
