@@ -3,6 +3,7 @@
     python run.py                      run the daemon (embedded server when OPENAI_API_KEY is unset)
     python run.py mockapi [--port N]   serve the embedded server alone, for any OpenAI client
     python run.py demo FEATURE         show one feature live in the terminal
+    python run.py cluster [--nodes N]  N daemons as one cluster, with PostgreSQL and NATS
 
 Exit codes: 0 after a clean shutdown (SIGINT / SIGTERM) or a demo that ran to its end, 1 for a
 demo that failed, 2 for bad arguments or configuration, 130 for an interrupt during startup.
@@ -52,9 +53,19 @@ examples:
   python run.py mockapi --port 8765          serve the embedded server for any OpenAI client
   python run.py demo stream                  watch a chat stream with a tool call
   python run.py demo --help                  the demos and their options
+  python run.py cluster --nodes 3            three daemons as one cluster (and its engines)
 
 Run 'run.py COMMAND --help' for a command's options. Settings: config/streamvisor.toml and
 OPENAI_API_KEY / OPENAI_BASE_URL / STREAMVISOR_<SECTION>_<KEY> in the environment.
+"""
+
+_CLUSTER_HELP: Final = """\
+Each node is 'python -m streamvisor daemon' with [cluster] set in its environment:
+  STREAMVISOR_CLUSTER_POSTGRES_DSN  postgresql://user:password@host:port/db  (system of record)
+  STREAMVISOR_CLUSTER_NATS_URL      nats://host:4222  (JetStream: events across nodes)
+  STREAMVISOR_CLUSTER_NODE_ID       node-1, node-2, ...
+Set the first two before 'run.py cluster' to use real servers instead of throwaway ones; run
+'python run.py daemon' with the same three variables on other machines to add nodes there.
 """
 
 _EXAMPLE: Final = (
@@ -145,6 +156,39 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the model of the 'responses' demo (o4-mini)",
     )
+    cluster = sub.add_parser(
+        "cluster",
+        help="run several daemons on this machine as one cluster, with their engines",
+        description=(
+            "Start PostgreSQL and NATS JetStream (throwaway servers from their PyPI wheels, "
+            "under --directory; or the ones STREAMVISOR_CLUSTER_POSTGRES_DSN and "
+            "STREAMVISOR_CLUSTER_NATS_URL name), one OpenAI-compatible server (the embedded one "
+            "without OPENAI_API_KEY), and --nodes daemons, each with its own gateway. Ctrl-C "
+            "stops them all. Needs the cluster extra: pip install -e '.[cluster]'."
+        ),
+        epilog=_CLUSTER_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cluster.add_argument("--nodes", type=int, default=3, help="how many daemons (default 3)")
+    cluster.add_argument(
+        "--lease-ttl",
+        type=_non_negative,
+        default=5.0,
+        metavar="SECONDS",
+        help="[cluster] lease_ttl of every node: a killed node is taken over within about "
+        "twice this (default 5)",
+    )
+    cluster.add_argument(
+        "--directory",
+        default="var/cluster",
+        help="where the engines' data and each node's files and log go (default var/cluster)",
+    )
+    cluster.add_argument(
+        "--base-port",
+        type=int,
+        default=8081,
+        help="node i's gateway listens on base-port + i - 1; 0 picks free ports (default 8081)",
+    )
     return parser
 
 
@@ -174,6 +218,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "mockapi":
             return trio.run(
                 serve_mockapi, config, args.host, args.port, args.token_delay, args.queue_delay
+            )
+        if command == "cluster":
+            from .cluster._launch import serve_cluster
+
+            return trio.run(
+                functools.partial(
+                    serve_cluster,
+                    config,
+                    nodes=args.nodes,
+                    lease_ttl=args.lease_ttl,
+                    directory=args.directory,
+                    base_port=args.base_port,
+                )
             )
         if command == "demo":
             from ._demos import Models, run_demo

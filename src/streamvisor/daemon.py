@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 import httpx
@@ -58,6 +58,7 @@ from .actors import (
     SessionDeps,
     SessionHandle,
     Tool,
+    TrackedResponse,
     agent_given_up_reporter,
     check_agent_id,
     check_session_id,
@@ -90,6 +91,10 @@ from .supervisor import (
     SupervisorRef,
     open_supervisor,
 )
+
+if TYPE_CHECKING:
+    from .cluster import ClusterNode
+    from .cluster import Hooks as ClusterHooks
 
 __all__ = ["Daemon", "DaemonStatus", "open_daemon"]
 
@@ -170,6 +175,7 @@ class Daemon:
         background: The background poller's handle (create, poll, cancel, active, stream).
         event_log: The events kept of streams started with ``keep_events`` (``[eventlog]``).
         mockapi: The embedded server, when no API key was configured (None otherwise).
+        node: This daemon's membership of a cluster (``[cluster]``), or None for one node.
     """
 
     config: Config
@@ -184,6 +190,7 @@ class Daemon:
     _session_deps: SessionDeps
     _agent_defaults: Callable[..., Agent]
     _registry_view: RegistryView
+    node: ClusterNode | None = None
 
     def subscribe(
         self, pattern: str, *, buffer: int | None = None, overflow: Overflow | None = None
@@ -220,8 +227,31 @@ class Daemon:
         ``StartChildError`` if the worker cannot start.
         """
         check_session_id(session_id)
+        node = self.node
+        if node is not None:
+            owner = await node.store.claim_session(session_id)
+            if owner != node.node_id:
+                return node.remote_session(owner, session_id)
+        return await self.open_local_session(session_id)
+
+    async def open_local_session(self, session_id: str) -> SessionHandle:
+        """`open_session` on this node, whichever node the cluster's directory names (a
+        takeover, or a command another node routed here)."""
         sessions = await self._supervisor(SESSIONS)
         return await open_session(sessions, session_id, self._session_deps)
+
+    async def find_session(self, session_id: str) -> SessionHandle | None:
+        """The handle of session ``session_id`` if it runs: here, or (in a cluster) on the node
+        that owns it, whose handle sends it commands there. None if it runs nowhere known.
+        Raises ``InvalidSessionId``."""
+        local = self.session(session_id)
+        node = self.node
+        if local is not None or node is None:
+            return local
+        owner = await node.store.session_owner(session_id)
+        if owner is None or owner == node.node_id:
+            return None
+        return node.remote_session(owner, session_id)
 
     def session(self, session_id: str) -> SessionHandle | None:
         """The handle of session ``session_id`` if its worker is running, else None (no start).
@@ -321,6 +351,85 @@ class Daemon:
         )
 
 
+async def _join_cluster(stack: AsyncExitStack, config: Config, namespace: str) -> ClusterNode:
+    """Join the cluster of ``[cluster]``: PostgreSQL (the node's store, its lease), NATS (the
+    bridge), the cluster bus, and the node's loops, which outlive the tree (they are stopped
+    after it, so the lease is held while the tree hands its work over). Leaving ends the lease
+    at once: the survivors take over what is left without waiting for it to expire."""
+    from .cluster import ClusterBus, ClusterNode, ClusterStore, NatsBridge, default_node_id
+
+    section = config.cluster
+    assert section.postgres_dsn is not None
+    assert section.nats_url is not None
+    node_id = section.node_id or default_node_id()
+    store = await stack.enter_async_context(
+        ClusterStore.open(
+            section.postgres_dsn,
+            node_id=node_id,
+            namespace=namespace,
+            lease_ttl=section.lease_ttl,
+        )
+    )
+    bridge = await stack.enter_async_context(NatsBridge.open(section.nats_url, node_id=node_id))
+    bus = ClusterBus(
+        node_id,
+        default_buffer=config.bus.subscriber_buffer,
+        default_overflow=Overflow[config.bus.overflow.upper()],
+    )
+    bus.attach(bridge)
+    node = ClusterNode(store=store, bridge=bridge, bus=bus, lease_ttl=section.lease_ttl)
+    stack.push_async_callback(store.leave)
+    nursery = await stack.enter_async_context(trio.open_nursery())
+    stack.callback(nursery.cancel_scope.cancel)
+    nursery.start_soon(node.keep_lease)
+    nursery.start_soon(node.deliver)
+    nursery.start_soon(node.watch)
+    nursery.start_soon(node.serve_commands)
+    log.info("cluster_joined", node=node_id, token=store.token)
+    return node
+
+
+def _cluster_hooks(daemon: Daemon) -> ClusterHooks:
+    """What a cluster node does to its daemon's tree: stop the children that own work when
+    fenced (and start them again once joined again), resume a dead node's durable stream in its
+    owner's session, poll the rest of what it left."""
+    from .cluster import Hooks
+
+    owners = (SESSIONS, AGENTS, BACKGROUND)
+
+    async def fenced() -> None:
+        for child in owners:
+            with contextlib.suppress(Exception):
+                await daemon.root.terminate_child(child)
+
+    async def rejoined() -> None:
+        for child in reversed(owners):
+            try:
+                await daemon.root.restart_child(child)
+            except Exception as exc:  # reported; the root decides what follows
+                log.exception("cluster_restart_failed", child=child, error=repr(exc))
+
+    async def resume(record: TrackedResponse) -> None:
+        assert record.owner is not None
+        session = await daemon.open_local_session(record.owner)
+        await session.adopt(
+            record.response_id,
+            model=record.model,
+            request=dict(record.request),
+            cursor=record.cursor,
+        )
+
+    async def poll(response_ids: Sequence[str]) -> None:
+        await daemon.background.adopt(response_ids)
+
+    async def local(session_id: str, start: bool) -> SessionHandle | None:
+        if start:
+            return await daemon.open_local_session(session_id)
+        return daemon.session(session_id)
+
+    return Hooks(fenced=fenced, rejoined=rejoined, resume=resume, poll=poll, local=local)
+
+
 def _client_settings(config: Config, server: MockServer | None) -> ClientSettings:
     section = config.openai
     return ClientSettings(
@@ -385,18 +494,25 @@ async def open_daemon(
         client = await stack.enter_async_context(
             OpenAIClient.open(_client_settings(config, server), transport=transport)
         )
-        bus: EventBus[Any] = EventBus(
-            default_buffer=config.bus.subscriber_buffer,
-            default_overflow=Overflow[config.bus.overflow.upper()],
+        overflow = Overflow[config.bus.overflow.upper()]
+        namespace = (
+            EMBEDDED_NAMESPACE
+            if server is not None
+            else registry_namespace(client.settings.base_url)
         )
+        node: ClusterNode | None = None
+        bus: EventBus[Any]
+        if config.cluster.enabled:
+            node = await _join_cluster(stack, config, namespace)
+            bus = node.bus
+        else:
+            bus = EventBus(default_buffer=config.bus.subscriber_buffer, default_overflow=overflow)
         stack.callback(bus.close)
         kept = config.eventlog
         event_log = await stack.enter_async_context(
             open_event_log(
                 kept.path,
-                namespace=EMBEDDED_NAMESPACE
-                if server is not None
-                else registry_namespace(client.settings.base_url),
+                namespace=namespace,
                 retention=kept.retention,
                 max_events=kept.max_events,
                 flush_interval=kept.flush_interval,
@@ -443,6 +559,7 @@ async def open_daemon(
                     poller_budget=budget("pollers"),
                     view=view,
                     namespace=None if server is None else EMBEDDED_NAMESPACE,
+                    open_store=None if node is None else node.open_store,
                 ),
                 name=BACKGROUND,
             ),
@@ -481,7 +598,7 @@ async def open_daemon(
             )
         )
         log.info("daemon_started", base_url=client.settings.base_url, embedded=server is not None)
-        yield Daemon(
+        daemon = Daemon(
             config=config,
             bus=bus,
             client=client,
@@ -494,5 +611,9 @@ async def open_daemon(
             session_deps=deps,
             agent_defaults=make_agent,
             registry_view=view,
+            node=node,
         )
+        if node is not None:
+            node.attach(_cluster_hooks(daemon))
+        yield daemon
         log.info("daemon_stopping")

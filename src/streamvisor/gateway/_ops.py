@@ -114,7 +114,7 @@ async def session_respond(daemon: Daemon, session_id: str, body: dict[str, Any])
 
 
 async def _running_session(daemon: Daemon, session_id: str) -> Any:
-    session = daemon.session(session_id)
+    session = await daemon.find_session(session_id)
     if session is None:
         raise NotFound(f"no session {session_id!r} is running")
     return session

@@ -1,0 +1,283 @@
+"""`ClusterNode`: one daemon's membership of a cluster -- its lease, takeovers, remote events.
+
+Four loops, each in the node's own nursery (outside the supervision tree: like the bus and the
+HTTP client they are resources the tree runs on, and they must outlive its shutdown):
+
+``keep_lease``
+    Renews the node's lease every third of the TTL. The lease is measured on PostgreSQL's clock,
+    so a node's own clock never decides who is alive. When a renewal says the lease is lost (it
+    expired while the node was paused, or a survivor already fenced it), or when the node could
+    not renew for a whole TTL (PostgreSQL unreachable: by now a survivor may have taken over),
+    the node is *fenced*: `Hooks.fenced` stops every child that owns work (sessions, pollers),
+    and the node joins again with a new fencing token once PostgreSQL answers. Writes with the
+    old token are refused by the database itself, so a stale child that is still running cannot
+    corrupt what the survivor now owns.
+
+``watch``
+    Every half TTL, looks for nodes whose lease expired and takes each over (one survivor wins
+    each dead node: the store bumps the dead node's token in the same transaction). What moved:
+    a durable stream with an owning session is resumed here from its cursor by that session
+    (`Hooks.resume`), everything else is polled (`Hooks.poll`); the dead node's foreground
+    streams -- Chat, or ``durable=False``, which no API can resume -- end with an ``error``
+    event (code ``node_lost``) on every node, built from what this node saw of them.
+
+``deliver``
+    Reads every other node's events from JetStream into the local bus (`ClusterBus.run`).
+
+``serve_commands``
+    Runs the session commands other nodes route here (`CommandServer`): any node's facade and
+    gateway serve every session, wherever it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, Protocol
+
+import attrs
+import structlog
+import trio
+
+from streamvisor.actors import SessionHandle, StoreError, TrackedResponse
+
+from ._bus import ClusterBus
+from ._commands import CommandServer, RemoteSession, command_subject
+from ._errors import LeaseLost
+
+__all__ = ["ClusterNode", "Hooks", "NodeStatus", "default_node_id"]
+
+log = structlog.get_logger("streamvisor.cluster")
+
+#: The error code of a dead node's foreground stream, ended by a survivor.
+NODE_LOST: Final = "node_lost"
+
+
+def default_node_id() -> str:
+    """``<host>-<pid>``, cut to the 1-64 characters of A-Z a-z 0-9 _ - a node id may hold."""
+    host = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname()).strip("-") or "node"
+    suffix = f"-{os.getpid()}"
+    return host[: 64 - len(suffix)] + suffix
+
+
+class _Store(Protocol):
+    node_id: str
+
+    @property
+    def token(self) -> int: ...
+    async def renew(self) -> float: ...
+    async def rejoin(self) -> int: ...
+    async def expired_nodes(self) -> list[str]: ...
+    async def take_over(self, dead_node: str) -> list[TrackedResponse] | None: ...
+
+
+class _Bridge(Protocol):
+    def subscribe(self, pattern: str, *, after: int | None = None) -> Any: ...
+    def serve(self, subject: str, handler: Callable[[bytes], Awaitable[bytes]]) -> Any: ...
+    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes: ...
+
+
+@attrs.define
+class Hooks:
+    """What the node asks of its daemon (set once the tree is up)."""
+
+    #: Stop every child that owns work: the node lost its lease.
+    fenced: Callable[[], Awaitable[None]]
+    #: Start them again: the node joined again with a new token.
+    rejoined: Callable[[], Awaitable[None]]
+    #: Resume a durable stream of a dead node in its owner's session here.
+    resume: Callable[[TrackedResponse], Awaitable[None]]
+    #: Poll these taken-over responses.
+    poll: Callable[[Sequence[str]], Awaitable[None]]
+    #: This node's handle of a session (``start``: start it if it is not running; else None
+    #: when it is not), for the commands other nodes route here.
+    local: Callable[[str, bool], Awaitable[SessionHandle | None]]
+
+
+@attrs.frozen
+class NodeStatus:
+    """What ``Daemon.status()`` shows of the node."""
+
+    node_id: str
+    token: int
+    #: False while fenced (lease lost, not yet joined again): new durable work is refused.
+    leased: bool
+    #: Nodes this one took over, oldest first.
+    took_over: tuple[str, ...]
+    forwarded: int
+    received: int
+    duplicates: int
+
+
+class ClusterNode:
+    """A daemon's membership of the cluster (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: _Store,
+        bridge: _Bridge,
+        bus: ClusterBus,
+        lease_ttl: float,
+    ) -> None:
+        self.store = store
+        self.bridge = bridge
+        self.bus = bus
+        self.lease_ttl = lease_ttl
+        self.hooks: Hooks | None = None
+        self.leased = True
+        self.took_over: list[str] = []
+        self._hooked = trio.Event()
+
+    @property
+    def node_id(self) -> str:
+        return self.store.node_id
+
+    def status(self) -> NodeStatus:
+        return NodeStatus(
+            self.node_id,
+            self.store.token,
+            self.leased,
+            tuple(self.took_over),
+            self.bus.forwarded,
+            self.bus.received,
+            self.bus.duplicates,
+        )
+
+    def attach(self, hooks: Hooks) -> None:
+        """The daemon's tree is up: takeovers and fencing can act on it from now on."""
+        self.hooks = hooks
+        self._hooked.set()
+
+    # -- the lease ------------------------------------------------------------------------------
+
+    async def keep_lease(self) -> None:
+        """Renew forever (see the module docstring); never raises for an engine failure."""
+        every = self.lease_ttl / 3
+        valid_until = trio.current_time() + self.lease_ttl
+        while True:
+            await trio.sleep(every)
+            try:
+                left = await self.store.renew()
+            except LeaseLost:
+                await self._fence("lease_lost")
+                valid_until = await self._rejoin()
+                continue
+            except StoreError as exc:
+                if self.leased and trio.current_time() >= valid_until:
+                    log.warning("cluster.lease_unrenewable", node=self.node_id, error=str(exc))
+                    await self._fence("unreachable")
+                continue
+            if not self.leased:  # fenced during an outage, though the lease outlived it
+                valid_until = await self._rejoin()
+                continue
+            valid_until = trio.current_time() + max(0.0, min(left, self.lease_ttl))
+
+    async def _fence(self, why: str) -> None:
+        if self.leased:
+            self.leased = False
+            log.error("cluster.fenced", node=self.node_id, token=self.store.token, reason=why)
+        hooks = self.hooks
+        if hooks is not None:
+            await hooks.fenced()
+
+    async def _rejoin(self) -> float:
+        """Join again with a new token, retrying until PostgreSQL answers."""
+        delay = min(1.0, self.lease_ttl / 3)
+        while True:
+            try:
+                token = await self.store.rejoin()
+            except StoreError as exc:
+                log.warning("cluster.rejoin_failed", node=self.node_id, error=str(exc))
+                await trio.sleep(delay)
+                continue
+            self.leased = True
+            log.info("cluster.rejoined", node=self.node_id, token=token)
+            if self.hooks is not None:
+                await self.hooks.rejoined()
+            return trio.current_time() + self.lease_ttl
+
+    # -- takeovers -------------------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Take over every node whose lease expired, forever."""
+        await self._hooked.wait()
+        every = self.lease_ttl / 2
+        while True:
+            if self.leased:
+                try:
+                    for dead in await self.store.expired_nodes():
+                        await self.take_over(dead)
+                except StoreError as exc:
+                    log.warning("cluster.watch_failed", node=self.node_id, error=str(exc))
+            await trio.sleep(every)
+
+    async def take_over(self, dead: str) -> bool:
+        """Take ``dead``'s work if this node wins it; True if it did."""
+        records = await self.store.take_over(dead)
+        if records is None:
+            return False
+        hooks = self.hooks
+        assert hooks is not None
+        self.took_over.append(dead)
+        resumed: set[str] = set()
+        polled: list[str] = []
+        for record in records:
+            resumed.add(record.response_id)
+            if record.mode == "stream" and record.owner is not None:
+                try:
+                    await hooks.resume(record)
+                    continue
+                except Exception as exc:  # it is polled instead, and said so
+                    log.warning(
+                        "cluster.resume_failed",
+                        response_id=record.response_id,
+                        session=record.owner,
+                        error=repr(exc),
+                    )
+            polled.append(record.response_id)
+        if polled:
+            await hooks.poll(polled)
+        ended = 0
+        for stream in self.bus.open_streams(dead):
+            if stream.response_id in resumed:
+                continue
+            self.bus.end_stream(
+                stream,
+                NODE_LOST,
+                f"node {dead} stopped while streaming; this stream cannot be resumed",
+            )
+            ended += 1
+        log.warning(
+            "cluster.took_over",
+            node=self.node_id,
+            dead=dead,
+            resumed=len(records) - len(polled),
+            polled=len(polled),
+            ended=ended,
+        )
+        return True
+
+    # -- sessions other nodes own, and commands for ours ---------------------------------------
+
+    def remote_session(self, owner: str, session_id: str) -> SessionHandle:
+        """A handle that sends session ``session_id``'s commands to ``owner``."""
+        return RemoteSession(self.bridge, owner, session_id)
+
+    async def serve_commands(self) -> None:
+        """Run the commands other nodes route to this node's sessions, forever."""
+        await self._hooked.wait()
+        hooks = self.hooks
+        assert hooks is not None
+        server = CommandServer(self.node_id, hooks.local)
+        async with self.bridge.serve(command_subject(self.node_id), server.handle):
+            await trio.sleep_forever()
+
+    # -- events from other nodes ----------------------------------------------------------------
+
+    async def deliver(self) -> None:
+        """Deliver every other node's events here, forever (the bridge resumes after outages)."""
+        async with self.bridge.subscribe("**") as messages:
+            await self.bus.run(messages)

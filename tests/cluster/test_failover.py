@@ -1,0 +1,163 @@
+"""Three daemon processes as one cluster; a node killed (SIGKILL) or paused (SIGSTOP) mid-stream.
+
+Real everything: the session's PostgreSQL and NATS (`conftest`), one embedded OpenAI server in
+this test's process (every node talks to it), three ``python -m streamvisor daemon`` processes
+(`LocalCluster`), and a subscriber on node B reading ``session.**`` from B's gateway over SSE.
+Work is started on node A through A's gateway; then A is killed. What B's subscriber must see:
+
+* the durable Responses stream goes on to ``response.completed``, resumed by a survivor, with
+  gapless sequence numbers, no duplicate, and every delta's text once (the final text);
+* the foreground Chat stream ends with one ``error`` event, code ``node_lost``;
+* the background response owned by a session reaches its terminal status;
+
+all within a bound of twice the lease TTL plus the streams' own time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx_sse
+import pytest
+import trio
+
+from streamvisor.cluster._local import LocalCluster, NodeProcess
+from streamvisor.mockapi import MockAPIConfig, serve
+
+from .conftest_nats import delete_stream
+
+pytestmark = pytest.mark.slow
+
+TTL = 1.5
+LONG = {"mock_scenario": "long:400", "mock_token_delay_ms": "8"}
+
+
+@asynccontextmanager
+async def running_cluster(
+    tmp_path: Path, dsn: str, nats_url: str, server_url: str, count: int = 3
+) -> AsyncIterator[LocalCluster]:
+    cluster = LocalCluster(
+        tmp_path,
+        postgres_dsn=dsn,
+        nats_url=nats_url,
+        openai_base_url=server_url,
+        lease_ttl=TTL,
+    )
+    try:
+        await trio.to_thread.run_sync(cluster.start, count)
+        yield cluster
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(cluster.stop)
+            await delete_stream(nats_url, "STREAMVISOR")
+
+
+class Watcher:
+    """Everything a node's gateway streams on ``session.**``, by stream."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.statuses: list[dict[str, Any]] = []
+        self.changed = trio.Event()
+
+    async def run(self, node: NodeProcess, http: httpx.AsyncClient, ready: trio.Event) -> None:
+        async with httpx_sse.aconnect_sse(
+            http, "GET", f"{node.url}/events", params={"topic": "session.**"}, headers=node.headers
+        ) as source:
+            ready.set()
+            async for sse in source.aiter_sse():
+                data = json.loads(sse.data)
+                if sse.event == "background.status":
+                    self.statuses.append(data)
+                elif "sequence_number" in data and data.get("response_id"):
+                    self.events[data["response_id"]].append(data)
+                self.changed.set()
+                self.changed = trio.Event()
+
+    async def until(self, predicate: Any, timeout: float) -> None:
+        with trio.fail_after(timeout):
+            while not predicate():
+                await self.changed.wait()
+
+
+async def post(http: httpx.AsyncClient, node: NodeProcess, path: str, body: Any) -> Any:
+    response = await http.post(f"{node.url}{path}", headers=node.headers, json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def seqs(events: list[dict[str, Any]]) -> list[int]:
+    return [e["sequence_number"] for e in events if e["type"] != "keepalive"]
+
+
+async def test_a_killed_node_is_taken_over_without_gap_or_duplicate(
+    dsn: str, nats_url: str, tmp_path: Path
+) -> None:
+    async with (
+        serve(MockAPIConfig(token_delay=0.005)) as server,
+        running_cluster(tmp_path, dsn, nats_url, server.url) as cluster,
+        httpx.AsyncClient(timeout=30) as http,
+        trio.open_nursery() as nursery,
+    ):
+        a, b, _c = cluster.nodes.values()
+        watcher = Watcher()
+        ready = trio.Event()
+        nursery.start_soon(watcher.run, b, http, ready)
+        await ready.wait()
+        durable = await post(
+            http, a, "/sessions/sa/responses", {"model": "gpt-4o", "input": "go", "metadata": LONG}
+        )
+        chat = await post(
+            http,
+            a,
+            "/sessions/sc/chat",
+            {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "go"}],
+                "metadata": LONG,
+            },
+        )
+        background = await post(
+            http,
+            a,
+            "/background",
+            {"model": "gpt-4o", "input": "go", "owner": "sb", "metadata": {"mock_queue_ms": "1500"}},
+        )
+        rid, cid, bid = durable["response_id"], chat["response_id"], background["response_id"]
+        await watcher.until(
+            lambda: len(watcher.events[rid]) >= 30 and len(watcher.events[cid]) >= 30, 20
+        )
+        a.kill()
+        killed = trio.current_time()
+
+        def over() -> bool:
+            done = watcher.events[rid] and watcher.events[rid][-1]["terminal"]
+            chat_done = watcher.events[cid] and watcher.events[cid][-1]["terminal"]
+            bg_done = any(s["response_id"] == bid and s["terminal"] for s in watcher.statuses)
+            return bool(done and chat_done and bg_done)
+
+        await watcher.until(over, 4 * TTL + 15)
+        took = trio.current_time() - killed
+        nursery.cancel_scope.cancel()
+
+    events = watcher.events[rid]
+    assert seqs(events) == list(range(len(seqs(events)))), seqs(events)
+    assert events[-1]["type"] == "response.completed"
+    text = "".join(e["data"]["delta"] for e in events if e["type"] == "response.output_text.delta")
+    final = events[-1]["data"]["response"]["output"][0]["content"][0]["text"]
+    assert text == final
+    chat_events = watcher.events[cid]
+    assert seqs(chat_events) == list(range(len(chat_events)))
+    assert [e["type"] for e in chat_events].count("error") == 1
+    assert chat_events[-1]["type"] == "error"
+    assert chat_events[-1]["data"]["code"] == "node_lost"
+    assert chat_events[-1]["api"] == "chat"
+    finals = [s for s in watcher.statuses if s["response_id"] == bid and s["terminal"]]
+    assert finals[0]["status"] == "completed"
+    assert took < 4 * TTL + 15
