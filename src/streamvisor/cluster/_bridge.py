@@ -1,0 +1,932 @@
+"""`NatsBridge`: JetStream event channels and NATS request/reply, for a trio daemon.
+
+nats-py is asyncio-only and the daemon is trio, so the bridge runs nats-py on a dedicated
+asyncio event loop in one thread and meets trio at three narrow points:
+
+* **Publishing** is a synchronous append to a `collections.deque` (atomic under the GIL): no
+  await and no thread hop per event. Only when the asyncio side has gone idle does a publish
+  wake it, with one ``call_soon_threadsafe``. The asyncio side then takes everything queued as
+  one batch, sends it with JetStream async publish (every message in flight at once) and awaits
+  the acks in bulk; events published meanwhile form the next batch, so batches grow with load.
+* **Deliveries** from JetStream are appended to one deque of (subscription, message); the first
+  append after trio drained it schedules one ``TrioToken.run_sync_soon``, which hands the whole
+  batch to the subscribers' trio memory channels.
+* **Calls** that must wait for the server (opening a subscription, a request, `flush`) run as
+  coroutines on the loop (``run_coroutine_threadsafe``); their completion wakes trio through
+  ``run_sync_soon``, and a trio cancellation cancels the asyncio task.
+
+trio-asyncio was the alternative. It would run nats-py inside trio's thread, but every nats-py
+callback then runs as an asyncio-in-trio task, its loop is a second scheduler layered on trio's
+(the per-event costs compound on the daemon's one core), and it is in maintenance only. A
+thread keeps nats-py's hot loops off the daemon's thread and makes the crossing explicit, once
+per batch.
+
+Reliability, and how it is bounded:
+
+* nats-py reconnects forever (``max_reconnect_attempts=-1``). The publishing loop sends nothing
+  while disconnected: events wait in the bridge's backlog, at most ``max_backlog`` of them
+  (100,000 by default); past that `publish` raises `PublishBacklogFull` (the event is refused,
+  not dropped silently). A batch whose acks do not all arrive within ``ack_timeout`` is sent
+  again, in order, once connected. Every event carries a ``Nats-Msg-Id`` (the caller's, or one
+  the bridge makes), so JetStream drops the copies of a retried event that had in fact been
+  stored. Within a retried batch, a stored event can precede a lost one it followed: per-topic
+  order holds on a healthy connection and batch by batch across failures.
+* Subscriptions are ordered push consumers the bridge runs itself (ack none, flow control,
+  idle heartbeats, in server memory). Each remembers the last stream sequence it delivered;
+  on a consumer-sequence gap, a missed heartbeat, or a reconnect it recreates its consumer from
+  that sequence + 1 and drops any re-delivery at or below it: no gap, no duplicate.
+  nats-py's own ordered consumer restarts from sequence 1 when nothing was delivered yet, and
+  gives up if re-creating the consumer fails once, hence this.
+* `flush` waits, bounded by ``flush_timeout``, for every event published before it to be acked
+  (`NatsUnavailable` otherwise). Closing the bridge flushes within that bound too, then closes
+  the connection and joins the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import itertools
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final, TypeVar
+
+import attrs
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+import trio
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.js import api as js_api
+
+from ._bridge_errors import (
+    BridgeClosed,
+    HandlerFailed,
+    InvalidSubject,
+    NatsUnavailable,
+    NoResponders,
+    PayloadTooLarge,
+    PublishBacklogFull,
+    RequestTimeout,
+)
+from ._subjects import check_name, check_subject, pattern_filters, topic_subject
+
+__all__ = ["Message", "NatsBridge"]
+
+T = TypeVar("T")
+
+log = structlog.get_logger("streamvisor.cluster")
+
+#: Headers the bridge writes: the publishing node, and the failure of a served request.
+ORIGIN_HEADER: Final = "Sv-Origin"
+ERROR_HEADER: Final = "Sv-Error"
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
+#: Msg ids the bridge makes itself begin so; `Message.msg_id` reports them as None.
+_AUTO_ID: Final = "~sv~"
+
+#: The most events one batch sends before awaiting their acks.
+_BATCH: Final = 2048
+#: Idle heartbeat of a subscription's consumer: two missed ones recreate the consumer.
+_HEARTBEAT: Final = 1.0
+#: An abandoned consumer (its node vanished) is removed by the server after this long.
+_INACTIVE: Final = 30.0
+#: Retrying a batch or a consumer: first and longest pause.
+_RETRY_FIRST, _RETRY_MAX = 0.05, 1.0
+#: Bounded cleanup: closing the connection and joining the thread.
+_CLOSE_TIMEOUT: Final = 5.0
+#: Topics resolved to subjects, at most this many cached; past it the cache starts over.
+_CACHE_LIMIT: Final = 4096
+_HEADER_VALUE: Final = re.compile(r"[\x20-\x7e]{1,512}")
+
+
+@attrs.frozen
+class Message:
+    """One event as JetStream stored it."""
+
+    #: The bus topic (the subject without the bridge's prefix).
+    topic: str
+    payload: bytes
+    #: The JetStream stream sequence: pass the last one seen as ``after=`` to resume.
+    seq: int
+    #: The node id of the bridge that published it.
+    origin: str
+    #: The ``Nats-Msg-Id`` the publisher gave, if any.
+    msg_id: str | None
+
+
+@attrs.frozen
+class BridgeStatistics:
+    """Counters of one bridge (each a snapshot; the asyncio side updates them)."""
+
+    #: Events `publish` accepted so far.
+    published: int
+    #: Events JetStream acked (or rejected for good: see ``rejected``).
+    acked: int
+    #: Events accepted but not yet acked: queued, in flight or being retried.
+    backlog: int
+    #: Events JetStream refused for good (logged, not retried).
+    rejected: int
+    #: Batches sent again after a missing ack.
+    retried_batches: int
+    #: Consumers recreated (gap, missed heartbeats, reconnect).
+    consumer_resets: int
+    #: Times the connection came back after a loss.
+    reconnects: int
+
+
+def _parse_ack_reply(reply: str) -> tuple[int, int]:
+    """(stream seq, consumer seq) from a JetStream delivery's reply subject.
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>``, or the newer form
+    with domain and account hash after ``$JS.ACK`` (12 tokens).
+    """
+    tokens = reply.split(".")
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[6])
+    return int(tokens[7]), int(tokens[8])
+
+
+class _Feed:
+    """One subscription's ordered consumer, on the asyncio side.
+
+    Holds the last delivered stream sequence; everything else (the deliver inbox, the consumer)
+    is disposable and recreated from it.
+    """
+
+    def __init__(
+        self,
+        bridge: NatsBridge,
+        filters: tuple[str, ...],
+        last_seq: int,
+        send: trio.MemorySendChannel[Message],
+    ) -> None:
+        self.bridge = bridge
+        self.filters = filters
+        self.last_seq = last_seq
+        self.send = send
+        self.last_dseq = 0
+        #: The nats-py subscription id deliveries must carry (JetStream delivers with the
+        #: stored subject, so the inbox cannot tell a replaced consumer's stragglers apart).
+        self.sid = -1
+        self.sub: NatsSubscription | None = None
+        self.consumer: str | None = None
+        self.last_activity = time.monotonic()
+        self.resetting = False
+        self.closed = False
+
+    async def create(self) -> None:
+        """Subscribe a fresh inbox and create a consumer delivering from ``last_seq + 1``."""
+        nc = self.bridge._nc
+        inbox = nc.new_inbox()
+        self.last_dseq = 0
+        self.sub = await nc.subscribe(inbox, cb=self.on_message)
+        self.sid = self.sub._id
+        config = js_api.ConsumerConfig(
+            deliver_subject=inbox,
+            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.last_seq + 1,
+            ack_policy=js_api.AckPolicy.NONE,
+            max_deliver=1,
+            flow_control=True,
+            idle_heartbeat=_HEARTBEAT,
+            inactive_threshold=_INACTIVE,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        if len(self.filters) == 1:
+            config.filter_subject = self.filters[0]
+        else:
+            config.filter_subjects = list(self.filters)
+        info = await self.bridge._js.add_consumer(self.bridge._stream, config=config)
+        self.consumer = info.name
+        self.last_activity = time.monotonic()
+
+    async def on_message(self, msg: Msg) -> None:
+        if msg.sid != self.sid or self.closed:
+            return  # a straggler from a consumer this feed has replaced
+        self.last_activity = time.monotonic()
+        headers = msg.headers
+        if headers is not None and "Status" in headers:
+            await self._on_control(msg, headers)
+            return
+        sseq, dseq = _parse_ack_reply(msg.reply)
+        if dseq != self.last_dseq + 1:
+            self.reset(f"consumer sequence {dseq} after {self.last_dseq}")
+            return
+        self.last_dseq = dseq
+        if sseq <= self.last_seq:
+            return  # already delivered before a reset
+        self.last_seq = sseq
+        origin = msg_id = None
+        if headers is not None:
+            origin = headers.get(ORIGIN_HEADER)
+            msg_id = headers.get(MSG_ID_HEADER)
+            if msg_id is not None and msg_id.startswith(_AUTO_ID):
+                msg_id = None
+        message = Message(
+            topic=msg.subject[self.bridge._prefix_len :],
+            payload=msg.data,
+            seq=sseq,
+            origin=origin or "",
+            msg_id=msg_id,
+        )
+        self.bridge._deliver(self.send, message)
+
+    async def _on_control(self, msg: Msg, headers: dict[str, str]) -> None:
+        """A heartbeat (check for a silent gap, answer a stalled flow control) or a flow-control
+        request (answered at once: the trio side's channel is unbounded)."""
+        nc = self.bridge._nc
+        if msg.reply:
+            await nc.publish(msg.reply)
+            return
+        stalled = headers.get("Nats-Consumer-Stalled")
+        if stalled:
+            await nc.publish(stalled)
+        last = headers.get("Nats-Last-Consumer")
+        if last is not None and int(last) != self.last_dseq:
+            self.reset(f"heartbeat says consumer sequence {last}, delivered {self.last_dseq}")
+
+    def reset(self, reason: str) -> None:
+        """Recreate the consumer from the last delivered sequence (once at a time)."""
+        if self.resetting or self.closed:
+            return
+        self.resetting = True
+        self.bridge._consumer_resets += 1
+        log.info("nats_consumer_reset", filters=self.filters, after=self.last_seq, reason=reason)
+        self.bridge._spawn(self._recreate())
+
+    async def _recreate(self) -> None:
+        try:
+            pause = _RETRY_FIRST
+            while not self.closed:
+                await self.bridge._connected.wait()
+                await self._drop()
+                try:
+                    await self.create()
+                    return
+                except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
+                    log.warning("nats_consumer_create_failed", filters=self.filters, error=error)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _RETRY_MAX)
+        finally:
+            self.resetting = False
+
+    async def _drop(self) -> None:
+        """Unsubscribe the inbox and delete the consumer, best effort (the server removes an
+        abandoned one after ``_INACTIVE`` anyway, and a restart has removed it already)."""
+        sub, self.sub = self.sub, None
+        consumer, self.consumer = self.consumer, None
+        self.sid = -1
+        if sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        if consumer is not None and self.bridge._nc.is_connected:
+            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, TimeoutError):
+                await self.bridge._js.delete_consumer(self.bridge._stream, consumer)
+
+    async def close(self) -> None:
+        self.closed = True
+        self.bridge._feeds.discard(self)
+        await self._drop()
+
+
+class NatsBridge:
+    """A connection to NATS JetStream for one node, usable from trio.
+
+    Obtain one from `NatsBridge.open` (an async context manager); the constructor is private.
+    Publishing is synchronous and cheap; everything else awaits the server through the bridge's
+    asyncio thread. See the module docstring for the design and its bounds.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        node_id: str,
+        stream: str,
+        subject_prefix: str,
+        max_age: float,
+        duplicate_window: float,
+        max_backlog: int,
+        flush_timeout: float,
+        ack_timeout: float,
+        _private: object = None,
+    ) -> None:
+        if _private is not _PRIVATE:
+            raise TypeError("NatsBridge is created by `async with NatsBridge.open(...)`")
+        self._url = url
+        self._node_id = node_id
+        self._stream = stream
+        self._prefix = subject_prefix
+        self._prefix_len = len(subject_prefix) + 1
+        self._max_age = max_age
+        self._duplicate_window = duplicate_window
+        self._max_backlog = max_backlog
+        self._flush_timeout = flush_timeout
+        self._ack_timeout = ack_timeout
+        self._instance = f"{_AUTO_ID}{node_id}~{os.urandom(6).hex()}~"
+        self._closed = False
+        self._subjects: dict[str, str] = {}
+        # -- shared between the threads (each field written by one side only) --
+        self._outbox: collections.deque[tuple[str, bytes, str | None]] = collections.deque()
+        self._drainer_idle = False
+        self._published = 0  # trio side
+        self._acked = 0  # asyncio side
+        self._max_payload = 1024 * 1024
+        self._deliveries: collections.deque[tuple[trio.MemorySendChannel[Message], Message]] = (
+            collections.deque()
+        )
+        self._delivery_scheduled = False
+        # -- asyncio side --
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run_loop, name=f"streamvisor-nats-{node_id}", daemon=True
+        )
+        self._thread_done = trio.Event()
+        self._token = trio.lowlevel.current_trio_token()
+        self._nc = NatsClient()
+        self._js = self._nc.jetstream(publish_async_max_pending=2 * _BATCH)
+        self._wake: asyncio.Event
+        self._connected: asyncio.Event
+        self._feeds: set[_Feed] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ack_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._auto_ids = 0
+        self._rejected = 0
+        self._retried_batches = 0
+        self._consumer_resets = 0
+        self._reconnects = 0
+
+    # -----------------------------------------------------------------------------------------
+    # Life cycle
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        url: str,
+        *,
+        node_id: str,
+        stream: str = "STREAMVISOR",
+        subject_prefix: str = "sv.ev",
+        max_age: float = 3600.0,
+        duplicate_window: float = 120.0,
+        max_backlog: int = 100_000,
+        flush_timeout: float = 10.0,
+        ack_timeout: float = 2.0,
+        connect_timeout: float = 5.0,
+    ) -> AsyncIterator[NatsBridge]:
+        """Connect to ``url``, create or update the stream, and yield the bridge.
+
+        The stream (file storage) captures ``f"{subject_prefix}.>"``, keeps messages for
+        ``max_age`` seconds and drops a repeated ``Nats-Msg-Id`` within ``duplicate_window``.
+
+        Raises `InvalidSubject` for a bad node id, stream name or prefix, `NatsUnavailable` if
+        the server cannot be reached within ``connect_timeout`` or refuses the stream. On exit
+        it flushes (bounded by ``flush_timeout``; what is left is logged), closes the connection
+        and joins the bridge's thread.
+        """
+        if not isinstance(node_id, str) or _HEADER_VALUE.fullmatch(node_id) is None:
+            raise InvalidSubject(node_id, "a node id is 1-512 characters of printable ASCII")
+        check_name(stream, "stream name")
+        check_subject(subject_prefix, wildcards=False)
+        if max_backlog < 1:
+            raise ValueError(f"max_backlog must be at least 1, not {max_backlog}")
+        bridge = cls(
+            url,
+            node_id=node_id,
+            stream=stream,
+            subject_prefix=subject_prefix,
+            max_age=max_age,
+            duplicate_window=duplicate_window,
+            max_backlog=max_backlog,
+            flush_timeout=flush_timeout,
+            ack_timeout=ack_timeout,
+            _private=_PRIVATE,
+        )
+        bridge._thread.start()
+        try:
+            with trio.move_on_after(connect_timeout) as scope:
+                await bridge._call(bridge._connect(connect_timeout))
+            if scope.cancelled_caught:
+                raise NatsUnavailable(url, f"no connection within {connect_timeout} s")
+            yield bridge
+        finally:
+            await bridge._close()
+
+    async def _close(self) -> None:
+        """Flush (bounded), close the connection, stop the loop and join the thread."""
+        was_open, self._closed = not self._closed, True
+        with trio.move_on_after(self._flush_timeout + 2 * _CLOSE_TIMEOUT, shield=True):
+            if was_open and self._published > self._acked and self._nc.is_connected:
+                try:
+                    await self._flush_within(self._flush_timeout)
+                except NatsUnavailable as error:
+                    log.warning("nats_bridge_closed_unflushed", error=str(error))
+            with contextlib.suppress(concurrent.futures.CancelledError):
+                await self._call(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+            await self._thread_done.wait()
+        self._thread.join(_CLOSE_TIMEOUT if self._thread_done.is_set() else 0)
+        if self._thread.is_alive():  # pragma: no cover - only if nats-py hangs in close
+            log.error("nats_bridge_thread_leaked", thread=self._thread.name)
+
+    def _run_loop(self) -> None:
+        """The bridge thread: run the loop until `_close` stops it, then tidy it up."""
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._thread_done.set)
+
+    async def _connect(self, within: float) -> None:
+        """(asyncio) Connect, ensure the stream, start the publishing loop and the watchdog."""
+        self._wake = asyncio.Event()
+        self._connected = asyncio.Event()
+        try:
+            await self._nc.connect(
+                self._url,
+                name=f"streamvisor-{self._node_id}",
+                connect_timeout=max(1, math.ceil(within)),
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,  # type: ignore[arg-type]  # a float is fine
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            )
+        except (nats.errors.Error, OSError, TimeoutError) as error:
+            raise NatsUnavailable(self._url, f"{type(error).__name__}: {error}") from None
+        self._max_payload = self._nc.max_payload
+        self._connected.set()
+        await self._ensure_stream()
+        self._spawn(self._drain_outbox())
+        self._spawn(self._watch_feeds())
+
+    async def _ensure_stream(self) -> None:
+        config = js_api.StreamConfig(
+            name=self._stream,
+            subjects=[f"{self._prefix}.>"],
+            storage=js_api.StorageType.FILE,
+            max_age=self._max_age,
+            duplicate_window=self._duplicate_window,
+        )
+        try:
+            try:
+                await self._js.add_stream(config)
+            except nats.js.errors.BadRequestError:  # it exists with another configuration
+                await self._js.update_stream(config)
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
+            raise NatsUnavailable(
+                self._url, f"stream {self._stream!r}: {type(error).__name__}: {error}"
+            ) from None
+
+    async def _shutdown(self) -> None:
+        """(asyncio) Stop the tasks, drop the consumers, close the connection (bounded)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for feed in list(self._feeds):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(feed.close(), _CLOSE_TIMEOUT)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._nc.close(), _CLOSE_TIMEOUT)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """(asyncio) Run a background task the bridge owns and cancels when it closes."""
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("nats_bridge_task_failed", error=repr(task.exception()))
+
+    async def _on_error(self, error: Exception) -> None:
+        log.debug("nats_client_error", error=f"{type(error).__name__}: {error}")
+
+    async def _on_disconnected(self) -> None:
+        self._connected.clear()
+        log.warning("nats_disconnected", url=self._url, node=self._node_id)
+
+    async def _on_reconnected(self) -> None:
+        self._reconnects += 1
+        self._connected.set()
+        log.info("nats_reconnected", url=self._url, node=self._node_id)
+        # A restarted server lost the in-memory consumers: recreate them now rather than after
+        # two missed heartbeats (a consumer that survived a blip is recreated, harmlessly).
+        for feed in list(self._feeds):
+            feed.reset("reconnected")
+
+    async def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the bridge's loop and wait for it in trio; cancelling the trio task
+        cancels the coroutine. Raises what the coroutine raised."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        done = trio.Event()
+        token = self._token
+        future.add_done_callback(lambda _: token.run_sync_soon(done.set))
+        try:
+            await done.wait()
+        finally:
+            future.cancel()  # no-op once done
+        return future.result()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection to the server is up right now."""
+        return self._nc.is_connected and not self._closed
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    def statistics(self) -> BridgeStatistics:
+        """A snapshot of the bridge's counters."""
+        published, acked = self._published, self._acked
+        return BridgeStatistics(
+            published=published,
+            acked=acked,
+            backlog=published - acked,
+            rejected=self._rejected,
+            retried_batches=self._retried_batches,
+            consumer_resets=self._consumer_resets,
+            reconnects=self._reconnects,
+        )
+
+    # -----------------------------------------------------------------------------------------
+    # Publishing
+
+    def publish(self, topic: str, payload: bytes, *, msg_id: str | None = None) -> None:
+        """Queue one event for ``f"{subject_prefix}.{topic}"``; never blocks, never awaits.
+
+        ``msg_id`` becomes the ``Nats-Msg-Id`` header: JetStream stores one message per id
+        within the duplicate window (a node re-publishing a dead node's events after a takeover
+        does not duplicate them). The publish is only queued: `flush` tells when it is stored.
+
+        Raises `InvalidSubject` for a topic NATS cannot carry, `PayloadTooLarge`,
+        `PublishBacklogFull` when ``max_backlog`` events await acks, `BridgeClosed` after
+        close, and `ValueError` for a msg_id that is not printable ASCII or that begins with
+        the bridge's own ``~sv~``.
+        """
+        if self._closed:
+            raise BridgeClosed("publish on a closed NatsBridge")
+        subject = self._subjects.get(topic)
+        if subject is None:
+            subject = topic_subject(self._prefix, topic)
+            if len(self._subjects) >= _CACHE_LIMIT:
+                self._subjects.clear()
+            self._subjects[topic] = subject
+        if len(payload) > self._max_payload:
+            raise PayloadTooLarge(len(payload), self._max_payload)
+        if msg_id is not None and (
+            _HEADER_VALUE.fullmatch(msg_id) is None or msg_id.startswith(_AUTO_ID)
+        ):
+            raise ValueError(f"msg_id {msg_id!r} must be printable ASCII, not beginning ~sv~")
+        if self._published - self._acked >= self._max_backlog:
+            raise PublishBacklogFull(self._published - self._acked)
+        self._outbox.append((subject, payload, msg_id))
+        self._published += 1
+        if self._drainer_idle:
+            self._drainer_idle = False
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def flush(self) -> None:
+        """Return once every event published before this call is stored (acked) by JetStream.
+
+        Raises `NatsUnavailable` if that takes longer than the bridge's ``flush_timeout`` (the
+        events stay queued and are still sent once the server is back), `BridgeClosed` after
+        close.
+        """
+        if self._closed:
+            raise BridgeClosed("flush on a closed NatsBridge")
+        await self._flush_within(self._flush_timeout)
+
+    async def _flush_within(self, seconds: float) -> None:
+        target = self._published
+        if self._acked >= target:
+            return
+        with trio.move_on_after(seconds):
+            await self._call(self._wait_acked(target))
+            return
+        raise NatsUnavailable(
+            self._url, f"{target - self._acked} events not acked by JetStream within {seconds} s"
+        )
+
+    async def _wait_acked(self, target: int) -> None:
+        if self._acked >= target:
+            return
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._ack_waiters.append((target, waiter))
+        await waiter
+
+    def _count_acked(self, count: int) -> None:
+        self._acked += count
+        acked, still = self._acked, []
+        for target, waiter in self._ack_waiters:
+            if target <= acked:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                still.append((target, waiter))
+        self._ack_waiters = still
+
+    async def _drain_outbox(self) -> None:
+        """(asyncio) Send what `publish` queued, batch after batch, each acked before the next.
+
+        Idleness is announced before the last look at the deque, so a publish either sees the
+        flag and wakes this loop, or its event is seen by that look.
+        """
+        outbox = self._outbox
+        while True:
+            if not outbox:
+                self._wake.clear()
+                self._drainer_idle = True
+                if not outbox:
+                    await self._wake.wait()
+                self._drainer_idle = False
+                continue
+            count = min(len(outbox), _BATCH)
+            batch = []
+            for _ in range(count):
+                subject, payload, msg_id = outbox.popleft()
+                self._auto_ids += 1
+                headers = {
+                    ORIGIN_HEADER: self._node_id,
+                    MSG_ID_HEADER: msg_id or f"{self._instance}{self._auto_ids}",
+                }
+                batch.append((subject, payload, headers))
+            await self._send_batch(batch)
+            self._count_acked(count)
+
+    async def _send_batch(self, batch: list[tuple[str, bytes, dict[str, str]]]) -> None:
+        """(asyncio) Publish a batch with every message in flight, and retry, in order, those
+        whose ack is missing until all are stored (or refused for good: logged, counted)."""
+        pending = batch
+        pause = _RETRY_FIRST
+        while pending:
+            await self._connected.wait()
+            futures: list[asyncio.Future[js_api.PubAck]] = []
+            try:
+                for subject, payload, headers in pending:
+                    futures.append(await self._js.publish_async(subject, payload, headers=headers))
+            except nats.errors.Error as error:  # the connection went away mid-batch
+                log.debug("nats_publish_interrupted", error=f"{type(error).__name__}: {error}")
+            if futures:
+                await asyncio.wait(futures, timeout=self._ack_timeout)
+            retry = []
+            for item, future in itertools.zip_longest(pending, futures):
+                if future is None:
+                    retry.append(item)
+                elif not future.done():
+                    future.cancel()
+                    retry.append(item)
+                elif (failure := future.exception()) is not None:
+                    if isinstance(failure, nats.js.errors.NoStreamResponseError):
+                        retry.append(item)  # the stream is gone (or the server is starting)
+                    elif isinstance(failure, nats.js.errors.APIError):
+                        self._rejected += 1
+                        log.error("nats_publish_rejected", subject=item[0], error=str(failure))
+                    else:
+                        retry.append(item)
+            if retry and len(retry) == len(pending) and self._nc.is_connected:
+                with contextlib.suppress(NatsUnavailable):
+                    await self._ensure_stream()  # someone may have deleted it
+            if retry:
+                self._retried_batches += 1
+                log.info("nats_publish_retry", events=len(retry))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _RETRY_MAX)
+            pending = retry
+
+    # -----------------------------------------------------------------------------------------
+    # Subscribing
+
+    def subscribe(
+        self, pattern: str, *, after: int | None = None
+    ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Message]]:
+        """Receive the stored events whose topic matches the bus ``pattern``, in stream order.
+
+        ``after=None``: events stored from now on. ``after=N``: every stored event with
+        sequence > N, then live ones, with no gap and no duplicate, across reconnects and
+        server restarts. This node's own events are included (filter on ``Message.origin``).
+
+        Raises `InvalidSubject` for a malformed pattern (at once), `NatsUnavailable` on entry
+        if the consumer cannot be created, `BridgeClosed` after close. The channel is
+        unbounded: a subscriber that stops receiving grows its buffer.
+        """
+        filters = pattern_filters(self._prefix, pattern)
+        if after is not None and (not isinstance(after, int) or after < 0):
+            raise ValueError(f"after must be a stream sequence >= 0 or None, not {after!r}")
+        return self._subscription(filters, after)
+
+    @asynccontextmanager
+    async def _subscription(
+        self, filters: tuple[str, ...], after: int | None
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[Message]]:
+        if self._closed:
+            raise BridgeClosed("subscribe on a closed NatsBridge")
+        send, receive = trio.open_memory_channel[Message](math.inf)
+        feed = await self._call(self._open_feed(filters, after, send))
+        try:
+            with receive:
+                yield receive
+        finally:
+            with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await self._call(feed.close())
+            send.close()
+
+    async def _open_feed(
+        self, filters: tuple[str, ...], after: int | None, send: trio.MemorySendChannel[Message]
+    ) -> _Feed:
+        try:
+            if after is None:
+                info = await self._js.stream_info(self._stream)
+                after = info.state.last_seq
+            feed = _Feed(self, filters, after, send)
+            await feed.create()
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
+            raise NatsUnavailable(
+                self._url, f"subscribing to {filters}: {type(error).__name__}: {error}"
+            ) from None
+        self._feeds.add(feed)
+        return feed
+
+    def _deliver(self, send: trio.MemorySendChannel[Message], message: Message) -> None:
+        """(asyncio) Queue a delivery; the first since trio's last hand-over schedules one."""
+        self._deliveries.append((send, message))
+        if not self._delivery_scheduled:
+            self._delivery_scheduled = True
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
+        """(trio) Move every queued delivery into its subscriber's channel.
+
+        The flag drops before the drain, so an append racing with it either is drained here or
+        schedules the next hand-over. It must not raise: it runs as a trio system callback.
+        """
+        self._delivery_scheduled = False
+        deliveries = self._deliveries
+        while deliveries:
+            send, message = deliveries.popleft()
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                send.send_nowait(message)
+
+    async def _watch_feeds(self) -> None:
+        """(asyncio) Recreate a consumer whose heartbeats stopped (deleted, or a server that
+        restarted before the client noticed)."""
+        while True:
+            await asyncio.sleep(_HEARTBEAT)
+            if not self._nc.is_connected:
+                continue
+            silent = time.monotonic() - 2.5 * _HEARTBEAT
+            for feed in list(self._feeds):
+                if feed.last_activity < silent:
+                    feed.reset("heartbeats stopped")
+
+    # -----------------------------------------------------------------------------------------
+    # Commands: NATS core request/reply
+
+    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes:  # noqa: ASYNC109
+        """Send ``payload`` to whoever serves ``subject`` and return the reply.
+
+        Raises `InvalidSubject`, `NoResponders` (nobody serves it), `RequestTimeout` (no reply
+        within ``timeout``; also while the server is away), `HandlerFailed` (the handler
+        raised), `BridgeClosed` after close.
+        """
+        if self._closed:
+            raise BridgeClosed("request on a closed NatsBridge")
+        check_subject(subject, wildcards=False)
+        with trio.move_on_after(timeout + _CLOSE_TIMEOUT):
+            try:
+                reply = await self._call(self._request(subject, payload, timeout))
+            except nats.errors.NoRespondersError:
+                raise NoResponders(subject) from None
+            except (nats.errors.TimeoutError, TimeoutError):
+                raise RequestTimeout(subject, timeout) from None
+            except nats.errors.Error as error:
+                raise NatsUnavailable(self._url, f"{type(error).__name__}: {error}") from None
+            if reply.headers and ERROR_HEADER in reply.headers:
+                raise HandlerFailed(subject, reply.headers[ERROR_HEADER])
+            return reply.data
+        raise RequestTimeout(subject, timeout)
+
+    async def _request(self, subject: str, payload: bytes, seconds: float) -> Msg:
+        return await self._nc.request(subject, payload, timeout=seconds)
+
+    def serve(
+        self,
+        subject: str,
+        handler: Callable[[bytes], Awaitable[bytes]],
+        *,
+        queue: str | None = None,
+    ) -> AbstractAsyncContextManager[None]:
+        """Answer requests on ``subject`` (``*`` and a trailing ``>`` allowed) while the block
+        runs; ``queue`` shares the subject with other servers of the same group.
+
+        ``handler`` runs in trio, one task per request, in a nursery the block owns; its return
+        is the reply. If it raises an `Exception`, the requester gets `HandlerFailed` naming it
+        (and the error is logged here). Leaving the block stops serving and cancels handlers
+        still running. Raises `InvalidSubject` at once, `NatsUnavailable` on entry.
+        """
+        check_subject(subject, wildcards=True)
+        return self._serving(subject, handler, queue)
+
+    @asynccontextmanager
+    async def _serving(
+        self,
+        subject: str,
+        handler: Callable[[bytes], Awaitable[bytes]],
+        queue: str | None,
+    ) -> AsyncIterator[None]:
+        if self._closed:
+            raise BridgeClosed("serve on a closed NatsBridge")
+        send, receive = trio.open_memory_channel[tuple[bytes, str]](math.inf)
+        token = self._token
+
+        def accept(item: tuple[bytes, str]) -> None:  # (trio) must not raise
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                send.send_nowait(item)
+
+        async def on_request(msg: Msg) -> None:  # (asyncio)
+            if msg.reply:
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(accept, (msg.data, msg.reply))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._dispatch, receive, handler, subject, nursery)
+            try:
+                sub = await self._call(self._subscribe_core(subject, queue, on_request))
+            except BaseException:
+                nursery.cancel_scope.cancel()
+                raise
+            try:
+                yield
+            finally:
+                with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                    with contextlib.suppress(nats.errors.Error):
+                        await self._call(sub.unsubscribe())
+                send.close()
+                nursery.cancel_scope.cancel()
+
+    async def _subscribe_core(
+        self, subject: str, queue: str | None, callback: Callable[[Msg], Awaitable[None]]
+    ) -> NatsSubscription:
+        try:
+            return await self._nc.subscribe(subject, queue=queue or "", cb=callback)
+        except nats.errors.Error as error:
+            raise NatsUnavailable(self._url, f"serving {subject!r}: {error}") from None
+
+    async def _dispatch(
+        self,
+        receive: trio.MemoryReceiveChannel[tuple[bytes, str]],
+        handler: Callable[[bytes], Awaitable[bytes]],
+        subject: str,
+        nursery: trio.Nursery,
+    ) -> None:
+        async for payload, reply in receive:
+            nursery.start_soon(self._answer, handler, subject, payload, reply)
+
+    async def _answer(
+        self,
+        handler: Callable[[bytes], Awaitable[bytes]],
+        subject: str,
+        payload: bytes,
+        reply: str,
+    ) -> None:
+        headers: dict[str, str] | None = None
+        try:
+            result = await handler(payload)
+        except Exception as error:
+            log.exception("nats_handler_failed", subject=subject)
+            line = " ".join(f"{type(error).__name__}: {error}".split())
+            headers = {ERROR_HEADER: line.encode("ascii", "replace").decode()[:512]}
+            result = b""
+        self._loop.call_soon_threadsafe(self._send_reply, reply, result, headers)
+
+    def _send_reply(self, reply: str, payload: bytes, headers: dict[str, str] | None) -> None:
+        """(asyncio) Publish a handler's reply (a lost reply is a requester's timeout)."""
+        if self._nc.is_connected:
+            self._spawn(self._nc.publish(reply, payload, headers=headers))
+
+
+_PRIVATE: Final = object()
