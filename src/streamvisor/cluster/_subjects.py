@@ -80,6 +80,8 @@ def pattern_filters(prefix: str, pattern: str) -> tuple[str, ...]:
         if segment == "**":
             if index != last:
                 raise InvalidSubject(pattern, "'**' is only allowed as the last segment")
+        elif not segment:
+            raise InvalidSubject(pattern, "empty segment (two dots, or a leading/trailing dot)")
         elif segment != "*" and _TOKEN_RE.fullmatch(segment) is None:
             raise InvalidSubject(pattern, f"{_explain(segment)} (in a pattern)")
     if segments[-1] != "**":
@@ -101,6 +103,8 @@ def check_subject(subject: object, *, wildcards: bool) -> str:
     for index, token in enumerate(tokens):
         if token == "*" or (token == ">" and index == len(tokens) - 1):
             continue
+        if token == ">":
+            raise InvalidSubject(subject, "'>' is only allowed as the last token")
         if _TOKEN_RE.fullmatch(token) is None:
             raise InvalidSubject(subject, f"{_explain(token)} (as a subject to serve)")
     return subject
