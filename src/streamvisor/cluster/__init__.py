@@ -15,6 +15,7 @@ from ._bridge_errors import (
     PayloadTooLarge,
     PublishBacklogFull,
     RequestTimeout,
+    StreamRefused,
 )
 from ._nats_server import NatsServer, NatsServerError
 
@@ -33,4 +34,5 @@ __all__ = [
     "PayloadTooLarge",
     "PublishBacklogFull",
     "RequestTimeout",
+    "StreamRefused",
 ]

@@ -78,6 +78,7 @@ from ._bridge_errors import (
     PayloadTooLarge,
     PublishBacklogFull,
     RequestTimeout,
+    StreamRefused,
 )
 from ._subjects import check_name, check_subject, pattern_filters, topic_subject
 
@@ -392,7 +393,8 @@ class NatsBridge:
         ``max_age`` seconds and drops a repeated ``Nats-Msg-Id`` within ``duplicate_window``.
 
         Raises `InvalidSubject` for a bad node id, stream name or prefix, `NatsUnavailable` if
-        the server cannot be reached within ``connect_timeout`` or refuses the stream. On exit
+        the server cannot be reached within ``connect_timeout``, `StreamRefused` if JetStream
+        refuses the stream (its subjects overlap another stream's, say). On exit
         it flushes (bounded by ``flush_timeout``; what is left is logged), closes the connection
         and joins the bridge's thread.
         """
@@ -493,8 +495,15 @@ class NatsBridge:
         try:
             try:
                 await self._js.add_stream(config)
-            except nats.js.errors.BadRequestError:  # it exists with another configuration
-                await self._js.update_stream(config)
+            except nats.js.errors.BadRequestError as refused:
+                # It exists with another configuration (then update it), or its subjects
+                # overlap another stream's (then the update finds no such stream).
+                try:
+                    await self._js.update_stream(config)
+                except nats.js.errors.NotFoundError:
+                    raise StreamRefused(self._stream, str(refused.description)) from None
+        except nats.js.errors.APIError as error:
+            raise StreamRefused(self._stream, str(error.description)) from None
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
             raise NatsUnavailable(
                 self._url, f"stream {self._stream!r}: {type(error).__name__}: {error}"
@@ -708,7 +717,7 @@ class NatsBridge:
                     else:
                         retry.append(item)
             if retry and len(retry) == len(pending) and self._nc.is_connected:
-                with contextlib.suppress(NatsUnavailable):
+                with contextlib.suppress(NatsUnavailable, StreamRefused):
                     await self._ensure_stream()  # someone may have deleted it
             if retry:
                 self._retried_batches += 1

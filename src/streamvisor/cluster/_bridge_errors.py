@@ -12,6 +12,8 @@ Errors raised by the bridge::
     ├── NatsUnavailable(ConnectionError)
     │                                  the server cannot be reached (at open), or did not ack
     │                                  within flush's bounded wait (.url, .reason)
+    ├── StreamRefused(RuntimeError)    JetStream refused to create or update the stream, e.g. its
+    │                                  subjects overlap another stream's (.stream, .reason)
     ├── NoResponders(LookupError)      a request found nobody serving its subject (.subject)
     ├── RequestTimeout(TimeoutError)   a request got no reply in time (.subject, .timeout)
     ├── HandlerFailed(RuntimeError)    the remote handler raised; its error is in .remote
@@ -36,6 +38,7 @@ __all__ = [
     "PayloadTooLarge",
     "PublishBacklogFull",
     "RequestTimeout",
+    "StreamRefused",
 ]
 
 
@@ -76,6 +79,15 @@ class NatsUnavailable(BridgeError, ConnectionError):
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"NATS at {url} unavailable: {reason}")
         self.url = url
+        self.reason = reason
+
+
+class StreamRefused(BridgeError, RuntimeError):
+    """JetStream refused the stream's configuration (the server's description is the reason)."""
+
+    def __init__(self, stream: str, reason: str) -> None:
+        super().__init__(f"JetStream refused stream {stream!r}: {reason}")
+        self.stream = stream
         self.reason = reason
 
 
