@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import statistics
 import struct
 import tempfile
 import time
