@@ -10,7 +10,7 @@ CPU is read for this process only (nats-server is another process, not counted),
 measured stretch: ``process`` is every thread (trio's, and both bridges' asyncio threads),
 ``trio`` is the trio thread alone (`time.thread_time`): the share the daemon's own core pays.
 Both are divided by the events delivered, so one "event" is one publish on A plus its delivery
-on B.
+on B. The last row is `NatsBridge.publish` alone: a synchronous append, no thread hop.
 """
 
 from __future__ import annotations
@@ -118,6 +118,21 @@ async def _saturated(url: str, total: int, stream: str) -> dict[str, float]:
     }
 
 
+async def _publish_call(url: str, total: int, stream: str) -> float:
+    """CPU of one `NatsBridge.publish` call in the trio thread (what the daemon's core pays per
+    event on the publishing side), over ``total`` calls in a row."""
+    async with NatsBridge.open(
+        url, node_id="a", stream=stream, subject_prefix=stream, max_backlog=total + 1
+    ) as a:
+        payload = _STAMP.pack(0) + _PAD
+        topics = [f"bench.s{n}.delta" for n in range(16)]
+        gc.collect()
+        thread = time.thread_time()
+        for n in range(total):
+            a.publish(topics[n % 16], payload)
+        thread = time.thread_time() - thread
+        await a.flush()
+    return thread / total * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as directory, NatsServer(Path(directory)) as server:
         paced = trio.run(_paced, server.url, args.rate, args.seconds, "BENCH_PACED")
         burst = trio.run(_saturated, server.url, args.burst, "BENCH_BURST")
+        call = trio.run(_publish_call, server.url, args.burst, "BENCH_CALL")
     print("== bench.cluster_bridge: two bridges, one nats-server, 136-byte events ==")
     print(
         f"paced     {paced['events']:>7.0f} events at {args.rate}/s: "
@@ -148,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{burst['us_process']:6.1f} us CPU/event (process)  "
         f"{burst['us_trio']:5.1f} us (trio thread)"
     )
+    print(f"publish() alone: {call:.2f} us CPU per call in the trio thread")
     return 0
 
 
