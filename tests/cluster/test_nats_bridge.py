@@ -11,6 +11,7 @@ import threading
 
 import pytest
 import trio
+import trio.lowlevel
 
 from streamvisor.cluster import (
     BridgeClosed,
@@ -20,7 +21,9 @@ from streamvisor.cluster import (
     NatsBridge,
     NatsUnavailable,
     NoResponders,
+    PayloadTooLarge,
     RequestTimeout,
+    StreamRefused,
 )
 
 from .conftest_nats import NatsNames, open_node
@@ -57,11 +60,14 @@ class TestPublishSubscribe:
         self, nats_names: NatsNames
     ) -> None:
         """Topic, payload, origin, msg_id and the stream sequence all arrive."""
-        async with open_node(nats_names, "node-a") as a, open_node(nats_names, "node-b") as b:
-            async with b.subscribe("session.*.delta") as events:
-                a.publish("session.s1.delta", b"hello", msg_id="s1:1")
-                a.publish("session.s2.delta", b"world")
-                first, second = await receive(events, 2)
+        async with (
+            open_node(nats_names, "node-a") as a,
+            open_node(nats_names, "node-b") as b,
+            b.subscribe("session.*.delta") as events,
+        ):
+            a.publish("session.s1.delta", b"hello", msg_id="s1:1")
+            a.publish("session.s2.delta", b"world")
+            first, second = await receive(events, 2)
         assert first == Message("session.s1.delta", b"hello", first.seq, "node-a", "s1:1")
         assert second == Message("session.s2.delta", b"world", first.seq + 1, "node-a", None)
 
@@ -75,24 +81,31 @@ class TestPublishSubscribe:
         self, nats_names: NatsNames
     ) -> None:
         """'a.**' gets 'a' and 'a.b.c'; not 'ab' nor 'b.a'."""
-        async with open_node(nats_names, "a") as a, open_node(nats_names, "b") as b:
-            async with b.subscribe("a.**") as events, b.subscribe("sentinel") as done:
-                for topic in ("a", "ab", "a.b", "b.a", "a.b.c"):
-                    a.publish(topic, topic.encode())
-                a.publish("a.sentinel.x", b"")
-                a.publish("sentinel", b"")
-                await receive(done, 1)
-                got = await receive(events, 4)
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            b.subscribe("a.**") as events,
+            b.subscribe("sentinel") as done,
+        ):
+            for topic in ("a", "ab", "a.b", "b.a", "a.b.c"):
+                a.publish(topic, topic.encode())
+            a.publish("a.sentinel.x", b"")
+            a.publish("sentinel", b"")
+            await receive(done, 1)
+            got = await receive(events, 4)
         assert [m.topic for m in got] == ["a", "a.b", "a.b.c", "a.sentinel.x"]
 
     async def test_per_topic_order_holds_across_interleaved_topics(
         self, nats_names: NatsNames
     ) -> None:
-        async with open_node(nats_names, "a") as a, open_node(nats_names, "b") as b:
-            async with b.subscribe("t.**") as events:
-                for n in range(600):
-                    a.publish(f"t.{n % 3}", str(n).encode())
-                got = await receive(events, 600)
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            b.subscribe("t.**") as events,
+        ):
+            for n in range(600):
+                a.publish(f"t.{n % 3}", str(n).encode())
+            got = await receive(events, 600)
         for topic in ("t.0", "t.1", "t.2"):
             numbers = [int(m.payload) for m in got if m.topic == topic]
             assert numbers == sorted(numbers)
@@ -108,6 +121,25 @@ class TestPublishSubscribe:
             with pytest.raises(InvalidSubject, match="only allowed as the last"):
                 a.subscribe("**.a")
             assert a.statistics().published == 0
+
+    async def test_a_payload_above_the_servers_limit_is_refused_at_publish(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with open_node(nats_names, "a") as a:
+            with pytest.raises(PayloadTooLarge) as caught:
+                a.publish("big", b"x" * (caught_limit := 1024 * 1024 + 1))
+            assert caught.value.size == caught_limit
+            assert a.statistics().published == 0
+
+    async def test_a_stream_whose_subjects_overlap_another_is_refused_by_name(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with open_node(nats_names, "a"):
+            clash = NatsNames(nats_names.url, f"{nats_names.stream}_CLASH", nats_names.prefix)
+            with pytest.raises(StreamRefused, match="overlap") as caught:
+                async with open_node(clash, "b"):
+                    raise AssertionError("unreachable")
+        assert caught.value.stream == clash.stream
 
     async def test_flush_returns_once_everything_before_it_is_stored(
         self, nats_names: NatsNames
@@ -158,16 +190,19 @@ class TestDeduplication:
         self, nats_names: NatsNames
     ) -> None:
         """A survivor re-publishing a dead node's events after a takeover adds nothing."""
-        async with open_node(nats_names, "a") as a, open_node(nats_names, "b") as b:
-            async with b.subscribe("**") as events:
-                a.publish("d", b"first", msg_id="event-1")
-                a.publish("d", b"again", msg_id="event-1")
-                await a.flush()
-                b.publish("d", b"takeover", msg_id="event-1")
-                b.publish("d", b"other", msg_id="event-2")
-                await b.flush()
-                b.publish("sentinel", b"")
-                got = await until_sentinel(events)
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            b.subscribe("**") as events,
+        ):
+            a.publish("d", b"first", msg_id="event-1")
+            a.publish("d", b"again", msg_id="event-1")
+            await a.flush()
+            b.publish("d", b"takeover", msg_id="event-1")
+            b.publish("d", b"other", msg_id="event-2")
+            await b.flush()
+            b.publish("sentinel", b"")
+            got = await until_sentinel(events)
         assert [(m.payload, m.msg_id) for m in got] == [
             (b"first", "event-1"),
             (b"other", "event-2"),
@@ -182,14 +217,17 @@ class TestCommands:
 
         async def handler(payload: bytes) -> bytes:
             seen.append(payload)
-            await trio.sleep(0)  # runs in trio: trio calls work here
+            await trio.lowlevel.checkpoint()  # runs in trio: trio calls work here
             return payload.upper()
 
         subject = f"{nats_names.prefix}-cmd.node-b"
-        async with open_node(nats_names, "a") as a, open_node(nats_names, "b") as b:
-            async with b.serve(subject, handler):
-                with trio.fail_after(WAIT):
-                    replies = [await a.request(subject, b"ping", timeout=WAIT) for _ in range(3)]
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            b.serve(subject, handler),
+        ):
+            with trio.fail_after(WAIT):
+                replies = [await a.request(subject, b"ping", timeout=WAIT) for _ in range(3)]
         assert replies == [b"PING"] * 3
         assert seen == [b"ping"] * 3
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.lowlevel
 
-from streamvisor.cluster import NatsServer, NatsUnavailable
+from streamvisor.cluster import NatsServer, NatsUnavailable, PublishBacklogFull
 
 from .conftest_nats import NatsNames, open_node
-from .test_nats_bridge import WAIT, receive
+from .test_nats_bridge import WAIT, bridge_threads, receive
 
 
 @pytest.fixture
@@ -82,10 +83,28 @@ async def test_a_restart_the_publisher_has_not_noticed_yet_loses_nothing(
                     own_server.stop()
                     own_server.start()
                 if n % 50 == 0:
-                    await trio.sleep(0)  # let batches go out around the restart
+                    await trio.lowlevel.checkpoint()  # let batches go out around the restart
             with trio.fail_after(WAIT):
                 await a.flush()
             got = await receive(events, 300)
     assert sorted(int(m.payload) for m in got) == list(range(300))
     assert [m.seq for m in got] == sorted({m.seq for m in got})
     assert a.statistics().reconnects == 1
+
+
+async def test_the_backlog_is_bounded_while_the_server_is_away(own_server: NatsServer) -> None:
+    """Past max_backlog unacked events, publish refuses (typed) instead of growing or
+    dropping; closing with the server still away is bounded and leaks no thread."""
+    names = NatsNames(own_server.url, "BOUNDED", "bd.ev")
+    with trio.fail_after(WAIT):
+        async with open_node(names, "a", max_backlog=5, flush_timeout=0.3) as a:
+            own_server.kill()
+            while a.connected:
+                await trio.sleep(0.01)
+            for n in range(5):
+                a.publish("x", str(n).encode())
+            with pytest.raises(PublishBacklogFull) as caught:
+                a.publish("x", b"5")
+            assert caught.value.backlog == 5
+            assert a.statistics().published == 5
+    assert bridge_threads() == []
