@@ -177,9 +177,10 @@ class _Feed:
         self.last_seq = last_seq
         self.send = send
         self.last_dseq = 0
-        #: The nats-py subscription id deliveries must carry (JetStream delivers with the
-        #: stored subject, so the inbox cannot tell a replaced consumer's stragglers apart).
-        self.sid = -1
+        #: Bumped whenever the consumer is replaced: each inbox's callback delivers only while
+        #: its generation is current (JetStream delivers with the stored subject, so the inbox
+        #: cannot tell a replaced consumer's stragglers apart).
+        self.generation = 0
         self.sub: NatsSubscription | None = None
         self.consumer: str | None = None
         self.last_activity = time.monotonic()
@@ -191,8 +192,14 @@ class _Feed:
         nc = self.bridge._nc
         inbox = nc.new_inbox()
         self.last_dseq = 0
-        self.sub = await nc.subscribe(inbox, cb=self.on_message)
-        self.sid = self.sub._id
+        self.generation += 1
+        generation = self.generation
+
+        async def deliver(msg: Msg) -> None:
+            if generation == self.generation and not self.closed:
+                await self.on_message(msg)
+
+        self.sub = await nc.subscribe(inbox, cb=deliver)
         config = js_api.ConsumerConfig(
             deliver_subject=inbox,
             deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
@@ -214,8 +221,7 @@ class _Feed:
         self.last_activity = time.monotonic()
 
     async def on_message(self, msg: Msg) -> None:
-        if msg.sid != self.sid or self.closed:
-            return  # a straggler from a consumer this feed has replaced
+        """A delivery, a heartbeat or a flow-control request from the current consumer."""
         self.last_activity = time.monotonic()
         headers = msg.headers
         if headers is not None and "Status" in headers:
@@ -288,7 +294,7 @@ class _Feed:
         abandoned one after ``_INACTIVE`` anyway, and a restart has removed it already)."""
         sub, self.sub = self.sub, None
         consumer, self.consumer = self.consumer, None
-        self.sid = -1
+        self.generation += 1
         if sub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
