@@ -1,4 +1,4 @@
-"""The server goes away and comes back: nothing published is lost, nothing is delivered twice.
+"""The server (or a consumer) goes away and comes back: nothing is lost or delivered twice.
 
 These tests own their server (a `NatsServer` in the test's tmp dir, on a fixed port so clients
 reconnect to it), since they stop it; JetStream's file store survives the restart.
@@ -6,8 +6,10 @@ reconnect to it), since they stop it; JetStream's file store survives the restar
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import nats
 import pytest
 import trio
 import trio.lowlevel
@@ -108,3 +110,40 @@ async def test_the_backlog_is_bounded_while_the_server_is_away(own_server: NatsS
             assert caught.value.backlog == 5
             assert a.statistics().published == 5
     assert bridge_threads() == []
+
+
+async def test_a_consumer_deleted_on_the_server_is_recreated_from_the_last_delivered_seq(
+    nats_names: NatsNames,
+) -> None:
+    """No disconnect, just silence: the missed heartbeats bring the consumer back (about 3 s),
+    and the events stored meanwhile arrive without gap or duplicate."""
+    async with (
+        open_node(nats_names, "a") as a,
+        open_node(nats_names, "b") as b,
+        b.subscribe("h.*") as events,
+    ):
+        a.publish("h.1", b"0")
+        first = await receive(events, 1)
+        await trio.to_thread.run_sync(_delete_consumers, nats_names)
+        for n in range(1, 6):
+            a.publish("h.1", str(n).encode())
+        rest = await receive(events, 5)
+        assert b.statistics().consumer_resets >= 1
+    got = first + rest
+    assert [int(m.payload) for m in got] == list(range(6))
+    assert [m.seq for m in got] == list(range(got[0].seq, got[0].seq + 6))
+
+
+def _delete_consumers(names: NatsNames) -> None:
+    """Delete every consumer of the test's stream from a separate (asyncio) client."""
+
+    async def delete() -> None:
+        nc = await nats.connect(names.url, allow_reconnect=False, connect_timeout=2)
+        try:
+            js = nc.jetstream()
+            for info in await js.consumers_info(names.stream):
+                await js.delete_consumer(names.stream, info.name)
+        finally:
+            await nc.close()
+
+    asyncio.run(delete())
