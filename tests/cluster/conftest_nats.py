@@ -21,7 +21,7 @@ import trio
 
 from streamvisor.cluster import NatsBridge, NatsServer
 
-__all__ = ["NatsNames", "nats_names", "nats_url", "open_node"]
+__all__ = ["NatsNames", "delete_stream", "nats_names", "nats_url", "open_node"]
 
 _counter = itertools.count(1)
 
@@ -52,11 +52,12 @@ async def nats_names(nats_url: str) -> AsyncIterator[NatsNames]:
     number = next(_counter)
     names = NatsNames(nats_url, f"T{os.getpid()}_{number}", f"t{os.getpid()}.n{number}")
     yield names
-    await _delete_stream(nats_url, names.stream)
+    await delete_stream(nats_url, names.stream)
 
 
-async def _delete_stream(url: str, stream: str) -> None:
-    """Tidy a shared server. nats-py is asyncio-only, so this runs in a worker thread."""
+async def delete_stream(url: str, stream: str) -> None:
+    """Delete ``stream`` if it exists (tidying a shared server). nats-py is asyncio-only, so
+    this runs it in a worker thread."""
 
     async def delete() -> None:
         nc = await nats.connect(url, allow_reconnect=False, connect_timeout=2)
