@@ -472,7 +472,7 @@ class NatsBridge:
         """Flush (bounded), close the connection, stop the loop and join the thread."""
         was_open, self._closed = not self._closed, True
         with trio.move_on_after(self._flush_timeout + 2 * _CLOSE_TIMEOUT, shield=True):
-            if was_open and self._published > self._acked and self._nc.is_connected:
+            if was_open and self._published > self._acked:
                 try:
                     await self._flush_within(self._flush_timeout)
                 except NatsUnavailable as error:
