@@ -40,6 +40,15 @@ Reliability, and how it is bounded:
 * `flush` waits, bounded by ``flush_timeout``, for every event published before it to be acked
   (`NatsUnavailable` otherwise). Closing the bridge flushes within that bound too, then closes
   the connection and joins the thread.
+
+What it costs (``python -m bench.cluster_bridge``, two bridges in one process, one server on
+loopback, 136-byte events, 2 cores): at 10,000 events/s, about 60 us of CPU per event published
+on one node and delivered on the other, of which about 17 us in the trio thread (0.3-0.5 us of
+it is `publish` itself; the rest is waking up for deliveries and receiving them) and the rest in
+the two asyncio threads, mostly nats-py's protocol parsing, header handling and acks. Latency
+publish -> delivery into the other node's trio task: p50 3-4 ms, p99 8-21 ms. Saturated: about
+16,000-24,000 events/s. The asyncio threads share the GIL with trio: their ~43 us per event is
+time the daemon's own thread cannot run Python.
 """
 
 from __future__ import annotations
@@ -738,7 +747,9 @@ class NatsBridge:
         future, a done callback and an ``os.urandom`` token per message and parses every ack
         into a dataclass, which profiled at about half of the publishing thread's time. Here
         each message's reply subject is the bridge's ack inbox plus a counter, and one
-        subscription on that inbox files each ack into the batch's slot.
+        subscription on that inbox files each ack into the batch's slot. Measured with
+        bench/cluster_bridge.py at 10,000 events/s: 90 -> 63 us CPU per event, latency p50
+        100 ms -> 3.5 ms (publish_async could not keep up, so events queued).
         """
         pending = batch
         pause = _RETRY_FIRST
