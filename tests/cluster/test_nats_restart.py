@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.lowlevel
 
-from streamvisor.cluster import NatsServer, NatsUnavailable, PublishBacklogFull
+from streamvisor.cluster import NatsServer, NatsUnavailable, NoResponders, PublishBacklogFull
 
 from .conftest_nats import NatsNames, open_node
 from .test_nats_bridge import WAIT, bridge_threads, receive
@@ -147,3 +147,30 @@ def _delete_consumers(names: NatsNames) -> None:
             await nc.close()
 
     asyncio.run(delete())
+
+
+async def test_serving_resumes_after_a_restart(own_server: NatsServer) -> None:
+    """nats-py re-subscribes after reconnecting: a served subject answers again."""
+    names = NatsNames(own_server.url, "SERVE", "sv2.ev")
+
+    async def echo(payload: bytes) -> bytes:
+        return payload
+
+    async with (
+        open_node(names, "a") as a,
+        open_node(names, "b") as b,
+        b.serve("cmd.b", echo),
+    ):
+        assert await a.request("cmd.b", b"before", timeout=WAIT) == b"before"
+        own_server.kill()
+        await trio.to_thread.run_sync(own_server.start)
+        with trio.fail_after(WAIT):
+            while not (a.connected and b.connected):
+                await trio.sleep(0.01)
+            while True:  # b's re-subscription may land a moment after a reconnects
+                try:
+                    reply = await a.request("cmd.b", b"after", timeout=1.0)
+                    break
+                except NoResponders:
+                    await trio.sleep(0.05)
+    assert reply == b"after"
