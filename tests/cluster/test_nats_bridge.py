@@ -296,3 +296,27 @@ class TestLifeCycle:
             async with NatsBridge.open("nats://127.0.0.1:1", node_id="x", connect_timeout=1):
                 raise AssertionError("unreachable")
         assert bridge_threads() == before
+
+
+class TestMsgIds:
+    async def test_without_auto_ids_an_event_carries_only_the_callers_id(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with (
+            open_node(nats_names, "a", auto_msg_ids=False) as a,
+            a.subscribe("**") as events,
+        ):
+            a.publish("m", b"1")
+            a.publish("m", b"1")
+            a.publish("m", b"2", msg_id="mine")
+            got = await receive(events, 3)
+        assert [(m.payload, m.msg_id) for m in got] == [(b"1", None), (b"1", None), (b"2", "mine")]
+
+    async def test_a_msg_id_in_the_bridges_own_namespace_is_refused(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with open_node(nats_names, "a") as a:
+            with pytest.raises(ValueError, match="~sv~"):
+                a.publish("m", b"", msg_id="~sv~forged")
+            with pytest.raises(ValueError, match="printable ASCII"):
+                a.publish("m", b"", msg_id="two\nlines")

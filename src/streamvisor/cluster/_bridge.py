@@ -27,10 +27,16 @@ Reliability, and how it is bounded:
   while disconnected: events wait in the bridge's backlog, at most ``max_backlog`` of them
   (100,000 by default); past that `publish` raises `PublishBacklogFull` (the event is refused,
   not dropped silently). A batch whose acks do not all arrive within ``ack_timeout`` is sent
-  again, in order, once connected. Every event carries a ``Nats-Msg-Id`` (the caller's, or one
-  the bridge makes), so JetStream drops the copies of a retried event that had in fact been
-  stored. Within a retried batch, a stored event can precede a lost one it followed: per-topic
-  order holds on a healthy connection and batch by batch across failures.
+  again, in order, once connected. Every event carries a ``Nats-Msg-Id`` (the caller's, or,
+  with ``auto_msg_ids``, one the bridge makes), so JetStream drops the copies of a retried event
+  that had in fact been stored (within ``duplicate_window``: an outage longer than that can
+  duplicate the events whose acks it swallowed). Order survives a retry: a connection that
+  drops loses a suffix of what it carried, and the resent prefix is dropped as duplicates. The
+  one exception is JetStream refusing an event for a moment (a 503 while it starts) and taking
+  the next: the refused one is stored after it. The price of ``auto_msg_ids``: the server keeps
+  every id for ``duplicate_window`` (at 10,000 events/s and 120 s, about 1.2 M entries, on the
+  order of 100 MB); pass ``auto_msg_ids=False`` to keep only the callers' ids, and a lost ack
+  may then store an event twice.
 * Subscriptions are ordered push consumers the bridge runs itself (ack none, flow control,
   idle heartbeats, in server memory). Each remembers the last stream sequence it delivered;
   on a consumer-sequence gap, a missed heartbeat, or a reconnect it recreates its consumer from
@@ -369,6 +375,7 @@ class NatsBridge:
         max_backlog: int,
         flush_timeout: float,
         ack_timeout: float,
+        auto_msg_ids: bool,
         _private: object = None,
     ) -> None:
         if _private is not _PRIVATE:
@@ -383,6 +390,7 @@ class NatsBridge:
         self._max_backlog = max_backlog
         self._flush_timeout = flush_timeout
         self._ack_timeout = ack_timeout
+        self._auto_msg_ids = auto_msg_ids
         self._instance = f"{_AUTO_ID}{node_id}~{os.urandom(6).hex()}~"
         self._closed = False
         self._subjects: dict[str, str] = {}
@@ -437,11 +445,17 @@ class NatsBridge:
         flush_timeout: float = 10.0,
         ack_timeout: float = 2.0,
         connect_timeout: float = 5.0,
+        auto_msg_ids: bool = True,
     ) -> AsyncIterator[NatsBridge]:
         """Connect to ``url``, create or update the stream, and yield the bridge.
 
         The stream (file storage) captures ``f"{subject_prefix}.>"``, keeps messages for
         ``max_age`` seconds and drops a repeated ``Nats-Msg-Id`` within ``duplicate_window``.
+        ``max_backlog``: events published but not yet acked before `publish` refuses more.
+        ``flush_timeout``: how long `flush` (and closing) waits for acks. ``ack_timeout``: how
+        long a batch waits for its acks before it is sent again. ``auto_msg_ids``: give every
+        event without a caller's msg_id one of the bridge's (retries then never duplicate; see
+        the module docstring for what the server pays).
 
         Raises `InvalidSubject` for a bad node id, stream name or prefix, `NatsUnavailable` if
         the server cannot be reached within ``connect_timeout``, `StreamRefused` if JetStream
@@ -465,6 +479,7 @@ class NatsBridge:
             max_backlog=max_backlog,
             flush_timeout=flush_timeout,
             ack_timeout=ack_timeout,
+            auto_msg_ids=auto_msg_ids,
             _private=_PRIVATE,
         )
         bridge._thread.start()
@@ -730,11 +745,12 @@ class NatsBridge:
             batch = []
             for _ in range(count):
                 subject, payload, msg_id = outbox.popleft()
-                self._auto_ids += 1
-                headers = {
-                    ORIGIN_HEADER: self._node_id,
-                    MSG_ID_HEADER: msg_id or f"{self._instance}{self._auto_ids}",
-                }
+                if msg_id is None and self._auto_msg_ids:
+                    self._auto_ids += 1
+                    msg_id = f"{self._instance}{self._auto_ids}"
+                headers = {ORIGIN_HEADER: self._node_id}
+                if msg_id is not None:
+                    headers[MSG_ID_HEADER] = msg_id
                 batch.append((subject, payload, headers))
             await self._send_batch(batch)
             self._count_acked(count)
