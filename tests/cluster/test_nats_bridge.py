@@ -320,3 +320,23 @@ class TestMsgIds:
                 a.publish("m", b"", msg_id="~sv~forged")
             with pytest.raises(ValueError, match="printable ASCII"):
                 a.publish("m", b"", msg_id="two\nlines")
+
+
+class TestBackpressure:
+    async def test_a_subscriber_that_falls_behind_holds_jetstream_back_and_loses_nothing(
+        self, nats_names: NatsNames
+    ) -> None:
+        """Its buffer stays near ``buffer`` plus one flow-control window, not the stream."""
+        total = 30_000
+        async with open_node(nats_names, "a", max_backlog=total) as a:
+            for n in range(total):
+                a.publish("bp", str(n).encode())
+            await a.flush()
+            async with a.subscribe("bp", after=0, buffer=500) as events:
+                with trio.fail_after(WAIT):
+                    while a.statistics().flow_control_held == 0:
+                        await trio.sleep(0.01)
+                held_at = events.statistics().current_buffer_used
+                got = await receive(events, total)
+        assert held_at < total // 2
+        assert [int(m.payload) for m in got] == list(range(total))

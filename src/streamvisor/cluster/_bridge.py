@@ -42,7 +42,8 @@ Reliability, and how it is bounded:
   on a consumer-sequence gap, a missed heartbeat, or a reconnect it recreates its consumer from
   that sequence + 1 and drops any re-delivery at or below it: no gap, no duplicate.
   nats-py's own ordered consumer restarts from sequence 1 when nothing was delivered yet, and
-  gives up if re-creating the consumer fails once, hence this.
+  gives up if re-creating the consumer fails once, hence this. A subscriber that falls behind
+  holds back the consumer's flow-control answer, so JetStream stops pushing to it.
 * `flush` waits, bounded by ``flush_timeout``, for every event published before it to be acked
   (`NatsUnavailable` otherwise). Closing the bridge flushes within that bound too, then closes
   the connection and joins the thread.
@@ -117,6 +118,8 @@ _BATCH: Final = 2048
 _HEARTBEAT: Final = 1.0
 #: An abandoned consumer (its node vanished) is removed by the server after this long.
 _INACTIVE: Final = 30.0
+#: How often a held flow-control answer checks whether its subscriber caught up.
+_DRAIN_POLL: Final = 0.02
 #: Retrying a batch or a consumer: first and longest pause.
 _RETRY_FIRST, _RETRY_MAX = 0.05, 1.0
 #: Bounded cleanup: closing the connection and joining the thread.
@@ -159,6 +162,8 @@ class BridgeStatistics:
     consumer_resets: int
     #: Times the connection came back after a loss.
     reconnects: int
+    #: Times a subscriber fell ``buffer`` behind and JetStream was held back.
+    flow_control_held: int
 
 
 def _parse_ack_reply(reply: str) -> tuple[int, int]:
@@ -186,9 +191,13 @@ class _Feed:
         filters: tuple[str, ...],
         last_seq: int,
         send: trio.MemorySendChannel[Message],
+        buffer: int,
     ) -> None:
         self.bridge = bridge
         self.filters = filters
+        self.buffer = buffer
+        #: A flow-control answer held back while the subscriber is behind.
+        self.held_reply: str | None = None
         self.last_seq = last_seq
         self.send = send
         self.last_dseq = 0
@@ -266,18 +275,48 @@ class _Feed:
         self.bridge._deliver(self.send, message)
 
     async def _on_control(self, msg: Msg, headers: dict[str, str]) -> None:
-        """A heartbeat (check for a silent gap, answer a stalled flow control) or a flow-control
-        request (answered at once: the trio side's channel is unbounded)."""
-        nc = self.bridge._nc
+        """A flow-control request, or a heartbeat (check for a silent gap; a stalled consumer's
+        heartbeat repeats the flow-control reply subject)."""
         if msg.reply:
-            await nc.publish(msg.reply)
+            await self._answer_flow_control(msg.reply)
             return
         stalled = headers.get("Nats-Consumer-Stalled")
         if stalled:
-            await nc.publish(stalled)
+            await self._answer_flow_control(stalled)
         last = headers.get("Nats-Last-Consumer")
         if last is not None and int(last) != self.last_dseq:
             self.reset(f"heartbeat says consumer sequence {last}, delivered {self.last_dseq}")
+
+    def backlog(self) -> int:
+        """Messages handed to trio that the subscriber has not received yet.
+
+        Read from the asyncio thread: a length read of trio's channel buffer (one int under
+        the GIL), good enough for a threshold.
+        """
+        return self.send.statistics().current_buffer_used
+
+    async def _answer_flow_control(self, reply: str) -> None:
+        """Answer at once while the subscriber keeps up. Past ``buffer`` unreceived messages,
+        hold the answer until it has received half of them: JetStream stops pushing after its
+        flow-control window, so a stalled subscriber holds at most about ``buffer`` plus one
+        window (JetStream grows it up to about 50,000 small messages), not the whole stream."""
+        if self.backlog() <= self.buffer:
+            await self.bridge._nc.publish(reply)
+            return
+        if self.held_reply is None:
+            self.bridge._flow_control_held += 1
+            self.bridge._spawn(self._release_when_drained(self.generation))
+        self.held_reply = reply
+
+    async def _release_when_drained(self, generation: int) -> None:
+        # Polled: the subscriber receives in trio, and signalling this thread on every receive
+        # would cost each message a thread hop to save a rare 20 ms of wake-ups.
+        while generation == self.generation and self.backlog() > self.buffer // 2:  # noqa: ASYNC110
+            await asyncio.sleep(_DRAIN_POLL)
+        reply, self.held_reply = self.held_reply, None
+        if reply is not None and generation == self.generation and self.bridge._nc.is_connected:
+            with contextlib.suppress(nats.errors.Error):
+                await self.bridge._nc.publish(reply)
 
     def reset(self, reason: str) -> None:
         """Recreate the consumer from the last delivered sequence (once at a time)."""
@@ -426,6 +465,7 @@ class NatsBridge:
         self._retried_batches = 0
         self._consumer_resets = 0
         self._reconnects = 0
+        self._flow_control_held = 0
 
     # -----------------------------------------------------------------------------------------
     # Life cycle
@@ -647,6 +687,7 @@ class NatsBridge:
             retried_batches=self._retried_batches,
             consumer_resets=self._consumer_resets,
             reconnects=self._reconnects,
+            flow_control_held=self._flow_control_held,
         )
 
     # -----------------------------------------------------------------------------------------
@@ -834,7 +875,7 @@ class NatsBridge:
     # Subscribing
 
     def subscribe(
-        self, pattern: str, *, after: int | None = None
+        self, pattern: str, *, after: int | None = None, buffer: int = 10_000
     ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Message]]:
         """Receive the stored events whose topic matches the bus ``pattern``, in stream order.
 
@@ -842,23 +883,28 @@ class NatsBridge:
         sequence > N, then live ones, with no gap and no duplicate, across reconnects and
         server restarts. This node's own events are included (filter on ``Message.origin``).
 
+        A subscriber that falls ``buffer`` messages behind holds JetStream back (its
+        flow-control answer waits until the subscriber has caught up half-way): its channel then
+        holds at most about ``buffer`` plus one flow-control window, and nothing is dropped.
+
         Raises `InvalidSubject` for a malformed pattern (at once), `NatsUnavailable` on entry
-        if the consumer cannot be created, `BridgeClosed` after close. The channel is
-        unbounded: a subscriber that stops receiving grows its buffer.
+        if the consumer cannot be created, `BridgeClosed` after close.
         """
         filters = pattern_filters(self._prefix, pattern)
         if after is not None and (not isinstance(after, int) or after < 0):
             raise ValueError(f"after must be a stream sequence >= 0 or None, not {after!r}")
-        return self._subscription(filters, after)
+        if not isinstance(buffer, int) or buffer < 1:
+            raise ValueError(f"buffer must be a positive int, not {buffer!r}")
+        return self._subscription(filters, after, buffer)
 
     @asynccontextmanager
     async def _subscription(
-        self, filters: tuple[str, ...], after: int | None
+        self, filters: tuple[str, ...], after: int | None, buffer: int
     ) -> AsyncIterator[trio.MemoryReceiveChannel[Message]]:
         if self._closed:
             raise BridgeClosed("subscribe on a closed NatsBridge")
         send, receive = trio.open_memory_channel[Message](math.inf)
-        feed = await self._call(self._open_feed(filters, after, send))
+        feed = await self._call(self._open_feed(filters, after, send, buffer))
         try:
             with receive:
                 yield receive
@@ -868,13 +914,17 @@ class NatsBridge:
             send.close()
 
     async def _open_feed(
-        self, filters: tuple[str, ...], after: int | None, send: trio.MemorySendChannel[Message]
+        self,
+        filters: tuple[str, ...],
+        after: int | None,
+        send: trio.MemorySendChannel[Message],
+        buffer: int,
     ) -> _Feed:
         try:
             if after is None:
                 info = await self._js.stream_info(self._stream)
                 after = info.state.last_seq
-            feed = _Feed(self, filters, after, send)
+            feed = _Feed(self, filters, after, send, buffer)
             await feed.create()
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
             raise NatsUnavailable(
