@@ -643,7 +643,8 @@ class NatsBridge:
 
     async def _on_disconnected(self) -> None:
         self._connected.clear()
-        log.warning("nats_disconnected", url=self._url, node=self._node_id)
+        if not self._closed:  # closing disconnects on purpose
+            log.warning("nats_disconnected", url=self._url, node=self._node_id)
 
     async def _on_reconnected(self) -> None:
         self._reconnects += 1
