@@ -37,13 +37,11 @@ Reliability, and how it is bounded:
   every id for ``duplicate_window`` (at 10,000 events/s and 120 s, about 1.2 M entries, on the
   order of 100 MB); pass ``auto_msg_ids=False`` to keep only the callers' ids, and a lost ack
   may then store an event twice.
-* Subscriptions are ordered push consumers the bridge runs itself (ack none, flow control,
-  idle heartbeats, in server memory). Each remembers the last stream sequence it delivered;
-  on a consumer-sequence gap, a missed heartbeat, or a reconnect it recreates its consumer from
-  that sequence + 1 and drops any re-delivery at or below it: no gap, no duplicate.
-  nats-py's own ordered consumer restarts from sequence 1 when nothing was delivered yet, and
-  gives up if re-creating the consumer fails once, hence this. A subscriber that falls behind
-  holds back the consumer's flow-control answer, so JetStream stops pushing to it.
+* Subscriptions are ordered push consumers the bridge runs itself (`_consumer.py`: ack none,
+  flow control, idle heartbeats, in server memory). Each remembers the last stream sequence it
+  delivered and, on any sign of trouble, recreates its consumer from that sequence + 1: no
+  gap, no duplicate. A subscriber that falls behind holds back the consumer's flow-control
+  answer, so JetStream stops pushing to it.
 * `flush` waits, bounded by ``flush_timeout``, for every event published before it to be acked
   (`NatsUnavailable` otherwise). Closing the bridge flushes within that bound too, then closes
   the connection and joins the thread.
@@ -97,51 +95,35 @@ from ._bridge_errors import (
     RequestTimeout,
     StreamRefused,
 )
+from ._consumer import (
+    AUTO_ID,
+    ERROR_HEADER,
+    HEARTBEAT,
+    MSG_ID_HEADER,
+    ORIGIN_HEADER,
+    RETRY_FIRST,
+    RETRY_MAX,
+    BridgeCounters,
+    ConsumerHost,
+    Message,
+    OrderedConsumer,
+)
 from ._subjects import check_name, check_subject, pattern_filters, topic_subject
 
-__all__ = ["Message", "NatsBridge"]
+__all__ = ["BridgeStatistics", "Message", "NatsBridge"]
 
 T = TypeVar("T")
 
 log = structlog.get_logger("streamvisor.cluster")
 
-#: Headers the bridge writes: the publishing node, and the failure of a served request.
-ORIGIN_HEADER: Final = "Sv-Origin"
-ERROR_HEADER: Final = "Sv-Error"
-MSG_ID_HEADER: Final = "Nats-Msg-Id"
-#: Msg ids the bridge makes itself begin so; `Message.msg_id` reports them as None.
-_AUTO_ID: Final = "~sv~"
 
 #: The most events one batch sends before awaiting their acks.
 _BATCH: Final = 2048
-#: Idle heartbeat of a subscription's consumer: two missed ones recreate the consumer.
-_HEARTBEAT: Final = 1.0
-#: An abandoned consumer (its node vanished) is removed by the server after this long.
-_INACTIVE: Final = 30.0
-#: How often a held flow-control answer checks whether its subscriber caught up.
-_DRAIN_POLL: Final = 0.02
-#: Retrying a batch or a consumer: first and longest pause.
-_RETRY_FIRST, _RETRY_MAX = 0.05, 1.0
 #: Bounded cleanup: closing the connection and joining the thread.
 _CLOSE_TIMEOUT: Final = 5.0
 #: Topics resolved to subjects, at most this many cached; past it the cache starts over.
 _CACHE_LIMIT: Final = 4096
 _HEADER_VALUE: Final = re.compile(r"[\x20-\x7e]{1,512}")
-
-
-@attrs.frozen
-class Message:
-    """One event as JetStream stored it."""
-
-    #: The bus topic (the subject without the bridge's prefix).
-    topic: str
-    payload: bytes
-    #: The JetStream stream sequence: pass the last one seen as ``after=`` to resume.
-    seq: int
-    #: The node id of the bridge that published it.
-    origin: str
-    #: The ``Nats-Msg-Id`` the publisher gave, if any.
-    msg_id: str | None
 
 
 @attrs.frozen
@@ -164,202 +146,6 @@ class BridgeStatistics:
     reconnects: int
     #: Times a subscriber fell ``buffer`` behind and JetStream was held back.
     flow_control_held: int
-
-
-def _parse_ack_reply(reply: str) -> tuple[int, int]:
-    """(stream seq, consumer seq) from a JetStream delivery's reply subject.
-
-    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>``, or the newer form
-    with domain and account hash after ``$JS.ACK`` (12 tokens).
-    """
-    tokens = reply.split(".")
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[6])
-    return int(tokens[7]), int(tokens[8])
-
-
-class _Feed:
-    """One subscription's ordered consumer, on the asyncio side.
-
-    Holds the last delivered stream sequence; everything else (the deliver inbox, the consumer)
-    is disposable and recreated from it.
-    """
-
-    def __init__(
-        self,
-        bridge: NatsBridge,
-        filters: tuple[str, ...],
-        last_seq: int,
-        send: trio.MemorySendChannel[Message],
-        buffer: int,
-    ) -> None:
-        self.bridge = bridge
-        self.filters = filters
-        self.buffer = buffer
-        #: A flow-control answer held back while the subscriber is behind.
-        self.held_reply: str | None = None
-        self.last_seq = last_seq
-        self.send = send
-        self.last_dseq = 0
-        #: Bumped whenever the consumer is replaced: each inbox's callback delivers only while
-        #: its generation is current (JetStream delivers with the stored subject, so the inbox
-        #: cannot tell a replaced consumer's stragglers apart).
-        self.generation = 0
-        self.sub: NatsSubscription | None = None
-        self.consumer: str | None = None
-        self.last_activity = time.monotonic()
-        self.resetting = False
-        self.closed = False
-
-    async def create(self) -> None:
-        """Subscribe a fresh inbox and create a consumer delivering from ``last_seq + 1``."""
-        nc = self.bridge._nc
-        inbox = nc.new_inbox()
-        self.last_dseq = 0
-        self.generation += 1
-        generation = self.generation
-
-        async def deliver(msg: Msg) -> None:
-            if generation == self.generation and not self.closed:
-                await self.on_message(msg)
-
-        self.sub = await nc.subscribe(inbox, cb=deliver)
-        config = js_api.ConsumerConfig(
-            deliver_subject=inbox,
-            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=self.last_seq + 1,
-            ack_policy=js_api.AckPolicy.NONE,
-            max_deliver=1,
-            flow_control=True,
-            idle_heartbeat=_HEARTBEAT,
-            inactive_threshold=_INACTIVE,
-            mem_storage=True,
-            num_replicas=1,
-        )
-        if len(self.filters) == 1:
-            config.filter_subject = self.filters[0]
-        else:
-            config.filter_subjects = list(self.filters)
-        info = await self.bridge._js.add_consumer(self.bridge._stream, config=config)
-        self.consumer = info.name
-        self.last_activity = time.monotonic()
-
-    async def on_message(self, msg: Msg) -> None:
-        """A delivery, a heartbeat or a flow-control request from the current consumer."""
-        self.last_activity = time.monotonic()
-        headers = msg.headers
-        if headers is not None and "Status" in headers:
-            await self._on_control(msg, headers)
-            return
-        sseq, dseq = _parse_ack_reply(msg.reply)
-        if dseq != self.last_dseq + 1:
-            self.reset(f"consumer sequence {dseq} after {self.last_dseq}")
-            return
-        self.last_dseq = dseq
-        if sseq <= self.last_seq:
-            return  # already delivered before a reset
-        self.last_seq = sseq
-        origin = msg_id = None
-        if headers is not None:
-            origin = headers.get(ORIGIN_HEADER)
-            msg_id = headers.get(MSG_ID_HEADER)
-            if msg_id is not None and msg_id.startswith(_AUTO_ID):
-                msg_id = None
-        message = Message(
-            topic=msg.subject[self.bridge._prefix_len :],
-            payload=msg.data,
-            seq=sseq,
-            origin=origin or "",
-            msg_id=msg_id,
-        )
-        self.bridge._deliver(self.send, message)
-
-    async def _on_control(self, msg: Msg, headers: dict[str, str]) -> None:
-        """A flow-control request, or a heartbeat (check for a silent gap; a stalled consumer's
-        heartbeat repeats the flow-control reply subject)."""
-        if msg.reply:
-            await self._answer_flow_control(msg.reply)
-            return
-        stalled = headers.get("Nats-Consumer-Stalled")
-        if stalled:
-            await self._answer_flow_control(stalled)
-        last = headers.get("Nats-Last-Consumer")
-        if last is not None and int(last) != self.last_dseq:
-            self.reset(f"heartbeat says consumer sequence {last}, delivered {self.last_dseq}")
-
-    def backlog(self) -> int:
-        """Messages handed to trio that the subscriber has not received yet.
-
-        Read from the asyncio thread: a length read of trio's channel buffer (one int under
-        the GIL), good enough for a threshold.
-        """
-        return self.send.statistics().current_buffer_used
-
-    async def _answer_flow_control(self, reply: str) -> None:
-        """Answer at once while the subscriber keeps up. Past ``buffer`` unreceived messages,
-        hold the answer until it has received half of them: JetStream stops pushing after its
-        flow-control window, so a stalled subscriber holds at most about ``buffer`` plus one
-        window (JetStream grows it up to about 50,000 small messages), not the whole stream."""
-        if self.backlog() <= self.buffer:
-            await self.bridge._nc.publish(reply)
-            return
-        if self.held_reply is None:
-            self.bridge._flow_control_held += 1
-            self.bridge._spawn(self._release_when_drained(self.generation))
-        self.held_reply = reply
-
-    async def _release_when_drained(self, generation: int) -> None:
-        # Polled: the subscriber receives in trio, and signalling this thread on every receive
-        # would cost each message a thread hop to save a rare 20 ms of wake-ups.
-        while generation == self.generation and self.backlog() > self.buffer // 2:  # noqa: ASYNC110
-            await asyncio.sleep(_DRAIN_POLL)
-        reply, self.held_reply = self.held_reply, None
-        if reply is not None and generation == self.generation and self.bridge._nc.is_connected:
-            with contextlib.suppress(nats.errors.Error):
-                await self.bridge._nc.publish(reply)
-
-    def reset(self, reason: str) -> None:
-        """Recreate the consumer from the last delivered sequence (once at a time)."""
-        if self.resetting or self.closed:
-            return
-        self.resetting = True
-        self.bridge._consumer_resets += 1
-        log.info("nats_consumer_reset", filters=self.filters, after=self.last_seq, reason=reason)
-        self.bridge._spawn(self._recreate())
-
-    async def _recreate(self) -> None:
-        try:
-            pause = _RETRY_FIRST
-            while not self.closed:
-                await self.bridge._connected.wait()
-                await self._drop()
-                try:
-                    await self.create()
-                    return
-                except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
-                    log.warning("nats_consumer_create_failed", filters=self.filters, error=error)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, _RETRY_MAX)
-        finally:
-            self.resetting = False
-
-    async def _drop(self) -> None:
-        """Unsubscribe the inbox and delete the consumer, best effort (the server removes an
-        abandoned one after ``_INACTIVE`` anyway, and a restart has removed it already)."""
-        sub, self.sub = self.sub, None
-        consumer, self.consumer = self.consumer, None
-        self.generation += 1
-        if sub is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
-        if consumer is not None and self.bridge._nc.is_connected:
-            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, TimeoutError):
-                await self.bridge._js.delete_consumer(self.bridge._stream, consumer)
-
-    async def close(self) -> None:
-        self.closed = True
-        self.bridge._feeds.discard(self)
-        await self._drop()
 
 
 class _Ack(enum.Enum):
@@ -430,7 +216,7 @@ class NatsBridge:
         self._flush_timeout = flush_timeout
         self._ack_timeout = ack_timeout
         self._auto_msg_ids = auto_msg_ids
-        self._instance = f"{_AUTO_ID}{node_id}~{os.urandom(6).hex()}~"
+        self._instance = f"{AUTO_ID}{node_id}~{os.urandom(6).hex()}~"
         self._closed = False
         self._subjects: dict[str, str] = {}
         # -- shared between the threads (each field written by one side only) --
@@ -457,15 +243,12 @@ class NatsBridge:
         self._next_token = 0
         self._wake: asyncio.Event
         self._connected: asyncio.Event
-        self._feeds: set[_Feed] = set()
+        self._host: ConsumerHost
+        self._feeds: set[OrderedConsumer] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ack_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._auto_ids = 0
-        self._rejected = 0
-        self._retried_batches = 0
-        self._consumer_resets = 0
-        self._reconnects = 0
-        self._flow_control_held = 0
+        self._counters = BridgeCounters()
 
     # -----------------------------------------------------------------------------------------
     # Life cycle
@@ -587,6 +370,17 @@ class NatsBridge:
         self._max_payload = self._nc.max_payload
         self._ack_prefix = f"{self._nc.new_inbox()}."
         await self._nc.subscribe(f"{self._ack_prefix}*", cb=self._on_ack)
+        self._host = ConsumerHost(
+            nc=self._nc,
+            js=self._js,
+            stream=self._stream,
+            prefix_len=self._prefix_len,
+            connected=self._connected,
+            deliver=self._deliver,
+            spawn=self._spawn,
+            discard=self._feeds.discard,
+            counters=self._counters,
+        )
         self._connected.set()
         await self._ensure_stream()
         self._spawn(self._drain_outbox())
@@ -647,7 +441,7 @@ class NatsBridge:
             log.warning("nats_disconnected", url=self._url, node=self._node_id)
 
     async def _on_reconnected(self) -> None:
-        self._reconnects += 1
+        self._counters.reconnects += 1
         self._connected.set()
         log.info("nats_reconnected", url=self._url, node=self._node_id)
         # A restarted server lost the in-memory consumers: recreate them now rather than after
@@ -684,11 +478,11 @@ class NatsBridge:
             published=published,
             acked=acked,
             backlog=published - acked,
-            rejected=self._rejected,
-            retried_batches=self._retried_batches,
-            consumer_resets=self._consumer_resets,
-            reconnects=self._reconnects,
-            flow_control_held=self._flow_control_held,
+            rejected=self._counters.rejected,
+            retried_batches=self._counters.retried_batches,
+            consumer_resets=self._counters.consumer_resets,
+            reconnects=self._counters.reconnects,
+            flow_control_held=self._counters.flow_control_held,
         )
 
     # -----------------------------------------------------------------------------------------
@@ -717,7 +511,7 @@ class NatsBridge:
         if len(payload) > self._max_payload:
             raise PayloadTooLarge(len(payload), self._max_payload)
         if msg_id is not None and (
-            _HEADER_VALUE.fullmatch(msg_id) is None or msg_id.startswith(_AUTO_ID)
+            _HEADER_VALUE.fullmatch(msg_id) is None or msg_id.startswith(AUTO_ID)
         ):
             raise ValueError(f"msg_id {msg_id!r} must be printable ASCII, not beginning ~sv~")
         if self._published - self._acked >= self._max_backlog:
@@ -810,7 +604,7 @@ class NatsBridge:
         100 ms -> 3.5 ms (publish_async could not keep up, so events queued).
         """
         pending = batch
-        pause = _RETRY_FIRST
+        pause = RETRY_FIRST
         while pending:
             await self._connected.wait()
             acks = _Acks(self._next_token, len(pending))
@@ -835,16 +629,16 @@ class NatsBridge:
                 if outcome is None or outcome is _Ack.RETRY:
                     retry.append(item)
                 else:
-                    self._rejected += 1
+                    self._counters.rejected += 1
                     log.error("nats_publish_rejected", subject=item[0], error=outcome)
             if retry and len(retry) == len(pending) and self._nc.is_connected:
                 with contextlib.suppress(NatsUnavailable, StreamRefused):
                     await self._ensure_stream()  # someone may have deleted it
             if retry:
-                self._retried_batches += 1
+                self._counters.retried_batches += 1
                 log.info("nats_publish_retry", events=len(retry))
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, _RETRY_MAX)
+                pause = min(pause * 2, RETRY_MAX)
             pending = retry
 
     async def _on_ack(self, msg: Msg) -> None:
@@ -920,12 +714,12 @@ class NatsBridge:
         after: int | None,
         send: trio.MemorySendChannel[Message],
         buffer: int,
-    ) -> _Feed:
+    ) -> OrderedConsumer:
         try:
             if after is None:
                 info = await self._js.stream_info(self._stream)
                 after = info.state.last_seq
-            feed = _Feed(self, filters, after, send, buffer)
+            feed = OrderedConsumer(self._host, filters, after, send, buffer)
             await feed.create()
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
             raise NatsUnavailable(
@@ -959,10 +753,10 @@ class NatsBridge:
         """(asyncio) Recreate a consumer whose heartbeats stopped (deleted, or a server that
         restarted before the client noticed)."""
         while True:
-            await asyncio.sleep(_HEARTBEAT)
+            await asyncio.sleep(HEARTBEAT)
             if not self._nc.is_connected:
                 continue
-            silent = time.monotonic() - 2.5 * _HEARTBEAT
+            silent = time.monotonic() - 2.5 * HEARTBEAT
             for feed in list(self._feeds):
                 if feed.last_activity < silent:
                     feed.reset("heartbeats stopped")
