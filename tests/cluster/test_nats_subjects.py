@@ -7,6 +7,7 @@ import re
 import pytest
 
 from streamvisor.cluster import InvalidSubject
+from streamvisor.cluster._consumer import parse_ack_reply
 from streamvisor.cluster._subjects import (
     check_name,
     check_subject,
@@ -105,3 +106,18 @@ class TestCommandSubjects:
         for bad in ("", "a.b", "a*", "a>", "a b", "a/b"):
             with pytest.raises(InvalidSubject):
                 check_name(bad, "stream name")
+
+
+class TestDeliveryMetadata:
+    @pytest.mark.parametrize(
+        "reply",
+        [
+            "$JS.ACK.STREAMVISOR.c1.1.42.7.1733260000000000000.0",
+            "$JS.ACK.hub.ACCHASH.STREAMVISOR.c1.1.42.7.1733260000000000000.0.rnd",
+        ],
+        ids=["v1", "v2-with-domain"],
+    )
+    def test_the_stream_and_consumer_sequences_come_from_either_reply_form(
+        self, reply: str
+    ) -> None:
+        assert parse_ack_reply(reply) == (42, 7)
