@@ -1,0 +1,342 @@
+"""NatsBridge: events across nodes through JetStream, and commands by request/reply.
+
+Two `NatsBridge` instances on one server stand for two nodes. Every wait is bounded; where a
+test must show that something did NOT arrive, it publishes a sentinel afterwards and checks
+what came before it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import trio
+import trio.lowlevel
+
+from streamvisor.cluster import (
+    BridgeClosed,
+    HandlerFailed,
+    InvalidSubject,
+    Message,
+    NatsBridge,
+    NatsUnavailable,
+    NoResponders,
+    PayloadTooLarge,
+    RequestTimeout,
+    StreamRefused,
+)
+
+from .conftest_nats import NatsNames, open_node
+
+#: Generous bounds: a loaded CI core, not the expected time (milliseconds here).
+WAIT = 10.0
+
+
+async def receive(channel: trio.MemoryReceiveChannel[Message], count: int) -> list[Message]:
+    messages = []
+    with trio.fail_after(WAIT):
+        while len(messages) < count:
+            messages.append(await channel.receive())
+    return messages
+
+
+async def until_sentinel(channel: trio.MemoryReceiveChannel[Message]) -> list[Message]:
+    """Everything received before the message on topic ``sentinel``."""
+    messages = []
+    with trio.fail_after(WAIT):
+        async for message in channel:
+            if message.topic == "sentinel":
+                return messages
+            messages.append(message)
+    raise AssertionError("the channel ended before the sentinel")
+
+
+def bridge_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("streamvisor-nats")]
+
+
+class TestPublishSubscribe:
+    async def test_an_event_published_on_one_node_reaches_a_subscriber_on_another(
+        self, nats_names: NatsNames
+    ) -> None:
+        """Topic, payload, origin, msg_id and the stream sequence all arrive."""
+        async with (
+            open_node(nats_names, "node-a") as a,
+            open_node(nats_names, "node-b") as b,
+            b.subscribe("session.*.delta") as events,
+        ):
+            a.publish("session.s1.delta", b"hello", msg_id="s1:1")
+            a.publish("session.s2.delta", b"world")
+            first, second = await receive(events, 2)
+        assert first == Message("session.s1.delta", b"hello", first.seq, "node-a", "s1:1")
+        assert second == Message("session.s2.delta", b"world", first.seq + 1, "node-a", None)
+
+    async def test_a_nodes_own_events_are_delivered_to_it_too(self, nats_names: NatsNames) -> None:
+        async with open_node(nats_names, "solo") as node, node.subscribe("**") as events:
+            node.publish("x", b"1")
+            (message,) = await receive(events, 1)
+        assert (message.topic, message.origin) == ("x", "solo")
+
+    async def test_double_star_matches_the_bare_prefix_and_everything_below_it(
+        self, nats_names: NatsNames
+    ) -> None:
+        """'a.**' gets 'a' and 'a.b.c'; not 'ab' nor 'b.a'."""
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            b.subscribe("a.**") as events,
+            b.subscribe("sentinel") as done,
+        ):
+            for topic in ("a", "ab", "a.b", "b.a", "a.b.c"):
+                a.publish(topic, topic.encode())
+            a.publish("a.sentinel.x", b"")
+            a.publish("sentinel", b"")
+            await receive(done, 1)
+            got = await receive(events, 4)
+        assert [m.topic for m in got] == ["a", "a.b", "a.b.c", "a.sentinel.x"]
+
+    async def test_per_topic_order_holds_across_interleaved_topics(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            b.subscribe("t.**") as events,
+        ):
+            for n in range(600):
+                a.publish(f"t.{n % 3}", str(n).encode())
+            got = await receive(events, 600)
+        for topic in ("t.0", "t.1", "t.2"):
+            numbers = [int(m.payload) for m in got if m.topic == topic]
+            assert numbers == sorted(numbers)
+            assert len(numbers) == 200
+        assert [m.seq for m in got] == list(range(got[0].seq, got[0].seq + 600))
+
+    async def test_a_topic_nats_cannot_carry_is_refused_before_anything_is_queued(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with open_node(nats_names, "a") as a:
+            with pytest.raises(InvalidSubject, match="reads as a wildcard"):
+                a.publish("a.b>c", b"")
+            with pytest.raises(InvalidSubject, match="only allowed as the last"):
+                a.subscribe("**.a")
+            assert a.statistics().published == 0
+
+    async def test_a_payload_above_the_servers_limit_is_refused_at_publish(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with open_node(nats_names, "a") as a:
+            with pytest.raises(PayloadTooLarge) as caught:
+                a.publish("big", b"x" * (caught_limit := 1024 * 1024 + 1))
+            assert caught.value.size == caught_limit
+            assert a.statistics().published == 0
+
+    async def test_a_stream_whose_subjects_overlap_another_is_refused_by_name(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with open_node(nats_names, "a"):
+            clash = NatsNames(nats_names.url, f"{nats_names.stream}_CLASH", nats_names.prefix)
+            with pytest.raises(StreamRefused, match="overlap") as caught:
+                async with open_node(clash, "b"):
+                    raise AssertionError("unreachable")
+        assert caught.value.stream == clash.stream
+
+    async def test_flush_returns_once_everything_before_it_is_stored(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with open_node(nats_names, "a") as a:
+            for n in range(2500):  # more than one batch
+                a.publish("f", str(n).encode())
+            with trio.fail_after(WAIT):
+                await a.flush()
+            stats = a.statistics()
+        assert (stats.published, stats.acked, stats.backlog) == (2500, 2500, 0)
+
+
+class TestReplay:
+    async def test_a_cursor_replays_what_followed_it_then_continues_live(
+        self, nats_names: NatsNames
+    ) -> None:
+        """after=N: every stored event with seq > N, then live ones; no gap, no duplicate."""
+        async with open_node(nats_names, "a") as a, open_node(nats_names, "b") as b:
+            async with a.subscribe("r.*") as own:
+                for n in range(10):
+                    a.publish(f"r.{n % 2}", str(n).encode())
+                stored = await receive(own, 10)
+            cursor = stored[4].seq
+            async with b.subscribe("r.*", after=cursor) as events:
+                replayed = await receive(events, 5)
+                for n in range(10, 15):
+                    a.publish(f"r.{n % 2}", str(n).encode())
+                live = await receive(events, 5)
+        got = replayed + live
+        assert [int(m.payload) for m in got] == list(range(5, 15))
+        assert [m.seq for m in got] == list(range(cursor + 1, cursor + 11))
+
+    async def test_live_only_starts_after_what_is_already_stored(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with open_node(nats_names, "a") as a:
+            a.publish("old", b"")
+            await a.flush()
+            async with a.subscribe("**") as events:
+                a.publish("new", b"")
+                (message,) = await receive(events, 1)
+        assert message.topic == "new"
+
+
+class TestDeduplication:
+    async def test_a_repeated_msg_id_is_stored_once_whoever_publishes_it(
+        self, nats_names: NatsNames
+    ) -> None:
+        """A survivor re-publishing a dead node's events after a takeover adds nothing."""
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            b.subscribe("**") as events,
+        ):
+            a.publish("d", b"first", msg_id="event-1")
+            a.publish("d", b"again", msg_id="event-1")
+            await a.flush()
+            b.publish("d", b"takeover", msg_id="event-1")
+            b.publish("d", b"other", msg_id="event-2")
+            await b.flush()
+            b.publish("sentinel", b"")
+            got = await until_sentinel(events)
+        assert [(m.payload, m.msg_id) for m in got] == [
+            (b"first", "event-1"),
+            (b"other", "event-2"),
+        ]
+
+
+class TestCommands:
+    async def test_a_request_is_answered_by_the_handler_on_the_serving_node(
+        self, nats_names: NatsNames
+    ) -> None:
+        seen: list[bytes] = []
+
+        async def handler(payload: bytes) -> bytes:
+            seen.append(payload)
+            await trio.lowlevel.checkpoint()  # runs in trio: trio calls work here
+            return payload.upper()
+
+        subject = f"{nats_names.prefix}-cmd.node-b"
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            b.serve(subject, handler),
+        ):
+            with trio.fail_after(WAIT):
+                replies = [await a.request(subject, b"ping", timeout=WAIT) for _ in range(3)]
+        assert replies == [b"PING"] * 3
+        assert seen == [b"ping"] * 3
+
+    async def test_a_handler_that_raises_is_reported_to_the_requester(
+        self, nats_names: NatsNames
+    ) -> None:
+        async def handler(payload: bytes) -> bytes:
+            raise LookupError(f"no session {payload.decode()}")
+
+        subject = f"{nats_names.prefix}-cmd.fail"
+        async with open_node(nats_names, "a") as a, a.serve(subject, handler):
+            with pytest.raises(HandlerFailed, match="LookupError: no session s9"):
+                await a.request(subject, b"s9", timeout=WAIT)
+
+    async def test_nobody_serving_the_subject_raises_no_responders(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with open_node(nats_names, "a") as a:
+            with trio.fail_after(WAIT), pytest.raises(NoResponders):
+                await a.request(f"{nats_names.prefix}-cmd.nobody", b"", timeout=WAIT)
+
+    async def test_a_handler_that_does_not_answer_in_time_raises_request_timeout(
+        self, nats_names: NatsNames
+    ) -> None:
+        async def handler(payload: bytes) -> bytes:
+            await trio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        subject = f"{nats_names.prefix}-cmd.slow"
+        async with open_node(nats_names, "a") as a, a.serve(subject, handler):
+            with trio.fail_after(WAIT), pytest.raises(RequestTimeout) as caught:
+                await a.request(subject, b"", timeout=0.2)
+        assert isinstance(caught.value, TimeoutError)
+
+
+class TestLifeCycle:
+    async def test_closing_stops_the_thread_and_the_bridge_refuses_more_work(
+        self, nats_names: NatsNames
+    ) -> None:
+        before = bridge_threads()
+        async with open_node(nats_names, "closer") as node, node.subscribe("**"):
+            assert node.connected
+            assert len(bridge_threads()) == len(before) + 1
+            node.publish("last", b"")
+        assert bridge_threads() == before
+        assert not node.connected
+        with pytest.raises(BridgeClosed):
+            node.publish("x", b"")
+        with pytest.raises(BridgeClosed):
+            await node.flush()
+
+    async def test_events_published_just_before_closing_are_stored(
+        self, nats_names: NatsNames
+    ) -> None:
+        """Close flushes (bounded) before it disconnects."""
+        async with open_node(nats_names, "a") as a:
+            for n in range(100):
+                a.publish("c", str(n).encode())
+        async with open_node(nats_names, "b") as b, b.subscribe("c", after=0) as events:
+            got = await receive(events, 100)
+        assert [int(m.payload) for m in got] == list(range(100))
+
+    async def test_an_unreachable_server_fails_open_without_leaking_the_thread(self) -> None:
+        before = bridge_threads()
+        with trio.fail_after(WAIT), pytest.raises(NatsUnavailable):
+            async with NatsBridge.open("nats://127.0.0.1:1", node_id="x", connect_timeout=1):
+                raise AssertionError("unreachable")
+        assert bridge_threads() == before
+
+
+class TestMsgIds:
+    async def test_without_auto_ids_an_event_carries_only_the_callers_id(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with (
+            open_node(nats_names, "a", auto_msg_ids=False) as a,
+            a.subscribe("**") as events,
+        ):
+            a.publish("m", b"1")
+            a.publish("m", b"1")
+            a.publish("m", b"2", msg_id="mine")
+            got = await receive(events, 3)
+        assert [(m.payload, m.msg_id) for m in got] == [(b"1", None), (b"1", None), (b"2", "mine")]
+
+    async def test_a_msg_id_in_the_bridges_own_namespace_is_refused(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with open_node(nats_names, "a") as a:
+            with pytest.raises(ValueError, match="~sv~"):
+                a.publish("m", b"", msg_id="~sv~forged")
+            with pytest.raises(ValueError, match="printable ASCII"):
+                a.publish("m", b"", msg_id="two\nlines")
+
+
+class TestBackpressure:
+    async def test_a_subscriber_that_falls_behind_holds_jetstream_back_and_loses_nothing(
+        self, nats_names: NatsNames
+    ) -> None:
+        """Its buffer stays near ``buffer`` plus one flow-control window, not the stream."""
+        total = 30_000
+        async with open_node(nats_names, "a", max_backlog=total) as a:
+            for n in range(total):
+                a.publish("bp", str(n).encode())
+            await a.flush()
+            async with a.subscribe("bp", after=0, buffer=500) as events:
+                with trio.fail_after(WAIT):
+                    while a.statistics().flow_control_held == 0:
+                        await trio.sleep(0.01)
+                held_at = events.statistics().current_buffer_used
+                got = await receive(events, total)
+        assert held_at < total // 2
+        assert [int(m.payload) for m in got] == list(range(total))
