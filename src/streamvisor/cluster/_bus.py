@@ -50,9 +50,12 @@ _REMEMBER_FINISHED: Final = 600.0
 
 
 class _Message(Protocol):
-    topic: str
-    payload: bytes
-    origin: str
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def origin(self) -> str: ...
 
 
 class _Bridge(Protocol):
