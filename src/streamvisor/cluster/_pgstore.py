@@ -1,0 +1,1197 @@
+"""The cluster's system of record: the registry of background responses, the nodes' leases and
+the session directory, in PostgreSQL.
+
+Several daemons (nodes) share one database. Each node owns the responses it tracks and the
+sessions it runs; `ClusterStore` is one node's view: the `RegistryStore` API (same names,
+arguments, results and errors, so that a `BackgroundPoller` runs on it unchanged), scoped to the
+node's namespace and to what the node owns, plus leases and the session directory.
+
+Leases and fencing: joining (`ClusterStore.open`, `rejoin`) upserts the node's row with a
+*fencing token* one higher than any the node id ever had -- tokens are never reused, even across
+restarts -- and a lease of ``lease_ttl`` seconds. Every lease is measured on the database's clock
+(``clock_timestamp()``), so the nodes' clocks never matter. `renew` extends the lease only while
+it is still live: once expired, a token is dead for good and the node must `rejoin`. Every write
+by the node is one SQL statement conditional on its token holding a live lease, which also takes
+a share lock on the node's row: a survivor's `take_over` (which bumps the dead node's token)
+waits for a write already under way to commit, then moves it; a write that comes later -- from a
+node paused (SIGSTOP) past its lease and woken up -- finds its token dead and raises `Fenced`,
+and nothing is written.
+
+Group commit, as in ``_store.py``: one writer thread takes every queued registry and session
+operation at once, runs them in ONE transaction on one pooled connection and commits once. Each
+operation runs under its own SAVEPOINT: one that fails (``UnknownResponse``, ``Fenced``, a
+constraint) is undone alone and reports its own error, and the others commit. Reads are queued
+too, so that a read sees every write submitted before it (``add_nowait`` then ``find``). The
+lease calls (`renew`, `rejoin`, `take_over`, ...) do not queue behind a batch: each runs in its
+own transaction on another pooled connection. Nothing blocks the event loop: the writer is a
+thread, the lease calls run in ``trio.to_thread``.
+
+Engine failures: a connection that cannot be made within ``connect_timeout``, or that breaks
+during an operation, raises `EngineUnavailable` from that operation (for a broken commit, as for
+any database, whether it was committed is unknown). Nothing crashes: the pool checks each
+connection before use, discards broken ones and reconnects in the background (retrying with
+backoff, starting over at least every ``_RECONNECT_TIMEOUT`` seconds), so the store works again
+by itself once PostgreSQL is back.
+
+Values: the records' times are floats (wall-clock seconds, as in ``_store.py``) stored as
+``double precision``; ``request`` and ``metadata`` are ``jsonb`` (a number keeps its value, but
+a float written in exponent form, like ``1e300``, may come back as an equal int). Records are
+scrubbed of credentials when built (``_records.py``): nothing secret reaches the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Final, Generic, TypeVar
+
+import attrs
+import psycopg
+import structlog
+import trio
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from streamvisor.actors.background._errors import (
+    CorruptStore,
+    DuplicateResponse,
+    IllegalTransition,
+    StoreClosed,
+    StoreError,
+    UnknownResponse,
+    UnsupportedSchema,
+)
+from streamvisor.actors.background._records import (
+    ACTIVE_STATUSES,
+    RESPONSE_STATUSES,
+    TERMINAL_STATUSES,
+    StatusChange,
+    TrackedResponse,
+    _dumps,
+    _time,
+)
+
+from ._errors import EngineUnavailable, Fenced, LeaseLost, NotOwner, mask_password
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ClusterStore", "Migration"]
+
+_log = structlog.get_logger("streamvisor.cluster.store")
+_T = TypeVar("_T")
+
+Connection = psycopg.Connection[DictRow]
+
+#: The advisory lock every migration transaction takes: N nodes starting at once migrate once.
+_MIGRATION_LOCK: Final = 0x73747276_73636D61  # "strvscma"
+#: A reconnection that keeps failing is started over (its backoff reset) after this many
+#: seconds, which bounds how long the store stays down after PostgreSQL is back.
+_RECONNECT_TIMEOUT: Final = 10.0
+#: Server-side bounds on one connection: a node paused inside a transaction (holding the share
+#: lock on its row) is disconnected after this long, so a survivor's take-over never waits on it
+#: forever; and no statement runs longer than the other.
+_IDLE_IN_TRANSACTION_MS: Final = 10_000
+_STATEMENT_TIMEOUT_MS: Final = 30_000
+#: How long `take_over` waits for the dead node's row (held by a write of its still under way).
+_TAKE_OVER_LOCK_TIMEOUT: Final = "5s"
+#: Bound on closing: a batch in flight, plus the pool's own shutdown.
+_CLOSE_TIMEOUT: Final = 15.0
+
+
+# ----------------------------------------------------------------------------------- schema
+
+#: A migration takes the schema from version ``i`` to ``i + 1`` on the connection it is given,
+#: inside the transaction that also records the new version (DDL is transactional in
+#: PostgreSQL: a failed migration leaves the old version intact). It must not commit.
+Migration = Callable[[Connection], None]
+
+
+def _v1_core(conn: Connection) -> None:
+    """Nodes with their leases and fencing tokens, and the responses they own."""
+    statuses = ", ".join(f"'{s}'" for s in sorted(RESPONSE_STATUSES))
+    terminal = ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES))
+    conn.execute(
+        """
+        CREATE TABLE nodes (
+            node_id       text PRIMARY KEY,
+            token         bigint NOT NULL CHECK (token > 0),
+            lease_expires timestamptz NOT NULL,
+            started_at    timestamptz NOT NULL,
+            renewed_at    timestamptz NOT NULL
+        )
+        """
+    )
+    conn.execute(
+        f"""
+        CREATE TABLE responses (
+            namespace      text NOT NULL,
+            response_id    text NOT NULL,
+            node_id        text NOT NULL REFERENCES nodes (node_id),
+            token          bigint NOT NULL,
+            seq            bigint GENERATED ALWAYS AS IDENTITY,
+            status         text NOT NULL CHECK (status IN ({statuses})),
+            model          text NOT NULL,
+            owner          text,
+            mode           text NOT NULL DEFAULT 'poll',
+            created_at     double precision NOT NULL,
+            updated_at     double precision NOT NULL,
+            last_polled_at double precision,
+            cursor         bigint CHECK (cursor IS NULL OR cursor >= 0),
+            poll_attempts  integer NOT NULL DEFAULT 0,
+            error_count    integer NOT NULL DEFAULT 0,
+            terminal_at    double precision,
+            last_error     text,
+            metadata       jsonb NOT NULL DEFAULT '{{}}',
+            request        jsonb NOT NULL DEFAULT '{{}}',
+            PRIMARY KEY (namespace, response_id),
+            CHECK ((status IN ({terminal})) = (terminal_at IS NOT NULL))
+        )
+        """
+    )
+    conn.execute(
+        "CREATE INDEX responses_active ON responses (node_id, namespace, created_at, seq) "
+        "WHERE terminal_at IS NULL"
+    )
+
+
+def _v2_sessions(conn: Connection) -> None:
+    """The session directory (which node runs which session), and the index purges use."""
+    conn.execute(
+        """
+        CREATE TABLE sessions (
+            session_id text PRIMARY KEY,
+            node_id    text NOT NULL REFERENCES nodes (node_id),
+            token      bigint NOT NULL,
+            claimed_at timestamptz NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX sessions_node ON sessions (node_id, claimed_at)")
+    conn.execute(
+        "CREATE INDEX responses_terminal ON responses (node_id, namespace, terminal_at) "
+        "WHERE terminal_at IS NOT NULL"
+    )
+
+
+#: ``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``; append, never edit a released one.
+MIGRATIONS: Final[list[Migration]] = [_v1_core, _v2_sessions]
+#: The schema version this code writes.
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def _migrate(conn: Connection, migrations: list[Migration]) -> None:
+    """Apply the missing migrations, one transaction each, under the advisory lock."""
+    while True:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS streamvisor_schema ("
+                "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            row = conn.execute("SELECT COALESCE(MAX(version), 0) AS v FROM streamvisor_schema")
+            current = int(_one(row)["v"])
+            if current > len(migrations):
+                raise UnsupportedSchema(
+                    f"the cluster database has schema version {current}; this streamvisor "
+                    f"understands up to {len(migrations)} (was it written by a newer version?)"
+                )
+            if current == len(migrations):
+                return
+            migrations[current](conn)
+            conn.execute("INSERT INTO streamvisor_schema (version) VALUES (%s)", (current + 1,))
+        _log.info("cluster.migrated", to_version=current + 1)
+
+
+def _one(cursor: psycopg.Cursor[DictRow]) -> DictRow:
+    row = cursor.fetchone()
+    if row is None:  # pragma: no cover - every caller's statement returns a row
+        raise StoreError("the database returned no row where one was certain")
+    return row
+
+
+# --------------------------------------------------------------------------------- records
+
+_COLUMNS: Final = tuple(field.name for field in attrs.fields(TrackedResponse))
+_JSON_COLUMNS: Final = frozenset({"metadata", "request"})
+
+
+def _value_sql(name: str) -> str:
+    return f"%({name})s::jsonb" if name in _JSON_COLUMNS else f"%({name})s"
+
+
+#: The statement's condition that this node's token holds a live lease. FOR SHARE: a take-over
+#: (which updates the node's row) waits until the write holding it has committed.
+_FENCE: Final = (
+    "EXISTS (SELECT 1 FROM nodes WHERE node_id = %(node)s AND token = %(token)s "
+    "AND lease_expires > clock_timestamp() FOR SHARE)"
+)
+_INSERT: Final = (
+    f"INSERT INTO responses (namespace, node_id, token, {', '.join(_COLUMNS)}) "
+    f"SELECT %(namespace)s, %(node)s, %(token)s, {', '.join(map(_value_sql, _COLUMNS))} "
+    f"WHERE {_FENCE} ON CONFLICT (namespace, response_id) DO NOTHING RETURNING seq"
+)
+_UPDATE: Final = (
+    f"UPDATE responses SET {', '.join(f'{c} = {_value_sql(c)}' for c in _COLUMNS[1:])}, "
+    "token = %(token)s WHERE namespace = %(namespace)s AND response_id = %(response_id)s "
+    f"AND node_id = %(node)s AND {_FENCE}"
+)
+_DELETE: Final = (
+    "DELETE FROM responses WHERE namespace = %(namespace)s AND response_id = %(response_id)s "
+    f"AND node_id = %(node)s AND {_FENCE}"
+)
+
+
+def _row_to_record(row: Mapping[str, Any]) -> TrackedResponse:
+    try:
+        return TrackedResponse(**{name: row[name] for name in _COLUMNS})
+    except (ValueError, TypeError) as exc:
+        raise CorruptStore(f"registry row {row['response_id']!r} is invalid: {exc}") from exc
+
+
+def _record_params(record: TrackedResponse) -> dict[str, Any]:
+    return {
+        name: _dumps(getattr(record, name)) if name in _JSON_COLUMNS else getattr(record, name)
+        for name in _COLUMNS
+    }
+
+
+def _check_transition(record: TrackedResponse, status: str) -> None:
+    if record.is_terminal and status != record.status:
+        raise IllegalTransition(record.response_id, record.status, status)
+
+
+@attrs.define(eq=False)
+class _Tx:
+    """One operation's view of the batch transaction: the node's namespace, id and token, and
+    the records it changed (None: removed) for the active mirror, applied only if the operation
+    and the commit succeed."""
+
+    conn: Connection
+    namespace: str
+    node: str
+    token: int
+    what: str
+    changed: dict[str, TrackedResponse | None] = attrs.field(factory=dict)
+
+    def params(self, **values: Any) -> dict[str, Any]:
+        return {"namespace": self.namespace, "node": self.node, "token": self.token, **values}
+
+    def select(self, response_id: str) -> tuple[TrackedResponse, str] | None:
+        """The record and its owner node, whoever owns it."""
+        row = self.conn.execute(
+            "SELECT * FROM responses WHERE namespace = %(namespace)s "
+            "AND response_id = %(response_id)s",
+            self.params(response_id=response_id),
+        ).fetchone()
+        return None if row is None else (_row_to_record(row), row["node_id"])
+
+    def require(self, response_id: str) -> TrackedResponse:
+        found = self.select(response_id)
+        if found is None:
+            raise UnknownResponse(response_id)
+        return found[0]
+
+    def require_own(self, response_id: str) -> TrackedResponse:
+        found = self.select(response_id)
+        if found is None:
+            raise UnknownResponse(response_id)
+        record, owner = found
+        if owner != self.node:
+            raise NotOwner(response_id, owner, node_id=self.node)
+        return record
+
+    def holds_lease(self) -> bool:
+        row = self.conn.execute(f"SELECT {_FENCE} AS live", self.params()).fetchone()
+        return bool(row and row["live"])
+
+    def fenced(self) -> Fenced:
+        return Fenced(self.node, self.token, self.what)
+
+    def insert(self, record: TrackedResponse) -> None:
+        inserted = self.conn.execute(_INSERT, self.params(**_record_params(record))).fetchone()
+        if inserted is None:
+            if not self.holds_lease():
+                raise self.fenced()
+            raise DuplicateResponse(record.response_id)
+        self.changed[record.response_id] = record
+
+    def write(self, record: TrackedResponse) -> None:
+        cursor = self.conn.execute(_UPDATE, self.params(**_record_params(record)))
+        if cursor.rowcount != 1:
+            self._refused(record.response_id)
+        self.changed[record.response_id] = record
+
+    def delete(self, response_id: str) -> None:
+        cursor = self.conn.execute(_DELETE, self.params(response_id=response_id))
+        if cursor.rowcount != 1:
+            self._refused(response_id)
+        self.changed[response_id] = None
+
+    def _refused(self, response_id: str) -> None:
+        """A conditional write matched no row: say why (it was there and ours a moment ago)."""
+        if not self.holds_lease():
+            raise self.fenced()
+        self.require_own(response_id)  # raises: moved or gone meanwhile
+        raise StoreError(f"{self.what}: response {response_id!r} could not be written")
+
+    def query_own(self, where: str, **values: Any) -> list[TrackedResponse]:
+        rows = self.conn.execute(
+            "SELECT * FROM responses WHERE namespace = %(namespace)s AND node_id = %(node)s"
+            f"{where} ORDER BY created_at, seq",
+            self.params(**values),
+        )
+        return [_row_to_record(row) for row in rows]
+
+
+# ------------------------------------------------------------------------ engine and errors
+
+
+def _unavailable(exc: BaseException, conn: psycopg.Connection[Any] | None) -> bool:
+    """Whether *exc* means the engine could not be reached or the connection broke (rather than
+    a statement failing on a healthy connection)."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return conn is None or conn.closed or conn.broken
+    return False
+
+
+def _translate(
+    exc: BaseException, what: str, node_id: str, conn: psycopg.Connection[Any] | None
+) -> BaseException:
+    """A psycopg error as the store's own (message masked); any other exception unchanged."""
+    if _unavailable(exc, conn):
+        error: BaseException = EngineUnavailable(what, str(exc), node_id=node_id)
+    elif isinstance(exc, psycopg.Error):
+        error = StoreError(f"{what}: {mask_password(str(exc))}")
+    else:
+        return exc
+    error.__cause__ = exc
+    return error
+
+
+def _open_pool(dsn: str, pool_size: int, connect_timeout: float) -> ConnectionPool[Connection]:
+    options = (
+        f"-c idle_in_transaction_session_timeout={_IDLE_IN_TRANSACTION_MS} "
+        f"-c statement_timeout={_STATEMENT_TIMEOUT_MS}"
+    )
+    pool: ConnectionPool[Connection] = ConnectionPool(
+        dsn,
+        connection_class=psycopg.Connection[DictRow],
+        kwargs={
+            "row_factory": dict_row,
+            "options": options,
+            # libpq counts whole seconds, and fewer than 2 as 2.
+            "connect_timeout": max(2, math.ceil(connect_timeout)),
+        },
+        min_size=1,
+        max_size=pool_size,
+        open=False,
+        check=ConnectionPool.check_connection,  # one round trip per use: no stale connection
+        timeout=connect_timeout,
+        reconnect_timeout=_RECONNECT_TIMEOUT,
+        name="streamvisor-cluster",
+    )
+    try:
+        pool.open(wait=True, timeout=connect_timeout)
+    except BaseException:
+        pool.close(timeout=0)
+        raise
+    return pool
+
+
+# ------------------------------------------------------------------- the group-commit writer
+
+
+@attrs.define(eq=False)
+class _Op(Generic[_T]):
+    """One queued operation and, once its batch is committed, its outcome."""
+
+    what: str
+    fn: Callable[[_Tx], _T]
+    done: trio.Event = attrs.field(factory=trio.Event)
+    #: Set by a caller cancelled before the writer got to it: the writer skips it.
+    abandoned: bool = False
+    #: Set by the writer when it runs it (then its result stands, abandoned or not).
+    ran: bool = False
+    #: Its result replaces the active mirror (the mirror's first load).
+    loads_mirror: bool = False
+    result: _T | None = None
+    error: BaseException | None = None
+    changed: dict[str, TrackedResponse | None] = attrs.field(factory=dict)
+    #: Called on the trio thread once committed (``add_nowait``), after ``done`` is set.
+    callback: Callable[[_T | None, BaseException | None], None] | None = None
+
+
+#: Tells the writer thread to exit.
+_STOP: Final = object()
+
+
+class _Writer:
+    """The thread that runs the queued operations in batches, one transaction per batch.
+
+    Runs until `_STOP` is queued; everything queued before it is still run and delivered. Each
+    batch is delivered to trio in one ``run_sync_soon`` call, in queue order.
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool[Connection],
+        store: ClusterStore,
+        deliver: Callable[[list[_Op[Any]]], None],
+    ) -> None:
+        self.pool = pool
+        self.store = store
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._deliver = deliver
+        self._token = trio.lowlevel.current_trio_token()
+        self.thread = threading.Thread(target=self._main, name="streamvisor-cluster", daemon=True)
+        #: Transactions run and the operations in them (for tests, the bench and the logs).
+        self.batches = 0
+        self.operations = 0
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, op: _Op[Any]) -> None:
+        self.queue.put(op)
+
+    async def stop(self) -> None:
+        """Run what is queued, then end the thread (bounded, shielded)."""
+        self.queue.put(_STOP)
+        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
+            await trio.to_thread.run_sync(self.thread.join)
+        if scope.cancelled_caught:  # pragma: no cover - needs a wedged connection
+            _log.error("cluster.close_timeout", timeout=_CLOSE_TIMEOUT)
+
+    def _main(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[_Op[Any]] = []
+            item = self.queue.get()
+            while True:
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._run_batch(batch)
+                # (RunFinishedError: the store outlived its trio run; nobody waits any more.)
+                with contextlib.suppress(trio.RunFinishedError):
+                    self._token.run_sync_soon(self._deliver, batch)
+
+    def _run_batch(self, batch: list[_Op[Any]]) -> None:
+        store = self.store
+        node, token = store.node_id, store.token  # the token of this batch, read once
+        conn: Connection | None = None
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                for op in batch:
+                    if op.abandoned:
+                        continue
+                    op.ran = True
+                    tx = _Tx(conn, store.namespace, node, token, op.what)
+                    try:
+                        with conn.transaction():  # a SAVEPOINT: undone alone on failure
+                            op.result = op.fn(tx)
+                    except Exception as exc:
+                        if _unavailable(exc, conn):
+                            raise  # the whole batch is lost with the connection
+                        op.error = _translate(exc, op.what, node, conn)
+                    else:
+                        op.changed = tx.changed
+        except Exception as exc:  # no connection, a broken one, or a failed COMMIT
+            for op in batch:
+                op.error = _translate(exc, op.what, node, conn)
+                op.result, op.changed = None, {}
+            _log.warning("cluster.batch_failed", operations=len(batch), error=str(op.error))
+        self.batches += 1
+        self.operations += len(batch)
+
+
+# ------------------------------------------------------------------------------------ store
+
+
+class ClusterStore:
+    """One node's view of the cluster database: its registry of background responses (the
+    `RegistryStore` API), its lease and fencing token, and the session directory.
+
+    Obtain one with ``async with ClusterStore.open(dsn, node_id=..., namespace=...,
+    lease_ttl=...) as store:``. Registry and session calls are operations of a group-committed
+    batch (see the module docstring) and return once it is committed. Reads (`get`, `find`)
+    see every node's records of the namespace; `active`, `all`, the writes and the purges are
+    this node's own. Every call raises ``StoreClosed`` once the block has ended,
+    `EngineUnavailable` when PostgreSQL cannot be reached (retry later: the store reconnects by
+    itself), ``CorruptStore`` for a row that fails validation and ``StoreError`` for other
+    database failures. Every write also raises `Fenced` when the node's token no longer holds a
+    live lease, and `NotOwner` for a response another node owns.
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool[Connection],
+        *,
+        node_id: str,
+        namespace: str,
+        lease_ttl: float,
+        token: int,
+    ) -> None:
+        """Private: use ``ClusterStore.open``."""
+        self._pool = pool
+        self._closed = False
+        #: The non-terminal records this node owns, once loaded (see ``active``).
+        self._mirror: dict[str, TrackedResponse] | None = None
+        #: This node's id: its row in ``nodes``, the owner of its responses and sessions.
+        self.node_id = node_id
+        #: The server whose records this store sees (`registry_namespace` of its base URL).
+        self.namespace = namespace
+        #: Seconds a lease lasts from a join or renewal (on the database's clock).
+        self.lease_ttl = lease_ttl
+        #: The current fencing token: every write is conditional on it holding a live lease.
+        self.token = token
+        self._writer = _Writer(pool, self, self._deliver)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        node_id: str,
+        namespace: str,
+        lease_ttl: float,
+        pool_size: int = 4,
+        connect_timeout: float = 5.0,
+        migrations: list[Migration] = MIGRATIONS,
+    ) -> AsyncIterator[ClusterStore]:
+        """Connect, migrate the database, and join the cluster as *node_id*.
+
+        Joining upserts the node's row with a new fencing token (one higher than any this node
+        id ever had) and a lease of *lease_ttl* seconds from now on the database's clock; the
+        caller keeps it with `renew`. *namespace* selects the records of one server
+        (`registry_namespace` of its base URL). *pool_size* bounds the connections (the writer
+        uses one at a time; lease calls the others). *connect_timeout* bounds the wait for a
+        connection, here and in every later call. *migrations* is the schema's upgrade path
+        (the hook tests and future versions use).
+
+        Raises ``ValueError`` for a bad argument, `EngineUnavailable` if PostgreSQL cannot be
+        reached, ``UnsupportedSchema`` if the database is newer than *migrations* knows and
+        ``StoreError`` for other database errors. On exit the queued operations finish and the
+        pool is closed (bounded, shielded); the lease is left to expire -- call `leave` first
+        for a clean shutdown that lets survivors take over at once.
+        """
+        if not isinstance(node_id, str) or not node_id:
+            raise ValueError(f"node_id must be a non-empty string, got {node_id!r}")
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a string, got {namespace!r}")
+        lease_ttl = _time(lease_ttl)
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 2:
+            raise ValueError(f"pool_size must be an int >= 2 (writer + leases), got {pool_size!r}")
+
+        def connect() -> tuple[ConnectionPool[Connection], int]:
+            what = "opening the cluster store"
+            conn: Connection | None = None
+            try:
+                pool = _open_pool(dsn, pool_size, connect_timeout)
+            except Exception as exc:
+                raise _translate(exc, what, node_id, None) from exc
+            try:
+                with pool.connection() as conn:
+                    _migrate(conn, list(migrations))
+                    with conn.transaction():
+                        token = _join(conn, node_id, lease_ttl)
+            except BaseException as exc:
+                pool.close(timeout=1.0)
+                translated = _translate(exc, what, node_id, conn)
+                if translated is exc:
+                    raise
+                raise translated from exc
+            return pool, token
+
+        pool, token = await trio.to_thread.run_sync(connect)
+        store = cls(pool, node_id=node_id, namespace=namespace, lease_ttl=lease_ttl, token=token)
+        store._writer.start()
+        _log.info("cluster.joined", node_id=node_id, token=token, namespace=namespace)
+        try:
+            yield store
+        finally:
+            await store._aclose()
+
+    async def _aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._writer.stop()
+        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+            await trio.to_thread.run_sync(lambda: self._pool.close(timeout=5.0))
+
+    @property
+    def statistics(self) -> tuple[int, int]:
+        """(transactions run by the writer, operations in them) so far: operations /
+        transactions is the group commit's average batch size. (A property, as on
+        `RegistryStore`.)"""
+        return self._writer.batches, self._writer.operations
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed(f"the cluster store of node {self.node_id!r} is closed")
+
+    # --------------------------------------------------------------------- running operations
+
+    def _deliver(self, batch: list[_Op[Any]]) -> None:
+        """On the trio thread: apply a committed batch to the mirror, in order; wake callers."""
+        for op in batch:
+            if op.error is None and op.ran:
+                if op.loads_mirror:
+                    self._mirror = {r.response_id: r for r in op.result or ()}
+                elif self._mirror is not None:
+                    self._apply(op.changed)
+            op.done.set()
+            if op.callback is not None and not op.abandoned:
+                try:
+                    op.callback(op.result, op.error)
+                except Exception:  # never into trio's run_sync_soon: that would end the run
+                    _log.exception("cluster.callback_failed", operation=op.what)
+
+    def _apply(self, changed: Mapping[str, TrackedResponse | None]) -> None:
+        assert self._mirror is not None
+        for response_id, record in changed.items():
+            if record is None or record.is_terminal:
+                self._mirror.pop(response_id, None)
+            else:
+                self._mirror[response_id] = record
+
+    async def _run(self, what: str, fn: Callable[[_Tx], _T], *, loads_mirror: bool = False) -> _T:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_open()
+        op: _Op[_T] = _Op(what, fn, loads_mirror=loads_mirror)
+        self._writer.submit(op)
+        try:
+            await op.done.wait()
+        finally:
+            if not op.done.is_set():  # cancelled: skipped if the writer has not reached it
+                op.abandoned = True
+        if op.error is not None:
+            raise op.error
+        return op.result  # type: ignore[return-value]  # set when error is None
+
+    async def _direct(self, what: str, fn: Callable[[Connection], _T]) -> _T:
+        """Run *fn* in its own transaction on a pooled connection, in a worker thread."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_open()
+
+        def run() -> _T:
+            conn: Connection | None = None
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    return fn(conn)
+            except Exception as exc:
+                translated = _translate(exc, what, self.node_id, conn)
+                if translated is exc:
+                    raise
+                raise translated from exc
+
+        return await trio.to_thread.run_sync(run)
+
+    # ------------------------------------------------------------------------------ the lease
+
+    async def renew(self) -> float:
+        """Extend the lease to ``lease_ttl`` seconds from now (database clock) if this token
+        still holds it and it has not expired; returns the seconds it has left.
+
+        Raises `LeaseLost` otherwise (stop the owned children, then `rejoin`), and
+        `EngineUnavailable` when PostgreSQL cannot be reached -- the lease then runs on: renew
+        again before it expires.
+        """
+        token = self.token
+
+        def renew(conn: Connection) -> float:
+            row = conn.execute(
+                "UPDATE nodes SET lease_expires = clock_timestamp() + make_interval(secs => %s), "
+                "renewed_at = clock_timestamp() "
+                "WHERE node_id = %s AND token = %s AND lease_expires > clock_timestamp() "
+                "RETURNING extract(epoch FROM lease_expires - clock_timestamp()) AS left",
+                (self.lease_ttl, self.node_id, token),
+            ).fetchone()
+            if row is not None:
+                return float(row["left"])
+            now = conn.execute(
+                "SELECT token, lease_expires <= clock_timestamp() AS expired FROM nodes "
+                "WHERE node_id = %s",
+                (self.node_id,),
+            ).fetchone()
+            if now is None:
+                reason = "its node row is gone"
+            elif now["token"] != token:
+                reason = f"its token is now {now['token']} (taken over, or joined elsewhere)"
+            else:
+                reason = "it expired before this renewal"
+            raise LeaseLost(self.node_id, token, reason)
+
+        return await self._direct("renew", renew)
+
+    async def rejoin(self) -> int:
+        """Join again after `LeaseLost`: a new fencing token (one higher than any before) and a
+        fresh lease; returns the token. The active mirror is reloaded: what a survivor took
+        over while this node was away is no longer this node's. Raises `EngineUnavailable`."""
+
+        def rejoin(conn: Connection) -> tuple[int, list[TrackedResponse]]:
+            token = _join(conn, self.node_id, self.lease_ttl)
+            rows = conn.execute(
+                "SELECT * FROM responses WHERE namespace = %s AND node_id = %s "
+                "AND terminal_at IS NULL ORDER BY created_at, seq",
+                (self.namespace, self.node_id),
+            )
+            return token, [_row_to_record(row) for row in rows]
+
+        token, active = await self._direct("rejoin", rejoin)
+        self.token = token
+        if self._mirror is not None:
+            self._mirror = {record.response_id: record for record in active}
+        _log.info("cluster.rejoined", node_id=self.node_id, token=token)
+        return token
+
+    async def expired_nodes(self) -> list[str]:
+        """The other nodes whose lease has expired (database clock), by id: candidates for
+        `take_over` (including nodes that left, and ones already taken over)."""
+
+        def expired(conn: Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT node_id FROM nodes WHERE node_id <> %s "
+                "AND lease_expires <= clock_timestamp() ORDER BY node_id",
+                (self.node_id,),
+            )
+            return [row["node_id"] for row in rows]
+
+        return await self._direct("expired_nodes", expired)
+
+    async def take_over(self, dead_node: str) -> list[TrackedResponse]:
+        """Take over the work of *dead_node* if its lease has expired; returns its active
+        records now owned by this node (oldest first), to adopt.
+
+        In one transaction: *dead_node*'s token is bumped (so it is fenced for good even if it
+        wakes up), and its records of this namespace (terminal ones too, for the purge) and
+        all its sessions move to this node with this node's token. Of two survivors racing,
+        each record goes to exactly one; the other gets ``[]``. Returns ``[]`` when *dead_node*
+        is this node, unknown, or still holds a live lease. Raises `Fenced` if this node's own
+        lease is not live (it may not take anything), and `EngineUnavailable`.
+        """
+        token = self.token
+
+        def take(conn: Connection) -> list[TrackedResponse]:
+            if dead_node == self.node_id:
+                return []
+            conn.execute(f"SET LOCAL lock_timeout = '{_TAKE_OVER_LOCK_TIMEOUT}'")
+            bumped = conn.execute(
+                "UPDATE nodes SET token = token + 1 WHERE node_id = %s "
+                "AND lease_expires <= clock_timestamp() RETURNING token",
+                (dead_node,),
+            ).fetchone()
+            if bumped is None:
+                return []
+            params = {"namespace": self.namespace, "node": self.node_id, "token": token}
+            moved = conn.execute(
+                "UPDATE responses SET node_id = %(node)s, token = %(token)s "
+                f"WHERE namespace = %(namespace)s AND node_id = %(dead)s AND {_FENCE} "
+                "RETURNING *",
+                {**params, "dead": dead_node},
+            ).fetchall()
+            sessions = conn.execute(
+                "UPDATE sessions SET node_id = %(node)s, token = %(token)s, "
+                f"claimed_at = clock_timestamp() WHERE node_id = %(dead)s AND {_FENCE}",
+                {**params, "dead": dead_node},
+            ).rowcount
+            live = conn.execute(f"SELECT {_FENCE} AS live", params).fetchone()
+            if not (live and live["live"]):
+                raise Fenced(self.node_id, token, "take_over")  # rolls the bump back too
+            active = sorted(
+                (row for row in moved if row["terminal_at"] is None),
+                key=lambda row: (row["created_at"], row["seq"]),
+            )
+            records = [_row_to_record(row) for row in active]
+            _log.info(
+                "cluster.took_over",
+                node_id=self.node_id,
+                dead_node=dead_node,
+                fenced_token=bumped["token"],
+                active=len(records),
+                records=len(moved),
+                sessions=sessions,
+            )
+            return records
+
+        taken = await self._direct("take_over", take)
+        if self._mirror is not None:
+            self._apply({record.response_id: record for record in taken})
+        return taken
+
+    async def leave(self) -> None:
+        """Clean shutdown: expire this node's lease now, so that survivors take its work over
+        at once. Later writes raise `Fenced`; `rejoin` to come back. Raises
+        `EngineUnavailable` (then the lease simply runs out)."""
+        token = self.token
+
+        def leave(conn: Connection) -> None:
+            conn.execute(
+                "UPDATE nodes SET lease_expires = clock_timestamp() "
+                "WHERE node_id = %s AND token = %s AND lease_expires > clock_timestamp()",
+                (self.node_id, token),
+            )
+
+        await self._direct("leave", leave)
+        _log.info("cluster.left", node_id=self.node_id, token=token)
+
+    # -------------------------------------------------------------------------- registry reads
+
+    async def get(self, response_id: str) -> TrackedResponse:
+        """The record for *response_id*, whichever node owns it. Raises ``UnknownResponse``."""
+        return await self._run("get", lambda tx: tx.require(response_id))
+
+    async def find(self, response_id: str) -> TrackedResponse | None:
+        """The record for *response_id* (whichever node owns it), or None if not tracked."""
+
+        def find(tx: _Tx) -> TrackedResponse | None:
+            found = tx.select(response_id)
+            return None if found is None else found[0]
+
+        return await self._run("find", find)
+
+    async def active(self) -> list[TrackedResponse]:
+        """This node's non-terminal records, oldest (``created_at``, then insertion) first.
+
+        Served from memory once loaded (the first call reads the database): it never waits
+        behind writes, and it shows every write whose call has returned and every record
+        `take_over` moved here.
+        """
+        if self._mirror is None:
+            await self._run(
+                "active", lambda tx: tx.query_own(" AND terminal_at IS NULL"), loads_mirror=True
+            )
+        else:
+            await trio.lowlevel.checkpoint()
+        return self.active_nowait()
+
+    def active_count_nowait(self) -> int | None:
+        """How many of this node's records are active, from memory; None once closed or before
+        the first ``active()`` loaded it."""
+        if self._closed or self._mirror is None:
+            return None
+        return len(self._mirror)
+
+    def active_nowait(self) -> list[TrackedResponse]:
+        """`active` without a checkpoint. Raises ``StoreClosed``, and ``RuntimeError`` if
+        ``active()`` was never awaited (the mirror is loaded by the first ``active()``)."""
+        self._check_open()
+        if self._mirror is None:
+            raise RuntimeError("active_nowait() before the first active(): nothing loaded yet")
+        return sorted(self._mirror.values(), key=lambda record: record.created_at)
+
+    async def all(self) -> list[TrackedResponse]:
+        """Every record this node owns, terminal or not, oldest first."""
+        return await self._run("all", lambda tx: tx.query_own(""))
+
+    # ------------------------------------------------------------------------- registry writes
+
+    def add_nowait(
+        self,
+        record: TrackedResponse,
+        on_done: Callable[[TrackedResponse | None, BaseException | None], None],
+    ) -> None:
+        """`add` without waiting: once its batch is committed, ``on_done(record, None)`` -- or
+        ``on_done(None, error)`` with what `add` would raise -- runs on the trio thread (it
+        must not block; an exception it raises is logged). Raises ``StoreClosed`` at once if
+        the store is closed."""
+        if not isinstance(record, TrackedResponse):
+            raise TypeError(f"add_nowait() takes a TrackedResponse, got {type(record).__name__}")
+        self._check_open()
+        self._writer.submit(_Op("add", _inserter(record), callback=on_done))
+
+    async def add(self, record: TrackedResponse) -> TrackedResponse:
+        """Start tracking *record*, owned by this node; returns it. Raises
+        ``DuplicateResponse`` if any node already tracks it."""
+        if not isinstance(record, TrackedResponse):
+            raise TypeError(f"add() takes a TrackedResponse, got {type(record).__name__}")
+        return await self._run("add", _inserter(record))
+
+    async def update(self, response_id: str, /, **changes: Any) -> TrackedResponse:
+        """Change fields of one record atomically; returns the new record.
+
+        As `RegistryStore.update`: any field but ``response_id``; a terminal status cannot be
+        left (``IllegalTransition``). Raises ``UnknownResponse``, ``TypeError`` for an unknown
+        field and ``ValueError``/``TypeError`` for an invalid value; nothing is written on error.
+        """
+        if "response_id" in changes:
+            raise ValueError("update() cannot change response_id; remove() and add() instead")
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise TypeError(f"update() got unknown TrackedResponse fields: {sorted(unknown)}")
+
+        def apply(tx: _Tx) -> TrackedResponse:
+            record = tx.require_own(response_id)
+            if "status" in changes:
+                _check_transition(record, changes["status"])
+            new = attrs.evolve(record, **changes)
+            tx.write(new)
+            return new
+
+        return await self._run("update", apply)
+
+    async def record_status(
+        self, response_id: str, status: str, *, at: float, error: str | None = None
+    ) -> StatusChange:
+        """Record a status seen at wall-clock time *at*, as `RegistryStore.record_status`:
+        active → anything is applied; a terminal status is final (the same again, or a stale
+        active one, returns ``applied=False`` with a ``reason``). Raises ``IllegalTransition``
+        for a different terminal status, ``UnknownResponse``, and ``ValueError`` for an unknown
+        status."""
+        if status not in RESPONSE_STATUSES:
+            raise ValueError(f"unknown response status {status!r}")
+        at = _time(at)
+
+        def apply(tx: _Tx) -> StatusChange:
+            record = tx.require_own(response_id)
+            if record.is_terminal:
+                if status == record.status:
+                    reason = f"already {status}"
+                elif status in ACTIVE_STATUSES:
+                    reason = f"stale {status!r} after terminal {record.status!r}"
+                else:
+                    raise IllegalTransition(response_id, record.status, status)
+                return StatusChange(record, record.status, applied=False, reason=reason)
+            changes: dict[str, Any] = {"status": status, "updated_at": at}
+            if status in TERMINAL_STATUSES:
+                changes["terminal_at"] = at
+            if error is not None:
+                changes["last_error"] = error
+            new = attrs.evolve(record, **changes)
+            tx.write(new)
+            return StatusChange(new, record.status, applied=True)
+
+        change = await self._run("record_status", apply)
+        if not change.applied:
+            _log.info(
+                "cluster.status_ignored",
+                response_id=response_id,
+                status=status,
+                current=change.previous,
+                reason=change.reason,
+            )
+        return change
+
+    async def record_cursor(
+        self, response_id: str, cursor: int, *, at: float | None = None
+    ) -> TrackedResponse:
+        """Advance the resume cursor to *cursor* if it is higher; it never goes back. Returns
+        the stored record. Raises ``UnknownResponse`` and ``ValueError`` for a bad cursor."""
+        _check_cursor(cursor)
+        stamp = None if at is None else _time(at)
+        return await self._run(
+            "record_cursor", lambda tx: _advance(tx, tx.require_own(response_id), cursor, stamp)
+        )
+
+    async def record_cursors(
+        self, cursors: Mapping[str, int], *, at: float | None = None
+    ) -> dict[str, TrackedResponse]:
+        """`record_cursor` for many responses in one operation; an id this node does not track
+        (any more) is skipped. Raises ``ValueError`` for a bad cursor (before any write)."""
+        for cursor in cursors.values():
+            _check_cursor(cursor)
+        stamp = None if at is None else _time(at)
+        pending = dict(cursors)
+
+        def apply(tx: _Tx) -> dict[str, TrackedResponse]:
+            stored: dict[str, TrackedResponse] = {}
+            for response_id, cursor in pending.items():
+                found = tx.select(response_id)
+                if found is not None and found[1] == tx.node:
+                    stored[response_id] = _advance(tx, found[0], cursor, stamp)
+            return stored
+
+        return await self._run("record_cursors", apply)
+
+    async def record_poll(
+        self, response_id: str, *, at: float, error: str | None = None
+    ) -> TrackedResponse:
+        """Count one poll made at *at* (``poll_attempts`` + 1, ``last_polled_at``); a failed
+        one (*error*) adds to ``error_count`` and sets ``last_error``, a successful one resets
+        ``error_count``. Raises ``UnknownResponse``."""
+        at = _time(at)
+
+        def apply(tx: _Tx) -> TrackedResponse:
+            record = tx.require_own(response_id)
+            if error is None:
+                errors: dict[str, Any] = {"error_count": 0}
+            else:
+                errors = {"error_count": record.error_count + 1, "last_error": error}
+            new = attrs.evolve(
+                record, poll_attempts=record.poll_attempts + 1, last_polled_at=at, **errors
+            )
+            tx.write(new)
+            return new
+
+        return await self._run("record_poll", apply)
+
+    async def remove(self, response_id: str) -> TrackedResponse:
+        """Stop tracking *response_id*; returns the removed record. Raises ``UnknownResponse``."""
+
+        def delete(tx: _Tx) -> TrackedResponse:
+            record = tx.require_own(response_id)
+            tx.delete(response_id)
+            return record
+
+        return await self._run("remove", delete)
+
+    async def purge_terminal(self, older_than: float, now: float) -> list[str]:
+        """Remove this node's terminal records whose age ``now - terminal_at`` is at least
+        *older_than*; returns their ids, longest-terminal first. Raises ``ValueError`` for a
+        negative or non-finite *older_than*."""
+        older_than = _time(older_than)
+        if older_than < 0:
+            raise ValueError(f"older_than must be >= 0, got {older_than!r}")
+        cutoff = _time(now) - older_than
+
+        def delete(tx: _Tx) -> list[str]:
+            rows = tx.conn.execute(
+                "DELETE FROM responses WHERE namespace = %(namespace)s AND node_id = %(node)s "
+                f"AND terminal_at IS NOT NULL AND terminal_at <= %(cutoff)s AND {_FENCE} "
+                "RETURNING response_id, terminal_at, seq",
+                tx.params(cutoff=cutoff),
+            ).fetchall()
+            if not rows and not tx.holds_lease():
+                raise tx.fenced()
+            rows.sort(key=lambda row: (row["terminal_at"], row["seq"]))
+            return [row["response_id"] for row in rows]
+
+        removed = await self._run("purge_terminal", delete)
+        if removed:
+            _log.debug("cluster.purged", count=len(removed))
+        return removed
+
+    # ---------------------------------------------------------------------- session directory
+
+    async def claim_session(self, session_id: str) -> str:
+        """Claim *session_id* for this node; returns its owner's node id afterwards: this node
+        if it was unclaimed, already this node's, or its owner's lease had expired (then it is
+        taken over, with this node's token); else the live owner. Raises `Fenced` if this
+        node's lease is not live, and ``ValueError`` for an empty id."""
+        _check_session_id(session_id)
+
+        def claim(tx: _Tx) -> str:
+            row = tx.conn.execute(
+                "INSERT INTO sessions (session_id, node_id, token, claimed_at) "
+                f"SELECT %(session)s, %(node)s, %(token)s, clock_timestamp() WHERE {_FENCE} "
+                "ON CONFLICT (session_id) DO UPDATE SET node_id = excluded.node_id, "
+                "token = excluded.token, claimed_at = excluded.claimed_at "
+                "WHERE sessions.node_id = excluded.node_id OR EXISTS (SELECT 1 FROM nodes "
+                "WHERE nodes.node_id = sessions.node_id "
+                "AND nodes.lease_expires <= clock_timestamp()) "
+                "RETURNING node_id",
+                tx.params(session=session_id),
+            ).fetchone()
+            if row is not None:
+                return str(row["node_id"])
+            if not tx.holds_lease():
+                raise tx.fenced()
+            owner = _one(
+                tx.conn.execute("SELECT node_id FROM sessions WHERE session_id = %s", (session_id,))
+            )
+            return str(owner["node_id"])
+
+        return await self._run("claim_session", claim)
+
+    async def session_owner(self, session_id: str) -> str | None:
+        """The node that owns *session_id*, or None if nobody claimed it. (An owner whose lease
+        expired is still named until someone claims the session or takes the node over.)"""
+
+        def owner(tx: _Tx) -> str | None:
+            row = tx.conn.execute(
+                "SELECT node_id FROM sessions WHERE session_id = %s", (session_id,)
+            ).fetchone()
+            return None if row is None else str(row["node_id"])
+
+        return await self._run("session_owner", owner)
+
+    async def release_session(self, session_id: str) -> None:
+        """Release *session_id* if this node owns it (else nothing happens). Raises `Fenced`
+        when it is this node's but the node's lease is not live."""
+
+        def release(tx: _Tx) -> None:
+            cursor = tx.conn.execute(
+                "DELETE FROM sessions WHERE session_id = %(session)s AND node_id = %(node)s "
+                f"AND {_FENCE}",
+                tx.params(session=session_id),
+            )
+            if cursor.rowcount == 0 and not tx.holds_lease():
+                mine = tx.conn.execute(
+                    "SELECT 1 FROM sessions WHERE session_id = %s AND node_id = %s",
+                    (session_id, tx.node),
+                ).fetchone()
+                if mine is not None:
+                    raise tx.fenced()
+
+        await self._run("release_session", release)
+
+    async def node_sessions(self) -> list[str]:
+        """The sessions this node owns, in the order it claimed them."""
+
+        def sessions(tx: _Tx) -> list[str]:
+            rows = tx.conn.execute(
+                "SELECT session_id FROM sessions WHERE node_id = %s "
+                "ORDER BY claimed_at, session_id",
+                (tx.node,),
+            )
+            return [str(row["session_id"]) for row in rows]
+
+        return await self._run("node_sessions", sessions)
+
+
+def _join(conn: Connection, node_id: str, lease_ttl: float) -> int:
+    """Upsert the node's row with the next fencing token and a fresh lease; return the token."""
+    row = conn.execute(
+        "INSERT INTO nodes (node_id, token, lease_expires, started_at, renewed_at) "
+        "VALUES (%(node)s, 1, clock_timestamp() + make_interval(secs => %(ttl)s), "
+        "clock_timestamp(), clock_timestamp()) "
+        "ON CONFLICT (node_id) DO UPDATE SET token = nodes.token + 1, "
+        "lease_expires = excluded.lease_expires, started_at = excluded.started_at, "
+        "renewed_at = excluded.renewed_at RETURNING token",
+        {"node": node_id, "ttl": lease_ttl},
+    ).fetchone()
+    assert row is not None  # an upsert with RETURNING always returns its row
+    return int(row["token"])
+
+
+def _inserter(record: TrackedResponse) -> Callable[[_Tx], TrackedResponse]:
+    def insert(tx: _Tx) -> TrackedResponse:
+        tx.insert(record)
+        return record
+
+    return insert
+
+
+def _check_cursor(cursor: object) -> None:
+    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+        raise ValueError(f"cursor must be an int >= 0, got {cursor!r}")
+
+
+def _check_session_id(session_id: object) -> None:
+    if not isinstance(session_id, str) or not session_id:
+        raise ValueError(f"session_id must be a non-empty string, got {session_id!r}")
+
+
+def _advance(tx: _Tx, record: TrackedResponse, cursor: int, stamp: float | None) -> TrackedResponse:
+    if record.cursor is not None and cursor <= record.cursor:
+        return record
+    changes: dict[str, Any] = {"cursor": cursor}
+    if stamp is not None:
+        changes["updated_at"] = stamp
+    new = attrs.evolve(record, **changes)
+    tx.write(new)
+    return new
