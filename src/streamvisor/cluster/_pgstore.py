@@ -299,6 +299,8 @@ class _Tx:
             raise UnknownResponse(response_id)
         record, owner = found
         if owner != self.node:
+            if not self.holds_lease():  # it was taken over: the node's token is what matters
+                raise self.fenced()
             raise NotOwner(response_id, owner, node_id=self.node)
         return record
 
