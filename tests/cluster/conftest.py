@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -41,14 +44,33 @@ class Engine:
         return psycopg.conninfo.make_conninfo(**info)
 
 
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    # Not under pytest's basetemp: as root, the server runs as another user that must reach
+    # its directory, and every pytest session started meanwhile (another worktree's, say)
+    # resets ``/tmp/pytest-of-root`` to 0700. /tmp itself stays open.
+    path = Path(tempfile.mkdtemp(prefix="streamvisor-pg-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A temporary directory a server started by this test can live in."""
+    with _scratch() as directory:
+        yield directory
+
+
 @pytest.fixture(scope="session")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+def engine() -> Iterator[Engine]:
     """The session's PostgreSQL (started here unless the environment names one)."""
     external = os.environ.get(_ENV_DSN)
     if external:
         yield Engine(external, None)
         return
-    with PostgresServer(tmp_path_factory.mktemp("postgres")) as server:
+    with _scratch() as directory, PostgresServer(directory) as server:
         yield Engine(server.dsn, server)
 
 
@@ -59,7 +81,7 @@ def dsn(engine: Engine) -> str:
 
 
 @pytest.fixture
-def stoppable(engine: Engine, tmp_path: Path) -> Iterator[PostgresServer]:
+def stoppable(engine: Engine, scratch: Path) -> Iterator[PostgresServer]:
     """A server this test may stop, kill and restart: the session's own (restarted afterwards
     whatever happened), or a private one when the session uses an external server."""
     if engine.server is not None:
@@ -68,5 +90,5 @@ def stoppable(engine: Engine, tmp_path: Path) -> Iterator[PostgresServer]:
         finally:
             engine.server.start()
         return
-    with PostgresServer(tmp_path / "postgres") as server:
+    with PostgresServer(scratch) as server:
         yield server

@@ -149,10 +149,26 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Fast shutdown (sessions are disconnected, nothing committed is lost); does nothing
-        if it is not running."""
-        if not self.running():
+        if it is not running. Raises ``PostgresServerError`` if it does not stop in time."""
+        self._signal_and_wait(signal.SIGINT, "stop")  # SIGINT is the postmaster's fast shutdown
+
+    def _signal_and_wait(self, signum: signal.Signals, what: str) -> None:
+        # Signalled directly, not through `pg_ctl stop`: that runs as the server's user and
+        # needs the path to the data directory, which another process may have closed meanwhile
+        # (a pytest session as root resets its basetemp to 0700). The postmaster needs nothing.
+        pid = self._postmaster_pid()
+        if pid is None or not _alive(pid, None):
             return
-        self._pg_ctl("-w", "-t", str(int(_PG_CTL_TIMEOUT)), "-m", "fast", "stop")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+        deadline = time.monotonic() + _PG_CTL_TIMEOUT
+        while _alive(pid, None):
+            if time.monotonic() > deadline:
+                raise PostgresServerError(
+                    f"postgres (pid {pid}) did not {what} within {_PG_CTL_TIMEOUT} s"
+                    f"\n{self._log_tail()}"
+                )
+            time.sleep(0.005)
 
     def kill(self) -> None:
         """SIGKILL the postmaster and its backends, as an engine crash would; return once they
