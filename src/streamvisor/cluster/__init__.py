@@ -11,9 +11,9 @@ from ._errors import EngineUnavailable as EngineUnavailable
 from ._errors import Fenced as Fenced
 from ._errors import LeaseLost as LeaseLost
 from ._errors import NotOwner as NotOwner
-from ._pgstore import MIGRATIONS as MIGRATIONS
-from ._pgstore import SCHEMA_VERSION as SCHEMA_VERSION
+from ._pgschema import MIGRATIONS as MIGRATIONS
+from ._pgschema import SCHEMA_VERSION as SCHEMA_VERSION
+from ._pgschema import Migration as Migration
 from ._pgstore import ClusterStore as ClusterStore
-from ._pgstore import Migration as Migration
 from ._postgres_server import PostgresServer as PostgresServer
 from ._postgres_server import PostgresServerError as PostgresServerError

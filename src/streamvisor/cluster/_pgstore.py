@@ -30,7 +30,7 @@ Engine failures: a connection that cannot be made within ``connect_timeout``, or
 during an operation, raises `EngineUnavailable` from that operation (for a broken commit, as for
 any database, whether it was committed is unknown). Nothing crashes: the pool checks each
 connection before use, discards broken ones and reconnects in the background (retrying with
-backoff, starting over at least every ``_RECONNECT_TIMEOUT`` seconds), so the store works again
+backoff, starting over at least every ten seconds), so the store works again
 by itself once PostgreSQL is back.
 
 Values: the records' times are floats (wall-clock seconds, as in ``_store.py``) stored as
@@ -41,480 +41,46 @@ scrubbed of credentials when built (``_records.py``): nothing secret reaches the
 
 from __future__ import annotations
 
-import contextlib
-import math
-import queue
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
-import psycopg
 import structlog
 import trio
-from psycopg.rows import DictRow, dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
-from streamvisor.actors.background._errors import (
-    CorruptStore,
-    DuplicateResponse,
-    IllegalTransition,
-    StoreClosed,
-    StoreError,
-    UnknownResponse,
-    UnsupportedSchema,
-)
+from streamvisor.actors.background._errors import IllegalTransition, StoreClosed
 from streamvisor.actors.background._records import (
     ACTIVE_STATUSES,
     RESPONSE_STATUSES,
     TERMINAL_STATUSES,
     StatusChange,
     TrackedResponse,
-    _dumps,
     _time,
 )
 
-from ._errors import EngineUnavailable, Fenced, LeaseLost, NotOwner, mask_password
+from ._errors import Fenced, LeaseLost
+from ._pgbatch import (
+    CLOSE_TIMEOUT,
+    COLUMNS,
+    FENCE,
+    Op,
+    Tx,
+    Writer,
+    open_pool,
+    row_to_record,
+    translate,
+)
+from ._pgschema import MIGRATIONS, Connection, Migration, migrate
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ClusterStore", "Migration"]
+__all__ = ["ClusterStore"]
 
 _log = structlog.get_logger("streamvisor.cluster.store")
 _T = TypeVar("_T")
 
-Connection = psycopg.Connection[DictRow]
-
-#: The advisory lock every migration transaction takes: N nodes starting at once migrate once.
-_MIGRATION_LOCK: Final = 0x73747276_73636D61  # "strvscma"
-#: A reconnection that keeps failing is started over (its backoff reset) after this many
-#: seconds, which bounds how long the store stays down after PostgreSQL is back.
-_RECONNECT_TIMEOUT: Final = 10.0
-#: Server-side bounds on one connection: a node paused inside a transaction (holding the share
-#: lock on its row) is disconnected after this long, so a survivor's take-over never waits on it
-#: forever; and no statement runs longer than the other.
-_IDLE_IN_TRANSACTION_MS: Final = 10_000
-_STATEMENT_TIMEOUT_MS: Final = 30_000
 #: How long `take_over` waits for the dead node's row (held by a write of its still under way).
 _TAKE_OVER_LOCK_TIMEOUT: Final = "5s"
-#: Bound on closing: a batch in flight, plus the pool's own shutdown.
-_CLOSE_TIMEOUT: Final = 15.0
-
-
-# ----------------------------------------------------------------------------------- schema
-
-#: A migration takes the schema from version ``i`` to ``i + 1`` on the connection it is given,
-#: inside the transaction that also records the new version (DDL is transactional in
-#: PostgreSQL: a failed migration leaves the old version intact). It must not commit.
-Migration = Callable[[Connection], None]
-
-
-def _v1_core(conn: Connection) -> None:
-    """Nodes with their leases and fencing tokens, and the responses they own."""
-    statuses = ", ".join(f"'{s}'" for s in sorted(RESPONSE_STATUSES))
-    terminal = ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES))
-    conn.execute(
-        """
-        CREATE TABLE nodes (
-            node_id       text PRIMARY KEY,
-            token         bigint NOT NULL CHECK (token > 0),
-            lease_expires timestamptz NOT NULL,
-            started_at    timestamptz NOT NULL,
-            renewed_at    timestamptz NOT NULL
-        )
-        """
-    )
-    conn.execute(
-        f"""
-        CREATE TABLE responses (
-            namespace      text NOT NULL,
-            response_id    text NOT NULL,
-            node_id        text NOT NULL REFERENCES nodes (node_id),
-            token          bigint NOT NULL,
-            seq            bigint GENERATED ALWAYS AS IDENTITY,
-            status         text NOT NULL CHECK (status IN ({statuses})),
-            model          text NOT NULL,
-            owner          text,
-            mode           text NOT NULL DEFAULT 'poll',
-            created_at     double precision NOT NULL,
-            updated_at     double precision NOT NULL,
-            last_polled_at double precision,
-            cursor         bigint CHECK (cursor IS NULL OR cursor >= 0),
-            poll_attempts  integer NOT NULL DEFAULT 0,
-            error_count    integer NOT NULL DEFAULT 0,
-            terminal_at    double precision,
-            last_error     text,
-            metadata       jsonb NOT NULL DEFAULT '{{}}',
-            request        jsonb NOT NULL DEFAULT '{{}}',
-            PRIMARY KEY (namespace, response_id),
-            CHECK ((status IN ({terminal})) = (terminal_at IS NOT NULL))
-        )
-        """
-    )
-    conn.execute(
-        "CREATE INDEX responses_active ON responses (node_id, namespace, created_at, seq) "
-        "WHERE terminal_at IS NULL"
-    )
-
-
-def _v2_sessions(conn: Connection) -> None:
-    """The session directory (which node runs which session), and the index purges use."""
-    conn.execute(
-        """
-        CREATE TABLE sessions (
-            session_id text PRIMARY KEY,
-            node_id    text NOT NULL REFERENCES nodes (node_id),
-            token      bigint NOT NULL,
-            claimed_at timestamptz NOT NULL
-        )
-        """
-    )
-    conn.execute("CREATE INDEX sessions_node ON sessions (node_id, claimed_at)")
-    conn.execute(
-        "CREATE INDEX responses_terminal ON responses (node_id, namespace, terminal_at) "
-        "WHERE terminal_at IS NOT NULL"
-    )
-
-
-#: ``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``; append, never edit a released one.
-MIGRATIONS: Final[list[Migration]] = [_v1_core, _v2_sessions]
-#: The schema version this code writes.
-SCHEMA_VERSION: Final = len(MIGRATIONS)
-
-
-def _migrate(conn: Connection, migrations: list[Migration]) -> None:
-    """Apply the missing migrations, one transaction each, under the advisory lock."""
-    while True:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS streamvisor_schema ("
-                "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            row = conn.execute("SELECT COALESCE(MAX(version), 0) AS v FROM streamvisor_schema")
-            current = int(_one(row)["v"])
-            if current > len(migrations):
-                raise UnsupportedSchema(
-                    f"the cluster database has schema version {current}; this streamvisor "
-                    f"understands up to {len(migrations)} (was it written by a newer version?)"
-                )
-            if current == len(migrations):
-                return
-            migrations[current](conn)
-            conn.execute("INSERT INTO streamvisor_schema (version) VALUES (%s)", (current + 1,))
-        _log.info("cluster.migrated", to_version=current + 1)
-
-
-def _one(cursor: psycopg.Cursor[DictRow]) -> DictRow:
-    row = cursor.fetchone()
-    if row is None:  # pragma: no cover - every caller's statement returns a row
-        raise StoreError("the database returned no row where one was certain")
-    return row
-
-
-# --------------------------------------------------------------------------------- records
-
-_COLUMNS: Final = tuple(field.name for field in attrs.fields(TrackedResponse))
-_JSON_COLUMNS: Final = frozenset({"metadata", "request"})
-
-
-def _value_sql(name: str) -> str:
-    return f"%({name})s::jsonb" if name in _JSON_COLUMNS else f"%({name})s"
-
-
-#: The statement's condition that this node's token holds a live lease. FOR SHARE: a take-over
-#: (which updates the node's row) waits until the write holding it has committed.
-_FENCE: Final = (
-    "EXISTS (SELECT 1 FROM nodes WHERE node_id = %(node)s AND token = %(token)s "
-    "AND lease_expires > clock_timestamp() FOR SHARE)"
-)
-_INSERT: Final = (
-    f"INSERT INTO responses (namespace, node_id, token, {', '.join(_COLUMNS)}) "
-    f"SELECT %(namespace)s, %(node)s, %(token)s, {', '.join(map(_value_sql, _COLUMNS))} "
-    f"WHERE {_FENCE} ON CONFLICT (namespace, response_id) DO NOTHING RETURNING seq"
-)
-_UPDATE: Final = (
-    f"UPDATE responses SET {', '.join(f'{c} = {_value_sql(c)}' for c in _COLUMNS[1:])}, "
-    "token = %(token)s WHERE namespace = %(namespace)s AND response_id = %(response_id)s "
-    f"AND node_id = %(node)s AND {_FENCE}"
-)
-_DELETE: Final = (
-    "DELETE FROM responses WHERE namespace = %(namespace)s AND response_id = %(response_id)s "
-    f"AND node_id = %(node)s AND {_FENCE}"
-)
-
-
-def _row_to_record(row: Mapping[str, Any]) -> TrackedResponse:
-    try:
-        return TrackedResponse(**{name: row[name] for name in _COLUMNS})
-    except (ValueError, TypeError) as exc:
-        raise CorruptStore(f"registry row {row['response_id']!r} is invalid: {exc}") from exc
-
-
-def _record_params(record: TrackedResponse) -> dict[str, Any]:
-    return {
-        name: _dumps(getattr(record, name)) if name in _JSON_COLUMNS else getattr(record, name)
-        for name in _COLUMNS
-    }
-
-
-def _check_transition(record: TrackedResponse, status: str) -> None:
-    if record.is_terminal and status != record.status:
-        raise IllegalTransition(record.response_id, record.status, status)
-
-
-@attrs.define(eq=False)
-class _Tx:
-    """One operation's view of the batch transaction: the node's namespace, id and token, and
-    the records it changed (None: removed) for the active mirror, applied only if the operation
-    and the commit succeed."""
-
-    conn: Connection
-    namespace: str
-    node: str
-    token: int
-    what: str
-    changed: dict[str, TrackedResponse | None] = attrs.field(factory=dict)
-
-    def params(self, **values: Any) -> dict[str, Any]:
-        return {"namespace": self.namespace, "node": self.node, "token": self.token, **values}
-
-    def select(self, response_id: str) -> tuple[TrackedResponse, str] | None:
-        """The record and its owner node, whoever owns it."""
-        row = self.conn.execute(
-            "SELECT * FROM responses WHERE namespace = %(namespace)s "
-            "AND response_id = %(response_id)s",
-            self.params(response_id=response_id),
-        ).fetchone()
-        return None if row is None else (_row_to_record(row), row["node_id"])
-
-    def require(self, response_id: str) -> TrackedResponse:
-        found = self.select(response_id)
-        if found is None:
-            raise UnknownResponse(response_id)
-        return found[0]
-
-    def require_own(self, response_id: str) -> TrackedResponse:
-        found = self.select(response_id)
-        if found is None:
-            raise UnknownResponse(response_id)
-        record, owner = found
-        if owner != self.node:
-            if not self.holds_lease():  # it was taken over: the node's token is what matters
-                raise self.fenced()
-            raise NotOwner(response_id, owner, node_id=self.node)
-        return record
-
-    def holds_lease(self) -> bool:
-        row = self.conn.execute(f"SELECT {_FENCE} AS live", self.params()).fetchone()
-        return bool(row and row["live"])
-
-    def fenced(self) -> Fenced:
-        return Fenced(self.node, self.token, self.what)
-
-    def insert(self, record: TrackedResponse) -> None:
-        inserted = self.conn.execute(_INSERT, self.params(**_record_params(record))).fetchone()
-        if inserted is None:
-            if not self.holds_lease():
-                raise self.fenced()
-            raise DuplicateResponse(record.response_id)
-        self.changed[record.response_id] = record
-
-    def write(self, record: TrackedResponse) -> None:
-        cursor = self.conn.execute(_UPDATE, self.params(**_record_params(record)))
-        if cursor.rowcount != 1:
-            self._refused(record.response_id)
-        self.changed[record.response_id] = record
-
-    def delete(self, response_id: str) -> None:
-        cursor = self.conn.execute(_DELETE, self.params(response_id=response_id))
-        if cursor.rowcount != 1:
-            self._refused(response_id)
-        self.changed[response_id] = None
-
-    def _refused(self, response_id: str) -> None:
-        """A conditional write matched no row: say why (it was there and ours a moment ago)."""
-        if not self.holds_lease():
-            raise self.fenced()
-        self.require_own(response_id)  # raises: moved or gone meanwhile
-        raise StoreError(f"{self.what}: response {response_id!r} could not be written")
-
-    def query_own(self, where: str, **values: Any) -> list[TrackedResponse]:
-        rows = self.conn.execute(
-            "SELECT * FROM responses WHERE namespace = %(namespace)s AND node_id = %(node)s"
-            f"{where} ORDER BY created_at, seq",
-            self.params(**values),
-        )
-        return [_row_to_record(row) for row in rows]
-
-
-# ------------------------------------------------------------------------ engine and errors
-
-
-def _unavailable(exc: BaseException, conn: psycopg.Connection[Any] | None) -> bool:
-    """Whether *exc* means the engine could not be reached or the connection broke (rather than
-    a statement failing on a healthy connection)."""
-    if isinstance(exc, PoolTimeout):
-        return True
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return conn is None or conn.closed or conn.broken
-    return False
-
-
-def _translate(
-    exc: BaseException, what: str, node_id: str, conn: psycopg.Connection[Any] | None
-) -> BaseException:
-    """A psycopg error as the store's own (message masked); any other exception unchanged."""
-    if _unavailable(exc, conn):
-        error: BaseException = EngineUnavailable(what, str(exc), node_id=node_id)
-    elif isinstance(exc, psycopg.Error):
-        error = StoreError(f"{what}: {mask_password(str(exc))}")
-    else:
-        return exc
-    error.__cause__ = exc
-    return error
-
-
-def _open_pool(dsn: str, pool_size: int, connect_timeout: float) -> ConnectionPool[Connection]:
-    options = (
-        f"-c idle_in_transaction_session_timeout={_IDLE_IN_TRANSACTION_MS} "
-        f"-c statement_timeout={_STATEMENT_TIMEOUT_MS}"
-    )
-    pool: ConnectionPool[Connection] = ConnectionPool(
-        dsn,
-        connection_class=psycopg.Connection[DictRow],
-        kwargs={
-            "row_factory": dict_row,
-            "options": options,
-            # libpq counts whole seconds, and fewer than 2 as 2.
-            "connect_timeout": max(2, math.ceil(connect_timeout)),
-        },
-        min_size=1,
-        max_size=pool_size,
-        open=False,
-        check=ConnectionPool.check_connection,  # one round trip per use: no stale connection
-        timeout=connect_timeout,
-        reconnect_timeout=_RECONNECT_TIMEOUT,
-        name="streamvisor-cluster",
-    )
-    try:
-        pool.open(wait=True, timeout=connect_timeout)
-    except BaseException:
-        pool.close(timeout=0)
-        raise
-    return pool
-
-
-# ------------------------------------------------------------------- the group-commit writer
-
-
-@attrs.define(eq=False)
-class _Op(Generic[_T]):
-    """One queued operation and, once its batch is committed, its outcome."""
-
-    what: str
-    fn: Callable[[_Tx], _T]
-    done: trio.Event = attrs.field(factory=trio.Event)
-    #: Set by a caller cancelled before the writer got to it: the writer skips it.
-    abandoned: bool = False
-    #: Set by the writer when it runs it (then its result stands, abandoned or not).
-    ran: bool = False
-    #: Its result replaces the active mirror (the mirror's first load).
-    loads_mirror: bool = False
-    result: _T | None = None
-    error: BaseException | None = None
-    changed: dict[str, TrackedResponse | None] = attrs.field(factory=dict)
-    #: Called on the trio thread once committed (``add_nowait``), after ``done`` is set.
-    callback: Callable[[_T | None, BaseException | None], None] | None = None
-
-
-#: Tells the writer thread to exit.
-_STOP: Final = object()
-
-
-class _Writer:
-    """The thread that runs the queued operations in batches, one transaction per batch.
-
-    Runs until `_STOP` is queued; everything queued before it is still run and delivered. Each
-    batch is delivered to trio in one ``run_sync_soon`` call, in queue order.
-    """
-
-    def __init__(
-        self,
-        pool: ConnectionPool[Connection],
-        store: ClusterStore,
-        deliver: Callable[[list[_Op[Any]]], None],
-    ) -> None:
-        self.pool = pool
-        self.store = store
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._deliver = deliver
-        self._token = trio.lowlevel.current_trio_token()
-        self.thread = threading.Thread(target=self._main, name="streamvisor-cluster", daemon=True)
-        #: Transactions run and the operations in them (for tests, the bench and the logs).
-        self.batches = 0
-        self.operations = 0
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def submit(self, op: _Op[Any]) -> None:
-        self.queue.put(op)
-
-    async def stop(self) -> None:
-        """Run what is queued, then end the thread (bounded, shielded)."""
-        self.queue.put(_STOP)
-        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
-            await trio.to_thread.run_sync(self.thread.join)
-        if scope.cancelled_caught:  # pragma: no cover - needs a wedged connection
-            _log.error("cluster.close_timeout", timeout=_CLOSE_TIMEOUT)
-
-    def _main(self) -> None:
-        stopping = False
-        while not stopping:
-            batch: list[_Op[Any]] = []
-            item = self.queue.get()
-            while True:
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-                try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._run_batch(batch)
-                # (RunFinishedError: the store outlived its trio run; nobody waits any more.)
-                with contextlib.suppress(trio.RunFinishedError):
-                    self._token.run_sync_soon(self._deliver, batch)
-
-    def _run_batch(self, batch: list[_Op[Any]]) -> None:
-        store = self.store
-        node, token = store.node_id, store.token  # the token of this batch, read once
-        conn: Connection | None = None
-        try:
-            with self.pool.connection() as conn, conn.transaction():
-                for op in batch:
-                    if op.abandoned:
-                        continue
-                    op.ran = True
-                    tx = _Tx(conn, store.namespace, node, token, op.what)
-                    try:
-                        with conn.transaction():  # a SAVEPOINT: undone alone on failure
-                            op.result = op.fn(tx)
-                    except Exception as exc:
-                        if _unavailable(exc, conn):
-                            raise  # the whole batch is lost with the connection
-                        op.error = _translate(exc, op.what, node, conn)
-                    else:
-                        op.changed = tx.changed
-        except Exception as exc:  # no connection, a broken one, or a failed COMMIT
-            for op in batch:
-                op.error = _translate(exc, op.what, node, conn)
-                op.result, op.changed = None, {}
-            _log.warning("cluster.batch_failed", operations=len(batch), error=str(op.error))
-        self.batches += 1
-        self.operations += len(batch)
 
 
 # ------------------------------------------------------------------------------------ store
@@ -557,7 +123,7 @@ class ClusterStore:
         self.lease_ttl = lease_ttl
         #: The current fencing token: every write is conditional on it holding a live lease.
         self.token = token
-        self._writer = _Writer(pool, self, self._deliver)
+        self._writer = Writer(pool, self, self._deliver)
 
     @classmethod
     @asynccontextmanager
@@ -602,17 +168,17 @@ class ClusterStore:
             what = "opening the cluster store"
             conn: Connection | None = None
             try:
-                pool = _open_pool(dsn, pool_size, connect_timeout)
+                pool = open_pool(dsn, pool_size, connect_timeout)
             except Exception as exc:
-                raise _translate(exc, what, node_id, None) from exc
+                raise translate(exc, what, node_id, None) from exc
             try:
                 with pool.connection() as conn:
-                    _migrate(conn, list(migrations))
+                    migrate(conn, list(migrations))
                     with conn.transaction():
                         token = _join(conn, node_id, lease_ttl)
             except BaseException as exc:
                 pool.close(timeout=1.0)
-                translated = _translate(exc, what, node_id, conn)
+                translated = translate(exc, what, node_id, conn)
                 if translated is exc:
                     raise
                 raise translated from exc
@@ -632,7 +198,7 @@ class ClusterStore:
             return
         self._closed = True
         await self._writer.stop()
-        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await trio.to_thread.run_sync(lambda: self._pool.close(timeout=5.0))
 
     @property
@@ -648,7 +214,7 @@ class ClusterStore:
 
     # --------------------------------------------------------------------- running operations
 
-    def _deliver(self, batch: list[_Op[Any]]) -> None:
+    def _deliver(self, batch: list[Op[Any]]) -> None:
         """On the trio thread: apply a committed batch to the mirror, in order; wake callers."""
         for op in batch:
             if op.error is None and op.ran:
@@ -671,10 +237,10 @@ class ClusterStore:
             else:
                 self._mirror[response_id] = record
 
-    async def _run(self, what: str, fn: Callable[[_Tx], _T], *, loads_mirror: bool = False) -> _T:
+    async def _run(self, what: str, fn: Callable[[Tx], _T], *, loads_mirror: bool = False) -> _T:
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
-        op: _Op[_T] = _Op(what, fn, loads_mirror=loads_mirror)
+        op: Op[_T] = Op(what, fn, loads_mirror=loads_mirror)
         self._writer.submit(op)
         try:
             await op.done.wait()
@@ -696,7 +262,7 @@ class ClusterStore:
                 with self._pool.connection() as conn, conn.transaction():
                     return fn(conn)
             except Exception as exc:
-                translated = _translate(exc, what, self.node_id, conn)
+                translated = translate(exc, what, self.node_id, conn)
                 if translated is exc:
                     raise
                 raise translated from exc
@@ -752,7 +318,7 @@ class ClusterStore:
                 "AND terminal_at IS NULL ORDER BY created_at, seq",
                 (self.namespace, self.node_id),
             )
-            return token, [_row_to_record(row) for row in rows]
+            return token, [row_to_record(row) for row in rows]
 
         token, active = await self._direct("rejoin", rejoin)
         self.token = token
@@ -802,23 +368,23 @@ class ClusterStore:
             params = {"namespace": self.namespace, "node": self.node_id, "token": token}
             moved = conn.execute(
                 "UPDATE responses SET node_id = %(node)s, token = %(token)s "
-                f"WHERE namespace = %(namespace)s AND node_id = %(dead)s AND {_FENCE} "
+                f"WHERE namespace = %(namespace)s AND node_id = %(dead)s AND {FENCE} "
                 "RETURNING *",
                 {**params, "dead": dead_node},
             ).fetchall()
             sessions = conn.execute(
                 "UPDATE sessions SET node_id = %(node)s, token = %(token)s, "
-                f"claimed_at = clock_timestamp() WHERE node_id = %(dead)s AND {_FENCE}",
+                f"claimed_at = clock_timestamp() WHERE node_id = %(dead)s AND {FENCE}",
                 {**params, "dead": dead_node},
             ).rowcount
-            live = conn.execute(f"SELECT {_FENCE} AS live", params).fetchone()
+            live = conn.execute(f"SELECT {FENCE} AS live", params).fetchone()
             if not (live and live["live"]):
                 raise Fenced(self.node_id, token, "take_over")  # rolls the bump back too
             active = sorted(
                 (row for row in moved if row["terminal_at"] is None),
                 key=lambda row: (row["created_at"], row["seq"]),
             )
-            records = [_row_to_record(row) for row in active]
+            records = [row_to_record(row) for row in active]
             _log.info(
                 "cluster.took_over",
                 node_id=self.node_id,
@@ -860,7 +426,7 @@ class ClusterStore:
     async def find(self, response_id: str) -> TrackedResponse | None:
         """The record for *response_id* (whichever node owns it), or None if not tracked."""
 
-        def find(tx: _Tx) -> TrackedResponse | None:
+        def find(tx: Tx) -> TrackedResponse | None:
             found = tx.select(response_id)
             return None if found is None else found[0]
 
@@ -914,7 +480,7 @@ class ClusterStore:
         if not isinstance(record, TrackedResponse):
             raise TypeError(f"add_nowait() takes a TrackedResponse, got {type(record).__name__}")
         self._check_open()
-        self._writer.submit(_Op("add", _inserter(record), callback=on_done))
+        self._writer.submit(Op("add", _inserter(record), callback=on_done))
 
     async def add(self, record: TrackedResponse) -> TrackedResponse:
         """Start tracking *record*, owned by this node; returns it. Raises
@@ -932,11 +498,11 @@ class ClusterStore:
         """
         if "response_id" in changes:
             raise ValueError("update() cannot change response_id; remove() and add() instead")
-        unknown = set(changes) - set(_COLUMNS)
+        unknown = set(changes) - set(COLUMNS)
         if unknown:
             raise TypeError(f"update() got unknown TrackedResponse fields: {sorted(unknown)}")
 
-        def apply(tx: _Tx) -> TrackedResponse:
+        def apply(tx: Tx) -> TrackedResponse:
             record = tx.require_own(response_id)
             if "status" in changes:
                 _check_transition(record, changes["status"])
@@ -958,7 +524,7 @@ class ClusterStore:
             raise ValueError(f"unknown response status {status!r}")
         at = _time(at)
 
-        def apply(tx: _Tx) -> StatusChange:
+        def apply(tx: Tx) -> StatusChange:
             record = tx.require_own(response_id)
             if record.is_terminal:
                 if status == record.status:
@@ -1009,7 +575,7 @@ class ClusterStore:
         stamp = None if at is None else _time(at)
         pending = dict(cursors)
 
-        def apply(tx: _Tx) -> dict[str, TrackedResponse]:
+        def apply(tx: Tx) -> dict[str, TrackedResponse]:
             stored: dict[str, TrackedResponse] = {}
             for response_id, cursor in pending.items():
                 found = tx.select(response_id)
@@ -1027,7 +593,7 @@ class ClusterStore:
         ``error_count``. Raises ``UnknownResponse``."""
         at = _time(at)
 
-        def apply(tx: _Tx) -> TrackedResponse:
+        def apply(tx: Tx) -> TrackedResponse:
             record = tx.require_own(response_id)
             if error is None:
                 errors: dict[str, Any] = {"error_count": 0}
@@ -1044,7 +610,7 @@ class ClusterStore:
     async def remove(self, response_id: str) -> TrackedResponse:
         """Stop tracking *response_id*; returns the removed record. Raises ``UnknownResponse``."""
 
-        def delete(tx: _Tx) -> TrackedResponse:
+        def delete(tx: Tx) -> TrackedResponse:
             record = tx.require_own(response_id)
             tx.delete(response_id)
             return record
@@ -1060,10 +626,10 @@ class ClusterStore:
             raise ValueError(f"older_than must be >= 0, got {older_than!r}")
         cutoff = _time(now) - older_than
 
-        def delete(tx: _Tx) -> list[str]:
+        def delete(tx: Tx) -> list[str]:
             rows = tx.conn.execute(
                 "DELETE FROM responses WHERE namespace = %(namespace)s AND node_id = %(node)s "
-                f"AND terminal_at IS NOT NULL AND terminal_at <= %(cutoff)s AND {_FENCE} "
+                f"AND terminal_at IS NOT NULL AND terminal_at <= %(cutoff)s AND {FENCE} "
                 "RETURNING response_id, terminal_at, seq",
                 tx.params(cutoff=cutoff),
             ).fetchall()
@@ -1086,10 +652,10 @@ class ClusterStore:
         node's lease is not live, and ``ValueError`` for an empty id."""
         _check_session_id(session_id)
 
-        def claim(tx: _Tx) -> str:
+        def claim(tx: Tx) -> str:
             row = tx.conn.execute(
                 "INSERT INTO sessions (session_id, node_id, token, claimed_at) "
-                f"SELECT %(session)s, %(node)s, %(token)s, clock_timestamp() WHERE {_FENCE} "
+                f"SELECT %(session)s, %(node)s, %(token)s, clock_timestamp() WHERE {FENCE} "
                 "ON CONFLICT (session_id) DO UPDATE SET node_id = excluded.node_id, "
                 "token = excluded.token, claimed_at = excluded.claimed_at "
                 "WHERE sessions.node_id = excluded.node_id OR EXISTS (SELECT 1 FROM nodes "
@@ -1102,9 +668,11 @@ class ClusterStore:
                 return str(row["node_id"])
             if not tx.holds_lease():
                 raise tx.fenced()
-            owner = _one(
-                tx.conn.execute("SELECT node_id FROM sessions WHERE session_id = %s", (session_id,))
-            )
+            owner = tx.conn.execute(
+                "SELECT node_id FROM sessions WHERE session_id = %s", (session_id,)
+            ).fetchone()
+            if owner is None:  # released between the two statements: claim again
+                return claim(tx)
             return str(owner["node_id"])
 
         return await self._run("claim_session", claim)
@@ -1113,7 +681,7 @@ class ClusterStore:
         """The node that owns *session_id*, or None if nobody claimed it. (An owner whose lease
         expired is still named until someone claims the session or takes the node over.)"""
 
-        def owner(tx: _Tx) -> str | None:
+        def owner(tx: Tx) -> str | None:
             row = tx.conn.execute(
                 "SELECT node_id FROM sessions WHERE session_id = %s", (session_id,)
             ).fetchone()
@@ -1125,10 +693,10 @@ class ClusterStore:
         """Release *session_id* if this node owns it (else nothing happens). Raises `Fenced`
         when it is this node's but the node's lease is not live."""
 
-        def release(tx: _Tx) -> None:
+        def release(tx: Tx) -> None:
             cursor = tx.conn.execute(
                 "DELETE FROM sessions WHERE session_id = %(session)s AND node_id = %(node)s "
-                f"AND {_FENCE}",
+                f"AND {FENCE}",
                 tx.params(session=session_id),
             )
             if cursor.rowcount == 0 and not tx.holds_lease():
@@ -1144,7 +712,7 @@ class ClusterStore:
     async def node_sessions(self) -> list[str]:
         """The sessions this node owns, in the order it claimed them."""
 
-        def sessions(tx: _Tx) -> list[str]:
+        def sessions(tx: Tx) -> list[str]:
             rows = tx.conn.execute(
                 "SELECT session_id FROM sessions WHERE node_id = %s "
                 "ORDER BY claimed_at, session_id",
@@ -1153,6 +721,11 @@ class ClusterStore:
             return [str(row["session_id"]) for row in rows]
 
         return await self._run("node_sessions", sessions)
+
+
+def _check_transition(record: TrackedResponse, status: str) -> None:
+    if record.is_terminal and status != record.status:
+        raise IllegalTransition(record.response_id, record.status, status)
 
 
 def _join(conn: Connection, node_id: str, lease_ttl: float) -> int:
@@ -1170,8 +743,8 @@ def _join(conn: Connection, node_id: str, lease_ttl: float) -> int:
     return int(row["token"])
 
 
-def _inserter(record: TrackedResponse) -> Callable[[_Tx], TrackedResponse]:
-    def insert(tx: _Tx) -> TrackedResponse:
+def _inserter(record: TrackedResponse) -> Callable[[Tx], TrackedResponse]:
+    def insert(tx: Tx) -> TrackedResponse:
         tx.insert(record)
         return record
 
@@ -1188,7 +761,7 @@ def _check_session_id(session_id: object) -> None:
         raise ValueError(f"session_id must be a non-empty string, got {session_id!r}")
 
 
-def _advance(tx: _Tx, record: TrackedResponse, cursor: int, stamp: float | None) -> TrackedResponse:
+def _advance(tx: Tx, record: TrackedResponse, cursor: int, stamp: float | None) -> TrackedResponse:
     if record.cursor is not None and cursor <= record.cursor:
         return record
     changes: dict[str, Any] = {"cursor": cursor}
