@@ -30,8 +30,15 @@ Engine failures: a connection that cannot be made within ``connect_timeout``, or
 during an operation, raises `EngineUnavailable` from that operation (for a broken commit, as for
 any database, whether it was committed is unknown). Nothing crashes: the pool checks each
 connection before use, discards broken ones and reconnects in the background (retrying with
-backoff, starting over at least every ten seconds), so the store works again
-by itself once PostgreSQL is back.
+backoff, starting over at least every ten seconds), so the store works again by itself once
+PostgreSQL is back.
+
+Ownership: `get` and `find` see every record of the namespace, whichever node owns it (any node
+can answer for any response); `active`, `all`, `purge_terminal` and every write are the node's
+own (another node's record: `NotOwner`). `take_over` moves all the dead node's records of the
+namespace (terminal ones too, so that someone purges them) and all its sessions (the session
+directory has no namespace). The schema and its migrations are in ``_pgschema.py``, the writer
+and the fenced statements in ``_pgbatch.py``.
 
 Values: the records' times are floats (wall-clock seconds, as in ``_store.py``) stored as
 ``double precision``; ``request`` and ``metadata`` are ``jsonb`` (a number keeps its value, but
@@ -46,6 +53,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
 
 import attrs
+import psycopg
 import structlog
 import trio
 from psycopg_pool import ConnectionPool
@@ -357,6 +365,16 @@ class ClusterStore:
         def take(conn: Connection) -> list[TrackedResponse]:
             if dead_node == self.node_id:
                 return []
+            try:
+                with conn.transaction():  # a savepoint, so that a lock timeout is answered here
+                    return moved(conn)
+            except psycopg.errors.LockNotAvailable:
+                # The dead node is still inside a write begun before its lease ran out (or is
+                # paused there: the server closes its session after ten seconds idle). Not yet.
+                _log.info("cluster.take_over_postponed", node_id=self.node_id, dead=dead_node)
+                return []
+
+        def moved(conn: Connection) -> list[TrackedResponse]:
             conn.execute(f"SET LOCAL lock_timeout = '{_TAKE_OVER_LOCK_TIMEOUT}'")
             bumped = conn.execute(
                 "UPDATE nodes SET token = token + 1 WHERE node_id = %s "
