@@ -67,6 +67,9 @@ class TestPostgresServer:
             with psycopg.connect(server.dsn) as conn:
                 assert conn.execute("SELECT 1").fetchall() == [(1,)]
         assert not server.running()
+        again = PostgresServer(scratch)  # a new owner of the same directory: the same port
+        with again:
+            assert again.port == port
 
     def test_a_database_name_is_checked(self, engine: Engine) -> None:
         server = engine.server or PostgresServer(Path("unused"))

@@ -97,8 +97,9 @@ class PostgresServer:
     """One PostgreSQL server in *directory* (data in ``directory/data``, log in
     ``directory/postgres.log``), listening on ``127.0.0.1:port`` only.
 
-    *port* None picks a free loopback port on the first start and keeps it, so a stopped or
-    killed server restarts where its clients expect it. ``with PostgresServer(d) as server:``
+    *port* None picks a free loopback port on the first start and keeps it (also for a new
+    `PostgresServer` on the same directory), so a stopped or killed server restarts where its
+    clients expect it. ``with PostgresServer(d) as server:``
     starts it and stops it at the end. Not thread-safe: one owner starts and stops it.
     """
 
@@ -143,7 +144,7 @@ class PostgresServer:
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
         if self._port is None:
-            self._port = _free_loopback_port()
+            self._port = self._port_of_last_start() or _free_loopback_port()
         self._write_settings()
         self._pg_ctl("-w", "-t", str(int(_PG_CTL_TIMEOUT)), "-l", str(self.log), "start")
         self._wait_until_accepting()
@@ -271,6 +272,16 @@ class PostgresServer:
 
             user = pwd.getpwnam(self._system_user)
             os.chown(settings, user.pw_uid, user.pw_gid)
+
+    def _port_of_last_start(self) -> int | None:
+        """The port an earlier start (perhaps by another process) wrote, so that clients of a
+        data directory find it where they left it."""
+        try:
+            text = (self.data / "streamvisor.conf").read_text(encoding="utf-8")
+        except OSError:
+            return None
+        found = re.search(r"^port = (\d+)$", text, re.MULTILINE)
+        return int(found.group(1)) if found else None
 
     def _wait_until_accepting(self) -> None:
         deadline = time.monotonic() + _PG_CTL_TIMEOUT
