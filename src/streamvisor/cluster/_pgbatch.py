@@ -11,10 +11,13 @@ statement conditional on that token holding a live lease (`FENCE`).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import queue
+import re
 import threading
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import attrs
@@ -30,7 +33,7 @@ from streamvisor.actors.background._errors import (
     StoreError,
     UnknownResponse,
 )
-from streamvisor.actors.background._records import TrackedResponse, _dumps
+from streamvisor.actors.background._records import TrackedResponse, _thaw
 
 from ._errors import EngineUnavailable, Fenced, NotOwner, mask_password
 from ._pgschema import Connection
@@ -104,10 +107,59 @@ def row_to_record(row: Mapping[str, Any]) -> TrackedResponse:
 
 
 def _record_params(record: TrackedResponse) -> dict[str, Any]:
-    return {
-        name: _dumps(getattr(record, name)) if name in _JSON_COLUMNS else getattr(record, name)
-        for name in COLUMNS
-    }
+    params: dict[str, Any] = {}
+    for name in COLUMNS:
+        value = getattr(record, name)
+        if name in _JSON_COLUMNS:
+            value = _thaw(value)
+            _refuse_nul(value, name)
+            params[name] = _jsonb_text(value)
+        else:
+            _refuse_nul(value, name)
+            params[name] = value
+    return params
+
+
+def _refuse_nul(value: Any, field: str) -> None:
+    """PostgreSQL's text and jsonb cannot hold U+0000 (SQLite can): say so, naming the field,
+    rather than fail in the server with an encoding error."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise StoreError(f"PostgreSQL cannot store a NUL character (U+0000) in {field}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, field)
+            _refuse_nul(item, field)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item, field)
+
+
+#: A float marked for fixed notation (`_jsonb_text`); NUL never occurs in a storable string.
+_FIXED_MARK: Final = "\x00fixed:"
+_FIXED: Final = re.compile(r'"\\u0000fixed:([-0-9.]+)"')
+
+
+def _jsonb_text(value: Any) -> str:
+    """*value* (plain JSON data) as JSON text that jsonb gives back value for value.
+
+    jsonb keeps numbers as ``numeric`` and prints them without an exponent: ``3.3e+16`` would
+    come back as the int ``33000000000000000`` -- not even equal to the float when the float is
+    not exactly that integer. Such floats are written in fixed notation with a ``.0`` instead,
+    which ``numeric`` keeps (and which parses back to the same float).
+    """
+    text = json.dumps(_mark_floats(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _FIXED.sub(r"\1", text)
+
+
+def _mark_floats(value: Any) -> Any:
+    if isinstance(value, float) and "e+" in repr(value):
+        return f"{_FIXED_MARK}{Decimal(repr(value)):f}.0"
+    if isinstance(value, dict):
+        return {key: _mark_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mark_floats(item) for item in value]
+    return value
 
 
 @attrs.define(eq=False)

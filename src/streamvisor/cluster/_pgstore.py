@@ -41,9 +41,11 @@ directory has no namespace). The schema and its migrations are in ``_pgschema.py
 and the fenced statements in ``_pgbatch.py``.
 
 Values: the records' times are floats (wall-clock seconds, as in ``_store.py``) stored as
-``double precision``; ``request`` and ``metadata`` are ``jsonb`` (a number keeps its value, but
-a float written in exponent form, like ``1e300``, may come back as an equal int). Records are
-scrubbed of credentials when built (``_records.py``): nothing secret reaches the database.
+``double precision``; ``request`` and ``metadata`` are ``jsonb``, written so that every value
+comes back as it went in (a float such as ``3.3e+16`` in fixed notation: jsonb would print it
+as an int). Unlike SQLite, PostgreSQL cannot store the NUL character (U+0000) in text or jsonb:
+a record holding one is refused with a ``StoreError`` naming the field. Records are scrubbed of
+credentials when built (``_records.py``): nothing secret reaches the database.
 """
 
 from __future__ import annotations
