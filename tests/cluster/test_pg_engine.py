@@ -1,5 +1,5 @@
 """PostgreSQL going away: calls raise EngineUnavailable (never the password), nothing crashes,
-and the store works again by itself once the engine is back."""
+and the store works again by itself once the pg_engine is back."""
 
 from __future__ import annotations
 
@@ -36,12 +36,12 @@ async def works_again(store: ClusterStore, response_id: str) -> None:
 
 class TestEngineFailure:
     async def test_a_stopped_engine_is_unavailable_then_the_store_recovers(
-        self, stoppable: PostgresServer
+        self, pg_stoppable: PostgresServer
     ) -> None:
-        dsn = database_with_password(stoppable)
-        async with node(dsn, connect_timeout=0.25) as store:
+        pg_dsn = database_with_password(pg_stoppable)
+        async with node(pg_dsn, connect_timeout=0.25) as store:
             await store.add(rec("before"))
-            await trio.to_thread.run_sync(stoppable.stop)
+            await trio.to_thread.run_sync(pg_stoppable.stop)
             for call in (store.add(rec("during")), store.renew()):
                 with pytest.raises(EngineUnavailable) as info:
                     await call
@@ -49,7 +49,7 @@ class TestEngineFailure:
                 assert info.value.node_id == "n1"
                 assert PASSWORD not in str(info.value)
                 assert PASSWORD not in repr(info.value.__cause__)
-            await trio.to_thread.run_sync(stoppable.start)
+            await trio.to_thread.run_sync(pg_stoppable.start)
             await works_again(store, "before")
             assert await store.get("before") == rec("before")
             await store.add(rec("after"))
@@ -57,26 +57,26 @@ class TestEngineFailure:
             assert [r.response_id for r in await store.all()] == ["before", "after"]
 
     async def test_a_killed_engine_loses_no_committed_record(
-        self, stoppable: PostgresServer
+        self, pg_stoppable: PostgresServer
     ) -> None:
-        dsn = database_with_password(stoppable)
-        async with node(dsn, connect_timeout=0.25) as store:
+        pg_dsn = database_with_password(pg_stoppable)
+        async with node(pg_dsn, connect_timeout=0.25) as store:
             async with trio.open_nursery() as nursery:
                 for i in range(50):
                     nursery.start_soon(store.add, rec(f"r{i:02}", created_at=T0 + i))
-            await trio.to_thread.run_sync(stoppable.kill)
+            await trio.to_thread.run_sync(pg_stoppable.kill)
             with pytest.raises(EngineUnavailable):
                 await store.record_cursor("r00", 1)
-            await trio.to_thread.run_sync(stoppable.start)
+            await trio.to_thread.run_sync(pg_stoppable.start)
             await works_again(store, "r00")
             assert len(await store.all()) == 50
 
     async def test_opening_without_an_engine_is_unavailable(
-        self, stoppable: PostgresServer
+        self, pg_stoppable: PostgresServer
     ) -> None:
-        dsn = database_with_password(stoppable)
-        await trio.to_thread.run_sync(stoppable.stop)
+        pg_dsn = database_with_password(pg_stoppable)
+        await trio.to_thread.run_sync(pg_stoppable.stop)
         with pytest.raises(EngineUnavailable) as info:
-            async with node(dsn, connect_timeout=0.25):
+            async with node(pg_dsn, connect_timeout=0.25):
                 pass
         assert PASSWORD not in str(info.value)

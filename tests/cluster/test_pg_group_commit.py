@@ -45,9 +45,9 @@ class Held:
 
 
 class TestGroupCommit:
-    async def test_operations_queued_together_run_in_one_transaction(self, dsn: str) -> None:
+    async def test_operations_queued_together_run_in_one_transaction(self, pg_dsn: str) -> None:
         """200 adds that wait behind one transaction are committed together, not one by one."""
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             held = Held(store)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(held.hold)
@@ -58,11 +58,11 @@ class TestGroupCommit:
                 held.release()
             assert store.statistics == (2, 201)  # the held one's, then one for all 200
             assert len(await store.all()) == 200
-        assert sql(dsn, "SELECT count(*) FROM responses") == [(200,)]
+        assert sql(pg_dsn, "SELECT count(*) FROM responses") == [(200,)]
 
-    async def test_concurrent_callers_share_transactions(self, dsn: str) -> None:
+    async def test_concurrent_callers_share_transactions(self, pg_dsn: str) -> None:
         """Without any holding back, 300 concurrent writes take far fewer transactions."""
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             async with trio.open_nursery() as nursery:
                 for i in range(300):
                     nursery.start_soon(store.add, rec(f"r{i:03}"))
@@ -70,7 +70,7 @@ class TestGroupCommit:
         assert operations == 300
         assert batches < 150
 
-    async def test_a_failing_operation_is_undone_alone(self, dsn: str) -> None:
+    async def test_a_failing_operation_is_undone_alone(self, pg_dsn: str) -> None:
         """In one transaction: a duplicate add and an unknown update fail with their own typed
         errors; the operations around them commit."""
         results: dict[str, Any] = {}
@@ -81,7 +81,7 @@ class TestGroupCommit:
             except (DuplicateResponse, UnknownResponse) as exc:
                 results[key] = exc
 
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             held = Held(store)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(held.hold)
@@ -100,10 +100,10 @@ class TestGroupCommit:
         assert isinstance(results["again"], DuplicateResponse)
         assert isinstance(results["missing"], UnknownResponse)
         assert (results["first"], results["other"]) == (rec("a"), rec("b"))
-        assert sql(dsn, "SELECT response_id FROM responses ORDER BY 1") == [("a",), ("b",)]
+        assert sql(pg_dsn, "SELECT response_id FROM responses ORDER BY 1") == [("a",), ("b",)]
 
-    async def test_a_caller_cancelled_while_queued_writes_nothing(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_a_caller_cancelled_while_queued_writes_nothing(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             held = Held(store)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(held.hold)

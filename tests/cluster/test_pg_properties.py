@@ -29,18 +29,18 @@ class TestProperties:
     )
     @given(record=tracked())
     @example(record=rec(request={"big": 3.367404027539413e16, "tiny": 1e-300, "n": -2.5e20}))
-    async def test_any_valid_record_round_trips(self, dsn: str, record: TrackedResponse) -> None:
+    async def test_any_valid_record_round_trips(self, pg_dsn: str, record: TrackedResponse) -> None:
         """What add() stores, get() returns unchanged: unicode, big ints, nested JSON."""
         assume(storable(record))
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             await store.add(record)
             try:
                 assert await store.get(record.response_id) == record
             finally:
                 await store.remove(record.response_id)
 
-    async def test_a_nul_character_is_refused_alone_with_a_store_error(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_a_nul_character_is_refused_alone_with_a_store_error(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec("fine"))
             with pytest.raises(StoreError, match=r"NUL character \(U\+0000\) in request"):
                 await store.add(rec("nul", request={"input": ["a\x00b"]}))
@@ -49,4 +49,4 @@ class TestProperties:
             with pytest.raises(StoreError, match="in owner"):
                 await store.update("fine", owner="a\x00b")
             assert await store.get("fine") == attrs.evolve(rec("fine"))
-        assert sql(dsn, "SELECT response_id FROM responses") == [("fine",)]
+        assert sql(pg_dsn, "SELECT response_id FROM responses") == [("fine",)]

@@ -27,7 +27,7 @@ KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 
 
 class TestRoundTrip:
-    async def test_an_added_record_reads_back_equal_with_every_field(self, dsn: str) -> None:
+    async def test_an_added_record_reads_back_equal_with_every_field(self, pg_dsn: str) -> None:
         """add() then get() returns an equal record, JSON fields included."""
         record = rec(
             owner="s1",
@@ -40,32 +40,32 @@ class TestRoundTrip:
             request={"model": "o3-pro", "input": "hï ✓", "background": True},
             last_error="boom",
         )
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             assert await store.add(record) == record
             assert await store.get("resp_1") == record
             assert await store.find("resp_1") == record
             assert await store.all() == [record]
-        rows = sql(dsn, "SELECT node_id, token, request->>'input' FROM responses")
+        rows = sql(pg_dsn, "SELECT node_id, token, request->>'input' FROM responses")
         assert rows == [("n1", 1, "hï ✓")]
 
-    async def test_no_secret_reaches_the_database(self, dsn: str) -> None:
+    async def test_no_secret_reaches_the_database(self, pg_dsn: str) -> None:
         """Credentials in request, metadata and last_error are scrubbed before they are stored."""
         record = rec(
             request={"model": "o3-pro", "api_key": KEY, "headers": {"Authorization": KEY}},
             metadata={"note": f"key {KEY}"},
             last_error=f"401 for Bearer {KEY}",
         )
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             await store.add(record)
             stored = await store.get("resp_1")
         assert stored.request == {"model": "o3-pro", "headers": {}}
-        dumped = sql(dsn, "SELECT request::text, metadata::text, last_error FROM responses")
+        dumped = sql(pg_dsn, "SELECT request::text, metadata::text, last_error FROM responses")
         assert dumped
         assert KEY not in repr(dumped)
         assert "[REDACTED]" in dumped[0][1]
 
-    async def test_a_duplicate_add_is_a_typed_error_and_keeps_the_first(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_a_duplicate_add_is_a_typed_error_and_keeps_the_first(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec())
             with pytest.raises(DuplicateResponse) as info:
                 await store.add(rec(owner="other"))
@@ -73,9 +73,9 @@ class TestRoundTrip:
             assert info.value.response_id == "resp_1"
             assert (await store.get("resp_1")).owner is None
 
-    async def test_an_unknown_id_is_a_typed_error(self, dsn: str) -> None:
+    async def test_an_unknown_id_is_a_typed_error(self, pg_dsn: str) -> None:
         """get/update/remove/record_* of an untracked id raise UnknownResponse, a KeyError."""
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             for call in (
                 store.get("nope"),
                 store.update("nope", owner="x"),
@@ -89,8 +89,8 @@ class TestRoundTrip:
                 assert isinstance(info.value, KeyError)
             assert await store.find("nope") is None
 
-    async def test_update_validates_the_whole_new_record(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_update_validates_the_whole_new_record(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec())
             new = await store.update("resp_1", owner="s2", updated_at=T0 + 5)
             assert new == attrs.evolve(rec(), owner="s2", updated_at=T0 + 5)
@@ -102,22 +102,22 @@ class TestRoundTrip:
                 await store.update("resp_1", response_id="resp_2")
             assert await store.get("resp_1") == new
 
-    async def test_update_cannot_leave_a_terminal_status(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_update_cannot_leave_a_terminal_status(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec(status="completed", terminal_at=T0))
             with pytest.raises(IllegalTransition):
                 await store.update("resp_1", status="queued", terminal_at=None)
 
-    async def test_remove_returns_the_removed_record(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_remove_returns_the_removed_record(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec())
             assert (await store.remove("resp_1")).response_id == "resp_1"
             assert await store.all() == []
-            assert sql(dsn, "SELECT count(*) FROM responses") == [(0,)]
+            assert sql(pg_dsn, "SELECT count(*) FROM responses") == [(0,)]
 
-    async def test_active_lists_non_terminal_records_oldest_first(self, dsn: str) -> None:
+    async def test_active_lists_non_terminal_records_oldest_first(self, pg_dsn: str) -> None:
         """active() skips terminal records and orders by created_at, then insertion."""
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             await store.add(rec("c", created_at=T0 + 2))
             await store.add(rec("a", created_at=T0 + 1, status="in_progress"))
             await store.add(rec("done", status="failed", terminal_at=T0))
@@ -125,9 +125,9 @@ class TestRoundTrip:
             assert [r.response_id for r in await store.active()] == ["a", "b", "c"]
             assert [r.response_id for r in await store.all()] == ["done", "a", "b", "c"]
 
-    async def test_the_mirror_follows_every_committed_write(self, dsn: str) -> None:
+    async def test_the_mirror_follows_every_committed_write(self, pg_dsn: str) -> None:
         """active_nowait() answers from memory, and shows each write once its call returned."""
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             await store.add(rec("a"))
             with pytest.raises(RuntimeError, match="active"):
                 store.active_nowait()
@@ -141,8 +141,8 @@ class TestRoundTrip:
             assert store.active_count_nowait() == 1
         assert store.active_count_nowait() is None
 
-    async def test_a_closed_store_raises_store_closed(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_a_closed_store_raises_store_closed(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             pass
         with pytest.raises(StoreClosed):
             await store.get("resp_1")
@@ -151,10 +151,10 @@ class TestRoundTrip:
         with pytest.raises(StoreClosed):
             await store.renew()
 
-    async def test_add_nowait_answers_from_the_commit(self, dsn: str) -> None:
+    async def test_add_nowait_answers_from_the_commit(self, pg_dsn: str) -> None:
         """The callback gets the record once committed, or the error add() would raise."""
         answers: list[tuple[TrackedResponse | None, BaseException | None]] = []
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             done = trio.Event()
 
             def on_done(record: TrackedResponse | None, error: BaseException | None) -> None:
@@ -170,19 +170,19 @@ class TestRoundTrip:
         assert answers[1][0] is None
         assert isinstance(answers[1][1], DuplicateResponse)
 
-    async def test_a_row_that_fails_validation_is_corrupt(self, dsn: str) -> None:
+    async def test_a_row_that_fails_validation_is_corrupt(self, pg_dsn: str) -> None:
         """A row changed behind the store's back to an impossible value is CorruptStore."""
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             await store.add(rec())
-            sql(dsn, "UPDATE responses SET mode = 'carrier-pigeon'")
+            sql(pg_dsn, "UPDATE responses SET mode = 'carrier-pigeon'")
             with pytest.raises(StoreError, match="invalid") as info:
                 await store.get("resp_1")
         assert type(info.value).__name__ == "CorruptStore"
 
 
 class TestStatus:
-    async def test_active_to_terminal_stamps_terminal_at(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_active_to_terminal_stamps_terminal_at(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec())
             await store.record_status("resp_1", "in_progress", at=T0 + 1)
             change = await store.record_status("resp_1", "failed", at=T0 + 9, error="server_error")
@@ -193,9 +193,9 @@ class TestStatus:
             assert await store.get("resp_1") == change.record
 
     async def test_a_stale_active_status_after_terminal_is_ignored_and_logged(
-        self, dsn: str
+        self, pg_dsn: str
     ) -> None:
-        async with node(dsn) as store:
+        async with node(pg_dsn) as store:
             await store.add(rec())
             done = (await store.record_status("resp_1", "incomplete", at=T0 + 1)).record
             with structlog.testing.capture_logs() as logs:
@@ -211,8 +211,8 @@ class TestStatus:
             "reason": "stale 'queued' after terminal 'incomplete'",
         } in logs
 
-    async def test_the_same_terminal_status_again_is_idempotent(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_the_same_terminal_status_again_is_idempotent(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec())
             first = (await store.record_status("resp_1", "cancelled", at=T0 + 1)).record
             change = await store.record_status("resp_1", "cancelled", at=T0 + 5)
@@ -220,8 +220,8 @@ class TestStatus:
             assert change.reason == "already cancelled"
             assert change.record == first
 
-    async def test_a_different_terminal_status_is_rejected(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_a_different_terminal_status_is_rejected(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec())
             await store.record_status("resp_1", "completed", at=T0 + 1)
             with pytest.raises(IllegalTransition) as info:
@@ -229,16 +229,16 @@ class TestStatus:
             assert (info.value.current, info.value.requested) == ("completed", "cancelled")
             assert (await store.get("resp_1")).status == "completed"
 
-    async def test_an_unknown_status_is_rejected(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_an_unknown_status_is_rejected(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec())
             with pytest.raises(ValueError, match="unknown response status"):
                 await store.record_status("resp_1", "done", at=T0)
 
 
 class TestCursorsPollsPurge:
-    async def test_the_cursor_only_moves_forward(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_the_cursor_only_moves_forward(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec())
             assert (await store.record_cursor("resp_1", 0)).cursor == 0
             assert (await store.record_cursor("resp_1", 5, at=T0 + 1)).cursor == 5
@@ -247,16 +247,16 @@ class TestCursorsPollsPurge:
             with pytest.raises(ValueError, match="cursor"):
                 await store.record_cursor("resp_1", -1)
 
-    async def test_record_cursors_skips_ids_it_does_not_track(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_record_cursors_skips_ids_it_does_not_track(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec("a"))
             await store.add(rec("b"))
             stored = await store.record_cursors({"a": 3, "gone": 9, "b": 1}, at=T0 + 1)
             assert {k: v.cursor for k, v in stored.items()} == {"a": 3, "b": 1}
             assert (await store.get("a")).updated_at == T0 + 1
 
-    async def test_record_poll_counts_attempts_and_consecutive_errors(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_record_poll_counts_attempts_and_consecutive_errors(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec())
             await store.record_poll("resp_1", at=T0 + 1, error="502 bad gateway")
             r = await store.record_poll("resp_1", at=T0 + 2, error="timeout")
@@ -264,8 +264,8 @@ class TestCursorsPollsPurge:
             r = await store.record_poll("resp_1", at=T0 + 3)
             assert (r.poll_attempts, r.error_count, r.last_polled_at) == (3, 0, T0 + 3)
 
-    async def test_purge_removes_only_terminal_records_past_the_ttl(self, dsn: str) -> None:
-        async with node(dsn) as store:
+    async def test_purge_removes_only_terminal_records_past_the_ttl(self, pg_dsn: str) -> None:
+        async with node(pg_dsn) as store:
             await store.add(rec("old", status="completed", terminal_at=T0))
             await store.add(rec("older", status="incomplete", terminal_at=T0 - 10))
             await store.add(rec("edge", status="failed", terminal_at=T0 + 400))
@@ -279,9 +279,9 @@ class TestCursorsPollsPurge:
 
 
 class TestOwnershipAndNamespaces:
-    async def test_a_node_reads_any_record_but_writes_only_its_own(self, dsn: str) -> None:
+    async def test_a_node_reads_any_record_but_writes_only_its_own(self, pg_dsn: str) -> None:
         """get/find see another node's record; a write to it is NotOwner and changes nothing."""
-        async with node(dsn, "n1") as one, node(dsn, "n2") as two:
+        async with node(pg_dsn, "n1") as one, node(pg_dsn, "n2") as two:
             await one.add(rec())
             assert await two.get("resp_1") == rec()
             assert await two.all() == []
@@ -301,10 +301,10 @@ class TestOwnershipAndNamespaces:
                 await two.add(rec())
             assert await one.get("resp_1") == rec()
 
-    async def test_two_namespaces_never_see_each_other(self, dsn: str) -> None:
+    async def test_two_namespaces_never_see_each_other(self, pg_dsn: str) -> None:
         async with (
-            node(dsn, "n1", namespace="https://a.test/v1") as a,
-            node(dsn, "n2", namespace="https://b.test/v1") as b,
+            node(pg_dsn, "n1", namespace="https://a.test/v1") as a,
+            node(pg_dsn, "n2", namespace="https://b.test/v1") as b,
         ):
             await a.add(rec())
             await b.add(rec(owner="b's"))

@@ -15,36 +15,38 @@ from streamvisor.cluster import MIGRATIONS, SCHEMA_VERSION, Migration
 from ._support import node, rec, sql
 
 
-def tables(dsn: str) -> set[str]:
-    rows = sql(dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+def tables(pg_dsn: str) -> set[str]:
+    rows = sql(pg_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     return {row[0] for row in rows}
 
 
-def versions(dsn: str) -> list[int]:
-    return [row[0] for row in sql(dsn, "SELECT version FROM streamvisor_schema ORDER BY 1")]
+def versions(pg_dsn: str) -> list[int]:
+    return [row[0] for row in sql(pg_dsn, "SELECT version FROM streamvisor_schema ORDER BY 1")]
 
 
 class TestMigrations:
-    async def test_an_empty_database_is_migrated_to_the_current_version(self, dsn: str) -> None:
-        async with node(dsn):
+    async def test_an_empty_database_is_migrated_to_the_current_version(self, pg_dsn: str) -> None:
+        async with node(pg_dsn):
             pass
         assert SCHEMA_VERSION == len(MIGRATIONS) >= 2
-        assert versions(dsn) == list(range(1, SCHEMA_VERSION + 1))
-        assert tables(dsn) == {"streamvisor_schema", "nodes", "responses", "sessions"}
+        assert versions(pg_dsn) == list(range(1, SCHEMA_VERSION + 1))
+        assert tables(pg_dsn) == {"streamvisor_schema", "nodes", "responses", "sessions"}
 
-    async def test_a_version_1_database_is_upgraded_and_keeps_its_records(self, dsn: str) -> None:
+    async def test_a_version_1_database_is_upgraded_and_keeps_its_records(
+        self, pg_dsn: str
+    ) -> None:
         """A database left by code that knew only v1 (no session directory) is upgraded."""
-        async with node(dsn, migrations=MIGRATIONS[:1]) as old:
+        async with node(pg_dsn, migrations=MIGRATIONS[:1]) as old:
             await old.add(rec())
-        assert versions(dsn) == [1]
-        assert "sessions" not in tables(dsn)
-        async with node(dsn) as new:
+        assert versions(pg_dsn) == [1]
+        assert "sessions" not in tables(pg_dsn)
+        async with node(pg_dsn) as new:
             assert new.token == 2
             assert await new.get("resp_1") == rec()
             assert await new.claim_session("s1") == "n1"
-        assert versions(dsn) == [1, 2]
+        assert versions(pg_dsn) == [1, 2]
 
-    async def test_nodes_starting_at_once_migrate_exactly_once(self, dsn: str) -> None:
+    async def test_nodes_starting_at_once_migrate_exactly_once(self, pg_dsn: str) -> None:
         counts = [0] * len(MIGRATIONS)
         lock = threading.Lock()
 
@@ -60,32 +62,34 @@ class TestMigrations:
         tokens: dict[str, int] = {}
 
         async def start(node_id: str) -> None:
-            async with node(dsn, node_id, migrations=migrations) as store:
+            async with node(pg_dsn, node_id, migrations=migrations) as store:
                 tokens[node_id] = store.token
 
         async with trio.open_nursery() as nursery:
             for i in range(6):
                 nursery.start_soon(start, f"n{i}")
         assert counts == [1] * len(MIGRATIONS)
-        assert versions(dsn) == list(range(1, SCHEMA_VERSION + 1))
+        assert versions(pg_dsn) == list(range(1, SCHEMA_VERSION + 1))
         assert tokens == {f"n{i}": 1 for i in range(6)}
 
-    async def test_a_newer_database_is_refused(self, dsn: str) -> None:
-        async with node(dsn):
+    async def test_a_newer_database_is_refused(self, pg_dsn: str) -> None:
+        async with node(pg_dsn):
             pass
-        sql(dsn, "INSERT INTO streamvisor_schema (version) VALUES (%s)", SCHEMA_VERSION + 1)
+        sql(pg_dsn, "INSERT INTO streamvisor_schema (version) VALUES (%s)", SCHEMA_VERSION + 1)
         with pytest.raises(UnsupportedSchema, match=f"version {SCHEMA_VERSION + 1}"):
-            async with node(dsn):
+            async with node(pg_dsn):
                 pass
 
-    async def test_a_failing_migration_leaves_the_previous_version_intact(self, dsn: str) -> None:
+    async def test_a_failing_migration_leaves_the_previous_version_intact(
+        self, pg_dsn: str
+    ) -> None:
         def broken(conn: Any) -> None:
             conn.execute("CREATE TABLE half_done (x int)")
             conn.execute("SELECT * FROM no_such_table")
 
         with pytest.raises(StoreError, match="no_such_table") as info:
-            async with node(dsn, migrations=[*MIGRATIONS, broken]):
+            async with node(pg_dsn, migrations=[*MIGRATIONS, broken]):
                 pass
         assert isinstance(info.value.__cause__, psycopg.Error)
-        assert versions(dsn) == list(range(1, SCHEMA_VERSION + 1))
-        assert "half_done" not in tables(dsn)
+        assert versions(pg_dsn) == list(range(1, SCHEMA_VERSION + 1))
+        assert "half_done" not in tables(pg_dsn)
