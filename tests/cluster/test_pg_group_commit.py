@@ -122,3 +122,26 @@ class TestGroupCommit:
                 held.release()
             assert await store.find("gave_up") is None
             assert await store.find("kept") == rec("kept")
+
+    async def test_memory_answers_while_the_writer_is_busy(self, pg_dsn: str) -> None:
+        """The writer is a thread: the event loop runs on, and active() answers from memory,
+        while a transaction is in flight."""
+        async with node(pg_dsn) as store:
+            await store.add(rec("a"))
+            await store.active()
+            held = Held(store)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(held.hold)
+                await held.queued(0)
+                with trio.fail_after(1):
+                    assert [r.response_id for r in await store.active()] == ["a"]
+                    await trio.sleep(0.01)  # timers fire: the loop is not blocked
+                held.release()
+
+    async def test_closing_runs_what_is_queued(self, pg_dsn: str) -> None:
+        """Leaving the block commits what was submitted, and answers add_nowait's callback."""
+        answers: list[object] = []
+        async with node(pg_dsn) as store:
+            store.add_nowait(rec("last"), lambda record, error: answers.append(record or error))
+        assert answers == [rec("last")]
+        assert sql(pg_dsn, "SELECT response_id FROM responses") == [("last",)]
