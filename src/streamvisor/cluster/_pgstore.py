@@ -369,14 +369,14 @@ class ClusterStore:
                 return []
             try:
                 with conn.transaction():  # a savepoint, so that a lock timeout is answered here
-                    return moved(conn)
+                    return move(conn)
             except psycopg.errors.LockNotAvailable:
                 # The dead node is still inside a write begun before its lease ran out (or is
                 # paused there: the server closes its session after ten seconds idle). Not yet.
                 _log.info("cluster.take_over_postponed", node_id=self.node_id, dead=dead_node)
                 return []
 
-        def moved(conn: Connection) -> list[TrackedResponse]:
+        def move(conn: Connection) -> list[TrackedResponse]:
             conn.execute(f"SET LOCAL lock_timeout = '{_TAKE_OVER_LOCK_TIMEOUT}'")
             bumped = conn.execute(
                 "UPDATE nodes SET token = token + 1 WHERE node_id = %s "
@@ -386,7 +386,7 @@ class ClusterStore:
             if bumped is None:
                 return []
             params = {"namespace": self.namespace, "node": self.node_id, "token": token}
-            moved = conn.execute(
+            rows = conn.execute(
                 "UPDATE responses SET node_id = %(node)s, token = %(token)s "
                 f"WHERE namespace = %(namespace)s AND node_id = %(dead)s AND {FENCE} "
                 "RETURNING *",
@@ -401,7 +401,7 @@ class ClusterStore:
             if not (live and live["live"]):
                 raise Fenced(self.node_id, token, "take_over")  # rolls the bump back too
             active = sorted(
-                (row for row in moved if row["terminal_at"] is None),
+                (row for row in rows if row["terminal_at"] is None),
                 key=lambda row: (row["created_at"], row["seq"]),
             )
             records = [row_to_record(row) for row in active]
@@ -411,7 +411,7 @@ class ClusterStore:
                 dead_node=dead_node,
                 fenced_token=bumped["token"],
                 active=len(records),
-                records=len(moved),
+                records=len(rows),
                 sessions=sessions,
             )
             return records
