@@ -356,14 +356,15 @@ async def _join_cluster(stack: AsyncExitStack, config: Config, namespace: str) -
     bridge), the cluster bus, and the node's loops, which outlive the tree (they are stopped
     after it, so the lease is held while the tree hands its work over). Leaving ends the lease
     at once: the survivors take over what is left without waiting for it to expire."""
-    from .cluster import ClusterBus, ClusterNode, ClusterStore, NatsBridge, default_node_id
+    from .cluster import ClusterBus, ClusterNode, NatsBridge, default_node_id
+    from .cluster._node import NodeStore
 
     section = config.cluster
     assert section.postgres_dsn is not None
     assert section.nats_url is not None
     node_id = section.node_id or default_node_id()
     store = await stack.enter_async_context(
-        ClusterStore.open(
+        NodeStore.open(
             section.postgres_dsn,
             node_id=node_id,
             namespace=namespace,
@@ -371,6 +372,8 @@ async def _join_cluster(stack: AsyncExitStack, config: Config, namespace: str) -
         )
     )
     bridge = await stack.enter_async_context(NatsBridge.open(section.nats_url, node_id=node_id))
+    assert isinstance(store, NodeStore)
+    store.before_cursors = bridge.flush
     bus = ClusterBus(
         node_id,
         default_buffer=config.bus.subscriber_buffer,

@@ -127,7 +127,12 @@ async def test_a_killed_node_is_taken_over_without_gap_or_duplicate(
             http,
             a,
             "/background",
-            {"model": "gpt-4o", "input": "go", "owner": "sb", "metadata": {"mock_queue_ms": "1500"}},
+            {
+                "model": "gpt-4o",
+                "input": "go",
+                "owner": "sb",
+                "metadata": {"mock_queue_ms": "1500"},
+            },
         )
         rid, cid, bid = durable["response_id"], chat["response_id"], background["response_id"]
         await watcher.until(

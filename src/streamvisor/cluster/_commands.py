@@ -45,7 +45,10 @@ from streamvisor.actors.sessions._requests import (
 )
 from streamvisor.openai import InvalidParameter
 
-from ._errors import ClusterStoreError
+from streamvisor.actors._errors import ActorsLayerError
+from streamvisor.supervisor import NoSuchActor
+
+from ._bridge_errors import NoResponders, RequestTimeout
 
 __all__ = [
     "CommandServer",
@@ -77,7 +80,7 @@ _PORTABLE: Final[dict[str, type[Exception]]] = {
 _REPLY_TIMEOUT: Final = 30.0
 
 
-class RemoteCommandFailed(ClusterStoreError, RuntimeError):
+class RemoteCommandFailed(ActorsLayerError, RuntimeError):
     """The owner of a session ran the command and it failed with an error that does not cross
     nodes as itself; ``node``, ``error_type`` and the message name it."""
 
@@ -87,12 +90,14 @@ class RemoteCommandFailed(ClusterStoreError, RuntimeError):
         self.error_type = error_type
 
 
-class OwnerUnreachable(ClusterStoreError, ConnectionError):
+class OwnerUnreachable(NoSuchActor):
     """The node that owns a session did not answer a command (it may be dead: a survivor takes
-    its sessions over within about twice the lease TTL; retry then)."""
+    its sessions over within about twice the lease TTL; retry then). A `NoSuchActor`: the
+    session's worker cannot be reached now (the gateway answers 503)."""
 
     def __init__(self, node: str, session_id: str, reason: str) -> None:
-        super().__init__(f"session {session_id}: its node {node} did not answer ({reason})")
+        super().__init__(f"session.{session_id}")
+        self.args = (f"session {session_id}: its node {node} did not answer ({reason})",)
         self.node = node
         self.session_id = session_id
 
@@ -202,12 +207,8 @@ class RemoteSession(SessionHandle):
     async def _send(self, op: str, wait: float | None = None, **args: Any) -> Any:
         payload = _dumps({"op": op, "session": self.session_id, **args})
         budget = (self.timeout or _REPLY_TIMEOUT) + (wait or 0.0)
-        from ._bridge_errors import NoResponders, RequestTimeout
-
         try:
-            raw = await self._requester.request(
-                command_subject(self.node), payload, timeout=budget
-            )
+            raw = await self._requester.request(command_subject(self.node), payload, timeout=budget)
         except (NoResponders, RequestTimeout) as exc:
             raise OwnerUnreachable(self.node, self.session_id, str(exc)) from None
         reply = json.loads(raw)

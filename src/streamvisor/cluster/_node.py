@@ -34,20 +34,24 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Protocol
 
 import attrs
 import structlog
 import trio
 
-from streamvisor.actors import SessionHandle, StoreError, TrackedResponse
+from streamvisor.actors import ResponseStore, SessionHandle, StoreError, TrackedResponse
 
+from ._bridge_errors import BridgeError
 from ._bus import ClusterBus
 from ._commands import CommandServer, RemoteSession, command_subject
-from ._errors import LeaseLost
+from ._errors import ClusterStoreError, LeaseLost
+from ._pgstore import ClusterStore
 
-__all__ = ["ClusterNode", "Hooks", "NodeStatus", "default_node_id"]
+__all__ = ["ClusterNode", "Hooks", "NodeStatus", "NodeStore", "default_node_id"]
 
 log = structlog.get_logger("streamvisor.cluster")
 
@@ -55,22 +59,48 @@ log = structlog.get_logger("streamvisor.cluster")
 NODE_LOST: Final = "node_lost"
 
 
+class NodeStore(ClusterStore):
+    """The node's `ClusterStore`, whose cursor writes first wait until JetStream acknowledged
+    every event published before them (``before_cursors``: the bridge's ``flush``).
+
+    That is the no-gap rule of a takeover: a survivor resumes a stream after the cursor in
+    PostgreSQL, so everything up to that cursor must have reached the other nodes. If NATS does
+    not acknowledge in time the cursor is not written (a `ClusterStoreError`; the poller keeps
+    it pending): PostgreSQL stays behind, which costs a survivor a longer replay, never a gap.
+    """
+
+    before_cursors: Callable[[], Awaitable[None]] | None = None
+
+    async def _acknowledged(self) -> None:
+        wait = self.before_cursors
+        if wait is None:
+            return
+        try:
+            await wait()
+        except BridgeError as exc:
+            raise ClusterStoreError(
+                f"cursors not recorded: NATS has not acknowledged the events before them ({exc})",
+                node_id=self.node_id,
+            ) from exc
+
+    async def record_cursor(
+        self, response_id: str, cursor: int, *, at: float | None = None
+    ) -> TrackedResponse:
+        await self._acknowledged()
+        return await super().record_cursor(response_id, cursor, at=at)
+
+    async def record_cursors(
+        self, cursors: Mapping[str, int], *, at: float | None = None
+    ) -> dict[str, TrackedResponse]:
+        await self._acknowledged()
+        return await super().record_cursors(cursors, at=at)
+
+
 def default_node_id() -> str:
     """``<host>-<pid>``, cut to the 1-64 characters of A-Z a-z 0-9 _ - a node id may hold."""
     host = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname()).strip("-") or "node"
     suffix = f"-{os.getpid()}"
     return host[: 64 - len(suffix)] + suffix
-
-
-class _Store(Protocol):
-    node_id: str
-
-    @property
-    def token(self) -> int: ...
-    async def renew(self) -> float: ...
-    async def rejoin(self) -> int: ...
-    async def expired_nodes(self) -> list[str]: ...
-    async def take_over(self, dead_node: str) -> list[TrackedResponse] | None: ...
 
 
 class _Bridge(Protocol):
@@ -117,7 +147,7 @@ class ClusterNode:
     def __init__(
         self,
         *,
-        store: _Store,
+        store: NodeStore,
         bridge: _Bridge,
         bus: ClusterBus,
         lease_ttl: float,
@@ -145,6 +175,15 @@ class ClusterNode:
             self.bus.received,
             self.bus.duplicates,
         )
+
+    def open_store(self, namespace: str) -> AbstractAsyncContextManager[ResponseStore]:
+        """The background poller's registry: the node's store, open as long as the node (a
+        restarted poller gets the same one). Raises ``ValueError`` for another namespace."""
+        if namespace != self.store.namespace:
+            raise ValueError(
+                f"the node's store holds namespace {self.store.namespace!r}, not {namespace!r}"
+            )
+        return contextlib.nullcontext(self.store)
 
     def attach(self, hooks: Hooks) -> None:
         """The daemon's tree is up: takeovers and fencing can act on it from now on."""

@@ -22,7 +22,13 @@ from ._poller import (
     open_background_poller,
 )
 from ._records import TrackedResponse
-from ._store import EMBEDDED_NAMESPACE, RegistryStore, RegistryView, registry_namespace
+from ._store import (
+    EMBEDDED_NAMESPACE,
+    RegistryStore,
+    RegistryView,
+    ResponseStore,
+    registry_namespace,
+)
 from ._tracker import DurableTracker
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "NotRegistered",
     "PollingStopped",
     "RegistryStore",
+    "ResponseStore",
     "RegistryView",
     "ResponseGone",
     "StoreError",
