@@ -33,7 +33,7 @@ class Loopback:
         self.error = error
         self.sent: list[tuple[str, bytes, float]] = []
 
-    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes:
+    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes:  # noqa: ASYNC109
         self.sent.append((subject, payload, timeout))
         if self.error is not None:
             raise self.error

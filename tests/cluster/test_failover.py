@@ -80,8 +80,8 @@ class Watcher:
                 self.changed.set()
                 self.changed = trio.Event()
 
-    async def until(self, predicate: Any, timeout: float) -> None:
-        with trio.fail_after(timeout):
+    async def until(self, predicate: Any, within: float) -> None:
+        with trio.fail_after(within):
             while not predicate():
                 await self.changed.wait()
 

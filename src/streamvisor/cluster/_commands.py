@@ -38,14 +38,13 @@ from streamvisor.actors import (
     TrackingFailed,
     UnknownStream,
 )
+from streamvisor.actors._errors import ActorsLayerError
 from streamvisor.actors.sessions._requests import (
     build_chat_body,
     build_responses_body,
     check_stream_id,
 )
 from streamvisor.openai import InvalidParameter
-
-from streamvisor.actors._errors import ActorsLayerError
 from streamvisor.supervisor import NoSuchActor
 
 from ._bridge_errors import NoResponders, RequestTimeout
@@ -108,7 +107,7 @@ def command_subject(node_id: str) -> str:
 
 
 class _Requester(Protocol):
-    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes: ...
+    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes: ...  # noqa: ASYNC109
 
 
 def _dumps(value: Any) -> bytes:
@@ -266,6 +265,13 @@ class RemoteSession(SessionHandle):
 # ------------------------------------------------------------------------------ the owner side
 
 
+def _command(payload: bytes) -> dict[str, Any]:
+    request = json.loads(payload)
+    if not isinstance(request, dict):
+        raise TypeError("a command is a JSON object")
+    return request
+
+
 @attrs.define
 class CommandServer:
     """Runs the commands other nodes send for this node's sessions.
@@ -280,10 +286,7 @@ class CommandServer:
     async def handle(self, payload: bytes) -> bytes:
         """One command's reply (never raises: every error is in the reply)."""
         try:
-            request = json.loads(payload)
-            if not isinstance(request, dict):
-                raise ValueError("a command is a JSON object")
-            value = await self._run(request)
+            value = await self._run(_command(payload))
         except Exception as exc:
             if type(exc).__name__ not in _PORTABLE:
                 log.warning("cluster.command_failed", node=self.node_id, error=repr(exc))

@@ -31,10 +31,10 @@ HTTP client they are resources the tree runs on, and they must outlive its shutd
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Protocol
@@ -106,7 +106,7 @@ def default_node_id() -> str:
 class _Bridge(Protocol):
     def subscribe(self, pattern: str, *, after: int | None = None) -> Any: ...
     def serve(self, subject: str, handler: Callable[[bytes], Awaitable[bytes]]) -> Any: ...
-    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes: ...
+    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes: ...  # noqa: ASYNC109
 
 
 @attrs.define
