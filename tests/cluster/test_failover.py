@@ -97,11 +97,11 @@ def seqs(events: list[dict[str, Any]]) -> list[int]:
 
 
 async def test_a_killed_node_is_taken_over_without_gap_or_duplicate(
-    dsn: str, nats_url: str, tmp_path: Path
+    pg_dsn: str, nats_url: str, tmp_path: Path
 ) -> None:
     async with (
         serve(MockAPIConfig(token_delay=0.005)) as server,
-        running_cluster(tmp_path, dsn, nats_url, server.url) as cluster,
+        running_cluster(tmp_path, pg_dsn, nats_url, server.url) as cluster,
         httpx.AsyncClient(timeout=30) as http,
         trio.open_nursery() as nursery,
     ):
@@ -134,7 +134,7 @@ async def test_a_killed_node_is_taken_over_without_gap_or_duplicate(
                 "metadata": {"mock_queue_ms": "1500"},
             },
         )
-        rid, cid, bid = durable["response_id"], chat["response_id"], background["response_id"]
+        rid, cid, bid = durable["response_id"], chat["response_id"], background["id"]
         await watcher.until(
             lambda: len(watcher.events[rid]) >= 30 and len(watcher.events[cid]) >= 30, 20
         )
@@ -150,6 +150,14 @@ async def test_a_killed_node_is_taken_over_without_gap_or_duplicate(
         await watcher.until(over, 4 * TTL + 15)
         took = trio.current_time() - killed
         nursery.cancel_scope.cancel()
+        seen_before_kill = 30
+        takeovers = [
+            (node.node_id, line)
+            for node in cluster.nodes.values()
+            if node is not a
+            for line in node.log_path.read_text().splitlines()
+            if '"cluster.took_over"' in line and '"dead"' in line
+        ]
 
     events = watcher.events[rid]
     assert seqs(events) == list(range(len(seqs(events)))), seqs(events)
@@ -166,3 +174,14 @@ async def test_a_killed_node_is_taken_over_without_gap_or_duplicate(
     finals = [s for s in watcher.statuses if s["response_id"] == bid and s["terminal"]]
     assert finals[0]["status"] == "completed"
     assert took < 4 * TTL + 15
+    # One survivor took node-1 over: it resumed the durable stream, polled the background
+    # response and ended the Chat stream; the stream went on well past the kill.
+    [(_survivor, line)] = takeovers
+    took_over = json.loads(line)
+    assert (took_over["dead"], took_over["resumed"], took_over["polled"], took_over["ended"]) == (
+        "node-1",
+        1,
+        1,
+        1,
+    )
+    assert len(events) > 3 * seen_before_kill
