@@ -374,6 +374,7 @@ async def _join_cluster(stack: AsyncExitStack, config: Config, namespace: str) -
     bridge = await stack.enter_async_context(NatsBridge.open(section.nats_url, node_id=node_id))
     assert isinstance(store, NodeStore)
     store.before_cursors = bridge.flush
+    store.events_flow = lambda: bridge.connected
     bus = ClusterBus(
         node_id,
         default_buffer=config.bus.subscriber_buffer,

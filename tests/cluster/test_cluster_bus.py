@@ -130,15 +130,34 @@ async def test_duplicates_are_per_topic_and_response() -> None:
         assert sub.statistics().buffer_used == 3
 
 
-async def test_a_late_duplicate_of_a_finished_stream_is_dropped() -> None:
+async def test_nothing_after_a_terminal_event_is_delivered() -> None:
+    """A late duplicate, or a stale node still streaming what a survivor ended, is dropped."""
     bus, _ = bus_with_bridge()
     async with bus.subscribe("x") as sub:
         bus.publish("x", ev(0))
         bus.publish("x", ev(1, "response.completed"))
         bus.deliver(remote("x", ev(1, "response.completed")))
         bus.deliver(remote("x", ev(0)))
+        bus.deliver(remote("x", ev(2)))
+        bus.publish("x", ev(3))
         assert sub.statistics().buffer_used == 2
     assert bus.open_streams() == []
+    assert bus.duplicates == 4
+
+
+async def test_a_bridge_that_refuses_a_publish_does_not_break_the_publisher() -> None:
+    from streamvisor.cluster import PublishBacklogFull
+
+    class Full(Bridge):
+        def publish(self, topic: str, payload: bytes, *, msg_id: str | None = None) -> None:
+            raise PublishBacklogFull(3)
+
+    bus = ClusterBus("node-a")
+    bus.attach(Full())
+    async with bus.subscribe("x") as sub:
+        assert bus.publish("x", ev(0)) == 1
+        assert sub.receive_nowait() == ev(0)
+    assert (bus.forwarded, bus.unforwarded) == (0, 1)
 
 
 async def test_a_survivor_knows_a_dead_nodes_open_streams_and_ends_them_everywhere() -> None:

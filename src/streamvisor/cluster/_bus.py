@@ -19,6 +19,10 @@ No gap: the cursor written to PostgreSQL never passes what JetStream has acknowl
 flushes the bridge before writing cursors), so what a survivor resumes from was seen by every
 node, and everything after it is published again.
 
+A terminal event ends a stream for good on every node: anything published for that topic and
+response after it (a stale node that was cut off and is still streaming what a survivor ended)
+is dropped.
+
 What each node learns from the flow of events -- which streams are open, on which node, of which
 API -- is what lets a survivor end a dead node's foreground streams (Chat cannot be resumed)
 with an ``error`` event on every node: `open_streams`.
@@ -38,6 +42,7 @@ from streamvisor.openai import StreamEvent
 from streamvisor.openai._events import TERMINAL_TYPES
 from streamvisor.supervisor import EventBus, Overflow
 
+from ._bridge_errors import BridgeError
 from ._codec import UndecodableItem, decode, encode
 
 __all__ = ["ClusterBus", "OpenStream"]
@@ -134,7 +139,13 @@ class ClusterBus(EventBus[Any]):
         msg_id = None
         if type(item) is StreamEvent and item.response_id is not None:
             msg_id = f"{topic}/{item.response_id}/{item.sequence_number}"
-        bridge.publish(topic, payload, msg_id=msg_id)
+        try:
+            bridge.publish(topic, payload, msg_id=msg_id)
+        except BridgeError as exc:  # NATS away too long (backlog full), or the bridge closed
+            self.unforwarded += 1
+            if self.unforwarded & (self.unforwarded - 1) == 0:  # 1, 2, 4, 8...: not a flood
+                log.warning("cluster.not_forwarded", topic=topic, error=str(exc))
+            return
         self.forwarded += 1
 
     def _fresh(self, topic: str, event: StreamEvent, node: str) -> bool:
@@ -146,8 +157,7 @@ class ClusterBus(EventBus[Any]):
         seq = event.sequence_number
         stream = self._streams.get(key)
         if stream is None:
-            finished = self._finished.get(key)
-            if finished is not None and seq <= finished[0]:
+            if key in self._finished:  # a terminal event was delivered: nothing comes after it
                 self.duplicates += 1
                 return False
             if event.type in TERMINAL_TYPES:

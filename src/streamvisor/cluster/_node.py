@@ -6,12 +6,14 @@ HTTP client they are resources the tree runs on, and they must outlive its shutd
 ``keep_lease``
     Renews the node's lease every third of the TTL. The lease is measured on PostgreSQL's clock,
     so a node's own clock never decides who is alive. When a renewal says the lease is lost (it
-    expired while the node was paused, or a survivor already fenced it), or when the node could
-    not renew for a whole TTL (PostgreSQL unreachable: by now a survivor may have taken over),
-    the node is *fenced*: `Hooks.fenced` stops every child that owns work (sessions, pollers),
-    and the node joins again with a new fencing token once PostgreSQL answers. Writes with the
-    old token are refused by the database itself, so a stale child that is still running cannot
-    corrupt what the survivor now owns.
+    expired while the node was paused or cut off, or a survivor already took it over), the node
+    is *fenced*: `Hooks.fenced` stops every child that owns work (sessions, agents, pollers),
+    and the node joins again with a new fencing token and starts them again (`Hooks.rejoined`):
+    what it still owns is adopted again, what a survivor took is not. While PostgreSQL cannot
+    be reached the node serves on (Chat streams, durable streams already running; new durable
+    work is refused by the store with a typed error): nobody can take it over without the
+    database either, and the renewal that reaches it again decides. Writes with an old token
+    are refused by the database itself, so a stale child cannot corrupt what a survivor owns.
 
 ``watch``
     Every half TTL, looks for nodes whose lease expired and takes each over (one survivor wins
@@ -61,7 +63,9 @@ NODE_LOST: Final = "node_lost"
 
 class NodeStore(ClusterStore):
     """The node's `ClusterStore`, whose cursor writes first wait until JetStream acknowledged
-    every event published before them (``before_cursors``: the bridge's ``flush``).
+    every event published before them (``before_cursors``: the bridge's ``flush``), and which
+    takes no new record (no new durable stream or background response: a `ClusterStoreError`
+    at the call) while NATS is unreachable (``events_flow``).
 
     That is the no-gap rule of a takeover: a survivor resumes a stream after the cursor in
     PostgreSQL, so everything up to that cursor must have reached the other nodes. If NATS does
@@ -70,6 +74,29 @@ class NodeStore(ClusterStore):
     """
 
     before_cursors: Callable[[], Awaitable[None]] | None = None
+    #: Whether NATS is reachable now: new records (durable work) are refused while it is not.
+    events_flow: Callable[[], bool] | None = None
+
+    def _check_events_flow(self) -> None:
+        flowing = self.events_flow
+        if flowing is not None and not flowing():
+            raise ClusterStoreError(
+                "new durable work is refused: NATS is unreachable, so its events could not "
+                "reach the other nodes or survive this one",
+                node_id=self.node_id,
+            )
+
+    def add_nowait(
+        self,
+        record: TrackedResponse,
+        on_done: Callable[[TrackedResponse | None, BaseException | None], None],
+    ) -> None:
+        self._check_events_flow()
+        super().add_nowait(record, on_done)
+
+    async def add(self, record: TrackedResponse) -> TrackedResponse:
+        self._check_events_flow()
+        return await super().add(record)
 
     async def _acknowledged(self) -> None:
         wait = self.before_cursors
@@ -159,6 +186,8 @@ class ClusterNode:
         self.hooks: Hooks | None = None
         self.leased = True
         self.took_over: list[str] = []
+        #: Renewals that could not reach PostgreSQL.
+        self.unreachable = 0
         self._hooked = trio.Event()
 
     @property
@@ -195,24 +224,18 @@ class ClusterNode:
     async def keep_lease(self) -> None:
         """Renew forever (see the module docstring); never raises for an engine failure."""
         every = self.lease_ttl / 3
-        valid_until = trio.current_time() + self.lease_ttl
         while True:
             await trio.sleep(every)
             try:
-                left = await self.store.renew()
+                await self.store.renew()
             except LeaseLost:
                 await self._fence("lease_lost")
-                valid_until = await self._rejoin()
-                continue
+                await self._rejoin()
             except StoreError as exc:
-                if self.leased and trio.current_time() >= valid_until:
-                    log.warning("cluster.lease_unrenewable", node=self.node_id, error=str(exc))
-                    await self._fence("unreachable")
-                continue
-            if not self.leased:  # fenced during an outage, though the lease outlived it
-                valid_until = await self._rejoin()
-                continue
-            valid_until = trio.current_time() + max(0.0, min(left, self.lease_ttl))
+                # PostgreSQL unreachable: serve on (nobody can take over without it either);
+                # the renewal that reaches it again says whether the lease outlived the outage.
+                self.unreachable += 1
+                log.warning("cluster.lease_unrenewable", node=self.node_id, error=str(exc))
 
     async def _fence(self, why: str) -> None:
         if self.leased:
@@ -222,7 +245,7 @@ class ClusterNode:
         if hooks is not None:
             await hooks.fenced()
 
-    async def _rejoin(self) -> float:
+    async def _rejoin(self) -> None:
         """Join again with a new token, retrying until PostgreSQL answers."""
         delay = min(1.0, self.lease_ttl / 3)
         while True:
@@ -236,7 +259,7 @@ class ClusterNode:
             log.info("cluster.rejoined", node=self.node_id, token=token)
             if self.hooks is not None:
                 await self.hooks.rejoined()
-            return trio.current_time() + self.lease_ttl
+            return
 
     # -- takeovers -------------------------------------------------------------------------------
 

@@ -30,7 +30,8 @@ Everything else comes from the daemon and is answered by its type (`status_for`)
 (``TooManyStreams``, ``AgentBusy``, ``AlreadyStarted``; the caller's own ``timeout`` running
 out: `TimeoutElapsed`) 409, upstream API failures 502 (429
 upstream: 503 with ``retry-after``), an actor that is not there or died (``NoSuchActor``,
-``ActorExited``: a restart may be under way) 503, timeouts 504, and anything unexpected 500
+``ActorExited``: a restart may be under way; a durable stream the registry could not record,
+``TrackingFailed``) 503, timeouts 504, and anything unexpected 500
 with a generic message: the body never carries a stack trace, and every text is scrubbed of
 the API key.
 """
@@ -48,6 +49,7 @@ from ..actors import (
     StreamLost,
     StreamStopped,
     TooManyStreams,
+    TrackingFailed,
 )
 from ..openai import (
     APIConnectionError,
@@ -286,7 +288,9 @@ def status_for(exc: BaseException) -> int:
         return _upstream_status(exc)
     if isinstance(exc, TooManyStreams | AgentBusy | AlreadyStarted | StreamStopped):
         return 409
-    if isinstance(exc, MaxChildren | BusClosed | ActorExited | NoSuchActor | StreamLost):
+    if isinstance(
+        exc, MaxChildren | BusClosed | ActorExited | NoSuchActor | StreamLost | TrackingFailed
+    ):
         return 503
     if isinstance(exc, CallTimeout):
         return 504
