@@ -30,6 +30,7 @@ import trio
 from streamvisor.cluster._local import LocalCluster, NodeProcess
 from streamvisor.mockapi import MockAPIConfig, serve
 
+from ._support import sql
 from .conftest_nats import delete_stream
 
 pytestmark = pytest.mark.slow
@@ -185,3 +186,110 @@ async def test_a_killed_node_is_taken_over_without_gap_or_duplicate(
         1,
     )
     assert len(events) > 3 * seen_before_kill
+
+
+async def test_a_paused_node_is_taken_over_and_fenced_when_it_wakes(
+    pg_dsn: str, nats_url: str, tmp_path: Path
+) -> None:
+    """SIGSTOP past the lease: a survivor takes the durable stream over; on SIGCONT the paused
+    node finds its lease lost, stops its stale children, joins again with a new token and owns
+    nothing it had; its stale stream changes nothing subscribers see."""
+    async with (
+        serve(MockAPIConfig(token_delay=0.005)) as server,
+        running_cluster(tmp_path, pg_dsn, nats_url, server.url) as cluster,
+        httpx.AsyncClient(timeout=30) as http,
+        trio.open_nursery() as nursery,
+    ):
+        a, b, _c = cluster.nodes.values()
+        watcher = Watcher()
+        ready = trio.Event()
+        nursery.start_soon(watcher.run, b, http, ready)
+        await ready.wait()
+        durable = await post(
+            http, a, "/sessions/sp/responses", {"model": "gpt-4o", "input": "go", "metadata": LONG}
+        )
+        rid = durable["response_id"]
+        await watcher.until(lambda: len(watcher.events[rid]) >= 30, 20)
+        a.pause()
+        await watcher.until(lambda: bool(watcher.events[rid][-1]["terminal"]), 4 * TTL + 15)
+        a.resume()
+
+        def fenced_and_back() -> bool:
+            log = a.log_path.read_text()
+            return '"cluster.fenced"' in log and '"cluster.rejoined"' in log
+
+        with trio.fail_after(4 * TTL + 10):
+            while not fenced_and_back():
+                await trio.sleep(0.05)
+        # The session now lives on the survivor; asked through the woken node, its command is
+        # routed there and answered.
+        streams = await http.get(f"{a.url}/sessions/sp/streams", headers=a.headers)
+        nursery.cancel_scope.cancel()
+    assert streams.status_code == 200, streams.text
+    events = watcher.events[rid]
+    assert seqs(events) == list(range(len(seqs(events))))
+    assert events[-1]["type"] == "response.completed"
+    text = "".join(e["data"]["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert text == events[-1]["data"]["response"]["output"][0]["content"][0]["text"]
+    rows = sql(pg_dsn, "SELECT node_id FROM responses WHERE response_id = %s", rid)
+    assert rows[0][0] != "node-1"
+    owner = sql(pg_dsn, "SELECT node_id FROM sessions WHERE session_id = 'sp'")
+    assert owner[0][0] != "node-1"
+    woken = a.log_path.read_text()
+    assert '"cluster.rejoined"' in woken
+    assert woken.count('"cluster.took_over"') == 0
+
+
+async def test_any_node_serves_a_session_another_node_owns(
+    pg_dsn: str, nats_url: str, tmp_path: Path
+) -> None:
+    """Commands for a session reach its owner through any node's gateway: start, list, stop."""
+    async with (
+        serve(MockAPIConfig(token_delay=0.005)) as server,
+        running_cluster(tmp_path, pg_dsn, nats_url, server.url, count=2) as cluster,
+        httpx.AsyncClient(timeout=30) as http,
+        trio.open_nursery() as nursery,
+    ):
+        a, b = cluster.nodes.values()
+        watcher = Watcher()
+        ready = trio.Event()
+        nursery.start_soon(watcher.run, b, http, ready)
+        await ready.wait()
+        first = await post(
+            http, a, "/sessions/sx/responses", {"model": "gpt-4o", "input": "go", "metadata": LONG}
+        )
+        # Through B: a second stream of A's session runs on A.
+        second = await post(
+            http,
+            b,
+            "/sessions/sx/chat",
+            {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "go"}],
+                "metadata": LONG,
+            },
+        )
+        listed = (await http.get(f"{b.url}/sessions/sx/streams", headers=b.headers)).json()
+        stopped = await post(http, b, "/sessions/sx/stop", {})
+        await watcher.until(
+            lambda: all(
+                watcher.events[t["response_id"]]
+                and watcher.events[t["response_id"]][-1]["terminal"]
+                for t in (first, second)
+            ),
+            15,
+        )
+        missing = await http.post(f"{b.url}/sessions/sx/wait/stream-99", headers=b.headers, json={})
+        nursery.cancel_scope.cancel()
+    assert {s["stream_id"] for s in listed["streams"]} == {first["stream_id"], second["stream_id"]}
+    assert {o["status"] for o in stopped["outcomes"]} == {"cancelled"}
+    assert {o["stream_id"] for o in stopped["outcomes"]} == {
+        first["stream_id"],
+        second["stream_id"],
+    }
+    for ticket in (first, second):
+        assert watcher.events[ticket["response_id"]][-1]["type"] == "response.cancelled"
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "UnknownStream"
+    owner = sql(pg_dsn, "SELECT node_id FROM sessions WHERE session_id = 'sx'")
+    assert owner == [("node-1",)]
