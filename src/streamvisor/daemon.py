@@ -57,6 +57,7 @@ from .actors import (
     RegistryView,
     SessionDeps,
     SessionHandle,
+    StoreError,
     Tool,
     TrackedResponse,
     agent_given_up_reporter,
@@ -224,12 +225,23 @@ class Daemon:
         Its events are published on ``session.<id>``; the handle addresses the worker by name, so
         it follows it across restarts. Raises ``InvalidSessionId`` (a ValueError) for an id that
         is not 1-128 letters, digits or ``_-:@+=`` (before anything starts), ``MaxChildren`` /
-        ``StartChildError`` if the worker cannot start.
+        ``StartChildError`` if the worker cannot start. In a cluster, the session runs on the
+        node the directory names (this one if nobody runs it): the handle of another node's
+        session sends it commands there; ``StoreError`` when the directory cannot be read and
+        the session does not run here.
         """
         check_session_id(session_id)
         node = self.node
         if node is not None:
-            owner = await node.store.claim_session(session_id)
+            try:
+                owner = await node.store.claim_session(session_id)
+            except StoreError:
+                # The directory cannot be read now (PostgreSQL away, or this node fenced): a
+                # session running here goes on being served; any other cannot be placed.
+                running = self.session(session_id)
+                if running is None:
+                    raise
+                return running
             if owner != node.node_id:
                 return node.remote_session(owner, session_id)
         return await self.open_local_session(session_id)

@@ -16,7 +16,9 @@ HTTP client they are resources the tree runs on, and they must outlive its shutd
     are refused by the database itself, so a stale child cannot corrupt what a survivor owns.
 
 ``watch``
-    Every half TTL, looks for nodes whose lease expired and takes each over (one survivor wins
+    Every half TTL, looks for nodes whose lease expired and takes each over (not within a TTL
+    of this node's own rejoin or PostgreSQL outage: after an outage every lease ran out at once,
+    and each node gets the time to join again before it counts as dead) (one survivor wins
     each dead node: the store bumps the dead node's token in the same transaction). What moved:
     a durable stream with an owning session is resumed here from its cursor by that session
     (`Hooks.resume`), everything else is polled (`Hooks.poll`); the dead node's foreground
@@ -188,6 +190,9 @@ class ClusterNode:
         self.took_over: list[str] = []
         #: Renewals that could not reach PostgreSQL.
         self.unreachable = 0
+        #: No takeovers before this (trio clock): after an outage every node's lease ran out
+        #: together, and each deserves a TTL to join again before it is taken over.
+        self._quiet_until = 0.0
         self._hooked = trio.Event()
 
     @property
@@ -235,6 +240,7 @@ class ClusterNode:
                 # PostgreSQL unreachable: serve on (nobody can take over without it either);
                 # the renewal that reaches it again says whether the lease outlived the outage.
                 self.unreachable += 1
+                self._quiet_until = trio.current_time() + 2 * self.lease_ttl
                 log.warning("cluster.lease_unrenewable", node=self.node_id, error=str(exc))
 
     async def _fence(self, why: str) -> None:
@@ -256,6 +262,7 @@ class ClusterNode:
                 await trio.sleep(delay)
                 continue
             self.leased = True
+            self._quiet_until = trio.current_time() + self.lease_ttl
             log.info("cluster.rejoined", node=self.node_id, token=token)
             if self.hooks is not None:
                 await self.hooks.rejoined()
@@ -268,7 +275,7 @@ class ClusterNode:
         await self._hooked.wait()
         every = self.lease_ttl / 2
         while True:
-            if self.leased:
+            if self.leased and trio.current_time() >= self._quiet_until:
                 try:
                     for dead in await self.store.expired_nodes():
                         await self.take_over(dead)

@@ -28,12 +28,12 @@ Everything else comes from the daemon and is answered by its type (`status_for`)
 ``ValueError`` family (``InvalidSessionRequest``, the file errors, ...) is 400, unknown ids
 (``LookupError``: ``UnknownStream``, ``ResponseGone``, ``UnknownResponse``, ...) 404, busy
 (``TooManyStreams``, ``AgentBusy``, ``AlreadyStarted``; the caller's own ``timeout`` running
-out: `TimeoutElapsed`) 409, upstream API failures 502 (429
-upstream: 503 with ``retry-after``), an actor that is not there or died (``NoSuchActor``,
-``ActorExited``: a restart may be under way; a durable stream the registry could not record,
-``TrackingFailed``) 503, timeouts 504, and anything unexpected 500
-with a generic message: the body never carries a stack trace, and every text is scrubbed of
-the API key.
+out: `TimeoutElapsed`) 409, upstream API failures 502 (429 upstream: 503 with
+``retry-after``), an actor that is not there or died (``NoSuchActor``, ``ActorExited``: a
+restart may be under way), a durable stream the registry could not record (``TrackingFailed``)
+and the registry failing (``StoreError``, e.g. a cluster's PostgreSQL away) 503, timeouts 504,
+and anything unexpected 500 with a generic message: the body never carries a stack trace,
+and every text is scrubbed of the API key.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from .._secrets import REDACTED, redact_text
 from ..actors import (
     AgentBusy,
     FileUploadFailed,
+    StoreError,
     StreamLost,
     StreamStopped,
     TooManyStreams,
@@ -298,6 +299,8 @@ def status_for(exc: BaseException) -> int:
         return 400
     if isinstance(exc, LookupError):
         return 404
+    if isinstance(exc, StoreError):  # the registry cannot serve now (its engine is away, ...)
+        return 503
     return 500
 
 
