@@ -204,8 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     command = args.command or "daemon"
     log = config.log
-    if command == "demo" and log.level == "info":
+    if command in ("demo", "cluster") and log.level == "info":
         # The demo's own output tells the story; routine log lines would interleave with tokens.
+        # The cluster's nodes log to their own files; the launcher says what matters itself.
         log = attrs.evolve(log, level="warning")
     # The gateway's token is chosen now, so that the log redactor knows it from the first line.
     gateway_token = None
