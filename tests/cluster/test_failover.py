@@ -16,6 +16,7 @@ all within a bound of twice the lease TTL plus the streams' own time.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,8 @@ import httpx
 import httpx_sse
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streamvisor.cluster._local import LocalCluster, NodeProcess
 from streamvisor.mockapi import MockAPIConfig, serve
@@ -293,3 +296,55 @@ async def test_any_node_serves_a_session_another_node_owns(
     assert missing.json()["error"]["type"] == "UnknownStream"
     owner = sql(pg_dsn, "SELECT node_id FROM sessions WHERE session_id = 'sx'")
     assert owner == [("node-1",)]
+
+
+@settings(
+    max_examples=3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    victim=st.sampled_from(["owner", "bystander"]),
+    how=st.sampled_from(["kill", "pause"]),
+    after=st.integers(min_value=1, max_value=250),
+)
+async def test_random_kill_schedules_lose_and_repeat_nothing(
+    pg_engine: Any, nats_url: str, victim: str, how: str, after: int
+) -> None:
+    """Whichever node dies (the one streaming, or one only watching), however (SIGKILL, or
+    SIGSTOP past its lease and SIGCONT after), whenever: a subscriber on a surviving node sees
+    the durable stream whole, in order, once."""
+    dsn = pg_engine.create_database()
+    with tempfile.TemporaryDirectory(prefix="sv-kills-") as directory:
+        async with (
+            serve(MockAPIConfig(token_delay=0.005)) as server,
+            running_cluster(Path(directory), dsn, nats_url, server.url) as cluster,
+            httpx.AsyncClient(timeout=30) as http,
+            trio.open_nursery() as nursery,
+        ):
+            a, b, c = cluster.nodes.values()
+            target = a if victim == "owner" else c
+            watcher = Watcher()
+            ready = trio.Event()
+            nursery.start_soon(watcher.run, b, http, ready)
+            await ready.wait()
+            ticket = await post(
+                http,
+                a,
+                "/sessions/sr/responses",
+                {"model": "gpt-4o", "input": "go", "metadata": LONG},
+            )
+            rid = ticket["response_id"]
+            await watcher.until(lambda: len(watcher.events[rid]) >= after, 20)
+            if how == "kill":
+                target.kill()
+            else:
+                target.pause()
+            await watcher.until(lambda: bool(watcher.events[rid][-1]["terminal"]), 4 * TTL + 20)
+            target.resume()
+            nursery.cancel_scope.cancel()
+    events = watcher.events[rid]
+    assert seqs(events) == list(range(len(seqs(events))))
+    assert events[-1]["type"] == "response.completed"
+    text = "".join(e["data"]["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert text == events[-1]["data"]["response"]["output"][0]["content"][0]["text"]
