@@ -348,3 +348,65 @@ async def test_random_kill_schedules_lose_and_repeat_nothing(
     assert events[-1]["type"] == "response.completed"
     text = "".join(e["data"]["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert text == events[-1]["data"]["response"]["output"][0]["content"][0]["text"]
+
+
+async def test_a_subscriber_that_moves_to_another_node_resumes_from_its_cursor(
+    pg_dsn: str, nats_url: str, tmp_path: Path
+) -> None:
+    """Every frame of a cluster node's /events carries its JetStream sequence; the subscriber's
+    node dies under it, it reconnects to another with Last-Event-ID and misses nothing, twice
+    nothing."""
+    async with (
+        serve(MockAPIConfig(token_delay=0.005)) as server,
+        running_cluster(tmp_path, pg_dsn, nats_url, server.url) as cluster,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        a, b, c = cluster.nodes.values()
+        seen: list[dict[str, Any]] = []
+        ids: list[int] = []
+        halfway, lost, done = trio.Event(), trio.Event(), trio.Event()
+
+        async def read(node: NodeProcess, headers: dict[str, str]) -> None:
+            """Every stream event, until the node goes away under the reader (or a cancel:
+            never a break, which would leave httpx's body generators half-read)."""
+            try:
+                async with httpx_sse.aconnect_sse(
+                    http,
+                    "GET",
+                    f"{node.url}/events",
+                    params={"topic": "session.mv"},
+                    headers={**node.headers, **headers},
+                ) as source:
+                    async for sse in source.aiter_sse():
+                        if sse.event.startswith("response."):
+                            data = json.loads(sse.data)
+                            ids.append(int(sse.id))
+                            seen.append(data)
+                            if len(seen) >= 40:
+                                halfway.set()
+                            if data["terminal"]:
+                                done.set()
+            except httpx.TransportError:
+                lost.set()
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read, b, {})
+                await trio.sleep(0.3)  # subscribed before the stream starts
+                await post(
+                    http,
+                    a,
+                    "/sessions/mv/responses",
+                    {"model": "gpt-4o", "input": "go", "metadata": LONG},
+                )
+                await halfway.wait()
+                b.kill()
+                await lost.wait()
+                assert not seen[-1]["terminal"]
+                nursery.start_soon(read, c, {"Last-Event-ID": str(ids[-1])})
+                await done.wait()
+                nursery.cancel_scope.cancel()
+    assert ids == sorted(set(ids))
+    numbers = [e["sequence_number"] for e in seen]
+    assert numbers == list(range(len(numbers)))
+    assert seen[-1]["type"] == "response.completed"

@@ -39,8 +39,8 @@ import contextlib
 import os
 import re
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, Protocol
 
 import attrs
@@ -51,6 +51,7 @@ from streamvisor.actors import ResponseStore, SessionHandle, StoreError, Tracked
 
 from ._bridge_errors import BridgeError
 from ._bus import ClusterBus
+from ._codec import UndecodableItem, decode
 from ._commands import CommandServer, RemoteSession, command_subject
 from ._errors import ClusterStoreError, LeaseLost
 from ._pgstore import ClusterStore
@@ -343,6 +344,29 @@ class ClusterNode:
         server = CommandServer(self.node_id, hooks.local)
         async with self.bridge.serve(command_subject(self.node_id), server.handle):
             await trio.sleep_forever()
+
+    # -- replay ---------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def replay(
+        self, pattern: str, *, after: int | None = None
+    ) -> AsyncIterator[AsyncIterator[tuple[int, str, object]]]:
+        """Every node's events on topics ``pattern`` matches, from JetStream, as ``(sequence,
+        topic, item)``: after stream sequence ``after`` (stored ones first, then live ones), or
+        from now on (None). In one order for every node, without gap or duplicate, across NATS
+        reconnects: a subscriber that moves to another node resumes with the last sequence it
+        saw. Payloads that do not decode are skipped (and counted on the bus)."""
+        async with self.bridge.subscribe(pattern, after=after) as messages:
+            yield self._decoded(messages)
+
+    async def _decoded(self, messages: Any) -> AsyncIterator[tuple[int, str, object]]:
+        async for message in messages:
+            try:
+                item = decode(message.payload)
+            except UndecodableItem:
+                self.bus.undecodable += 1
+                continue
+            yield message.seq, message.topic, item
 
     # -- events from other nodes ----------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from ._access import Access, new_token, request_headers
 from ._checks import check_id, check_name, check_topic, parse_cursor
 from ._encode import bus_item, sse_frame
 from ._errors import (
+    BadRequest,
     GatewayError,
     NotAuthenticated,
     NotFound,
@@ -225,6 +226,15 @@ async def _events(app: GatewayApp, request: Request, out: Responder) -> None:
     (``{"reason": "daemon stopping" | "gateway stopping"}``); a subscriber the bus dropped for
     falling behind gets ``event: end`` (``{"reason": "subscriber overflow"}``)."""
     pattern = check_topic(request.query.get("topic", "**"))
+    after = _replay_cursor(request)
+    if app.daemon.node is not None:
+        await _replayed_events(app, out, pattern, after)
+        return
+    if after is not None:
+        raise BadRequest(
+            "'after' resumes a cluster's event stream (JetStream); this daemon runs alone",
+            field="after",
+        )
     async with app.daemon.subscribe(pattern) as subscription:
         # Subscribed before the headers go out: a client that has the response misses nothing.
         await out.start(200, _SSE_HEADERS)
@@ -247,6 +257,47 @@ async def _events(app: GatewayApp, request: Request, out: Responder) -> None:
                 continue
             name, data = bus_item(item)
             await out.write(sse_frame(name, dumps(data)))
+
+
+def _replay_cursor(request: Request) -> int | None:
+    """``?after=N``, else the ``Last-Event-ID`` an EventSource sends when it reconnects."""
+    raw = request.query.get("after")
+    field = "after"
+    if raw is None:
+        raw = request.headers.get("last-event-id")
+        field = "Last-Event-ID"
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        raise BadRequest(f"{field} must be an event id (a stream sequence >= 0)", field=field)
+    return int(raw)
+
+
+async def _replayed_events(
+    app: GatewayApp, out: Responder, pattern: str, after: int | None
+) -> None:
+    """``/events`` on a cluster node: every node's events from JetStream, each with its stream
+    sequence as the SSE ``id``, so that a client (an EventSource's ``Last-Event-ID``, or
+    ``?after=``) resumes on any node without a gap or a duplicate."""
+    node = app.daemon.node
+    assert node is not None
+    async with node.replay(pattern, after=after) as items:
+        await out.start(200, _SSE_HEADERS)
+        out.farewell = _GATEWAY_STOPPING
+        await out.write(f": subscribed {dumps(pattern)}\n\n")
+        iterator = aiter(items)
+        while True:
+            with trio.move_on_after(app.keepalive) as idle:
+                try:
+                    seq, _topic, item = await anext(iterator)
+                except StopAsyncIteration:
+                    await out.write(sse_frame("shutdown", dumps({"reason": "daemon stopping"})))
+                    return
+            if idle.cancelled_caught:
+                await out.write(": keepalive\n\n")
+                continue
+            name, data = bus_item(item)
+            await out.write(f"id: {seq}\n" + sse_frame(name, dumps(data)))
 
 
 # ------------------------------------------------------------------------------------- routing

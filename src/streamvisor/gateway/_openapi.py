@@ -228,6 +228,15 @@ _TOPIC: Final[JSON] = {
     "schema": {"type": "string", "pattern": f"^{TOPIC_PATTERN}$", "default": "**"},
 }
 
+_AFTER: Final[JSON] = {
+    "name": "after",
+    "in": "query",
+    "description": "Cluster nodes only: resume after this event id (a JetStream sequence, the"
+    " `id` of the last event received; an EventSource sends it as `Last-Event-ID`). A daemon"
+    " running alone answers 400.",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+}
+
 
 # --------------------------------------------------------------------------------- the routes
 
@@ -529,12 +538,14 @@ def _gateway_paths() -> JSON:
                 ),
                 (400,),
                 tag=bus,
-                parameters=[_TOPIC],
+                parameters=[_TOPIC, _AFTER],
                 description="Every item published on a topic the pattern matches, as `event:"
                 " <name>` + `data: <json>` (`StreamEvent`, `BackgroundStatus`,"
                 " `PollingStopped`, `Missed`, `ToolCall`, `ToolResult`), until the client"
                 " leaves; `event: shutdown` when the daemon or the gateway stops, `event: end`"
-                " when the subscriber fell a whole buffer behind.",
+                " when the subscriber fell a whole buffer behind. On a cluster node every event"
+                " carries an `id` (its JetStream sequence): reconnecting to any node with"
+                " `Last-Event-ID` (or `after`) resumes after it without a gap or a duplicate.",
             )
         },
         "/ws": {
