@@ -850,9 +850,13 @@ class NatsBridge:
         self, subject: str, queue: str | None, callback: Callable[[Msg], Awaitable[None]]
     ) -> NatsSubscription:
         try:
-            return await self._nc.subscribe(subject, queue=queue or "", cb=callback)
+            sub = await self._nc.subscribe(subject, queue=queue or "", cb=callback)
+            # A PING/PONG round trip: the server has the subscription once this returns, so a
+            # request sent from another connection right after `serve` finds its responder.
+            await self._nc.flush()
         except nats.errors.Error as error:
             raise NatsUnavailable(self._url, f"serving {subject!r}: {error}") from None
+        return sub
 
     async def _dispatch(
         self,
