@@ -273,6 +273,9 @@ def status_line(status: DaemonStatus, uptime: float | None = None) -> str:
         f"status: {status.sessions} session(s), {status.agents} agent(s), "
         f"{status.active_background} active background response(s)"
     )
+    if status.cluster is not None:
+        node = status.cluster
+        line += f"; node {node.node_id} (token {node.token}{'' if node.leased else ', fenced'})"
     if uptime is not None:
         minutes, seconds = divmod(int(uptime), 60)
         line += f"; up {minutes}m{seconds:02d}s" if minutes else f"; up {seconds}s"

@@ -94,7 +94,7 @@ from .supervisor import (
 )
 
 if TYPE_CHECKING:
-    from .cluster import ClusterNode
+    from .cluster import ClusterNode, NodeStatus
     from .cluster import Hooks as ClusterHooks
 
 __all__ = ["Daemon", "DaemonStatus", "open_daemon"]
@@ -146,6 +146,7 @@ class DaemonStatus:
         sessions: Session workers running.
         agents: Agents running.
         active_background: Background responses not yet terminal in the registry.
+        cluster: This node's membership of a cluster (`NodeStatus`), or None for one node.
     """
 
     base_url: str
@@ -154,6 +155,7 @@ class DaemonStatus:
     sessions: int
     agents: int
     active_background: int
+    cluster: NodeStatus | None = None
 
 
 def agent_name(agent_id: str) -> str:
@@ -360,6 +362,7 @@ class Daemon:
             sessions=sessions.active,
             agents=agents.active,
             active_background=active,
+            cluster=None if self.node is None else self.node.status(),
         )
 
 

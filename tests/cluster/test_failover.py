@@ -153,6 +153,10 @@ async def test_a_killed_node_is_taken_over_without_gap_or_duplicate(
 
         await watcher.until(over, 4 * TTL + 15)
         took = trio.current_time() - killed
+        healths = [
+            (await http.get(f"{node.url}/health", headers=node.headers)).json()["cluster"]
+            for node in (b, _c)
+        ]
         nursery.cancel_scope.cancel()
         seen_before_kill = 30
         takeovers = [
@@ -180,8 +184,12 @@ async def test_a_killed_node_is_taken_over_without_gap_or_duplicate(
     assert took < 4 * TTL + 15
     # One survivor took node-1 over: it resumed the durable stream, polled the background
     # response and ended the Chat stream; the stream went on well past the kill.
-    [(_survivor, line)] = takeovers
+    [(survivor, line)] = takeovers
     took_over = json.loads(line)
+    by_node = {health["node_id"]: health for health in healths}
+    assert by_node[survivor]["took_over"] == ["node-1"]
+    assert all(health["leased"] and health["token"] == 1 for health in healths)
+    assert by_node["node-2"]["received"] > 0
     assert (took_over["dead"], took_over["resumed"], took_over["polled"], took_over["ended"]) == (
         "node-1",
         1,

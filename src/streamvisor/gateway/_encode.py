@@ -131,4 +131,5 @@ def status_json(status: DaemonStatus) -> dict[str, Any]:
         "sessions": status.sessions,
         "agents": status.agents,
         "active_background": status.active_background,
+        "cluster": None if status.cluster is None else attrs.asdict(status.cluster),
     }

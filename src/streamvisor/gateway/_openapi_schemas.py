@@ -301,8 +301,30 @@ def component_schemas() -> JSON:
                 "sessions": COUNT,
                 "agents": COUNT,
                 "active_background": COUNT,
+                "cluster": nullable(
+                    json_object(
+                        {
+                            "node_id": STRING,
+                            "token": {**INT, "description": "The node's fencing token."},
+                            "leased": {
+                                **BOOL,
+                                "description": "False while fenced (lease lost, not joined"
+                                " again yet).",
+                            },
+                            "took_over": {
+                                "type": "array",
+                                "items": STRING,
+                                "description": "The dead nodes this one took over, oldest first.",
+                            },
+                            "forwarded": COUNT,
+                            "received": COUNT,
+                            "duplicates": COUNT,
+                        },
+                        description="This node's membership of a cluster.",
+                    )
+                ),
             },
-            description="The daemon's status.",
+            description="The daemon's status; `cluster` is null for a daemon running alone.",
         ),
         "Ticket": json_object(
             {
