@@ -25,7 +25,7 @@ from streamvisor.actors import BackgroundStatus, PollingStopped, ToolCall, ToolR
 from streamvisor.openai import StreamEvent
 from streamvisor.openai._events import new_event
 
-__all__ = ["UndecodableItem", "decode", "dedup_key", "encode"]
+__all__ = ["UndecodableItem", "decode", "dedup_key", "dumps", "encode"]
 
 
 class UndecodableItem(ValueError):
@@ -45,7 +45,8 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON data: {type(value).__name__}")
 
 
-_dumps: Final = json.JSONEncoder(
+#: Compact JSON of plain data and the records' read-only views; NaN and infinities refused.
+dumps: Final = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), default=_plain, allow_nan=False
 ).encode
 
@@ -62,7 +63,7 @@ _KINDS: Final[dict[type[Any], str]] = {cls: kind for kind, cls in _RECORDS.items
 def encode(item: object) -> bytes | None:
     """The item as bytes for another node, or None if it is of no kind this module knows."""
     if type(item) is StreamEvent:
-        return _dumps(
+        return dumps(
             [
                 "e",
                 item.type,
@@ -77,7 +78,7 @@ def encode(item: object) -> bytes | None:
     kind = _KINDS.get(type(item))
     if kind is None or not attrs.has(type(item)):
         return None
-    return _dumps([kind, attrs.asdict(item, recurse=False)]).encode()  # type: ignore[arg-type]
+    return dumps([kind, attrs.asdict(item, recurse=False)]).encode()  # type: ignore[arg-type]
 
 
 def decode(payload: bytes) -> object:

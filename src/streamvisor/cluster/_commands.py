@@ -42,12 +42,14 @@ from streamvisor.actors._errors import ActorsLayerError
 from streamvisor.actors.sessions._requests import (
     build_chat_body,
     build_responses_body,
+    check_respond_flags,
     check_stream_id,
 )
 from streamvisor.openai import InvalidParameter
 from streamvisor.supervisor import NoSuchActor
 
 from ._bridge_errors import NoResponders, RequestTimeout
+from ._codec import dumps
 
 __all__ = [
     "CommandServer",
@@ -111,15 +113,7 @@ class _Requester(Protocol):
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=_plain).encode()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON data: {type(value).__name__}")
+    return dumps(value).encode()
 
 
 # ------------------------------------------------------------------------------ values as JSON
@@ -233,10 +227,7 @@ class RemoteSession(SessionHandle):
         **params: Any,
     ) -> StreamTicket:
         build_responses_body(model, input, params, session_id=self.session_id)
-        if durable is not None and not isinstance(durable, bool):
-            raise InvalidSessionRequest(self.session_id, "durable", "must be a bool or None")
-        if not isinstance(keep_events, bool):
-            raise InvalidSessionRequest(self.session_id, "keep_events", "must be a bool")
+        check_respond_flags(self.session_id, durable, keep_events)
         ticket = await self._send(
             "respond",
             model=model,

@@ -25,6 +25,7 @@ from ._given_up import report_session_given_up
 from ._requests import (
     build_chat_body,
     build_responses_body,
+    check_respond_flags,
     check_session_id,
     check_stream_id,
     session_name,
@@ -210,10 +211,7 @@ class SessionHandle:
             APIStatusError, APIConnectionError, StreamInterrupted, StreamStopped: as `chat`.
         """
         body = build_responses_body(model, input, params, session_id=self.session_id)
-        if durable is not None and not isinstance(durable, bool):
-            raise InvalidSessionRequest(self.session_id, "durable", "must be a bool or None")
-        if not isinstance(keep_events, bool):
-            raise InvalidSessionRequest(self.session_id, "keep_events", "must be a bool")
+        check_respond_flags(self.session_id, durable, keep_events)
         start = _Start("responses", model, body, durable, keep_events)
         return cast(StreamTicket, await call(self._target, start, self.timeout))
 

@@ -23,6 +23,7 @@ __all__ = [
     "Api",
     "build_chat_body",
     "build_responses_body",
+    "check_respond_flags",
     "check_session_id",
     "check_stream_id",
     "session_name",
@@ -191,6 +192,15 @@ def _check_input(sid: str | None, value: object) -> Any:
         elif not isinstance(item.get("type"), str):
             raise _reject(sid, where, "an input item needs a role or a type")
     return list(value)
+
+
+def check_respond_flags(session_id: str | None, durable: object, keep_events: object) -> None:
+    """``respond``'s own flags: ``durable`` a bool or None, ``keep_events`` a bool. Raises
+    `InvalidSessionRequest` naming the field."""
+    if durable is not None and not isinstance(durable, bool):
+        raise _reject(session_id, "durable", "must be a bool or None")
+    if not isinstance(keep_events, bool):
+        raise _reject(session_id, "keep_events", "must be a bool")
 
 
 def build_responses_body(
