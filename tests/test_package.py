@@ -10,6 +10,7 @@ import pytest
 
 import streamvisor
 import streamvisor.actors
+import streamvisor.cluster
 import streamvisor.gateway
 import streamvisor.mockapi
 import streamvisor.openai
@@ -27,6 +28,7 @@ def test_version_is_exported() -> None:
     [
         streamvisor,
         streamvisor.actors,
+        streamvisor.cluster,
         streamvisor.gateway,
         streamvisor.mockapi,
         streamvisor.openai,
@@ -91,6 +93,7 @@ _ROOTS = {
     streamvisor.actors: (streamvisor.actors.ActorsLayerError,),
     streamvisor.gateway: (streamvisor.gateway.GatewayError,),
     streamvisor.mockapi: (streamvisor.mockapi.MockAPIError,),
+    streamvisor.cluster: (streamvisor.cluster.ClusterError,),
 }
 
 

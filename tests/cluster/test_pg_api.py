@@ -51,7 +51,8 @@ class TestErrors:
     def test_every_exported_store_error_descends_from_the_store_errors(self) -> None:
         from streamvisor.cluster import _errors
 
-        errors = {getattr(_errors, name) for name in _errors.__all__} | {PostgresServerError}
+        errors = {getattr(_errors, name) for name in _errors.__all__} - {_errors.ClusterError}
+        errors |= {PostgresServerError}
         for name in _errors.__all__:
             assert getattr(streamvisor.cluster, name) is getattr(_errors, name)
         assert errors == {
@@ -66,6 +67,7 @@ class TestErrors:
             assert issubclass(error, ClusterStoreError)
             assert issubclass(error, StoreError)
             assert issubclass(error, ActorsLayerError)
+        assert issubclass(PostgresServerError, _errors.ClusterError)
         assert issubclass(EngineUnavailable, ConnectionError)
         assert issubclass(NotOwner, PermissionError)
 

@@ -31,7 +31,14 @@ from ._bridge_errors import (
 from ._bus import ClusterBus, OpenStream
 from ._codec import UndecodableItem
 from ._commands import CommandServer, OwnerUnreachable, RemoteCommandFailed, RemoteSession
-from ._errors import ClusterStoreError, EngineUnavailable, Fenced, LeaseLost, NotOwner
+from ._errors import (
+    ClusterError,
+    ClusterStoreError,
+    EngineUnavailable,
+    Fenced,
+    LeaseLost,
+    NotOwner,
+)
 from ._local import LocalCluster, NodeProcess
 from ._nats_server import NatsServer, NatsServerError
 from ._node import ClusterNode, Hooks, NodeStatus, default_node_id
@@ -46,6 +53,7 @@ __all__ = [
     "BridgeError",
     "BridgeStatistics",
     "ClusterBus",
+    "ClusterError",
     "ClusterNode",
     "ClusterStore",
     "ClusterStoreError",

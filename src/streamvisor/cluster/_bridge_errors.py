@@ -2,7 +2,7 @@
 
 Errors raised by the bridge::
 
-    BridgeError(Exception)             root of every error the NATS bridge raises
+    BridgeError(ClusterError)          root of every error the NATS bridge raises
     ├── InvalidSubject(ValueError)     a topic, pattern, subject, prefix, stream name or node id
     │                                  NATS cannot carry as given (.subject, .reason)
     ├── PayloadTooLarge(ValueError)    a payload above the server's max_payload (.size, .limit)
@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import trio
 
+from ._errors import ClusterError
+
 __all__ = [
     "BridgeClosed",
     "BridgeError",
@@ -42,7 +44,7 @@ __all__ = [
 ]
 
 
-class BridgeError(Exception):
+class BridgeError(ClusterError):
     """Root of every error raised by the NATS bridge."""
 
 

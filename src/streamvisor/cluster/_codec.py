@@ -25,10 +25,12 @@ from streamvisor.actors import BackgroundStatus, PollingStopped, ToolCall, ToolR
 from streamvisor.openai import StreamEvent
 from streamvisor.openai._events import new_event
 
+from ._errors import ClusterError
+
 __all__ = ["UndecodableItem", "decode", "dedup_key", "dumps", "encode"]
 
 
-class UndecodableItem(ValueError):
+class UndecodableItem(ClusterError, ValueError):
     """A payload from another node that is not an item this version knows."""
 
     def __init__(self, reason: str) -> None:

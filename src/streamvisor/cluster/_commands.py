@@ -38,7 +38,6 @@ from streamvisor.actors import (
     TrackingFailed,
     UnknownStream,
 )
-from streamvisor.actors._errors import ActorsLayerError
 from streamvisor.actors.sessions._requests import (
     build_chat_body,
     build_responses_body,
@@ -50,6 +49,7 @@ from streamvisor.supervisor import NoSuchActor
 
 from ._bridge_errors import NoResponders, RequestTimeout
 from ._codec import dumps
+from ._errors import ClusterError
 
 __all__ = [
     "CommandServer",
@@ -81,7 +81,7 @@ _PORTABLE: Final[dict[str, type[Exception]]] = {
 _REPLY_TIMEOUT: Final = 30.0
 
 
-class RemoteCommandFailed(ActorsLayerError, RuntimeError):
+class RemoteCommandFailed(ClusterError, RuntimeError):
     """The owner of a session ran the command and it failed with an error that does not cross
     nodes as itself; ``node``, ``error_type`` and the message name it."""
 
@@ -91,7 +91,7 @@ class RemoteCommandFailed(ActorsLayerError, RuntimeError):
         self.error_type = error_type
 
 
-class OwnerUnreachable(NoSuchActor):
+class OwnerUnreachable(ClusterError, NoSuchActor):
     """The node that owns a session did not answer a command (it may be dead: a survivor takes
     its sessions over within about twice the lease TTL; retry then). A `NoSuchActor`: the
     session's worker cannot be reached now (the gateway answers 503)."""

@@ -1,21 +1,30 @@
-"""The errors of the cluster's PostgreSQL store (``_pgstore.py``).
+"""Every error the cluster layer raises: one root, `ClusterError`, drawn here once.
 
-They extend the registry store's tree (``streamvisor/actors/background/_errors.py``), so code
-written against `RegistryStore` -- the background poller -- handles them as the store errors
-they are::
+Each family also descends from the tree its callers already catch: the store's errors are the
+registry's ``StoreError`` (so the background poller handles them as the store errors they are),
+a session command's owner that does not answer is a ``NoSuchActor`` (the gateway answers 503),
+and every leaf subclasses the builtin it specialises::
 
-    StoreError                           (actors layer) anything the registry store fails at
-    ├── UnknownResponse, DuplicateResponse, IllegalTransition, StoreClosed, CorruptStore
-    │   └── UnsupportedSchema            the database's schema is newer than this code
-    └── ClusterStoreError                the cluster store's own failures; .node_id
-        ├── EngineUnavailable (ConnectionError)  PostgreSQL cannot be reached (or broke the
-        │                                connection mid-operation); the store recovers by
-        │                                itself once it is back: retry later
-        ├── LeaseLost                    `renew` found the lease expired or taken (.token):
-        │                                stop the owned children, then `rejoin`
-        ├── Fenced                       a write with a fencing token that no longer holds
-        │                                the lease (.token): nothing was written
-        └── NotOwner (PermissionError)   a write to a response another node owns (.owner)
+    ClusterError                           root of the cluster layer (``streamvisor.cluster``)
+    ├── ClusterStoreError (StoreError)     the PostgreSQL store's own failures; .node_id
+    │   ├── EngineUnavailable (ConnectionError)  PostgreSQL cannot be reached (or broke the
+    │   │                                  connection mid-operation); the store recovers by
+    │   │                                  itself once it is back: retry later
+    │   ├── LeaseLost                      `renew` found the lease expired or taken (.token):
+    │   │                                  stop the owned children, then `rejoin`
+    │   ├── Fenced                         a write with a fencing token that no longer holds
+    │   │                                  the lease (.token): nothing was written
+    │   └── NotOwner (PermissionError)     a write to a response another node owns (.owner)
+    ├── BridgeError                        the NATS bridge (``_bridge_errors.py`` draws its leaves:
+    │                                      InvalidSubject, PayloadTooLarge, PublishBacklogFull,
+    │                                      NatsUnavailable, StreamRefused, NoResponders,
+    │                                      RequestTimeout, HandlerFailed, BridgeClosed)
+    ├── UndecodableItem (ValueError)       a payload from another node this version cannot read
+    ├── RemoteCommandFailed (RuntimeError) a session's owner ran a command and it failed with an
+    │                                      error that does not cross nodes as itself
+    ├── OwnerUnreachable (NoSuchActor)     a session's owner did not answer a command
+    ├── PostgresServerError (RuntimeError) the throwaway PostgreSQL server would not start/stop
+    └── NatsServerError (RuntimeError)     the throwaway nats-server would not start/stop
 
 A message never holds the DSN's password: `EngineUnavailable` keeps psycopg's own explanation
 (which names host and port, never the password) with any ``password=...`` masked.
@@ -27,7 +36,14 @@ import re
 
 from streamvisor.actors.background._errors import StoreError
 
-__all__ = ["ClusterStoreError", "EngineUnavailable", "Fenced", "LeaseLost", "NotOwner"]
+__all__ = [
+    "ClusterError",
+    "ClusterStoreError",
+    "EngineUnavailable",
+    "Fenced",
+    "LeaseLost",
+    "NotOwner",
+]
 
 _PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)|(://[^:/@\s]*:)([^@\s]*)(@)")
 
@@ -43,7 +59,11 @@ def mask_password(text: str) -> str:
     return _PASSWORD.sub(hide, text)
 
 
-class ClusterStoreError(StoreError):
+class ClusterError(Exception):
+    """Root of every error the cluster layer raises (see the module docstring)."""
+
+
+class ClusterStoreError(ClusterError, StoreError):
     """Root of the cluster store's own errors; ``node_id`` is the node that raised it."""
 
     def __init__(self, message: str, *, node_id: str) -> None:

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from ._errors import ClusterError
+
 __all__ = ["NatsServer", "NatsServerError"]
 
 #: How long `start` waits for the server to accept connections, and `stop` for it to exit.
@@ -30,7 +32,7 @@ _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 10.0
 
 
-class NatsServerError(RuntimeError):
+class NatsServerError(ClusterError, RuntimeError):
     """The nats-server binary is missing, or the server failed to start or stop in time."""
 
     def __init__(self, message: str, log: Path | None = None) -> None:

@@ -37,6 +37,8 @@ from typing import Final
 
 import psycopg
 
+from ._errors import ClusterError
+
 __all__ = ["PostgresServer", "PostgresServerError"]
 
 #: The database superuser initdb creates (trusted on loopback).
@@ -48,7 +50,7 @@ _PG_CTL_TIMEOUT: Final = 60.0
 _DATABASE_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-class PostgresServerError(RuntimeError):
+class PostgresServerError(ClusterError, RuntimeError):
     """The throwaway server could not be initialised, started or stopped; the message carries
     the tail of the server's log."""
 
