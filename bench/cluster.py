@@ -156,7 +156,9 @@ async def _node(spec: dict[str, Any]) -> None:
                     if isinstance(event, Missed):
                         remote["missed"] += event.count
                         continue
-                    if not isinstance(event, StreamEvent) or (event.session_id or "").startswith(own):
+                    if not isinstance(event, StreamEvent):
+                        continue
+                    if (event.session_id or "").startswith(own):
                         continue
                     remote["events"] += 1
                     remote["latencies"].append(now - event.received_at)
@@ -333,9 +335,7 @@ class NodeSpec:
     watch: int = 0
 
 
-def _run(
-    engines: Engines, sizes: Sizes, nodes: list[NodeSpec], *, cluster: bool
-) -> dict[str, Any]:
+def _run(engines: Engines, sizes: Sizes, nodes: list[NodeSpec], *, cluster: bool) -> dict[str, Any]:
     """Start the node processes, wait for every "ready", say "go" to all, collect results."""
     dsn = engines.fresh() if cluster else None
     procs: list[tuple[NodeSpec, subprocess.Popen[str]]] = []
@@ -495,7 +495,9 @@ def _load_rows(table: Table, engines: Engines, sizes: Sizes) -> None:
         if len(rs) > 1:
             table.note(
                 f"{name}, run by run: "
-                + ", ".join(f"{s['us_per_event']:.1f} µs/event {s['throughput']:,.0f}/s" for s in rs)
+                + ", ".join(
+                    f"{s['us_per_event']:.1f} µs/event {s['throughput']:,.0f}/s" for s in rs
+                )
             )
 
 
@@ -535,11 +537,7 @@ async def _one_failover(engines: Engines, sizes: Sizes, index: int) -> dict[str,
                     ready.set()
                     async for sse in source.aiter_sse():
                         data = json.loads(sse.data)
-                        if (
-                            rid
-                            and data.get("response_id") == rid[0]
-                            and "sequence_number" in data
-                        ):
+                        if rid and data.get("response_id") == rid[0] and "sequence_number" in data:
                             arrivals.append((time.monotonic(), data["sequence_number"]))
                             changed.set()
                             changed = trio.Event()
