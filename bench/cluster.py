@@ -62,6 +62,7 @@ import attrs
 import trio
 
 from bench._common import Row, Table, at_least, at_most, cpu_seconds, quiet_logs
+from bench._loadserver import LoadServer, open_load_server
 
 __all__ = ["main", "run_node"]
 
@@ -74,11 +75,13 @@ _P99_MS = 20.0
 
 @attrs.frozen
 class Sizes:
-    #: Streams of the load rows, and text deltas per stream.
+    #: Streams of the load rows, and JSON events per stream (Responses framing).
     streams: int
-    deltas: int
-    #: The mock's pause between tokens (ms).
-    delay_ms: float
+    events: int
+    #: The load server's tick (ms), and in how many groups the streams take turns per tick: a
+    #: stream gets one event every ``tick_ms x spread``.
+    tick_ms: float
+    spread: int
     #: Kills of the failover row, and its lease TTL (s).
     kills: int
     lease_ttl: float
@@ -90,20 +93,21 @@ class Sizes:
     @classmethod
     def full(cls) -> Sizes:
         return cls(
-            streams=100, deltas=500, delay_ms=10.0, kills=5, lease_ttl=2.0, repeats=2,
+            streams=100, events=500, tick_ms=5.0, spread=2, kills=5, lease_ttl=2.0, repeats=2,
             timeout=120.0,
         )  # fmt: skip
 
     @classmethod
     def smoke(cls) -> Sizes:
         return cls(
-            streams=4, deltas=20, delay_ms=5.0, kills=1, lease_ttl=1.0, repeats=1, timeout=30.0
-        )
+            streams=4, events=20, tick_ms=5.0, spread=1, kills=1, lease_ttl=1.0, repeats=1,
+            timeout=30.0,
+        )  # fmt: skip
 
     @property
     def offered(self) -> float:
-        """Delta events per second the load offers."""
-        return self.streams * 1000 / self.delay_ms
+        """Events per second the load offers."""
+        return self.streams * 1000 / (self.tick_ms * self.spread)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +135,6 @@ async def _node(spec: dict[str, Any]) -> None:
     from streamvisor.supervisor import Missed
 
     streams, prefix = spec["streams"], spec["prefix"]
-    metadata = {"mock_scenario": f"long:{spec['deltas']}", "mock_token_delay_ms": spec["delay_ms"]}
     local = {"events": 0, "missed": 0, "first": 0.0, "last": 0.0, "errors": []}
     remote: dict[str, Any] = {"events": 0, "ended": 0, "missed": 0, "latencies": [], "last": 0.0}
     expected_remote = spec["watch"]
@@ -173,7 +176,7 @@ async def _node(spec: dict[str, Any]) -> None:
                 task_status.started()
                 await go.wait()
                 try:
-                    await handle.respond(_MODEL, "go", durable=False, metadata=metadata)
+                    await handle.respond(_MODEL, "go", durable=False)
                 except Exception as exc:
                     local["errors"].append(f"{type(exc).__name__}: {exc}")
                     return
@@ -264,13 +267,15 @@ def _read_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
 
 @attrs.define
 class Engines:
-    """PostgreSQL, NATS and the mock OpenAI server of one bench run."""
+    """PostgreSQL, NATS, the load server and the mock OpenAI server of one bench run."""
 
     directory: Path
     postgres: Any
     nats: Any
+    load: LoadServer
     mock: subprocess.Popen[str]
-    base_url: str
+    #: The mock's base URL (the failover row's durable streams).
+    mock_url: str
     databases: int = 0
 
     def fresh(self) -> str:
@@ -308,14 +313,18 @@ def _engines(sizes: Sizes) -> Iterator[Engines]:
         ) as nats_server:  # fmt: skip
             mock = subprocess.Popen(
                 [sys.executable, "-m", "streamvisor", "mockapi", "--port", "0",
-                 "--token-delay", str(sizes.delay_ms / 1000)],
+                 "--token-delay", "0.005"],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                 text=True, env=_env(), cwd=directory,
             )  # fmt: skip
             try:
                 ready = _read_line(mock, "streamvisor mock OpenAI API on ", 30)
                 base_url = ready.rsplit(" ", 1)[1]
-                yield Engines(directory, postgres, nats_server, mock, base_url)
+                with open_load_server(
+                    core=None, events=sizes.events, pace_ms=sizes.tick_ms, pace_events=1,
+                    spread=sizes.spread, unique_ids=True,
+                ) as load:  # fmt: skip
+                    yield Engines(directory, postgres, nats_server, load, mock, base_url)
             finally:
                 mock.terminate()
                 try:
@@ -349,8 +358,8 @@ def _run(engines: Engines, sizes: Sizes, nodes: list[NodeSpec], *, cluster: bool
                 settings = {"postgres_dsn": dsn, "nats_url": engines.nats.url,
                             "node_id": spec.name, "lease_ttl": "10"}  # fmt: skip
             payload = {
-                "base_url": engines.base_url, "directory": str(directory), "cluster": settings,
-                "streams": spec.streams, "deltas": sizes.deltas, "delay_ms": sizes.delay_ms,
+                "base_url": engines.load.base_url, "directory": str(directory), "cluster": settings,
+                "streams": spec.streams,
                 "prefix": f"{spec.name}-s", "watch": spec.watch, "timeout": sizes.timeout,
             }  # fmt: skip
             code = "import sys; from bench.cluster import run_node; run_node(sys.argv[1])"
@@ -363,7 +372,7 @@ def _run(engines: Engines, sizes: Sizes, nodes: list[NodeSpec], *, cluster: bool
             procs.append((spec, proc))
         for _, proc in procs:
             _read_line(proc, "ready", 60)
-        mock_cpu, nats_cpu = cpu_seconds(engines.mock.pid), _nats_cpu(engines)
+        load_cpu, nats_cpu = engines.load.cpu_seconds(), _nats_cpu(engines)
         cpu0 = {spec.name: cpu_seconds(proc.pid) for spec, proc in procs}
         wall0 = time.monotonic()
         for _, proc in procs:
@@ -376,7 +385,7 @@ def _run(engines: Engines, sizes: Sizes, nodes: list[NodeSpec], *, cluster: bool
             result = json.loads(line.split(" ", 1)[1])
             result["cpu"] = cpu_seconds(proc.pid) - cpu0[spec.name]
             results[spec.name] = result
-        results["_mock_cpu"] = cpu_seconds(engines.mock.pid) - mock_cpu
+        results["_load_cpu"] = engines.load.cpu_seconds() - load_cpu
         results["_nats_cpu"] = _nats_cpu(engines) - nats_cpu
         results["_wall0"] = wall0
         return results
@@ -426,7 +435,7 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
         "us_per_event": 1e6 * cpu / max(events, 1),
         "errors": [e for r in nodes.values() for e in r["local"]["errors"]],
         "missed": sum(r["local"]["missed"] for r in nodes.values()),
-        "mock_cpu": results["_mock_cpu"],
+        "load_cpu": results["_load_cpu"],
         "nats_cpu": results["_nats_cpu"],
         "nodes": nodes,
     }
@@ -438,7 +447,7 @@ def _describe(table: Table, name: str, s: dict[str, Any]) -> None:
     )
     table.note(
         f"{name}: {s['events']:,} events in {s['wall']:.2f} s ({s['throughput']:,.0f}/s), "
-        f"nodes' CPU {s['cpu']:.2f} s ({per_node}); mock server CPU {s['mock_cpu']:.2f} s, "
+        f"nodes' CPU {s['cpu']:.2f} s ({per_node}); load server CPU {s['load_cpu']:.2f} s, "
         f"nats-server {s['nats_cpu']:.2f} s"
         + (f"; {len(s['errors'])} errors, first: {s['errors'][0]}" if s["errors"] else "")
         + (f"; {s['missed']} missed" if s["missed"] else "")
@@ -516,7 +525,7 @@ async def _one_failover(engines: Engines, sizes: Sizes, index: int) -> dict[str,
         engines.directory / f"failover-{index}",
         postgres_dsn=dsn,
         nats_url=engines.nats.url,
-        openai_base_url=engines.base_url,
+        openai_base_url=engines.mock_url,
         lease_ttl=sizes.lease_ttl,
     )
     arrivals: list[tuple[float, int]] = []
@@ -617,9 +626,10 @@ def main(*, smoke: bool = False) -> Table:
     sizes = Sizes.smoke() if smoke else Sizes.full()
     table = Table.for_run("cluster", smoke=smoke)
     table.note(
-        f"{sizes.streams} paced Responses streams (durable=False) x {sizes.deltas} deltas at "
-        f"{sizes.delay_ms:g} ms: {sizes.offered:,.0f} delta events/s offered; one mock OpenAI "
-        "server process, PostgreSQL and nats-server from the wheels; 2 shared cores, no pinning"
+        f"{sizes.streams} paced Responses streams (durable=False) x {sizes.events} events, one "
+        f"every {sizes.tick_ms * sizes.spread:g} ms: {sizes.offered:,.0f} events/s offered by "
+        "bench._loadserver; PostgreSQL and nats-server from the wheels; 2 shared cores, nothing "
+        "pinned"
     )
     with _engines(sizes) as engines:
         _load_rows(table, engines, sizes)
