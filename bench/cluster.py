@@ -96,7 +96,7 @@ class Sizes:
     @classmethod
     def full(cls) -> Sizes:
         return cls(
-            streams=100, events=500, tick_ms=5.0, spread=2, kills=5, lease_ttl=2.0, repeats=2,
+            streams=100, events=500, tick_ms=5.0, spread=2, kills=5, lease_ttl=2.0, repeats=3,
             timeout=120.0,
         )  # fmt: skip
 
@@ -371,12 +371,12 @@ def _run(engines: Engines, sizes: Sizes, nodes: list[NodeSpec], *, cluster: bool
                 "prefix": f"{spec.name}-s", "watch": spec.watch, "timeout": sizes.timeout,
             }  # fmt: skip
             code = "import sys; from bench.cluster import run_node; run_node(sys.argv[1])"
-            proc = subprocess.Popen(
-                [sys.executable, "-c", code, json.dumps(payload)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(  # noqa: SIM115
-                    directory / "stderr.log", "w"
-                ), text=True, env=_env(), cwd=directory,
-            )  # fmt: skip
+            with (directory / "stderr.log").open("w") as stderr:  # the child keeps its own copy
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", code, json.dumps(payload)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                    env=_env(), cwd=directory,
+                )  # fmt: skip
             procs.append((spec, proc))
         for _, proc in procs:
             _read_line(proc, "ready", 60)
