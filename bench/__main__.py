@@ -1,4 +1,4 @@
-"""``python -m bench [runtime|wire|daemon|front_door|durable|all] [--smoke]``: run benchmark
+"""``python -m bench [runtime|wire|daemon|front_door|cluster|durable|all] [--smoke]``: run benchmark
 modules, print tables. ``daemon`` includes the ``durable`` rows (the registry under 1,000 durable
 streams); ``durable`` runs them alone."""
 
@@ -13,7 +13,7 @@ from types import ModuleType
 from bench._common import quiet_logs
 
 #: Every benchmark module, in the order `all` runs them.
-MODULES = ("runtime", "wire", "daemon", "front_door")
+MODULES = ("runtime", "wire", "daemon", "front_door", "cluster")
 #: Modules that can also run alone (``daemon`` runs their rows too).
 ALONE = ("durable",)
 
