@@ -77,6 +77,23 @@ class TestPublishSubscribe:
             (message,) = await receive(events, 1)
         assert (message.topic, message.origin) == ("x", "solo")
 
+    async def test_skip_origin_leaves_out_a_nodes_own_events(self, nats_names: NatsNames) -> None:
+        """A node that delivered its own events in-process does not get them back; every
+        other node's still arrive, in order."""
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            a.subscribe("**", skip_origin="a") as events,
+        ):
+            a.publish("x", b"mine")
+            b.publish("x", b"theirs")
+            a.publish("x", b"mine again")
+            b.publish("x", b"theirs again")
+            got = await receive(events, 2)
+            await a.flush()
+        assert [(m.payload, m.origin) for m in got] == [(b"theirs", "b"), (b"theirs again", "b")]
+        assert got[0].seq < got[1].seq
+
     async def test_double_star_matches_the_bare_prefix_and_everything_below_it(
         self, nats_names: NatsNames
     ) -> None:

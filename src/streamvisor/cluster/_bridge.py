@@ -670,13 +670,20 @@ class NatsBridge:
     # Subscribing
 
     def subscribe(
-        self, pattern: str, *, after: int | None = None, buffer: int = 10_000
+        self,
+        pattern: str,
+        *,
+        after: int | None = None,
+        buffer: int = 10_000,
+        skip_origin: str | None = None,
     ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Message]]:
         """Receive the stored events whose topic matches the bus ``pattern``, in stream order.
 
         ``after=None``: events stored from now on. ``after=N``: every stored event with
         sequence > N, then live ones, with no gap and no duplicate, across reconnects and
-        server restarts. This node's own events are included (filter on ``Message.origin``).
+        server restarts. Events whose origin is ``skip_origin`` (this node's id, for a node
+        that already delivered its own events in-process) are left out on the bridge's thread,
+        before they cost anything in trio; otherwise every node's events are included.
 
         A subscriber that falls ``buffer`` messages behind holds JetStream back (its
         flow-control answer waits until the subscriber has caught up half-way): its channel then
@@ -690,16 +697,20 @@ class NatsBridge:
             raise ValueError(f"after must be a stream sequence >= 0 or None, not {after!r}")
         if not isinstance(buffer, int) or buffer < 1:
             raise ValueError(f"buffer must be a positive int, not {buffer!r}")
-        return self._subscription(filters, after, buffer)
+        return self._subscription(filters, after, buffer, skip_origin)
 
     @asynccontextmanager
     async def _subscription(
-        self, filters: tuple[str, ...], after: int | None, buffer: int
+        self,
+        filters: tuple[str, ...],
+        after: int | None,
+        buffer: int,
+        skip_origin: str | None,
     ) -> AsyncIterator[trio.MemoryReceiveChannel[Message]]:
         if self._closed:
             raise BridgeClosed("subscribe on a closed NatsBridge")
         send, receive = trio.open_memory_channel[Message](math.inf)
-        feed = await self._call(self._open_feed(filters, after, send, buffer))
+        feed = await self._call(self._open_feed(filters, after, send, buffer, skip_origin))
         try:
             with receive:
                 yield receive
@@ -714,12 +725,13 @@ class NatsBridge:
         after: int | None,
         send: trio.MemorySendChannel[Message],
         buffer: int,
+        skip_origin: str | None,
     ) -> OrderedConsumer:
         try:
             if after is None:
                 info = await self._js.stream_info(self._stream)
                 after = info.state.last_seq
-            feed = OrderedConsumer(self._host, filters, after, send, buffer)
+            feed = OrderedConsumer(self._host, filters, after, send, buffer, skip_origin)
             await feed.create()
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
             raise NatsUnavailable(

@@ -130,10 +130,14 @@ class OrderedConsumer:
         last_seq: int,
         send: trio.MemorySendChannel[Message],
         buffer: int,
+        skip_origin: str | None = None,
     ) -> None:
         self.host = host
         self.filters = filters
         self.buffer = buffer
+        #: Messages this node published are dropped here, on the asyncio side, before they cost
+        #: a hop into trio and a decode (a node's own events echo back from JetStream).
+        self.skip_origin = skip_origin
         #: A flow-control answer held back while the subscriber is behind.
         self.held_reply: str | None = None
         self.last_seq = last_seq
@@ -200,6 +204,8 @@ class OrderedConsumer:
         origin = msg_id = None
         if headers is not None:
             origin = headers.get(ORIGIN_HEADER)
+            if origin is not None and origin == self.skip_origin:
+                return
             msg_id = headers.get(MSG_ID_HEADER)
             if msg_id is not None and msg_id.startswith(AUTO_ID):
                 msg_id = None

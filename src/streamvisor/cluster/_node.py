@@ -134,7 +134,9 @@ def default_node_id() -> str:
 
 
 class _Bridge(Protocol):
-    def subscribe(self, pattern: str, *, after: int | None = None) -> Any: ...
+    def subscribe(
+        self, pattern: str, *, after: int | None = None, skip_origin: str | None = None
+    ) -> Any: ...
     def serve(self, subject: str, handler: Callable[[bytes], Awaitable[bytes]]) -> Any: ...
     async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes: ...  # noqa: ASYNC109
 
@@ -372,5 +374,5 @@ class ClusterNode:
 
     async def deliver(self) -> None:
         """Deliver every other node's events here, forever (the bridge resumes after outages)."""
-        async with self.bridge.subscribe("**") as messages:
+        async with self.bridge.subscribe("**", skip_origin=self.node_id) as messages:
             await self.bus.run(messages)
