@@ -51,14 +51,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -68,20 +66,30 @@ import trio
 from ._errors import (
     CorruptStore,
     DuplicateResponse,
-    IllegalTransition,
     StoreClosed,
     StoreError,
     UnknownResponse,
     UnsupportedSchema,
 )
+from ._operation import BatchWriter, Operation, deliver
 from ._records import (
-    ACTIVE_STATUSES,
     RESPONSE_STATUSES,
     TERMINAL_STATUSES,
     StatusChange,
     TrackedResponse,
     _dumps,
     _time,
+)
+from ._transitions import (
+    COLUMNS,
+    advance_cursor,
+    apply_status,
+    check_cursor,
+    check_purge,
+    check_status,
+    check_update,
+    count_poll,
+    update_record,
 )
 
 __all__ = [
@@ -229,7 +237,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_responses_table, _v2_namespaces)
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-_COLUMNS: Final = tuple(field.name for field in attrs.fields(TrackedResponse))
+_COLUMNS: Final = COLUMNS
 _JSON_COLUMNS: Final = frozenset({"metadata", "request"})
 
 
@@ -335,11 +343,6 @@ class _Tx:
         return [_row_to_record(row) for row in rows]
 
 
-def _check_transition(record: TrackedResponse, status: str) -> None:
-    if record.is_terminal and status != record.status:
-        raise IllegalTransition(record.response_id, record.status, status)
-
-
 def _open_connection(path: str, migrations: Sequence[Migration]) -> sqlite3.Connection:
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -399,39 +402,16 @@ def _close_connection(conn: sqlite3.Connection) -> None:
         conn.close()
 
 
-@attrs.define(eq=False)
-class _Op(Generic[_T]):
-    """One queued operation and, once its batch is committed, its outcome."""
-
-    what: str
-    fn: Callable[[_Tx], _T]
-    done: trio.Event = attrs.field(factory=trio.Event)
-    #: Set by a caller cancelled before the writer got to it: the writer skips it.
-    abandoned: bool = False
-    #: Set by the writer when it runs it (then its result stands, abandoned or not).
-    ran: bool = False
-    #: Its result replaces the active mirror (the mirror's first load).
-    loads_mirror: bool = False
-    #: It may write more than once: run it under a SAVEPOINT, so that a failure undoes it all.
-    #: (Every other operation fails before its one write, or in it: SQLite undoes a failed
-    #: statement by itself.)
-    savepoint: bool = False
-    result: _T | None = None
-    error: BaseException | None = None
-    changed: dict[str, TrackedResponse | None] = attrs.field(factory=dict)
-    #: Called on the trio thread once committed (``add_nowait``), after ``done`` is set.
-    callback: Callable[[_T | None, BaseException | None], None] | None = None
+#: One queued operation: the shared `Operation` on this store's transaction view.
+_Op = Operation[_Tx, _T]
 
 
-#: Tells the writer thread to close the connection and exit.
-_STOP: Final = object()
-
-
-class _Writer:
+class _Writer(BatchWriter):
     """The thread that owns the connection and runs the queued operations in batches.
 
-    Runs until `_STOP` is queued; everything queued before it is still committed and delivered.
-    Each batch is delivered to trio in one ``run_sync_soon`` call, in queue order.
+    Runs until stopped; everything queued before it is still committed and delivered. Each
+    batch is delivered to trio in one ``run_sync_soon`` call, in queue order. Closing it closes
+    the connection.
     """
 
     def __init__(
@@ -440,45 +420,21 @@ class _Writer:
         namespace: str,
         deliver: Callable[[list[_Op[Any]]], None],
     ) -> None:
+        super().__init__(
+            deliver,
+            thread_name="streamvisor-registry",
+            close_timeout=_CLOSE_TIMEOUT,
+            log=_log,
+            prefix="registry",
+        )
         self.conn = conn
         self.namespace = namespace
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._deliver = deliver
-        self._token = trio.lowlevel.current_trio_token()
-        self.thread = threading.Thread(target=self._main, name="streamvisor-registry", daemon=True)
-        #: Batches committed and the operations in them (for the bench and the logs).
-        self.batches = 0
-        self.operations = 0
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def submit(self, op: _Op[Any]) -> None:
-        self.queue.put(op)
-
-    async def stop(self) -> None:
-        """Commit what is queued, close the connection, end the thread (bounded, shielded)."""
-        self.queue.put(_STOP)
-        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
-            await trio.to_thread.run_sync(self.thread.join)
-        if scope.cancelled_caught:  # pragma: no cover - needs a wedged SQLite call
-            _log.error("registry.close_timeout", timeout=_CLOSE_TIMEOUT)
 
     def _main(self) -> None:
         stopping = False
         try:
             while not stopping:
-                batch: list[_Op[Any]] = []
-                item = self.queue.get()
-                while True:
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    batch.append(item)
-                    try:
-                        item = self.queue.get_nowait()
-                    except queue.Empty:
-                        break
+                batch, stopping = self._next_batch()
                 if batch:
                     try:
                         self._run_batch(batch)
@@ -499,11 +455,6 @@ class _Writer:
         for op in batch:
             error = _translate(exc, op.what) if isinstance(exc, sqlite3.Error) else exc
             op.error, op.result, op.changed = error, None, {}
-
-    def _send(self, batch: list[_Op[Any]]) -> None:
-        # (RunFinishedError: the store outlived its trio run; nobody is waiting any more.)
-        with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self._deliver, batch)
 
     def _run_batch(self, batch: list[_Op[Any]]) -> None:
         conn = self.conn
@@ -642,24 +593,7 @@ class RegistryStore:
 
     def _deliver(self, batch: list[_Op[Any]]) -> None:
         """On the trio thread: apply a committed batch to the mirror, in order; wake its callers."""
-        for op in batch:
-            # An operation whose caller left after the writer ran it is committed all the same:
-            # the mirror must show it.
-            if op.error is None and op.ran:
-                if op.loads_mirror:
-                    self._mirror = {r.response_id: r for r in op.result or ()}
-                elif self._mirror is not None:
-                    for response_id, record in op.changed.items():
-                        if record is None or record.is_terminal:
-                            self._mirror.pop(response_id, None)
-                        else:
-                            self._mirror[response_id] = record
-            op.done.set()
-            if op.callback is not None and not op.abandoned:
-                try:
-                    op.callback(op.result, op.error)
-                except Exception:  # never into trio's run_sync_soon: that would end the run
-                    _log.exception("registry.callback_failed", operation=op.what)
+        self._mirror = deliver(batch, self._mirror, _log, "registry.callback_failed")
 
     async def _run(
         self,
@@ -672,16 +606,9 @@ class RegistryStore:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise StoreClosed(f"the registry store {self.path!r} is closed")
-        op: _Op[_T] = _Op(what, fn, loads_mirror=loads_mirror, savepoint=savepoint)
+        op: _Op[_T] = _Op[_T](what, fn, loads_mirror=loads_mirror, savepoint=savepoint)
         self._writer.submit(op)
-        try:
-            await op.done.wait()
-        finally:
-            if not op.done.is_set():  # cancelled: skipped if the writer has not reached it
-                op.abandoned = True
-        if op.error is not None:
-            raise op.error
-        return op.result  # type: ignore[return-value]  # set when error is None
+        return await op.outcome()
 
     # ------------------------------------------------------------------------------- reads
 
@@ -745,7 +672,7 @@ class RegistryStore:
             raise TypeError(f"add_nowait() takes a TrackedResponse, got {type(record).__name__}")
         if self._closed:
             raise StoreClosed(f"the registry store {self.path!r} is closed")
-        self._writer.submit(_Op("add", _inserter(record), callback=on_done))
+        self._writer.submit(_Op[TrackedResponse]("add", _inserter(record), callback=on_done))
 
     async def add(self, record: TrackedResponse) -> TrackedResponse:
         """Start tracking *record*; returns it. Raises ``DuplicateResponse`` if already tracked."""
@@ -762,17 +689,10 @@ class RegistryStore:
         Raises ``UnknownResponse``, ``IllegalTransition``, ``TypeError`` for an unknown field and
         ``ValueError``/``TypeError`` for an invalid value; nothing is written on error.
         """
-        if "response_id" in changes:
-            raise ValueError("update() cannot change response_id; remove() and add() instead")
-        unknown = set(changes) - set(_COLUMNS)
-        if unknown:
-            raise TypeError(f"update() got unknown TrackedResponse fields: {sorted(unknown)}")
+        check_update(changes)
 
         def apply(tx: _Tx) -> TrackedResponse:
-            record = tx.require(response_id)
-            if "status" in changes:
-                _check_transition(record, changes["status"])
-            new = attrs.evolve(record, **changes)
+            new = update_record(tx.require(response_id), changes)
             tx.write(new)
             return new
 
@@ -790,28 +710,14 @@ class RegistryStore:
         ``applied=False`` and a ``reason``. Raises ``IllegalTransition`` for a different terminal
         status, ``UnknownResponse``, and ``ValueError`` for an unknown status.
         """
-        if status not in RESPONSE_STATUSES:
-            raise ValueError(f"unknown response status {status!r}")
+        check_status(status)
         at = _time(at)
 
         def apply(tx: _Tx) -> StatusChange:
-            record = tx.require(response_id)
-            if record.is_terminal:
-                if status == record.status:
-                    reason = f"already {status}"
-                elif status in ACTIVE_STATUSES:
-                    reason = f"stale {status!r} after terminal {record.status!r}"
-                else:
-                    raise IllegalTransition(response_id, record.status, status)
-                return StatusChange(record, record.status, applied=False, reason=reason)
-            changes: dict[str, Any] = {"status": status, "updated_at": at}
-            if status in TERMINAL_STATUSES:
-                changes["terminal_at"] = at
-            if error is not None:
-                changes["last_error"] = error
-            new = attrs.evolve(record, **changes)
-            tx.write(new)
-            return StatusChange(new, record.status, applied=True)
+            change = apply_status(tx.require(response_id), status, at=at, error=error)
+            if change.applied:
+                tx.write(change.record)
+            return change
 
         change = await self._run("record_status", apply)
         if not change.applied:
@@ -833,7 +739,7 @@ class RegistryStore:
         *at* when given and the cursor moved. Raises ``UnknownResponse`` and ``ValueError`` for a
         negative or non-int cursor.
         """
-        _check_cursor(cursor)
+        check_cursor(cursor)
         stamp = None if at is None else _time(at)
         return await self._run(
             "record_cursor", lambda tx: _advance(tx, tx.require(response_id), cursor, stamp)
@@ -849,7 +755,7 @@ class RegistryStore:
         anything is written).
         """
         for cursor in cursors.values():
-            _check_cursor(cursor)
+            check_cursor(cursor)
         stamp = None if at is None else _time(at)
         pending = dict(cursors)
 
@@ -874,17 +780,7 @@ class RegistryStore:
         at = _time(at)
 
         def apply(tx: _Tx) -> TrackedResponse:
-            record = tx.require(response_id)
-            if error is None:
-                errors: dict[str, Any] = {"error_count": 0}
-            else:
-                errors = {"error_count": record.error_count + 1, "last_error": error}
-            new = attrs.evolve(
-                record,
-                poll_attempts=record.poll_attempts + 1,
-                last_polled_at=at,
-                **errors,
-            )
+            new = count_poll(tx.require(response_id), at=at, error=error)
             tx.write(new)
             return new
 
@@ -906,10 +802,7 @@ class RegistryStore:
         Returns the removed ids, longest-terminal first. Active records are never removed.
         Raises ``ValueError`` for a negative or non-finite *older_than*.
         """
-        older_than = _time(older_than)
-        if older_than < 0:
-            raise ValueError(f"older_than must be >= 0, got {older_than!r}")
-        cutoff = _time(now) - older_than
+        cutoff = check_purge(older_than, now)
 
         def delete(tx: _Tx) -> list[str]:
             rows = tx.conn.execute(
@@ -1005,17 +898,8 @@ def _inserter(record: TrackedResponse) -> Callable[[_Tx], TrackedResponse]:
     return insert
 
 
-def _check_cursor(cursor: object) -> None:
-    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
-        raise ValueError(f"cursor must be an int >= 0, got {cursor!r}")
-
-
 def _advance(tx: _Tx, record: TrackedResponse, cursor: int, stamp: float | None) -> TrackedResponse:
-    if record.cursor is not None and cursor <= record.cursor:
-        return record
-    changes: dict[str, Any] = {"cursor": cursor}
-    if stamp is not None:
-        changes["updated_at"] = stamp
-    new = attrs.evolve(record, **changes)
-    tx.write(new)
+    new = advance_cursor(record, cursor, stamp)
+    if new is not record:
+        tx.write(new)
     return new
