@@ -61,17 +61,8 @@ from psycopg_pool import ConnectionPool
 
 from streamvisor.actors.background._errors import StoreClosed
 from streamvisor.actors.background._operation import apply_changes, deliver
-from streamvisor.actors.background._records import StatusChange, TrackedResponse, _time
-from streamvisor.actors.background._transitions import (
-    advance_cursor,
-    apply_status,
-    check_cursor,
-    check_purge,
-    check_status,
-    check_update,
-    count_poll,
-    update_record,
-)
+from streamvisor.actors.background._records import TrackedResponse, _time
+from streamvisor.actors.background._writes import RegistryWrites
 
 from ._errors import Fenced, LeaseLost
 from ._pgbatch import (
@@ -98,7 +89,7 @@ _TAKE_OVER_LOCK_TIMEOUT: Final = "5s"
 # ------------------------------------------------------------------------------------ store
 
 
-class ClusterStore:
+class ClusterStore(RegistryWrites[Tx]):
     """One node's view of the cluster database: its registry of background responses (the
     `RegistryStore` API), its lease and fencing token, and the session directory.
 
@@ -112,6 +103,9 @@ class ClusterStore:
     database failures. Every write also raises `Fenced` when the node's token no longer holds a
     live lease, and `NotOwner` for a response another node owns.
     """
+
+    _writes_log = _log
+    _writes_prefix = "cluster"
 
     def __init__(
         self,
@@ -234,7 +228,14 @@ class ClusterStore:
         assert self._mirror is not None
         apply_changes(self._mirror, changed)
 
-    async def _run(self, what: str, fn: Callable[[Tx], _T], *, loads_mirror: bool = False) -> _T:
+    async def _run(
+        self,
+        what: str,
+        fn: Callable[[Tx], _T],
+        *,
+        loads_mirror: bool = False,
+        savepoint: bool = False,  # every operation runs under a savepoint here anyway
+    ) -> _T:
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         op: Op[_T] = Op[_T](what, fn, loads_mirror=loads_mirror)
@@ -494,128 +495,26 @@ class ClusterStore:
             raise TypeError(f"add() takes a TrackedResponse, got {type(record).__name__}")
         return await self._run("add", _inserter(record))
 
-    async def update(self, response_id: str, /, **changes: Any) -> TrackedResponse:
-        """Change fields of one record atomically; returns the new record.
+    # --------------------------------------------------- what the writes need (RegistryWrites)
 
-        As `RegistryStore.update`: any field but ``response_id``; a terminal status cannot be
-        left (``IllegalTransition``). Raises ``UnknownResponse``, ``TypeError`` for an unknown
-        field and ``ValueError``/``TypeError`` for an invalid value; nothing is written on error.
-        """
-        check_update(changes)
+    def _require(self, tx: Tx, response_id: str) -> TrackedResponse:
+        return tx.require_own(response_id)
 
-        def apply(tx: Tx) -> TrackedResponse:
-            new = update_record(tx.require_own(response_id), changes)
-            tx.write(new)
-            return new
+    def _find(self, tx: Tx, response_id: str) -> TrackedResponse | None:
+        found = tx.select(response_id)
+        return found[0] if found is not None and found[1] == tx.node else None
 
-        return await self._run("update", apply)
-
-    async def record_status(
-        self, response_id: str, status: str, *, at: float, error: str | None = None
-    ) -> StatusChange:
-        """Record a status seen at wall-clock time *at*, as `RegistryStore.record_status`:
-        active → anything is applied; a terminal status is final (the same again, or a stale
-        active one, returns ``applied=False`` with a ``reason``). Raises ``IllegalTransition``
-        for a different terminal status, ``UnknownResponse``, and ``ValueError`` for an unknown
-        status."""
-        check_status(status)
-        at = _time(at)
-
-        def apply(tx: Tx) -> StatusChange:
-            change = apply_status(tx.require_own(response_id), status, at=at, error=error)
-            if change.applied:
-                tx.write(change.record)
-            return change
-
-        change = await self._run("record_status", apply)
-        if not change.applied:
-            _log.info(
-                "cluster.status_ignored",
-                response_id=response_id,
-                status=status,
-                current=change.previous,
-                reason=change.reason,
-            )
-        return change
-
-    async def record_cursor(
-        self, response_id: str, cursor: int, *, at: float | None = None
-    ) -> TrackedResponse:
-        """Advance the resume cursor to *cursor* if it is higher; it never goes back. Returns
-        the stored record. Raises ``UnknownResponse`` and ``ValueError`` for a bad cursor."""
-        check_cursor(cursor)
-        stamp = None if at is None else _time(at)
-        return await self._run(
-            "record_cursor", lambda tx: _advance(tx, tx.require_own(response_id), cursor, stamp)
-        )
-
-    async def record_cursors(
-        self, cursors: Mapping[str, int], *, at: float | None = None
-    ) -> dict[str, TrackedResponse]:
-        """`record_cursor` for many responses in one operation; an id this node does not track
-        (any more) is skipped. Raises ``ValueError`` for a bad cursor (before any write)."""
-        for cursor in cursors.values():
-            check_cursor(cursor)
-        stamp = None if at is None else _time(at)
-        pending = dict(cursors)
-
-        def apply(tx: Tx) -> dict[str, TrackedResponse]:
-            stored: dict[str, TrackedResponse] = {}
-            for response_id, cursor in pending.items():
-                found = tx.select(response_id)
-                if found is not None and found[1] == tx.node:
-                    stored[response_id] = _advance(tx, found[0], cursor, stamp)
-            return stored
-
-        return await self._run("record_cursors", apply)
-
-    async def record_poll(
-        self, response_id: str, *, at: float, error: str | None = None
-    ) -> TrackedResponse:
-        """Count one poll made at *at* (``poll_attempts`` + 1, ``last_polled_at``); a failed
-        one (*error*) adds to ``error_count`` and sets ``last_error``, a successful one resets
-        ``error_count``. Raises ``UnknownResponse``."""
-        at = _time(at)
-
-        def apply(tx: Tx) -> TrackedResponse:
-            new = count_poll(tx.require_own(response_id), at=at, error=error)
-            tx.write(new)
-            return new
-
-        return await self._run("record_poll", apply)
-
-    async def remove(self, response_id: str) -> TrackedResponse:
-        """Stop tracking *response_id*; returns the removed record. Raises ``UnknownResponse``."""
-
-        def delete(tx: Tx) -> TrackedResponse:
-            record = tx.require_own(response_id)
-            tx.delete(response_id)
-            return record
-
-        return await self._run("remove", delete)
-
-    async def purge_terminal(self, older_than: float, now: float) -> list[str]:
-        """Remove this node's terminal records whose age ``now - terminal_at`` is at least
-        *older_than*; returns their ids, longest-terminal first. Raises ``ValueError`` for a
-        negative or non-finite *older_than*."""
-        cutoff = check_purge(older_than, now)
-
-        def delete(tx: Tx) -> list[str]:
-            rows = tx.conn.execute(
-                "DELETE FROM responses WHERE namespace = %(namespace)s AND node_id = %(node)s "
-                f"AND terminal_at IS NOT NULL AND terminal_at <= %(cutoff)s AND {FENCE} "
-                "RETURNING response_id, terminal_at, seq",
-                tx.params(cutoff=cutoff),
-            ).fetchall()
-            if not rows and not tx.holds_lease():
-                raise tx.fenced()
-            rows.sort(key=lambda row: (row["terminal_at"], row["seq"]))
-            return [row["response_id"] for row in rows]
-
-        removed = await self._run("purge_terminal", delete)
-        if removed:
-            _log.debug("cluster.purged", count=len(removed))
-        return removed
+    def _purge(self, tx: Tx, cutoff: float) -> list[str]:
+        rows = tx.conn.execute(
+            "DELETE FROM responses WHERE namespace = %(namespace)s AND node_id = %(node)s "
+            f"AND terminal_at IS NOT NULL AND terminal_at <= %(cutoff)s AND {FENCE} "
+            "RETURNING response_id, terminal_at, seq",
+            tx.params(cutoff=cutoff),
+        ).fetchall()
+        if not rows and not tx.holds_lease():
+            raise tx.fenced()
+        rows.sort(key=lambda row: (row["terminal_at"], row["seq"]))
+        return [row["response_id"] for row in rows]
 
     # ---------------------------------------------------------------------- session directory
 
@@ -729,10 +628,3 @@ def _inserter(record: TrackedResponse) -> Callable[[Tx], TrackedResponse]:
 def _check_session_id(session_id: object) -> None:
     if not isinstance(session_id, str) or not session_id:
         raise ValueError(f"session_id must be a non-empty string, got {session_id!r}")
-
-
-def _advance(tx: Tx, record: TrackedResponse, cursor: int, stamp: float | None) -> TrackedResponse:
-    new = advance_cursor(record, cursor, stamp)
-    if new is not record:
-        tx.write(new)
-    return new

@@ -78,19 +78,11 @@ from ._records import (
     StatusChange,
     TrackedResponse,
     _dumps,
-    _time,
 )
 from ._transitions import (
     COLUMNS,
-    advance_cursor,
-    apply_status,
-    check_cursor,
-    check_purge,
-    check_status,
-    check_update,
-    count_poll,
-    update_record,
 )
+from ._writes import RegistryWrites
 
 __all__ = [
     "EMBEDDED_NAMESPACE",
@@ -527,7 +519,7 @@ class _InlineWriter(_Writer):
 # ------------------------------------------------------------------------------------ store
 
 
-class RegistryStore:
+class RegistryStore(RegistryWrites[_Tx]):
     """The registry of tracked background responses of one namespace, on one SQLite connection.
 
     Obtain one with ``async with RegistryStore.open(path, namespace=...) as store:``. Every
@@ -537,6 +529,9 @@ class RegistryStore:
     ``StoreError`` for other database failures (e.g. the file stayed locked by another process
     for longer than the busy timeout, or the disk is full).
     """
+
+    _writes_log = _log
+    _writes_prefix = "registry"
 
     def __init__(self, conn: sqlite3.Connection, path: str, namespace: str) -> None:
         """Private: use ``RegistryStore.open``."""
@@ -680,147 +675,26 @@ class RegistryStore:
             raise TypeError(f"add() takes a TrackedResponse, got {type(record).__name__}")
         return await self._run("add", _inserter(record))
 
-    async def update(self, response_id: str, /, **changes: Any) -> TrackedResponse:
-        """Change fields of one record atomically; returns the new record.
+    # --------------------------------------------------- what the writes need (RegistryWrites)
 
-        Any field but ``response_id`` may change; the new record is validated as a whole (e.g.
-        a terminal status needs ``terminal_at``). A status change follows the same rule as
-        ``record_status``, strictly: leaving a terminal status raises ``IllegalTransition``.
-        Raises ``UnknownResponse``, ``IllegalTransition``, ``TypeError`` for an unknown field and
-        ``ValueError``/``TypeError`` for an invalid value; nothing is written on error.
-        """
-        check_update(changes)
+    def _require(self, tx: _Tx, response_id: str) -> TrackedResponse:
+        return tx.require(response_id)
 
-        def apply(tx: _Tx) -> TrackedResponse:
-            new = update_record(tx.require(response_id), changes)
-            tx.write(new)
-            return new
+    def _find(self, tx: _Tx, response_id: str) -> TrackedResponse | None:
+        return tx.select(response_id)
 
-        return await self._run("update", apply)
-
-    async def record_status(
-        self, response_id: str, status: str, *, at: float, error: str | None = None
-    ) -> StatusChange:
-        """Record a status seen by polling or streaming at wall-clock time *at*.
-
-        Active → anything is applied (``updated_at`` = *at*; ``terminal_at`` = *at* when the new
-        status is terminal; ``last_error`` = *error* if given). A terminal status is final: the
-        same status again is an idempotent no-op, and an active status after it (a stale poll,
-        e.g. completed → in_progress) is ignored -- both return the unchanged record with
-        ``applied=False`` and a ``reason``. Raises ``IllegalTransition`` for a different terminal
-        status, ``UnknownResponse``, and ``ValueError`` for an unknown status.
-        """
-        check_status(status)
-        at = _time(at)
-
-        def apply(tx: _Tx) -> StatusChange:
-            change = apply_status(tx.require(response_id), status, at=at, error=error)
-            if change.applied:
-                tx.write(change.record)
-            return change
-
-        change = await self._run("record_status", apply)
-        if not change.applied:
-            _log.info(
-                "registry.status_ignored",
-                response_id=response_id,
-                status=status,
-                current=change.previous,
-                reason=change.reason,
-            )
-        return change
-
-    async def record_cursor(
-        self, response_id: str, cursor: int, *, at: float | None = None
-    ) -> TrackedResponse:
-        """Advance the resume cursor to *cursor* if it is higher; it never goes back.
-
-        Returns the stored record (unchanged when *cursor* is not higher). ``updated_at`` becomes
-        *at* when given and the cursor moved. Raises ``UnknownResponse`` and ``ValueError`` for a
-        negative or non-int cursor.
-        """
-        check_cursor(cursor)
-        stamp = None if at is None else _time(at)
-        return await self._run(
-            "record_cursor", lambda tx: _advance(tx, tx.require(response_id), cursor, stamp)
+    def _purge(self, tx: _Tx, cutoff: float) -> list[str]:
+        rows = tx.conn.execute(
+            "SELECT response_id FROM responses WHERE namespace = ? "
+            "AND terminal_at IS NOT NULL AND terminal_at <= ? ORDER BY terminal_at, rowid",
+            (tx.namespace, cutoff),
+        ).fetchall()
+        ids = [row["response_id"] for row in rows]
+        tx.conn.executemany(
+            "DELETE FROM responses WHERE namespace = ? AND response_id = ?",
+            [(tx.namespace, i) for i in ids],
         )
-
-    async def record_cursors(
-        self, cursors: Mapping[str, int], *, at: float | None = None
-    ) -> dict[str, TrackedResponse]:
-        """`record_cursor` for many responses in one operation (coalesced cursor writes).
-
-        Returns the stored record of each response that is tracked; an id that is not tracked
-        (any more) is skipped. Raises ``ValueError`` for a negative or non-int cursor (before
-        anything is written).
-        """
-        for cursor in cursors.values():
-            check_cursor(cursor)
-        stamp = None if at is None else _time(at)
-        pending = dict(cursors)
-
-        def apply(tx: _Tx) -> dict[str, TrackedResponse]:
-            stored: dict[str, TrackedResponse] = {}
-            for response_id, cursor in pending.items():
-                record = tx.select(response_id)
-                if record is not None:
-                    stored[response_id] = _advance(tx, record, cursor, stamp)
-            return stored
-
-        return await self._run("record_cursors", apply, savepoint=True)
-
-    async def record_poll(
-        self, response_id: str, *, at: float, error: str | None = None
-    ) -> TrackedResponse:
-        """Count one poll made at *at*: ``poll_attempts`` + 1 and ``last_polled_at`` = *at*.
-
-        A failed poll (*error* given) also adds one to ``error_count`` and stores ``last_error``;
-        a successful one resets ``error_count`` to 0. Raises ``UnknownResponse``.
-        """
-        at = _time(at)
-
-        def apply(tx: _Tx) -> TrackedResponse:
-            new = count_poll(tx.require(response_id), at=at, error=error)
-            tx.write(new)
-            return new
-
-        return await self._run("record_poll", apply)
-
-    async def remove(self, response_id: str) -> TrackedResponse:
-        """Stop tracking *response_id*; returns the removed record. Raises ``UnknownResponse``."""
-
-        def delete(tx: _Tx) -> TrackedResponse:
-            record = tx.require(response_id)
-            tx.delete(response_id)
-            return record
-
-        return await self._run("remove", delete)
-
-    async def purge_terminal(self, older_than: float, now: float) -> list[str]:
-        """Remove terminal records whose age ``now - terminal_at`` is at least *older_than*.
-
-        Returns the removed ids, longest-terminal first. Active records are never removed.
-        Raises ``ValueError`` for a negative or non-finite *older_than*.
-        """
-        cutoff = check_purge(older_than, now)
-
-        def delete(tx: _Tx) -> list[str]:
-            rows = tx.conn.execute(
-                "SELECT response_id FROM responses WHERE namespace = ? "
-                "AND terminal_at IS NOT NULL AND terminal_at <= ? ORDER BY terminal_at, rowid",
-                (tx.namespace, cutoff),
-            ).fetchall()
-            ids = [row["response_id"] for row in rows]
-            tx.conn.executemany(
-                "DELETE FROM responses WHERE namespace = ? AND response_id = ?",
-                [(tx.namespace, i) for i in ids],
-            )
-            return ids
-
-        removed = await self._run("purge_terminal", delete, savepoint=True)
-        if removed:
-            _log.debug("registry.purged", count=len(removed))
-        return removed
+        return ids
 
 
 class ResponseStore(Protocol):
@@ -896,10 +770,3 @@ def _inserter(record: TrackedResponse) -> Callable[[_Tx], TrackedResponse]:
         return record
 
     return insert
-
-
-def _advance(tx: _Tx, record: TrackedResponse, cursor: int, stamp: float | None) -> TrackedResponse:
-    new = advance_cursor(record, cursor, stamp)
-    if new is not record:
-        tx.write(new)
-    return new
