@@ -5,7 +5,9 @@ restart -- even ``kill -9`` -- every non-terminal response is adopted again inst
 (the Erlang original kept them in gen_server state and lost them with the process).
 
 Its records (`TrackedResponse`, `StatusChange`, the statuses) are in ``_records.py``, its errors
-(`StoreError` and its leaves) in ``_errors.py``.
+(`StoreError` and its leaves) in ``_errors.py``. What each write does to a record is in
+``_transitions.py``, the write calls in ``_writes.py`` and the queued operation in
+``_operation.py``: the cluster's PostgreSQL store shares all three; this module is the SQLite.
 
 Group commit: one writer thread owns the ``sqlite3.Connection``. Every operation (reads too, so
 that a read sees every write submitted before it) is queued; the writer takes everything queued
