@@ -23,12 +23,16 @@ from streamvisor.cluster import (
 from streamvisor.cluster._errors import mask_password
 
 #: The registry API the background poller uses, by name (``open`` differs by design).
+#: Every public call of `RegistryStore`, its own and inherited (the writes are `RegistryWrites`').
 REGISTRY_API = [
     name
-    for name, value in vars(RegistryStore).items()
+    for name in dir(RegistryStore)
     if not name.startswith("_")
     and name != "open"
-    and (callable(value) or isinstance(value, property))
+    and (
+        callable(value := inspect.getattr_static(RegistryStore, name))
+        or isinstance(value, property)
+    )
 ]
 
 

@@ -14,20 +14,16 @@ operation alone takes about 0.9 ms (a select, a write, a savepoint and its relea
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import queue
 import re
-import threading
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import psycopg
 import structlog
-import trio
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -37,7 +33,9 @@ from streamvisor.actors.background._errors import (
     StoreError,
     UnknownResponse,
 )
+from streamvisor.actors.background._operation import BatchWriter, Operation
 from streamvisor.actors.background._records import TrackedResponse, _thaw
+from streamvisor.actors.background._transitions import COLUMNS
 
 from ._errors import EngineUnavailable, Fenced, NotOwner, mask_password
 from ._pgschema import Connection
@@ -73,7 +71,6 @@ _STATEMENT_TIMEOUT_MS: Final = 30_000
 CLOSE_TIMEOUT: Final = 15.0
 
 
-COLUMNS: Final = tuple(field.name for field in attrs.fields(TrackedResponse))
 _JSON_COLUMNS: Final = frozenset({"metadata", "request"})
 
 
@@ -311,35 +308,15 @@ def open_pool(dsn: str, pool_size: int, connect_timeout: float) -> ConnectionPoo
 # ------------------------------------------------------------------- the group-commit writer
 
 
-@attrs.define(eq=False)
-class Op(Generic[_T]):
-    """One queued operation and, once its batch is committed, its outcome."""
-
-    what: str
-    fn: Callable[[Tx], _T]
-    done: trio.Event = attrs.field(factory=trio.Event)
-    #: Set by a caller cancelled before the writer got to it: the writer skips it.
-    abandoned: bool = False
-    #: Set by the writer when it runs it (then its result stands, abandoned or not).
-    ran: bool = False
-    #: Its result replaces the active mirror (the mirror's first load).
-    loads_mirror: bool = False
-    result: _T | None = None
-    error: BaseException | None = None
-    changed: dict[str, TrackedResponse | None] = attrs.field(factory=dict)
-    #: Called on the trio thread once committed (``add_nowait``), after ``done`` is set.
-    callback: Callable[[_T | None, BaseException | None], None] | None = None
+#: One queued operation: the registry stores' shared `Operation` on this store's `Tx`.
+Op = Operation[Tx, _T]
 
 
-#: Tells the writer thread to exit.
-_STOP: Final = object()
-
-
-class Writer:
+class Writer(BatchWriter):
     """The thread that runs the queued operations in batches, one transaction per batch.
 
-    Runs until `_STOP` is queued; everything queued before it is still run and delivered. Each
-    batch is delivered to trio in one ``run_sync_soon`` call, in queue order.
+    Runs until stopped; everything queued before it is still run and delivered. Each batch is
+    delivered to trio in one ``run_sync_soon`` call, in queue order.
     """
 
     def __init__(
@@ -348,49 +325,23 @@ class Writer:
         store: ClusterStore,
         deliver: Callable[[list[Op[Any]]], None],
     ) -> None:
+        super().__init__(
+            deliver,
+            thread_name="streamvisor-cluster",
+            close_timeout=CLOSE_TIMEOUT,
+            log=_log,
+            prefix="cluster",
+        )
         self.pool = pool
         self.store = store
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._deliver = deliver
-        self._token = trio.lowlevel.current_trio_token()
-        self.thread = threading.Thread(target=self._main, name="streamvisor-cluster", daemon=True)
-        #: Transactions run and the operations in them (for tests, the bench and the logs).
-        self.batches = 0
-        self.operations = 0
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def submit(self, op: Op[Any]) -> None:
-        self.queue.put(op)
-
-    async def stop(self) -> None:
-        """Run what is queued, then end the thread (bounded, shielded)."""
-        self.queue.put(_STOP)
-        with trio.move_on_after(CLOSE_TIMEOUT, shield=True) as scope:
-            await trio.to_thread.run_sync(self.thread.join)
-        if scope.cancelled_caught:  # pragma: no cover - needs a wedged connection
-            _log.error("cluster.close_timeout", timeout=CLOSE_TIMEOUT)
 
     def _main(self) -> None:
         stopping = False
         while not stopping:
-            batch: list[Op[Any]] = []
-            item = self.queue.get()
-            while True:
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-                try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
-                    break
+            batch, stopping = self._next_batch()
             if batch:
                 self._run_batch(batch)
-                # (RunFinishedError: the store outlived its trio run; nobody waits any more.)
-                with contextlib.suppress(trio.RunFinishedError):
-                    self._token.run_sync_soon(self._deliver, batch)
+                self._send(batch)
 
     def _run_batch(self, batch: list[Op[Any]]) -> None:
         store = self.store

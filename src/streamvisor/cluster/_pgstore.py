@@ -54,26 +54,19 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
 
-import attrs
 import psycopg
 import structlog
 import trio
 from psycopg_pool import ConnectionPool
 
-from streamvisor.actors.background._errors import IllegalTransition, StoreClosed
-from streamvisor.actors.background._records import (
-    ACTIVE_STATUSES,
-    RESPONSE_STATUSES,
-    TERMINAL_STATUSES,
-    StatusChange,
-    TrackedResponse,
-    _time,
-)
+from streamvisor.actors.background._errors import StoreClosed
+from streamvisor.actors.background._operation import apply_changes, deliver
+from streamvisor.actors.background._records import TrackedResponse, _time
+from streamvisor.actors.background._writes import RegistryWrites
 
 from ._errors import Fenced, LeaseLost
 from ._pgbatch import (
     CLOSE_TIMEOUT,
-    COLUMNS,
     FENCE,
     Op,
     Tx,
@@ -96,7 +89,7 @@ _TAKE_OVER_LOCK_TIMEOUT: Final = "5s"
 # ------------------------------------------------------------------------------------ store
 
 
-class ClusterStore:
+class ClusterStore(RegistryWrites[Tx]):
     """One node's view of the cluster database: its registry of background responses (the
     `RegistryStore` API), its lease and fencing token, and the session directory.
 
@@ -110,6 +103,9 @@ class ClusterStore:
     database failures. Every write also raises `Fenced` when the node's token no longer holds a
     live lease, and `NotOwner` for a response another node owns.
     """
+
+    _writes_log = _log
+    _writes_prefix = "cluster"
 
     def __init__(
         self,
@@ -226,40 +222,25 @@ class ClusterStore:
 
     def _deliver(self, batch: list[Op[Any]]) -> None:
         """On the trio thread: apply a committed batch to the mirror, in order; wake callers."""
-        for op in batch:
-            if op.error is None and op.ran:
-                if op.loads_mirror:
-                    self._mirror = {r.response_id: r for r in op.result or ()}
-                elif self._mirror is not None:
-                    self._apply(op.changed)
-            op.done.set()
-            if op.callback is not None and not op.abandoned:
-                try:
-                    op.callback(op.result, op.error)
-                except Exception:  # never into trio's run_sync_soon: that would end the run
-                    _log.exception("cluster.callback_failed", operation=op.what)
+        self._mirror = deliver(batch, self._mirror, _log, "cluster.callback_failed")
 
     def _apply(self, changed: Mapping[str, TrackedResponse | None]) -> None:
         assert self._mirror is not None
-        for response_id, record in changed.items():
-            if record is None or record.is_terminal:
-                self._mirror.pop(response_id, None)
-            else:
-                self._mirror[response_id] = record
+        apply_changes(self._mirror, changed)
 
-    async def _run(self, what: str, fn: Callable[[Tx], _T], *, loads_mirror: bool = False) -> _T:
+    async def _run(
+        self,
+        what: str,
+        fn: Callable[[Tx], _T],
+        *,
+        loads_mirror: bool = False,
+        savepoint: bool = False,  # every operation runs under a savepoint here anyway
+    ) -> _T:
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
-        op: Op[_T] = Op(what, fn, loads_mirror=loads_mirror)
+        op: Op[_T] = Op[_T](what, fn, loads_mirror=loads_mirror)
         self._writer.submit(op)
-        try:
-            await op.done.wait()
-        finally:
-            if not op.done.is_set():  # cancelled: skipped if the writer has not reached it
-                op.abandoned = True
-        if op.error is not None:
-            raise op.error
-        return op.result  # type: ignore[return-value]  # set when error is None
+        return await op.outcome()
 
     async def _direct(self, what: str, fn: Callable[[Connection], _T]) -> _T:
         """Run *fn* in its own transaction on a pooled connection, in a worker thread."""
@@ -505,7 +486,7 @@ class ClusterStore:
         if not isinstance(record, TrackedResponse):
             raise TypeError(f"add_nowait() takes a TrackedResponse, got {type(record).__name__}")
         self._check_open()
-        self._writer.submit(Op("add", _inserter(record), callback=on_done))
+        self._writer.submit(Op[TrackedResponse]("add", _inserter(record), callback=on_done))
 
     async def add(self, record: TrackedResponse) -> TrackedResponse:
         """Start tracking *record*, owned by this node; returns it. Raises
@@ -514,159 +495,26 @@ class ClusterStore:
             raise TypeError(f"add() takes a TrackedResponse, got {type(record).__name__}")
         return await self._run("add", _inserter(record))
 
-    async def update(self, response_id: str, /, **changes: Any) -> TrackedResponse:
-        """Change fields of one record atomically; returns the new record.
+    # --------------------------------------------------- what the writes need (RegistryWrites)
 
-        As `RegistryStore.update`: any field but ``response_id``; a terminal status cannot be
-        left (``IllegalTransition``). Raises ``UnknownResponse``, ``TypeError`` for an unknown
-        field and ``ValueError``/``TypeError`` for an invalid value; nothing is written on error.
-        """
-        if "response_id" in changes:
-            raise ValueError("update() cannot change response_id; remove() and add() instead")
-        unknown = set(changes) - set(COLUMNS)
-        if unknown:
-            raise TypeError(f"update() got unknown TrackedResponse fields: {sorted(unknown)}")
+    def _require(self, tx: Tx, response_id: str) -> TrackedResponse:
+        return tx.require_own(response_id)
 
-        def apply(tx: Tx) -> TrackedResponse:
-            record = tx.require_own(response_id)
-            if "status" in changes:
-                _check_transition(record, changes["status"])
-            new = attrs.evolve(record, **changes)
-            tx.write(new)
-            return new
+    def _find(self, tx: Tx, response_id: str) -> TrackedResponse | None:
+        found = tx.select(response_id)
+        return found[0] if found is not None and found[1] == tx.node else None
 
-        return await self._run("update", apply)
-
-    async def record_status(
-        self, response_id: str, status: str, *, at: float, error: str | None = None
-    ) -> StatusChange:
-        """Record a status seen at wall-clock time *at*, as `RegistryStore.record_status`:
-        active → anything is applied; a terminal status is final (the same again, or a stale
-        active one, returns ``applied=False`` with a ``reason``). Raises ``IllegalTransition``
-        for a different terminal status, ``UnknownResponse``, and ``ValueError`` for an unknown
-        status."""
-        if status not in RESPONSE_STATUSES:
-            raise ValueError(f"unknown response status {status!r}")
-        at = _time(at)
-
-        def apply(tx: Tx) -> StatusChange:
-            record = tx.require_own(response_id)
-            if record.is_terminal:
-                if status == record.status:
-                    reason = f"already {status}"
-                elif status in ACTIVE_STATUSES:
-                    reason = f"stale {status!r} after terminal {record.status!r}"
-                else:
-                    raise IllegalTransition(response_id, record.status, status)
-                return StatusChange(record, record.status, applied=False, reason=reason)
-            changes: dict[str, Any] = {"status": status, "updated_at": at}
-            if status in TERMINAL_STATUSES:
-                changes["terminal_at"] = at
-            if error is not None:
-                changes["last_error"] = error
-            new = attrs.evolve(record, **changes)
-            tx.write(new)
-            return StatusChange(new, record.status, applied=True)
-
-        change = await self._run("record_status", apply)
-        if not change.applied:
-            _log.info(
-                "cluster.status_ignored",
-                response_id=response_id,
-                status=status,
-                current=change.previous,
-                reason=change.reason,
-            )
-        return change
-
-    async def record_cursor(
-        self, response_id: str, cursor: int, *, at: float | None = None
-    ) -> TrackedResponse:
-        """Advance the resume cursor to *cursor* if it is higher; it never goes back. Returns
-        the stored record. Raises ``UnknownResponse`` and ``ValueError`` for a bad cursor."""
-        _check_cursor(cursor)
-        stamp = None if at is None else _time(at)
-        return await self._run(
-            "record_cursor", lambda tx: _advance(tx, tx.require_own(response_id), cursor, stamp)
-        )
-
-    async def record_cursors(
-        self, cursors: Mapping[str, int], *, at: float | None = None
-    ) -> dict[str, TrackedResponse]:
-        """`record_cursor` for many responses in one operation; an id this node does not track
-        (any more) is skipped. Raises ``ValueError`` for a bad cursor (before any write)."""
-        for cursor in cursors.values():
-            _check_cursor(cursor)
-        stamp = None if at is None else _time(at)
-        pending = dict(cursors)
-
-        def apply(tx: Tx) -> dict[str, TrackedResponse]:
-            stored: dict[str, TrackedResponse] = {}
-            for response_id, cursor in pending.items():
-                found = tx.select(response_id)
-                if found is not None and found[1] == tx.node:
-                    stored[response_id] = _advance(tx, found[0], cursor, stamp)
-            return stored
-
-        return await self._run("record_cursors", apply)
-
-    async def record_poll(
-        self, response_id: str, *, at: float, error: str | None = None
-    ) -> TrackedResponse:
-        """Count one poll made at *at* (``poll_attempts`` + 1, ``last_polled_at``); a failed
-        one (*error*) adds to ``error_count`` and sets ``last_error``, a successful one resets
-        ``error_count``. Raises ``UnknownResponse``."""
-        at = _time(at)
-
-        def apply(tx: Tx) -> TrackedResponse:
-            record = tx.require_own(response_id)
-            if error is None:
-                errors: dict[str, Any] = {"error_count": 0}
-            else:
-                errors = {"error_count": record.error_count + 1, "last_error": error}
-            new = attrs.evolve(
-                record, poll_attempts=record.poll_attempts + 1, last_polled_at=at, **errors
-            )
-            tx.write(new)
-            return new
-
-        return await self._run("record_poll", apply)
-
-    async def remove(self, response_id: str) -> TrackedResponse:
-        """Stop tracking *response_id*; returns the removed record. Raises ``UnknownResponse``."""
-
-        def delete(tx: Tx) -> TrackedResponse:
-            record = tx.require_own(response_id)
-            tx.delete(response_id)
-            return record
-
-        return await self._run("remove", delete)
-
-    async def purge_terminal(self, older_than: float, now: float) -> list[str]:
-        """Remove this node's terminal records whose age ``now - terminal_at`` is at least
-        *older_than*; returns their ids, longest-terminal first. Raises ``ValueError`` for a
-        negative or non-finite *older_than*."""
-        older_than = _time(older_than)
-        if older_than < 0:
-            raise ValueError(f"older_than must be >= 0, got {older_than!r}")
-        cutoff = _time(now) - older_than
-
-        def delete(tx: Tx) -> list[str]:
-            rows = tx.conn.execute(
-                "DELETE FROM responses WHERE namespace = %(namespace)s AND node_id = %(node)s "
-                f"AND terminal_at IS NOT NULL AND terminal_at <= %(cutoff)s AND {FENCE} "
-                "RETURNING response_id, terminal_at, seq",
-                tx.params(cutoff=cutoff),
-            ).fetchall()
-            if not rows and not tx.holds_lease():
-                raise tx.fenced()
-            rows.sort(key=lambda row: (row["terminal_at"], row["seq"]))
-            return [row["response_id"] for row in rows]
-
-        removed = await self._run("purge_terminal", delete)
-        if removed:
-            _log.debug("cluster.purged", count=len(removed))
-        return removed
+    def _purge(self, tx: Tx, cutoff: float) -> list[str]:
+        rows = tx.conn.execute(
+            "DELETE FROM responses WHERE namespace = %(namespace)s AND node_id = %(node)s "
+            f"AND terminal_at IS NOT NULL AND terminal_at <= %(cutoff)s AND {FENCE} "
+            "RETURNING response_id, terminal_at, seq",
+            tx.params(cutoff=cutoff),
+        ).fetchall()
+        if not rows and not tx.holds_lease():
+            raise tx.fenced()
+        rows.sort(key=lambda row: (row["terminal_at"], row["seq"]))
+        return [row["response_id"] for row in rows]
 
     # ---------------------------------------------------------------------- session directory
 
@@ -748,11 +596,6 @@ class ClusterStore:
         return await self._run("node_sessions", sessions)
 
 
-def _check_transition(record: TrackedResponse, status: str) -> None:
-    if record.is_terminal and status != record.status:
-        raise IllegalTransition(record.response_id, record.status, status)
-
-
 def _join(conn: Connection, node_id: str, lease_ttl: float) -> int:
     """Upsert the node's row with the next fencing token and a fresh lease; return the token."""
     row = conn.execute(
@@ -782,22 +625,6 @@ def _inserter(record: TrackedResponse) -> Callable[[Tx], TrackedResponse]:
     return insert
 
 
-def _check_cursor(cursor: object) -> None:
-    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
-        raise ValueError(f"cursor must be an int >= 0, got {cursor!r}")
-
-
 def _check_session_id(session_id: object) -> None:
     if not isinstance(session_id, str) or not session_id:
         raise ValueError(f"session_id must be a non-empty string, got {session_id!r}")
-
-
-def _advance(tx: Tx, record: TrackedResponse, cursor: int, stamp: float | None) -> TrackedResponse:
-    if record.cursor is not None and cursor <= record.cursor:
-        return record
-    changes: dict[str, Any] = {"cursor": cursor}
-    if stamp is not None:
-        changes["updated_at"] = stamp
-    new = attrs.evolve(record, **changes)
-    tx.write(new)
-    return new

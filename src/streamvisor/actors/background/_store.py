@@ -5,7 +5,9 @@ restart -- even ``kill -9`` -- every non-terminal response is adopted again inst
 (the Erlang original kept them in gen_server state and lost them with the process).
 
 Its records (`TrackedResponse`, `StatusChange`, the statuses) are in ``_records.py``, its errors
-(`StoreError` and its leaves) in ``_errors.py``.
+(`StoreError` and its leaves) in ``_errors.py``. What each write does to a record is in
+``_transitions.py``, the write calls in ``_writes.py`` and the queued operation in
+``_operation.py``: the cluster's PostgreSQL store shares all three; this module is the SQLite.
 
 Group commit: one writer thread owns the ``sqlite3.Connection``. Every operation (reads too, so
 that a read sees every write submitted before it) is queued; the writer takes everything queued
@@ -51,14 +53,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -68,21 +68,23 @@ import trio
 from ._errors import (
     CorruptStore,
     DuplicateResponse,
-    IllegalTransition,
     StoreClosed,
     StoreError,
     UnknownResponse,
     UnsupportedSchema,
 )
+from ._operation import BatchWriter, Operation, deliver
 from ._records import (
-    ACTIVE_STATUSES,
     RESPONSE_STATUSES,
     TERMINAL_STATUSES,
     StatusChange,
     TrackedResponse,
     _dumps,
-    _time,
 )
+from ._transitions import (
+    COLUMNS,
+)
+from ._writes import RegistryWrites
 
 __all__ = [
     "EMBEDDED_NAMESPACE",
@@ -229,7 +231,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_responses_table, _v2_namespaces)
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-_COLUMNS: Final = tuple(field.name for field in attrs.fields(TrackedResponse))
+_COLUMNS: Final = COLUMNS
 _JSON_COLUMNS: Final = frozenset({"metadata", "request"})
 
 
@@ -335,11 +337,6 @@ class _Tx:
         return [_row_to_record(row) for row in rows]
 
 
-def _check_transition(record: TrackedResponse, status: str) -> None:
-    if record.is_terminal and status != record.status:
-        raise IllegalTransition(record.response_id, record.status, status)
-
-
 def _open_connection(path: str, migrations: Sequence[Migration]) -> sqlite3.Connection:
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -399,39 +396,16 @@ def _close_connection(conn: sqlite3.Connection) -> None:
         conn.close()
 
 
-@attrs.define(eq=False)
-class _Op(Generic[_T]):
-    """One queued operation and, once its batch is committed, its outcome."""
-
-    what: str
-    fn: Callable[[_Tx], _T]
-    done: trio.Event = attrs.field(factory=trio.Event)
-    #: Set by a caller cancelled before the writer got to it: the writer skips it.
-    abandoned: bool = False
-    #: Set by the writer when it runs it (then its result stands, abandoned or not).
-    ran: bool = False
-    #: Its result replaces the active mirror (the mirror's first load).
-    loads_mirror: bool = False
-    #: It may write more than once: run it under a SAVEPOINT, so that a failure undoes it all.
-    #: (Every other operation fails before its one write, or in it: SQLite undoes a failed
-    #: statement by itself.)
-    savepoint: bool = False
-    result: _T | None = None
-    error: BaseException | None = None
-    changed: dict[str, TrackedResponse | None] = attrs.field(factory=dict)
-    #: Called on the trio thread once committed (``add_nowait``), after ``done`` is set.
-    callback: Callable[[_T | None, BaseException | None], None] | None = None
+#: One queued operation: the shared `Operation` on this store's transaction view.
+_Op = Operation[_Tx, _T]
 
 
-#: Tells the writer thread to close the connection and exit.
-_STOP: Final = object()
-
-
-class _Writer:
+class _Writer(BatchWriter):
     """The thread that owns the connection and runs the queued operations in batches.
 
-    Runs until `_STOP` is queued; everything queued before it is still committed and delivered.
-    Each batch is delivered to trio in one ``run_sync_soon`` call, in queue order.
+    Runs until stopped; everything queued before it is still committed and delivered. Each
+    batch is delivered to trio in one ``run_sync_soon`` call, in queue order. Closing it closes
+    the connection.
     """
 
     def __init__(
@@ -440,45 +414,21 @@ class _Writer:
         namespace: str,
         deliver: Callable[[list[_Op[Any]]], None],
     ) -> None:
+        super().__init__(
+            deliver,
+            thread_name="streamvisor-registry",
+            close_timeout=_CLOSE_TIMEOUT,
+            log=_log,
+            prefix="registry",
+        )
         self.conn = conn
         self.namespace = namespace
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._deliver = deliver
-        self._token = trio.lowlevel.current_trio_token()
-        self.thread = threading.Thread(target=self._main, name="streamvisor-registry", daemon=True)
-        #: Batches committed and the operations in them (for the bench and the logs).
-        self.batches = 0
-        self.operations = 0
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def submit(self, op: _Op[Any]) -> None:
-        self.queue.put(op)
-
-    async def stop(self) -> None:
-        """Commit what is queued, close the connection, end the thread (bounded, shielded)."""
-        self.queue.put(_STOP)
-        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
-            await trio.to_thread.run_sync(self.thread.join)
-        if scope.cancelled_caught:  # pragma: no cover - needs a wedged SQLite call
-            _log.error("registry.close_timeout", timeout=_CLOSE_TIMEOUT)
 
     def _main(self) -> None:
         stopping = False
         try:
             while not stopping:
-                batch: list[_Op[Any]] = []
-                item = self.queue.get()
-                while True:
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    batch.append(item)
-                    try:
-                        item = self.queue.get_nowait()
-                    except queue.Empty:
-                        break
+                batch, stopping = self._next_batch()
                 if batch:
                     try:
                         self._run_batch(batch)
@@ -499,11 +449,6 @@ class _Writer:
         for op in batch:
             error = _translate(exc, op.what) if isinstance(exc, sqlite3.Error) else exc
             op.error, op.result, op.changed = error, None, {}
-
-    def _send(self, batch: list[_Op[Any]]) -> None:
-        # (RunFinishedError: the store outlived its trio run; nobody is waiting any more.)
-        with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self._deliver, batch)
 
     def _run_batch(self, batch: list[_Op[Any]]) -> None:
         conn = self.conn
@@ -576,7 +521,7 @@ class _InlineWriter(_Writer):
 # ------------------------------------------------------------------------------------ store
 
 
-class RegistryStore:
+class RegistryStore(RegistryWrites[_Tx]):
     """The registry of tracked background responses of one namespace, on one SQLite connection.
 
     Obtain one with ``async with RegistryStore.open(path, namespace=...) as store:``. Every
@@ -586,6 +531,9 @@ class RegistryStore:
     ``StoreError`` for other database failures (e.g. the file stayed locked by another process
     for longer than the busy timeout, or the disk is full).
     """
+
+    _writes_log = _log
+    _writes_prefix = "registry"
 
     def __init__(self, conn: sqlite3.Connection, path: str, namespace: str) -> None:
         """Private: use ``RegistryStore.open``."""
@@ -642,24 +590,7 @@ class RegistryStore:
 
     def _deliver(self, batch: list[_Op[Any]]) -> None:
         """On the trio thread: apply a committed batch to the mirror, in order; wake its callers."""
-        for op in batch:
-            # An operation whose caller left after the writer ran it is committed all the same:
-            # the mirror must show it.
-            if op.error is None and op.ran:
-                if op.loads_mirror:
-                    self._mirror = {r.response_id: r for r in op.result or ()}
-                elif self._mirror is not None:
-                    for response_id, record in op.changed.items():
-                        if record is None or record.is_terminal:
-                            self._mirror.pop(response_id, None)
-                        else:
-                            self._mirror[response_id] = record
-            op.done.set()
-            if op.callback is not None and not op.abandoned:
-                try:
-                    op.callback(op.result, op.error)
-                except Exception:  # never into trio's run_sync_soon: that would end the run
-                    _log.exception("registry.callback_failed", operation=op.what)
+        self._mirror = deliver(batch, self._mirror, _log, "registry.callback_failed")
 
     async def _run(
         self,
@@ -672,16 +603,9 @@ class RegistryStore:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise StoreClosed(f"the registry store {self.path!r} is closed")
-        op: _Op[_T] = _Op(what, fn, loads_mirror=loads_mirror, savepoint=savepoint)
+        op: _Op[_T] = _Op[_T](what, fn, loads_mirror=loads_mirror, savepoint=savepoint)
         self._writer.submit(op)
-        try:
-            await op.done.wait()
-        finally:
-            if not op.done.is_set():  # cancelled: skipped if the writer has not reached it
-                op.abandoned = True
-        if op.error is not None:
-            raise op.error
-        return op.result  # type: ignore[return-value]  # set when error is None
+        return await op.outcome()
 
     # ------------------------------------------------------------------------------- reads
 
@@ -745,7 +669,7 @@ class RegistryStore:
             raise TypeError(f"add_nowait() takes a TrackedResponse, got {type(record).__name__}")
         if self._closed:
             raise StoreClosed(f"the registry store {self.path!r} is closed")
-        self._writer.submit(_Op("add", _inserter(record), callback=on_done))
+        self._writer.submit(_Op[TrackedResponse]("add", _inserter(record), callback=on_done))
 
     async def add(self, record: TrackedResponse) -> TrackedResponse:
         """Start tracking *record*; returns it. Raises ``DuplicateResponse`` if already tracked."""
@@ -753,181 +677,26 @@ class RegistryStore:
             raise TypeError(f"add() takes a TrackedResponse, got {type(record).__name__}")
         return await self._run("add", _inserter(record))
 
-    async def update(self, response_id: str, /, **changes: Any) -> TrackedResponse:
-        """Change fields of one record atomically; returns the new record.
+    # --------------------------------------------------- what the writes need (RegistryWrites)
 
-        Any field but ``response_id`` may change; the new record is validated as a whole (e.g.
-        a terminal status needs ``terminal_at``). A status change follows the same rule as
-        ``record_status``, strictly: leaving a terminal status raises ``IllegalTransition``.
-        Raises ``UnknownResponse``, ``IllegalTransition``, ``TypeError`` for an unknown field and
-        ``ValueError``/``TypeError`` for an invalid value; nothing is written on error.
-        """
-        if "response_id" in changes:
-            raise ValueError("update() cannot change response_id; remove() and add() instead")
-        unknown = set(changes) - set(_COLUMNS)
-        if unknown:
-            raise TypeError(f"update() got unknown TrackedResponse fields: {sorted(unknown)}")
+    def _require(self, tx: _Tx, response_id: str) -> TrackedResponse:
+        return tx.require(response_id)
 
-        def apply(tx: _Tx) -> TrackedResponse:
-            record = tx.require(response_id)
-            if "status" in changes:
-                _check_transition(record, changes["status"])
-            new = attrs.evolve(record, **changes)
-            tx.write(new)
-            return new
+    def _find(self, tx: _Tx, response_id: str) -> TrackedResponse | None:
+        return tx.select(response_id)
 
-        return await self._run("update", apply)
-
-    async def record_status(
-        self, response_id: str, status: str, *, at: float, error: str | None = None
-    ) -> StatusChange:
-        """Record a status seen by polling or streaming at wall-clock time *at*.
-
-        Active → anything is applied (``updated_at`` = *at*; ``terminal_at`` = *at* when the new
-        status is terminal; ``last_error`` = *error* if given). A terminal status is final: the
-        same status again is an idempotent no-op, and an active status after it (a stale poll,
-        e.g. completed → in_progress) is ignored -- both return the unchanged record with
-        ``applied=False`` and a ``reason``. Raises ``IllegalTransition`` for a different terminal
-        status, ``UnknownResponse``, and ``ValueError`` for an unknown status.
-        """
-        if status not in RESPONSE_STATUSES:
-            raise ValueError(f"unknown response status {status!r}")
-        at = _time(at)
-
-        def apply(tx: _Tx) -> StatusChange:
-            record = tx.require(response_id)
-            if record.is_terminal:
-                if status == record.status:
-                    reason = f"already {status}"
-                elif status in ACTIVE_STATUSES:
-                    reason = f"stale {status!r} after terminal {record.status!r}"
-                else:
-                    raise IllegalTransition(response_id, record.status, status)
-                return StatusChange(record, record.status, applied=False, reason=reason)
-            changes: dict[str, Any] = {"status": status, "updated_at": at}
-            if status in TERMINAL_STATUSES:
-                changes["terminal_at"] = at
-            if error is not None:
-                changes["last_error"] = error
-            new = attrs.evolve(record, **changes)
-            tx.write(new)
-            return StatusChange(new, record.status, applied=True)
-
-        change = await self._run("record_status", apply)
-        if not change.applied:
-            _log.info(
-                "registry.status_ignored",
-                response_id=response_id,
-                status=status,
-                current=change.previous,
-                reason=change.reason,
-            )
-        return change
-
-    async def record_cursor(
-        self, response_id: str, cursor: int, *, at: float | None = None
-    ) -> TrackedResponse:
-        """Advance the resume cursor to *cursor* if it is higher; it never goes back.
-
-        Returns the stored record (unchanged when *cursor* is not higher). ``updated_at`` becomes
-        *at* when given and the cursor moved. Raises ``UnknownResponse`` and ``ValueError`` for a
-        negative or non-int cursor.
-        """
-        _check_cursor(cursor)
-        stamp = None if at is None else _time(at)
-        return await self._run(
-            "record_cursor", lambda tx: _advance(tx, tx.require(response_id), cursor, stamp)
+    def _purge(self, tx: _Tx, cutoff: float) -> list[str]:
+        rows = tx.conn.execute(
+            "SELECT response_id FROM responses WHERE namespace = ? "
+            "AND terminal_at IS NOT NULL AND terminal_at <= ? ORDER BY terminal_at, rowid",
+            (tx.namespace, cutoff),
+        ).fetchall()
+        ids = [row["response_id"] for row in rows]
+        tx.conn.executemany(
+            "DELETE FROM responses WHERE namespace = ? AND response_id = ?",
+            [(tx.namespace, i) for i in ids],
         )
-
-    async def record_cursors(
-        self, cursors: Mapping[str, int], *, at: float | None = None
-    ) -> dict[str, TrackedResponse]:
-        """`record_cursor` for many responses in one operation (coalesced cursor writes).
-
-        Returns the stored record of each response that is tracked; an id that is not tracked
-        (any more) is skipped. Raises ``ValueError`` for a negative or non-int cursor (before
-        anything is written).
-        """
-        for cursor in cursors.values():
-            _check_cursor(cursor)
-        stamp = None if at is None else _time(at)
-        pending = dict(cursors)
-
-        def apply(tx: _Tx) -> dict[str, TrackedResponse]:
-            stored: dict[str, TrackedResponse] = {}
-            for response_id, cursor in pending.items():
-                record = tx.select(response_id)
-                if record is not None:
-                    stored[response_id] = _advance(tx, record, cursor, stamp)
-            return stored
-
-        return await self._run("record_cursors", apply, savepoint=True)
-
-    async def record_poll(
-        self, response_id: str, *, at: float, error: str | None = None
-    ) -> TrackedResponse:
-        """Count one poll made at *at*: ``poll_attempts`` + 1 and ``last_polled_at`` = *at*.
-
-        A failed poll (*error* given) also adds one to ``error_count`` and stores ``last_error``;
-        a successful one resets ``error_count`` to 0. Raises ``UnknownResponse``.
-        """
-        at = _time(at)
-
-        def apply(tx: _Tx) -> TrackedResponse:
-            record = tx.require(response_id)
-            if error is None:
-                errors: dict[str, Any] = {"error_count": 0}
-            else:
-                errors = {"error_count": record.error_count + 1, "last_error": error}
-            new = attrs.evolve(
-                record,
-                poll_attempts=record.poll_attempts + 1,
-                last_polled_at=at,
-                **errors,
-            )
-            tx.write(new)
-            return new
-
-        return await self._run("record_poll", apply)
-
-    async def remove(self, response_id: str) -> TrackedResponse:
-        """Stop tracking *response_id*; returns the removed record. Raises ``UnknownResponse``."""
-
-        def delete(tx: _Tx) -> TrackedResponse:
-            record = tx.require(response_id)
-            tx.delete(response_id)
-            return record
-
-        return await self._run("remove", delete)
-
-    async def purge_terminal(self, older_than: float, now: float) -> list[str]:
-        """Remove terminal records whose age ``now - terminal_at`` is at least *older_than*.
-
-        Returns the removed ids, longest-terminal first. Active records are never removed.
-        Raises ``ValueError`` for a negative or non-finite *older_than*.
-        """
-        older_than = _time(older_than)
-        if older_than < 0:
-            raise ValueError(f"older_than must be >= 0, got {older_than!r}")
-        cutoff = _time(now) - older_than
-
-        def delete(tx: _Tx) -> list[str]:
-            rows = tx.conn.execute(
-                "SELECT response_id FROM responses WHERE namespace = ? "
-                "AND terminal_at IS NOT NULL AND terminal_at <= ? ORDER BY terminal_at, rowid",
-                (tx.namespace, cutoff),
-            ).fetchall()
-            ids = [row["response_id"] for row in rows]
-            tx.conn.executemany(
-                "DELETE FROM responses WHERE namespace = ? AND response_id = ?",
-                [(tx.namespace, i) for i in ids],
-            )
-            return ids
-
-        removed = await self._run("purge_terminal", delete, savepoint=True)
-        if removed:
-            _log.debug("registry.purged", count=len(removed))
-        return removed
+        return ids
 
 
 class ResponseStore(Protocol):
@@ -1003,19 +772,3 @@ def _inserter(record: TrackedResponse) -> Callable[[_Tx], TrackedResponse]:
         return record
 
     return insert
-
-
-def _check_cursor(cursor: object) -> None:
-    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
-        raise ValueError(f"cursor must be an int >= 0, got {cursor!r}")
-
-
-def _advance(tx: _Tx, record: TrackedResponse, cursor: int, stamp: float | None) -> TrackedResponse:
-    if record.cursor is not None and cursor <= record.cursor:
-        return record
-    changes: dict[str, Any] = {"cursor": cursor}
-    if stamp is not None:
-        changes["updated_at"] = stamp
-    new = attrs.evolve(record, **changes)
-    tx.write(new)
-    return new
