@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,15 +35,22 @@ CHAT = {
 
 @asynccontextmanager
 async def running_cluster(
-    directory: Path, dsn: str, nats_url: str, server_url: str, count: int = 3
+    directory: Path,
+    dsn: str,
+    nats_url: str,
+    server_url: str,
+    count: int = 3,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[LocalCluster]:
-    """``count`` daemon processes (node-1...), stopped and their JetStream stream deleted after."""
+    """``count`` daemon processes (node-1...), stopped and their JetStream stream deleted after;
+    ``env``: more settings for every node."""
     cluster = LocalCluster(
         directory,
         postgres_dsn=dsn,
         nats_url=nats_url,
         openai_base_url=server_url,
         lease_ttl=TTL,
+        extra_env=env or {},
     )
     try:
         await trio.to_thread.run_sync(cluster.start, count)
@@ -107,13 +114,19 @@ class Scene:
 
 @asynccontextmanager
 async def scene(
-    directory: Path, dsn: str, nats_url: str, *, count: int = 3, watch: int = 1
+    directory: Path,
+    dsn: str,
+    nats_url: str,
+    *,
+    count: int = 3,
+    watch: int = 1,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Scene]:
-    """One embedded OpenAI server, ``count`` nodes, a watcher subscribed on node ``watch``
-    (0-based) before anything starts."""
+    """One embedded OpenAI server, ``count`` nodes (``env``: more settings for each), a watcher
+    subscribed on node ``watch`` (0-based) before anything starts."""
     async with (
         serve(MockAPIConfig(token_delay=0.005)) as server,
-        running_cluster(directory, dsn, nats_url, server.url, count) as cluster,
+        running_cluster(directory, dsn, nats_url, server.url, count, env) as cluster,
         httpx.AsyncClient(timeout=30) as http,
         trio.open_nursery() as nursery,
     ):

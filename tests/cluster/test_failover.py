@@ -234,3 +234,37 @@ async def test_a_subscriber_that_moves_to_another_node_resumes_from_its_cursor(
                 nursery.cancel_scope.cancel()
     assert ids == sorted(set(ids))
     assert_whole(seen)
+
+
+async def test_a_quiet_event_stream_stays_open_through_its_keepalives(
+    pg_dsn: str, nats_url: str, tmp_path: Path
+) -> None:
+    """A cluster node's /events sends keepalive comments while nothing happens, and the events
+    that come after them still arrive (a keepalive once ended the stream)."""
+    async with scene(
+        tmp_path, pg_dsn, nats_url, count=1, watch=0, env={"STREAMVISOR_GATEWAY_KEEPALIVE": "0.1"}
+    ) as s:
+        (a,) = s.nodes
+        lines: list[str] = []
+        quiet, arrived = trio.Event(), trio.Event()
+
+        async def read() -> None:
+            async with s.http.stream(
+                "GET", f"{a.url}/events", params={"topic": "session.kq"}, headers=a.headers
+            ) as response:
+                async for line in response.aiter_lines():
+                    lines.append(line)
+                    if lines.count(": keepalive") >= 3:
+                        quiet.set()
+                    if line.startswith("event: response.completed"):
+                        arrived.set()
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read)
+                await quiet.wait()
+                await s.post(a, "/sessions/kq/responses", {"model": "gpt-4o", "input": "hi"})
+                await arrived.wait()
+                nursery.cancel_scope.cancel()
+    assert "event: shutdown" not in lines
+    assert any(line.startswith("id: ") for line in lines)

@@ -49,6 +49,7 @@ import trio
 
 from streamvisor.actors import ResponseStore, SessionHandle, StoreError, TrackedResponse
 
+from ._bridge import Message
 from ._bridge_errors import BridgeError
 from ._bus import ClusterBus
 from ._codec import UndecodableItem, decode
@@ -352,23 +353,24 @@ class ClusterNode:
     @asynccontextmanager
     async def replay(
         self, pattern: str, *, after: int | None = None
-    ) -> AsyncIterator[AsyncIterator[tuple[int, str, object]]]:
-        """Every node's events on topics ``pattern`` matches, from JetStream, as ``(sequence,
-        topic, item)``: after stream sequence ``after`` (stored ones first, then live ones), or
-        from now on (None). In one order for every node, without gap or duplicate, across NATS
-        reconnects: a subscriber that moves to another node resumes with the last sequence it
-        saw. Payloads that do not decode are skipped (and counted on the bus)."""
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[Message]]:
+        """Every node's events on topics ``pattern`` matches, from JetStream: after stream
+        sequence ``after`` (stored ones first, then live ones), or from now on (None). In one
+        order for every node, without gap or duplicate, across NATS reconnects: a subscriber
+        that moves to another node resumes with the last sequence it saw. Each `Message`'s
+        ``seq`` is that cursor; `decode` gives its item. A channel, not an async generator, so a
+        caller may time out a receive (a keepalive) and go on receiving."""
         async with self.bridge.subscribe(pattern, after=after) as messages:
-            yield self._decoded(messages)
+            yield messages
 
-    async def _decoded(self, messages: Any) -> AsyncIterator[tuple[int, str, object]]:
-        async for message in messages:
-            try:
-                item = decode(message.payload)
-            except UndecodableItem:
-                self.bus.undecodable += 1
-                continue
-            yield message.seq, message.topic, item
+    def decode(self, message: Message) -> object | None:
+        """The bus item a message from JetStream carries; None (counted on the bus) when it
+        does not decode."""
+        try:
+            return decode(message.payload)
+        except UndecodableItem:
+            self.bus.undecodable += 1
+            return None
 
     # -- events from other nodes ----------------------------------------------------------------
 

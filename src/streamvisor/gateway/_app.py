@@ -281,23 +281,24 @@ async def _replayed_events(
     ``?after=``) resumes on any node without a gap or a duplicate."""
     node = app.daemon.node
     assert node is not None
-    async with node.replay(pattern, after=after) as items:
+    async with node.replay(pattern, after=after) as messages:
         await out.start(200, _SSE_HEADERS)
         out.farewell = _GATEWAY_STOPPING
         await out.write(f": subscribed {dumps(pattern)}\n\n")
-        iterator = aiter(items)
         while True:
             with trio.move_on_after(app.keepalive) as idle:
                 try:
-                    seq, _topic, item = await anext(iterator)
-                except StopAsyncIteration:
+                    message = await messages.receive()
+                except trio.EndOfChannel:
                     await out.write(sse_frame("shutdown", dumps({"reason": "daemon stopping"})))
                     return
             if idle.cancelled_caught:
                 await out.write(": keepalive\n\n")
                 continue
-            name, data = bus_item(item)
-            await out.write(f"id: {seq}\n" + sse_frame(name, dumps(data)))
+            item = node.decode(message)
+            if item is not None:
+                name, data = bus_item(item)
+                await out.write(f"id: {message.seq}\n" + sse_frame(name, dumps(data)))
 
 
 # ------------------------------------------------------------------------------------- routing
