@@ -75,6 +75,10 @@ class Watcher:
         ) as source:
             ready.set()
             async for sse in source.aiter_sse():
+                if not sse.data:
+                    # httpx-sse 0.4 dispatches an empty event for a keepalive comment once an
+                    # `id` was seen (the SSE spec dispatches nothing without data): skip it.
+                    continue
                 data = json.loads(sse.data)
                 if sse.event == "background.status":
                     self.statuses.append(data)
