@@ -306,7 +306,7 @@ def start_pinned(
         env=_project_env(),
     )
     try:
-        ready = None if ready_prefix is None else _wait_for_line(proc, ready_prefix, ready_timeout)
+        ready = None if ready_prefix is None else wait_for_line(proc, ready_prefix, ready_timeout)
         yield Background(proc, ready)
     finally:
         proc.terminate()
@@ -319,7 +319,9 @@ def start_pinned(
             proc.stdout.close()
 
 
-def _wait_for_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
+def wait_for_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
+    """The first line ``proc`` prints that starts with ``prefix`` (its other lines are skipped);
+    RuntimeError if it exits first or says nothing of the kind within ``timeout`` seconds."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:

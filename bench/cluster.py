@@ -55,7 +55,6 @@ import asyncio
 import contextlib
 import json
 import os
-import select
 import shutil
 import statistics
 import subprocess
@@ -69,7 +68,15 @@ from typing import Any
 import attrs
 import trio
 
-from bench._common import Row, Table, at_least, at_most, cpu_seconds, quiet_logs
+from bench._common import (
+    Row,
+    Table,
+    at_least,
+    at_most,
+    cpu_seconds,
+    quiet_logs,
+    wait_for_line,
+)
 from bench._loadserver import LoadServer, open_load_server
 
 __all__ = ["main", "run_node"]
@@ -285,21 +292,6 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _read_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while (remaining := deadline - time.monotonic()) > 0:
-        readable, _, _ = select.select([proc.stdout], [], [], remaining)
-        if not readable:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{proc.args!r} exited before printing {prefix!r}")
-        if line.startswith(prefix):
-            return line.rstrip("\n")
-    raise RuntimeError(f"{proc.args!r} did not print {prefix!r} within {timeout} s")
-
-
 @attrs.define
 class Engines:
     """PostgreSQL, NATS, the load server and the mock OpenAI server of one bench run."""
@@ -353,7 +345,7 @@ def _engines(sizes: Sizes) -> Iterator[Engines]:
                 text=True, env=_env(), cwd=directory,
             )  # fmt: skip
             try:
-                ready = _read_line(mock, "streamvisor mock OpenAI API on ", 30)
+                ready = wait_for_line(mock, "streamvisor mock OpenAI API on ", 30)
                 base_url = ready.rsplit(" ", 1)[1]
                 with open_load_server(
                     core=None, events=sizes.events, pace_ms=sizes.tick_ms, pace_events=1,
@@ -408,7 +400,7 @@ def _run(engines: Engines, sizes: Sizes, nodes: list[NodeSpec], *, cluster: bool
                 )  # fmt: skip
             procs.append((spec, proc))
         for _, proc in procs:
-            _read_line(proc, "ready", 60)
+            wait_for_line(proc, "ready", 60)
         load_cpu, nats_cpu = engines.load.cpu_seconds(), _nats_cpu(engines)
         cpu0 = {spec.name: cpu_seconds(proc.pid) for spec, proc in procs}
         wall0 = time.monotonic()
@@ -418,7 +410,7 @@ def _run(engines: Engines, sizes: Sizes, nodes: list[NodeSpec], *, cluster: bool
             proc.stdin.flush()
         results: dict[str, Any] = {}
         for spec, proc in procs:
-            line = _read_line(proc, "result ", sizes.timeout + 30)
+            line = wait_for_line(proc, "result ", sizes.timeout + 30)
             result = json.loads(line.split(" ", 1)[1])
             result["cpu"] = cpu_seconds(proc.pid) - cpu0[spec.name]
             results[spec.name] = result
