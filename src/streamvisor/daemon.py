@@ -70,7 +70,7 @@ from .actors import (
     session_name,
     sessions_supervisor,
 )
-from .config import Config
+from .config import Config, ConfigError
 from .mockapi import MockAPIConfig, MockServer, serve
 from .openai import ClientSettings, OpenAIClient, RetryPolicy
 from .supervisor import (
@@ -366,6 +366,20 @@ class Daemon:
         )
 
 
+def _check_cluster_extra(config: Config) -> None:
+    """Raise `ConfigError` (before anything starts) if ``[cluster]`` is on and the cluster extra
+    (psycopg, nats-py) is not installed."""
+    try:
+        import streamvisor.cluster  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"[cluster] needs the cluster extra ({exc.name or exc} is not installed): "
+            "pip install 'streamvisor[cluster]' (or -e '.[cluster]' in a checkout)",
+            key="cluster.postgres_dsn",
+            value=config.cluster.postgres_dsn,
+        ) from exc
+
+
 async def _join_cluster(stack: AsyncExitStack, config: Config, namespace: str) -> ClusterNode:
     """Join the cluster of ``[cluster]``: PostgreSQL (the node's store, its lease), NATS (the
     bridge), the cluster bus, and the node's loops, which outlive the tree (they are stopped
@@ -485,12 +499,15 @@ async def open_daemon(
             configured structlog itself, so an embedding application keeps its own logging.
 
     Raises:
-        ConfigError: bad configuration (from `Config.load`).
+        ConfigError: bad configuration (from `Config.load`), or ``[cluster]`` without the
+            cluster extra installed.
         StartChildError: a child of the root failed to start (e.g. the registry database cannot
             be opened); nothing is left running.
         ActorExited: the root supervisor gave up (restart intensity exceeded) while the block ran.
     """
     config = config if config is not None else Config.load()
+    if config.cluster.enabled:
+        _check_cluster_extra(config)
     if configure_logs or (configure_logs is None and not structlog.is_configured()):
         configure_logging(config.log, secrets=[config.openai.api_key])
     async with AsyncExitStack() as stack:
