@@ -730,9 +730,10 @@ _NOTES = (
     "NATS bridge's asyncio thread) from 'go' to its last event, over the events its own "
     "subscribers received. Not a fixed cost: a process that falls behind reads more events "
     "per wake-up and pays less for each. Every node, even alone, also receives its own "
-    "events back from JetStream (the bridge subscribes to '**' and ClusterBus.deliver drops "
-    "its own origin after the asyncio->trio hop); with two nodes each also decodes and "
-    "delivers the other's events into its bus (no subscriber takes them). The NATS bridge "
+    "events back from JetStream (the bridge subscribes to '**'; nats-py parses each, and the "
+    "bridge's thread drops those of its own origin before the hop into trio); with two nodes "
+    "each also decodes and delivers the other's events into its bus (no subscriber takes "
+    "them). The NATS bridge "
     "sends what was published meanwhile as one batch and a consumer hands trio what arrived "
     "together, so the cluster path costs less per event the higher the rate: compare row 2 at "
     "the full load with row 2 at the lower load.",
