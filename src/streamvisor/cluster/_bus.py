@@ -43,7 +43,7 @@ from streamvisor.openai._events import TERMINAL_TYPES
 from streamvisor.supervisor import EventBus, Overflow
 
 from ._bridge_errors import BridgeError
-from ._codec import UndecodableItem, decode, encode
+from ._codec import UndecodableItem, decode, dedup_key, encode
 
 __all__ = ["ClusterBus", "OpenStream"]
 
@@ -129,18 +129,14 @@ class ClusterBus(EventBus[Any]):
         return sum(self.publish(topic, item) for item in items)
 
     def _forward(self, topic: str, item: Any) -> None:
-        bridge = self._bridge
         if type(item) is StreamEvent and item.type == "keepalive":
             return  # a connection's liveness, not news for other nodes
-        payload = encode(item) if bridge is not None else None
-        if bridge is None or payload is None:
+        bridge = self._bridge
+        if bridge is None or (payload := encode(item)) is None:
             self.unforwarded += 1
             return
-        msg_id = None
-        if type(item) is StreamEvent and item.response_id is not None:
-            msg_id = f"{topic}/{item.response_id}/{item.sequence_number}"
         try:
-            bridge.publish(topic, payload, msg_id=msg_id)
+            bridge.publish(topic, payload, msg_id=dedup_key(topic, item))
         except BridgeError as exc:  # NATS away too long (backlog full), or the bridge closed
             self.unforwarded += 1
             if self.unforwarded & (self.unforwarded - 1) == 0:  # 1, 2, 4, 8...: not a flood

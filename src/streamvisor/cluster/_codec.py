@@ -8,9 +8,9 @@ None and the caller counts it (a programming error to fix, not a reason to crash
 A payload that does not decode (another version's kind, a corrupt message) raises
 `UndecodableItem`, naming what was wrong; the receiving node skips it and counts it.
 
-`dedup_key` names what makes an item unique across the cluster, for JetStream's ``Nats-Msg-Id``
-and for the nodes' own duplicate filter (`cluster._bus`): a stream event is its topic, response
-id and sequence number, which a survivor re-publishing a resumed stream repeats exactly.
+`dedup_key` names what makes an item unique across the cluster, for JetStream's ``Nats-Msg-Id``:
+a stream event is its topic, response id and sequence number, which a survivor re-publishing a
+resumed stream repeats exactly (the nodes' own filter, in `cluster._bus`, keys on the same).
 """
 
 from __future__ import annotations

@@ -174,8 +174,7 @@ def _outcome_from(node: str, data: Mapping[str, Any]) -> StreamOutcome:
 
 class RemoteSession(SessionHandle):
     """A session another node owns, with `SessionHandle`'s methods (see the module). It has no
-    actor here: ``ref`` raises `OwnerUnreachable`-free ``RemoteCommandFailed``; ``adopt`` is
-    for the owner's own handle only."""
+    actor here: ``ref`` and ``adopt`` (the owner's own handle's) raise `RemoteCommandFailed`."""
 
     def __init__(  # no super().__init__: there is no local target to address
         self, requester: _Requester, node: str, session_id: str, *, timeout: float | None = 60.0

@@ -21,6 +21,7 @@ import trio
 
 from streamvisor.config import Config
 
+from ._errors import mask_password
 from ._local import LocalCluster
 
 __all__ = ["serve_cluster"]
@@ -62,7 +63,7 @@ async def serve_cluster(
             postgres = stack.enter_context(PostgresServer(Path(root / "postgres")))
             nats = stack.enter_context(NatsServer(Path(root / "nats")))
             dsn, nats_url = postgres.dsn, nats.url
-            say(f"PostgreSQL: {_no_password(dsn)}\nNATS: {nats_url}")
+            say(f"PostgreSQL: {mask_password(dsn)}\nNATS: {nats_url}")
         else:
             say("using the PostgreSQL and NATS of STREAMVISOR_CLUSTER_*")
         async with _openai_server(config, say) as (base_url, api_key):
@@ -94,15 +95,6 @@ async def serve_cluster(
                     await trio.to_thread.run_sync(cluster.stop)
     say("cluster stopped")
     return 0
-
-
-def _no_password(dsn: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    return dsn.replace(f":{parts.password}@", ":***@", 1)
 
 
 @asynccontextmanager

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ._errors import ClusterError
+from ._local import free_port
 
 __all__ = ["NatsServer", "NatsServerError"]
 
@@ -51,13 +52,6 @@ def _binary() -> Path:
     return Path(found)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class NatsServer:
     """One nats-server process: JetStream on, store under ``directory``, loopback only.
 
@@ -68,7 +62,7 @@ class NatsServer:
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self._directory = Path(directory)
-        self._port = _free_port() if port is None else port
+        self._port = free_port() if port is None else port
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
