@@ -203,3 +203,12 @@ async def test_missed_notices_still_work() -> None:
         bus.publish("x", ev(0))
         bus.publish("x", ev(1))
         assert sub.receive_nowait() == Missed(1, topic="x")
+
+
+async def test_publish_many_forwards_and_filters_like_publish() -> None:
+    bus, bridge = bus_with_bridge()
+    async with bus.subscribe("x") as sub:
+        assert bus.publish_many("x", [ev(0), ev(1), ev(1), ev(2)]) == 3
+        assert [sub.receive_nowait().sequence_number for _ in range(3)] == [0, 1, 2]
+    assert [msg_id for _, _, msg_id in bridge.sent] == ["x/resp_1/0", "x/resp_1/1", "x/resp_1/2"]
+    assert bus.duplicates == 1

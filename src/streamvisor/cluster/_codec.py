@@ -16,7 +16,7 @@ resumed stream repeats exactly (the nodes' own filter, in `cluster._bus`, keys o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
@@ -130,7 +130,3 @@ def dedup_key(topic: str, item: object) -> str | None:
     if type(item) is StreamEvent and item.response_id is not None and item.type != "keepalive":
         return f"{topic}/{item.response_id}/{item.sequence_number}"
     return None
-
-
-#: For tests and tools: every kind and the class it decodes to.
-KINDS: Final[Mapping[str, Callable[..., object]]] = {"e": StreamEvent, **_RECORDS}

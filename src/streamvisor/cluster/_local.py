@@ -21,9 +21,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import attrs
 import httpx
@@ -222,12 +222,3 @@ class LocalCluster:
             node.signal(signal.SIGTERM)
         for node in self.nodes.values():
             node.stop()
-
-    @contextlib.contextmanager
-    def running(self, count: int, **kwargs: Any) -> Iterator[LocalCluster]:
-        """``start(count)``; `stop` on the way out, whatever happened."""
-        try:
-            self.start(count, **kwargs)
-            yield self
-        finally:
-            self.stop()

@@ -192,8 +192,6 @@ class ClusterNode:
         self.hooks: Hooks | None = None
         self.leased = True
         self.took_over: list[str] = []
-        #: Renewals that could not reach PostgreSQL.
-        self.unreachable = 0
         #: No takeovers before this (trio clock): after an outage every node's lease ran out
         #: together, and each deserves a TTL to join again before it is taken over.
         self._quiet_until = 0.0
@@ -243,7 +241,6 @@ class ClusterNode:
             except StoreError as exc:
                 # PostgreSQL unreachable: serve on (nobody can take over without it either);
                 # the renewal that reaches it again says whether the lease outlived the outage.
-                self.unreachable += 1
                 self._quiet_until = trio.current_time() + 2 * self.lease_ttl
                 log.warning("cluster.lease_unrenewable", node=self.node_id, error=str(exc))
 
