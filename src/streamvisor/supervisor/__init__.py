@@ -45,6 +45,7 @@ from ._actor import Actor, start_actor
 from ._bus import (
     BusClosed,
     BusError,
+    BusStatistics,
     EventBus,
     InvalidPattern,
     InvalidTopic,
@@ -107,6 +108,7 @@ __all__ = [
     "AutoShutdown",
     "BusClosed",
     "BusError",
+    "BusStatistics",
     "CallTimeout",
     "Caller",
     "CallingSelf",

@@ -4,7 +4,8 @@ handing a batch back to trio.
 Both registry stores -- `RegistryStore` (SQLite) and the cluster's ``ClusterStore``
 (PostgreSQL) -- queue an `Operation` per call to a writer thread, which runs a batch of them in
 one transaction, records each one's outcome on it, and hands the batch to `deliver` on the trio
-thread. Only the transaction (``TxT``: each store's view of it) differs.
+thread. Only the transaction (``TxT``: each store's view of it) differs. The writer times each
+batch, from taking it off the queue to its commit (or failure), into ``commit_seconds``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
 import attrs
 import trio
 
+from .._histogram import COMMIT_BUCKETS, Histogram
 from ._records import TrackedResponse
 
 __all__ = ["BatchWriter", "Operation", "apply_changes", "deliver"]
@@ -132,6 +135,11 @@ class BatchWriter:
         #: Transactions run and the operations in them (for tests, the bench and the logs).
         self.batches = 0
         self.operations = 0
+        #: Seconds per batch, from taking it off the queue to its commit (or failure); written
+        #: on the trio thread as each batch is delivered. A store's ``count_commits`` replaces it.
+        self.commit_seconds = Histogram(COMMIT_BUCKETS)
+        # When the thread took the batch being run (`_next_batch`).
+        self._taken = 0.0
 
     def _main(self) -> None:  # pragma: no cover - every store's writer has its own
         raise NotImplementedError
@@ -155,6 +163,7 @@ class BatchWriter:
         the batch and whether `stop` was called (nothing after it is taken)."""
         batch: list[Operation[Any, Any]] = []
         item = self.queue.get()
+        self._taken = time.perf_counter()
         while True:
             if item is _STOP:
                 return batch, True
@@ -165,6 +174,12 @@ class BatchWriter:
                 return batch, False
 
     def _send(self, batch: list[Operation[Any, Any]]) -> None:
+        seconds = time.perf_counter() - self._taken
         # (RunFinishedError: the store outlived its trio run; nobody is waiting any more.)
         with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self._deliver, batch)
+            self._token.run_sync_soon(self._committed, batch, seconds)
+
+    def _committed(self, batch: list[Operation[Any, Any]], seconds: float) -> None:
+        """On the trio thread: count the batch's commit time, then deliver it."""
+        self.commit_seconds.observe(seconds)
+        self._deliver(batch)

@@ -65,6 +65,7 @@ import attrs
 import structlog
 import trio
 
+from .._histogram import COMMIT_BUCKETS, Histogram
 from ._errors import (
     CorruptStore,
     DuplicateResponse,
@@ -507,6 +508,7 @@ class _InlineWriter(_Writer):
         pass
 
     def submit(self, op: _Op[Any]) -> None:
+        self._taken = time.perf_counter()
         try:
             self._run_batch([op])
         except Exception as exc:
@@ -706,6 +708,7 @@ class ResponseStore(Protocol):
 
     @property
     def statistics(self) -> tuple[int, int]: ...
+    def count_commits(self, histogram: Histogram) -> None: ...
     async def get(self, response_id: str) -> TrackedResponse: ...
     async def find(self, response_id: str) -> TrackedResponse | None: ...
     async def active(self) -> list[TrackedResponse]: ...
@@ -743,10 +746,12 @@ class RegistryView:
     its store once open. Reads come from the store's memory, in the caller's task.
     """
 
-    __slots__ = ("_store",)
+    __slots__ = ("_store", "commit_seconds")
 
     def __init__(self) -> None:
         self._store: ResponseStore | None = None
+        #: The group commits of every store its pollers open (`ResponseStore.count_commits`).
+        self.commit_seconds = Histogram(COMMIT_BUCKETS)
 
     def attach(self, store: ResponseStore) -> None:
         """The store of the poller that just started (replacing a restarted one's)."""
@@ -759,6 +764,17 @@ class RegistryView:
         if store is None:
             return None
         return store.active_count_nowait()
+
+    def active_statuses(self) -> dict[str, int] | None:
+        """How many tracked responses are in each non-terminal status (``queued``,
+        ``in_progress``), from memory; None as for `active_count`."""
+        store = self._store
+        if store is None or store.active_count_nowait() is None:
+            return None
+        counts: dict[str, int] = {}
+        for record in store.active_nowait():
+            counts[record.status] = counts.get(record.status, 0) + 1
+        return counts
 
 
 def _inserter(record: TrackedResponse) -> Callable[[_Tx], TrackedResponse]:
