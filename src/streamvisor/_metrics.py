@@ -200,6 +200,9 @@ class DaemonMetrics:
     ``prometheus_client``'s global registry.
     """
 
+    #: The media type of `exposition` (Prometheus's text format).
+    content_type: Final = CONTENT_TYPE
+
     def __init__(self, collector: MetricsCollector) -> None:
         #: This daemon's registry (scrape it with ``prometheus_client.generate_latest``).
         self.registry = CollectorRegistry()
