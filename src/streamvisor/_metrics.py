@@ -44,9 +44,9 @@ from prometheus_client.metrics_core import (
 from .actors import RegistryView
 from .actors._histogram import Histogram
 from .openai import ClientStatistics, OpenAIClient
-from .supervisor import EventBus
+from .supervisor import ActorRef, EventBus, TreeNode, observe_tree
 
-__all__ = ["CONTENT_TYPE", "DaemonMetrics", "MetricsCollector"]
+__all__ = ["CONTENT_TYPE", "DaemonMetrics", "MetricsCollector", "RestartTotals"]
 
 #: The media type of `DaemonMetrics.exposition` (Prometheus's text format).
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
@@ -54,6 +54,40 @@ CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 
 def _le(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(bound)
+
+
+class RestartTotals:
+    """Restart counters that only go up, from successive snapshots of a supervision tree.
+
+    A snapshot (`observe_tree`) holds each child's restarts by reason since its supervisor
+    started it; a child that goes away (a closed session) takes its count with it, and a
+    restarted supervisor's children start again from zero. Kept as they are, the sums would go
+    down. So each scrape adds what each child's count grew by since the last one (its whole
+    count for a child not seen before, or one whose count went back: a new incarnation).
+    Restarts of a child that came and went between two scrapes are not seen.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str, str], int] = {}
+        self._totals: dict[tuple[str, str], int] = {}
+
+    def update(self, tree: TreeNode) -> dict[tuple[str, str], int]:
+        """Add what `tree` shows since the last call; the totals by (supervisor, reason)."""
+        seen: dict[tuple[str, str, str], int] = {}
+        totals = self._totals
+        for parent in tree.walk():
+            supervisor = parent.name or parent.label
+            for child in parent.children:
+                who = child.name or child.id or child.label
+                for reason, count in child.restart_reasons.items():
+                    key = (supervisor, who, reason)
+                    last = self._last.get(key, 0)
+                    grown = count - last if count >= last else count
+                    if grown:
+                        totals[supervisor, reason] = totals.get((supervisor, reason), 0) + grown
+                    seen[key] = count
+        self._last = seen  # children gone are forgotten: back, they count as new
+        return dict(totals)
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
@@ -65,7 +99,9 @@ class MetricsCollector:
     """A `prometheus_client` collector reading a daemon's components at scrape time.
 
     ``collect`` never waits and never raises for a component that is restarting (the background
-    poller's store between two runs shows no responses rather than failing the scrape).
+    poller's store between two runs shows no responses rather than failing the scrape). Call it
+    (``generate_latest``, `DaemonMetrics.exposition`) in the daemon's trio thread: it reads the
+    supervisors' tables as `observe_tree` does.
     """
 
     def __init__(
@@ -75,11 +111,14 @@ class MetricsCollector:
         bus: EventBus[Any],
         delivery: Histogram,
         registry_view: RegistryView,
+        root: ActorRef,
     ) -> None:
         self._client = client
         self._bus = bus
         self._delivery = delivery
         self._view = registry_view
+        self._root = root
+        self._restarts = RestartTotals()
 
     def collect(self) -> Iterable[Metric]:
         client = self._client.statistics()
@@ -90,6 +129,16 @@ class MetricsCollector:
             "to the end of the event's publication on the bus.",
             self._delivery,
         )
+        restarts = CounterMetricFamily(
+            "streamvisor_restarts",
+            "Children restarted by their supervisor, by the supervisor's name and the reason "
+            "(crashed:<exception>, killed, ...).",
+            labels=["supervisor", "reason"],
+        )
+        totals = self._restarts.update(observe_tree(self._root))
+        for (supervisor, reason), count in sorted(totals.items()):
+            restarts.add_metric([supervisor, reason], count)
+        yield restarts
         yield from self._bus_metrics()
         yield from self._client_metrics(client)
         yield _histogram(

@@ -665,7 +665,13 @@ async def open_daemon(
             event_log=event_log,
             mockapi=server,
             metrics=DaemonMetrics(
-                MetricsCollector(client=client, bus=bus, delivery=deps.delivery, registry_view=view)
+                MetricsCollector(
+                    client=client,
+                    bus=bus,
+                    delivery=deps.delivery,
+                    registry_view=view,
+                    root=root,
+                )
             ),
             session_deps=deps,
             agent_defaults=make_agent,

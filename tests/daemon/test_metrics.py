@@ -182,6 +182,29 @@ class TestRegistry:
         assert value(daemon, "streamvisor_registry_commit_seconds_bucket", le="+Inf") == after
 
 
+class TestRestarts:
+    async def test_a_killed_session_worker_is_a_restart_by_its_supervisor_and_reason(
+        self, daemon: Daemon
+    ) -> None:
+        """``kill()`` on a session worker: the sessions supervisor restarts it, counted as
+        ``restarts_total{supervisor="sessions", reason="killed"}``; the count stays after the
+        session is closed (and its restarts leave the tree)."""
+        assert (
+            value(daemon, "streamvisor_restarts_total", supervisor="sessions", reason="killed") == 0
+        )
+        with trio.fail_after(10):
+            session = await daemon.open_session("crashy")
+            old = session.ref
+            old.kill()
+            while daemon.registry.whereis("session.crashy") in (None, old):
+                await trio.sleep(0.01)  # until the supervisor has restarted it
+        labels = {"supervisor": "sessions", "reason": "killed"}
+        assert value(daemon, "streamvisor_restarts_total", **labels) == 1
+        assert await daemon.close_session("crashy")
+        assert value(daemon, "streamvisor_restarts_total", **labels) == 1
+        assert value(daemon, "streamvisor_restarts_total", supervisor="root", reason="killed") == 0
+
+
 class TestIsolation:
     async def test_two_daemons_in_one_process_share_no_counter(self, tmp_path: Path) -> None:
         """Each daemon has a registry of its own, and neither touches the global one: a stream

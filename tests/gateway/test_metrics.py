@@ -17,6 +17,7 @@ FAMILIES: Final = {
     "streamvisor_streams": "counter",
     "streamvisor_streams_open": "gauge",
     "streamvisor_delivery_latency_seconds": "histogram",
+    "streamvisor_restarts": "counter",
     "streamvisor_bus_subscriptions": "gauge",
     "streamvisor_bus_delivered": "counter",
     "streamvisor_bus_dropped": "counter",
