@@ -22,6 +22,7 @@ The metrics (README "Metrics" has the table)::
     streamvisor_retries_total{status}                  requests retried, by the status retried
     streamvisor_registry_commit_seconds                one group commit of the registry
     streamvisor_background_responses{status}           tracked responses not yet terminal
+    streamvisor_background_finished_total{status}      tracked responses that became terminal
     streamvisor_ratelimit_remaining{model,resource}    x-ratelimit-remaining-*, last seen
     streamvisor_ratelimit_limit{model,resource}        x-ratelimit-limit-*, last seen
     streamvisor_ratelimit_reset_seconds{model,resource} x-ratelimit-reset-*, last seen
@@ -145,7 +146,7 @@ class MetricsCollector:
             "streamvisor_registry_commit_seconds",
             "Seconds the registry's writer spent on one group commit (a batch's transaction, "
             "from taking it off the queue to its commit).",
-            self._view.commit_seconds,
+            self._view.counters.commit_seconds,
         )
         background = GaugeMetricFamily(
             "streamvisor_background_responses",
@@ -155,6 +156,14 @@ class MetricsCollector:
         for status, count in sorted((self._view.active_statuses() or {}).items()):
             background.add_metric([status], count)
         yield background
+        finished = CounterMetricFamily(
+            "streamvisor_background_finished",
+            "Background responses this daemon's registry saw become terminal, by status.",
+            labels=["status"],
+        )
+        for status, count in sorted(self._view.counters.finished.items()):
+            finished.add_metric([status], count)
+        yield finished
 
     def _streams(self, stats: ClientStatistics) -> Iterator[Metric]:
         events = CounterMetricFamily(

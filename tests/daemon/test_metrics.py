@@ -155,7 +155,8 @@ class TestRegistry:
         self, daemon: Daemon
     ) -> None:
         """A background response held ``queued`` by the server is
-        ``background_responses{status="queued"}`` 1; cancelled, it leaves the gauge."""
+        ``background_responses{status="queued"}`` 1; cancelled, it leaves the gauge and is
+        counted in ``background_finished_total{status="cancelled"}``."""
         with trio.fail_after(10):
             record = await daemon.background.create(
                 "hi", "gpt-4o", metadata={"mock_queue_ms": "60000"}
@@ -169,6 +170,22 @@ class TestRegistry:
             scrape(daemon).get(("streamvisor_background_responses", (("status", "queued"),)))
             is None
         )
+        assert value(daemon, "streamvisor_background_finished_total", status="cancelled") == 1
+        assert value(daemon, "streamvisor_background_finished_total", status="completed") == 0
+
+    async def test_a_background_response_that_completes_is_counted_finished(
+        self, daemon: Daemon
+    ) -> None:
+        """Polled to its end: ``background_finished_total{status="completed"}`` 1, and no longer
+        in the gauge."""
+        with trio.fail_after(10):
+            async with EventRecorder.open(daemon, "background.*") as recorder:
+                record = await daemon.background.create("hi", "gpt-4o")
+                await recorder.wait_status(record.response_id, "completed")
+            while not value(daemon, "streamvisor_background_finished_total", status="completed"):
+                await trio.sleep(0.01)  # the registry's commit is delivered in its own turn
+        assert value(daemon, "streamvisor_background_finished_total", status="completed") == 1
+        assert value(daemon, "streamvisor_background_responses", status="in_progress") == 0
 
     async def test_every_group_commit_of_the_registry_is_timed(self, daemon: Daemon) -> None:
         """Registering a background response commits: the commit histogram counts it, with a

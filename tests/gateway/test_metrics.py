@@ -26,6 +26,7 @@ FAMILIES: Final = {
     "streamvisor_retries": "counter",
     "streamvisor_registry_commit_seconds": "histogram",
     "streamvisor_background_responses": "gauge",
+    "streamvisor_background_finished": "counter",
     "streamvisor_ratelimit_remaining": "gauge",
     "streamvisor_ratelimit_limit": "gauge",
     "streamvisor_ratelimit_reset_seconds": "gauge",

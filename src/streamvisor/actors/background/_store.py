@@ -65,7 +65,6 @@ import attrs
 import structlog
 import trio
 
-from .._histogram import COMMIT_BUCKETS, Histogram
 from ._errors import (
     CorruptStore,
     DuplicateResponse,
@@ -74,7 +73,7 @@ from ._errors import (
     UnknownResponse,
     UnsupportedSchema,
 )
-from ._operation import BatchWriter, Operation, deliver
+from ._operation import BatchWriter, Operation, StoreCounters, deliver
 from ._records import (
     RESPONSE_STATUSES,
     TERMINAL_STATUSES,
@@ -592,7 +591,13 @@ class RegistryStore(RegistryWrites[_Tx]):
 
     def _deliver(self, batch: list[_Op[Any]]) -> None:
         """On the trio thread: apply a committed batch to the mirror, in order; wake its callers."""
-        self._mirror = deliver(batch, self._mirror, _log, "registry.callback_failed")
+        self._mirror = deliver(
+            batch,
+            self._mirror,
+            _log,
+            "registry.callback_failed",
+            self._writer.counters.finished,
+        )
 
     async def _run(
         self,
@@ -708,7 +713,7 @@ class ResponseStore(Protocol):
 
     @property
     def statistics(self) -> tuple[int, int]: ...
-    def count_commits(self, histogram: Histogram) -> None: ...
+    def count_into(self, counters: StoreCounters) -> None: ...
     async def get(self, response_id: str) -> TrackedResponse: ...
     async def find(self, response_id: str) -> TrackedResponse | None: ...
     async def active(self) -> list[TrackedResponse]: ...
@@ -746,12 +751,13 @@ class RegistryView:
     its store once open. Reads come from the store's memory, in the caller's task.
     """
 
-    __slots__ = ("_store", "commit_seconds")
+    __slots__ = ("_store", "counters")
 
     def __init__(self) -> None:
         self._store: ResponseStore | None = None
-        #: The group commits of every store its pollers open (`ResponseStore.count_commits`).
-        self.commit_seconds = Histogram(COMMIT_BUCKETS)
+        #: The commits and finished records of every store its pollers open
+        #: (`ResponseStore.count_into`).
+        self.counters = StoreCounters()
 
     def attach(self, store: ResponseStore) -> None:
         """The store of the poller that just started (replacing a restarted one's)."""
