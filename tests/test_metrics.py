@@ -16,21 +16,11 @@ from streamvisor.actors._histogram import Histogram
 from streamvisor.supervisor import TreeNode
 
 
-def worker(name: str, reasons: Mapping[str, int] | None = None) -> TreeNode:
-    reasons = reasons or {}
-    return TreeNode(
-        id=None,
-        name=name,
-        label=name,
-        kind="worker",
-        actor="Worker",
-        alive=True,
-        restarts=sum(reasons.values()),
-        restart_reasons=reasons,
-    )
+def worker(name: str) -> TreeNode:
+    return TreeNode(id=None, name=name, label=name, kind="worker", actor="Worker", alive=True)
 
 
-def supervisor(name: str, *children: TreeNode) -> TreeNode:
+def supervisor(name: str, restarts: Mapping[str, int], *children: TreeNode) -> TreeNode:
     return TreeNode(
         id=name,
         name=name,
@@ -39,6 +29,7 @@ def supervisor(name: str, *children: TreeNode) -> TreeNode:
         actor="Supervisor",
         alive=True,
         children=children,
+        child_restarts=restarts,
     )
 
 
@@ -61,15 +52,12 @@ class TestHistogram:
 
 class TestRestartTotals:
     def test_restarts_are_summed_by_supervisor_and_reason(self) -> None:
-        """Each supervisor's children's restarts, by reason, nested supervisors included."""
+        """Each supervisor's restarts of its children, by reason, nested supervisors included."""
         tree = supervisor(
             "root",
-            worker("files", {"crashed:RuntimeError": 2}),
-            supervisor(
-                "sessions",
-                worker("session.a", {"killed": 1}),
-                worker("session.b", {"killed": 2, "crashed:RuntimeError": 1}),
-            ),
+            {"crashed:RuntimeError": 2},
+            worker("files"),
+            supervisor("sessions", {"killed": 3, "crashed:RuntimeError": 1}, worker("session.a")),
         )
         assert RestartTotals().update(tree) == {
             ("root", "crashed:RuntimeError"): 2,
@@ -77,20 +65,23 @@ class TestRestartTotals:
             ("sessions", "crashed:RuntimeError"): 1,
         }
 
-    def test_a_child_that_goes_away_keeps_its_restarts_counted(self) -> None:
-        """A closed session leaves the tree; the total does not go down."""
-        totals = RestartTotals()
-        totals.update(supervisor("sessions", worker("session.a", {"killed": 2})))
-        assert totals.update(supervisor("sessions")) == {("sessions", "killed"): 2}
-
     def test_growth_is_added_and_a_count_that_went_back_is_a_new_incarnation(self) -> None:
-        """A child's count that grows adds the difference; one lower than last seen (the child
-        was stopped and started again, or its supervisor restarted) adds its whole count."""
+        """A supervisor's count that grows adds the difference; one lower than last seen (the
+        supervisor was restarted) adds its whole count: the total never goes down."""
         totals = RestartTotals()
-        totals.update(supervisor("sessions", worker("session.a", {"killed": 2})))
-        grown = totals.update(supervisor("sessions", worker("session.a", {"killed": 3})))
+        totals.update(supervisor("root", {}, supervisor("sessions", {"killed": 2})))
+        grown = totals.update(supervisor("root", {}, supervisor("sessions", {"killed": 3})))
         assert grown == {("sessions", "killed"): 3}
-        again = totals.update(supervisor("sessions", worker("session.a", {"killed": 1})))
+        again = totals.update(supervisor("root", {}, supervisor("sessions", {"killed": 1})))
         assert again == {("sessions", "killed"): 4}
-        steady = totals.update(supervisor("sessions", worker("session.a", {"killed": 1})))
+        steady = totals.update(supervisor("root", {}, supervisor("sessions", {"killed": 1})))
         assert steady == {("sessions", "killed"): 4}
+
+    def test_a_supervisor_gone_keeps_its_restarts_counted(self) -> None:
+        """A supervisor that left the tree (being restarted) takes nothing from the totals."""
+        totals = RestartTotals()
+        totals.update(supervisor("root", {}, supervisor("sessions", {"killed": 2})))
+        assert totals.update(supervisor("root", {"killed": 1})) == {
+            ("sessions", "killed"): 2,
+            ("root", "killed"): 1,
+        }

@@ -51,6 +51,9 @@ __all__ = ["CONTENT_TYPE", "DaemonMetrics", "MetricsCollector", "RestartTotals"]
 
 #: The media type of `DaemonMetrics.exposition` (Prometheus's text format).
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+#: Children listed per supervisor when a scrape reads the tree: every supervisor of the daemon's
+#: tree is the root or one of its few children, and a scrape need not list thousands of sessions.
+_TREE_BOUND: Final = 64
 
 
 def _le(bound: float) -> str:
@@ -60,34 +63,32 @@ def _le(bound: float) -> str:
 class RestartTotals:
     """Restart counters that only go up, from successive snapshots of a supervision tree.
 
-    A snapshot (`observe_tree`) holds each child's restarts by reason since its supervisor
-    started it; a child that goes away (a closed session) takes its count with it, and a
-    restarted supervisor's children start again from zero. Kept as they are, the sums would go
-    down. So each scrape adds what each child's count grew by since the last one (its whole
-    count for a child not seen before, or one whose count went back: a new incarnation).
-    Restarts of a child that came and went between two scrapes are not seen.
+    A snapshot (`observe_tree`) holds each supervisor's restarts of its children by reason since
+    the supervisor started (``child_restarts``, children gone included). A supervisor that is
+    itself restarted starts again from zero; kept as they are, the sums would go down. So each
+    scrape adds what each supervisor's count grew by since the last (its whole count when it
+    went back: a new incarnation). Restarts by an incarnation that came and went between two
+    scrapes are not seen.
     """
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, str, str], int] = {}
+        self._last: dict[tuple[str, str], int] = {}
         self._totals: dict[tuple[str, str], int] = {}
 
     def update(self, tree: TreeNode) -> dict[tuple[str, str], int]:
         """Add what `tree` shows since the last call; the totals by (supervisor, reason)."""
-        seen: dict[tuple[str, str, str], int] = {}
+        seen: dict[tuple[str, str], int] = {}
         totals = self._totals
-        for parent in tree.walk():
-            supervisor = parent.name or parent.label
-            for child in parent.children:
-                who = child.name or child.id or child.label
-                for reason, count in child.restart_reasons.items():
-                    key = (supervisor, who, reason)
-                    last = self._last.get(key, 0)
-                    grown = count - last if count >= last else count
-                    if grown:
-                        totals[supervisor, reason] = totals.get((supervisor, reason), 0) + grown
-                    seen[key] = count
-        self._last = seen  # children gone are forgotten: back, they count as new
+        for node in tree.walk():
+            supervisor = node.name or node.label
+            for reason, count in node.child_restarts.items():
+                key = (supervisor, reason)
+                last = self._last.get(key, 0)
+                grown = count - last if count >= last else count
+                if grown:
+                    totals[key] = totals.get(key, 0) + grown
+                seen[key] = count
+        self._last = seen  # a supervisor gone is forgotten: back, it counts as new
         return dict(totals)
 
 
@@ -136,7 +137,7 @@ class MetricsCollector:
             "(crashed:<exception>, killed, ...).",
             labels=["supervisor", "reason"],
         )
-        totals = self._restarts.update(observe_tree(self._root))
+        totals = self._restarts.update(observe_tree(self._root, max_children=_TREE_BOUND))
         for (supervisor, reason), count in sorted(totals.items()):
             restarts.add_metric([supervisor, reason], count)
         yield restarts

@@ -205,7 +205,7 @@ class TestRestarts:
     ) -> None:
         """``kill()`` on a session worker: the sessions supervisor restarts it, counted as
         ``restarts_total{supervisor="sessions", reason="killed"}``; the count stays after the
-        session is closed (and its restarts leave the tree)."""
+        session is closed."""
         assert (
             value(daemon, "streamvisor_restarts_total", supervisor="sessions", reason="killed") == 0
         )
