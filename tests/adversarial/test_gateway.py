@@ -82,6 +82,7 @@ ROUTES: Final = (
     Route("GET", "/"),
     Route("GET", "/health"),
     Route("GET", "/openapi.json"),
+    Route("GET", "/metrics"),
     Route(
         "POST",
         "/sessions/{session}/chat",
