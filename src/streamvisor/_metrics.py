@@ -256,7 +256,9 @@ class DaemonMetrics:
     gets. Made by `open_daemon`; ``GET /metrics`` on the gateway serves `exposition`.
 
     Register further collectors of your own on ``registry``; nothing is ever registered on
-    ``prometheus_client``'s global registry.
+    ``prometheus_client``'s global registry. Scrape it in the daemon's trio thread (the gateway
+    does): the counters are plain objects the daemon's tasks change without locks, so another
+    thread asks with ``trio.from_thread.run_sync(daemon.metrics.exposition)``.
     """
 
     #: The media type of `exposition` (Prometheus's text format).
