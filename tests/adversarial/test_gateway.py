@@ -83,6 +83,9 @@ ROUTES: Final = (
     Route("GET", "/health"),
     Route("GET", "/openapi.json"),
     Route("GET", "/metrics"),
+    Route("GET", "/tree"),
+    Route("GET", "/sessions"),
+    Route("GET", "/agents"),
     Route(
         "POST",
         "/sessions/{session}/chat",
