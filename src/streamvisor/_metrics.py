@@ -80,7 +80,7 @@ class RestartTotals:
         seen: dict[tuple[str, str], int] = {}
         totals = self._totals
         for node in tree.walk():
-            supervisor = node.name or node.label
+            supervisor = node.name or node.id or node.label
             for reason, count in node.child_restarts.items():
                 key = (supervisor, reason)
                 last = self._last.get(key, 0)

@@ -98,6 +98,20 @@ class TestTree:
                 await trio.sleep(0.01)
         assert "abcdefghijklmnop" not in files["last_exit"]
 
+    async def test_the_background_pollers_supervisor_and_its_pollers_are_shown(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        slow = {"mock_scenario": "long:400", "mock_token_delay_ms": "50"}
+        created = await client.post(
+            "/background", json={"model": "gpt-4o", "input": "hi", "metadata": slow}
+        )
+        assert created.status_code == 200, created.text
+        background = _named(await _tree(client), "background")
+        [pollers] = background["children"]
+        assert (pollers["id"], pollers["kind"]) == ("pollers", "supervisor")
+        assert len(pollers["children"]) == 1
+        await client.post(f"/background/{created.json()['id']}/cancel")
+
     async def test_sessions_are_bounded_by_max_children(
         self, client: httpx.AsyncClient, daemon: Daemon
     ) -> None:

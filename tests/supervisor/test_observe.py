@@ -9,6 +9,7 @@ import trio
 import trio.testing
 
 from streamvisor.supervisor import (
+    ActorRef,
     ChildSpec,
     ExitReason,
     Restart,
@@ -147,6 +148,28 @@ class TestShape:
         tree = observe_tree(dsup)
         assert tree.children == ()
         assert dict(tree.child_restarts) == {"crashed:RuntimeError": 1, "crashed:KeyError": 1}
+
+    async def test_a_worker_shows_the_supervisor_it_runs_itself(
+        self, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, trace: Trace
+    ) -> None:
+        inner = await start_dynamic(nursery, trace)
+        await inner.start_child("x", name="x")
+
+        class Host(Crashable):
+            def observed_children(self) -> dict[str, ActorRef]:
+                return {"inner": inner}
+
+        spec = ChildSpec.worker("host", lambda: Host("host", trace))
+        async with open_supervisor([spec]) as sup:
+            [host] = observe_tree(sup).children
+            assert host.kind == "worker"
+            [shown] = host.children
+            assert (shown.id, shown.kind, shown.actor) == (
+                "inner",
+                "supervisor",
+                "DynamicSupervisor",
+            )
+            assert [n.name for n in shown.children] == ["x"]
 
     async def test_max_children_bounds_each_supervisor_and_counts_the_rest(
         self, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, trace: Trace

@@ -42,7 +42,8 @@ class TreeNode:
         last_exit: Why it last exited (None: it never did).
         last_exit_at: Wall-clock time (``time.time()``) of that exit.
         mailbox: Its mailbox counters while it runs (`MailboxStatistics`), else None.
-        children: A supervisor's children in start order (at most ``max_children`` of them).
+        children: A supervisor's children in start order (at most ``max_children`` of them);
+            under a worker, the actors it runs itself (`Actor.observed_children`).
         omitted: Children left out of ``children`` by ``max_children``.
         child_restarts: A supervisor's restarts of its children by reason since it started,
             children that are gone included (what a restarts counter adds up).
@@ -107,6 +108,13 @@ def _node(
         shown = table if max_children is None else table[:max_children]
         omitted = len(table) - len(shown)
         children = [_child(child, max_children) for child in shown]
+    elif ref is not None and alive:
+        inner = list(ref._actor.observed_children().items())
+        shown_inner = inner if max_children is None else inner[:max_children]
+        omitted = len(inner) - len(shown_inner)
+        children = [
+            _inner(inner_id, inner_ref, max_children) for inner_id, inner_ref in shown_inner
+        ]
     label = ref.label if ref is not None else name or id or "?"
     return TreeNode(
         id=id,
@@ -134,3 +142,10 @@ def _child(seen: ObservedChild, max_children: int | None) -> TreeNode:
         "supervisor" if seen.type is ChildType.SUPERVISOR else "worker"
     )
     return _node(seen.ref, seen.id, seen.name, kind, seen.restarting, seen, max_children)
+
+
+def _inner(id: str, ref: ActorRef, max_children: int | None) -> TreeNode:
+    kind: Literal["supervisor", "worker"] = (
+        "supervisor" if isinstance(ref._actor, _Supervising) else "worker"
+    )
+    return _node(ref, id, ref.name, kind, False, None, max_children)

@@ -33,7 +33,7 @@ import contextlib
 import math
 import random as _random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, Final
 
@@ -51,6 +51,7 @@ from streamvisor.openai import (
 from streamvisor.supervisor import (
     Actor,
     ActorExited,
+    ActorRef,
     Caller,
     DynamicSupervisor,
     DynamicSupervisorRef,
@@ -235,6 +236,11 @@ class BackgroundPoller(Actor):
     def shared(self) -> Shared:
         assert self._shared is not None, "used before init"
         return self._shared
+
+    def observed_children(self) -> Mapping[str, ActorRef]:
+        """The pollers' supervisor, for `observe_tree` (its restarts, each poller)."""
+        pollers = self._pollers
+        return {"pollers": pollers} if pollers is not None and pollers.alive else {}
 
     async def _supervise(self) -> None:
         """Run the pollers' supervisor; adopt the registry's active responses; crash if the
