@@ -221,6 +221,23 @@ class Daemon:
         assert isinstance(ref, DynamicSupervisorRef), ref
         return ref
 
+    async def _child_ids(self, supervisor: str, prefix: str) -> list[str]:
+        children = (await self._supervisor(supervisor)).which_children_nowait()
+        return [
+            child.ref.name[len(prefix) :]
+            for child in children
+            if child.ref is not None and child.ref.name and child.ref.name.startswith(prefix)
+        ]
+
+    async def session_ids(self) -> list[str]:
+        """The ids of the sessions whose workers run on this daemon, in start order. Raises
+        ``NoSuchActor`` if the sessions supervisor is not running."""
+        return await self._child_ids(SESSIONS, "session.")
+
+    async def agent_ids(self) -> list[str]:
+        """The ids of the agents running on this daemon, in start order (as `session_ids`)."""
+        return await self._child_ids(AGENTS, "agent.")
+
     async def open_session(self, session_id: str) -> SessionHandle:
         """The handle of session ``session_id``, starting its worker if it is not running.
 

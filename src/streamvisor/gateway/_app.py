@@ -20,7 +20,7 @@ from ..daemon import Daemon
 from ..supervisor import SubscriberOverflow
 from . import _ops
 from ._access import Access, new_token, request_headers
-from ._checks import check_id, check_name, check_topic, parse_cursor
+from ._checks import check_id, check_name, check_topic, parse_count, parse_cursor, parse_flag
 from ._encode import bus_item, sse_frame
 from ._errors import (
     BadRequest,
@@ -52,6 +52,9 @@ log = structlog.get_logger("streamvisor.gateway")
 
 #: Seconds between SSE keepalive comments (and WebSocket pings' worth of silence).
 DEFAULT_KEEPALIVE: Final = 15.0
+#: Most items a listing route answers with (``limit``, ``max_children``).
+_MOST_LISTED: Final = 10_000
+
 #: Largest JSON body a route accepts.
 MAX_JSON: Final = 4 * 1024 * 1024
 #: Largest upload (the whole multipart body) ``POST /files`` accepts by default.
@@ -150,8 +153,32 @@ async def _background_create(app: GatewayApp, request: Request, out: Responder) 
     await out.json(200, await _ops.background_create(app.daemon, request.json_object()))
 
 
-async def _background_active(app: GatewayApp, request: Request, out: Responder) -> None:
-    await out.json(200, await _ops.background_active(app.daemon))
+async def _background_list(app: GatewayApp, request: Request, out: Responder) -> None:
+    """``GET /background``: the active responses; ``?all=true``: the newest ``limit`` (50)
+    tracked ones, terminal ones included."""
+    query = request.query
+    if parse_flag(query.get("all"), "all"):
+        limit = parse_count(query.get("limit"), "limit", 50, _MOST_LISTED)
+        await out.json(200, await _ops.background_recent(app.daemon, limit))
+    else:
+        await out.json(200, await _ops.background_active(app.daemon))
+
+
+async def _tree(app: GatewayApp, request: Request, out: Responder) -> None:
+    """``GET /tree?max_children=N``: the live supervision tree (at most N children listed per
+    supervisor, 200 by default)."""
+    most = parse_count(request.query.get("max_children"), "max_children", 200, _MOST_LISTED)
+    await out.json(200, _ops.tree(app.daemon, most))
+
+
+async def _sessions(app: GatewayApp, request: Request, out: Responder) -> None:
+    """``GET /sessions?limit=N``: the running sessions and their active streams."""
+    limit = parse_count(request.query.get("limit"), "limit", 100, _MOST_LISTED)
+    await out.json(200, await _ops.sessions_list(app.daemon, limit))
+
+
+async def _agents(app: GatewayApp, request: Request, out: Responder) -> None:
+    await out.json(200, await _ops.agents_list(app.daemon))
 
 
 async def _background_poll(app: GatewayApp, request: Request, out: Responder) -> None:
@@ -324,13 +351,16 @@ _ROUTES: Final[list[_Route]] = [
     _r("GET", "/", _index),
     _r("GET", "/health", _health),
     _r("GET", "/openapi.json", _openapi),
+    _r("GET", "/tree", _tree),
+    _r("GET", "/sessions", _sessions),
+    _r("GET", "/agents", _agents),
     _r("POST", "/sessions/{session}/chat", _chat),
     _r("POST", "/sessions/{session}/responses", _respond),
     _r("POST", "/sessions/{session}/stop", _stop),
     _r("GET", "/sessions/{session}/streams", _streams),
     _r("POST", "/sessions/{session}/wait/{stream}", _wait),
     _r("POST", "/background", _background_create),
-    _r("GET", "/background", _background_active),
+    _r("GET", "/background", _background_list),
     _r("GET", "/background/{id}", _background_poll),
     _r("POST", "/background/{id}/cancel", _background_cancel),
     _r("GET", "/background/{id}/events", _background_events),

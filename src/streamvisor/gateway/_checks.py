@@ -31,7 +31,9 @@ __all__ = [
     "check_name",
     "check_topic",
     "media_type",
+    "parse_count",
     "parse_cursor",
+    "parse_flag",
     "parse_json",
 ]
 
@@ -54,6 +56,26 @@ def parse_cursor(raw: str | None) -> int | None:
             "'starting_after' must be an integer from 0 to 10**18", field="starting_after"
         )
     return int(raw)
+
+
+def parse_count(raw: str | None, field: str, default: int, most: int) -> int:
+    """A count query value (``limit``, ``max_children``): decimal digits, 0 to ``most``;
+    ``default`` when absent. Raises `BadRequest` naming ``field``."""
+    if raw is None:
+        return default
+    if _CURSOR.fullmatch(raw) is None or int(raw) > most:
+        raise BadRequest(f"'{field}' must be an integer from 0 to {most}", field=field)
+    return int(raw)
+
+
+def parse_flag(raw: str | None, field: str) -> bool:
+    """A boolean query value: ``true``/``1`` or ``false``/``0`` (absent: false). Raises
+    `BadRequest` naming ``field``."""
+    if raw is None or raw in ("false", "0"):
+        return False
+    if raw in ("true", "1"):
+        return True
+    raise BadRequest(f"'{field}' must be true or false", field=field)
 
 
 #: Response, file and stream ids: what the API and the daemon issue (``resp_...``, ``file-...``);

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from .._secrets import redact_text
 from ..actors import (
     AgentReply,
     BackgroundStatus,
@@ -25,7 +26,7 @@ from ..actors import (
 )
 from ..daemon import DaemonStatus
 from ..openai import StreamEvent
-from ..supervisor import Missed
+from ..supervisor import MailboxStatistics, Missed, TreeNode
 
 __all__ = [
     "agent_reply_json",
@@ -35,7 +36,11 @@ __all__ = [
     "status_json",
     "stream_info_json",
     "ticket_json",
+    "tree_json",
 ]
+
+#: Longest exit reason a tree node shows (an exception's message can be long).
+_REASON_CHARS = 300
 
 
 def event_json(event: StreamEvent) -> dict[str, Any]:
@@ -132,4 +137,39 @@ def status_json(status: DaemonStatus) -> dict[str, Any]:
         "agents": status.agents,
         "active_background": status.active_background,
         "cluster": None if status.cluster is None else attrs.asdict(status.cluster),
+    }
+
+
+def _mailbox_json(mailbox: MailboxStatistics | None) -> dict[str, Any] | None:
+    if mailbox is None:
+        return None
+    size = mailbox.size
+    return {
+        "used": mailbox.used,
+        "size": None if size == float("inf") else int(size),
+        "peak": mailbox.peak,
+        "dropped": mailbox.dropped,
+        "waiting_senders": mailbox.waiting_senders,
+    }
+
+
+def tree_json(node: TreeNode) -> dict[str, Any]:
+    """A supervision tree node (`observe_tree`) and everything below it. ``last_exit`` is the
+    exit reason's text, redacted and cut to 300 characters; ``size`` None: unbounded."""
+    last = None if node.last_exit is None else redact_text(str(node.last_exit))[:_REASON_CHARS]
+    return {
+        "id": node.id,
+        "name": node.name,
+        "label": node.label,
+        "kind": node.kind,
+        "actor": node.actor,
+        "alive": node.alive,
+        "restarting": node.restarting,
+        "restarts": node.restarts,
+        "restart_reasons": dict(node.restart_reasons),
+        "last_exit": last,
+        "last_exit_at": node.last_exit_at,
+        "mailbox": _mailbox_json(node.mailbox),
+        "children": [tree_json(child) for child in node.children],
+        "omitted": node.omitted,
     }

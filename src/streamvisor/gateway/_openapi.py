@@ -190,6 +190,15 @@ def _operation(
     return operation
 
 
+def _count_parameter(name: str, description: str) -> JSON:
+    return {
+        "name": name,
+        "in": "query",
+        "description": f"{description} At most 10000.",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,5}$"},
+    }
+
+
 def _json_body(schema: str, *, required: bool = True) -> JSON:
     body: JSON = {"content": {"application/json": {"schema": ref(schema)}}}
     if required:
@@ -283,6 +292,42 @@ def _gateway_paths() -> JSON:
                     "403": {"$ref": "#/components/responses/E403"},
                 },
             }
+        },
+        "/tree": {
+            "get": _operation(
+                "tree",
+                "The live supervision tree",
+                _ok(ref("Tree"), "Every supervisor and actor, with restarts and mailboxes."),
+                (400,),
+                tag="daemon",
+                parameters=[
+                    _count_parameter(
+                        "max_children", "Children listed per supervisor (200 by default)."
+                    )
+                ],
+                description="Read without a message to any actor. A node's `restarts` count"
+                " since its supervisor started; poll it to see restarts as they happen.",
+            )
+        },
+        "/sessions": {
+            "get": _operation(
+                "sessionsList",
+                "The running sessions and their active streams",
+                _ok(ref("SessionList"), "The sessions, in start order."),
+                (400,),
+                tag=sessions,
+                parameters=[_count_parameter("limit", "How many (100 by default).")],
+                description="On a cluster node: the sessions whose workers run on this node.",
+            )
+        },
+        "/agents": {
+            "get": _operation(
+                "agentsList",
+                "The running agents",
+                _ok(ref("AgentList"), "The agents, in start order."),
+                (),
+                tag=agents,
+            )
         },
         "/health": {
             "get": _operation(
@@ -382,10 +427,20 @@ def _gateway_paths() -> JSON:
             ),
             "get": _operation(
                 "backgroundList",
-                "The tracked background responses not yet terminal",
-                _ok(ref("BackgroundList"), "Oldest first (`response` null in each)."),
-                (),
+                "The tracked background responses not yet terminal (or, with `all`, the newest)",
+                _ok(ref("BackgroundList"), "The records (`response` null in each)."),
+                (400,),
                 tag=bg,
+                parameters=[
+                    {
+                        "name": "all",
+                        "in": "query",
+                        "description": "true: the newest tracked responses, terminal ones"
+                        " included (as long as the registry keeps them), newest first.",
+                        "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+                    },
+                    _count_parameter("limit", "With `all`: how many (50 by default)."),
+                ],
             ),
         },
         "/background/{id}": {

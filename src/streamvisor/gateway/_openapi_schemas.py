@@ -372,10 +372,75 @@ def component_schemas() -> JSON:
             },
             description="An active stream of a session.",
         ),
+        "SessionList": json_object(
+            {
+                "object": {"const": "list"},
+                "data": {
+                    "type": "array",
+                    "items": json_object(
+                        {
+                            "id": STRING,
+                            "streams": {"type": "array", "items": ref("StreamInfo")},
+                        }
+                    ),
+                },
+                "omitted": {**COUNT, "description": "Running sessions beyond `limit`."},
+            },
+            description="The sessions running on this daemon, in start order, with their"
+            " active streams (a stream's `cursor` is the sequence number of its last event).",
+        ),
+        "Tree": json_object(
+            {"object": {"const": "tree"}, "root": ref("TreeNode")},
+            description="The live supervision tree.",
+        ),
+        "TreeNode": json_object(
+            {
+                "id": {**nullable(STRING), "description": "Its child id (null: none)."},
+                "name": {**nullable(STRING), "description": "Its registered name."},
+                "label": {**STRING, "description": "How the logs name it."},
+                "kind": {"type": "string", "enum": ["supervisor", "worker"]},
+                "actor": {**nullable(STRING), "description": "Its class (null: not running)."},
+                "alive": BOOL,
+                "restarting": {**BOOL, "description": "Between failed restart attempts."},
+                "restarts": {**COUNT, "description": "Restarts by its supervisor."},
+                "restart_reasons": {
+                    "type": "object",
+                    "additionalProperties": COUNT,
+                    "description": "Restarts by reason (`crashed:RuntimeError`, `killed`).",
+                },
+                "last_exit": {
+                    **nullable(STRING),
+                    "description": "Why it last exited (redacted, at most 300 characters).",
+                },
+                "last_exit_at": nullable(TIME),
+                "mailbox": nullable(
+                    json_object(
+                        {
+                            "used": COUNT,
+                            "size": {**nullable(COUNT), "description": "null: unbounded."},
+                            "peak": COUNT,
+                            "dropped": COUNT,
+                            "waiting_senders": COUNT,
+                        }
+                    )
+                ),
+                "children": {"type": "array", "items": ref("TreeNode")},
+                "omitted": {**COUNT, "description": "Children beyond `max_children`."},
+            },
+            description="An actor of the tree and, for a supervisor, its children.",
+        ),
+        "AgentList": json_object(
+            {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": json_object({"id": STRING})},
+            },
+            description="The agents running on this daemon, in start order.",
+        ),
         "Background": background,
         "BackgroundList": json_object(
             {"object": {"const": "list"}, "data": {"type": "array", "items": ref("Background")}},
-            description="The background responses not yet terminal, oldest first.",
+            description="Background responses: the active ones oldest first, or with `all`"
+            " the newest tracked ones (terminal included) newest first.",
         ),
         "FileObject": json_object(
             {"id": STRING, "object": {"const": "file"}},

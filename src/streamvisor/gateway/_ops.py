@@ -13,13 +13,14 @@ from typing import Any
 
 from ..actors import TrackedResponse, UnknownResponse
 from ..daemon import Daemon
-from ..supervisor import CallTimeout
+from ..supervisor import ActorExited, CallTimeout, observe_tree
 from ._encode import (
     agent_reply_json,
     outcome_json,
     status_json,
     stream_info_json,
     ticket_json,
+    tree_json,
 )
 from ._errors import BadRequest, NotFound, NotOverHTTP, TimeoutElapsed
 
@@ -27,17 +28,21 @@ __all__ = [
     "agent_ask",
     "agent_close",
     "agent_open",
+    "agents_list",
     "background_active",
     "background_cancel",
     "background_create",
     "background_json",
     "background_poll",
+    "background_recent",
     "health",
     "session_chat",
     "session_respond",
     "session_stop",
     "session_streams",
     "session_wait",
+    "sessions_list",
+    "tree",
 ]
 
 #: Names the handles take as their own keyword arguments: never API parameters.
@@ -86,7 +91,32 @@ async def health(daemon: Daemon) -> dict[str, Any]:
     return status_json(await daemon.status())
 
 
+def tree(daemon: Daemon, max_children: int) -> dict[str, Any]:
+    """The live supervision tree (`observe_tree` of the root, at most ``max_children`` listed
+    per supervisor): ``{"object": "tree", "root": node}``."""
+    root = observe_tree(daemon.root, max_children=max_children)
+    return {"object": "tree", "root": tree_json(root)}
+
+
 # ------------------------------------------------------------------------------------ sessions
+
+
+async def sessions_list(daemon: Daemon, limit: int) -> dict[str, Any]:
+    """The sessions running on this daemon (the first ``limit`` in start order), each with its
+    active streams: ``{"object": "list", "data": [{"id", "streams": [...]}], "omitted": n}``.
+    A session that stops while it is asked is left out."""
+    names = await daemon.session_ids()
+    data: list[dict[str, Any]] = []
+    for session_id in names[:limit]:
+        session = daemon.session(session_id)
+        if session is None:
+            continue
+        try:
+            streams = await session.streams()
+        except ActorExited:
+            continue
+        data.append({"id": session_id, "streams": [stream_info_json(s) for s in streams]})
+    return {"object": "list", "data": data, "omitted": max(0, len(names) - limit)}
 
 
 async def session_chat(daemon: Daemon, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -221,6 +251,16 @@ async def background_active(daemon: Daemon) -> dict[str, Any]:
     }
 
 
+async def background_recent(daemon: Daemon, limit: int) -> dict[str, Any]:
+    """The newest ``limit`` tracked responses, terminal ones included, newest first: ``{"object":
+    "list", "data": [background objects]}`` (each ``response`` None)."""
+    records = await daemon.background.recent(limit)
+    return {
+        "object": "list",
+        "data": [background_json(record.response_id, record, None) for record in records],
+    }
+
+
 async def background_poll(daemon: Daemon, response_id: str) -> dict[str, Any]:
     """GET the response now (the registry is updated if it is tracked); its `background_json`
     with the Response just fetched. Raises ``ResponseGone`` (404) and what the poll raises."""
@@ -236,6 +276,12 @@ async def background_cancel(daemon: Daemon, response_id: str) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------- agents
+
+
+async def agents_list(daemon: Daemon) -> dict[str, Any]:
+    """The agents running on this daemon, in start order: ``{"object": "list", "data": [{"id":
+    ...}]}`` (their tree nodes, restarts included, are in `tree`)."""
+    return {"object": "list", "data": [{"id": agent_id} for agent_id in await daemon.agent_ids()]}
 
 
 async def agent_open(daemon: Daemon, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -75,6 +75,7 @@ from ._errors import (
     StartChildError,
     SupervisorError,
 )
+from ._observe import TreeNode, observe_tree
 from ._reason import Down, Exit, ExitReason, GivenUp
 from ._ref import ActorRef, Caller, MailboxStatistics, Monitor, NoReply, StopActor
 from ._registry import NamedRef, Registry
@@ -91,6 +92,7 @@ from ._spec import (
 from ._supervisor import (
     ChildCounts,
     ChildInfo,
+    ExitLog,
     Supervisor,
     SupervisorRef,
     open_supervisor,
@@ -123,6 +125,7 @@ __all__ = [
     "DynamicSupervisorRef",
     "EventBus",
     "Exit",
+    "ExitLog",
     "ExitReason",
     "GivenUp",
     "InvalidChildSpec",
@@ -151,7 +154,9 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "SupervisorRef",
+    "TreeNode",
     "check_childspecs",
+    "observe_tree",
     "open_supervisor",
     "pattern_matches",
     "start_actor",

@@ -53,7 +53,10 @@ from ._spec import (
 from ._supervisor import (
     ChildCounts,
     ChildInfo,
+    ExitLog,
+    ObservedChild,
     _exit_reported,
+    _log_exit,
     _restart_due,
     _stop_refs,
     _Supervising,
@@ -66,7 +69,7 @@ log = structlog.get_logger("streamvisor.supervisor")
 
 
 class _Dyn:
-    __slots__ = ("args", "last_reason", "name", "ref", "restarting", "restarts")
+    __slots__ = ("args", "exits", "last_reason", "name", "ref", "restarting", "restarts")
 
     def __init__(self, args: tuple[object, ...], name: str | None) -> None:
         self.args = args
@@ -77,6 +80,7 @@ class _Dyn:
         #: restart: an empty deque is 760 bytes, and most of 1,000 sessions never restart.
         self.restarts: deque[float] | None = None
         self.last_reason: ExitReason | None = None
+        self.exits: ExitLog | None = None
 
 
 @attrs.frozen(slots=True)
@@ -248,7 +252,9 @@ class DynamicSupervisor(_Supervising[_Dyn]):
             log.error(
                 "child_terminated", supervisor=self._ref.label, child=child.name, reason=reason
             )
-        if _restart_due(self.restart, reason):
+        due = _restart_due(self.restart, reason)
+        _log_exit(child, reason, due)
+        if due:
             child.last_reason = reason
             await self._restart(child)
         else:
@@ -284,6 +290,12 @@ class DynamicSupervisor(_Supervising[_Dyn]):
 
     def _which(self) -> list[ChildInfo]:
         return [ChildInfo(None, c.ref, c.restarting, self.type) for c in self._children]
+
+    def _observed(self) -> list[ObservedChild]:
+        return [
+            ObservedChild(None, c.name, self.type, c.ref, c.restarting, c.exits)
+            for c in self._children
+        ]
 
     def _count(self) -> ChildCounts:
         n = len(self._children)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -75,8 +76,55 @@ class ChildCounts:
     workers: int
 
 
+class ExitLog:
+    """What a supervisor saw of one child's exits, for observers (`observe_tree`): its restarts
+    by reason and its last exit. Made at the child's first exit, so a child that never exits
+    costs nothing."""
+
+    __slots__ = ("last", "last_at", "reasons", "restarts")
+
+    def __init__(self) -> None:
+        self.restarts = 0
+        #: Restarts by reason key (`reason_key`).
+        self.reasons: dict[str, int] = {}
+        self.last: ExitReason | None = None
+        #: Wall-clock time (``time.time()``) of the last exit.
+        self.last_at: float | None = None
+
+
+def reason_key(reason: ExitReason) -> str:
+    """A short, bounded label for an exit reason: its kind, and for a crash the exception's
+    class (``"crashed:RuntimeError"``) -- never the exception's message."""
+    if reason.kind == "crashed" and reason.exception is not None:
+        return f"crashed:{type(reason.exception).__name__}"
+    return reason.kind
+
+
+def _log_exit(child: _Tracked, reason: ExitReason, restarted: bool) -> None:
+    exits = child.exits
+    if exits is None:
+        exits = child.exits = ExitLog()
+    exits.last, exits.last_at = reason, time.time()
+    if restarted:
+        exits.restarts += 1
+        key = reason_key(reason)
+        exits.reasons[key] = exits.reasons.get(key, 0) + 1
+
+
+@attrs.frozen(slots=True)
+class ObservedChild:
+    """One child as `observe_tree` reads it from its supervisor's table."""
+
+    id: str | None
+    name: str | None
+    type: ChildType
+    ref: ActorRef | None
+    restarting: bool
+    exits: ExitLog | None
+
+
 class _Child:
-    __slots__ = ("last_reason", "ref", "restarting", "restarts", "spec")
+    __slots__ = ("exits", "last_reason", "ref", "restarting", "restarts", "spec")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
@@ -86,6 +134,7 @@ class _Child:
         #: restart.
         self.restarts: deque[float] | None = None
         self.last_reason: ExitReason | None = None
+        self.exits: ExitLog | None = None
 
 
 @attrs.frozen(slots=True)
@@ -273,6 +322,7 @@ class _Tracked(Protocol):
     restarting: bool
     restarts: deque[float] | None
     last_reason: ExitReason | None
+    exits: ExitLog | None
 
 
 _C = TypeVar("_C", bound=_Tracked)
@@ -307,6 +357,10 @@ class _Supervising(Actor, Generic[_C]):
         raise NotImplementedError
 
     async def _restart(self, child: _C) -> None:
+        raise NotImplementedError
+
+    def _observed(self) -> list[ObservedChild]:
+        """Every child as an observer sees it, in start order (read in the caller's task)."""
         raise NotImplementedError
 
     async def _launch(
@@ -468,7 +522,9 @@ class Supervisor(_Supervising[_Child]):
         spec = child.spec
         if _exit_reported(spec.restart, reason):
             log.error("child_terminated", supervisor=self._ref.label, child=spec.id, reason=reason)
-        if _restart_due(spec.restart, reason):
+        due = _restart_due(spec.restart, reason)
+        _log_exit(child, reason, due)
+        if due:
             child.last_reason = reason
             await self._restart(child)
             return
@@ -558,6 +614,12 @@ class Supervisor(_Supervising[_Child]):
 
     def _which(self) -> list[ChildInfo]:
         return [ChildInfo(c.spec.id, c.ref, c.restarting, c.spec.type) for c in self._children]
+
+    def _observed(self) -> list[ObservedChild]:
+        return [
+            ObservedChild(c.spec.id, c.spec.name, c.spec.type, c.ref, c.restarting, c.exits)
+            for c in self._children
+        ]
 
     def _count(self) -> ChildCounts:
         workers = sum(c.spec.type is ChildType.WORKER for c in self._children)

@@ -29,6 +29,7 @@ from ._messages import (
     Get,
     Observed,
     Poll,
+    Recent,
     StreamFinished,
     StreamInfo,
     Track,
@@ -263,6 +264,20 @@ class BackgroundHandle:
     ) -> list[TrackedResponse]:
         """Every tracked response that is not terminal, oldest first."""
         result: list[TrackedResponse] = await call(self._target, Active(), timeout)
+        return result
+
+    async def recent(
+        self,
+        limit: int = 50,
+        *,
+        timeout: float | None = 5.0,  # noqa: ASYNC109
+    ) -> list[TrackedResponse]:
+        """The newest ``limit`` tracked responses, terminal ones included (as long as the
+        registry keeps them: ``[background] terminal_ttl``), newest first. Raises ``ValueError`` for
+        a ``limit`` that is not an int >= 0."""
+        if type(limit) is not int or limit < 0:
+            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        result: list[TrackedResponse] = await call(self._target, Recent(limit), timeout)
         return result
 
     async def adopt(

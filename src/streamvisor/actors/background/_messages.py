@@ -22,6 +22,7 @@ __all__ = [
     "Get",
     "Observed",
     "Poll",
+    "Recent",
     "StreamFinished",
     "StreamInfo",
     "Track",
@@ -72,6 +73,13 @@ class Get:
 @attrs.frozen
 class Active:
     """call: every non-terminal registry record."""
+
+
+@attrs.frozen
+class Recent:
+    """call: the newest ``limit`` registry records, terminal or not, newest first."""
+
+    limit: int
 
 
 @attrs.frozen

@@ -76,6 +76,7 @@ from ._messages import (
     Get,
     Observed,
     Poll,
+    Recent,
     StreamFinished,
     StreamInfo,
     Track,
@@ -371,6 +372,8 @@ class BackgroundPoller(Actor):
             return self._answer(caller, lambda: self._stream_finished(request))
         if isinstance(request, Get):
             return self._answer(caller, lambda: self.shared.store.get(request.response_id))
+        if isinstance(request, Recent):
+            return self._answer(caller, lambda: self._recent(request.limit))
         if isinstance(request, Adopt):
             return self._answer(caller, lambda: self._adopt_records(request.response_ids))
         try:
@@ -381,6 +384,11 @@ class BackgroundPoller(Actor):
         except _CALLER_ERRORS as exc:
             return caller.fail(exc)
         return await super().handle_call(request, caller)
+
+    async def _recent(self, limit: int) -> list[TrackedResponse]:
+        records = await self.shared.store.all()  # terminal rows are bounded by retention
+        records.sort(key=lambda record: record.created_at, reverse=True)
+        return records[:limit]
 
     async def handle_cast(self, message: Any) -> None:
         if isinstance(message, Cursor):
