@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
 
 import pytest
 import trio
-from playwright.sync_api import Route, expect
+from playwright.sync_api import Locator, Route, expect
 
 from streamvisor.supervisor import ExitReason
 from streamvisor.testing import GatewayThread
@@ -23,7 +22,9 @@ MODEL = "gpt-4o-mini"
 OVERFLOW = """() => {
   const found = [];
   const doc = document.documentElement;
-  if (doc.scrollWidth > window.innerWidth) found.push(`page ${doc.scrollWidth} > ${window.innerWidth}`);
+  if (doc.scrollWidth > window.innerWidth) {
+    found.push(`page ${doc.scrollWidth} > ${window.innerWidth}`);
+  }
   const describe = (e) => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") +
     (e.className && typeof e.className === "string" ? "." + e.className.split(" ").join(".") : "");
   for (const card of document.querySelectorAll("header, main > section, main .col > section")) {
@@ -89,7 +90,9 @@ class TestTheTree:
         running.run_sync(ref.kill, ExitReason.crashed(RuntimeError("observer test")))
         expect(files).to_have_attribute("data-restarts", str(before + 1))
         expect(files.locator(":scope > .node-row")).to_have_class(re.compile(r"\bflash\b"))
-        expect(files.locator(":scope > .exit")).to_contain_text("RuntimeError('observer test')")
+        expect(files.locator(":scope > .exit:not(.omitted)")).to_contain_text(
+            "RuntimeError('observer test')"
+        )
         expect(files.locator(":scope > .node-row .restarts")).to_have_attribute(
             "title", re.compile("RuntimeError")
         )
@@ -107,7 +110,7 @@ class TestSessions:
         page = observer.page
         page.fill("#session", "chat1")
         page.select_option("#api", "chat")
-        page.fill("#prompt", _prompt(200))
+        page.fill("#prompt", _prompt(300))
         # How the output grows: one length per change, as the page appends tokens.
         observer.eval(
             """() => { window.lengths = [];
@@ -123,7 +126,7 @@ class TestSessions:
         expect(page.locator("#stream-state")).to_have_text("completed")
         lengths: list[int] = observer.eval("() => window.lengths")
         assert len(set(lengths)) > 10, lengths  # it grew step by step, not at once
-        assert "word199" in page.inner_text("#output")
+        assert "word299" in page.inner_text("#output")
         assert int(page.inner_text("#m-tokens")) > 10
         expect(page.locator("#m-first")).to_have_text(re.compile(r"^\d+ ms$"))
         expect(page.locator("#m-stream")).to_have_text(re.compile(r"^stream-"))
@@ -164,14 +167,18 @@ class TestSessions:
 
 
 class TestBackground:
-    def _create(self, observer: Observer, text: str) -> Any:
+    def _create(self, observer: Observer, text: str) -> tuple[Locator, str]:
+        """Create a background response from the form; its row and id (from the answer)."""
         page = observer.page
-        count = page.locator("#bg-rows .bg").count()
         page.fill("#bg-input", text)
-        page.click("#bg-create")
-        expect(page.locator("#bg-rows .bg")).to_have_count(count + 1)
-        row = page.locator("#bg-rows .bg").first
-        return row, row.get_attribute("data-id")
+        with page.expect_response(
+            lambda r: r.request.method == "POST" and r.url.endswith("/background")
+        ) as created:
+            page.click("#bg-create")
+        response_id = str(created.value.json()["id"])
+        row = page.locator(f"#bg-rows .bg[data-id='{response_id}']")
+        expect(row).to_have_count(1)
+        return row, response_id
 
     def test_background_work_is_created_cancelled_shown_and_kept_across_reloads(
         self, observer: Observer
@@ -191,7 +198,7 @@ class TestBackground:
         expect(completed.locator(".out")).to_contain_text("finish me please")
         expect(completed.locator(".history")).to_contain_text(re.compile("queued.*completed"))
 
-        page.reload()
+        observer.reload()
         rows = page.locator("#bg-rows .bg")
         expect(rows.first).to_be_visible()
         expect(page.locator(f".bg[data-id='{cancelled_id}'] .pill")).to_have_text("cancelled")
@@ -279,8 +286,9 @@ class TestAgents:
         """An agent with a Python tool (opened by the program embedding the daemon) is asked
         from the page: its tool call shows while it runs, then its result and the reply."""
         page = observer.page
-        running.run(functools.partial(running.daemon.open_agent, "calc", model=MODEL,
-                                      tools=[multiply]))
+        running.run(
+            functools.partial(running.daemon.open_agent, "calc", model=MODEL, tools=[multiply])
+        )
         expect(page.locator("#agents [data-agent='calc']")).to_have_count(1)
         page.select_option("#agent-select", "calc")
         page.fill("#agent-text", "What is 12.5 multiplied by 4?")
@@ -289,7 +297,7 @@ class TestAgents:
         expect(turn).to_contain_text("you → calc")
         expect(turn.locator(".tool")).to_contain_text("multiply(")
         expect(turn.locator(".tool")).to_contain_text("running")
-        expect(turn.locator(".tool")).to_contain_text(re.compile(r"multiply → .* ms\)"))
+        expect(turn.locator(".tool")).to_contain_text(re.compile(r"multiply\(.*\) → .* ms\)"))
         expect(turn.locator(".reply")).to_contain_text("calc:")
         expect(turn.locator(".hint")).to_contain_text("1 tool call")
         observer.assert_clean()
@@ -338,7 +346,9 @@ class TestEventInspector:
         expect(page.locator("#events-pause")).to_have_attribute("aria-pressed", "true")
         listed = rows.count()
         second = create("while paused")
-        expect(page.locator("#events-summary")).to_contain_text(re.compile(r"paused, [1-9]\d* held"))
+        expect(page.locator("#events-summary")).to_contain_text(
+            re.compile(r"paused, [1-9]\d* held")
+        )
         assert rows.filter(has_text=second).count() == 0
         assert rows.count() == listed
         page.click("#events-pause")
@@ -355,31 +365,69 @@ class TestLayout:
     def test_nothing_overflows_its_card(
         self, observer: Observer, running: GatewayThread, viewport: dict[str, int]
     ) -> None:
-        """With long ids everywhere (a 128-character session, a long file name, agents,
-        background rows), neither the page nor any card overflows sideways."""
+        """With everything in use and long ids everywhere (a 124-character session that
+        crashed with a long reason, a long file name, background rows, an agent's tool calls,
+        events), neither the page nor any card overflows sideways, and every button is inside
+        its card. The screenshot of the 1,280 px page is the README's."""
         page = observer.page
-        long_session = "s" + "-long" * 25 + "-end"
+        width = viewport["width"]
         page.set_viewport_size(viewport)
+        long_session = f"s{width}" + "-long" * 23 + "-end"
+        agent = f"helper-{width}"
+        open_agent = functools.partial(
+            running.daemon.open_agent, agent, model=MODEL, tools=[multiply]
+        )
+        running.run(open_agent)
+
         page.fill("#session", long_session)
         page.fill("#prompt", _prompt(60))
         page.click("#send")
         expect(page.locator("#stream-state")).to_have_text("completed")
+        worker = running.run_sync(running.daemon.registry.whereis, f"session.{long_session}")
+        reason = RuntimeError("a crash with a long reason: " + "very " * 40 + "long")
+        running.run_sync(worker.kill, ExitReason.crashed(reason))
+        node = page.locator(f"#tree li[data-name='session.{long_session}']")
+        expect(node).to_have_attribute("data-restarts", "1")
+        expect(page.locator("#restart-log")).to_contain_text("restarted")
+
         page.fill("#bg-input", "a row with a long id")
         page.click("#bg-create")
         page.set_input_files(
             "#file-input",
-            files=[{"name": "a-rather-long-file-name-" * 6 + ".txt", "mimeType": "text/plain",
-                    "buffer": b"long\n"}],
+            files=[
+                {
+                    "name": "a-rather-long-file-name-" * 6 + ".txt",
+                    "mimeType": "text/plain",
+                    "buffer": b"long\n",
+                }
+            ],
         )
         expect(page.locator("#files .file", has_text="a-rather-long")).not_to_have_count(0)
         expect(page.locator(f"#sessions [data-session='{long_session}']")).to_have_count(1)
+        expect(page.locator(f"#agents [data-agent='{agent}']")).to_have_count(1)
+        page.select_option("#agent-select", agent)
+        page.fill("#agent-text", "What is 12.5 multiplied by 4?")
+        page.click("#agent-ask")
+        expect(page.locator("#turns .turn").first.locator(".reply")).to_be_visible()
         page.locator("#events li button").first.click()
+
         assert observer.eval(OVERFLOW) == []
         for button in page.locator("main section button:visible").all():
-            box, card = button.bounding_box(), None
-            assert box is not None
+            box = button.bounding_box()
             card = button.locator("xpath=ancestor::section[1]").bounding_box()
+            assert box is not None
             assert card is not None
-            assert box["x"] >= card["x"] and box["x"] + box["width"] <= card["x"] + card["width"]
-        observer.screenshot(f"observer-{viewport['width']}px")
+            assert card["x"] <= box["x"]
+            assert box["x"] + box["width"] <= card["x"] + card["width"]
+
+        # Live: a stream running while the picture is taken.
+        page.fill("#session", "live")
+        page.fill("#prompt", _prompt(300))
+        page.click("#send")
+        expect(page.locator("#sessions [data-session='live'] .rate")).to_have_text(
+            re.compile(r"^[1-9][0-9.]* ev/s$")
+        )
+        assert observer.eval(OVERFLOW) == []
+        observer.screenshot(f"observer-{width}px")
+        expect(page.locator("#stream-state")).to_have_text("completed")
         observer.assert_clean()
