@@ -90,26 +90,20 @@ class Observer:
         self.page = page
         self.running = running
         self.problems: list[str] = []
-        #: Console messages that a test expects (regular expressions), not problems.
-        self.expected: list[re.Pattern[str]] = []
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
         page.on("requestfailed", self._request_failed)
         page.on("response", self._response)
 
     def _console(self, message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning") and not any(
-            pattern.search(message.text) for pattern in self.expected
-        ):
+        if message.type in ("error", "warning"):
             self.problems.append(f"console {message.type}: {message.text}")
 
     def _request_failed(self, request: BrowserRequest) -> None:
         self.problems.append(f"request failed: {request.method} {request.url} {request.failure}")
 
     def _response(self, response: BrowserResponse) -> None:
-        if response.status >= 400 and not any(
-            pattern.search(response.url) for pattern in self.expected
-        ):
+        if response.status >= 400:
             self.problems.append(
                 f"HTTP {response.status}: {response.request.method} {response.url}"
             )

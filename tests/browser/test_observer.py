@@ -56,6 +56,24 @@ def _prompt(words: int) -> str:
     return " ".join(f"word{i}" for i in range(words))
 
 
+class TestTheWatch:
+    def test_console_errors_and_failed_requests_are_caught(self, observer: Observer) -> None:
+        """The check every test ends with can fail: a console error and a 404 are reported."""
+        observer.eval("() => { console.error('on purpose'); return fetch('/nowhere'); }")
+        for _ in range(100):  # the page's events reach the test while Playwright waits
+            if len(observer.problems) >= 2:
+                break
+            observer.page.wait_for_timeout(50)
+        assert "console error: on purpose" in observer.problems
+        assert any(p.startswith("HTTP 404: GET ") for p in observer.problems)
+        observer.problems.clear()  # caused on purpose
+
+    def test_the_page_asks_for_no_favicon(self, observer: Observer) -> None:
+        """Its icon is inline (no request, no 404 in the server's log)."""
+        icon = observer.page.locator("link[rel=icon]")
+        expect(icon).to_have_attribute("href", "data:,")
+
+
 class TestTheTree:
     def test_the_page_shows_the_supervision_tree_and_the_daemon_health(
         self, observer: Observer
