@@ -609,6 +609,32 @@ class TestCleanup:
             assert [a.response_id for a in await r.handle.active()] == [record.response_id]
 
 
+class TestRecent:
+    async def test_the_newest_records_come_first_terminal_ones_included(
+        self, autojump_clock: Clock
+    ) -> None:
+        api = FakeAPI(next_script=[Ok("completed")])
+        async with rig(api) as r:
+            first = await r.handle.create("one", "gpt-4o")
+            await trio.sleep(1)
+            second = await r.handle.create("two", "gpt-4o")
+            await trio.sleep(10)
+            recent = await r.handle.recent()
+            assert [x.response_id for x in recent] == [second.response_id, first.response_id]
+            assert {x.status for x in recent} == {"completed"}
+            assert await r.handle.active() == []
+            assert [x.response_id for x in await r.handle.recent(1)] == [second.response_id]
+            assert await r.handle.recent(0) == []
+
+    @pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+    async def test_a_bad_limit_is_refused_before_any_hop(
+        self, autojump_clock: Clock, bad: object
+    ) -> None:
+        async with rig(FakeAPI()) as r:
+            with pytest.raises(ValueError, match="limit"):
+                await r.handle.recent(bad)  # type: ignore[arg-type]
+
+
 class TestSupervision:
     async def test_a_crashed_poller_is_restarted_and_carries_on_from_the_registry(
         self, autojump_clock: Clock

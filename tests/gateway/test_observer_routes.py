@@ -28,6 +28,7 @@ NODE_KEYS = {
     "mailbox",
     "children",
     "omitted",
+    "child_restarts",
 }
 
 SLOW = {"mock_scenario": "long:400", "mock_token_delay_ms": "10"}
@@ -82,6 +83,7 @@ class TestTree:
             ):
                 await trio.sleep(0.01)
         assert files["restart_reasons"] == {"crashed:RuntimeError": 1}
+        assert (await _tree(client))["root"]["child_restarts"] == {"crashed:RuntimeError": 1}
         assert files["last_exit"] == "crashed(RuntimeError('crashed on purpose'))"
         assert isinstance(files["last_exit_at"], float)
 

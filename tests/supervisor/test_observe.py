@@ -132,6 +132,22 @@ class TestShape:
             (None, "session.two", 0),
         ]
 
+    async def test_a_supervisor_totals_its_childrens_restarts_gone_ones_included(
+        self, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, trace: Trace
+    ) -> None:
+        dsup = await start_dynamic(nursery, trace, intensity=10)
+        one = await dsup.start_child("one")
+        await _crash(one, RuntimeError("boom"))
+        [restarted] = await dsup.which_children()
+        assert restarted.ref is not None
+        await _crash(restarted.ref, KeyError("k"))
+        [again] = await dsup.which_children()
+        assert again.ref is not None
+        await dsup.terminate_child(again.ref)
+        tree = observe_tree(dsup)
+        assert tree.children == ()
+        assert dict(tree.child_restarts) == {"crashed:RuntimeError": 1, "crashed:KeyError": 1}
+
     async def test_max_children_bounds_each_supervisor_and_counts_the_rest(
         self, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, trace: Trace
     ) -> None:

@@ -172,4 +172,5 @@ def tree_json(node: TreeNode) -> dict[str, Any]:
         "mailbox": _mailbox_json(node.mailbox),
         "children": [tree_json(child) for child in node.children],
         "omitted": node.omitted,
+        "child_restarts": dict(node.child_restarts),
     }

@@ -426,6 +426,12 @@ def component_schemas() -> JSON:
                 ),
                 "children": {"type": "array", "items": ref("TreeNode")},
                 "omitted": {**COUNT, "description": "Children beyond `max_children`."},
+                "child_restarts": {
+                    "type": "object",
+                    "additionalProperties": COUNT,
+                    "description": "A supervisor's restarts of its children by reason since it"
+                    " started, children gone included.",
+                },
             },
             description="An actor of the tree and, for a supervisor, its children.",
         ),

@@ -56,7 +56,6 @@ from ._supervisor import (
     ExitLog,
     ObservedChild,
     _exit_reported,
-    _log_exit,
     _restart_due,
     _stop_refs,
     _Supervising,
@@ -226,6 +225,7 @@ class DynamicSupervisor(_Supervising[_Dyn]):
         self.on_give_up = on_give_up
         self._children: list[_Dyn] = []
         self._restarts: deque[float] = deque()
+        self._restart_totals = {}
 
     async def _start(self, child: _Dyn) -> ActorRef:
         return await self._launch(
@@ -253,7 +253,7 @@ class DynamicSupervisor(_Supervising[_Dyn]):
                 "child_terminated", supervisor=self._ref.label, child=child.name, reason=reason
             )
         due = _restart_due(self.restart, reason)
-        _log_exit(child, reason, due)
+        self._note_exit(child, reason, due)
         if due:
             child.last_reason = reason
             await self._restart(child)

@@ -44,6 +44,8 @@ class TreeNode:
         mailbox: Its mailbox counters while it runs (`MailboxStatistics`), else None.
         children: A supervisor's children in start order (at most ``max_children`` of them).
         omitted: Children left out of ``children`` by ``max_children``.
+        child_restarts: A supervisor's restarts of its children by reason since it started,
+            children that are gone included (what a restarts counter adds up).
     """
 
     id: str | None
@@ -60,6 +62,7 @@ class TreeNode:
     mailbox: MailboxStatistics | None = None
     children: tuple[TreeNode, ...] = ()
     omitted: int = 0
+    child_restarts: Mapping[str, int] = _NO_REASONS
 
     def walk(self) -> list[TreeNode]:
         """This node and every node below it, depth first, parents before their children."""
@@ -97,7 +100,9 @@ def _node(
     alive = ref is not None and ref.alive
     children: list[TreeNode] = []
     omitted = 0
+    child_restarts = _NO_REASONS
     if ref is not None and alive and isinstance(ref._actor, _Supervising):
+        child_restarts = MappingProxyType(dict(ref._actor._restart_totals))
         table = ref._actor._observed()
         shown = table if max_children is None else table[:max_children]
         omitted = len(table) - len(shown)
@@ -120,6 +125,7 @@ def _node(
         mailbox=ref.statistics() if ref is not None and alive else None,
         children=tuple(children),
         omitted=omitted,
+        child_restarts=child_restarts,
     )
 
 

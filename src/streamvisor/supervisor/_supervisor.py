@@ -100,17 +100,6 @@ def reason_key(reason: ExitReason) -> str:
     return reason.kind
 
 
-def _log_exit(child: _Tracked, reason: ExitReason, restarted: bool) -> None:
-    exits = child.exits
-    if exits is None:
-        exits = child.exits = ExitLog()
-    exits.last, exits.last_at = reason, time.time()
-    if restarted:
-        exits.restarts += 1
-        key = reason_key(reason)
-        exits.reasons[key] = exits.reasons.get(key, 0) + 1
-
-
 @attrs.frozen(slots=True)
 class ObservedChild:
     """One child as `observe_tree` reads it from its supervisor's table."""
@@ -334,10 +323,12 @@ class _Supervising(Actor, Generic[_C]):
     intensity/period (and each child's restart budget), and every child is stopped when the
     supervisor ends."""
 
-    __slots__ = ("_children", "_restarts", "intensity", "on_give_up", "period")
+    __slots__ = ("_children", "_restart_totals", "_restarts", "intensity", "on_give_up", "period")
 
     _children: list[_C]
     _restarts: deque[float]
+    #: Its children's restarts by reason key since it started, children gone included.
+    _restart_totals: dict[str, int]
     intensity: int
     period: float
     on_give_up: Callable[[GivenUp], object] | None
@@ -362,6 +353,20 @@ class _Supervising(Actor, Generic[_C]):
     def _observed(self) -> list[ObservedChild]:
         """Every child as an observer sees it, in start order (read in the caller's task)."""
         raise NotImplementedError
+
+    def _note_exit(self, child: _C, reason: ExitReason, restarted: bool) -> None:
+        """Keep ``child``'s exit for observers: its last exit, and if it is restarted for it,
+        its restart counts and this supervisor's totals."""
+        exits = child.exits
+        if exits is None:
+            exits = child.exits = ExitLog()
+        exits.last, exits.last_at = reason, time.time()
+        if restarted:
+            exits.restarts += 1
+            key = reason_key(reason)
+            exits.reasons[key] = exits.reasons.get(key, 0) + 1
+            totals = self._restart_totals
+            totals[key] = totals.get(key, 0) + 1
 
     async def _launch(
         self, child: _C, actor: Actor, name: str | None, label: str | None, type: ChildType
@@ -488,6 +493,7 @@ class Supervisor(_Supervising[_Child]):
         self.on_give_up = on_give_up
         self._children = [_Child(spec) for spec in specs]
         self._restarts: deque[float] = deque()
+        self._restart_totals = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -523,7 +529,7 @@ class Supervisor(_Supervising[_Child]):
         if _exit_reported(spec.restart, reason):
             log.error("child_terminated", supervisor=self._ref.label, child=spec.id, reason=reason)
         due = _restart_due(spec.restart, reason)
-        _log_exit(child, reason, due)
+        self._note_exit(child, reason, due)
         if due:
             child.last_reason = reason
             await self._restart(child)
