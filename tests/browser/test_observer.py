@@ -115,6 +115,9 @@ class TestTheTree:
             "title", re.compile("RuntimeError")
         )
         expect(page.locator("#restart-log")).to_contain_text("files restarted")
+        root = page.locator("#tree > li > .node-row .child-restarts")
+        expect(root).to_contain_text(re.compile(r"children ↻ [1-9]"))
+        expect(root).to_have_attribute("title", re.compile(r"crashed:RuntimeError \S[1-9]"))
         expect(files.locator(":scope > .node-row .pill")).to_have_text("alive")
         observer.assert_clean()
 
@@ -148,6 +151,21 @@ class TestSessions:
         assert int(page.inner_text("#m-tokens")) > 10
         expect(page.locator("#m-first")).to_have_text(re.compile(r"^\d+ ms$"))
         expect(page.locator("#m-stream")).to_have_text(re.compile(r"^stream-"))
+        observer.assert_clean()
+
+    def test_a_stream_is_stopped_from_the_page(self, observer: Observer) -> None:
+        """Stop while tokens arrive: the stream ends cancelled and the session has none left."""
+        page = observer.page
+        page.fill("#session", "stopped")
+        page.fill("#prompt", _prompt(400))
+        page.click("#send")
+        expect(page.locator("#stream-state")).to_have_text("streaming")
+        page.click("#stop")
+        expect(page.locator("#stream-state")).to_have_text("cancelled")
+        expect(page.locator("#sessions [data-session='stopped']")).to_contain_text(
+            "no stream running"
+        )
+        assert "word399" not in page.inner_text("#output")
         observer.assert_clean()
 
     def test_the_durable_box_is_offered_for_responses_only(self, observer: Observer) -> None:
