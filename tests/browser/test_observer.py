@@ -201,6 +201,39 @@ class TestSessions:
         assert page.inner_text("#output")
         observer.assert_clean()
 
+    def test_the_live_lists_keep_the_keyboard_focus_across_polls(self, observer: Observer) -> None:
+        """A focused button in the tree or a session row is still focused after the polls that
+        refresh them, so Enter acts on it: collapse a supervisor, stop a session's stream."""
+        page = observer.page
+        page.fill("#session", "focus")
+        page.fill("#prompt", _prompt(600))
+        page.click("#send")
+        worker = page.locator("#tree li[data-name='session.focus']")
+        expect(worker).to_be_visible()
+        toggle = page.get_by_role("button", name="collapse sessions")
+        toggle.focus()
+        page.wait_for_timeout(1500)  # at least one poll of /tree
+        assert observer.eval("() => document.activeElement.getAttribute('aria-label')") == (
+            "collapse sessions"
+        )
+        page.keyboard.press("Enter")
+        expanded = page.get_by_role("button", name="expand sessions")
+        expect(expanded).to_have_attribute("aria-expanded", "false")
+        expect(worker).to_be_hidden()
+        page.keyboard.press("Enter")
+        expect(worker).to_be_visible()
+
+        stop = page.get_by_role("button", name="stop the streams of session focus")
+        expect(stop).to_be_enabled()
+        stop.focus()
+        page.wait_for_timeout(1500)  # at least one poll of /sessions
+        assert observer.eval("() => document.activeElement.getAttribute('aria-label')") == (
+            "stop the streams of session focus"
+        )
+        page.keyboard.press("Enter")
+        expect(page.locator("#stream-state")).to_have_text("cancelled")
+        observer.assert_clean()
+
 
 class TestBackground:
     def _create(self, observer: Observer, text: str) -> tuple[Locator, str]:
