@@ -1,6 +1,7 @@
-"""``python -m bench [runtime|wire|daemon|front_door|cluster|durable|all] [--smoke]``: run benchmark
-modules, print tables. ``daemon`` includes the ``durable`` rows (the registry under 1,000 durable
-streams); ``durable`` runs them alone."""
+"""``python -m bench [runtime|wire|daemon|front_door|cluster|durable|metrics|all] [--smoke]``: run
+benchmark modules, print tables. ``daemon`` includes the ``durable`` rows (the registry under 1,000
+durable streams); ``durable`` runs them alone; ``metrics`` (what metrics cost per event) runs
+only alone."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from bench._common import quiet_logs
 #: Every benchmark module, in the order `all` runs them.
 MODULES = ("runtime", "wire", "daemon", "front_door", "cluster")
 #: Modules that can also run alone (``daemon`` runs their rows too).
-ALONE = ("durable",)
+ALONE = ("durable", "metrics")
 
 
 def _load(name: str) -> ModuleType | None:

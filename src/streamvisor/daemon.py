@@ -43,6 +43,7 @@ import structlog
 import trio
 
 from ._logging import configure_logging
+from ._metrics import DaemonMetrics, MetricsCollector
 from .actors import (
     EMBEDDED_NAMESPACE,
     TOPIC_PATTERN,
@@ -178,6 +179,7 @@ class Daemon:
         background: The background poller's handle (create, poll, cancel, active, stream).
         event_log: The events kept of streams started with ``keep_events`` (``[eventlog]``).
         mockapi: The embedded server, when no API key was configured (None otherwise).
+        metrics: Its Prometheus metrics (a registry of its own; ``GET /metrics`` serves them).
         node: This daemon's membership of a cluster (``[cluster]``), or None for one node.
     """
 
@@ -190,6 +192,7 @@ class Daemon:
     background: BackgroundHandle
     event_log: EventLog
     mockapi: MockServer | None
+    metrics: DaemonMetrics
     _session_deps: SessionDeps
     _agent_defaults: Callable[..., Agent]
     _registry_view: RegistryView
@@ -661,6 +664,15 @@ async def open_daemon(
             background=background,
             event_log=event_log,
             mockapi=server,
+            metrics=DaemonMetrics(
+                MetricsCollector(
+                    client=client,
+                    bus=bus,
+                    delivery=deps.delivery,
+                    registry_view=view,
+                    root=root,
+                )
+            ),
             session_deps=deps,
             agent_defaults=make_agent,
             registry_view=view,

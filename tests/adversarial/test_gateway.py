@@ -82,6 +82,10 @@ ROUTES: Final = (
     Route("GET", "/"),
     Route("GET", "/health"),
     Route("GET", "/openapi.json"),
+    Route("GET", "/metrics"),
+    Route("GET", "/tree"),
+    Route("GET", "/sessions"),
+    Route("GET", "/agents"),
     Route(
         "POST",
         "/sessions/{session}/chat",

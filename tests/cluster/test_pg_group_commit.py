@@ -145,3 +145,22 @@ class TestGroupCommit:
             store.add_nowait(rec("last"), lambda record, error: answers.append(record or error))
         assert answers == [rec("last")]
         assert sql(pg_dsn, "SELECT response_id FROM responses") == [("last",)]
+
+
+class TestMetricsCounters:
+    async def test_each_transaction_is_timed_and_each_record_that_ends_is_counted(
+        self, pg_dsn: str
+    ) -> None:
+        """The writer shared with the SQLite store times every PostgreSQL transaction, and the
+        mirror counts a record that became terminal, by status, into the store's counters (what
+        the daemon's metrics read)."""
+        async with node(pg_dsn) as store:
+            await store.active()  # the mirror, loaded
+            await store.add(rec("r1"))
+            await store.add(rec("r2"))
+            await store.record_status("r1", "completed", at=T0 + 1)
+            await store.record_status("r1", "completed", at=T0 + 2)  # already terminal
+            counters = store._writer.counters  # type: ignore[attr-defined]
+            assert counters.commit_seconds.count == store.statistics[0] > 0
+            assert counters.commit_seconds.sum > 0
+            assert counters.finished == {"completed": 1}

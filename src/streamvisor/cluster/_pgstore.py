@@ -222,7 +222,13 @@ class ClusterStore(RegistryWrites[Tx]):
 
     def _deliver(self, batch: list[Op[Any]]) -> None:
         """On the trio thread: apply a committed batch to the mirror, in order; wake callers."""
-        self._mirror = deliver(batch, self._mirror, _log, "cluster.callback_failed")
+        self._mirror = deliver(
+            batch,
+            self._mirror,
+            _log,
+            "cluster.callback_failed",
+            self._writer.counters.finished,
+        )
 
     def _apply(self, changed: Mapping[str, TrackedResponse | None]) -> None:
         assert self._mirror is not None

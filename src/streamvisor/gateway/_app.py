@@ -124,6 +124,12 @@ async def _openapi(app: GatewayApp, request: Request, out: Responder) -> None:
     await out.json(200, openapi_document())
 
 
+async def _metrics(app: GatewayApp, request: Request, out: Responder) -> None:
+    """``GET /metrics``: the daemon's Prometheus metrics (``daemon.metrics``), text format."""
+    metrics = app.daemon.metrics
+    await out.bytes(200, metrics.exposition(), metrics.content_type)
+
+
 async def _chat(app: GatewayApp, request: Request, out: Responder) -> None:
     body = request.json_object()
     await out.json(200, await _ops.session_chat(app.daemon, request.params["session"], body))
@@ -351,6 +357,7 @@ _ROUTES: Final[list[_Route]] = [
     _r("GET", "/", _index),
     _r("GET", "/health", _health),
     _r("GET", "/openapi.json", _openapi),
+    _r("GET", "/metrics", _metrics),
     _r("GET", "/tree", _tree),
     _r("GET", "/sessions", _sessions),
     _r("GET", "/agents", _agents),

@@ -347,6 +347,22 @@ def _gateway_paths() -> JSON:
                 tag="daemon",
             )
         },
+        "/metrics": {
+            "get": _operation(
+                "metrics",
+                "The daemon's Prometheus metrics",
+                {
+                    "description": "Every metric in Prometheus's text exposition format (the"
+                    " table in the README's Metrics section).",
+                    "content": {"text/plain": {"schema": STRING}},
+                },
+                (),
+                tag="daemon",
+                description="For a Prometheus scrape: `Authorization: Bearer <token>` as every"
+                " route (README: a `scrape_config` with `authorization.credentials`). Read at"
+                " the request from the daemon's counters; never cached.",
+            )
+        },
         "/sessions/{session}/chat": {
             "parameters": [_SESSION],
             "post": _operation(

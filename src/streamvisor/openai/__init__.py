@@ -6,7 +6,7 @@ Knows nothing of actors. See docs/contracts.md §2.
 from __future__ import annotations
 
 from ._chat import ChatAccumulator
-from ._client import OpenAIClient, Polled
+from ._client import ClientStatistics, OpenAIClient, Polled
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -71,6 +71,7 @@ __all__ = [
     "CancelRejected",
     "ChatAccumulator",
     "ClientSettings",
+    "ClientStatistics",
     "ConflictError",
     "EventStream",
     "FilePager",

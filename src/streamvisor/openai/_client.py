@@ -40,7 +40,7 @@ from ._settings import ClientSettings
 from ._stream import EventStream
 from ._validation import check_model, encode_json, id_segment
 
-__all__ = ["OpenAIClient", "Polled"]
+__all__ = ["ClientStatistics", "OpenAIClient", "Polled"]
 
 
 log = structlog.get_logger("streamvisor.openai")
@@ -52,6 +52,31 @@ _REQUIRED = frozenset({"model", "input", "messages", "stream", "background"})
 _PARAM_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _CANCEL_STATUS = re.compile(r"cannot cancel an? (\w+) response", re.IGNORECASE)
 _CLOSE_TIMEOUT = 5.0
+#: Models whose last rate limits are kept (`ClientStatistics.rate_limits`); past it, the oldest
+#: model seen is forgotten (a bound against a caller making up model names).
+_MODELS_KEPT = 256
+
+
+@attrs.frozen
+class ClientStatistics:
+    """A snapshot of the client's counters since it was opened (`OpenAIClient.statistics`).
+
+    Attributes:
+        events: Stream events delivered, by API (``"chat"``, ``"responses"``), open streams
+            included.
+        streams: Streams ended, by ``(api, outcome)`` (`EventStream.outcome`).
+        open_streams: Streams open now, by API.
+        retries: Requests retried, by the status of the answer that was retried (``"429"``,
+            ``"503"``, ...) or ``"connection"`` for a failure to get an answer.
+        rate_limits: The ``x-ratelimit-*`` headers last seen for each model (requests naming
+            a model in their body, and polls whose answer names one).
+    """
+
+    events: Mapping[str, int]
+    streams: Mapping[tuple[str, str], int]
+    open_streams: Mapping[str, int]
+    retries: Mapping[str, int]
+    rate_limits: Mapping[str, RateLimits]
 
 
 @attrs.frozen
@@ -140,6 +165,43 @@ class OpenAIClient(FilesMixin):
         self._http = http
         #: The rate limits of the latest answer that carried them.
         self.rate_limits: RateLimits | None = None
+        # The counters behind `statistics`: the open streams count their own events (one int
+        # increment each); each one's count is added here when it closes.
+        self._open: set[EventStream] = set()
+        self._events: dict[str, int] = {"chat": 0, "responses": 0}
+        self._streams: dict[tuple[str, str], int] = {}
+        self._retries: dict[str, int] = {}
+        self._model_limits: dict[str, RateLimits] = {}
+
+    def statistics(self) -> ClientStatistics:
+        """The client's counters since it was opened (`ClientStatistics`); a pass over the open
+        streams, nothing counted per event but one increment."""
+        events = dict(self._events)
+        open_streams = dict.fromkeys(events, 0)
+        for stream in self._open:
+            events[stream.api] += stream.delivered
+            open_streams[stream.api] += 1
+        return ClientStatistics(
+            events=events,
+            streams=dict(self._streams),
+            open_streams=open_streams,
+            retries=dict(self._retries),
+            rate_limits=dict(self._model_limits),
+        )
+
+    def _note_limits(self, model: object, limits: RateLimits | None) -> None:
+        if limits is None:
+            return
+        self.rate_limits = limits
+        if isinstance(model, str) and model:
+            kept = self._model_limits
+            kept.pop(model, None)  # re-inserted last: the dict's order is the order seen
+            kept[model] = limits
+            if len(kept) > _MODELS_KEPT:
+                del kept[next(iter(kept))]
+
+    def _note_retry(self, status: str) -> None:
+        self._retries[status] = self._retries.get(status, 0) + 1
 
     def __repr__(self) -> str:
         return f"<OpenAIClient base_url={self.settings.base_url!r}>"
@@ -200,9 +262,11 @@ class OpenAIClient(FilesMixin):
         *,
         stream: bool = False,
         background_create: bool = False,
+        model: str | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        """Send with retries; return a 2xx response (open when `stream`, else read).
+        """Send with retries; return a 2xx response (open when `stream`, else read). `model`
+        (a create's) is whose rate limits the answers' headers are.
 
         Raises:
             InvalidParameter: a ``json`` body that is not plain JSON (`encode_json`), before I/O.
@@ -251,13 +315,12 @@ class OpenAIClient(FilesMixin):
                     delay=round(delay, 3),
                     error=type(exc).__name__,
                 )
+                self._note_retry("connection")
                 await trio.sleep(delay)
                 retries += 1
                 continue
 
-            limits = RateLimits.from_headers(response.headers)
-            if limits is not None:
-                self.rate_limits = limits
+            self._note_limits(model, RateLimits.from_headers(response.headers))
             if response.is_success:
                 return response
             body: Any = None
@@ -314,6 +377,7 @@ class OpenAIClient(FilesMixin):
                 status=response.status_code,
                 request_id=err.request_id,
             )
+            self._note_retry(str(response.status_code))
             await trio.sleep(delay)
             retries += 1
 
@@ -349,9 +413,10 @@ class OpenAIClient(FilesMixin):
     ) -> httpx.Response:
         """POST a create body; on a 400 naming an unsupported parameter, retry once without it."""
         background = body.get("background") is True
+        model = body.get("model")
         try:
             return await self._send(
-                "POST", path, json=body, stream=stream, background_create=background
+                "POST", path, json=body, stream=stream, background_create=background, model=model
             )
         except BadRequestError as err:
             drop = _droppable(err, body)
@@ -365,7 +430,12 @@ class OpenAIClient(FilesMixin):
                 request_id=err.request_id,
             )
             return await self._send(
-                "POST", path, json=_without(body, drop), stream=stream, background_create=background
+                "POST",
+                path,
+                json=_without(body, drop),
+                stream=stream,
+                background_create=background,
+                model=model,
             )
 
     # -- streams ---------------------------------------------------------------------------
@@ -400,9 +470,14 @@ class OpenAIClient(FilesMixin):
                 rate_limits=RateLimits.from_headers(response.headers),
                 background=background,
             )
+            self._open.add(stream)
             try:
                 yield stream
             finally:
+                self._open.discard(stream)
+                self._events[api] += stream.delivered
+                key = (api, stream.outcome)
+                self._streams[key] = self._streams.get(key, 0) + 1
                 with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                     await stream.aclose()
         finally:
@@ -510,12 +585,15 @@ class OpenAIClient(FilesMixin):
             params["include[]"] = include
         rid = id_segment(response_id, "response_id")
         response = await self._send("GET", f"/responses/{rid}", params=params)
-        return Polled(
+        polled = Polled(
             response=_body_of(response),
             poll_after=_poll_after(response.headers),
             request_id=response.headers.get("x-request-id"),
             rate_limits=RateLimits.from_headers(response.headers),
         )
+        if isinstance(polled.response, dict):  # (the poll's limits are those of its model)
+            self._note_limits(polled.response.get("model"), polled.rate_limits)
+        return polled
 
     async def cancel_response(self, response_id: str) -> dict[str, Any]:
         """`POST /responses/{id}/cancel`: returns the Response (status `cancelled`; idempotent).

@@ -24,7 +24,13 @@ import httpx
 import trio
 
 from ._chat import ChatAccumulator
-from ._errors import MalformedStreamError, OutcomeUnknownError, StreamError, StreamInterrupted
+from ._errors import (
+    MalformedStreamError,
+    OutcomeUnknownError,
+    SequenceError,
+    StreamError,
+    StreamInterrupted,
+)
 from ._events import TERMINAL_TYPES, Api, StreamEvent, new_event
 from ._responses import ResponseAccumulator, normalize_error
 from ._retry import RateLimits
@@ -125,6 +131,11 @@ class EventStream:
         self._numbered = accumulator.cursor is not None
         self._decode = self._decode_responses if api == "responses" else self._decode_chat
         self._chat = accumulator if isinstance(accumulator, ChatAccumulator) else None
+        #: Events yielded so far (the client's ``statistics`` reads it: one increment per event,
+        #: the only thing metrics add to this loop).
+        self.delivered = 0
+        # How it ended, once known (see `outcome`).
+        self._ended: str | None = None
 
     @property
     def response_id(self) -> str | None:
@@ -141,6 +152,14 @@ class EventStream:
     def terminal_seen(self) -> bool:
         """True once the terminal event (not `error`) was delivered."""
         return self._terminal
+
+    @property
+    def outcome(self) -> str:
+        """How the stream ended, as far as it got: its last terminal event's name
+        (``completed``, ``failed``, ``incomplete``, ``cancelled``, or ``error`` for an error
+        frame), ``interrupted`` (dropped, idle or a sequence gap before the end), ``malformed``
+        (an undecodable frame), or ``stopped`` (closed by its consumer before any of those)."""
+        return self._ended or "stopped"
 
     async def aclose(self) -> None:
         """Stop decoding and close the connection (idempotent, bounded, shielded)."""
@@ -167,12 +186,14 @@ class EventStream:
                     self._qi += 1
                     if self._qi == len(queue):
                         self._queue, self._qi = [], 0
+                    self.delivered += 1
                     return event
                 decode = self._decode
                 # The hot path: the current chunk's next frame (decoding may finish the stream).
                 for frame in () if self._finished else self._frames:
                     decoded = decode(frame)
                     if decoded is not None:
+                        self.delivered += 1
                         return decoded
                     if self._finished:
                         break
@@ -230,6 +251,7 @@ class EventStream:
             # (A resume seeded with an already terminal snapshot has nothing left to receive:
             # its empty body is the normal end, not an interruption.)
             self._raised = True
+            self._ended = "interrupted"
             raise StreamInterrupted(
                 "stream ended before its terminal event",
                 cursor=self.cursor,
@@ -259,6 +281,7 @@ class EventStream:
         if self._terminal or self._error is not None:
             return
         self._finished = self._raised = True
+        self._ended = "interrupted"
         kind = "idle timeout" if isinstance(exc, httpx.TimeoutException) else "connection lost"
         raise StreamInterrupted(
             f"stream interrupted ({kind}): {type(exc).__name__}",
@@ -270,6 +293,7 @@ class EventStream:
     def _malformed(self, data: str | bytes, why: str) -> MalformedStreamError:
         self._finished = self._raised = True
         self._error = None
+        self._ended = "malformed"
         return MalformedStreamError(
             f"malformed stream frame ({why}): {data[:200]!r}",
             cursor=self.cursor,
@@ -327,12 +351,14 @@ class EventStream:
         event = new_event(etype, seq, data, rid, self.session_id, "responses", self._received)
         try:
             accepted = self.accumulator.feed(event)
-        except Exception:
+        except Exception as exc:
             self._finished = self._raised = True
+            self._ended = "interrupted" if isinstance(exc, SequenceError) else "malformed"
             raise
         if not accepted:
             return None
         if etype in TERMINAL_TYPES:
+            self._ended = etype.rpartition(".")[2]
             if etype == "error":
                 self._error = event
             else:
@@ -357,7 +383,9 @@ class EventStream:
                 if self._error is not None:
                     return None
                 self._terminal = True
-                return acc.finish()
+                final = acc.finish()
+                self._ended = final.type.rpartition(".")[2]
+                return final
             raise self._malformed(raw, "invalid JSON") from None
         if type(data) is not dict:
             raise self._malformed(raw, "not a JSON object")
@@ -370,6 +398,7 @@ class EventStream:
         first = events[0]
         if first.type == "error":
             self._error = first
+            self._ended = "error"
         if len(events) > 1:
             self._queue.extend(events[1:])
         return first

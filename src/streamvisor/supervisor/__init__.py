@@ -45,6 +45,7 @@ from ._actor import Actor, start_actor
 from ._bus import (
     BusClosed,
     BusError,
+    BusStatistics,
     EventBus,
     InvalidPattern,
     InvalidTopic,
@@ -109,6 +110,7 @@ __all__ = [
     "AutoShutdown",
     "BusClosed",
     "BusError",
+    "BusStatistics",
     "CallTimeout",
     "Caller",
     "CallingSelf",

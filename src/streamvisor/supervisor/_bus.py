@@ -51,6 +51,7 @@ from ._errors import ActorError
 __all__ = [
     "BusClosed",
     "BusError",
+    "BusStatistics",
     "EventBus",
     "InvalidPattern",
     "InvalidTopic",
@@ -171,6 +172,26 @@ class SubscriptionStatistics:
     max_buffer: int
     #: The overflow policy.
     overflow: Overflow
+
+
+@attrs.frozen
+class BusStatistics:
+    """A snapshot of a bus's counters since it was made (`EventBus.statistics`).
+
+    The totals add up every subscription the bus has had, ended ones included; they are
+    summed at the call, so publishing pays nothing for them.
+    """
+
+    #: Subscriptions entered and not exited yet.
+    subscriptions: int
+    #: Items received by subscribers (not counting `Missed` notices).
+    delivered: int
+    #: Items discarded because a subscriber's buffer was full.
+    dropped: int
+    #: `Missed` notices received by subscribers.
+    missed_notices: int
+    #: `Overflow.DISCONNECT` subscriptions ended by an overflow.
+    disconnected: int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,6 +380,7 @@ class Subscription(Generic[T]):
         self._queue.clear()
         self._dropped += self._missed
         self._missed = 0
+        self._bus._retire(self)
         self._wake(
             outcome.Error(trio.ClosedResourceError("this subscription's context has exited"))
         )
@@ -385,6 +407,7 @@ class Subscription(Generic[T]):
 
     def _disconnect(self) -> None:
         self._bus._unregister(self)
+        self._bus._disconnected += 1
         # Never a parked receiver to wake here: overflowing needs a full buffer.
         self._state = _State.OVERFLOWED
         self._dropped += 1
@@ -569,6 +592,14 @@ class EventBus(Generic[T]):
         self._cache: dict[str, tuple[Subscription[T], ...]] = {}
         self._next_id = 0
         self._closed = False
+        # Subscriptions entered and not exited (registered or not: one the bus ended or
+        # disconnected still counts until its subscriber leaves), by id; and the counters of
+        # those that left, added up as each leaves (`statistics`).
+        self._members: dict[int, Subscription[T]] = {}
+        self._retired_delivered = 0
+        self._retired_dropped = 0
+        self._retired_notices = 0
+        self._disconnected = 0
 
     @property
     def closed(self) -> bool:
@@ -658,6 +689,25 @@ class EventBus(Generic[T]):
             queue.extend(batch[first:] if first else batch)
         return len(subscribers)
 
+    def statistics(self) -> BusStatistics:
+        """The bus's counters since it was made, ended subscriptions included (`BusStatistics`).
+
+        Costs one pass over the live subscriptions; nothing is counted on the publish path."""
+        delivered = self._retired_delivered
+        dropped = self._retired_dropped
+        notices = self._retired_notices
+        for sub in self._members.values():
+            delivered += sub._delivered
+            dropped += sub._dropped + sub._missed
+            notices += sub._notices
+        return BusStatistics(
+            subscriptions=len(self._members),
+            delivered=delivered,
+            dropped=dropped,
+            missed_notices=notices,
+            disconnected=self._disconnected,
+        )
+
     def subscriber_count(self, topic: str) -> int:
         """How many subscribers a publish on `topic` would reach now. Raises `InvalidTopic`."""
         subscribers = self._cache.get(topic)
@@ -698,6 +748,7 @@ class EventBus(Generic[T]):
     def _register(self, sub: Subscription[T]) -> None:
         if self._closed:
             raise BusClosed(f"cannot subscribe to {sub._pattern!r}: the event bus is closed")
+        self._members[sub._id] = sub
         if _is_exact(sub._segments):
             self._exact.setdefault(sub._pattern, []).append(sub)
             cached = self._cache.get(sub._pattern)
@@ -710,6 +761,13 @@ class EventBus(Generic[T]):
                 if _matches(segments, tuple(topic.split("."))):
                     self._cache[topic] = (*cached, sub)
         sub._state = _State.OPEN
+
+    def _retire(self, sub: Subscription[T]) -> None:
+        """A subscription's context exited: its counters join the bus's totals."""
+        if self._members.pop(sub._id, None) is not None:
+            self._retired_delivered += sub._delivered
+            self._retired_dropped += sub._dropped
+            self._retired_notices += sub._notices
 
     def _unregister(self, sub: Subscription[T]) -> None:
         if _is_exact(sub._segments):

@@ -4,7 +4,9 @@ handing a batch back to trio.
 Both registry stores -- `RegistryStore` (SQLite) and the cluster's ``ClusterStore``
 (PostgreSQL) -- queue an `Operation` per call to a writer thread, which runs a batch of them in
 one transaction, records each one's outcome on it, and hands the batch to `deliver` on the trio
-thread. Only the transaction (``TxT``: each store's view of it) differs.
+thread. Only the transaction (``TxT``: each store's view of it) differs. For the daemon's
+metrics, the writer times each batch, from taking it off the queue to its commit (or failure),
+and `deliver` counts the records it sees become terminal: both into the writer's `StoreCounters`.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
 import attrs
 import trio
 
+from .._histogram import COMMIT_BUCKETS, Histogram
 from ._records import TrackedResponse
 
-__all__ = ["BatchWriter", "Operation", "apply_changes", "deliver"]
+__all__ = ["BatchWriter", "Operation", "StoreCounters", "apply_changes", "deliver"]
 
 TxT = TypeVar("TxT")
 _T = TypeVar("_T")
@@ -62,13 +66,30 @@ class Operation(Generic[TxT, _T]):
         return self.result  # type: ignore[return-value]  # set when error is None
 
 
+@attrs.define(eq=False)
+class StoreCounters:
+    """What a registry store counts for the daemon's metrics, written on the trio thread and
+    read at scrape time. The daemon's `RegistryView` holds one for every store its restarted
+    pollers open (``count_into``); a store alone has its own."""
+
+    #: Seconds per group commit, from taking the batch off the queue to its commit (or failure).
+    commit_seconds: Histogram = attrs.field(factory=lambda: Histogram(COMMIT_BUCKETS))
+    #: Records that went from active to terminal, by their terminal status.
+    finished: dict[str, int] = attrs.field(factory=dict)
+
+
 def apply_changes(
-    mirror: dict[str, TrackedResponse], changed: Mapping[str, TrackedResponse | None]
+    mirror: dict[str, TrackedResponse],
+    changed: Mapping[str, TrackedResponse | None],
+    finished: dict[str, int] | None = None,
 ) -> None:
-    """Bring a mirror of the active records up to date with committed changes (None: removed)."""
+    """Bring a mirror of the active records up to date with committed changes (None: removed);
+    count in ``finished`` the records that leave it by becoming terminal, by status."""
     for response_id, record in changed.items():
         if record is None or record.is_terminal:
-            mirror.pop(response_id, None)
+            left = mirror.pop(response_id, None)
+            if finished is not None and left is not None and record is not None:
+                finished[record.status] = finished.get(record.status, 0) + 1
         else:
             mirror[response_id] = record
 
@@ -78,11 +99,13 @@ def deliver(
     mirror: dict[str, TrackedResponse] | None,
     log: Any,
     callback_failed: str,
+    finished: dict[str, int] | None = None,
 ) -> dict[str, TrackedResponse] | None:
-    """On the trio thread: apply a committed batch to *mirror* in order, wake every caller and
-    run the callbacks; returns the mirror (a new one if an operation loaded it). A callback that
-    raises is logged as *callback_failed* on *log*, never raised into trio's ``run_sync_soon``
-    (that would end the run)."""
+    """On the trio thread: apply a committed batch to *mirror* in order (counting in *finished*
+    the records it ends, see `apply_changes`), wake every caller and run the callbacks; returns
+    the mirror (a new one if an operation loaded it). A callback that raises is logged as
+    *callback_failed* on *log*, never raised into trio's ``run_sync_soon`` (that would end the
+    run)."""
     for op in batch:
         # An operation whose caller left after the writer ran it is committed all the same: the
         # mirror must show it.
@@ -90,7 +113,7 @@ def deliver(
             if op.loads_mirror:
                 mirror = {r.response_id: r for r in op.result or ()}
             elif mirror is not None:
-                apply_changes(mirror, op.changed)
+                apply_changes(mirror, op.changed, finished)
         op.done.set()
         if op.callback is not None and not op.abandoned:
             try:
@@ -132,6 +155,10 @@ class BatchWriter:
         #: Transactions run and the operations in them (for tests, the bench and the logs).
         self.batches = 0
         self.operations = 0
+        #: What the metrics read (a store's ``count_into`` replaces it with the daemon's).
+        self.counters = StoreCounters()
+        # When the thread took the batch being run (`_next_batch`).
+        self._taken = 0.0
 
     def _main(self) -> None:  # pragma: no cover - every store's writer has its own
         raise NotImplementedError
@@ -155,6 +182,7 @@ class BatchWriter:
         the batch and whether `stop` was called (nothing after it is taken)."""
         batch: list[Operation[Any, Any]] = []
         item = self.queue.get()
+        self._taken = time.perf_counter()
         while True:
             if item is _STOP:
                 return batch, True
@@ -165,6 +193,12 @@ class BatchWriter:
                 return batch, False
 
     def _send(self, batch: list[Operation[Any, Any]]) -> None:
+        seconds = time.perf_counter() - self._taken
         # (RunFinishedError: the store outlived its trio run; nobody is waiting any more.)
         with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self._deliver, batch)
+            self._token.run_sync_soon(self._committed, batch, seconds)
+
+    def _committed(self, batch: list[Operation[Any, Any]], seconds: float) -> None:
+        """On the trio thread: count the batch's commit time, then deliver it."""
+        self.counters.commit_seconds.observe(seconds)
+        self._deliver(batch)

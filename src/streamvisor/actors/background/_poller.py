@@ -192,6 +192,8 @@ class BackgroundPoller(Actor):
             else:
                 opener = self._open_store(self._namespace)
             store = await self._stack.enter_async_context(opener)
+            if self._view is not None:
+                store.count_into(self._view.counters)
             adopted = await store.active()
             for record in adopted:
                 if record.mode != "poll":  # its stream died with the previous daemon

@@ -73,7 +73,7 @@ from ._errors import (
     UnknownResponse,
     UnsupportedSchema,
 )
-from ._operation import BatchWriter, Operation, deliver
+from ._operation import BatchWriter, Operation, StoreCounters, deliver
 from ._records import (
     RESPONSE_STATUSES,
     TERMINAL_STATUSES,
@@ -507,6 +507,7 @@ class _InlineWriter(_Writer):
         pass
 
     def submit(self, op: _Op[Any]) -> None:
+        self._taken = time.perf_counter()
         try:
             self._run_batch([op])
         except Exception as exc:
@@ -590,7 +591,13 @@ class RegistryStore(RegistryWrites[_Tx]):
 
     def _deliver(self, batch: list[_Op[Any]]) -> None:
         """On the trio thread: apply a committed batch to the mirror, in order; wake its callers."""
-        self._mirror = deliver(batch, self._mirror, _log, "registry.callback_failed")
+        self._mirror = deliver(
+            batch,
+            self._mirror,
+            _log,
+            "registry.callback_failed",
+            self._writer.counters.finished,
+        )
 
     async def _run(
         self,
@@ -706,6 +713,7 @@ class ResponseStore(Protocol):
 
     @property
     def statistics(self) -> tuple[int, int]: ...
+    def count_into(self, counters: StoreCounters) -> None: ...
     async def get(self, response_id: str) -> TrackedResponse: ...
     async def find(self, response_id: str) -> TrackedResponse | None: ...
     async def active(self) -> list[TrackedResponse]: ...
@@ -743,10 +751,13 @@ class RegistryView:
     its store once open. Reads come from the store's memory, in the caller's task.
     """
 
-    __slots__ = ("_store",)
+    __slots__ = ("_store", "counters")
 
     def __init__(self) -> None:
         self._store: ResponseStore | None = None
+        #: The commits and finished records of every store its pollers open
+        #: (`ResponseStore.count_into`).
+        self.counters = StoreCounters()
 
     def attach(self, store: ResponseStore) -> None:
         """The store of the poller that just started (replacing a restarted one's)."""
@@ -759,6 +770,17 @@ class RegistryView:
         if store is None:
             return None
         return store.active_count_nowait()
+
+    def active_statuses(self) -> dict[str, int] | None:
+        """How many tracked responses are in each non-terminal status (``queued``,
+        ``in_progress``), from memory; None as for `active_count`."""
+        store = self._store
+        if store is None or store.active_count_nowait() is None:
+            return None
+        counts: dict[str, int] = {}
+        for record in store.active_nowait():
+            counts[record.status] = counts.get(record.status, 0) + 1
+        return counts
 
 
 def _inserter(record: TrackedResponse) -> Callable[[_Tx], TrackedResponse]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from ._operation import BatchWriter, StoreCounters
 from ._records import StatusChange, TrackedResponse, _time
 from ._transitions import (
     advance_cursor,
@@ -47,6 +48,13 @@ class RegistryWrites(Generic[TxT]):
     #: The store's logger, and the prefix of its log events.
     _writes_log: ClassVar[Any]
     _writes_prefix: ClassVar[str]
+    #: The store's writer thread.
+    _writer: BatchWriter
+
+    def count_into(self, counters: StoreCounters) -> None:
+        """Count commits and finished records into ``counters`` from now on (instead of the
+        store's own): the daemon keeps one for all the stores its restarted pollers open."""
+        self._writer.counters = counters
 
     async def _run(self, what: str, fn: Callable[[TxT], _T], *, savepoint: bool = False) -> _T:
         raise NotImplementedError  # pragma: no cover - every store has its own

@@ -35,6 +35,7 @@ one HTTP connection for its whole life.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -442,6 +443,10 @@ class StreamingSession(Actor):
         client = self.deps.client
         publish = self._publisher(rec)
         topic = self.topic
+        # The delivery latency, counted inline (Histogram.observe without the call): measured
+        # (`python -m bench metrics`) at about 0.19 us per event, time.time() included.
+        delivery = self.deps.delivery
+        counts, bounds, clock = delivery.counts, delivery.bounds, time.time
         try:
             if rec.api == "chat":
                 opener = client.stream_chat(rec.body, session_id=self.session_id)
@@ -452,6 +457,9 @@ class StreamingSession(Actor):
                 published = 0
                 async for event in events:
                     publish(topic, event)
+                    delay = clock() - event.received_at
+                    counts[bisect_left(bounds, delay)] += 1
+                    delivery.sum += delay
                     rec.cursor = event.sequence_number
                     if stream.starter is not None and event.type != "error":
                         rec.response_id = event.response_id or events.response_id
@@ -477,6 +485,8 @@ class StreamingSession(Actor):
         topic = self.topic
         every = deps.cursor_every
         note = tracker.note_cursor
+        delivery = deps.delivery  # counted inline, as in `_foreground`
+        counts, bounds, clock = delivery.counts, delivery.bounds, time.time
         failures = 0
         while True:
             progressed = False
@@ -502,6 +512,9 @@ class StreamingSession(Actor):
                             # before its first event is published and its ticket handed out.
                             await self._track(rec)
                         publish(topic, event)
+                        delay = clock() - event.received_at
+                        counts[bisect_left(bounds, delay)] += 1
+                        delivery.sum += delay
                         seq = rec.cursor = event.sequence_number
                         progressed = True
                         if stream.starter is not None and rec.response_id is not None:

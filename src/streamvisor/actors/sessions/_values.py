@@ -14,6 +14,7 @@ from streamvisor.config import SessionsSection
 from streamvisor.openai import ChatAccumulator, OpenAIClient, ResponseAccumulator
 from streamvisor.supervisor import EventBus
 
+from .._histogram import DELIVERY_BUCKETS, Histogram
 from ..background._tracker import DurableTracker
 from ._eventlog import EventLog
 from ._requests import Api
@@ -65,6 +66,9 @@ class SessionDeps:
             server-side cancel, the tracker's ``stream_finished``); at most a quarter of
             ``config.stop_timeout`` is used, so a shutdown finishes within it.
         call_timeout: Bound on one tracker call made while streaming.
+        delivery: Where every stream counts its events' delivery latency: seconds from the
+            arrival of the network chunk that carried an event (``received_at``) to the end of
+            its publication on the bus (the daemon's metrics read it).
     """
 
     client: OpenAIClient
@@ -79,6 +83,7 @@ class SessionDeps:
     resume_backoff_max: float = attrs.field(default=5.0, validator=_at_least(0))
     cleanup_timeout: float = attrs.field(default=2.0, validator=_at_least(0))
     call_timeout: float = attrs.field(default=5.0, validator=_at_least(0))
+    delivery: Histogram = attrs.field(factory=lambda: Histogram(DELIVERY_BUCKETS))
 
 
 @attrs.frozen
