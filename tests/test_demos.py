@@ -157,11 +157,11 @@ class TestAgent:
     async def test_the_agent_calls_both_tools_and_answers_with_their_results(self) -> None:
         """Tool calls and results are shown as they happen, then the streamed answer."""
         text = await run("agent")
-        assert '→ tool call calculator({"a":1.5,"op":"add","b":1.5})' in text
-        assert "← calculator returned 3.0" in text
+        assert '→ tool call calculator({"a":12.5,"op":"multiply","b":4})' in text
+        assert "← calculator returned 50.0" in text
         assert "→ tool call clock({})" in text
         assert re.search(r"← clock returned \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", text)
-        assert "assistant: Here is what the tools returned: calculator returned 3.0" in text
+        assert "assistant: Here is what the tools returned: calculator returned 50.0" in text
         assert "summary: completed: 2 tool call(s) over 2 model request(s)" in text
 
 
