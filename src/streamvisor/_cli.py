@@ -26,6 +26,7 @@ from .config import Config, ConfigError, GatewaySection
 
 if TYPE_CHECKING:
     from .daemon import Daemon, DaemonStatus
+    from .gateway import Gateway
 
 __all__ = ["DEMOS", "build_parser", "main", "serve_daemon", "serve_mockapi", "status_line"]
 
@@ -309,14 +310,8 @@ async def serve_daemon(
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_daemon(config) as daemon, AsyncExitStack() as stack:
-            if daemon.mockapi is not None:
-                say(
-                    "streamvisor daemon: no OPENAI_API_KEY, using the embedded OpenAI-compatible "
-                    f"server at {daemon.mockapi.url}"
-                )
-            else:
-                say(f"streamvisor daemon: using {daemon.client.settings.base_url}")
             section = config.gateway
+            gateway = None
             if section.enabled:
                 gateway = await stack.enter_async_context(
                     serve_gateway(
@@ -330,12 +325,7 @@ async def serve_daemon(
                         allowed_hosts=_gateway_hosts(section),
                     )
                 )
-                say(_gateway_banner(gateway.url, gateway.page_url, section))
-                say(
-                    f"any OpenAI SDK: OPENAI_BASE_URL={gateway.url}/v1 "
-                    f"OPENAI_API_KEY=$(cat {section.token_file})"
-                )
-            say("streamvisor daemon running; Ctrl-C or SIGTERM to stop")
+            say(_banner(daemon, gateway, section))
             # The status reporter's nursery nests inside the gateway's (the exit stack's).
             async with trio.open_nursery() as nursery:
                 if status_interval > 0:
@@ -348,14 +338,30 @@ async def serve_daemon(
     return 0
 
 
-def _gateway_banner(url: str, page_url: str, section: GatewaySection) -> str:
-    """Where the gateway listens and how to get in. A generated token is shown (this once, in
-    the page's URL); a configured one never is."""
-    stored = section.token_file
-    how = f'API clients send "Authorization: Bearer <token>"; the token is in {stored}'
-    if section.token is None:
-        return f"gateway: {page_url} (live page; {how})"
-    return f"gateway: {url}/?token=<[gateway] token> (live page; {how})"
+def _banner(daemon: Daemon, gateway: Gateway | None, section: GatewaySection) -> str:
+    """The one announcement of a running daemon: the page to open, how an OpenAI SDK reaches
+    the gateway, and where requests go (the embedded server said to be such). A generated
+    gateway token is shown (this once, in the page's URL); a configured one never is."""
+    lines = ["streamvisor daemon running; Ctrl-C or SIGTERM to stop"]
+    if gateway is None:
+        lines.append("  gateway:     off ([gateway] enabled = false)")
+    else:
+        page = (
+            gateway.page_url if section.token is None else f"{gateway.url}/?token=<[gateway] token>"
+        )
+        lines.append(f"  live page:   {page}")
+        lines.append(
+            f"  OpenAI SDKs: OPENAI_BASE_URL={gateway.url}/v1 "
+            f"OPENAI_API_KEY=$(cat {section.token_file})"
+        )
+    if daemon.mockapi is not None:
+        lines.append(
+            f"  model API:   no OPENAI_API_KEY, so the embedded OpenAI-compatible server at "
+            f"{daemon.mockapi.url} (canned replies, not a model)"
+        )
+    else:
+        lines.append(f"  model API:   {daemon.client.settings.base_url}")
+    return "\n".join(lines)
 
 
 def _gateway_hosts(section: GatewaySection) -> set[str] | None:
