@@ -168,6 +168,7 @@ class TestFiles:
             text,
         )
         assert re.search(r'file_input  → \{"type": "input_file", "file_id": "file-\w+"', text)
+        assert "validate_inputs: ok (1 image(s), 0 bytes inline)" in text
         assert "list(): 2 file(s), 2 of them the demo's:" in text
         assert "spinner.gif: rejected before upload: AnimatedGifNotAllowed:" in text
         assert text.count("deleted=True") == 2
@@ -187,6 +188,7 @@ class TestAgent:
         assert re.search(r"← clock returned \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", text)
         assert "assistant: Here is what the tools returned: calculator returned 50.0" in text
         assert "summary: completed: 2 tool call(s) over 2 model request(s)" in text
+        assert "answer:" not in text  # the streamed answer is not printed twice
 
     async def test_arguments_the_embedded_server_made_up_are_flagged(
         self, monkeypatch: pytest.MonkeyPatch
@@ -203,7 +205,7 @@ class TestAgent:
         text = await run("agent")
         first, second = text.splitlines()[:2]
         assert "embedded OpenAI-compatible server" in first
-        assert second.startswith("(no OPENAI_API_KEY: the replies are canned by the embedded")
+        assert second.startswith("note: no OPENAI_API_KEY, so the replies are canned by the")
 
 
 class TestCombined:
@@ -217,7 +219,8 @@ class TestCombined:
         assert "assistant: You said: Describe this image in one sentence." in text
         assert "background.poll → completed: You said: Describe this image" in text
         assert "registry: completed, active(): 0" in text
-        assert "summary: an input_image answered by a durable background stream" in text
+        assert "summary: an input_image answered by a durable background stream (" in text
+        assert text.count("first token after") == 1  # the stream's line, not again in the summary
 
 
 class TestAll:

@@ -161,6 +161,12 @@ class StreamStats:
     sequence: list[int] = attrs.field(factory=list)
     final: StreamEvent | None = None
 
+    @property
+    def gapless(self) -> bool:
+        """Whether the events' sequence numbers ran without a gap."""
+        start = self.sequence[0] if self.sequence else 0
+        return self.sequence == list(range(start, start + len(self.sequence)))
+
     def summary(self) -> str:
         now = trio.current_time()
         if self.first_token is not None:
@@ -171,12 +177,10 @@ class StreamStats:
         else:
             first = "no text tokens"
         status = self.final.type.removeprefix("response.") if self.final is not None else "-"
-        start = self.sequence[0] if self.sequence else 0
-        gapless = self.sequence == list(range(start, start + len(self.sequence)))
         return (
             f"{status}: {sum(self.events.values())} events, {len(self.text)} text deltas, "
             f"{first}, {now - self.started:.2f}s in all, "
-            f"sequence numbers {'gapless' if gapless else 'with gaps'}"
+            f"sequence numbers {'gapless' if self.gapless else 'with gaps'}"
         )
 
 
@@ -535,7 +539,9 @@ async def demo_files(ctx: DemoContext) -> None:
     totals = files.validate_inputs(
         [{"role": "user", "content": [{"type": "input_text", "text": "Compare."}, image, document]}]
     )
-    console.line(f"  validate_inputs: ok ({totals})")
+    console.line(
+        f"  validate_inputs: ok ({totals.images} image(s), {totals.image_bytes} bytes inline)"
+    )
 
     # Only the demo's own files are shown and deleted: with a real key the account may hold
     # many others.
@@ -609,6 +615,7 @@ async def demo_agent(ctx: DemoContext) -> None:
     reply: AgentReply | None = None
     finished: set[str] = set()  # responses whose terminal event was shown
     markdown = TerminalMarkdown(bold=console.tty)
+    streamed = False
 
     def answered() -> bool:
         # The agent publishes a response's events before it replies, so the turn's events have
@@ -635,6 +642,7 @@ async def demo_agent(ctx: DemoContext) -> None:
             elif isinstance(event, StreamEvent):
                 delta = event.data.get("delta")
                 if event.type == "response.output_text.delta" and isinstance(delta, str):
+                    streamed = True
                     console.token("assistant", markdown.feed(delta))
                     continue
                 if rest := markdown.finish():
@@ -646,7 +654,8 @@ async def demo_agent(ctx: DemoContext) -> None:
                     if answered():
                         nursery.cancel_scope.cancel()
     assert reply is not None
-    console.line(f"  answer: {reply.text}")
+    if not streamed:  # the answer's tokens were not shown as they came
+        console.line(f"  answer: {reply.text}")
     console.line()
     console.line(
         f"summary: {reply.status}: {len(reply.tool_calls)} tool call(s) over "
@@ -684,8 +693,9 @@ async def demo_combined(ctx: DemoContext) -> None:
     console.line(f"  registry: {record.status}, active(): {active}")
     console.line()
     console.line(
-        f"summary: an input_image answered by a durable background stream, polled "
-        f"{polled['status']}; {stats.summary()}"
+        f"summary: an input_image answered by a durable background stream "
+        f"({len(stats.text)} text deltas, sequence numbers "
+        f"{'gapless' if stats.gapless else 'with gaps'}), polled {polled['status']}"
     )
 
 
@@ -722,9 +732,9 @@ def _expected_failure(exc: BaseException) -> BaseException | None:
 
 
 _CANNED: Final = (
-    "(no OPENAI_API_KEY: the replies are canned by the embedded server, not a model's. It echoes "
-    "the prompt, and takes a tool call's arguments from the question's words where it can; "
-    "arguments it makes up are flagged.)"
+    "note: no OPENAI_API_KEY, so the replies are canned by the embedded server, not a model's:\n"
+    "      it echoes prompts, and takes tool-call arguments from the question's words where it\n"
+    "      can (arguments it makes up are flagged)"
 )
 
 
