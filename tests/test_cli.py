@@ -148,7 +148,10 @@ class TestMockAPI:
     ) -> None:
         """`run.py mockapi --port 0` prints its URL and an example; the SDK streams from it."""
         process = run_py(spawn, tmp_path, "mockapi", "--port", "0", "--token-delay", "0")
-        url = process.wait_for(r"on (http://127\.0\.0\.1:\d+/v1)").group(1)
+        url = process.wait_for(
+            r"^streamvisor embedded OpenAI-compatible server \(canned replies, no model\) "
+            r"on (http://127\.0\.0\.1:\d+/v1)\n"
+        ).group(1)
         process.wait_for(r"try: OPENAI_BASE_URL=http://\S+/v1 .*python -c")
         client = openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0, timeout=10)
         stream = client.chat.completions.create(
@@ -161,9 +164,10 @@ class TestMockAPI:
         response = client.responses.create(model="gpt-4o-mini", input="Hi")
         assert response.output_text == "You said: Hi"
         process.popen.send_signal(signal.SIGINT)
-        code, out, _ = process.finish()
+        code, out, err = process.finish()
         assert code == 0
-        assert "stopped" in out
+        assert "embedded OpenAI-compatible server stopped" in out
+        assert "Running on" not in out + err  # hypercorn's own banner: one URL is enough
 
     def test_a_port_in_use_is_reported_without_a_traceback(self, tmp_path: Path) -> None:
         """An address that cannot be bound exits with code 1 and the OS's reason."""

@@ -76,6 +76,12 @@ _EXAMPLE: Final = (
 )
 
 
+#: What ``run.py mockapi`` prints once listening (the URL last: scripts read it from there).
+_MOCKAPI_BANNER: Final = (
+    "streamvisor embedded OpenAI-compatible server (canned replies, no model) on {url}"
+)
+
+
 def _non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -409,10 +415,10 @@ async def serve_mockapi(
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with serve(mock) as server:
-            print(f"streamvisor mock OpenAI API on {server.url}", file=stream, flush=True)
+            print(_MOCKAPI_BANNER.format(url=server.url), file=stream, flush=True)
             print("try: " + _EXAMPLE.format(url=server.url), file=stream, flush=True)
             async for signum in signals:
                 print(f"received {signal.Signals(signum).name}, stopping", file=stream, flush=True)
                 break
-    print("mock OpenAI API stopped", file=stream, flush=True)
+    print("embedded OpenAI-compatible server stopped", file=stream, flush=True)
     return 0
