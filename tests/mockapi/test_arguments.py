@@ -32,6 +32,16 @@ SYMBOLS: Final = {
     },
     "required": ["x", "operator", "y"],
 }
+BOUNDED: Final = {
+    "type": "object",
+    "properties": {
+        "kind": {"type": "string", "const": "fixed"},
+        "even": {"type": "integer", "multipleOf": 2, "exclusiveMinimum": 0},
+        "small": {"anyOf": [{"type": "number", "maximum": 10}, {"type": "null"}]},
+        "name": {"type": "string", "minLength": 3, "maxLength": 8},
+    },
+    "required": ["kind", "even", "small", "name"],
+}
 WEATHER: Final = {
     "type": "object",
     "properties": {
@@ -86,6 +96,11 @@ class TestArgumentsFromText:
         weather = arguments_from_text(WEATHER, "weather?")
         assert weather.made_up == ("city", "unit")  # days keeps its default: not made up
 
+    def test_bounds_constants_and_lengths_are_kept(self) -> None:
+        """A number or word that would break the schema is passed over for the next one."""
+        derived = arguments_from_text(BOUNDED, "Try 3 then 12 and 4, for Al or Bob")
+        assert derived.arguments == {"kind": "fixed", "even": 12, "small": 3, "name": "Bob"}
+
     def test_it_is_deterministic(self) -> None:
         """The same words give the same arguments."""
         text = "What is 12.5 multiplied by 4, and what time is it now (UTC)?"
@@ -93,12 +108,12 @@ class TestArgumentsFromText:
 
     @settings(max_examples=200, deadline=None)
     @given(
-        st.text(alphabet=st.sampled_from("0123456789.,-+*/ \"'aAxXPtimes"), max_size=40)
+        st.text(alphabet=st.sampled_from("0123456789.,-+*/ \"'aAbBxXPtimes"), max_size=40)
         | st.text(max_size=40)
     )
     def test_the_arguments_are_always_valid_against_the_schema(self, text: str) -> None:
         """Whatever the words, each tool's arguments validate against its parameters."""
-        for schema in (CALCULATOR, SYMBOLS, WEATHER):
+        for schema in (CALCULATOR, SYMBOLS, BOUNDED, WEATHER):
             jsonschema.validate(arguments_from_text(schema, text).arguments, schema)
 
 

@@ -71,10 +71,15 @@ def schema_example(schema: Any, defs: Mapping[str, Any] | None = None, name: str
         return [schema_example(schema.get("items", {}), defs, name) for _ in range(count)]
     if type_ == "integer":
         if "minimum" in schema:
-            return int(schema["minimum"])
-        if "exclusiveMinimum" in schema:
-            return int(schema["exclusiveMinimum"]) + 1
-        return 1
+            value = int(schema["minimum"])
+        elif "exclusiveMinimum" in schema:
+            value = int(schema["exclusiveMinimum"]) + 1
+        else:
+            value = 1
+        step = schema.get("multipleOf")
+        if isinstance(step, int) and step > 0:
+            value = -(-value // step) * step  # the first multiple at or above it
+        return value
     if type_ == "number":
         return float(schema.get("minimum", 1.5))
     if type_ == "boolean":
@@ -90,7 +95,8 @@ def schema_example(schema: Any, defs: Mapping[str, Any] | None = None, name: str
         return "user@example.com"
     if fmt in ("uri", "url"):
         return "https://example.com"
-    return f"sample {name}"
+    text = f"sample {name}"[: schema.get("maxLength")]
+    return text.ljust(schema.get("minLength", 0), "x")
 
 
 #: A number as people write it: ``4``, ``-3``, ``12.5``, ``1,000``.
@@ -169,6 +175,8 @@ class _Words:
         if not isinstance(schema, Mapping):
             return _NOTHING
         options = [schema, *_options(schema)]
+        if any("const" in o for o in options):
+            return _NOTHING  # the schema says what it is
         if any("enum" in o for o in options):
             enum = [v for o in options for v in o.get("enum") or () if isinstance(v, str)]
             return _enum_value(enum, self.text, self.operation)
@@ -228,12 +236,20 @@ def _number(raw: str, *, integer: bool) -> int | float | None:
 
 
 def _within(value: float, options: list[Mapping[str, Any]]) -> bool:
+    """Whether ``value`` keeps every numeric bound the options set."""
     for o in options:
-        if ("minimum" in o and value < o["minimum"]) or ("maximum" in o and value > o["maximum"]):
+        # (A boolean exclusiveMinimum is JSON Schema draft 4's: too old to bother with.)
+        bounds = {k: v for k, v in o.items() if isinstance(v, int | float) and v is not True}
+        if "minimum" in bounds and value < bounds["minimum"]:
             return False
-        if "exclusiveMinimum" in o and value <= o["exclusiveMinimum"]:
+        if "maximum" in bounds and value > bounds["maximum"]:
             return False
-        if "exclusiveMaximum" in o and value >= o["exclusiveMaximum"]:
+        if "exclusiveMinimum" in bounds and value <= bounds["exclusiveMinimum"]:
+            return False
+        if "exclusiveMaximum" in bounds and value >= bounds["exclusiveMaximum"]:
+            return False
+        step = bounds.get("multipleOf")
+        if step is not None and not (step > 0 and (value / step).is_integer()):
             return False
     return True
 
