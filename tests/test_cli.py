@@ -348,6 +348,24 @@ class TestStatusLine:
         )
 
 
+class TestBanner:
+    def test_without_a_gateway_it_says_so_and_names_the_api(self) -> None:
+        """`[gateway] enabled = false`: no page to open, and the banner says why."""
+        from types import SimpleNamespace
+
+        from streamvisor._cli import _banner
+        from streamvisor.config import GatewaySection
+
+        daemon = SimpleNamespace(
+            mockapi=None, client=SimpleNamespace(settings=SimpleNamespace(base_url="https://x/v1"))
+        )
+        assert _banner(daemon, None, GatewaySection(enabled=False)).splitlines() == [  # type: ignore[arg-type]
+            "streamvisor daemon running; Ctrl-C or SIGTERM to stop",
+            "  gateway:     off ([gateway] enabled = false)",
+            "  model API:   https://x/v1",
+        ]
+
+
 class TestGatewayHosts:
     def test_no_extra_names_lets_the_gateway_choose(self) -> None:
         """An empty `[gateway] allowed_hosts` means the gateway's own loopback default."""

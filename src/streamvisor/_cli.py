@@ -43,8 +43,9 @@ features:
   combined    a durable background stream with an image input, then background.poll
   all         each of the above in turn, on one daemon
 
-Without OPENAI_API_KEY the demos run against the embedded server, paced so that streaming is
-visible (each takes a few seconds); with a key they use the real API and the models below.
+Without OPENAI_API_KEY the demos run against the embedded server (canned replies, not a model),
+paced so that streaming is visible (each takes a few seconds); with a key they use the real API
+and the models below.
 """
 
 _EPILOG: Final = """\
