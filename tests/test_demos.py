@@ -124,6 +124,14 @@ class TestResponses:
             "             The user wrote 13 words; I should answer them directly.\n"
         ) in text
 
+    async def test_the_response_id_is_on_the_streams_first_line_only(self) -> None:
+        """Later lifecycle lines say what changed, not the 50-character id again."""
+        text = await run("responses")
+        (response_id,) = set(re.findall(r"#0 +\[stream_started\] (resp_\w+) queued\n", text))
+        assert "  #1   [queued]\n  #2   [in_progress]\n" in text
+        assert re.search(r"#\d+ +\[completion_finished\] completed\n", text)
+        assert text.count(response_id) == 3  # the ticket, its first status, stream_started
+
     async def test_every_event_label_is_a_short_name(self) -> None:
         """One labelling: no raw `response.*` type in brackets beside the short names."""
         text = await run("responses")

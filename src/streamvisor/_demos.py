@@ -243,7 +243,8 @@ def stream_printer(
 
 
 def _describe(event: StreamEvent) -> str:
-    """`format_stream_event`, shortened where it would repeat what the deltas showed."""
+    """`format_stream_event`, shortened where it would repeat what the deltas or the stream's
+    first line showed (the response id: on ``stream_started`` only)."""
     data = event.data
     kind = f"[{display_type(event)}]"
     if isinstance(data.get("text"), str) and event.type.endswith(".done"):
@@ -252,9 +253,13 @@ def _describe(event: StreamEvent) -> str:
     if isinstance(part, Mapping):
         index = data.get("summary_index", data.get("content_index"))
         return f"{kind} {part.get('type')} #{index} of output {data.get('output_index')}"
-    if event.api == "chat" and event.type == "response.output_item.done":
-        return f"{kind} finish_reason={data.get('finish_reason')}"
-    return format_stream_event(event)
+    line = format_stream_event(event)
+    response = data.get("response")
+    if isinstance(response, Mapping) and event.type != "response.created":
+        line = line.replace(f" {response.get('id')}", "", 1)
+        # `[queued] queued` says it twice.
+        return kind if line == f"{kind} {display_type(event)}" else line
+    return line
 
 
 def _output_text(response: Mapping[str, Any] | None) -> str:
@@ -648,7 +653,7 @@ async def demo_agent(ctx: DemoContext) -> None:
                 if rest := markdown.finish():
                     console.token("assistant", rest)
                 if event.type == "response.created" or event.terminal:
-                    console.line(f"  #{event.sequence_number:<3} {format_stream_event(event)}")
+                    console.line(f"  #{event.sequence_number:<3} {_describe(event)}")
                 if event.terminal and event.response_id is not None:
                     finished.add(event.response_id)
                     if answered():
