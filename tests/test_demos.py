@@ -96,7 +96,7 @@ class TestStream:
     async def test_a_stream_without_text_times_its_first_tool_call_delta(self) -> None:
         """The tool-call stream has no text token: its summary says when the call began."""
         text = await run("stream")
-        assert "first token after -" not in text
+        assert "after -" not in text
         assert re.search(r"0 text deltas, first tool-call delta after \d+\.\d\ds,", text)
 
 
@@ -114,6 +114,8 @@ class TestResponses:
         assert "[part_started] output_text #0 of output 1" in text
         assert "summary: completed; reasoning summary" in text
         assert "sequence numbers gapless" in text
+        # The reasoning summary streams before the text: both are timed.
+        assert re.search(r"first text token after \d+\.\d\ds \(reasoning from \d+\.\d\ds\)", text)
 
     async def test_the_reasoning_summary_reads_as_text_not_markdown(self) -> None:
         """The summary's **headings** lose their asterisks; its paragraphs stay under the label."""
@@ -228,7 +230,8 @@ class TestCombined:
         assert "background.poll → completed: You said: Describe this image" in text
         assert "registry: completed, active(): 0" in text
         assert "summary: an input_image answered by a durable background stream (" in text
-        assert text.count("first token after") == 1  # the stream's line, not again in the summary
+        # The stream's line, not again in the summary.
+        assert text.count("first text token after") == 1
 
 
 class TestAll:

@@ -46,6 +46,7 @@ from .openai import BadRequestError, OpenAIError, StreamEvent
 from .supervisor import Missed
 
 __all__ = [
+    "AGENT_QUESTION",
     "FEATURES",
     "TITLES",
     "Console",
@@ -152,6 +153,8 @@ class StreamStats:
 
     started: float = attrs.field(factory=trio.current_time)
     first_token: float | None = None
+    #: When the first reasoning-summary token arrived (before any text, on reasoning models).
+    first_reasoning: float | None = None
     #: When the first piece of a tool call's arguments arrived (a stream may have no text).
     first_tool_call: float | None = None
     #: How many events of each kind (`display_type`).
@@ -170,7 +173,9 @@ class StreamStats:
     def summary(self) -> str:
         now = trio.current_time()
         if self.first_token is not None:
-            first = f"first token after {self.first_token - self.started:.2f}s"
+            first = f"first text token after {self.first_token - self.started:.2f}s"
+            if self.first_reasoning is not None:
+                first += f" (reasoning from {self.first_reasoning - self.started:.2f}s)"
         elif self.first_tool_call is not None:
             # No text to time: the call's arguments were the stream's first tokens.
             first = f"first tool-call delta after {self.first_tool_call - self.started:.2f}s"
@@ -224,6 +229,7 @@ def stream_printer(
                 stats.first_token = stats.first_token or trio.current_time()
                 stats.text.append(delta)
             else:
+                stats.first_reasoning = stats.first_reasoning or trio.current_time()
                 stats.reasoning.append(delta)
             console.token(label, markdown.feed(delta))
             return CONTINUE
