@@ -331,6 +331,20 @@ class TestDaemon:
         assert (tmp_path / "var" / "streamvisor-registry.sqlite3").is_file()
 
 
+class TestDemoCommand:
+    def test_ctrl_c_in_a_demo_says_interrupted_without_a_traceback(
+        self, spawn: list[Process], tmp_path: Path
+    ) -> None:
+        """SIGINT while a demo's nurseries run: exit code 130 and one word, as before it starts."""
+        process = run_py(spawn, tmp_path, "demo", "background")
+        process.wait_for(r"created B = resp_\w+")
+        process.popen.send_signal(signal.SIGINT)
+        code, _, err = process.finish()
+        assert code == 130, err
+        assert err.strip().splitlines()[-1] == "interrupted"
+        assert "Traceback" not in err
+
+
 class TestStatusLine:
     def test_it_names_sessions_agents_and_active_background_responses(self) -> None:
         """The status line reads the daemon's counts."""

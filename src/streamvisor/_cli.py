@@ -258,6 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Only before the signal handlers are installed (or in a demo): nothing left running.
         print("interrupted", file=sys.stderr)
         return 130
+    except BaseExceptionGroup as group:
+        # Ctrl-C in a demo arrives through its nurseries: the same interrupt, grouped.
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:
         # An address that cannot be bound (the embedded server's port in use, ...) is the
         # user's to fix, not a bug: say so without a traceback. Anything else is a bug.
