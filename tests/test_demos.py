@@ -83,10 +83,10 @@ class TestStream:
         assert '→ tool call get_weather: {"city":"Paris"}' in text
         assert '← get_weather returned {"city": "Paris", "temperature_c": 18' in text
         assert "made up" not in text.split("\n", 2)[2]  # Paris came from the question
-        assert "assistant: Here is what the tools returned: get_weather returned" in text
+        assert "assistant (canned): Here is what the tools returned: get_weather returned" in text
         assert (
-            "assistant: You said: Write a haiku about a supervisor restarting a crashed worker."
-            in text
+            "assistant (canned): You said: Write a haiku about a supervisor restarting a crashed "
+            "worker." in text
         )
         assert "[completion_finished]" in text
         assert text.count("completed:") == 3
@@ -107,7 +107,7 @@ class TestResponses:
         """A durable stream: queued, in progress, reasoning summary, text, completed."""
         text = await run("responses")
         assert "(durable=True)" in text
-        assert "assistant: You said: In two sentences:" in text
+        assert "assistant (canned): You said: In two sentences:" in text
         for shown in ("[queued]", "[in_progress]", "[reasoning_done]", "[completion_finished]"):
             assert shown in text
         assert re.search(r"event types: stream_started 1, .*reasoning_delta \d+", text)
@@ -122,8 +122,8 @@ class TestResponses:
         text = await run("responses")
         assert "**" not in text
         assert (
-            "  reasoning: Reading the request\n"
-            "             The user wrote 13 words; I should answer them directly.\n"
+            "  reasoning (canned): Reading the request\n"
+            "                      The user wrote 13 words; I should answer them directly.\n"
         ) in text
 
     async def test_the_response_id_is_on_the_streams_first_line_only(self) -> None:
@@ -196,7 +196,9 @@ class TestAgent:
         assert "← calculator returned 50.0" in text
         assert "→ tool call clock({})" in text
         assert re.search(r"← clock returned \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", text)
-        assert "assistant: Here is what the tools returned: calculator returned 50.0" in text
+        assert (
+            "assistant (canned): Here is what the tools returned: calculator returned 50.0" in text
+        )
         assert "summary: completed: 2 tool call(s) over 2 model request(s)" in text
         assert "answer:" not in text  # the streamed answer is not printed twice
 
@@ -211,8 +213,9 @@ class TestAgent:
         assert "(made up by the embedded server, not from the question: a, b)" in text
 
     async def test_the_demo_says_the_replies_are_canned(self) -> None:
-        """Without an API key the first lines say no model answers."""
+        """Without an API key the first lines say no model answers, and so does each reply."""
         text = await run("agent")
+        assert "  assistant (canned): Here is what the tools returned:" in text
         first, second = text.splitlines()[:2]
         assert "embedded OpenAI-compatible server" in first
         assert second.startswith("note: no OPENAI_API_KEY, so the replies are canned by the")
@@ -226,7 +229,7 @@ class TestCombined:
         text = await run("combined")
         assert re.search(r'"type": "input_image", "file_id": "file-\w+", "detail": "low"', text)
         assert "[queued]" in text
-        assert "assistant: You said: Describe this image in one sentence." in text
+        assert "assistant (canned): You said: Describe this image in one sentence." in text
         assert "background.poll → completed: You said: Describe this image" in text
         assert "registry: completed, active(): 0" in text
         assert "summary: an input_image answered by a durable background stream (" in text

@@ -198,10 +198,10 @@ _STREAMED: Final = {
 
 
 def stream_printer(
-    console: Console, stats: StreamStats, *, verbose: bool = False
+    console: Console, stats: StreamStats, *, verbose: bool = False, canned: bool = False
 ) -> Callable[[object], Continue]:
-    """A `handle_stream_events` handler: tokens inline (Markdown made readable), everything
-    else one line each."""
+    """A `handle_stream_events` handler: tokens inline (Markdown made readable; labelled
+    "(canned)" when the embedded server wrote them), everything else one line each."""
     markdown = TerminalMarkdown(bold=console.tty)
     streaming: str | None = None  # the label whose text `markdown` holds
 
@@ -222,10 +222,11 @@ def stream_printer(
         delta = event.data.get("delta")
         label = _STREAMED.get(event.type)
         if label is not None and isinstance(delta, str):
+            label += " (canned)" if canned else ""
             if label != streaming:
                 flush()
                 streaming = label
-            if label == "assistant":
+            if event.type == "response.output_text.delta":
                 stats.first_token = stats.first_token or trio.current_time()
                 stats.text.append(delta)
             else:
@@ -348,7 +349,9 @@ async def _chat_stream(
     async with ctx.daemon.subscribe("session.demo") as events:
         session = await ctx.daemon.open_session("demo")
         ticket = await session.chat(ctx.models.chat, messages, **params)
-        await handle_stream_events(events, stream_printer(ctx.console, stats), timeout=60)
+        await handle_stream_events(
+            events, stream_printer(ctx.console, stats, canned=ctx.embedded), timeout=60
+        )
     outcome = await session.wait(ticket.stream_id, timeout=10)
     return stats, dict(outcome.response) if outcome.response is not None else None
 
@@ -421,7 +424,7 @@ async def demo_responses(ctx: DemoContext) -> None:
                 ctx.models.reasoning, prompt, durable=True, reasoning={"effort": "low"}
             )
         console.line(f"  response {ticket.response_id} (durable={ticket.durable})")
-        printer = stream_printer(console, stats, verbose=True)
+        printer = stream_printer(console, stats, verbose=True, canned=ctx.embedded)
         await handle_stream_events(events, printer, timeout=120)
     outcome = await session.wait(ticket.stream_id, timeout=10)
     usage = (outcome.response or {}).get("usage") or {}
@@ -626,6 +629,7 @@ async def demo_agent(ctx: DemoContext) -> None:
     reply: AgentReply | None = None
     finished: set[str] = set()  # responses whose terminal event was shown
     markdown = TerminalMarkdown(bold=console.tty)
+    speaker = "assistant (canned)" if ctx.embedded else "assistant"
     streamed = False
 
     def answered() -> bool:
@@ -654,10 +658,10 @@ async def demo_agent(ctx: DemoContext) -> None:
                 delta = event.data.get("delta")
                 if event.type == "response.output_text.delta" and isinstance(delta, str):
                     streamed = True
-                    console.token("assistant", markdown.feed(delta))
+                    console.token(speaker, markdown.feed(delta))
                     continue
                 if rest := markdown.finish():
-                    console.token("assistant", rest)
+                    console.token(speaker, rest)
                 if event.type == "response.created" or event.terminal:
                     console.line(f"  #{event.sequence_number:<3} {_describe(event)}")
                 if event.terminal and event.response_id is not None:
@@ -695,7 +699,9 @@ async def demo_combined(ctx: DemoContext) -> None:
             **ctx.scenario("echo", mock_queue_ms=int(ctx.pacing.queue_delay * 1000)),
         )
         console.line(f"  response {ticket.response_id} (durable={ticket.durable})")
-        await handle_stream_events(events, stream_printer(console, stats), timeout=120)
+        await handle_stream_events(
+            events, stream_printer(console, stats, canned=ctx.embedded), timeout=120
+        )
     console.line(f"  → {stats.summary()}")
     polled = await ctx.daemon.background.poll(ticket.response_id or "")
     console.line(f"  background.poll → {polled['status']}: {_output_text(polled)}")
