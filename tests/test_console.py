@@ -89,3 +89,10 @@ class TestConsoleTokens:
         assert out.getvalue() == (
             "  reasoning: Heading\n             Body line one.\n             line two\n#9 done\n"
         )
+
+    def test_a_continuation_line_keeps_its_own_indentation(self) -> None:
+        """Code in an answer stays indented under the label's text."""
+        out = io.StringIO()
+        console = Console(out, tty=False)
+        console.token("assistant", " def f():\n    return 1")
+        assert out.getvalue() == "  assistant: def f():\n                 return 1"

@@ -16,7 +16,8 @@ class Console:
 
     On a terminal the progress line is rewritten in place (``\\r``); otherwise each update is a
     line of its own, so logs and pipes read well. A token run that contains newlines goes on
-    under its first line's text (blank lines are dropped), so a label's text stays one block.
+    under its first line's text, keeping its own indentation (blank lines are dropped), so a
+    label's text stays one block.
     """
 
     def __init__(self, out: TextIO, *, tty: bool | None = None) -> None:
@@ -25,6 +26,7 @@ class Console:
         self._label: str | None = None  # the label of the token run in progress
         self._indent = ""  # where the token run's continuation lines start
         self._line_empty = True  # nothing written after the label or indent yet
+        self._run_empty = True  # nothing written after the label yet
         self._progress = False
 
     def _write(self, text: str) -> None:
@@ -53,7 +55,7 @@ class Console:
             self._write(f"  {label}: ")
             self._label = label
             self._indent = " " * (len(label) + 4)
-            self._line_empty = True
+            self._line_empty = self._run_empty = True
         first, *rest = text.split("\n")
         self._text(first)
         for piece in rest:
@@ -63,11 +65,11 @@ class Console:
             self._text(piece)
 
     def _text(self, piece: str) -> None:
-        if self._line_empty:
-            piece = piece.lstrip()
+        if self._run_empty:
+            piece = piece.lstrip()  # the label's ": " is the space
         if piece:
             self._write(piece)
-            self._line_empty = False
+            self._line_empty = self._run_empty = False
 
     def progress(self, text: str) -> None:
         """Show the current state of something that changes: in place on a terminal."""
