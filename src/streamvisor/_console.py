@@ -89,7 +89,8 @@ class TerminalMarkdown:
     line loses its hashes (and is bold likewise). Asterisks that do not open and close a bold
     span on one line are left as they are: ``2 * 3``, ``2 ** 10``, ``a**b``, ``**kwargs``. A
     bold span is held back until it closes (or its line ends), and a trailing ``*`` or a
-    line-opening ``#`` until the next delta decides; `finish` flushes what is held.
+    line-opening ``#`` or backtick until the next delta decides; `finish` flushes what is held.
+    Inside a fenced code block (```) nothing is markup: ``# a comment`` stays.
     """
 
     def __init__(self, *, bold: bool = False) -> None:
@@ -98,6 +99,7 @@ class TerminalMarkdown:
         self._span: str | None = None  # the text of an open **span**, held back
         self._previous = "\n"  # the last character decided (start of text: a line start)
         self._header = False  # inside a header line
+        self._code = False  # inside a ``` fenced block: nothing is markup there
 
     def feed(self, delta: str) -> str:
         """The text to print now for ``delta``."""
@@ -108,6 +110,7 @@ class TerminalMarkdown:
         """The text still held back (an unclosed span as written); the renderer starts over."""
         out = self._decide(final=True) + self._end_line()
         self._previous = "\n"
+        self._code = False
         return out
 
     def _decide(self, *, final: bool) -> str:
@@ -116,6 +119,16 @@ class TerminalMarkdown:
         i = 0
         while i < len(text):
             char = text[i]
+            if char == "`" and self._previous == "\n":
+                fence = text[i : i + 3]
+                if len(fence) < 3 and "```".startswith(fence) and not final:
+                    break  # a fence? the next delta says
+                if fence == "```":
+                    self._code = not self._code
+            if self._code:
+                self._emit(out, char)
+                i += 1
+                continue
             if char == "#" and self._previous == "\n":
                 run = len(text[i:]) - len(text[i:].lstrip("#"))
                 if i + run == len(text) and not final:
