@@ -258,12 +258,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Only before the signal handlers are installed (or in a demo): nothing left running.
         print("interrupted", file=sys.stderr)
         return 130
-    except BaseExceptionGroup as group:
-        # Ctrl-C in a demo arrives through its nurseries: the same interrupt, grouped.
-        if group.split(KeyboardInterrupt)[1] is not None:
-            raise
-        print("interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:
         # An address that cannot be bound (the embedded server's port in use, ...) is the
         # user's to fix, not a bug: say so without a traceback. Anything else is a bug.
@@ -272,6 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {leaf}", file=sys.stderr)
         return 1
+    except BaseExceptionGroup as group:  # not an Exception: it holds a KeyboardInterrupt
+        # Ctrl-C in a demo arrives through its nurseries: the same interrupt, grouped.
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _only_error(exc: BaseException) -> BaseException:
