@@ -345,7 +345,7 @@ def _engines(sizes: Sizes) -> Iterator[Engines]:
                 text=True, env=_env(), cwd=directory,
             )  # fmt: skip
             try:
-                ready = wait_for_line(mock, "streamvisor mock OpenAI API on ", 30)
+                ready = wait_for_line(mock, "streamvisor embedded OpenAI-compatible server ", 30)
                 base_url = ready.rsplit(" ", 1)[1]
                 with open_load_server(
                     core=None, events=sizes.events, pace_ms=sizes.tick_ms, pace_events=1,

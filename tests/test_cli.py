@@ -148,7 +148,10 @@ class TestMockAPI:
     ) -> None:
         """`run.py mockapi --port 0` prints its URL and an example; the SDK streams from it."""
         process = run_py(spawn, tmp_path, "mockapi", "--port", "0", "--token-delay", "0")
-        url = process.wait_for(r"on (http://127\.0\.0\.1:\d+/v1)").group(1)
+        url = process.wait_for(
+            r"^streamvisor embedded OpenAI-compatible server \(canned replies, no model\) "
+            r"on (http://127\.0\.0\.1:\d+/v1)\n"
+        ).group(1)
         process.wait_for(r"try: OPENAI_BASE_URL=http://\S+/v1 .*python -c")
         client = openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0, timeout=10)
         stream = client.chat.completions.create(
@@ -161,9 +164,10 @@ class TestMockAPI:
         response = client.responses.create(model="gpt-4o-mini", input="Hi")
         assert response.output_text == "You said: Hi"
         process.popen.send_signal(signal.SIGINT)
-        code, out, _ = process.finish()
+        code, out, err = process.finish()
         assert code == 0
-        assert "stopped" in out
+        assert "embedded OpenAI-compatible server stopped" in out
+        assert "Running on" not in out + err  # hypercorn's own banner: one URL is enough
 
     def test_a_port_in_use_is_reported_without_a_traceback(self, tmp_path: Path) -> None:
         """An address that cannot be bound exits with code 1 and the OS's reason."""
@@ -206,7 +210,7 @@ class TestDaemon:
     ) -> None:
         """`python run.py` with no command is the daemon; SIGTERM stops it with exit code 0."""
         process = run_py(spawn, tmp_path)
-        process.wait_for("no OPENAI_API_KEY, using the embedded")
+        process.wait_for("no OPENAI_API_KEY, so the embedded OpenAI-compatible server at")
         process.wait_for("running")
         process.popen.send_signal(signal.SIGTERM)
         code, out, _ = process.finish()
@@ -221,7 +225,7 @@ class TestDaemon:
         running tree to that token only; the token file is private while it runs, then gone;
         no log line shows the token."""
         process = run_py(spawn, tmp_path)
-        found = process.wait_for(r"gateway: (http://127\.0\.0\.1:\d+)/\?token=([\w-]+) ")
+        found = process.wait_for(r"live page: +(http://127\.0\.0\.1:\d+)/\?token=([\w-]+)\n")
         url, token = found.group(1), found.group(2)
         assert httpx.get(f"{url}/health", timeout=5).status_code == 401
         bearer = {"authorization": f"Bearer {token}"}
@@ -248,7 +252,7 @@ class TestDaemon:
         """STREAMVISOR_GATEWAY_TOKEN: that token opens the gateway; the banner does not show it."""
         token = "a-configured-gateway-token-0123"
         process = run_py(spawn, tmp_path, env=clean_env(STREAMVISOR_GATEWAY_TOKEN=token))
-        url = process.wait_for(r"gateway: (http://127\.0\.0\.1:\d+)/\?token=<").group(1)
+        url = process.wait_for(r"live page: +(http://127\.0\.0\.1:\d+)/\?token=<").group(1)
         bearer = {"authorization": f"Bearer {token}"}
         assert httpx.get(f"{url}/health", headers=bearer, timeout=5).status_code == 200
         process.popen.send_signal(signal.SIGINT)
@@ -256,6 +260,40 @@ class TestDaemon:
         assert code == 0
         assert token not in out
         assert token not in err
+
+    def test_one_banner_names_the_page_to_open_and_labels_the_embedded_server(
+        self, spawn: list[Process], tmp_path: Path
+    ) -> None:
+        """No second "Running on" URL from hypercorn (on stdout or in the log): the banner alone
+        says where the page is (with its token), where SDKs go, and that the other URL is the
+        embedded server's."""
+        process = run_py(spawn, tmp_path, "daemon", "--status-interval", "0")
+        banner = process.wait_for(
+            r"streamvisor daemon running; Ctrl-C or SIGTERM to stop\n"
+            r"  live page:   (http://127\.0\.0\.1:\d+)/\?token=[\w-]+\n"
+            r"  OpenAI SDKs: OPENAI_BASE_URL=\1/v1 OPENAI_API_KEY=\$\(cat var/gateway-token\)\n"
+            r"  model API:   no OPENAI_API_KEY, so the embedded OpenAI-compatible server at "
+            r"http://127\.0\.0\.1:\d+/v1 \(canned replies, not a model\)\n"
+        )
+        process.popen.send_signal(signal.SIGINT)
+        code, out, err = process.finish()
+        assert code == 0, err
+        assert "Running on" not in out + err
+        assert out.count("http://") == banner.group(0).count("http://") == 3
+
+    def test_with_an_api_key_the_banner_names_the_api_and_never_the_key(
+        self, spawn: list[Process], tmp_path: Path
+    ) -> None:
+        """A configured key: the banner says which API requests go to; the key is nowhere."""
+        key = "sk-test-cli-banner-0123456789abcdef"
+        env = clean_env(OPENAI_API_KEY=key, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+        process = run_py(spawn, tmp_path, "daemon", "--status-interval", "0", env=env)
+        process.wait_for(r"  model API:   http://127\.0\.0\.1:9/v1\n")
+        process.popen.send_signal(signal.SIGINT)
+        code, out, err = process.finish()
+        assert code == 0, err
+        assert "embedded" not in out
+        assert key not in out + err
 
     def test_a_non_loopback_gateway_without_a_token_refuses_to_start(self, tmp_path: Path) -> None:
         """`[gateway] host = "0.0.0.0"` without a token: a configuration error, exit code 2."""
@@ -293,6 +331,20 @@ class TestDaemon:
         assert (tmp_path / "var" / "streamvisor-registry.sqlite3").is_file()
 
 
+class TestDemoCommand:
+    def test_ctrl_c_in_a_demo_says_interrupted_without_a_traceback(
+        self, spawn: list[Process], tmp_path: Path
+    ) -> None:
+        """SIGINT while a demo's nurseries run: exit code 130 and one word, as before it starts."""
+        process = run_py(spawn, tmp_path, "demo", "background")
+        process.wait_for(r"created B = resp_\w+")
+        process.popen.send_signal(signal.SIGINT)
+        code, _, err = process.finish()
+        assert code == 130, err
+        assert err.strip().splitlines()[-1] == "interrupted"
+        assert "Traceback" not in err
+
+
 class TestStatusLine:
     def test_it_names_sessions_agents_and_active_background_responses(self) -> None:
         """The status line reads the daemon's counts."""
@@ -308,6 +360,24 @@ class TestStatusLine:
         assert line == (
             "status: 2 session(s), 1 agent(s), 3 active background response(s); up 1m15s"
         )
+
+
+class TestBanner:
+    def test_without_a_gateway_it_says_so_and_names_the_api(self) -> None:
+        """`[gateway] enabled = false`: no page to open, and the banner says why."""
+        from types import SimpleNamespace
+
+        from streamvisor._cli import _banner
+        from streamvisor.config import GatewaySection
+
+        daemon = SimpleNamespace(
+            mockapi=None, client=SimpleNamespace(settings=SimpleNamespace(base_url="https://x/v1"))
+        )
+        assert _banner(daemon, None, GatewaySection(enabled=False)).splitlines() == [  # type: ignore[arg-type]
+            "streamvisor daemon running; Ctrl-C or SIGTERM to stop",
+            "  gateway:     off ([gateway] enabled = false)",
+            "  model API:   https://x/v1",
+        ]
 
 
 class TestGatewayHosts:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from streamvisor import _demos
 from streamvisor._cli import DEMOS
 from streamvisor._demos import (
     FEATURES,
@@ -79,18 +80,24 @@ class TestStream:
     async def test_it_streams_a_tool_call_its_result_the_answer_and_a_plain_text(self) -> None:
         """The tool call's arguments, the tool's result fed back, and both answers' tokens."""
         text = await run("stream")
-        assert 'tool call get_weather: {"city":"Paris"}' in text
-        assert "tool result get_weather({'city': 'Paris'})" in text
-        assert '"conditions": "light rain"' in text
-        assert "assistant: Here is what the tools returned: get_weather returned" in text
+        assert '→ tool call get_weather: {"city":"Paris"}' in text
+        assert '← get_weather returned {"city": "Paris", "temperature_c": 18' in text
+        assert "made up" not in text.split("\n", 2)[2]  # Paris came from the question
+        assert "assistant (canned): Here is what the tools returned: get_weather returned" in text
         assert (
-            "assistant: You said: Write a haiku about a supervisor restarting a crashed worker."
-            in text
+            "assistant (canned): You said: Write a haiku about a supervisor restarting a crashed "
+            "worker." in text
         )
         assert "[completion_finished]" in text
         assert text.count("completed:") == 3
         assert "summary: 3 chat streams, 1 tool call(s) run and answered" in text
         assert "with gaps" not in text
+
+    async def test_a_stream_without_text_times_its_first_tool_call_delta(self) -> None:
+        """The tool-call stream has no text token: its summary says when the call began."""
+        text = await run("stream")
+        assert "after -" not in text
+        assert re.search(r"0 text deltas, first tool-call delta after \d+\.\d\ds,", text)
 
 
 class TestResponses:
@@ -100,14 +107,39 @@ class TestResponses:
         """A durable stream: queued, in progress, reasoning summary, text, completed."""
         text = await run("responses")
         assert "(durable=True)" in text
-        assert "reasoning: **Reading the request**" in text
-        assert "assistant: You said: In two sentences:" in text
+        assert "assistant (canned): You said: In two sentences:" in text
         for shown in ("[queued]", "[in_progress]", "[reasoning_done]", "[completion_finished]"):
             assert shown in text
-        assert re.search(r"reasoning_summary_text\.delta \d+", text)
-        assert "[response.content_part.added] output_text #0 of output 1" in text
+        assert re.search(r"event types: stream_started 1, .*reasoning_delta \d+", text)
+        assert "[part_started] output_text #0 of output 1" in text
         assert "summary: completed; reasoning summary" in text
         assert "sequence numbers gapless" in text
+        # The reasoning summary streams before the text: both are timed.
+        assert re.search(r"first text token after \d+\.\d\ds \(reasoning from \d+\.\d\ds\)", text)
+
+    async def test_the_reasoning_summary_reads_as_text_not_markdown(self) -> None:
+        """The summary's **headings** lose their asterisks; its paragraphs stay under the label."""
+        text = await run("responses")
+        assert "**" not in text
+        assert (
+            "  reasoning (canned): Reading the request\n"
+            "                      The user wrote 13 words; I should answer them directly.\n"
+        ) in text
+
+    async def test_the_response_id_is_on_the_streams_first_line_only(self) -> None:
+        """Later lifecycle lines say what changed, not the 50-character id again."""
+        text = await run("responses")
+        (response_id,) = set(re.findall(r"#0 +\[stream_started\] (resp_\w+) queued\n", text))
+        assert "  #1   [queued]\n  #2   [in_progress]\n" in text
+        assert re.search(r"#\d+ +\[completion_finished\] completed\n", text)
+        assert text.count(response_id) == 3  # the ticket, its first status, stream_started
+
+    async def test_every_event_label_is_a_short_name(self) -> None:
+        """One labelling: no raw `response.*` type in brackets beside the short names."""
+        text = await run("responses")
+        labels = re.findall(r"#\d+ +\[([^\]]+)\]", text)
+        assert "reasoning_part_started" in labels
+        assert [label for label in labels if not re.fullmatch(r"[a-z_]+", label)] == []
 
 
 class TestBackground:
@@ -146,6 +178,7 @@ class TestFiles:
             text,
         )
         assert re.search(r'file_input  → \{"type": "input_file", "file_id": "file-\w+"', text)
+        assert "validate_inputs: ok (1 image(s), 0 bytes inline)" in text
         assert "list(): 2 file(s), 2 of them the demo's:" in text
         assert "spinner.gif: rejected before upload: AnimatedGifNotAllowed:" in text
         assert text.count("deleted=True") == 2
@@ -157,12 +190,35 @@ class TestAgent:
     async def test_the_agent_calls_both_tools_and_answers_with_their_results(self) -> None:
         """Tool calls and results are shown as they happen, then the streamed answer."""
         text = await run("agent")
-        assert '→ tool call calculator({"a":1.5,"op":"add","b":1.5})' in text
-        assert "← calculator returned 3.0" in text
+        assert "tool calculator(a, op, b)" in text
+        assert '→ tool call calculator({"a":12.5,"op":"multiply","b":4})' in text
+        assert "made up by the embedded server" not in text
+        assert "← calculator returned 50.0" in text
         assert "→ tool call clock({})" in text
         assert re.search(r"← clock returned \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", text)
-        assert "assistant: Here is what the tools returned: calculator returned 3.0" in text
+        assert (
+            "assistant (canned): Here is what the tools returned: calculator returned 50.0" in text
+        )
         assert "summary: completed: 2 tool call(s) over 2 model request(s)" in text
+        assert "answer:" not in text  # the streamed answer is not printed twice
+
+    async def test_arguments_the_embedded_server_made_up_are_flagged(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A question that names no numbers: the calculator's arguments are made up, and the
+        demo says so under the call."""
+        monkeypatch.setattr(_demos, "AGENT_QUESTION", "What is this times that, and the time?")
+        text = await run("agent")
+        assert '→ tool call calculator({"a":1.5,"op":"multiply","b":1.5})' in text
+        assert "(made up by the embedded server, not from the question: a, b)" in text
+
+    async def test_the_demo_says_the_replies_are_canned(self) -> None:
+        """Without an API key the first lines say no model answers, and so does each reply."""
+        text = await run("agent")
+        assert "  assistant (canned): Here is what the tools returned:" in text
+        first, second = text.splitlines()[:2]
+        assert "embedded OpenAI-compatible server" in first
+        assert second.startswith("note: no OPENAI_API_KEY, so the replies are canned by the")
 
 
 class TestCombined:
@@ -173,10 +229,12 @@ class TestCombined:
         text = await run("combined")
         assert re.search(r'"type": "input_image", "file_id": "file-\w+", "detail": "low"', text)
         assert "[queued]" in text
-        assert "assistant: You said: Describe this image in one sentence." in text
+        assert "assistant (canned): You said: Describe this image in one sentence." in text
         assert "background.poll → completed: You said: Describe this image" in text
         assert "registry: completed, active(): 0" in text
-        assert "summary: an input_image answered by a durable background stream" in text
+        assert "summary: an input_image answered by a durable background stream (" in text
+        # The stream's line, not again in the summary.
+        assert text.count("first text token after") == 1
 
 
 class TestAll:
@@ -207,6 +265,7 @@ class TestFailures:
         assert code == 1
         assert f"against http://127.0.0.1:{port}/v1" in text
         assert "demo 'agent' failed: APIConnectionError" in text
+        assert "canned" not in text
         assert "sk-test-not-a-real-key" not in text
 
 

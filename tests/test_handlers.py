@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import typing
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import trio
+from openai.types.responses import ResponseStreamEvent
 
 from streamvisor._handlers import (
     CONTINUE,
@@ -18,6 +21,7 @@ from streamvisor._handlers import (
     format_stream_event,
     handle_stream_events,
 )
+from streamvisor.actors import BackgroundStatus, PollingStopped, ToolCall, ToolResult
 from streamvisor.openai import StreamEvent
 from streamvisor.supervisor import Missed
 
@@ -182,8 +186,56 @@ class TestFormatStreamEvent:
         """Each kind of event gets a readable one-line form."""
         assert format_stream_event(event) == line
 
-    def test_unknown_event_types_pass_through_by_name(self) -> None:
-        """An event type the table does not know keeps its own name."""
+    def test_an_unknown_event_type_gets_a_short_name_of_the_same_kind(self) -> None:
+        """A type the table does not know loses its `response.` prefix and its dots."""
         event = ev("response.rate_limits.updated", 4)
-        assert display_type(event) == "response.rate_limits.updated"
-        assert format_stream_event(event).startswith("[response.rate_limits.updated] ")
+        assert display_type(event) == "rate_limits_updated"
+        assert format_stream_event(event).startswith("[rate_limits_updated] ")
+
+    def test_every_responses_event_type_the_sdk_knows_gets_a_short_snake_case_label(
+        self,
+    ) -> None:
+        """One labelling: no raw `response.*` name ever sits beside the short ones."""
+        union = typing.get_args(ResponseStreamEvent)[0]
+        types = [
+            typing.get_args(m.model_fields["type"].annotation)[0] for m in typing.get_args(union)
+        ]
+        assert "response.reasoning_summary_part.added" in types
+        labels = {t: display_type(ev(t, 0)) for t in [*types, "keepalive"]}
+        assert {
+            t: label for t, label in labels.items() if not re.fullmatch(r"[a-z_]+", label)
+        } == {}
+
+    @pytest.mark.parametrize(
+        ("event", "line"),
+        [
+            (
+                ev("response.reasoning_summary_part.added", 4, part={"type": "summary_text"}),
+                '[reasoning_part_started] {"type":"response.reasoning_summary_part.added",'
+                '"part":{"type":"summary_text"}}',
+            ),
+            (
+                ev("response.content_part.done", 9),
+                '[part_done] {"type":"response.content_part.done"}',
+            ),
+            (
+                ToolCall("helper", "call_1", "calculator", '{"a":1}', 1),
+                '[tool_call] calculator({"a":1})',
+            ),
+            (
+                ToolResult("helper", "call_1", "calculator", "boom", True, 0.1),
+                "[tool_result] calculator returned boom (error)",
+            ),
+            (
+                BackgroundStatus("resp_1", "completed", "in_progress", {}, 1.0, None),
+                "[background_status] resp_1: in_progress → completed",
+            ),
+            (
+                PollingStopped("resp_1", "queued", "insufficient quota", "insufficient_quota", 1.0),
+                "[polling_stopped] resp_1 (queued): insufficient quota",
+            ),
+        ],
+    )
+    def test_records_beside_the_stream_are_labelled_alike(self, event: object, line: str) -> None:
+        """Agent and background records get snake_case labels and a readable detail."""
+        assert format_stream_event(event) == line

@@ -90,14 +90,23 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 # ------------------------------------------------------------------------------ hypercorn on trio
 
 
+def _not_a_banner(record: logging.LogRecord) -> bool:
+    """A logging filter: drop hypercorn's "Running on http://... (CTRL + C to quit)" line. Each
+    server says where it listens itself, saying what it is (a bare second URL confused users
+    of ``run.py`` about which one to open)."""
+    return not str(record.msg).startswith("Running on ")
+
+
 def hypercorn_config(
     host: str, port: int, *, errorlog: logging.Logger, graceful_timeout: float
 ) -> HypercornConfig:
     """A hypercorn configuration binding ``host:port`` (IPv6 hosts bracketed), with no access
-    log and no ``server`` header."""
+    log, no "Running on" banner in ``errorlog`` (the caller announces its own URL) and no
+    ``server`` header."""
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
+    errorlog.addFilter(_not_a_banner)  # once per logger: addFilter ignores a repeat
     config.errorlog = errorlog
     config.graceful_timeout = graceful_timeout
     config.include_server_header = False

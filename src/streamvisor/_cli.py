@@ -26,6 +26,7 @@ from .config import Config, ConfigError, GatewaySection
 
 if TYPE_CHECKING:
     from .daemon import Daemon, DaemonStatus
+    from .gateway import Gateway
 
 __all__ = ["DEMOS", "build_parser", "main", "serve_daemon", "serve_mockapi", "status_line"]
 
@@ -42,8 +43,9 @@ features:
   combined    a durable background stream with an image input, then background.poll
   all         each of the above in turn, on one daemon
 
-Without OPENAI_API_KEY the demos run against the embedded server, paced so that streaming is
-visible (each takes a few seconds); with a key they use the real API and the models below.
+Without OPENAI_API_KEY the demos run against the embedded server (canned replies, not a model),
+paced so that streaming is visible (each takes a few seconds); with a key they use the real API
+and the models below.
 """
 
 _EPILOG: Final = """\
@@ -72,6 +74,12 @@ _EXAMPLE: Final = (
     "OPENAI_BASE_URL={url} OPENAI_API_KEY=sk-anything python -c "
     "\"import openai; print(openai.OpenAI().chat.completions.create(model='gpt-4o-mini', "
     "messages=[{{'role': 'user', 'content': 'Hello'}}]).choices[0].message.content)\""
+)
+
+
+#: What ``run.py mockapi`` prints once listening (the URL last: scripts read it from there).
+_MOCKAPI_BANNER: Final = (
+    "streamvisor embedded OpenAI-compatible server (canned replies, no model) on {url}"
 )
 
 
@@ -258,6 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {leaf}", file=sys.stderr)
         return 1
+    except BaseExceptionGroup as group:  # not an Exception: it holds a KeyboardInterrupt
+        # Ctrl-C in a demo arrives through its nurseries: the same interrupt, grouped.
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _only_error(exc: BaseException) -> BaseException:
@@ -309,14 +323,8 @@ async def serve_daemon(
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_daemon(config) as daemon, AsyncExitStack() as stack:
-            if daemon.mockapi is not None:
-                say(
-                    "streamvisor daemon: no OPENAI_API_KEY, using the embedded OpenAI-compatible "
-                    f"server at {daemon.mockapi.url}"
-                )
-            else:
-                say(f"streamvisor daemon: using {daemon.client.settings.base_url}")
             section = config.gateway
+            gateway = None
             if section.enabled:
                 gateway = await stack.enter_async_context(
                     serve_gateway(
@@ -330,12 +338,7 @@ async def serve_daemon(
                         allowed_hosts=_gateway_hosts(section),
                     )
                 )
-                say(_gateway_banner(gateway.url, gateway.page_url, section))
-                say(
-                    f"any OpenAI SDK: OPENAI_BASE_URL={gateway.url}/v1 "
-                    f"OPENAI_API_KEY=$(cat {section.token_file})"
-                )
-            say("streamvisor daemon running; Ctrl-C or SIGTERM to stop")
+            say(_banner(daemon, gateway, section))
             # The status reporter's nursery nests inside the gateway's (the exit stack's).
             async with trio.open_nursery() as nursery:
                 if status_interval > 0:
@@ -348,14 +351,30 @@ async def serve_daemon(
     return 0
 
 
-def _gateway_banner(url: str, page_url: str, section: GatewaySection) -> str:
-    """Where the gateway listens and how to get in. A generated token is shown (this once, in
-    the page's URL); a configured one never is."""
-    stored = section.token_file
-    how = f'API clients send "Authorization: Bearer <token>"; the token is in {stored}'
-    if section.token is None:
-        return f"gateway: {page_url} (live page; {how})"
-    return f"gateway: {url}/?token=<[gateway] token> (live page; {how})"
+def _banner(daemon: Daemon, gateway: Gateway | None, section: GatewaySection) -> str:
+    """The one announcement of a running daemon: the page to open, how an OpenAI SDK reaches
+    the gateway, and where requests go (the embedded server said to be such). A generated
+    gateway token is shown (this once, in the page's URL); a configured one never is."""
+    lines = ["streamvisor daemon running; Ctrl-C or SIGTERM to stop"]
+    if gateway is None:
+        lines.append("  gateway:     off ([gateway] enabled = false)")
+    else:
+        page = (
+            gateway.page_url if section.token is None else f"{gateway.url}/?token=<[gateway] token>"
+        )
+        lines.append(f"  live page:   {page}")
+        lines.append(
+            f"  OpenAI SDKs: OPENAI_BASE_URL={gateway.url}/v1 "
+            f"OPENAI_API_KEY=$(cat {section.token_file})"
+        )
+    if daemon.mockapi is not None:
+        lines.append(
+            f"  model API:   no OPENAI_API_KEY, so the embedded OpenAI-compatible server at "
+            f"{daemon.mockapi.url} (canned replies, not a model)"
+        )
+    else:
+        lines.append(f"  model API:   {daemon.client.settings.base_url}")
+    return "\n".join(lines)
 
 
 def _gateway_hosts(section: GatewaySection) -> set[str] | None:
@@ -403,10 +422,10 @@ async def serve_mockapi(
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with serve(mock) as server:
-            print(f"streamvisor mock OpenAI API on {server.url}", file=stream, flush=True)
+            print(_MOCKAPI_BANNER.format(url=server.url), file=stream, flush=True)
             print("try: " + _EXAMPLE.format(url=server.url), file=stream, flush=True)
             async for signum in signals:
                 print(f"received {signal.Signals(signum).name}, stopping", file=stream, flush=True)
                 break
-    print("mock OpenAI API stopped", file=stream, flush=True)
+    print("embedded OpenAI-compatible server stopped", file=stream, flush=True)
     return 0

@@ -29,7 +29,8 @@ import attrs
 import trio
 
 from . import _samples
-from ._handlers import CONTINUE, Continue, format_stream_event, handle_stream_events
+from ._console import Console, TerminalMarkdown
+from ._handlers import CONTINUE, Continue, display_type, format_stream_event, handle_stream_events
 from .actors import (
     ActorsLayerError,
     AgentReply,
@@ -45,6 +46,7 @@ from .openai import BadRequestError, OpenAIError, StreamEvent
 from .supervisor import Missed
 
 __all__ = [
+    "AGENT_QUESTION",
     "FEATURES",
     "TITLES",
     "Console",
@@ -56,60 +58,6 @@ __all__ = [
     "png_bytes",
     "run_demo",
 ]
-
-
-# -- output --------------------------------------------------------------------------------------
-
-
-class Console:
-    """Where a demo prints: whole lines, tokens flushed one by one, and a progress line.
-
-    On a terminal the progress line is rewritten in place (``\\r``); otherwise each update is a
-    line of its own, so logs and pipes read well.
-    """
-
-    def __init__(self, out: TextIO, *, tty: bool | None = None) -> None:
-        self.out = out
-        self.tty = out.isatty() if tty is None else tty
-        self._label: str | None = None  # the label of the token run in progress
-        self._progress = False
-
-    def _write(self, text: str) -> None:
-        self.out.write(text)
-        self.out.flush()
-
-    def _break(self) -> None:
-        if self._label is not None or self._progress:
-            self._write("\n")
-        self._label = None
-        self._progress = False
-
-    def line(self, text: str = "") -> None:
-        """Print a whole line (ending any token run or progress line first)."""
-        self._break()
-        self._write(text + "\n")
-
-    def heading(self, text: str) -> None:
-        self.line()
-        self.line(f"── {text} " + "─" * max(3, 72 - len(text)))
-
-    def token(self, label: str, text: str) -> None:
-        """Print a piece of streamed text at once; a new label starts a new line."""
-        if label != self._label:
-            self._break()
-            self._write(f"  {label}: ")
-            self._label = label
-        self._write(text)
-
-    def progress(self, text: str) -> None:
-        """Show the current state of something that changes: in place on a terminal."""
-        if self.tty:
-            if self._label is not None:
-                self._break()
-            self._write("\r" + text + "\x1b[K")
-            self._progress = True
-        else:
-            self.line(text)
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -172,6 +120,16 @@ class DemoContext:
         metadata = {"mock_scenario": name, **{k: str(v) for k, v in extra.items()}}
         return {"metadata": metadata}
 
+    def made_up(self, call_id: str) -> str:
+        """A note for a tool call whose arguments the embedded server made up (no words of the
+        question gave them), else ``""`` (and always on the real API)."""
+        if self.daemon.mockapi is None:
+            return ""
+        names = self.daemon.mockapi.state.made_up_arguments.get(call_id)
+        if not names:
+            return ""
+        return f"  (made up by the embedded server, not from the question: {', '.join(names)})"
+
 
 # -- stream printing -----------------------------------------------------------------------------
 
@@ -195,46 +153,91 @@ class StreamStats:
 
     started: float = attrs.field(factory=trio.current_time)
     first_token: float | None = None
+    #: When the first reasoning-summary token arrived (before any text, on reasoning models).
+    first_reasoning: float | None = None
+    #: When the first piece of a tool call's arguments arrived (a stream may have no text).
+    first_tool_call: float | None = None
+    #: How many events of each kind (`display_type`).
     events: Counter[str] = attrs.field(factory=Counter)
     text: list[str] = attrs.field(factory=list)
     reasoning: list[str] = attrs.field(factory=list)
     sequence: list[int] = attrs.field(factory=list)
     final: StreamEvent | None = None
 
+    @property
+    def gapless(self) -> bool:
+        """Whether the events' sequence numbers ran without a gap."""
+        start = self.sequence[0] if self.sequence else 0
+        return self.sequence == list(range(start, start + len(self.sequence)))
+
     def summary(self) -> str:
         now = trio.current_time()
-        ttft = f"{self.first_token - self.started:.2f}s" if self.first_token is not None else "-"
+        if self.first_token is not None:
+            first = f"first text token after {self.first_token - self.started:.2f}s"
+            if self.first_reasoning is not None:
+                first += f" (reasoning from {self.first_reasoning - self.started:.2f}s)"
+        elif self.first_tool_call is not None:
+            # No text to time: the call's arguments were the stream's first tokens.
+            first = f"first tool-call delta after {self.first_tool_call - self.started:.2f}s"
+        else:
+            first = "no text tokens"
         status = self.final.type.removeprefix("response.") if self.final is not None else "-"
-        first = self.sequence[0] if self.sequence else 0
-        gapless = self.sequence == list(range(first, first + len(self.sequence)))
         return (
             f"{status}: {sum(self.events.values())} events, {len(self.text)} text deltas, "
-            f"first token after {ttft}, {now - self.started:.2f}s in all, "
-            f"sequence numbers {'gapless' if gapless else 'with gaps'}"
+            f"{first}, {now - self.started:.2f}s in all, "
+            f"sequence numbers {'gapless' if self.gapless else 'with gaps'}"
         )
 
 
+#: The streamed text a printer shows as it arrives, by event type: its label on the console.
+_STREAMED: Final = {
+    "response.output_text.delta": "assistant",
+    "response.reasoning_summary_text.delta": "reasoning",
+    "response.reasoning_text.delta": "reasoning",
+}
+
+
 def stream_printer(
-    console: Console, stats: StreamStats, *, verbose: bool = False
+    console: Console, stats: StreamStats, *, verbose: bool = False, canned: bool = False
 ) -> Callable[[object], Continue]:
-    """A `handle_stream_events` handler: tokens inline, everything else one line each."""
+    """A `handle_stream_events` handler: tokens inline (Markdown made readable; labelled
+    "(canned)" when the embedded server wrote them), everything else one line each."""
+    markdown = TerminalMarkdown(bold=console.tty)
+    streaming: str | None = None  # the label whose text `markdown` holds
+
+    def flush() -> None:
+        nonlocal streaming
+        if streaming is not None:
+            console.token(streaming, markdown.finish())
+            streaming = None
 
     def on_event(event: object) -> Continue:
+        nonlocal streaming
         if not isinstance(event, StreamEvent):
+            flush()
             console.line(f"  {format_stream_event(event)}")
             return CONTINUE
-        stats.events[event.type] += 1
+        stats.events[display_type(event)] += 1
         stats.sequence.append(event.sequence_number)
         delta = event.data.get("delta")
-        if event.type == "response.output_text.delta" and isinstance(delta, str):
-            stats.first_token = stats.first_token or trio.current_time()
-            stats.text.append(delta)
-            console.token("assistant", delta)
-        elif event.type == "response.reasoning_summary_text.delta" and isinstance(delta, str):
-            stats.reasoning.append(delta)
-            console.token("reasoning", delta.replace("\n", " "))
-        elif event.type == "response.function_call_arguments.delta" and isinstance(delta, str):
-            console.token(f"tool call {event.data.get('name') or ''}".rstrip(), delta)
+        label = _STREAMED.get(event.type)
+        if label is not None and isinstance(delta, str):
+            label += " (canned)" if canned else ""
+            if label != streaming:
+                flush()
+                streaming = label
+            if event.type == "response.output_text.delta":
+                stats.first_token = stats.first_token or trio.current_time()
+                stats.text.append(delta)
+            else:
+                stats.first_reasoning = stats.first_reasoning or trio.current_time()
+                stats.reasoning.append(delta)
+            console.token(label, markdown.feed(delta))
+            return CONTINUE
+        flush()
+        if event.type == "response.function_call_arguments.delta" and isinstance(delta, str):
+            stats.first_tool_call = stats.first_tool_call or trio.current_time()
+            console.token(f"→ tool call {event.data.get('name') or ''}".rstrip(), delta)
         elif event.type.endswith(".delta") or (event.type in _QUIET and not verbose):
             pass
         else:
@@ -247,18 +250,23 @@ def stream_printer(
 
 
 def _describe(event: StreamEvent) -> str:
-    """`format_stream_event`, shortened where it would repeat what the deltas showed."""
+    """`format_stream_event`, shortened where it would repeat what the deltas or the stream's
+    first line showed (the response id: on ``stream_started`` only)."""
     data = event.data
-    kind = format_stream_event(event).split("]", 1)[0] + "]"
+    kind = f"[{display_type(event)}]"
     if isinstance(data.get("text"), str) and event.type.endswith(".done"):
         return f"{kind} {len(data['text'])} chars"
     part = data.get("part")
     if isinstance(part, Mapping):
         index = data.get("summary_index", data.get("content_index"))
         return f"{kind} {part.get('type')} #{index} of output {data.get('output_index')}"
-    if event.api == "chat" and event.type == "response.output_item.done":
-        return f"{kind} finish_reason={data.get('finish_reason')}"
-    return format_stream_event(event)
+    line = format_stream_event(event)
+    response = data.get("response")
+    if isinstance(response, Mapping) and event.type != "response.created":
+        line = line.replace(f" {response.get('id')}", "", 1)
+        # `[queued] queued` says it twice.
+        return kind if line == f"{kind} {display_type(event)}" else line
+    return line
 
 
 def _output_text(response: Mapping[str, Any] | None) -> str:
@@ -341,7 +349,9 @@ async def _chat_stream(
     async with ctx.daemon.subscribe("session.demo") as events:
         session = await ctx.daemon.open_session("demo")
         ticket = await session.chat(ctx.models.chat, messages, **params)
-        await handle_stream_events(events, stream_printer(ctx.console, stats), timeout=60)
+        await handle_stream_events(
+            events, stream_printer(ctx.console, stats, canned=ctx.embedded), timeout=60
+        )
     outcome = await session.wait(ticket.stream_id, timeout=10)
     return stats, dict(outcome.response) if outcome.response is not None else None
 
@@ -363,8 +373,10 @@ async def demo_stream(ctx: DemoContext) -> None:
         messages.append({k: v for k, v in message.items() if v is not None})
         for call in calls:
             arguments = json.loads(call["function"]["arguments"] or "{}")
+            if note := ctx.made_up(call["id"]):
+                console.line(note)
             result = get_weather(str(arguments.get("city", "")))
-            console.line(f"  tool result {call['function']['name']}({arguments}) = {result}")
+            console.line(f"  ← {call['function']['name']} returned {result}")
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
         console.line("  (sending the tool result back)")
         stats, _ = await _chat_stream(ctx, messages, tools=[WEATHER_TOOL])
@@ -412,13 +424,13 @@ async def demo_responses(ctx: DemoContext) -> None:
                 ctx.models.reasoning, prompt, durable=True, reasoning={"effort": "low"}
             )
         console.line(f"  response {ticket.response_id} (durable={ticket.durable})")
-        printer = stream_printer(console, stats, verbose=True)
+        printer = stream_printer(console, stats, verbose=True, canned=ctx.embedded)
         await handle_stream_events(events, printer, timeout=120)
     outcome = await session.wait(ticket.stream_id, timeout=10)
     usage = (outcome.response or {}).get("usage") or {}
     reasoning_tokens = (usage.get("output_tokens_details") or {}).get("reasoning_tokens")
     console.line(f"  → {stats.summary()}")
-    kinds = ", ".join(f"{t.removeprefix('response.')} {n}" for t, n in stats.events.items())
+    kinds = ", ".join(f"{kind} {n}" for kind, n in stats.events.items())
     console.line(f"  event types: {kinds}")
     console.line()
     console.line(
@@ -541,7 +553,9 @@ async def demo_files(ctx: DemoContext) -> None:
     totals = files.validate_inputs(
         [{"role": "user", "content": [{"type": "input_text", "text": "Compare."}, image, document]}]
     )
-    console.line(f"  validate_inputs: ok ({totals})")
+    console.line(
+        f"  validate_inputs: ok ({totals.images} image(s), {totals.image_bytes} bytes inline)"
+    )
 
     # Only the demo's own files are shown and deleted: with a real key the account may hold
     # many others.
@@ -592,6 +606,10 @@ def clock() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+#: What the agent demo asks.
+AGENT_QUESTION = "What is 12.5 multiplied by 4, and what time is it now (UTC)?"
+
+
 async def demo_agent(ctx: DemoContext) -> None:
     """An agent with two Python tools (a calculator and a clock) answering one question; its
     tool calls, their results and its answer's tokens are shown as they happen."""
@@ -605,11 +623,14 @@ async def demo_agent(ctx: DemoContext) -> None:
         options=ctx.scenario("tools"),
     )
     for tool in await agent.tools():
-        console.line(f"  tool {tool.name}{tuple(tool.parameters.get('properties', {}))}")
-    question = "What is 12.5 multiplied by 4, and what time is it now (UTC)?"
+        console.line(f"  tool {tool.name}({', '.join(tool.parameters.get('properties', {}))})")
+    question = AGENT_QUESTION
     console.line(f"  user: {question}")
     reply: AgentReply | None = None
     finished: set[str] = set()  # responses whose terminal event was shown
+    markdown = TerminalMarkdown(bold=console.tty)
+    speaker = "assistant (canned)" if ctx.embedded else "assistant"
+    streamed = False
 
     def answered() -> bool:
         # The agent publishes a response's events before it replies, so the turn's events have
@@ -628,21 +649,28 @@ async def demo_agent(ctx: DemoContext) -> None:
         async for event in events:
             if isinstance(event, ToolCall):
                 console.line(f"  → tool call {event.name}({event.arguments})  [{event.call_id}]")
+                if note := ctx.made_up(event.call_id):
+                    console.line(note)
             elif isinstance(event, ToolResult):
                 flag = " (error)" if event.is_error else ""
                 console.line(f"  ← {event.name} returned {event.output}{flag}")
             elif isinstance(event, StreamEvent):
                 delta = event.data.get("delta")
                 if event.type == "response.output_text.delta" and isinstance(delta, str):
-                    console.token("assistant", delta)
-                elif event.type == "response.created" or event.terminal:
-                    console.line(f"  #{event.sequence_number:<3} {format_stream_event(event)}")
+                    streamed = True
+                    console.token(speaker, markdown.feed(delta))
+                    continue
+                if rest := markdown.finish():
+                    console.token(speaker, rest)
+                if event.type == "response.created" or event.terminal:
+                    console.line(f"  #{event.sequence_number:<3} {_describe(event)}")
                 if event.terminal and event.response_id is not None:
                     finished.add(event.response_id)
                     if answered():
                         nursery.cancel_scope.cancel()
     assert reply is not None
-    console.line(f"  answer: {reply.text}")
+    if not streamed:  # the answer's tokens were not shown as they came
+        console.line(f"  answer: {reply.text}")
     console.line()
     console.line(
         f"summary: {reply.status}: {len(reply.tool_calls)} tool call(s) over "
@@ -671,7 +699,9 @@ async def demo_combined(ctx: DemoContext) -> None:
             **ctx.scenario("echo", mock_queue_ms=int(ctx.pacing.queue_delay * 1000)),
         )
         console.line(f"  response {ticket.response_id} (durable={ticket.durable})")
-        await handle_stream_events(events, stream_printer(console, stats), timeout=120)
+        await handle_stream_events(
+            events, stream_printer(console, stats, canned=ctx.embedded), timeout=120
+        )
     console.line(f"  → {stats.summary()}")
     polled = await ctx.daemon.background.poll(ticket.response_id or "")
     console.line(f"  background.poll → {polled['status']}: {_output_text(polled)}")
@@ -680,8 +710,9 @@ async def demo_combined(ctx: DemoContext) -> None:
     console.line(f"  registry: {record.status}, active(): {active}")
     console.line()
     console.line(
-        f"summary: an input_image answered by a durable background stream, polled "
-        f"{polled['status']}; {stats.summary()}"
+        f"summary: an input_image answered by a durable background stream "
+        f"({len(stats.text)} text deltas, sequence numbers "
+        f"{'gapless' if stats.gapless else 'with gaps'}), polled {polled['status']}"
     )
 
 
@@ -715,6 +746,13 @@ def _expected_failure(exc: BaseException) -> BaseException | None:
         leaves = [_expected_failure(inner) for inner in exc.exceptions]
         return leaves[0] if leaves and all(leaf is not None for leaf in leaves) else None
     return exc if isinstance(exc, _EXPECTED) else None
+
+
+_CANNED: Final = (
+    "note: no OPENAI_API_KEY, so the replies are canned by the embedded server, not a model's:\n"
+    "      it echoes prompts, and takes tool-call arguments from the question's words where it\n"
+    "      can (arguments it makes up are flagged)"
+)
 
 
 def _demo_config(config: Config, workdir: Path, pacing: Pacing) -> Config:
@@ -762,6 +800,8 @@ async def run_demo(
             else:
                 where = daemon.client.settings.base_url
             console.line(f"streamvisor demo {feature!r} against {where}")
+            if daemon.mockapi is not None:
+                console.line(_CANNED)
             context = DemoContext(daemon, console, models or Models(), workdir, pacing)
             for name, demo in zip(names, demos, strict=True):
                 if len(names) > 1:

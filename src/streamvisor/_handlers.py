@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any, Final, TypeAlias
 
 import attrs
 import trio
 
+from .actors import BackgroundStatus, PollingStopped, ToolCall, ToolResult
 from .openai import StreamEvent
 from .supervisor import Missed
 
@@ -143,21 +145,31 @@ async def handle_stream_events(
             return seen
 
 
+#: The original's display types, and a short name of the same kind for every other event of
+#: either API, so that one stream's lines read alike.
 _DISPLAY: Final[Mapping[str, str]] = {
     "response.created": "stream_started",
     "response.queued": "queued",
     "response.in_progress": "in_progress",
     "response.output_text.delta": "text_delta",
     "response.output_text.done": "text_done",
+    "response.output_text.annotation.added": "annotation_added",
     "response.refusal.delta": "refusal_delta",
     "response.refusal.done": "refusal_done",
     "response.output_item.added": "item_started",
     "response.output_item.done": "item_done",
+    "response.content_part.added": "part_started",
+    "response.content_part.done": "part_done",
     "response.function_call_arguments.delta": "tool_call_delta",
     "response.function_call_arguments.done": "tool_calls",
+    "response.custom_tool_call_input.delta": "tool_call_delta",
+    "response.custom_tool_call_input.done": "tool_calls",
+    "response.reasoning_summary_part.added": "reasoning_part_started",
+    "response.reasoning_summary_part.done": "reasoning_part_done",
     "response.reasoning_summary_text.delta": "reasoning_delta",
     "response.reasoning_summary_text.done": "reasoning_done",
     "response.reasoning_text.delta": "reasoning_delta",
+    "response.reasoning_text.done": "reasoning_done",
     "response.completed": "completion_finished",
     "response.incomplete": "completion_incomplete",
     "response.failed": "completion_failed",
@@ -166,17 +178,25 @@ _DISPLAY: Final[Mapping[str, str]] = {
     "keepalive": "keepalive",
 }
 
+_CAMEL_HUMP: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
 
 def display_type(event: object) -> str:
-    """The original's display type for an event (`text_delta`, `tool_calls`, ...)."""
+    """The original's display type for an event (`text_delta`, `tool_calls`, ...).
+
+    Every label is a short snake_case name: an event type the table does not know loses its
+    ``response.`` prefix (``response.web_search_call.searching``: ``web_search_call_searching``);
+    a record that is not a stream event is named after its class (``tool_call``,
+    ``polling_stopped``), a background status change is ``background_status``.
+    """
     if isinstance(event, StreamEvent):
-        return _DISPLAY.get(event.type, event.type)
+        known = _DISPLAY.get(event.type)
+        return known or event.type.removeprefix("response.").replace(".", "_")
     if isinstance(event, Missed):
         return "missed_events"
-    status = getattr(event, "status", None)
-    if isinstance(status, str) and hasattr(event, "response_id"):
+    if isinstance(event, BackgroundStatus):
         return "background_status"
-    return type(event).__name__
+    return _CAMEL_HUMP.sub("_", type(event).__name__).lower()
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -187,20 +207,24 @@ def _short(value: Any, limit: int = 120) -> str:
 def format_stream_event(event: object) -> str:
     """One human-readable line for an event: `[display_type] detail`.
 
-    Deltas show their text as is; tool calls their name and arguments; terminal events the final
-    status (and the error, if any); bus notices how many events a slow subscriber missed;
-    background status changes the transition.
+    Deltas show their text as is; tool calls their name and arguments (an agent's results what
+    they returned); terminal events the final status (and the error, if any); bus notices how
+    many events a slow subscriber missed; background status changes the transition.
     """
     kind = display_type(event)
     if isinstance(event, Missed):
         return f"[{kind}] {event.count} event(s) dropped for a slow subscriber"
+    if isinstance(event, BackgroundStatus):
+        arrow = f"{event.previous} → {event.status}" if event.previous else event.status
+        return f"[{kind}] {event.response_id}: {arrow}"
+    if isinstance(event, PollingStopped):
+        return f"[{kind}] {event.response_id} ({event.status}): {event.error}"
+    if isinstance(event, ToolCall):
+        return f"[{kind}] {event.name}({event.arguments})"
+    if isinstance(event, ToolResult):
+        flag = " (error)" if event.is_error else ""
+        return f"[{kind}] {event.name} returned {_short(event.output)}{flag}"
     if not isinstance(event, StreamEvent):
-        previous = getattr(event, "previous", None)
-        status = getattr(event, "status", None)
-        rid = getattr(event, "response_id", None)
-        if kind == "background_status":
-            arrow = f"{previous} → {status}" if previous else str(status)
-            return f"[{kind}] {rid}: {arrow}"
         return f"[{kind}] {event!r}"
     data = event.data
     if "delta" in data and isinstance(data["delta"], str):

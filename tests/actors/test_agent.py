@@ -92,13 +92,13 @@ class TestToolRoundTrip:
         with trio.fail_after(10):
             reply = await agent.ask("What is the weather in Paris?")
         assert reply.text == (
-            "Here is what the tools returned: get_weather returned sunny and 21C in sample city."
+            "Here is what the tools returned: get_weather returned sunny and 21C in Paris."
         )
         assert [(c.name, json.loads(c.arguments)) for c in reply.tool_calls] == [
-            ("get_weather", {"city": "sample city"})
+            ("get_weather", {"city": "Paris"})
         ]
         assert [(r.output, r.is_error) for r in reply.tool_results] == [
-            ("sunny and 21C in sample city", False)
+            ("sunny and 21C in Paris", False)
         ]
         assert reply.tool_results[0].call_id == reply.tool_calls[0].call_id
         assert reply.status == "completed"

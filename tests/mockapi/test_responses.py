@@ -133,7 +133,7 @@ class TestFunctionCalls:
         assert call.id.startswith("fc_")
         assert call.call_id.startswith("call_")
         assert call.name == "get_capital"
-        assert json.loads(call.arguments) == {"country": "sample country"}
+        assert json.loads(call.arguments) == {"country": "UK"}
         assert "response.function_call_arguments.done" in types
 
     async def test_the_tools_scenario_calls_every_tool(self, client: openai.AsyncOpenAI) -> None:

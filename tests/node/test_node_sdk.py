@@ -63,7 +63,7 @@ COMPARED: dict[str, tuple[Callable[[Any], Any], Any]] = {
     ),
     "chat_tools": (
         lambda r: [(c["name"], c["arguments"]) for c in r["tool_calls"]],
-        [("get_weather", {"city": "sample city"})],
+        [("get_weather", {"city": "Paris"})],
     ),
     "chat_refusal": (
         lambda r: r["refusal"],
@@ -79,7 +79,7 @@ COMPARED: dict[str, tuple[Callable[[Any], Any], Any]] = {
     ),
     "responses_tools": (
         lambda r: r["function_calls"],
-        [["get_weather", {"city": "sample city"}]],
+        [["get_weather", {"city": "Paris"}]],
     ),
     "background": (
         lambda r: (r["created"]["status"], r["final"]["status"], r["output_text"], r["same_id"]),

@@ -18,15 +18,17 @@ It serves Chat Completions, Responses (foreground and background: poll, cancel, 
 from __future__ import annotations
 
 from ._app import MockApp, create_app
+from ._arguments import DerivedArguments, arguments_from_text, schema_example
 from ._config import MockAPIConfig
 from ._errors import InvalidFault, InvalidScenario, MockAPIError, ServerNotRunning
 from ._faults import Fault, parse_fault_header
-from ._scripts import SCENARIOS, parse_scenario, schema_example
+from ._scripts import SCENARIOS, parse_scenario
 from ._server import MockServer, run_forever, serve
 from ._state import MockState, RecordedRequest, StoredResponse
 
 __all__ = [
     "SCENARIOS",
+    "DerivedArguments",
     "Fault",
     "InvalidFault",
     "InvalidScenario",
@@ -38,6 +40,7 @@ __all__ = [
     "RecordedRequest",
     "ServerNotRunning",
     "StoredResponse",
+    "arguments_from_text",
     "create_app",
     "parse_fault_header",
     "parse_scenario",

@@ -77,7 +77,7 @@ def build_script(state: MockState, body: Mapping[str, Any], scenario: Scenario) 
             name = names.get(message.get("tool_call_id", ""), "")
             outputs.append((name, text_of(message.get("content"))))
         return Script("text", tool_result_text(list(reversed(outputs))))
-    return reply_script(
+    script = reply_script(
         messages,
         scenario,
         _tools(body),
@@ -85,6 +85,8 @@ def build_script(state: MockState, body: Mapping[str, Any], scenario: Scenario) 
         body.get("parallel_tool_calls", True),
         state.ids,
     )
+    state.made_up_arguments.update((c.call_id, c.made_up) for c in script.tool_calls)
+    return script
 
 
 def _validate(body: Mapping[str, Any]) -> tuple[str, list[Any]]:

@@ -125,7 +125,7 @@ def _build_script(state: MockState, body: Mapping[str, Any], scenario: Scenario)
         )
     if trailing:
         return Script("text", tool_result_text(list(reversed(trailing))))
-    return reply_script(
+    script = reply_script(
         items,
         scenario,
         _function_tools(body),
@@ -134,6 +134,8 @@ def _build_script(state: MockState, body: Mapping[str, Any], scenario: Scenario)
         state.ids,
         reasoning=True,
     )
+    state.made_up_arguments.update((c.call_id, c.made_up) for c in script.tool_calls)
+    return script
 
 
 def _metadata_ms(body: Mapping[str, Any], key: str) -> float | None:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ._arguments import arguments_from_text
 from ._errors import InvalidScenario
 from ._wire import IdFactory, dumps, split_tokens
 
@@ -29,7 +30,6 @@ __all__ = [
     "pick_tools",
     "reasoning_parts",
     "reply_script",
-    "schema_example",
     "text_of",
     "tool_result_text",
 ]
@@ -107,6 +107,8 @@ class ToolCall:
     call_id: str
     name: str
     arguments: str
+    #: The parameters the user's words did not supply: their values are made up.
+    made_up: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -121,61 +123,6 @@ class Script:
     @property
     def tokens(self) -> list[str]:
         return split_tokens(self.text)
-
-
-def schema_example(schema: Any, defs: Mapping[str, Any] | None = None, name: str = "value") -> Any:
-    """A deterministic value that satisfies a (simple) JSON schema."""
-    if not isinstance(schema, Mapping):
-        return f"sample {name}"
-    defs = {**(defs or {}), **schema.get("$defs", {}), **schema.get("definitions", {})}
-    if "$ref" in schema and isinstance(schema["$ref"], str):
-        target = defs.get(schema["$ref"].rsplit("/", 1)[-1])
-        return schema_example(target, defs, name)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    if "default" in schema:
-        return schema["default"]
-    for key in ("anyOf", "oneOf", "allOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options:
-            usable = [
-                o for o in options if not (isinstance(o, Mapping) and o.get("type") == "null")
-            ]
-            return schema_example((usable or options)[0], defs, name)
-    type_ = schema.get("type", "object" if "properties" in schema else "string")
-    if isinstance(type_, list):
-        non_null = [t for t in type_ if t != "null"]
-        type_ = non_null[0] if non_null else "null"
-    if type_ == "object":
-        props = schema.get("properties", {})
-        return {key: schema_example(sub, defs, key) for key, sub in props.items()}
-    if type_ == "array":
-        count = max(1, int(schema.get("minItems", 1)))
-        return [schema_example(schema.get("items", {}), defs, name) for _ in range(count)]
-    if type_ == "integer":
-        if "minimum" in schema:
-            return int(schema["minimum"])
-        if "exclusiveMinimum" in schema:
-            return int(schema["exclusiveMinimum"]) + 1
-        return 1
-    if type_ == "number":
-        return float(schema.get("minimum", 1.5))
-    if type_ == "boolean":
-        return True
-    if type_ == "null":
-        return None
-    fmt = schema.get("format")
-    if fmt == "date":
-        return "2024-01-01"
-    if fmt == "date-time":
-        return "2024-01-01T00:00:00Z"
-    if fmt == "email":
-        return "user@example.com"
-    if fmt in ("uri", "url"):
-        return "https://example.com"
-    return f"sample {name}"
 
 
 def text_of(content: Any) -> str:
@@ -259,18 +206,23 @@ def reply_script(
         return Script("failed", echo_text(user_text, scenario))
     chosen = pick_tools(tools, tool_choice, parallel, scenario)
     if chosen:
-        return Script("tools", tool_calls=make_tool_calls(chosen, ids))
+        return Script("tools", tool_calls=make_tool_calls(chosen, ids, user_text))
     if reasoning:
         return Script("text", echo_text(user_text, scenario), reasoning=reasoning_parts(user_text))
     return Script("text", echo_text(user_text, scenario))
 
 
-def make_tool_calls(tools: Sequence[Mapping[str, Any]], ids: IdFactory) -> tuple[ToolCall, ...]:
+def make_tool_calls(
+    tools: Sequence[Mapping[str, Any]], ids: IdFactory, user_text: str = ""
+) -> tuple[ToolCall, ...]:
+    """A call of each tool, its arguments taken from ``user_text`` where it names them
+    (`arguments_from_text`) and made up otherwise."""
     calls = []
     for tool in tools:
         params = tool.get("parameters") or {"type": "object", "properties": {}}
-        args = schema_example(params, None, tool["name"])
-        calls.append(ToolCall(ids.alnum("call_", 24), tool["name"], dumps(args)))
+        derived = arguments_from_text(params, user_text)
+        call_id = ids.alnum("call_", 24)
+        calls.append(ToolCall(call_id, tool["name"], dumps(derived.arguments), derived.made_up))
     return tuple(calls)
 
 

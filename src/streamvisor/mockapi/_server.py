@@ -114,7 +114,11 @@ def run_forever(
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with serve(config) as server:
-                print(f"streamvisor mock OpenAI API on {server.url}", flush=True)
+                print(
+                    "streamvisor embedded OpenAI-compatible server (canned replies, no model) "
+                    f"on {server.url}",
+                    flush=True,
+                )
                 async for _ in signals:
                     return
 

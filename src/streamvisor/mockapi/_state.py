@@ -168,6 +168,9 @@ class MockState:
     responses: dict[str, StoredResponse] = attrs.field(factory=dict)
     files: dict[str, FileRecord] = attrs.field(factory=dict)
     uploads: dict[str, UploadRecord] = attrs.field(factory=dict)
+    #: For each tool call the server made (by call id), the parameters it made up because the
+    #: user's words did not supply them (empty: every argument came from the request).
+    made_up_arguments: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
     #: Where background generation runs (the server's nursery); set while serving.
     nursery: trio.Nursery | None = None
     #: Requests seen in the current rate-limit minute window: (window start, count, tokens).
