@@ -18,6 +18,7 @@ from streamvisor.supervisor import (
     TreeNode,
     observe_tree,
     open_supervisor,
+    start_actor,
 )
 from streamvisor.testing import Crash, Crashable, ExitWith, Stall, Trace, quiesce
 
@@ -199,3 +200,11 @@ class TestShape:
             [node] = observe_tree(sup).children
             assert node.mailbox is not None
             assert node.mailbox.used == 2
+
+
+async def test_start_actor_takes_the_label_logs_and_observers_name_it_by(
+    nursery: trio.Nursery, trace: Trace
+) -> None:
+    ref = await start_actor(nursery, Crashable("a", trace), label="inner.pollers")
+    assert ref.label == "inner.pollers"
+    assert observe_tree(ref).label == "inner.pollers"

@@ -347,14 +347,16 @@ async def start_actor(
     *,
     name: str | None = None,
     registry: Registry | None = None,
+    label: str | None = None,
 ) -> ActorRef:
     """Start ``actor`` as a task of ``nursery`` and return its ref once ``init`` succeeded and
-    ``name`` is registered (OTP's synchronous start, GS-01).
+    ``name`` is registered (OTP's synchronous start, GS-01). ``label`` is how logs name it
+    (default: its name, else its class and a serial).
 
     Raises whatever ``init`` raised; ``AlreadyStarted`` (with the holder's ``.ref``) if ``name``
     is taken in ``registry``; ``ValueError`` for a ``name`` without a ``registry``.
     """
     if name is not None and registry is None:
         raise ValueError("a name needs a registry")
-    ref, receive = _prepare(actor, name, registry)
+    ref, receive = _prepare(actor, name, registry, label)
     return await _start_prepared(nursery, actor, ref, receive)

@@ -256,7 +256,7 @@ class BackgroundPoller(Actor):
                     restart_budget=self._poller_budget,
                     on_give_up=self._poller_given_up,
                 )
-                ref = await start_actor(nursery, pollers)
+                ref = await start_actor(nursery, pollers, label="background.pollers")
                 assert isinstance(ref, DynamicSupervisorRef)
                 self._pollers = ref
                 for response_id in self._adopt:
