@@ -117,6 +117,54 @@ class TestArgumentsFromText:
             jsonschema.validate(arguments_from_text(schema, text).arguments, schema)
 
 
+#: Schemas a client may send in ``tools`` that no finite or sane value satisfies: the derivation
+#: must answer quickly, in bounded memory, and raise nothing.
+HOSTILE: Final = {
+    "a $ref to itself": {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    "a required cycle": {
+        "type": "object",
+        "properties": {"node": {"$ref": "#/$defs/n"}},
+        "$defs": {
+            "n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}},
+        },
+    },
+    "a billion items": {
+        "type": "object",
+        "properties": {"xs": {"type": "array", "minItems": 10**9, "items": {"type": "string"}}},
+    },
+    "a gigabyte string": {
+        "type": "object",
+        "properties": {"s": {"type": "string", "minLength": 10**9}},
+    },
+    "bounds of the wrong type": {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "minimum": "x", "multipleOf": "y"},
+            "f": {"type": "number", "minimum": [1]},
+            "xs": {"type": "array", "minItems": "many"},
+            "s": {"type": "string", "minLength": "long", "maxLength": None},
+        },
+    },
+    "an unknown $ref and odd keywords": {
+        "type": "object",
+        "properties": {"a": {"$ref": 7}, "b": {"$ref": "#/nowhere"}, "c": {"anyOf": "x"}},
+        "$defs": "not a mapping",
+    },
+    "a deep nesting": {"type": "object", "properties": {}},
+}
+_deep: dict[str, Any] = HOSTILE["a deep nesting"]
+for _ in range(200):
+    _deep["properties"] = {"x": {"type": "object", "properties": {}}}
+    _deep = _deep["properties"]["x"]
+
+
+class TestHostileSchemas:
+    @pytest.mark.parametrize("name", list(HOSTILE))
+    def test_a_hostile_schema_gets_a_small_answer_and_no_exception(self, name: str) -> None:
+        derived = arguments_from_text(HOSTILE[name], 'What is 12.5 times 4 in "Paris"?')
+        assert len(json.dumps(derived.arguments)) < 64 * 1024
+
+
 class TestOnTheWire:
     async def test_a_tool_call_takes_the_users_numbers_and_operation(
         self, client: openai.AsyncOpenAI, server: MockServer
@@ -145,3 +193,18 @@ class TestOnTheWire:
         (call,) = completion.choices[0].message.tool_calls or []
         assert json.loads(call.function.arguments) == {"a": 1.5, "op": "add", "b": 1.5}
         assert server.state.made_up_arguments[call.id] == ("a", "op", "b")
+
+    @pytest.mark.parametrize("name", ["a $ref to itself", "a billion items", "a gigabyte string"])
+    async def test_a_hostile_tool_schema_gets_a_tool_call_not_an_error(
+        self, client: openai.AsyncOpenAI, name: str
+    ) -> None:
+        """The embedded server answers a hostile schema with a small call; it stays up."""
+        tool = {"type": "function", "function": {"name": "t", "parameters": HOSTILE[name]}}
+        completion = await client.chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "What is 12.5 times 4?"}],
+            tools=[tool],  # type: ignore[list-item]
+        )
+        (call,) = completion.choices[0].message.tool_calls or []
+        assert len(call.function.arguments) < 64 * 1024
+        json.loads(call.function.arguments)

@@ -19,6 +19,7 @@ Every other parameter gets its default, else `schema_example`'s made-up value, w
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
@@ -38,17 +39,56 @@ class DerivedArguments:
     made_up: tuple[str, ...] = ()
 
 
-def schema_example(schema: Any, defs: Mapping[str, Any] | None = None, name: str = "value") -> Any:
-    """A deterministic value that satisfies a (simple) JSON schema."""
+#: Bounds on what a client's schema can make the server build or scan (the schema is the
+#: client's: a ``$ref`` cycle, ``minItems: 10**9`` or a huge enum must cost next to nothing).
+_MAX_DEPTH: Final = 16
+_MAX_ITEMS: Final = 8
+_MAX_CHARS: Final = 1024
+_MAX_PARAMETERS: Final = 256
+_MAX_ENUM: Final = 1024
+#: Characters of the user's message looked at (a question names its arguments early).
+_MAX_TEXT: Final = 4096
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _count(value: Any, default: int) -> int:
+    """A schema's count keyword (``minItems``, ``minLength``...) if it is one, else ``default``."""
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+    )
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
+
+
+def schema_example(
+    schema: Any, defs: Mapping[str, Any] | None = None, name: str = "value", _depth: int = 0
+) -> Any:
+    """A deterministic value that satisfies a (simple) JSON schema -- within bounds: nesting
+    beyond 16 levels (a ``$ref`` cycle) gives null, arrays at most 8 items, strings at most
+    1,024 characters, whatever the schema asks."""
+    if _depth > _MAX_DEPTH:
+        return None
     if not isinstance(schema, Mapping):
         return f"sample {name}"
-    defs = {**(defs or {}), **schema.get("$defs", {}), **schema.get("definitions", {})}
+    deeper = _depth + 1
+    defs = {
+        **(defs or {}),
+        **_mapping(schema.get("$defs")),
+        **_mapping(schema.get("definitions")),
+    }
     if "$ref" in schema and isinstance(schema["$ref"], str):
         target = defs.get(schema["$ref"].rsplit("/", 1)[-1])
-        return schema_example(target, defs, name)
+        return schema_example(target, defs, name, deeper)
     if "const" in schema:
         return schema["const"]
-    if schema.get("enum"):
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
     if "default" in schema:
         return schema["default"]
@@ -58,30 +98,32 @@ def schema_example(schema: Any, defs: Mapping[str, Any] | None = None, name: str
             usable = [
                 o for o in options if not (isinstance(o, Mapping) and o.get("type") == "null")
             ]
-            return schema_example((usable or options)[0], defs, name)
+            return schema_example((usable or options)[0], defs, name, deeper)
     type_ = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(type_, list):
         non_null = [t for t in type_ if t != "null"]
         type_ = non_null[0] if non_null else "null"
     if type_ == "object":
-        props = schema.get("properties", {})
-        return {key: schema_example(sub, defs, key) for key, sub in props.items()}
+        props = list(_mapping(schema.get("properties")).items())[:_MAX_PARAMETERS]
+        return {key: schema_example(sub, defs, key, deeper) for key, sub in props}
     if type_ == "array":
-        count = max(1, int(schema.get("minItems", 1)))
-        return [schema_example(schema.get("items", {}), defs, name) for _ in range(count)]
+        count = min(max(1, _count(schema.get("minItems"), 1)), _MAX_ITEMS)
+        return [schema_example(schema.get("items", {}), defs, name, deeper) for _ in range(count)]
     if type_ == "integer":
-        if "minimum" in schema:
-            value = int(schema["minimum"])
-        elif "exclusiveMinimum" in schema:
-            value = int(schema["exclusiveMinimum"]) + 1
+        low, above = _finite(schema.get("minimum")), _finite(schema.get("exclusiveMinimum"))
+        if low is not None:
+            value = math.ceil(low)
+        elif above is not None:
+            value = math.floor(above) + 1
         else:
             value = 1
         step = schema.get("multipleOf")
-        if isinstance(step, int) and step > 0:
+        if isinstance(step, int) and not isinstance(step, bool) and step > 0:
             value = -(-value // step) * step  # the first multiple at or above it
         return value
     if type_ == "number":
-        return float(schema.get("minimum", 1.5))
+        low = _finite(schema.get("minimum"))
+        return float(low) if low is not None else 1.5
     if type_ == "boolean":
         return True
     if type_ == "null":
@@ -95,8 +137,9 @@ def schema_example(schema: Any, defs: Mapping[str, Any] | None = None, name: str
         return "user@example.com"
     if fmt in ("uri", "url"):
         return "https://example.com"
-    text = f"sample {name}"[: schema.get("maxLength")]
-    return text.ljust(schema.get("minLength", 0), "x")
+    most = _count(schema.get("maxLength"), _MAX_CHARS)
+    text = f"sample {name}"[:most]
+    return text.ljust(min(_count(schema.get("minLength"), 0), _MAX_CHARS), "x")
 
 
 #: A number as people write it: ``4``, ``-3``, ``12.5``, ``1,000``.
@@ -135,12 +178,13 @@ def arguments_from_text(parameters: Any, text: str) -> DerivedArguments:
     does not understand gets `schema_example` as a whole."""
     example = schema_example(parameters, None, "arguments")
     properties = parameters.get("properties") if isinstance(parameters, Mapping) else None
+    text = text[:_MAX_TEXT]
     if not isinstance(example, dict) or not isinstance(properties, Mapping):
         return DerivedArguments(example, ())
     words = _Words.of(text)
     required = parameters.get("required") or ()
     made_up = []
-    for name, schema in properties.items():
+    for name, schema in list(properties.items())[:_MAX_PARAMETERS]:
         # A guessed name suits a parameter the caller must give, not one with a default.
         value = words.value(schema, guess=name in required)
         if value is not _NOTHING:
@@ -178,8 +222,8 @@ class _Words:
         if any("const" in o for o in options):
             return _NOTHING  # the schema says what it is
         if any("enum" in o for o in options):
-            enum = [v for o in options for v in o.get("enum") or () if isinstance(v, str)]
-            return _enum_value(enum, self.text, self.operation)
+            enum = [v for o in options for v in _list(o.get("enum")) if isinstance(v, str)]
+            return _enum_value(enum[:_MAX_ENUM], self.text, self.operation)
         types = {t for o in options for t in _types(o)}
         if types & {"number", "integer"}:
             for index, raw in enumerate(self.numbers):
@@ -195,9 +239,13 @@ class _Words:
         return _NOTHING
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _options(schema: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     for key in ("anyOf", "oneOf"):
-        for option in schema.get(key) or ():
+        for option in _list(schema.get(key)):
             if isinstance(option, Mapping):
                 yield option
 
@@ -230,6 +278,8 @@ def _operation(text: str) -> str | None:
 
 def _number(raw: str, *, integer: bool) -> int | float | None:
     value = float(raw.replace(",", ""))
+    if not math.isfinite(value):  # 400 digits: no JSON number a tool could take
+        return None
     if value.is_integer():
         return int(value)
     return None if integer else value
@@ -239,7 +289,7 @@ def _within(value: float, options: list[Mapping[str, Any]]) -> bool:
     """Whether ``value`` keeps every numeric bound the options set."""
     for o in options:
         # (A boolean exclusiveMinimum is JSON Schema draft 4's: too old to bother with.)
-        bounds = {k: v for k, v in o.items() if isinstance(v, int | float) and v is not True}
+        bounds = {k: v for k, v in o.items() if _finite(v) is not None}
         if "minimum" in bounds and value < bounds["minimum"]:
             return False
         if "maximum" in bounds and value > bounds["maximum"]:
@@ -256,7 +306,8 @@ def _within(value: float, options: list[Mapping[str, Any]]) -> bool:
 
 def _fits_length(phrase: str, options: list[Mapping[str, Any]]) -> bool:
     return all(
-        o.get("minLength", 0) <= len(phrase) <= o.get("maxLength", len(phrase)) for o in options
+        _count(o.get("minLength"), 0) <= len(phrase) <= _count(o.get("maxLength"), len(phrase))
+        for o in options
     )
 
 
