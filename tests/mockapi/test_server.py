@@ -9,12 +9,15 @@ import subprocess
 import sys
 
 import httpx
+import openai
 import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from streamvisor.mockapi import Fault, MockAPIConfig, ServerNotRunning, create_app, serve
+
+from .conftest import API_KEY
 
 
 class TestServe:
@@ -127,3 +130,31 @@ async def test_run_forever_serves_until_interrupted() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+class TestBoundedRecordings:
+    async def test_a_long_running_server_keeps_only_the_newest_requests_and_notes(self) -> None:
+        """Recorded requests and made-up argument notes stay within twice `recorded`, newest
+        kept: an embedded server under `make run` never grows without bound."""
+        tool = {"type": "function", "function": {"name": "calc", "parameters": {}}}
+        config = MockAPIConfig(api_key=API_KEY, recorded=5)
+        async with (
+            serve(config) as running,
+            openai.AsyncOpenAI(base_url=running.url, api_key=API_KEY, max_retries=0) as sdk,
+        ):
+            ids = []
+            for n in range(23):
+                completion = await sdk.chat.completions.create(
+                    model="gpt-4o",
+                    messages=[{"role": "user", "content": f"call {n}"}],
+                    tools=[tool],  # type: ignore[list-item]
+                )
+                (call,) = completion.choices[0].message.tool_calls or []
+                ids.append(call.id)
+            requests, notes = running.requests, running.state.made_up_arguments
+            assert 5 <= len(requests) <= 10
+            assert requests[-1].body is not None
+            assert requests[-1].body["messages"][0]["content"] == "call 22"
+            assert 5 <= len(notes) <= 10
+            assert list(notes)[-1] == ids[-1]
+            assert ids[0] not in notes

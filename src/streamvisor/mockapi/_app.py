@@ -356,7 +356,7 @@ class MockApp:
         except trio.BrokenResourceError:
             return
         request = parse_scope(scope, body)
-        state.requests.append(
+        state.record(
             RecordedRequest(
                 method=method,
                 path=path,

@@ -85,7 +85,7 @@ def build_script(state: MockState, body: Mapping[str, Any], scenario: Scenario) 
         body.get("parallel_tool_calls", True),
         state.ids,
     )
-    state.made_up_arguments.update((c.call_id, c.made_up) for c in script.tool_calls)
+    state.note_made_up((c.call_id, c.made_up) for c in script.tool_calls)
     return script
 
 

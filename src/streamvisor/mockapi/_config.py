@@ -67,5 +67,8 @@ class MockAPIConfig:
     #: repeat across runs. A string (tests only) seeds them: two servers with one seed and one
     #: request sequence hand out the same ids (only `created`/`created_at` timestamps differ).
     seed: str | None = None
+    #: Requests (and tool calls' made-up argument notes) kept for inspection: the newest ones, so
+    #: that a long-running embedded server holds bounded memory.
+    recorded: int = attrs.field(default=10_000, validator=attrs.validators.gt(0))
     #: How long hypercorn waits for open connections when the server shuts down.
     graceful_timeout: float = attrs.field(default=1.0, validator=_non_negative)

@@ -134,7 +134,7 @@ def _build_script(state: MockState, body: Mapping[str, Any], scenario: Scenario)
         state.ids,
         reasoning=True,
     )
-    state.made_up_arguments.update((c.call_id, c.made_up) for c in script.tool_calls)
+    state.note_made_up((c.call_id, c.made_up) for c in script.tool_calls)
     return script
 
 

@@ -41,7 +41,7 @@ class MockServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request the server received, in order."""
+        """The requests the server received, in order (the newest `MockAPIConfig.recorded`)."""
         return self.app.state.requests
 
     def inject(

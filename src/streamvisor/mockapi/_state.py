@@ -5,7 +5,7 @@ One `MockState` per app; every handler runs on the one trio thread, so no locks 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -175,6 +175,22 @@ class MockState:
     nursery: trio.Nursery | None = None
     #: Requests seen in the current rate-limit minute window: (window start, count, tokens).
     window: tuple[float, int, int] = (0.0, 0, 0)
+
+    def record(self, request: RecordedRequest) -> None:
+        """Keep ``request`` for inspection: the newest `MockAPIConfig.recorded` of them (trimmed
+        in one go when twice as many piled up, so appending stays O(1) amortized)."""
+        requests, keep = self.requests, self.config.recorded
+        requests.append(request)
+        if len(requests) > 2 * keep:
+            del requests[:-keep]
+
+    def note_made_up(self, calls: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        """Remember which arguments of these tool calls were made up (the newest `recorded`)."""
+        notes, keep = self.made_up_arguments, self.config.recorded
+        notes.update(calls)
+        if len(notes) > 2 * keep:
+            for call_id in list(notes)[: len(notes) - keep]:
+                del notes[call_id]
 
     def live_response(self, response_id: str) -> StoredResponse | None:
         """The response if it exists and is retrievable (retention rule applied)."""
