@@ -53,6 +53,19 @@ async def _tree(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
     return body
 
 
+async def _crash_files(client: httpx.AsyncClient, daemon: Daemon, message: str) -> dict[str, Any]:
+    """Crash the file actor with ``RuntimeError(message)``; its node once it runs again."""
+    ref = daemon.registry.whereis("files")
+    assert ref is not None
+    ref.kill(ExitReason.crashed(RuntimeError(message)))
+    with trio.fail_after(5):
+        while (
+            not (files := _named(await _tree(client), "files"))["restarts"] or not (files["alive"])
+        ):
+            await trio.sleep(0.01)
+    return files
+
+
 class TestTree:
     async def test_every_actor_of_the_daemon_is_a_node_with_its_mailbox(
         self, client: httpx.AsyncClient
@@ -73,15 +86,7 @@ class TestTree:
     async def test_a_crashed_actor_shows_its_restart_and_why(
         self, client: httpx.AsyncClient, daemon: Daemon
     ) -> None:
-        ref = daemon.registry.whereis("files")
-        assert ref is not None
-        ref.kill(ExitReason.crashed(RuntimeError("crashed on purpose")))
-        with trio.fail_after(5):
-            while (
-                not (files := _named(await _tree(client), "files"))["restarts"]
-                or not (files["alive"])
-            ):
-                await trio.sleep(0.01)
+        files = await _crash_files(client, daemon, "crashed on purpose")
         assert files["restart_reasons"] == {"crashed:RuntimeError": 1}
         assert (await _tree(client))["root"]["child_restarts"] == {"crashed:RuntimeError": 1}
         assert files["last_exit"] == "crashed(RuntimeError('crashed on purpose'))"
@@ -90,12 +95,7 @@ class TestTree:
     async def test_the_api_key_never_shows_in_a_last_exit(
         self, client: httpx.AsyncClient, daemon: Daemon
     ) -> None:
-        ref = daemon.registry.whereis("files")
-        assert ref is not None
-        ref.kill(ExitReason.crashed(RuntimeError("key sk-proj-abcdefghijklmnopqrstuvwx1234")))
-        with trio.fail_after(5):
-            while (files := _named(await _tree(client), "files"))["restarts"] == 0:
-                await trio.sleep(0.01)
+        files = await _crash_files(client, daemon, "key sk-proj-abcdefghijklmnopqrstuvwx1234")
         assert "abcdefghijklmnop" not in files["last_exit"]
 
     async def test_the_background_pollers_supervisor_and_its_pollers_are_shown(
