@@ -116,7 +116,7 @@ class Sizes:
             pool_streams=(250, 500, 1000, 2000),
             pool_keep_all_max=1000,
             responses=True,
-            repeats=2,
+            repeats=3,
             carried=150,
             drain_row=True,
             timeout=300.0,
@@ -590,8 +590,32 @@ def _reference_for(name: str) -> str:
     return _REFERENCE_RESPONSES if "responses" in name.lower() else _REFERENCE
 
 
-def _rows_for(table: Table, sizes: Sizes, results: dict[str, dict[str, Any]], label: str) -> None:
-    """Wall, latency and CPU rows for one load level (`label`: "" at full load)."""
+def _paired(
+    runs: dict[str, list[dict[str, Any]]], name: str, reference: str
+) -> tuple[float, float]:
+    """CPU per event of `name` and of `reference` (µs) in the repeat whose ratio is the median.
+
+    A repeat runs every row back to back, so one repeat's ratio compares runs taken seconds
+    apart; the least-disturbed run of each row may come from different repeats, minutes apart,
+    while this machine's speed drifts (two such runs' ratio swung 0.83-1.33x between runs of
+    the bench). With an even number of repeats, the higher of the two middle ratios."""
+    pairs = sorted(
+        zip(runs[name], runs[reference], strict=False),
+        key=lambda pair: _us_per_event(pair[0]) / _us_per_event(pair[1]),
+    )
+    row, ref = pairs[len(pairs) // 2]
+    return _us_per_event(row), _us_per_event(ref)
+
+
+def _rows_for(
+    table: Table,
+    sizes: Sizes,
+    results: dict[str, dict[str, Any]],
+    runs: dict[str, list[dict[str, Any]]],
+    label: str,
+) -> None:
+    """Wall, latency and CPU rows for one load level (`label`: "" at full load): latencies of
+    each row's least-disturbed run, CPU ratios of the median repeat (`_paired`)."""
     ideal = sizes.ideal
     full = not label
     for name, r in results.items():
@@ -613,20 +637,22 @@ def _rows_for(table: Table, sizes: Sizes, results: dict[str, dict[str, Any]], la
         if name != reference and reference in results:
             table.add(Row(f"{name}{label}: p50 delivery latency", 1000 * r["p50"], "ms",
                           1000 * results[reference]["p50"], reference))  # fmt: skip
-    for name, r in results.items():
+    for name in results:
         reference = _reference_for(name)
         if name == reference or reference not in results:
             continue
         target = None
         if name.startswith("daemon") and full:
             target = at_most(0.9 if name == "daemon chat" else 1.0)
-        table.add(Row(f"{name}{label}: CPU per event", _us_per_event(r), "µs",
-                      _us_per_event(results[reference]), reference, target))  # fmt: skip
-    drained = results.get("daemon chat, receive_batch()")
-    if drained is not None and "daemon chat" in results:
-        table.add(Row(f"daemon chat, receive_batch(){label}: CPU per event vs async for",
-                      _us_per_event(drained), "µs", _us_per_event(results["daemon chat"]),
-                      "daemon chat (async for)", at_most(1.0) if full else None))  # fmt: skip
+        value, against = _paired(runs, name, reference)
+        table.add(Row(f"{name}{label}: CPU per event", value, "µs", against,
+                      f"{reference} (median repeat)", target))  # fmt: skip
+    drained = "daemon chat, receive_batch()"
+    if drained in runs and "daemon chat" in runs:
+        value, against = _paired(runs, drained, "daemon chat")
+        table.add(Row(f"{drained}{label}: CPU per event vs async for", value, "µs", against,
+                      "daemon chat (async for), median repeat",
+                      at_most(1.0) if full else None))  # fmt: skip
 
 
 def _plan(server: LoadServer, sizes: Sizes, n: int) -> list[tuple[str, str, tuple[Any, ...], int]]:
@@ -692,7 +718,7 @@ def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> dict[str, dict
         results, runs = _run_plan(server, plan, timeout)
     for name, r in results.items():
         _describe(table, name, r)
-    _rows_for(table, sizes, results, "")
+    _rows_for(table, sizes, results, runs, "")
     _spread(table, runs, "")
     for name, r in results.items():
         reference = _reference_for(name)
@@ -715,7 +741,7 @@ def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> dict[str, dict
         partial, partial_runs = _run_plan(server, _plan(server, sizes, carried), timeout)
         for name, r in partial.items():
             _describe(table, f"{name} ({carried} streams)", r)
-        _rows_for(table, attrs.evolve(sizes, streams=carried), partial, label)
+        _rows_for(table, attrs.evolve(sizes, streams=carried), partial, partial_runs, label)
         _spread(table, partial_runs, label)
     return results
 
