@@ -98,7 +98,8 @@ class Sizes:
     pool_keep_all_max: int
     #: Also run the daemon with Responses framing (``respond(durable=False)``).
     responses: bool
-    #: Runs of the daemon and bare httpx rows (the least disturbed one is kept).
+    #: Runs of the daemon and bare httpx rows (latencies: the least disturbed one; CPU ratios:
+    #: the median repeat's pair).
     repeats: int
     #: Streams of the rows at a load one core carries (daemon and bare httpx, both framings),
     #: where delivery latency is held to `carried_p99_ms`; 0: no such rows.
@@ -837,7 +838,8 @@ def _notes(table: Table, sizes: Sizes, results: dict[str, dict[str, Any]]) -> No
         "- this machine has 2 cores shared with other work: 'runnable but waiting for a CPU' "
         "(from /proc/PID/schedstat) is time a process was ready while another one held its "
         f"core (kept runs: {waited}). Wall and latency include it; CPU per event does not. "
-        "Each daemon/httpx row keeps the least-disturbed of its runs.",
+        "Wall and latency rows show each row's least-disturbed run; CPU-per-event ratios the "
+        "repeat whose back-to-back pair has the median ratio (every repeat's ratio is listed).",
         "- the daemon pays one hop per event bare httpx does not (the subscriber is another "
         "task: one more trio reschedule per event) plus mapping each chunk to a StreamEvent "
         "and accumulating it; it saves where bare httpx + httpx-sse spends: OpenAI's frames "
