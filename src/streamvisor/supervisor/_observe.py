@@ -82,48 +82,38 @@ def observe_tree(ref: ActorRef, *, max_children: int | None = None) -> TreeNode:
     """
     if max_children is not None and (type(max_children) is not int or max_children < 0):
         raise ValueError(f"max_children must be an int >= 0 or None, got {max_children!r}")
-    kind: Literal["supervisor", "worker"] = (
-        "supervisor" if isinstance(ref._actor, _Supervising) else "worker"
-    )
-    return _node(ref, None, ref.name, kind, False, None, max_children)
+    return _node(ObservedChild(None, ref.name, _type_of(ref), ref, False, None), max_children)
 
 
-def _node(
-    ref: ActorRef | None,
-    id: str | None,
-    name: str | None,
-    kind: Literal["supervisor", "worker"],
-    restarting: bool,
-    seen: ObservedChild | None,
-    max_children: int | None,
-) -> TreeNode:
-    exits = seen.exits if seen is not None else None
+def _type_of(ref: ActorRef) -> ChildType:
+    return ChildType.SUPERVISOR if isinstance(ref._actor, _Supervising) else ChildType.WORKER
+
+
+def _node(seen: ObservedChild, max_children: int | None) -> TreeNode:
+    """``seen`` and, below it, a supervisor's children or the actors a worker runs itself."""
+    ref, exits = seen.ref, seen.exits
     alive = ref is not None and ref.alive
-    children: list[TreeNode] = []
-    omitted = 0
+    table: list[ObservedChild] = []
     child_restarts = _NO_REASONS
-    if ref is not None and alive and isinstance(ref._actor, _Supervising):
-        child_restarts = MappingProxyType(dict(ref._actor._restart_totals))
-        table = ref._actor._observed()
-        shown = table if max_children is None else table[:max_children]
-        omitted = len(table) - len(shown)
-        children = [_child(child, max_children) for child in shown]
-    elif ref is not None and alive:
-        inner = list(ref._actor.observed_children().items())
-        shown_inner = inner if max_children is None else inner[:max_children]
-        omitted = len(inner) - len(shown_inner)
-        children = [
-            _inner(inner_id, inner_ref, max_children) for inner_id, inner_ref in shown_inner
-        ]
-    label = ref.label if ref is not None else name or id or "?"
+    if ref is not None and alive:
+        actor = ref._actor
+        if isinstance(actor, _Supervising):
+            child_restarts = MappingProxyType(dict(actor._restart_totals))
+            table = actor._observed()
+        else:
+            table = [
+                ObservedChild(key, inner.name, _type_of(inner), inner, False, None)
+                for key, inner in actor.observed_children().items()
+            ]
+    shown = table if max_children is None else table[:max_children]
     return TreeNode(
-        id=id,
-        name=name,
-        label=label,
-        kind=kind,
+        id=seen.id,
+        name=seen.name,
+        label=ref.label if ref is not None else seen.name or seen.id or "?",
+        kind="supervisor" if seen.type is ChildType.SUPERVISOR else "worker",
         actor=type(ref._actor).__name__ if ref is not None and alive else None,
         alive=alive,
-        restarting=restarting,
+        restarting=seen.restarting,
         restarts=exits.restarts if exits is not None else 0,
         restart_reasons=(
             MappingProxyType(dict(exits.reasons)) if exits is not None else _NO_REASONS
@@ -131,21 +121,7 @@ def _node(
         last_exit=exits.last if exits is not None else None,
         last_exit_at=exits.last_at if exits is not None else None,
         mailbox=ref.statistics() if ref is not None and alive else None,
-        children=tuple(children),
-        omitted=omitted,
+        children=tuple(_node(child, max_children) for child in shown),
+        omitted=len(table) - len(shown),
         child_restarts=child_restarts,
     )
-
-
-def _child(seen: ObservedChild, max_children: int | None) -> TreeNode:
-    kind: Literal["supervisor", "worker"] = (
-        "supervisor" if seen.type is ChildType.SUPERVISOR else "worker"
-    )
-    return _node(seen.ref, seen.id, seen.name, kind, seen.restarting, seen, max_children)
-
-
-def _inner(id: str, ref: ActorRef, max_children: int | None) -> TreeNode:
-    kind: Literal["supervisor", "worker"] = (
-        "supervisor" if isinstance(ref._actor, _Supervising) else "worker"
-    )
-    return _node(ref, id, ref.name, kind, False, None, max_children)
