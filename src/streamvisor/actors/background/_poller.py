@@ -394,9 +394,9 @@ class BackgroundPoller(Actor):
         return await super().handle_call(request, caller)
 
     async def _recent(self, limit: int) -> list[TrackedResponse]:
-        records = await self.shared.store.all()  # terminal rows are bounded by retention
-        records.sort(key=lambda record: record.created_at, reverse=True)
-        return records[:limit]
+        # Oldest first from either store (terminal rows are bounded by `terminal_ttl`).
+        records = await self.shared.store.all()
+        return records[::-1][:limit]
 
     async def handle_cast(self, message: Any) -> None:
         if isinstance(message, Cursor):
