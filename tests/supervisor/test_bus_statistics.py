@@ -32,6 +32,16 @@ class TestBusStatistics:
             assert bus.statistics().subscriptions == 2
         assert bus.statistics().subscriptions == 0
 
+    async def test_drops_not_yet_reported_stay_counted_when_the_subscriber_leaves(self) -> None:
+        """A subscriber that leaves with a gap it never read keeps its drops in the totals: a
+        dropped counter never goes down."""
+        bus = EventBus[int]()
+        async with bus.subscribe("t", buffer=2):
+            for item in range(5):
+                bus.publish("t", item)
+            assert totals(bus)[2] == 3
+        assert totals(bus)[2] == 3
+
     async def test_drops_and_missed_notices_survive_the_subscription(self) -> None:
         """A full buffer drops; the `Missed` notice is counted when received; both stay in the
         totals after the subscription ends, beside what was delivered."""
