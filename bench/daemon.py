@@ -51,6 +51,8 @@ Responses rows are compared with bare trio + httpx reading the same Responses st
 bytes: Responses frames are about twice the size of Chat chunks), Chat rows with bare httpx reading
 Chat. Targets (issue 9): daemon Chat CPU per event <= 0.9x, daemon Responses <= 1.0x,
 `receive_batch()` subscribers <= 1.0x the CPU of `async for` ones, RSS per stream <= 1.0x.
+(What a subscriber's way of reading saves is about a microsecond of the daemon's ~40 per event,
+below what whole runs resolve here: `bench/runtime` measures it alone, on the bus, paired.)
 
 Smoke size (``--smoke``): 20 streams x 20 events at 5 ms, one run per row, no carried-load rows.
 """

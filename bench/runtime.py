@@ -7,6 +7,8 @@ Rows (each ratio is measured against a bare-trio reference in the same run):
 * restart latency, crash -> replacement ready, vs catching the crash and a bare `nursery.start`
 * event-bus fan-out, 1 publisher -> 1,000 subscribers: vs a memory channel per subscriber, and
   with one stalled subscriber vs without (target: the stalled one costs nothing, >= 0.90x)
+* subscribers that take their events with `receive_batch()` vs with `async for`, same fan-out,
+  end to end (target: the batch costs less, >= 1.0x the rate)
 * memory per idle actor (100,000 of them) vs a bare task waiting on a memory channel, each in a
   fresh subprocess (target <= 1.5x)
 
@@ -26,7 +28,10 @@ pair gives a ratio (stalled rate / free rate), end to end (publish until every s
 taken the burst) and publisher side (the publish loop alone). A row shows the pair whose ratio
 is the median of 101 pairs, and a note under the rows gives the pairs' min, quartiles and max,
 so the spread is in sight. A slowdown longer than a pair hits both sides of it alike; a shorter
-one spoils a few pairs, which the median ignores.
+one spoils a few pairs, which the median ignores. The `receive_batch()` row is measured the same
+way, in bursts of 16 (what a session publishes between two yields): its difference to `async
+for` is about a microsecond per event, far below what a whole daemon run can resolve
+(`bench/daemon`'s row of it swings by +-10% from run to run on this machine).
 """
 
 from __future__ import annotations
@@ -373,15 +378,25 @@ class _BusFanOut:
     bus: EventBus[int]
     #: Items received by each live subscriber.
     counts: list[int]
+    #: The live subscribers take what is buffered with `receive_batch()`, not `async for`.
+    batch: bool = False
     #: Items published so far.
     published: int = 0
 
     async def consume(self, index: int, task_status: trio.TaskStatus[None]) -> None:
+        counts = self.counts
         async with self.bus.subscribe("bench.fan") as sub:
             task_status.started()
-            async for item in sub:
-                if not isinstance(item, Missed):
-                    self.counts[index] += 1
+            if self.batch:
+                with contextlib.suppress(trio.EndOfChannel):
+                    while True:
+                        for item in await sub.receive_batch():
+                            if not isinstance(item, Missed):
+                                counts[index] += 1
+            else:
+                async for item in sub:
+                    if not isinstance(item, Missed):
+                        counts[index] += 1
 
     async def burst(self, size: int) -> tuple[float, float]:
         """Publish `size` items and wait until every subscriber has taken them; return the
@@ -398,12 +413,15 @@ class _BusFanOut:
 
 
 @contextlib.asynccontextmanager
-async def _open_bus_fan_out(subscribers: int, *, stalled: bool) -> AsyncIterator[_BusFanOut]:
+async def _open_bus_fan_out(
+    subscribers: int, *, stalled: bool, batch: bool = False
+) -> AsyncIterator[_BusFanOut]:
     """The event bus with `subscribers` subscribers; with `stalled`, one of them never reads and
-    is always full. On leaving, checks that no live subscriber lost an item."""
+    is always full; with `batch`, the others read with `receive_batch()`. On leaving, checks
+    that no live subscriber lost an item."""
     bus: EventBus[int] = EventBus(default_buffer=1024)
     live = subscribers - 1
-    fan = _BusFanOut(bus, [0] * live)
+    fan = _BusFanOut(bus, [0] * live, batch)
     async with trio.open_nursery() as nursery:
         for index in range(live):
             await nursery.start(fan.consume, index)
@@ -490,22 +508,45 @@ async def _stalled_vs_free(subscribers: int, pairs: int, burst: int) -> tuple[Pa
     longer than a pair (~0.1 s) hits both sides of it alike, and the median ignores the pairs
     that one straddled.
     """
-    end_to_end: list[tuple[float, float]] = []
-    publisher: list[tuple[float, float]] = []
-    deliveries = burst * subscribers
     async with (
         _open_bus_fan_out(subscribers, stalled=False) as free,
         _open_bus_fan_out(subscribers, stalled=True) as stalled,
     ):
-        with _no_gc():
-            for index in range(pairs):
-                if index % 2:
-                    stalled_s, free_s = await stalled.burst(burst), await free.burst(burst)
-                else:
-                    free_s, stalled_s = await free.burst(burst), await stalled.burst(burst)
-                publisher.append((deliveries / stalled_s[0], deliveries / free_s[0]))
-                end_to_end.append((burst / stalled_s[1], burst / free_s[1]))
+        return await _side_by_side(stalled, free, pairs, burst)
+
+
+async def _side_by_side(
+    variant: _BusFanOut, reference: _BusFanOut, pairs: int, burst: int
+) -> tuple[Paired, Paired]:
+    """`pairs` bursts to each fan-out in turn, the first alternating: (end to end, publisher
+    side) of the variant against the reference (see `_stalled_vs_free`)."""
+    end_to_end: list[tuple[float, float]] = []
+    publisher: list[tuple[float, float]] = []
+    deliveries = burst * (len(reference.counts) + 1)
+    with _no_gc():
+        for index in range(pairs):
+            if index % 2:
+                variant_s, reference_s = await variant.burst(burst), await reference.burst(burst)
+            else:
+                reference_s, variant_s = await reference.burst(burst), await variant.burst(burst)
+            publisher.append((deliveries / variant_s[0], deliveries / reference_s[0]))
+            end_to_end.append((burst / variant_s[1], burst / reference_s[1]))
     return Paired.of(end_to_end), Paired.of(publisher)
+
+
+async def _batch_vs_iteration(subscribers: int, pairs: int, burst: int) -> Paired:
+    """Subscribers reading with `receive_batch()` vs `async for`: end to end, paired as the
+    stalled rows are."""
+    async with (
+        _open_bus_fan_out(subscribers, stalled=False) as iterating,
+        _open_bus_fan_out(subscribers, stalled=False, batch=True) as batching,
+    ):
+        end_to_end, _ = await _side_by_side(batching, iterating, pairs, burst)
+    return end_to_end
+
+
+#: Events a session publishes between two yields (`_PUBLISH_BUDGET` in its stream loop).
+_SESSION_BURST = 16
 
 
 async def _bus_rows(table: Table, sizes: Sizes) -> None:
@@ -564,6 +605,22 @@ async def _bus_rows(table: Table, sizes: Sizes) -> None:
         f"stalled rows: the median of {len(end_to_end.ratios)} pairs of bursts of {burst} events, "
         "one to each fan-out, in CPU time; ratios of the pairs min [quartiles] max: end to end "
         f"{end_to_end.spread()}, publisher side {publisher.spread()}"
+    )
+    drained = await _batch_vs_iteration(subs, sizes.stall_pairs, _SESSION_BURST)
+    table.add(
+        Row(
+            "bus subscribers taking receive_batch(), end to end",
+            drained.value,
+            "events/s",
+            drained.reference,
+            "the same fan-out, async for",
+            at_least(1.0),
+        )
+    )
+    table.note(
+        f"receive_batch() row: the median of {len(drained.ratios)} pairs of bursts of "
+        f"{_SESSION_BURST} events (a session's publishes between two yields), in CPU time; "
+        f"ratios of the pairs min [quartiles] max: {drained.spread()}"
     )
     single, batched = 0.0, 0.0
     for _ in range(sizes.repeats):
