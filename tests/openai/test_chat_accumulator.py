@@ -9,6 +9,7 @@ import pytest
 
 from streamvisor.openai import ChatAccumulator, SequenceError, StreamEvent
 from streamvisor.openai._events import new_event
+from streamvisor.openai._responses import FOLD
 from tests._recorded import RECORDED
 
 from .conftest import frames
@@ -205,6 +206,25 @@ class TestReplay:
         with pytest.raises(SequenceError):
             replica.feed(events[3])
         assert replica.output_text == "a"
+
+
+class TestFinished:
+    """`finish` joins the text into the completion and lets the pieces go."""
+
+    def test_the_text_is_read_from_the_completion_after_finish(self) -> None:
+        words = [f"w{i} 😊" for i in range(3 * FOLD + 1)]
+        acc, _ = run([chunk(choice(content=w)) for w in words] + [chunk(choice(finish="stop"))])
+        assert acc.output_text == "".join(words)
+        assert acc._choices == {}
+        assert acc.snapshot is acc.result
+
+    def test_after_finish_only_choice_zero_is_the_output_text(self) -> None:
+        acc, _ = run([chunk(choice(1, content="other"))])
+        assert acc.output_text == ""
+        acc, _ = run([chunk(choice(0, refusal="no"))])
+        assert acc.output_text == ""
+        acc, _ = run([chunk(choice(1, content="b"), choice(0, content="a"))])
+        assert acc.output_text == "a"
 
 
 class TestFastEventConstruction:

@@ -162,10 +162,12 @@ class TestReads:
         body = bytes(range(256)) * 1024  # 256 KiB
         async with bulk_server(body) as url:
             transport = ShardedTransport(limits(10, 10))
-            async with httpx.AsyncClient(base_url=url, transport=transport) as http:
-                async with http.stream("GET", "/") as response:
-                    await trio.sleep(0.2)  # let the whole body reach the socket buffer
-                    chunks = [chunk async for chunk in response.aiter_raw()]
+            async with (
+                httpx.AsyncClient(base_url=url, transport=transport) as http,
+                http.stream("GET", "/") as response,
+            ):
+                await trio.sleep(0.2)  # let the whole body reach the socket buffer
+                chunks = [chunk async for chunk in response.aiter_raw()]
         assert b"".join(chunks) == body
         assert max(map(len, chunks)) <= _pool.READ_CAP
         assert len(chunks) >= len(body) // _pool.READ_CAP
@@ -173,9 +175,11 @@ class TestReads:
     async def test_the_capped_stream_passes_everything_else_through(self) -> None:
         async with bulk_server(b"ok") as url:
             transport = ShardedTransport(limits(10, 10))
-            async with httpx.AsyncClient(base_url=url, transport=transport) as http:
-                async with http.stream("GET", "/") as response:
-                    stream = response.extensions["network_stream"]
-                    assert isinstance(stream, _pool._CappedStream)
-                    assert stream.get_extra_info("server_addr")[0] == "127.0.0.1"
-                    assert await response.aread() == b"ok"
+            async with (
+                httpx.AsyncClient(base_url=url, transport=transport) as http,
+                http.stream("GET", "/") as response,
+            ):
+                stream = response.extensions["network_stream"]
+                assert isinstance(stream, _pool._CappedStream)
+                assert stream.get_extra_info("server_addr")[0] == "127.0.0.1"
+                assert await response.aread() == b"ok"
