@@ -299,6 +299,8 @@ class SessionsSection:
     durable_responses: bool = _bool(True)
     mailbox_size: int = _int(256, low=1)
     stop_timeout: float = _float(5.0, low=0)
+    #: Finished streams per session whose outcome keeps its whole response for `wait`.
+    results_kept: int = _int(16, low=0)
 
 
 @attrs.frozen

@@ -176,6 +176,7 @@ async def session_env(
     durable: bool = True,
     settings: Mapping[str, Any] | None = None,
     stop_timeout: float = 5.0,
+    results_kept: int = 16,
     transport: httpx.AsyncBaseTransport | None = None,
     **deps: Any,
 ) -> AsyncIterator[Env]:
@@ -183,7 +184,9 @@ async def session_env(
     ``transport``)."""
     tracker = tracker if tracker is not None else FakeTracker()
     watched = ClosingTransport()
-    config = SessionsSection(durable_responses=durable, stop_timeout=stop_timeout)
+    config = SessionsSection(
+        durable_responses=durable, stop_timeout=stop_timeout, results_kept=results_kept
+    )
     async with (
         OpenAIClient.open(
             client_settings(url, **(settings or {})), transport=transport or watched

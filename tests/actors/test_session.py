@@ -121,6 +121,41 @@ class TestChat:
         assert outcome.response["choices"][0]["message"]["refusal"] == refusal
 
 
+class TestOutcomesKept:
+    """Only the newest ``results_kept`` outcomes of a session keep their whole response."""
+
+    async def test_an_older_outcome_keeps_its_status_but_not_its_response(
+        self, server: MockServer
+    ) -> None:
+        with trio.fail_after(20):
+            async with session_env(server.url, results_kept=1) as env:
+                first = await env.handle.chat("gpt-4o", USER)
+                await env.handle.wait(first.stream_id)
+                second = await env.handle.respond("gpt-4o", "Hello", durable=False)
+                newest = await env.handle.wait(second.stream_id)
+                older = await env.handle.wait(first.stream_id)
+        assert newest.response is not None
+        assert newest.response["status"] == "completed"
+        assert (older.status, older.response_id, older.response) == (
+            "completed",
+            first.response_id,
+            None,
+        )
+        assert older.last_sequence_number is not None
+
+    async def test_with_none_kept_only_a_caller_waiting_at_the_end_gets_the_response(
+        self, server: MockServer
+    ) -> None:
+        paced = {"mock_scenario": "long:20", "mock_token_delay_ms": "20"}
+        with trio.fail_after(20):
+            async with session_env(server.url, results_kept=0) as env:
+                ticket = await env.handle.chat("gpt-4o", USER, metadata=paced)
+                waited = await env.handle.wait(ticket.stream_id)  # it was still streaming
+                later = await env.handle.wait(ticket.stream_id)
+        assert waited.response is not None
+        assert (later.status, later.response) == ("completed", None)
+
+
 class TestForegroundResponses:
     async def test_a_foreground_stream_reaches_a_subscriber_whole_and_in_order(
         self, env: Env, server: MockServer

@@ -15,7 +15,7 @@ import trio.testing
 
 from streamvisor.actors.sessions._handle import SessionHandle, session_factory
 from streamvisor.actors.sessions._session import _PUBLISH_BUDGET
-from streamvisor.actors.sessions._values import SessionState, _Record
+from streamvisor.actors.sessions._values import SessionState, StreamOutcome, _Record
 from streamvisor.openai import RetryPolicy
 from streamvisor.supervisor import CallTimeout
 
@@ -365,3 +365,41 @@ class TestPublishing:
         # Published all at once, the whole read would wait in the subscriber's buffer; a budget
         # at a time, a few slices do (the subscriber starts only once `respond` has returned).
         assert sub.statistics().buffer_peak <= 4 * _PUBLISH_BUDGET < len(events)
+
+
+class TestRemember:
+    """`SessionState.remember`: 256 outcomes, the newest ``results_kept`` with a response."""
+
+    @staticmethod
+    def outcome(n: int) -> StreamOutcome:
+        return StreamOutcome(f"stream-{n}", f"resp_{n}", "completed", {"n": n}, None, n)
+
+    def test_only_the_newest_keep_their_response(self) -> None:
+        state = SessionState("s1")
+        for n in range(1, 6):
+            state.remember(self.outcome(n), results_kept=2)
+        kept = {sid: o.response for sid, o in state.outcomes.items()}
+        assert kept == {
+            "stream-1": None,
+            "stream-2": None,
+            "stream-3": None,
+            "stream-4": {"n": 4},
+            "stream-5": {"n": 5},
+        }
+        assert [o.status for o in state.outcomes.values()] == ["completed"] * 5
+        assert [o.last_sequence_number for o in state.outcomes.values()] == [1, 2, 3, 4, 5]
+
+    def test_the_outcome_count_is_still_bounded(self) -> None:
+        state = SessionState("s1")
+        for n in range(300):
+            state.remember(self.outcome(n))
+        assert len(state.outcomes) == 256
+        assert next(iter(state.outcomes)) == "stream-44"
+
+    def test_a_stream_remembered_again_counts_as_the_newest(self) -> None:
+        state = SessionState("s1")
+        for n in (1, 2, 1):
+            state.remember(self.outcome(n), results_kept=1)
+        assert list(state.outcomes) == ["stream-2", "stream-1"]
+        assert state.outcomes["stream-1"].response == {"n": 1}
+        assert state.outcomes["stream-2"].response is None

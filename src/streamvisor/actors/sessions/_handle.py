@@ -221,7 +221,10 @@ class SessionHandle:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> StreamOutcome:
         """Wait for a stream to end and return its outcome (also for one already finished,
-        among the session's last 256). Follows the worker across restarts.
+        among the session's last 256). Follows the worker across restarts. The outcomes of the
+        session's newest ``[sessions] results_kept`` finished streams (16) keep their
+        ``response``; older ones keep their status, ids, error and last sequence number, with
+        ``response`` None.
 
         Raises:
             InvalidStreamId: not a stream id a session hands out (``stream-<n>``).

@@ -185,7 +185,7 @@ class StreamingSession(Actor):
         if record.ended is None and record.terminal and not record.durable:
             # It ended; only the bookkeeping was left.
             self.state.streams.pop(record.stream_id, None)
-            self.state.remember(self._final(record))
+            self.state.remember(self._final(record), self.deps.config.results_kept)
             return
         if record.ended is not None and not (record.durable and record.response_id):
             status = "cancelled" if record.ended == "response.cancelled" else "error"
@@ -391,7 +391,7 @@ class StreamingSession(Actor):
     def _done(self, stream: _Stream, outcome: StreamOutcome) -> None:
         rec = stream.record
         self.state.streams.pop(rec.stream_id, None)
-        self.state.remember(outcome)
+        self.state.remember(outcome, self.deps.config.results_kept)
         self._active.pop(rec.stream_id, None)
         stream.outcome = outcome
         if stream.starter is not None:
@@ -808,4 +808,4 @@ class StreamingSession(Actor):
 
     def _remember(self, rec: _Record, status: str, error: BaseException | None) -> None:
         self.state.streams.pop(rec.stream_id, None)
-        self.state.remember(self._outcome(rec, status, None, error))
+        self.state.remember(self._outcome(rec, status, None, error), self.deps.config.results_kept)

@@ -196,10 +196,22 @@ class SessionState:
     def next_stream_id(self) -> str:
         return f"stream-{next(self._ids)}"
 
-    def remember(self, outcome: StreamOutcome) -> None:
-        self.outcomes[outcome.stream_id] = outcome
-        while len(self.outcomes) > _OUTCOMES_KEPT:
-            self.outcomes.popitem(last=False)
+    def remember(self, outcome: StreamOutcome, results_kept: int = _OUTCOMES_KEPT) -> None:
+        """Keep `outcome` for `SessionHandle.wait`: the newest `_OUTCOMES_KEPT` outcomes, of
+        which only the newest `results_kept` keep their ``response`` (the whole output: text,
+        items, usage); older ones keep their status, ids, error and last sequence number. A
+        session that streams on would otherwise hold 256 whole responses."""
+        outcomes = self.outcomes
+        outcomes[outcome.stream_id] = outcome
+        outcomes.move_to_end(outcome.stream_id)
+        while len(outcomes) > _OUTCOMES_KEPT:
+            outcomes.popitem(last=False)
+        if len(outcomes) > results_kept:
+            # The one outcome that just left the newest `results_kept` lets its response go.
+            older = next(itertools.islice(reversed(outcomes), results_kept, None))
+            kept = outcomes[older]
+            if kept.response is not None:
+                outcomes[older] = attrs.evolve(kept, response=None)
 
 
 # ---------------------------------------------------------------------------------------------
