@@ -169,6 +169,27 @@ class TestPublishSubscribe:
             stats = a.statistics()
         assert (stats.published, stats.acked, stats.backlog) == (2500, 2500, 0)
 
+    async def test_events_published_while_the_sender_lingers_go_out_as_one_batch(
+        self, nats_names: NatsNames
+    ) -> None:
+        """A publish that wakes the idle sender is held for ``linger``, and what follows it
+        within that time joins its batch (at a low rate each event was a batch of its own)."""
+        async with open_node(nats_names, "a", linger=0.2) as a, a.subscribe("**") as events:
+            for n in range(5):
+                a.publish("l", str(n).encode())
+                await trio.sleep(0.01)
+            got = await receive(events, 5)
+            stats = a.statistics()
+        assert [int(m.payload) for m in got] == list(range(5))
+        assert (stats.published, stats.batches) == (5, 1)
+
+    async def test_linger_outside_zero_to_one_second_is_refused(
+        self, nats_names: NatsNames
+    ) -> None:
+        with pytest.raises(ValueError, match="linger"):
+            async with open_node(nats_names, "a", linger=-0.001):
+                raise AssertionError("unreachable")
+
 
 class TestReplay:
     async def test_a_cursor_replays_what_followed_it_then_continues_live(
