@@ -79,7 +79,6 @@ import nats.errors
 import nats.js.errors
 import structlog
 import trio
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import api as js_api
@@ -95,6 +94,7 @@ from ._bridge_errors import (
     RequestTimeout,
     StreamRefused,
 )
+from ._client import LaneClient
 from ._consumer import (
     AUTO_ID,
     ERROR_HEADER,
@@ -241,7 +241,7 @@ class NatsBridge:
         )
         self._thread_done = trio.Event()
         self._token = trio.lowlevel.current_trio_token()
-        self._nc = NatsClient()
+        self._nc = LaneClient()
         self._js = self._nc.jetstream()
         self._ack_prefix = ""
         self._acks: _Acks | None = None
@@ -380,7 +380,7 @@ class NatsBridge:
             raise NatsUnavailable(self._url, f"{type(error).__name__}: {error}") from None
         self._max_payload = self._nc.max_payload
         self._ack_prefix = f"{self._nc.new_inbox()}."
-        await self._nc.subscribe(f"{self._ack_prefix}*", cb=self._on_ack)
+        await self._nc.subscribe_lane(f"{self._ack_prefix}*", self._on_ack)
         self._host = ConsumerHost(
             nc=self._nc,
             js=self._js,
@@ -662,16 +662,18 @@ class NatsBridge:
                 pause = min(pause * 2, RETRY_MAX)
             pending = retry
 
-    async def _on_ack(self, msg: Msg) -> None:
-        """(asyncio) File one JetStream ack (or error) into the current batch's slot."""
+    async def _on_ack(
+        self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        """(asyncio) File one JetStream ack (or error) into the current batch's slot (the raw
+        parts of the message, from the connection's lane)."""
         acks = self._acks
         if acks is None:
             return
         try:
-            token = int(msg.subject[len(self._ack_prefix) :])
+            token = int(subject[len(self._ack_prefix) :])
         except ValueError:
             return
-        data = msg.data
         outcome: _Ack | str
         if not data:  # a status instead of an ack: 503, no stream captures the subject (yet)
             outcome = _Ack.RETRY
