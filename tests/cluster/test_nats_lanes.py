@@ -11,6 +11,7 @@ import inspect
 
 import hypothesis
 import hypothesis.strategies as st
+import nats.errors
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -25,6 +26,10 @@ def test_nats_py_still_has_the_private_parts_a_lane_relies_on() -> None:
     params = list(inspect.signature(Client._process_msg).parameters)
     assert params == ["self", "sid", "subject", "reply", "data", "headers"]
     assert list(inspect.signature(Client._remove_sub).parameters)[:2] == ["self", "sid"]
+    assert "force_flush" in inspect.signature(Client._flush_pending).parameters
+    client = Client()
+    assert (client._pending, client._pending_data_size) == ([], 0)
+    assert isinstance(client._max_pending_size, int)  # set by connect()
 
 
 class TestHeaderFields:
@@ -106,3 +111,47 @@ def test_an_unsubscribed_lane_is_forgotten(nats_url: str) -> None:
 def test_a_bare_status_is_a_status(status_line: bytes) -> None:
     status, _ = header_fields(status_line)
     assert status == status_line[9:12].decode()
+
+
+def test_publish_many_sends_each_message_with_its_reply_headers_and_payload(nats_url: str) -> None:
+    async def main() -> list[tuple[str, str, dict[str, str] | None, bytes]]:
+        nc = LaneClient()
+        await nc.connect(nats_url, allow_reconnect=False)
+        try:
+            got: list[Msg] = []
+            done = asyncio.Event()
+
+            async def collect(msg: Msg) -> None:
+                got.append(msg)
+                if len(got) == 3:
+                    done.set()
+
+            await nc.subscribe("many.>", cb=collect)
+            await nc.flush()
+            await nc.publish_many(
+                [
+                    (b"many.a", b"NATS/1.0\r\nSv-Origin: n1\r\n\r\n", b"one"),
+                    (b"many.b", b"NATS/1.0\r\nSv-Origin: n1\r\nNats-Msg-Id: m\r\n\r\n", b""),
+                    (b"many.a", b"NATS/1.0\r\n\r\n", b"three"),
+                ],
+                b"acks.",
+                41,
+            )
+            await asyncio.wait_for(done.wait(), WAIT)
+            return [(m.subject, m.reply, m.headers, m.data) for m in got]
+        finally:
+            await nc.close()
+
+    assert asyncio.run(main()) == [
+        ("many.a", "acks.41", {"Sv-Origin": "n1"}, b"one"),
+        ("many.b", "acks.42", {"Sv-Origin": "n1", "Nats-Msg-Id": "m"}, b""),
+        ("many.a", "acks.43", None, b"three"),
+    ]
+
+
+def test_publish_many_refuses_while_the_connection_is_down() -> None:
+    async def main() -> None:
+        await LaneClient().publish_many([(b"x", b"NATS/1.0\r\n\r\n", b"")], b"acks.", 0)
+
+    with pytest.raises(nats.errors.ConnectionReconnectingError):
+        asyncio.run(main())
