@@ -94,6 +94,23 @@ class TestPublishSubscribe:
         assert [(m.payload, m.origin) for m in got] == [(b"theirs", "b"), (b"theirs again", "b")]
         assert got[0].seq < got[1].seq
 
+    async def test_skip_origin_leaves_out_only_that_exact_node(self, nats_names: NatsNames) -> None:
+        """Node ``a`` skips its own events, not those of ``ab`` or ``b a`` (the origin is read
+        off the raw header line: it must match the whole value)."""
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "ab") as ab,
+            open_node(nats_names, "b a") as ba,
+            a.subscribe("**", skip_origin="a") as events,
+        ):
+            a.publish("x", b"mine")
+            await a.flush()
+            ab.publish("x", b"from ab")
+            await ab.flush()
+            ba.publish("x", b"from b a")
+            got = await receive(events, 2)
+        assert [(m.payload, m.origin) for m in got] == [(b"from ab", "ab"), (b"from b a", "b a")]
+
     async def test_double_star_matches_the_bare_prefix_and_everything_below_it(
         self, nats_names: NatsNames
     ) -> None:

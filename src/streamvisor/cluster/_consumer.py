@@ -48,6 +48,8 @@ MSG_ID_HEADER: Final = "Nats-Msg-Id"
 #: Msg ids the bridge makes itself begin so; `Message.msg_id` reports them as None.
 AUTO_ID: Final = "~sv~"
 
+#: A header block with an inline status (a heartbeat, a flow-control request) begins so.
+_STATUS_LINE: Final = b"NATS/1.0 "
 #: Idle heartbeat of a subscription's consumer: two missed ones recreate the consumer.
 HEARTBEAT: Final = 1.0
 #: An abandoned consumer (its node vanished) is removed by the server after this long.
@@ -139,6 +141,11 @@ class OrderedConsumer:
         #: Messages this node published are dropped here, on the asyncio side, before they cost
         #: a hop into trio and a decode (a node's own events echo back from JetStream).
         self.skip_origin = skip_origin
+        #: The header line the bridge of ``skip_origin`` writes: found in the raw block, a
+        #: message is dropped before its headers are parsed.
+        self.own_line = (
+            None if skip_origin is None else f"\r\n{ORIGIN_HEADER}: {skip_origin}\r\n".encode()
+        )
         #: A flow-control answer held back while the subscriber is behind.
         self.held_reply: str | None = None
         self.last_seq = last_seq
@@ -193,8 +200,8 @@ class OrderedConsumer:
         """A delivery, a heartbeat or a flow-control request from the current consumer (the
         raw parts of a message, from the connection's lane)."""
         self.last_activity = time.monotonic()
-        status, fields = header_fields(headers) if headers else (None, {})
-        if status is not None:
+        if headers is not None and headers.startswith(_STATUS_LINE):
+            _, fields = header_fields(headers)
             await self._on_control(reply.decode("ascii", "replace"), fields)
             return
         try:
@@ -209,6 +216,12 @@ class OrderedConsumer:
         if sseq <= self.last_seq:
             return  # already delivered before a reset
         self.last_seq = sseq
+        if headers is None:
+            fields = {}
+        elif self.own_line is not None and self.own_line in headers:
+            return  # this node's own event, echoed back
+        else:
+            fields = header_fields(headers)[1]
         origin = fields.get(ORIGIN_HEADER)
         if origin is not None and origin == self.skip_origin:
             return
