@@ -30,6 +30,7 @@ def test_nats_py_still_has_the_private_parts_a_lane_relies_on() -> None:
     client = Client()
     assert (client._pending, client._pending_data_size) == ([], 0)
     assert isinstance(client._max_pending_size, int)  # set by connect()
+    assert hasattr(client, "_flush_queue")
 
 
 class TestHeaderFields:

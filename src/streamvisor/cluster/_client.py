@@ -18,8 +18,9 @@ requests, the server's replies to API calls) keeps nats-py's own path.
 
 This relies on nats-py's private ``Client._process_msg(sid, subject, reply, data, headers)``,
 called by its protocol parser for every MSG/HMSG, on ``Subscription._id``, and for publishing
-on ``_pending``, ``_pending_data_size``, ``_max_pending_size`` and ``_flush_pending`` (nats-py
-2.x; ``tests/cluster/test_nats_lanes.py`` checks they are still there).
+on ``_pending``, ``_pending_data_size``, ``_max_pending_size``, ``_flush_queue`` and
+``_flush_pending`` (nats-py 2.x; ``tests/cluster/test_nats_lanes.py`` checks they are still
+there).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class LaneClient(Client):
             self._pending_data_size += len(command)
             if self._pending_data_size > self._max_pending_size > 0:
                 await self._flush_pending(force_flush=True)
-        await self._flush_pending()
+        if self._flush_queue is not None and self._flush_queue.empty():  # as nats-py's publish
+            await self._flush_pending()
 
     def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
         self._lanes.pop(sid, None)
