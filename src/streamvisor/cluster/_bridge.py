@@ -47,13 +47,15 @@ Reliability, and how it is bounded:
   the connection and joins the thread.
 
 What it costs (``python -m bench.cluster_bridge``, two bridges in one process, one server on
-loopback, 136-byte events, 2 cores): at 10,000 events/s, about 60 us of CPU per event published
-on one node and delivered on the other, of which about 17 us in the trio thread (0.3-0.5 us of
-it is `publish` itself; the rest is waking up for deliveries and receiving them) and the rest in
-the two asyncio threads, mostly nats-py's protocol parsing, header handling and acks. Latency
-publish -> delivery into the other node's trio task: p50 3-4 ms, p99 8-21 ms. Saturated: about
-16,000-24,000 events/s. The asyncio threads share the GIL with trio: their ~43 us per event is
-time the daemon's own thread cannot run Python.
+loopback, 136-byte events, 2 shared cores, 3 runs): at 10,000 events/s, 36-47 us of CPU per
+event published on one node and delivered on the other (60 us before the lanes of `_client.py`),
+of which 13-18 us in the trio thread (0.3-0.5 us of it is `publish` itself; the rest is waking
+up for deliveries and receiving them) and the rest in the two asyncio threads, mostly nats-py's
+protocol parsing and the acks. At 2,000 events/s, 87-138 us: each batch's wake-ups, socket
+writes and reads are shared by fewer events. Latency publish -> delivery into the other node's
+trio task: p50 4-7 ms, p99 12-32 ms (the 2 ms linger included). Saturated: about 20,000-34,000
+events/s. The asyncio threads share the GIL with trio: their time is time the daemon's own
+thread cannot run Python.
 """
 
 from __future__ import annotations
