@@ -4,9 +4,12 @@ the real one is tested against a real nats-server in the bridge's tests."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
+import trio
+import trio.lowlevel
 
 from streamvisor.actors import BackgroundStatus
 from streamvisor.cluster._bus import ClusterBus
@@ -212,3 +215,28 @@ async def test_publish_many_forwards_and_filters_like_publish() -> None:
         assert [sub.receive_nowait().sequence_number for _ in range(3)] == [0, 1, 2]
     assert [msg_id for _, _, msg_id in bridge.sent] == ["x/resp_1/0", "x/resp_1/1", "x/resp_1/2"]
     assert bus.duplicates == 1
+
+
+async def test_run_delivers_a_backlog_in_order_with_a_checkpoint_every_few_hundred() -> None:
+    """What waits in the channel is delivered without a checkpoint per message (each costs a
+    trip through trio's scheduler), yet other tasks still run during a long backlog."""
+    bus = ClusterBus("node-a")
+    send, receive = trio.open_memory_channel[Any](math.inf)
+    for seq in range(600):
+        send.send_nowait(remote("session.s1", ev(seq)))
+    send.close()
+    seen: list[int] = []
+
+    async def probe() -> None:
+        while bus.received < 600:
+            seen.append(bus.received)
+            await trio.lowlevel.checkpoint()
+
+    async with bus.subscribe("session.**") as sub:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bus.run, receive)
+            nursery.start_soon(probe)
+        got = [sub.receive_nowait().sequence_number for _ in range(600)]
+    assert got == list(range(600))
+    between = sorted(set(seen) - {0})
+    assert 1 <= len(between) <= 3, between

@@ -94,6 +94,23 @@ class TestPublishSubscribe:
         assert [(m.payload, m.origin) for m in got] == [(b"theirs", "b"), (b"theirs again", "b")]
         assert got[0].seq < got[1].seq
 
+    async def test_skip_origin_leaves_out_only_that_exact_node(self, nats_names: NatsNames) -> None:
+        """Node ``a`` skips its own events, not those of ``ab`` or ``b a`` (the origin is read
+        off the raw header line: it must match the whole value)."""
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "ab") as ab,
+            open_node(nats_names, "b a") as ba,
+            a.subscribe("**", skip_origin="a") as events,
+        ):
+            a.publish("x", b"mine")
+            await a.flush()
+            ab.publish("x", b"from ab")
+            await ab.flush()
+            ba.publish("x", b"from b a")
+            got = await receive(events, 2)
+        assert [(m.payload, m.origin) for m in got] == [(b"from ab", "ab"), (b"from b a", "b a")]
+
     async def test_double_star_matches_the_bare_prefix_and_everything_below_it(
         self, nats_names: NatsNames
     ) -> None:
@@ -168,6 +185,27 @@ class TestPublishSubscribe:
                 await a.flush()
             stats = a.statistics()
         assert (stats.published, stats.acked, stats.backlog) == (2500, 2500, 0)
+
+    async def test_events_published_while_the_sender_lingers_go_out_as_one_batch(
+        self, nats_names: NatsNames
+    ) -> None:
+        """A publish that wakes the idle sender is held for ``linger``, and what follows it
+        within that time joins its batch (at a low rate each event was a batch of its own)."""
+        async with open_node(nats_names, "a", linger=0.2) as a, a.subscribe("**") as events:
+            for n in range(5):
+                a.publish("l", str(n).encode())
+                await trio.sleep(0.01)
+            got = await receive(events, 5)
+            stats = a.statistics()
+        assert [int(m.payload) for m in got] == list(range(5))
+        assert (stats.published, stats.batches) == (5, 1)
+
+    async def test_linger_outside_zero_to_one_second_is_refused(
+        self, nats_names: NatsNames
+    ) -> None:
+        with pytest.raises(ValueError, match="linger"):
+            async with open_node(nats_names, "a", linger=-0.001):
+                raise AssertionError("unreachable")
 
 
 class TestReplay:

@@ -112,12 +112,12 @@ class TestDeliveryMetadata:
     @pytest.mark.parametrize(
         "reply",
         [
-            "$JS.ACK.STREAMVISOR.c1.1.42.7.1733260000000000000.0",
-            "$JS.ACK.hub.ACCHASH.STREAMVISOR.c1.1.42.7.1733260000000000000.0.rnd",
+            b"$JS.ACK.STREAMVISOR.c1.1.42.7.1733260000000000000.0",
+            b"$JS.ACK.hub.ACCHASH.STREAMVISOR.c1.1.42.7.1733260000000000000.0.rnd",
         ],
         ids=["v1", "v2-with-domain"],
     )
     def test_the_stream_and_consumer_sequences_come_from_either_reply_form(
-        self, reply: str
+        self, reply: bytes
     ) -> None:
         assert parse_ack_reply(reply) == (42, 7)

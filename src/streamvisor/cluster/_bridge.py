@@ -47,13 +47,15 @@ Reliability, and how it is bounded:
   the connection and joins the thread.
 
 What it costs (``python -m bench.cluster_bridge``, two bridges in one process, one server on
-loopback, 136-byte events, 2 cores): at 10,000 events/s, about 60 us of CPU per event published
-on one node and delivered on the other, of which about 17 us in the trio thread (0.3-0.5 us of
-it is `publish` itself; the rest is waking up for deliveries and receiving them) and the rest in
-the two asyncio threads, mostly nats-py's protocol parsing, header handling and acks. Latency
-publish -> delivery into the other node's trio task: p50 3-4 ms, p99 8-21 ms. Saturated: about
-16,000-24,000 events/s. The asyncio threads share the GIL with trio: their ~43 us per event is
-time the daemon's own thread cannot run Python.
+loopback, 136-byte events, 2 shared cores, 3 runs): at 10,000 events/s, 36-47 us of CPU per
+event published on one node and delivered on the other (60 us before the lanes of `_client.py`),
+of which 13-18 us in the trio thread (0.3-0.5 us of it is `publish` itself; the rest is waking
+up for deliveries and receiving them) and the rest in the two asyncio threads, mostly nats-py's
+protocol parsing and the acks. At 2,000 events/s, 87-138 us: each batch's wake-ups, socket
+writes and reads are shared by fewer events. Latency publish -> delivery into the other node's
+trio task: p50 4-7 ms, p99 12-32 ms (the 2 ms linger included). Saturated: about 20,000-34,000
+events/s. The asyncio threads share the GIL with trio: their time is time the daemon's own
+thread cannot run Python.
 """
 
 from __future__ import annotations
@@ -79,7 +81,6 @@ import nats.errors
 import nats.js.errors
 import structlog
 import trio
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import api as js_api
@@ -95,6 +96,7 @@ from ._bridge_errors import (
     RequestTimeout,
     StreamRefused,
 )
+from ._client import LaneClient, Outgoing
 from ._consumer import (
     AUTO_ID,
     ERROR_HEADER,
@@ -124,6 +126,7 @@ _CLOSE_TIMEOUT: Final = 5.0
 #: Topics resolved to subjects, at most this many cached; past it the cache starts over.
 _CACHE_LIMIT: Final = 4096
 _HEADER_VALUE: Final = re.compile(r"[\x20-\x7e]{1,512}")
+_MSG_ID: Final = MSG_ID_HEADER.encode()
 
 
 @attrs.frozen
@@ -146,6 +149,8 @@ class BridgeStatistics:
     reconnects: int
     #: Times a subscriber fell ``buffer`` behind and JetStream was held back.
     flow_control_held: int
+    #: Batches sent (retries not counted): ``published / batches`` is the mean batch size.
+    batches: int
 
 
 class _Ack(enum.Enum):
@@ -201,6 +206,7 @@ class NatsBridge:
         flush_timeout: float,
         ack_timeout: float,
         auto_msg_ids: bool,
+        linger: float,
         _private: object = None,
     ) -> None:
         if _private is not _PRIVATE:
@@ -216,11 +222,15 @@ class NatsBridge:
         self._flush_timeout = flush_timeout
         self._ack_timeout = ack_timeout
         self._auto_msg_ids = auto_msg_ids
+        self._linger = linger
+        self._batches = 0  # asyncio side
         self._instance = f"{AUTO_ID}{node_id}~{os.urandom(6).hex()}~"
+        #: Every message's header block begins so (then its msg id, if any, and a blank line).
+        self._origin_block = f"NATS/1.0\r\n{ORIGIN_HEADER}: {node_id}\r\n".encode()
         self._closed = False
-        self._subjects: dict[str, str] = {}
+        self._subjects: dict[str, bytes] = {}
         # -- shared between the threads (each field written by one side only) --
-        self._outbox: collections.deque[tuple[str, bytes, str | None]] = collections.deque()
+        self._outbox: collections.deque[tuple[bytes, bytes, str | None]] = collections.deque()
         self._drainer_idle = False
         self._published = 0  # trio side
         self._acked = 0  # asyncio side
@@ -236,7 +246,7 @@ class NatsBridge:
         )
         self._thread_done = trio.Event()
         self._token = trio.lowlevel.current_trio_token()
-        self._nc = NatsClient()
+        self._nc = LaneClient()
         self._js = self._nc.jetstream()
         self._ack_prefix = ""
         self._acks: _Acks | None = None
@@ -269,6 +279,7 @@ class NatsBridge:
         ack_timeout: float = 2.0,
         connect_timeout: float = 5.0,
         auto_msg_ids: bool = True,
+        linger: float = 0.002,
     ) -> AsyncIterator[NatsBridge]:
         """Connect to ``url``, create or update the stream, and yield the bridge.
 
@@ -278,7 +289,9 @@ class NatsBridge:
         ``flush_timeout``: how long `flush` (and closing) waits for acks. ``ack_timeout``: how
         long a batch waits for its acks before it is sent again. ``auto_msg_ids``: give every
         event without a caller's msg_id one of the bridge's (retries then never duplicate; see
-        the module docstring for what the server pays).
+        the module docstring for what the server pays). ``linger``: how long the publishing
+        loop, woken from idle by a publish, waits for more before it sends the batch (seconds;
+        0 sends at once).
 
         Raises `InvalidSubject` for a bad node id, stream name or prefix, `NatsUnavailable` if
         the server cannot be reached within ``connect_timeout``, `StreamRefused` if JetStream
@@ -292,6 +305,8 @@ class NatsBridge:
         check_subject(subject_prefix, wildcards=False)
         if max_backlog < 1:
             raise ValueError(f"max_backlog must be at least 1, not {max_backlog}")
+        if not 0 <= linger <= 1:
+            raise ValueError(f"linger must be 0-1 s, not {linger}")
         bridge = cls(
             url,
             node_id=node_id,
@@ -303,6 +318,7 @@ class NatsBridge:
             flush_timeout=flush_timeout,
             ack_timeout=ack_timeout,
             auto_msg_ids=auto_msg_ids,
+            linger=linger,
             _private=_PRIVATE,
         )
         bridge._thread.start()
@@ -369,7 +385,7 @@ class NatsBridge:
             raise NatsUnavailable(self._url, f"{type(error).__name__}: {error}") from None
         self._max_payload = self._nc.max_payload
         self._ack_prefix = f"{self._nc.new_inbox()}."
-        await self._nc.subscribe(f"{self._ack_prefix}*", cb=self._on_ack)
+        await self._nc.subscribe_lane(f"{self._ack_prefix}*", self._on_ack)
         self._host = ConsumerHost(
             nc=self._nc,
             js=self._js,
@@ -483,6 +499,7 @@ class NatsBridge:
             consumer_resets=self._counters.consumer_resets,
             reconnects=self._counters.reconnects,
             flow_control_held=self._counters.flow_control_held,
+            batches=self._batches,
         )
 
     # -----------------------------------------------------------------------------------------
@@ -504,7 +521,7 @@ class NatsBridge:
             raise BridgeClosed("publish on a closed NatsBridge")
         subject = self._subjects.get(topic)
         if subject is None:
-            subject = topic_subject(self._prefix, topic)
+            subject = topic_subject(self._prefix, topic).encode()
             if len(self._subjects) >= _CACHE_LIMIT:
                 self._subjects.clear()
             self._subjects[topic] = subject
@@ -567,6 +584,12 @@ class NatsBridge:
 
         Idleness is announced before the last look at the deque, so a publish either sees the
         flag and wakes this loop, or its event is seen by that look.
+
+        Woken from idle, the loop lingers (``linger``) before it takes the batch: at a low rate
+        every event would otherwise be a batch of its own, and each batch costs a wake-up of
+        this thread, a socket write, a read of its acks and, on every node, a read of its
+        delivery. Under load the loop is never idle (a batch forms while the previous one
+        awaits its acks), so lingering costs latency only when there was nothing to wait for.
         """
         outbox = self._outbox
         while True:
@@ -576,22 +599,27 @@ class NatsBridge:
                 if not outbox:
                     await self._wake.wait()
                 self._drainer_idle = False
+                if self._linger:
+                    await asyncio.sleep(self._linger)
                 continue
             count = min(len(outbox), _BATCH)
             batch = []
+            origin = self._origin_block
             for _ in range(count):
                 subject, payload, msg_id = outbox.popleft()
                 if msg_id is None and self._auto_msg_ids:
                     self._auto_ids += 1
                     msg_id = f"{self._instance}{self._auto_ids}"
-                headers = {ORIGIN_HEADER: self._node_id}
-                if msg_id is not None:
-                    headers[MSG_ID_HEADER] = msg_id
-                batch.append((subject, payload, headers))
+                if msg_id is None:
+                    headers = origin + b"\r\n"
+                else:
+                    headers = b"%b%b: %b\r\n\r\n" % (origin, _MSG_ID, msg_id.encode())
+                batch.append((subject, headers, payload))
+            self._batches += 1
             await self._send_batch(batch)
             self._count_acked(count)
 
-    async def _send_batch(self, batch: list[tuple[str, bytes, dict[str, str]]]) -> None:
+    async def _send_batch(self, batch: list[Outgoing]) -> None:
         """(asyncio) Publish a batch with every message in flight, and retry, in order, those
         whose ack is missing until all are stored (or refused for good: logged, counted).
 
@@ -601,7 +629,10 @@ class NatsBridge:
         each message's reply subject is the bridge's ack inbox plus a counter, and one
         subscription on that inbox files each ack into the batch's slot. Measured with
         bench/cluster_bridge.py at 10,000 events/s: 90 -> 63 us CPU per event, latency p50
-        100 ms -> 3.5 ms (publish_async could not keep up, so events queued).
+        100 ms -> 3.5 ms (publish_async could not keep up, so events queued). The batch goes
+        to the connection's buffer in one call (`LaneClient.publish_many`). If that fails
+        part-way (the connection dropped), the whole attempt counts as unsent: what did reach
+        JetStream is dropped as a duplicate when it is sent again.
         """
         pending = batch
         pause = RETRY_FIRST
@@ -610,13 +641,11 @@ class NatsBridge:
             acks = _Acks(self._next_token, len(pending))
             self._next_token += len(pending)
             self._acks = acks
-            prefix, publish = self._ack_prefix, self._nc.publish
             sent = 0
             try:
-                for subject, payload, headers in pending:
-                    await publish(subject, payload, f"{prefix}{acks.base + sent}", headers)
-                    sent += 1
-            except nats.errors.Error as error:  # the connection went away mid-batch
+                await self._nc.publish_many(pending, self._ack_prefix.encode(), acks.base)
+                sent = len(pending)
+            except nats.errors.Error as error:  # the connection went away
                 log.debug("nats_publish_interrupted", error=f"{type(error).__name__}: {error}")
             acks.expect(sent)
             if sent:
@@ -630,7 +659,7 @@ class NatsBridge:
                     retry.append(item)
                 else:
                     self._counters.rejected += 1
-                    log.error("nats_publish_rejected", subject=item[0], error=outcome)
+                    log.error("nats_publish_rejected", subject=item[0].decode(), error=outcome)
             if retry and len(retry) == len(pending) and self._nc.is_connected:
                 with contextlib.suppress(NatsUnavailable, StreamRefused):
                     await self._ensure_stream()  # someone may have deleted it
@@ -641,16 +670,18 @@ class NatsBridge:
                 pause = min(pause * 2, RETRY_MAX)
             pending = retry
 
-    async def _on_ack(self, msg: Msg) -> None:
-        """(asyncio) File one JetStream ack (or error) into the current batch's slot."""
+    async def _on_ack(
+        self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        """(asyncio) File one JetStream ack (or error) into the current batch's slot (the raw
+        parts of the message, from the connection's lane)."""
         acks = self._acks
         if acks is None:
             return
         try:
-            token = int(msg.subject[len(self._ack_prefix) :])
+            token = int(subject[len(self._ack_prefix) :])
         except ValueError:
             return
-        data = msg.data
         outcome: _Ack | str
         if not data:  # a status instead of an ack: 503, no stream captures the subject (yet)
             outcome = _Ack.RETRY

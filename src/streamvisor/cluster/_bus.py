@@ -52,6 +52,8 @@ log = structlog.get_logger("streamvisor.cluster")
 #: A finished stream's last sequence number is remembered this long (seconds), to drop a late
 #: duplicate of it; JetStream's own duplicate window is two minutes.
 _REMEMBER_FINISHED: Final = 600.0
+#: `ClusterBus.run` delivers at most this many waiting messages between two checkpoints.
+_RUN_BATCH: Final = 256
 
 
 class _Message(Protocol):
@@ -196,11 +198,22 @@ class ClusterBus(EventBus[Any]):
         self.received += 1
         return super().publish(message.topic, item)
 
-    async def run(self, messages: trio.abc.ReceiveChannel[Any]) -> None:
+    async def run(self, messages: trio.MemoryReceiveChannel[Any]) -> None:
         """Deliver every message of ``messages`` (the bridge's subscription to every topic)
-        until it ends."""
+        until it ends.
+
+        The bridge hands over what arrived together in one go; the messages already waiting
+        are taken without a checkpoint each (a ``receive`` costs one), at most
+        `_RUN_BATCH` between checkpoints so other tasks still run during a long backlog.
+        """
         async for message in messages:
             self.deliver(message)
+            for _ in range(_RUN_BATCH - 1):
+                try:
+                    message = messages.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):  # the next receive says which
+                    break
+                self.deliver(message)
 
     # -- what a survivor needs ----------------------------------------------------------------
 

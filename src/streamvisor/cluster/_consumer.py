@@ -31,11 +31,11 @@ import nats.errors
 import nats.js.errors
 import structlog
 import trio
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+
+from ._client import LaneClient, header_fields
 
 __all__ = ["BridgeCounters", "ConsumerHost", "Message", "OrderedConsumer", "parse_ack_reply"]
 
@@ -48,6 +48,8 @@ MSG_ID_HEADER: Final = "Nats-Msg-Id"
 #: Msg ids the bridge makes itself begin so; `Message.msg_id` reports them as None.
 AUTO_ID: Final = "~sv~"
 
+#: A header block with an inline status (a heartbeat, a flow-control request) begins so.
+_STATUS_LINE: Final = b"NATS/1.0 "
 #: Idle heartbeat of a subscription's consumer: two missed ones recreate the consumer.
 HEARTBEAT: Final = 1.0
 #: An abandoned consumer (its node vanished) is removed by the server after this long.
@@ -88,7 +90,7 @@ class BridgeCounters:
 class ConsumerHost:
     """What a consumer needs from its bridge, and nothing more."""
 
-    nc: NatsClient
+    nc: LaneClient
     js: JetStreamContext
     stream: str
     #: ``len(subject_prefix) + 1``: a stored subject minus this many characters is the topic.
@@ -104,13 +106,14 @@ class ConsumerHost:
     counters: BridgeCounters
 
 
-def parse_ack_reply(reply: str) -> tuple[int, int]:
+def parse_ack_reply(reply: bytes) -> tuple[int, int]:
     """(stream seq, consumer seq) from a JetStream delivery's reply subject.
 
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>``, or the newer form
-    with domain and account hash after ``$JS.ACK`` (12 tokens).
+    with domain and account hash after ``$JS.ACK`` (12 tokens). Raises ``ValueError`` for
+    anything else.
     """
-    tokens = reply.split(".")
+    tokens = reply.split(b".")
     if len(tokens) == 9:
         return int(tokens[5]), int(tokens[6])
     return int(tokens[7]), int(tokens[8])
@@ -138,6 +141,11 @@ class OrderedConsumer:
         #: Messages this node published are dropped here, on the asyncio side, before they cost
         #: a hop into trio and a decode (a node's own events echo back from JetStream).
         self.skip_origin = skip_origin
+        #: The header line the bridge of ``skip_origin`` writes: found in the raw block, a
+        #: message is dropped before its headers are parsed.
+        self.own_line = (
+            None if skip_origin is None else f"\r\n{ORIGIN_HEADER}: {skip_origin}\r\n".encode()
+        )
         #: A flow-control answer held back while the subscriber is behind.
         self.held_reply: str | None = None
         self.last_seq = last_seq
@@ -161,11 +169,11 @@ class OrderedConsumer:
         self.generation += 1
         generation = self.generation
 
-        async def deliver(msg: Msg) -> None:
+        async def deliver(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
             if generation == self.generation and not self.closed:
-                await self.on_message(msg)
+                await self.on_message(subject, reply, data, headers)
 
-        self.sub = await nc.subscribe(inbox, cb=deliver)
+        self.sub = await nc.subscribe_lane(inbox, deliver)
         config = js_api.ConsumerConfig(
             deliver_subject=inbox,
             deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
@@ -186,14 +194,21 @@ class OrderedConsumer:
         self.consumer = info.name
         self.last_activity = time.monotonic()
 
-    async def on_message(self, msg: Msg) -> None:
-        """A delivery, a heartbeat or a flow-control request from the current consumer."""
+    async def on_message(
+        self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        """A delivery, a heartbeat or a flow-control request from the current consumer (the
+        raw parts of a message, from the connection's lane)."""
         self.last_activity = time.monotonic()
-        headers = msg.headers
-        if headers is not None and "Status" in headers:
-            await self._on_control(msg, headers)
+        if headers is not None and headers.startswith(_STATUS_LINE):
+            _, fields = header_fields(headers)
+            await self._on_control(reply.decode("ascii", "replace"), fields)
             return
-        sseq, dseq = parse_ack_reply(msg.reply)
+        try:
+            sseq, dseq = parse_ack_reply(reply)
+        except (ValueError, IndexError):
+            self.reset(f"a delivery without JetStream metadata: {reply[:200]!r}")
+            return
         if dseq != self.last_dseq + 1:
             self.reset(f"consumer sequence {dseq} after {self.last_dseq}")
             return
@@ -201,34 +216,38 @@ class OrderedConsumer:
         if sseq <= self.last_seq:
             return  # already delivered before a reset
         self.last_seq = sseq
-        origin = msg_id = None
-        if headers is not None:
-            origin = headers.get(ORIGIN_HEADER)
-            if origin is not None and origin == self.skip_origin:
-                return
-            msg_id = headers.get(MSG_ID_HEADER)
-            if msg_id is not None and msg_id.startswith(AUTO_ID):
-                msg_id = None
+        if headers is None:
+            fields = {}
+        elif self.own_line is not None and self.own_line in headers:
+            return  # this node's own event, echoed back
+        else:
+            fields = header_fields(headers)[1]
+        origin = fields.get(ORIGIN_HEADER)
+        if origin is not None and origin == self.skip_origin:
+            return
+        msg_id = fields.get(MSG_ID_HEADER)
+        if msg_id is not None and msg_id.startswith(AUTO_ID):
+            msg_id = None
         message = Message(
-            topic=msg.subject[self.host.prefix_len :],
-            payload=msg.data,
+            topic=subject[self.host.prefix_len :].decode("utf-8", "replace"),
+            payload=data,
             seq=sseq,
             origin=origin or "",
             msg_id=msg_id,
         )
         self.host.deliver(self.send, message)
 
-    async def _on_control(self, msg: Msg, headers: dict[str, str]) -> None:
+    async def _on_control(self, reply: str, headers: dict[str, str]) -> None:
         """A flow-control request, or a heartbeat (check for a silent gap; a stalled consumer's
         heartbeat repeats the flow-control reply subject)."""
-        if msg.reply:
-            await self._answer_flow_control(msg.reply)
+        if reply:
+            await self._answer_flow_control(reply)
             return
         stalled = headers.get("Nats-Consumer-Stalled")
         if stalled:
             await self._answer_flow_control(stalled)
         last = headers.get("Nats-Last-Consumer")
-        if last is not None and int(last) != self.last_dseq:
+        if last is not None and last != str(self.last_dseq):
             self.reset(f"heartbeat says consumer sequence {last}, delivered {self.last_dseq}")
 
     def backlog(self) -> int:
