@@ -837,6 +837,10 @@ def _notes(table: Table, sizes: Sizes, results: dict[str, dict[str, Any]]) -> No
         f"trio + httpx, has p99 {1000 * bare['p99']:.0f} ms at full load: on one core of this "
         "machine the 100 ms bound at 1,000 streams is beyond the transport (httpx/h11 on "
         "trio), not only the daemon.",
+        "- RSS: bare httpx keeps nothing of what it reads; the daemon keeps each stream's "
+        "response for wait() (this bench waits once every stream has ended, so all 1,000 are "
+        "held at the peak). Its text is a Python str whose emoji makes every character 4 "
+        "bytes: 18 KiB per stream here (README, 'What a stream holds').",
         "- this machine has 2 cores shared with other work: 'runnable but waiting for a CPU' "
         "(from /proc/PID/schedstat) is time a process was ready while another one held its "
         f"core (kept runs: {waited}). Wall and latency include it; CPU per event does not. "

@@ -23,13 +23,14 @@ even routing means every shard is. With at most `SHARD_SIZE` connections there i
 the same single pool as `httpx.AsyncClient(limits=...)` would build.
 
 Reads: every connection reads at most `READ_CAP` bytes from its socket at a time (httpcore asks
-for 64 KiB). Behind on a busy core, a read brings whatever the kernel has buffered; at 64 KiB
-that is a whole short stream, held raw in h11's receive buffer (a bytearray that is reallocated
-as it is drained and refilled) while the events before it are decoded and wait for their
-subscribers. Measured in `bench/daemon` at 1,000 paced Responses streams: RSS per stream fell
-from 112-122 KiB to 101-104 KiB with 8 KiB reads, CPU per event unchanged within this machine's
-noise. A stream that keeps up reads one event per read either way, so the cap costs nothing
-there.
+for 64 KiB). Behind on a busy core, a read brings whatever the kernel has buffered: at 64 KiB a
+whole short stream, held raw in h11's receive buffer (a bytearray, reallocated as it is drained
+and refilled) while the events before it are decoded and wait for their subscribers. The cap
+bounds that buffer per connection. Measured in six back-to-back pairs at 1,000 paced streams
+(`bench/daemon`'s rows, on a quiet machine): Responses RSS per stream 98.5 against 102.8 KiB
+(medians), Chat 99.6 against 97.1 (no difference beyond this machine's spread), CPU per event
+unchanged (paired medians 1.00x and 1.01x). A stream that keeps up reads one event per read
+either way.
 """
 
 # httpcore's network interface takes its timeouts as arguments (the wrappers pass them on).

@@ -16,7 +16,7 @@ reported, never silently reordered.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from ._errors import SequenceError
 from ._events import StreamEvent
@@ -32,23 +32,19 @@ FOLD = 64
 
 
 class Pieces:
-    """A string arriving in pieces (text deltas), kept compact and joined when read.
+    """A string arriving in pieces (text deltas), kept as a list and joined when read.
 
-    Every `FOLD` pieces are joined into one block as they come, stored as UTF-8 bytes: a str
-    object costs 50-80 bytes besides its characters, and a joined str stores every character in
-    the width of its widest one, so one emoji (or a curly quote) makes a whole block take four
-    (or two) bytes per character. In UTF-8 the text costs about its length whatever it holds
-    (measured at 1,000 paced Responses streams whose text has an emoji in every block: RSS per
-    stream -10 KiB). Lone surrogates, which JSON can carry, round-trip through
-    ``surrogatepass``. Blocks are encoded once each and never re-joined while appending, so
-    appending stays linear in the text; `text` decodes them.
+    Every 64 pieces are joined into one block as they come: a str object costs 50-80 bytes
+    besides its characters, so a stream's pieces cost two to three times its text until the
+    text is read; in blocks they cost about the text. (Blocks are joined once each: the
+    pieces after the last block are joined, never the blocks again, so appending stays
+    linear in the text.)
     """
 
     __slots__ = ("blocks", "parts")
 
     def __init__(self, first: str | None = None) -> None:
-        #: The blocks (UTF-8 bytes), then the pieces since the last one (str).
-        self.parts: list[bytes | str] = [] if first is None else [first]
+        self.parts = [] if first is None else [first]
         #: How many leading entries of `parts` are blocks.
         self.blocks = 0
 
@@ -61,24 +57,21 @@ class Pieces:
     def fold(self) -> None:
         """Join the pieces after the last block into a new block."""
         blocks = self.blocks
-        pending = cast("list[str]", self.parts[blocks:])
-        self.parts[blocks:] = ["".join(pending).encode("utf-8", "surrogatepass")]
+        self.parts[blocks:] = ["".join(self.parts[blocks:])]
         self.blocks = blocks + 1
 
     def __len__(self) -> int:
         return len(self.parts)
 
     def text(self) -> str:
-        """The whole string (the blocks are merged into one on the way, the pieces kept)."""
-        parts, blocks = self.parts, self.blocks
-        pending = "".join(cast("list[str]", parts[blocks:]))
-        if not blocks:
-            return pending
-        block = parts[0] if blocks == 1 else b"".join(cast("list[bytes]", parts[:blocks]))
-        assert isinstance(block, bytes)
-        parts[:blocks] = [block]
+        """The whole string, kept as one block from then on."""
+        parts = self.parts
+        if len(parts) <= 1:
+            return parts[0] if parts else ""
+        text = "".join(parts)
+        self.parts = [text]
         self.blocks = 1
-        return block.decode("utf-8", "surrogatepass") + pending
+        return text
 
 
 # A pending string: the dict that owns it, its key, and its pieces (the first is the value the
