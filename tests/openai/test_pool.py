@@ -14,6 +14,17 @@ from streamvisor.openai import _pool
 from streamvisor.openai._pool import SHARD_SIZE, ShardedTransport
 
 
+async def read_request_head(stream: trio.SocketStream) -> bool:
+    """Read one request's head (these tests send no bodies); False if the client closed."""
+    request = b""
+    while b"\r\n\r\n" not in request:
+        data = await stream.receive_some(65536)
+        if not data:
+            return False
+        request += data
+    return True
+
+
 @asynccontextmanager
 async def held_server() -> AsyncIterator[tuple[str, trio.Event]]:
     """An HTTP/1.1 server whose responses send their head, then hold the body until `release`."""
@@ -21,13 +32,8 @@ async def held_server() -> AsyncIterator[tuple[str, trio.Event]]:
 
     async def handle(stream: trio.SocketStream) -> None:
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            while True:  # keep-alive: one request after another on the connection
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    request += data
+            # keep-alive: one request after another on the connection
+            while await read_request_head(stream):
                 await stream.send_all(
                     b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
                     b"transfer-encoding: chunked\r\n\r\n"
@@ -139,12 +145,8 @@ async def bulk_server(body: bytes) -> AsyncIterator[str]:
 
     async def handle(stream: trio.SocketStream) -> None:
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            request = b""
-            while b"\r\n\r\n" not in request:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                request += data
+            if not await read_request_head(stream):
+                return
             head = f"HTTP/1.1 200 OK\r\ncontent-length: {len(body)}\r\n\r\n".encode()
             await stream.send_all(head + body)
 
