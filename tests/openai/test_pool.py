@@ -14,17 +14,6 @@ from streamvisor.openai import _pool
 from streamvisor.openai._pool import SHARD_SIZE, ShardedTransport
 
 
-async def read_request_head(stream: trio.SocketStream) -> bool:
-    """Read one request's head (these tests send no bodies); False if the client closed."""
-    request = b""
-    while b"\r\n\r\n" not in request:
-        data = await stream.receive_some(65536)
-        if not data:
-            return False
-        request += data
-    return True
-
-
 @asynccontextmanager
 async def held_server() -> AsyncIterator[tuple[str, trio.Event]]:
     """An HTTP/1.1 server whose responses send their head, then hold the body until `release`."""
@@ -32,8 +21,13 @@ async def held_server() -> AsyncIterator[tuple[str, trio.Event]]:
 
     async def handle(stream: trio.SocketStream) -> None:
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            # keep-alive: one request after another on the connection
-            while await read_request_head(stream):
+            while True:  # keep-alive: one request after another on the connection
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    request += data
                 await stream.send_all(
                     b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
                     b"transfer-encoding: chunked\r\n\r\n"
@@ -136,52 +130,3 @@ class TestRouting:
                         await h.get("/")
                     release.set()
                 assert transport._active == [0, 0]
-
-
-@asynccontextmanager
-async def bulk_server(body: bytes) -> AsyncIterator[str]:
-    """An HTTP/1.1 server that answers every request with `body` in one send (content-length),
-    so the whole body is in the client's socket buffer before it reads."""
-
-    async def handle(stream: trio.SocketStream) -> None:
-        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            if not await read_request_head(stream):
-                return
-            head = f"HTTP/1.1 200 OK\r\ncontent-length: {len(body)}\r\n\r\n".encode()
-            await stream.send_all(head + body)
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-        nursery.cancel_scope.cancel()
-
-
-class TestReads:
-    async def test_a_buffered_body_is_read_at_most_read_cap_bytes_at_a_time(self) -> None:
-        # httpcore asks for 64 KiB per read: the body arrives in chunks of up to that size
-        # (h11 hands out what one read brought) unless the backend caps the reads.
-        body = bytes(range(256)) * 1024  # 256 KiB
-        async with bulk_server(body) as url:
-            transport = ShardedTransport(limits(10, 10))
-            async with (
-                httpx.AsyncClient(base_url=url, transport=transport) as http,
-                http.stream("GET", "/") as response,
-            ):
-                await trio.sleep(0.2)  # let the whole body reach the socket buffer
-                chunks = [chunk async for chunk in response.aiter_raw()]
-        assert b"".join(chunks) == body
-        assert max(map(len, chunks)) <= _pool.READ_CAP
-        assert len(chunks) >= len(body) // _pool.READ_CAP
-
-    async def test_the_capped_stream_passes_everything_else_through(self) -> None:
-        async with bulk_server(b"ok") as url:
-            transport = ShardedTransport(limits(10, 10))
-            async with (
-                httpx.AsyncClient(base_url=url, transport=transport) as http,
-                http.stream("GET", "/") as response,
-            ):
-                stream = response.extensions["network_stream"]
-                assert isinstance(stream, _pool._CappedStream)
-                assert stream.get_extra_info("server_addr")[0] == "127.0.0.1"
-                assert await response.aread() == b"ok"

@@ -21,111 +21,19 @@ The limits: `max_connections` and `max_keepalive_connections` are divided among 
 request waits for a connection (up to the pool timeout) only when its shard is full, which with
 even routing means every shard is. With at most `SHARD_SIZE` connections there is one shard:
 the same single pool as `httpx.AsyncClient(limits=...)` would build.
-
-Reads: every connection reads at most `READ_CAP` bytes from its socket at a time (httpcore asks
-for 64 KiB). Behind on a busy core, a read brings whatever the kernel has buffered: at 64 KiB a
-whole short stream, held raw in h11's receive buffer (a bytearray, reallocated as it is drained
-and refilled) while the events before it are decoded and wait for their subscribers. The cap
-bounds that buffer per connection. Measured in six back-to-back pairs at 1,000 paced streams
-(`bench/daemon`'s rows, on a quiet machine): Responses RSS per stream 98.5 against 102.8 KiB
-(medians), Chat 99.6 against 97.1 (no difference beyond this machine's spread), CPU per event
-unchanged (paired medians 1.00x and 1.01x). A stream that keeps up reads one event per read
-either way.
 """
-
-# httpcore's network interface takes its timeouts as arguments (the wrappers pass them on).
-# ruff: noqa: ASYNC109
 
 from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Iterable
-from typing import Any
 
-import httpcore
 import httpx
 
-__all__ = ["READ_CAP", "SHARD_SIZE", "ShardedTransport"]
+__all__ = ["SHARD_SIZE", "ShardedTransport"]
 
 #: Most connections per httpcore pool (its scans cost O(connections) per request and release).
 SHARD_SIZE = 100
-
-#: Most bytes one socket read takes (see the module's docstring).
-READ_CAP = 8 * 1024
-
-
-class _CappedStream(httpcore.AsyncNetworkStream):
-    """A network stream whose reads take at most `READ_CAP` bytes; the rest passes through."""
-
-    __slots__ = ("_inner",)
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(min(max_bytes, READ_CAP), timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _CappedStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _CappedBackend(httpcore.AsyncNetworkBackend):
-    """The pool's own network backend, its streams wrapped in `_CappedStream`."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
-        self._inner = inner
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _CappedStream(stream)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _CappedStream(await self._inner.connect_unix_socket(path, timeout, socket_options))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-def _shard(
-    verify: ssl.SSLContext, trust_env: bool, limits: httpx.Limits
-) -> httpx.AsyncHTTPTransport:
-    """One httpx transport whose connections read at most `READ_CAP` bytes at a time.
-
-    httpx does not take a network backend, so the one its httpcore pool made is wrapped before
-    the pool opens any connection (`_pool._network_backend`: private, pinned by pyproject's
-    httpx range, and `test_pool.py` fails if the wrapping stops taking effect).
-    """
-    transport = httpx.AsyncHTTPTransport(verify=verify, trust_env=trust_env, limits=limits)
-    pool = transport._pool
-    pool._network_backend = _CappedBackend(pool._network_backend)
-    return transport
 
 
 class _CountedStream(httpx.AsyncByteStream):
@@ -178,7 +86,10 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         )
         if not isinstance(verify, ssl.SSLContext):
             verify = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
-        self._shards = [_shard(verify, trust_env, per_shard) for _ in range(shards)]
+        self._shards = [
+            httpx.AsyncHTTPTransport(verify=verify, trust_env=trust_env, limits=per_shard)
+            for _ in range(shards)
+        ]
         #: Requests in flight per shard (sent, response stream not closed yet).
         self._active = [0] * shards
 
