@@ -184,8 +184,7 @@ class StreamingSession(Actor):
         """Take over a stream the previous worker left in flight."""
         if record.ended is None and record.terminal and not record.durable:
             # It ended; only the bookkeeping was left.
-            self.state.streams.pop(record.stream_id, None)
-            self.state.remember(self._final(record), self.deps.config.results_kept)
+            self._retire(record, self._final(record))
             return
         if record.ended is not None and not (record.durable and record.response_id):
             status = "cancelled" if record.ended == "response.cancelled" else "error"
@@ -390,8 +389,7 @@ class StreamingSession(Actor):
 
     def _done(self, stream: _Stream, outcome: StreamOutcome) -> None:
         rec = stream.record
-        self.state.streams.pop(rec.stream_id, None)
-        self.state.remember(outcome, self.deps.config.results_kept)
+        self._retire(rec, outcome)
         self._active.pop(rec.stream_id, None)
         stream.outcome = outcome
         if stream.starter is not None:
@@ -807,5 +805,9 @@ class StreamingSession(Actor):
         return StreamOutcome(rec.stream_id, rec.response_id, status, response, error, last)
 
     def _remember(self, rec: _Record, status: str, error: BaseException | None) -> None:
+        self._retire(rec, self._outcome(rec, status, None, error))
+
+    def _retire(self, rec: _Record, outcome: StreamOutcome) -> None:
+        """Forget a finished stream's record; keep its outcome for `wait`."""
         self.state.streams.pop(rec.stream_id, None)
-        self.state.remember(self._outcome(rec, status, None, error), self.deps.config.results_kept)
+        self.state.remember(outcome, self.deps.config.results_kept)
