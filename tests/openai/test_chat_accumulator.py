@@ -209,13 +209,14 @@ class TestReplay:
 
 
 class TestFinished:
-    """`finish` joins the text into the completion and lets the pieces go."""
+    """After `finish`, the text read back is the completion's."""
 
-    def test_the_text_is_read_from_the_completion_after_finish(self) -> None:
+    def test_the_completion_and_output_text_hold_every_delta(self) -> None:
         words = [f"w{i} 😊" for i in range(3 * FOLD + 1)]
         acc, _ = run([chunk(choice(content=w)) for w in words] + [chunk(choice(finish="stop"))])
+        assert acc.result is not None
+        assert acc.result["choices"][0]["message"]["content"] == "".join(words)
         assert acc.output_text == "".join(words)
-        assert acc._choices == {}
         assert acc.snapshot is acc.result
 
     def test_after_finish_only_choice_zero_is_the_output_text(self) -> None:

@@ -153,14 +153,6 @@ class ChatAccumulator:
     @property
     def output_text(self) -> str:
         """The content of choice 0 so far."""
-        final = self._final
-        if final is not None:  # `finish` released the pieces into it
-            for choice in final.get("choices") or ():
-                if isinstance(choice, Mapping) and choice.get("index") == 0:
-                    message = choice.get("message")
-                    content = message.get("content") if isinstance(message, Mapping) else None
-                    return content if isinstance(content, str) else ""
-            return ""
         choice = self._choices.get(0)
         return choice.content.text() if choice is not None else ""
 
@@ -429,8 +421,6 @@ class ChatAccumulator:
         """The terminal event for `data: [DONE]`, carrying the assembled completion."""
         final = self._final = self._build()
         reasons = {c.finish_reason for c in self._choices.values()}
-        # The completion holds the text now: the pieces it was joined from are let go.
-        self._choices.clear()
         kind = "response.incomplete" if reasons & _INCOMPLETE_REASONS else "response.completed"
         self.final_type = kind
         return self._event(kind, {"type": kind, "response": final}, time.time())
