@@ -47,6 +47,7 @@ import trio
 import trio.testing
 
 from bench._common import Row, Table, at_least, at_most, call_in_subprocess, rss_bytes
+from streamvisor.actors.sessions._session import _PUBLISH_BUDGET
 from streamvisor.supervisor import Actor, Caller, ChildSpec, open_supervisor, start_actor
 from streamvisor.supervisor._bus import EventBus, Missed, Subscription
 
@@ -383,6 +384,12 @@ class _BusFanOut:
     #: Items published so far.
     published: int = 0
 
+    @property
+    def subscribers(self) -> int:
+        """Every subscriber: the live ones counted in `counts`, and the last one (stalled or
+        draining, see `_open_bus_fan_out`)."""
+        return len(self.counts) + 1
+
     async def consume(self, index: int, task_status: trio.TaskStatus[None]) -> None:
         counts = self.counts
         async with self.bus.subscribe("bench.fan") as sub:
@@ -522,7 +529,7 @@ async def _side_by_side(
     side) of the variant against the reference (see `_stalled_vs_free`)."""
     end_to_end: list[tuple[float, float]] = []
     publisher: list[tuple[float, float]] = []
-    deliveries = burst * (len(reference.counts) + 1)
+    deliveries = burst * reference.subscribers
     with _no_gc():
         for index in range(pairs):
             if index % 2:
@@ -543,10 +550,6 @@ async def _batch_vs_iteration(subscribers: int, pairs: int, burst: int) -> Paire
     ):
         end_to_end, _ = await _side_by_side(batching, iterating, pairs, burst)
     return end_to_end
-
-
-#: Events a session publishes between two yields (`_PUBLISH_BUDGET` in its stream loop).
-_SESSION_BURST = 16
 
 
 async def _bus_rows(table: Table, sizes: Sizes) -> None:
@@ -606,7 +609,7 @@ async def _bus_rows(table: Table, sizes: Sizes) -> None:
         "one to each fan-out, in CPU time; ratios of the pairs min [quartiles] max: end to end "
         f"{end_to_end.spread()}, publisher side {publisher.spread()}"
     )
-    drained = await _batch_vs_iteration(subs, sizes.stall_pairs, _SESSION_BURST)
+    drained = await _batch_vs_iteration(subs, sizes.stall_pairs, _PUBLISH_BUDGET)
     table.add(
         Row(
             "bus subscribers taking receive_batch(), end to end",
@@ -619,7 +622,7 @@ async def _bus_rows(table: Table, sizes: Sizes) -> None:
     )
     table.note(
         f"receive_batch() row: the median of {len(drained.ratios)} pairs of bursts of "
-        f"{_SESSION_BURST} events (a session's publishes between two yields), in CPU time; "
+        f"{_PUBLISH_BUDGET} events (a session's publishes between two yields), in CPU time; "
         f"ratios of the pairs min [quartiles] max: {drained.spread()}"
     )
     single, batched = 0.0, 0.0
