@@ -650,7 +650,8 @@ class NatsBridge:
             acks.expect(sent)
             if sent:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(acks.all_in.wait(), self._ack_timeout)
+                    async with asyncio.timeout(self._ack_timeout):  # no task per batch
+                        await acks.all_in.wait()
             retry = []
             for item, outcome in zip(pending, acks.outcomes, strict=True):
                 if outcome is _Ack.STORED:
