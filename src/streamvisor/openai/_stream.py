@@ -1,16 +1,17 @@
 """`EventStream`: an open SSE response decoded into `StreamEvent`s and accumulated.
 
-Per network chunk, taken straight from the response's byte stream when the body is not encoded
-(`_body_chunks`): one `SSEParser.feed` (OpenAI's frame shape read with string methods, anything
-else by httpx-sse's decoders). Per event: one JSON parse of its `data` text, one `StreamEvent`,
-one accumulator step; no copies, no validation models. Unknown event types (and `keepalive`)
-are passed on and consume their sequence number. Events are decoded and accumulated one at a
-time, as they are delivered, so the accumulator's cursor never runs ahead of what the consumer
-has seen.
+Per network read, taken straight from the response's connection when the body is not encoded
+(`_body_chunks`, `_body.coalesced_body`): one `SSEParser.feed` (OpenAI's frame shape read with
+string methods, anything else by httpx-sse's decoders). Per event: one JSON parse of its `data`
+text, one `StreamEvent`, one accumulator step; no copies, no validation models. Unknown event
+types (and `keepalive`) are passed on and consume their sequence number. Events are decoded and
+accumulated one at a time, as they are delivered, so the accumulator's cursor never runs ahead of
+what the consumer has seen.
 
-Closing early is clean under trio: the body's async generators (httpx, httpcore) are never left
-suspended for the garbage collector. `aclose()` closes the response and then runs the body
-iterator to its end (a closed connection ends it at once with a ReadError), bounded and shielded.
+Closing early is clean under trio: the body's async generators (ours, or httpx's and httpcore's)
+are never left suspended for the garbage collector. `aclose()` closes the response and then runs
+the body iterator to its end (a closed connection ends it at once with a ReadError), bounded and
+shielded.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import trio
 
+from ._body import coalesced_body
 from ._chat import ChatAccumulator
 from ._errors import (
     MalformedStreamError,
@@ -51,14 +53,15 @@ _IDENTITY = ("", "identity")
 
 
 def _body_chunks(response: httpx.Response) -> tuple[AsyncIterator[bytes], bool]:
-    """The body's chunks, and whether they come straight from `response.stream`.
+    """The body's chunks, and whether they come straight from the response's connection.
 
     `Response.aiter_bytes()` runs every chunk through two more async generators (`aiter_raw`,
     then the content decoder and the re-chunker). A body without a content encoding needs
-    neither: its chunks are taken from the response's own byte stream, as `aiter_raw` does
-    (marking the stream consumed), which saves two generator steps per network chunk, about
-    a tenth of the transport's cost per event. A compressed body (or one already read, as
-    `httpx.Response(content=...)` is) goes through `aiter_bytes()` as before.
+    neither: it is read as `aiter_raw` does (marking the stream consumed), one piece per
+    network read (`coalesced_body`: h11 straight from the connection), or, where that does not
+    apply (a mock transport, HTTP/2), one piece per HTTP chunk from the response's own byte
+    stream. A compressed body (or one already read, as `httpx.Response(content=...)` is) goes
+    through `aiter_bytes()` as before.
     """
     stream = response.stream
     encoding = response.headers.get("content-encoding", "").strip().lower()
@@ -69,7 +72,7 @@ def _body_chunks(response: httpx.Response) -> tuple[AsyncIterator[bytes], bool]:
         and not response.is_closed
     ):
         response.is_stream_consumed = True
-        return stream.__aiter__(), True
+        return coalesced_body(response) or stream.__aiter__(), True
     return response.aiter_bytes(), False
 
 

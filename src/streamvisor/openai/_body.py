@@ -1,0 +1,98 @@
+"""A streamed response's body, one piece per network read instead of one per HTTP chunk.
+
+An SSE body arrives in HTTP/1.1 chunks, usually one event per chunk. httpx hands each chunk up
+through four async generators (httpx's bound stream and response stream, httpcore's pool stream
+and connection stream), entering httpcore's exception-mapping context manager once per chunk on
+the way: profiled at 1,000 streams, that was about a tenth of the daemon's CPU, paid per event.
+When one read from the socket holds several chunks (a busy process reads less often, so its
+reads hold more), every one of them paid it.
+
+`coalesced_body` reads the same connection with the same parts -- httpcore's network stream for
+the reads (its timeouts and its error mapping), h11 for the chunked framing, httpx's mapping of
+httpcore's errors to its own -- but hands up, per read, everything h11 decoded from it as one
+bytes object, through one async generator. Nothing else changes: the response still owns the
+connection, and closing the response (as every caller does, at the end of the body or of the
+stream) releases it to the pool exactly as before, reusable when h11 saw the whole body.
+
+It applies to a plain HTTP/1.1 response from httpx's own transport (what `OpenAIClient` sends
+through `ShardedTransport`); for anything else -- a mock transport, HTTP/2, a proxy's tunnel,
+a stream already read -- `coalesced_body` returns None and the caller iterates the response's
+stream as usual. It reads private attributes of httpx 0.28 (`BoundAsyncStream._stream`,
+`AsyncResponseStream._httpcore_stream`, `map_httpcore_exceptions`) and httpcore 1.0
+(`PoolByteStream._stream`, `HTTP11ConnectionByteStream._connection`,
+`AsyncHTTP11Connection._h11_state`, `._network_stream`, `.READ_NUM_BYTES`); both are pinned in
+pyproject, and ``tests/openai/test_body.py`` checks the shapes it relies on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import h11
+import httpcore
+import httpx
+from httpcore._async.connection_pool import PoolByteStream
+from httpcore._async.http11 import AsyncHTTP11Connection, HTTP11ConnectionByteStream
+from httpx._client import BoundAsyncStream
+from httpx._transports.default import AsyncResponseStream, map_httpcore_exceptions
+
+from ._pool import _CountedStream
+
+__all__ = ["coalesced_body"]
+
+_Data = h11.Data
+_NEED_DATA = h11.NEED_DATA
+
+
+def coalesced_body(response: httpx.Response) -> AsyncIterator[bytes] | None:
+    """The body of ``response`` one read at a time, or None when it is not a plain HTTP/1.1
+    body on httpx's own transport, untouched yet (see the module docstring)."""
+    stream: Any = response.stream
+    if type(stream) is not BoundAsyncStream:
+        return None
+    stream = stream._stream
+    if type(stream) is _CountedStream:  # ShardedTransport's: its own, and its aclose still runs
+        stream = stream._inner
+    if type(stream) is not AsyncResponseStream:
+        return None
+    stream = stream._httpcore_stream
+    if type(stream) is not PoolByteStream:
+        return None
+    stream = stream._stream
+    if type(stream) is not HTTP11ConnectionByteStream or stream._closed:
+        return None
+    connection = stream._connection
+    if type(connection) is not AsyncHTTP11Connection:
+        return None
+    state = connection._h11_state
+    if state.their_state is not h11.SEND_BODY:
+        return None
+    timeout = response.request.extensions.get("timeout", {}).get("read")
+    return _reads(connection, state, timeout)
+
+
+async def _reads(
+    connection: AsyncHTTP11Connection, state: h11.Connection, read_timeout: float | None
+) -> AsyncIterator[bytes]:
+    network = connection._network_stream
+    size = connection.READ_NUM_BYTES
+    with map_httpcore_exceptions():  # as httpx's AsyncResponseStream: httpcore's -> httpx's
+        while True:
+            parts: list[bytes] = []  # h11 hands out bytearrays: bytes() / join copy them
+            while True:
+                try:
+                    event = state.next_event()
+                except h11.RemoteProtocolError as exc:  # as httpcore maps it
+                    raise httpcore.RemoteProtocolError(exc) from exc
+                if type(event) is _Data:
+                    parts.append(event.data)
+                elif event is _NEED_DATA:
+                    break
+                elif type(event) is h11.EndOfMessage or event is h11.PAUSED:
+                    if parts:
+                        yield bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+                    return
+            if parts:
+                yield bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+            state.receive_data(await network.read(size, timeout=read_timeout))
