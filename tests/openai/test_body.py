@@ -16,7 +16,7 @@ from httpcore._async.http11 import AsyncHTTP11Connection, HTTP11ConnectionByteSt
 from httpx._client import BoundAsyncStream
 from httpx._transports.default import AsyncResponseStream
 
-from streamvisor.openai._body import coalesced_body
+from streamvisor.openai._body import _MAX_PARTS, coalesced_body
 from streamvisor.openai._pool import ShardedTransport, _CountedStream
 
 #: What the server sends after a request's head: the response, all of it or a part.
@@ -103,6 +103,21 @@ class TestPieces:
             pieces = await pieces_of(client, url)
         assert pieces == [b"".join(parts)]
         assert all(type(p) is bytes for p in pieces)
+
+    async def test_a_long_backlog_comes_up_a_few_chunks_at_a_time(self) -> None:
+        """What one read brought is joined at most `_MAX_PARTS` chunks at a time: a stream that
+        is far behind holds the rest as bytes in h11's buffer, not as parsed frames."""
+        parts = [b"data: %d\n\n" % i for i in range(2 * _MAX_PARTS + 3)]
+
+        async def reply(stream: trio.SocketStream) -> None:
+            await stream.send_all(_HEAD)
+            await trio.sleep(0.05)
+            await stream.send_all(b"".join(chunk(p) for p in parts) + chunk(b""))
+
+        async with server(reply) as (url, _), sharded() as client:
+            pieces = await pieces_of(client, url)
+        m = _MAX_PARTS
+        assert pieces == [b"".join(parts[:m]), b"".join(parts[m : 2 * m]), b"".join(parts[2 * m :])]
 
     async def test_each_read_is_handed_up_before_the_next_one(self) -> None:
         """A piece is not held back waiting for more: what one read brought comes up at once."""
