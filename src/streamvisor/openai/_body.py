@@ -17,7 +17,8 @@ saw the whole body.
 
 It applies to a plain HTTP/1.1 response from httpx's own transport (what `OpenAIClient` sends
 through `ShardedTransport`); for anything else -- a mock transport, HTTP/2, a body already read
--- `coalesced_body` returns None and the caller iterates the response's stream as usual. It reads private attributes of httpx 0.28 (`BoundAsyncStream._stream`,
+-- `coalesced_body` returns None and the caller iterates the response's stream as usual. It
+reads private attributes of httpx 0.28 (`BoundAsyncStream._stream`,
 `AsyncResponseStream._httpcore_stream`, `map_httpcore_exceptions`) and httpcore 1.0
 (`PoolByteStream._stream`, `HTTP11ConnectionByteStream._connection`,
 `AsyncHTTP11Connection._h11_state`, `._network_stream`, `.READ_NUM_BYTES`); both are pinned in
