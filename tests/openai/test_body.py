@@ -63,6 +63,19 @@ async def sharded(read_timeout: float = 5.0) -> AsyncIterator[httpx.AsyncClient]
         yield client
 
 
+@asynccontextmanager
+async def body_of(reply: Reply, read_timeout: float = 5.0) -> AsyncIterator[AsyncIterator[bytes]]:
+    """The coalesced body of one GET to a `server` answering with ``reply``."""
+    async with (
+        server(reply) as (url, _),
+        sharded(read_timeout) as client,
+        client.stream("GET", url) as response,
+    ):
+        body = coalesced_body(response)
+        assert body is not None
+        yield body
+
+
 async def pieces_of(client: httpx.AsyncClient, url: str) -> list[bytes]:
     async with client.stream("GET", url) as response:
         body = coalesced_body(response)
@@ -128,13 +141,7 @@ class TestPieces:
             await seen.wait()
             await stream.send_all(chunk(b"second") + chunk(b""))
 
-        async with (
-            server(reply) as (url, _),
-            sharded() as client,
-            client.stream("GET", url) as response,
-        ):
-            body = coalesced_body(response)
-            assert body is not None
+        async with body_of(reply) as body:
             assert await body.__anext__() == b"first"
             seen.set()
             assert [piece async for piece in body] == [b"second"]
@@ -186,13 +193,7 @@ class TestErrors:
             await stream.send_all(_HEAD + chunk(b"data: 1\n\n") + b"20\r\nhalf")
             await stream.aclose()
 
-        async with (
-            server(reply) as (url, _),
-            sharded() as client,
-            client.stream("GET", url) as response,
-        ):
-            body = coalesced_body(response)
-            assert body is not None
+        async with body_of(reply) as body:
             with pytest.raises(httpx.RemoteProtocolError):
                 async for _ in body:
                     pass
@@ -202,13 +203,7 @@ class TestErrors:
             await stream.send_all(_HEAD + chunk(b"data: 1\n\n"))
             await trio.sleep_forever()
 
-        async with (
-            server(reply) as (url, _),
-            sharded(read_timeout=0.2) as client,
-            client.stream("GET", url) as response,
-        ):
-            body = coalesced_body(response)
-            assert body is not None
+        async with body_of(reply, read_timeout=0.2) as body:
             assert await body.__anext__() == b"data: 1\n\n"
             with pytest.raises(httpx.ReadTimeout):
                 await body.__anext__()
@@ -218,13 +213,7 @@ class TestErrors:
             await stream.send_all(_HEAD + b"zz\r\nnot hex\r\n")
             await trio.sleep_forever()
 
-        async with (
-            server(reply) as (url, _),
-            sharded() as client,
-            client.stream("GET", url) as response,
-        ):
-            body = coalesced_body(response)
-            assert body is not None
+        async with body_of(reply) as body:
             with pytest.raises(httpx.RemoteProtocolError) as raised:
                 await body.__anext__()
         assert isinstance(raised.value.__cause__, httpcore.RemoteProtocolError)
