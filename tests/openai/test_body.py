@@ -6,6 +6,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from functools import partial
+from typing import Any
 
 import httpcore
 import httpx
@@ -27,6 +28,11 @@ _HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encodin
 
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def body_a(stream: trio.SocketStream) -> None:
+    """A whole chunked body: one chunk, ``a``."""
+    await stream.send_all(_HEAD + chunk(b"a") + chunk(b""))
 
 
 @asynccontextmanager
@@ -154,7 +160,7 @@ class TestPieces:
 
         async with server(reply) as (url, _), sharded() as client:
             pieces = await pieces_of(client, url)
-        assert b"".join(pieces) == b"helloworld"
+        assert pieces == [b"hello", b"world"]
 
 
 class TestConnection:
@@ -219,31 +225,26 @@ class TestErrors:
         assert isinstance(raised.value.__cause__, httpcore.RemoteProtocolError)
 
 
-class TestNotApplicable:
-    async def test_httpx_own_transport_is_read_the_same_way(self) -> None:
-        async def reply(stream: trio.SocketStream) -> None:
-            await stream.send_all(_HEAD + chunk(b"a") + chunk(b""))
-
+class TestTransports:
+    @pytest.mark.parametrize(
+        ("client_of", "wrapper"),
+        [(sharded, _CountedStream), (httpx.AsyncClient, AsyncResponseStream)],
+        ids=["ShardedTransport", "httpx's own transport"],
+    )
+    async def test_both_transports_are_read_one_read_at_a_time(
+        self, client_of: Callable[[], Any], wrapper: type
+    ) -> None:
+        """`ShardedTransport` wraps httpx's response stream in its counting stream, which is
+        looked through; httpx's own transport has no wrapper."""
         async with (
-            server(reply) as (url, _),
-            httpx.AsyncClient() as client,
+            server(body_a) as (url, _),
+            client_of() as client,
             client.stream("GET", url) as response,
         ):
-            assert type(response.stream._stream) is AsyncResponseStream  # type: ignore[attr-defined]
+            assert type(response.stream._stream) is wrapper
             body = coalesced_body(response)
             assert body is not None
             assert [piece async for piece in body] == [b"a"]
-
-    async def test_the_sharded_transport_wraps_its_streams_as_expected(self) -> None:
-        async def reply(stream: trio.SocketStream) -> None:
-            await stream.send_all(_HEAD + chunk(b""))
-
-        async with (
-            server(reply) as (url, _),
-            sharded() as client,
-            client.stream("GET", url) as response,
-        ):
-            assert type(response.stream._stream) is _CountedStream  # type: ignore[attr-defined]
 
     async def test_a_mock_transport_or_a_body_already_read_is_left_alone(self) -> None:
         def handler(request: httpx.Request) -> httpx.Response:
@@ -255,11 +256,8 @@ class TestNotApplicable:
             response = await client.get("http://test/")
             assert coalesced_body(response) is None
 
-        async def reply(stream: trio.SocketStream) -> None:
-            await stream.send_all(_HEAD + chunk(b"a") + chunk(b""))
-
         async with (
-            server(reply) as (url, _),
+            server(body_a) as (url, _),
             sharded() as client,
             client.stream("GET", url) as response,
         ):

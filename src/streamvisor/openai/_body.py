@@ -53,8 +53,6 @@ __all__ = ["coalesced_body"]
 #: joining a whole read (wire: 1.5x httpx-sse + json.loads either way) with the RSS per stream of
 #: one chunk at a time (87 KiB); joining whole reads held 3-8 KiB more per stream.
 _MAX_PARTS = 8
-_Data = h11.Data
-_NEED_DATA = h11.NEED_DATA
 
 
 def coalesced_body(response: httpx.Response) -> AsyncIterator[bytes] | None:
@@ -91,23 +89,20 @@ async def _reads(
     size = connection.READ_NUM_BYTES
     with map_httpcore_exceptions():  # as httpx's AsyncResponseStream: httpcore's -> httpx's
         while True:
-            parts: list[bytes] = []  # h11 hands out bytearrays: bytes() / join copy them
-            while True:
+            parts: list[bytes] = []  # h11 hands out bytearrays; the join copies them to bytes
+            event: Any = None
+            while len(parts) < _MAX_PARTS:
                 try:
                     event = state.next_event()
                 except h11.RemoteProtocolError as exc:  # as httpcore maps it
                     raise httpcore.RemoteProtocolError(exc) from exc
-                if type(event) is _Data:
-                    parts.append(event.data)
-                    if len(parts) == _MAX_PARTS:
-                        yield b"".join(parts)
-                        parts = []
-                elif event is _NEED_DATA:
+                if type(event) is not h11.Data:
                     break
-                elif type(event) is h11.EndOfMessage or event is h11.PAUSED:
-                    if parts:
-                        yield bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
-                    return
+                parts.append(event.data)
             if parts:
-                yield bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
-            state.receive_data(await network.read(size, timeout=read_timeout))
+                yield b"".join(parts)
+            if event is h11.NEED_DATA:
+                state.receive_data(await network.read(size, timeout=read_timeout))
+            elif event is h11.PAUSED or type(event) is h11.EndOfMessage:
+                return
+            # (a piece of `_MAX_PARTS` chunks, or an event a body does not have: read on)

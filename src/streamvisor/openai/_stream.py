@@ -53,7 +53,9 @@ _IDENTITY = ("", "identity")
 
 
 def _body_chunks(response: httpx.Response) -> tuple[AsyncIterator[bytes], bool]:
-    """The body's chunks, and whether they come straight from the response's connection.
+    """The body's chunks, and whether they bypass `aiter_bytes()` (read straight from the
+    response's connection or its byte stream: the caller then closes the response at the body's
+    end and names the request in a transport error, as `aiter_raw` and `aiter_bytes` would).
 
     `Response.aiter_bytes()` runs every chunk through two more async generators (`aiter_raw`,
     then the content decoder and the re-chunker). A body without a content encoding needs
