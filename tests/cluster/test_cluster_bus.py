@@ -240,3 +240,24 @@ async def test_run_delivers_a_backlog_in_order_with_a_checkpoint_every_few_hundr
     assert got == list(range(600))
     between = sorted(set(seen) - {0})
     assert 1 <= len(between) <= 3, between
+
+
+async def test_an_event_with_a_lone_surrogate_or_nan_is_forwarded_not_raised() -> None:
+    """A frame json.loads accepted (a "\\ud83d" escape, NaN) reaches local subscribers and the
+    bridge; publishing it used to raise out of the streaming worker."""
+    bus, bridge = bus_with_bridge()
+    odd = {"type": "response.output_text.delta", "delta": "\ud83d", "logprob": math.nan}
+    event = StreamEvent("response.output_text.delta", 0, odd, "resp_1", "s1", "responses", 1.0)
+    async with bus.subscribe("x") as sub:
+        assert bus.publish("x", event) == 1
+        assert bus.publish("x", ev(1)) == 1
+        assert sub.receive_nowait().data["delta"] == "\ud83d"
+        assert sub.receive_nowait() == ev(1)
+    assert (bus.forwarded, bus.unforwarded) == (2, 0)
+    other = ClusterBus("node-b")
+    async with other.subscribe("x") as sub:
+        for topic, payload, _ in bridge.sent:
+            assert other.deliver(Msg(topic, payload, "node-a")) == 1
+        first = sub.receive_nowait()
+    assert first.data["delta"] == "\ud83d"
+    assert math.isnan(first.data["logprob"])

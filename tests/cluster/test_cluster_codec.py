@@ -84,10 +84,19 @@ def test_anything_else_is_refused_by_name(payload: bytes, reason: str) -> None:
 
 
 def test_the_payload_is_compact_json() -> None:
-    payload = encode(EVENT)
+    plain = StreamEvent("response.output_text.delta", 7, {"delta": "héllo"}, "r", "s", "chat", 0.0)
+    payload = encode(plain)
     assert payload is not None
     assert b" " not in payload.replace(b"\xc3\xa9", b"")
     assert json.loads(payload)[0] == "e"
+
+
+def test_a_payload_orjson_cannot_write_exactly_is_marked_and_still_compact_json() -> None:
+    payload = encode(EVENT)  # an integer past 64 bits
+    assert payload is not None
+    assert payload.startswith(b"=")
+    assert b" " not in payload
+    assert json.loads(payload[1:])[3]["n"] == 2**70
 
 
 def test_dedup_keys_name_a_stream_event_by_topic_response_and_sequence() -> None:
@@ -95,3 +104,52 @@ def test_dedup_keys_name_a_stream_event_by_topic_response_and_sequence() -> None
     keepalive = StreamEvent("keepalive", 7, {}, "resp_1", "s1", "responses", 0.0)
     assert dedup_key("session.s1", keepalive) is None
     assert dedup_key("session.s1", ITEMS[2]) is None
+
+
+#: What `json.loads` makes of an OpenAI-compatible server's frame, and the wire layer passes on
+#: unchanged: a lone surrogate from a "\ud83d" escape (half an emoji), NaN and infinities from
+#: the NaN/Infinity tokens or an overflowing literal, integers past 64 bits, negative zero.
+ODD_VALUES = json.loads(
+    '{"delta": "half \\ud83d an emoji", "key \\udc00": 1, "nan": NaN, "inf": Infinity,'
+    ' "ninf": -Infinity, "huge": 1e400, "big": 123456789012345678901234567890,'
+    ' "small": -9223372036854775809, "zero": -0.0, "nested": [{"x": NaN, "s": "\\udfff"}]}'
+)
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, with NaN equal to NaN and -0.0 told apart from 0.0."""
+    if isinstance(a, float) and isinstance(b, float):
+        return repr(a) == repr(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize("key", sorted(ODD_VALUES))
+def test_whatever_json_loads_made_of_a_frame_crosses_exactly(key: str) -> None:
+    """Every value the wire layer can hand on crosses intact: the node that streams it must
+    not fail to forward it (it used to raise: UnicodeEncodeError, ValueError), and the others
+    must not receive null for NaN or a float for a big integer."""
+    data = {"type": "response.output_text.delta", key: ODD_VALUES[key]}
+    event = StreamEvent("response.output_text.delta", 4, data, "resp_1", "s1", "responses", 0.5)
+    payload = encode(event)
+    assert payload is not None
+    back = decode(payload)
+    assert isinstance(back, StreamEvent)
+    assert _same(back.data, data)
+
+
+def test_every_odd_value_at_once_crosses_exactly() -> None:
+    event = StreamEvent("response.completed", 9, ODD_VALUES, "resp_1", None, "responses", 1.0)
+    back = decode(encode(event) or b"")
+    assert isinstance(back, StreamEvent)
+    assert _same(back.data, ODD_VALUES)
+
+
+def test_odd_values_in_a_record_cross_exactly() -> None:
+    status = BackgroundStatus("resp_1", "completed", None, dict(ODD_VALUES), 1.5, "s1")
+    back = decode(encode(status) or b"")
+    assert isinstance(back, BackgroundStatus)
+    assert _same(back.response, status.response)

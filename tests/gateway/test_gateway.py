@@ -858,3 +858,51 @@ def test_all_lists_exactly_the_public_names() -> None:
         and not isinstance(value, types.ModuleType)
     }
     assert set(module.__all__) == public
+
+
+#: What `json.loads` makes of a frame from an OpenAI-compatible server that escapes half an emoji
+#: (a lone surrogate) and writes a NaN: the wire layer hands both on unchanged.
+ODD = json.loads('{"type": "response.output_text.delta", "delta": "x\\ud83dy", "logprob": NaN}')
+
+
+def _odd_event(seq: int) -> Any:
+    from streamvisor.openai import StreamEvent
+
+    return StreamEvent("response.output_text.delta", seq, ODD, "resp_odd", "odd", "responses", 1.0)
+
+
+class TestWhateverTheServerSent:
+    """An event whose text no UTF-8 encoder takes (a lone surrogate) and whose number is NaN
+    reaches every subscriber as JSON that reads back to the same value (the surrogate as a
+    ``\\ud83d`` escape), and the next event follows: it used to fail the encode and end the
+    subscriber's connection."""
+
+    async def test_over_sse(self, daemon: Daemon, client: httpx.AsyncClient) -> None:
+        with trio.fail_after(10):
+            async with aconnect_sse(
+                client, "GET", "/events", params={"topic": "session.odd"}
+            ) as source:
+                daemon.bus.publish("session.odd", _odd_event(1))
+                daemon.bus.publish("session.odd", _odd_event(2))
+                seen = []
+                async with aclosing(source.aiter_sse()) as events:
+                    async for sse in events:
+                        seen.append(json.loads(sse.data))
+                        if len(seen) == 2:
+                            break
+        assert [s["sequence_number"] for s in seen] == [1, 2]
+        assert seen[0]["data"]["delta"] == "x\ud83dy"
+        assert seen[0]["data"]["logprob"] != seen[0]["data"]["logprob"]  # NaN
+
+    async def test_over_the_websocket(self, daemon: Daemon, gateway: Gateway) -> None:
+        with trio.fail_after(10):
+            async with ws.connect(
+                gateway.host, gateway.port, token=gateway.token, target="/ws?topic=session.odd"
+            ) as sock:
+                assert await sock.receive_json() == {"kind": "subscribed", "topic": "session.odd"}
+                daemon.bus.publish("session.odd", _odd_event(1))
+                daemon.bus.publish("session.odd", _odd_event(2))
+                first, second = await sock.receive_json(), await sock.receive_json()
+                await sock.close()
+        assert first["data"]["data"]["delta"] == "x\ud83dy"
+        assert second["data"]["sequence_number"] == 2

@@ -10,7 +10,7 @@ import pytest
 from openai.lib.streaming.chat._completions import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
-from streamvisor.gateway._v1_wire import ChatChunks, client_view
+from streamvisor.gateway._v1_wire import ChatChunks, client_view, sse_event
 from streamvisor.openai import ChatAccumulator
 from tests._recorded import RECORDED
 
@@ -94,6 +94,18 @@ def test_an_error_frame_is_the_apis_error_body() -> None:
     assert json.loads(frame[len("data: ") :]) == {
         "error": {"message": "boom", "type": "server_error"}
     }
+
+
+def test_a_lone_surrogate_is_relayed_as_the_escape_it_came_as() -> None:
+    """Half an emoji ("\\ud83d" in the server's JSON) reaches a /v1 client as that escape,
+    valid UTF-8 on the wire, not as an encode error that ends the relay."""
+    data = json.loads('{"type": "response.output_text.delta", "delta": "a\\ud83d"}')
+    frame = sse_event("response.output_text.delta", data)
+    assert "\\ud83d" in frame
+    assert json.loads(frame.split("data: ", 1)[1]) == data
+    frame.encode()  # strict UTF-8
+    plain = sse_event("response.output_text.delta", {"delta": "é🙂"})
+    assert "é🙂" in plain  # UTF-8 as is otherwise
 
 
 class TestClientView:

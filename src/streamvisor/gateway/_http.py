@@ -8,9 +8,10 @@ response (a whole JSON/bytes body, or a stream of chunks), and `parse_form` read
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from email.message import Message as _HeaderParser
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 import attrs
@@ -67,9 +68,28 @@ def _json_default(value: object) -> Any:
     return str(value)
 
 
+#: A lone surrogate: text no UTF-8 encoder takes.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def json_text(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """Compact JSON, UTF-8 as is, that every UTF-8 encoder takes.
+
+    A string `json.loads` made from a ``"\\ud83d"`` escape (half an emoji, which an
+    OpenAI-compatible server may send) holds a lone surrogate: such JSON is written with ASCII
+    escapes instead, which read back to the same string (it used to fail the encode and end
+    the client's connection).
+    """
+    text = json.dumps(value, separators=(",", ":"), default=default, ensure_ascii=False)
+    if not text.isascii() and _SURROGATE.search(text) is not None:
+        return json.dumps(value, separators=(",", ":"), default=default)
+    return text
+
+
 def dumps(value: Any) -> str:
-    """Compact JSON; mappings, attrs records and errors are converted, anything else is str()."""
-    return json.dumps(value, separators=(",", ":"), default=_json_default, ensure_ascii=False)
+    """Compact JSON (`json_text`); mappings, attrs records and errors are converted, anything
+    else is str()."""
+    return json_text(value, _json_default)
 
 
 @attrs.frozen

@@ -14,12 +14,13 @@ from a client that did not ask for it, see `serve_v1`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any, Final
 
 from streamvisor.openai import StreamEvent
+
+from ._http import json_text
 
 __all__ = [
     "ChatChunks",
@@ -60,8 +61,8 @@ def padding() -> str:
 
 
 def _dumps(value: Any) -> str:
-    # The API's own framing: compact JSON, UTF-8 as is.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # The API's own framing: compact JSON, UTF-8 as is (a lone surrogate escaped).
+    return json_text(value)
 
 
 def sse_event(type_: str, data: Mapping[str, Any]) -> str:
