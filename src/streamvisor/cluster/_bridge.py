@@ -15,6 +15,12 @@ asyncio event loop in one thread and meets trio at three narrow points:
   coroutines on the loop (``run_coroutine_threadsafe``); their completion wakes trio through
   ``run_sync_soon``, and a trio cancellation cancels the asyncio task.
 
+The loop is uvloop's where it installs (not on Windows): the bridge's thread is mostly loop
+turns -- a wake-up from trio, the linger, the write, a read of the acks, a read of the echoed
+deliveries, each a turn -- and uvloop runs a turn and its socket callbacks in C. Measured with
+``python -m bench.cluster_bridge --rate 2000``, 3 interleaved runs: 70/82/74 us of CPU per event
+against 78/85/94 with asyncio's loop.
+
 trio-asyncio was the alternative. It would run nats-py inside trio's thread, but every nats-py
 callback then runs as an asyncio-in-trio task, its loop is a second scheduler layered on trio's
 (the per-event costs compound on the daemon's one core), and it is in maintenance only. A
@@ -111,6 +117,12 @@ from ._consumer import (
     OrderedConsumer,
 )
 from ._subjects import check_name, check_subject, pattern_filters, topic_subject
+
+_new_loop: Callable[[], asyncio.AbstractEventLoop]
+try:
+    from uvloop import new_event_loop as _new_loop
+except ImportError:  # pragma: no cover - no uvloop on Windows: asyncio's own loop
+    _new_loop = asyncio.new_event_loop
 
 __all__ = ["BridgeStatistics", "Message", "NatsBridge"]
 
@@ -240,7 +252,7 @@ class NatsBridge:
         )
         self._delivery_scheduled = False
         # -- asyncio side --
-        self._loop = asyncio.new_event_loop()
+        self._loop = _new_loop()
         self._thread = threading.Thread(
             target=self._run_loop, name=f"streamvisor-nats-{node_id}", daemon=True
         )
