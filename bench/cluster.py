@@ -37,6 +37,10 @@ Rows:
    streams run on A for B's subscriber). Target p99 <= 20 ms. Beside it, without targets, the
    same in row 2's runs (A also feeding its own subscribers), A's own subscribers' p99 there,
    and the single daemon's.
+   Each ratio of rows 1 and 2 is the repeat whose pair of runs (made in the same repeat, a
+   few minutes apart at most) has the median ratio; every repeat's ratio is printed under the
+   table. (This machine's speed drifts over minutes: a ratio of the two rows' own medians can
+   pair a run from a fast stretch with one from a slow stretch.)
 4. Failover: two ``python -m streamvisor daemon`` processes (`LocalCluster`, gateways on),
    a durable Responses stream started through node A's gateway, a subscriber on node B's
    gateway (SSE ``/events?topic=session.**``); node A is killed (SIGKILL) mid-stream; the time
@@ -488,6 +492,26 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return ordered[(len(ordered) - 1) // 2]
 
 
+def _a_us(s: dict[str, Any]) -> float:
+    """Node A's CPU per event its own subscribers received."""
+    a = s["nodes"]["a"]
+    return 1e6 * float(a["cpu"]) / max(int(a["local"]["events"]), 1)
+
+
+def _median_pair(
+    runs: list[dict[str, Any]],
+    references: list[dict[str, Any]],
+    ratio: Any,
+) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
+    """The repeat whose pair (a run and its reference, measured in the same repeat, minutes
+    apart at most) has the median ``ratio``, and every repeat's ratio: this machine's speed
+    drifts over minutes, so a ratio of two medians taken from different repeats can pair a
+    fast stretch with a slow one (bench/daemon's rule)."""
+    pairs = sorted(zip(runs, references, strict=True), key=lambda p: ratio(*p))
+    run, reference = pairs[(len(pairs) - 1) // 2]
+    return run, reference, [ratio(r, q) for r, q in zip(runs, references, strict=True)]
+
+
 def _load_rows(table: Table, engines: Engines, sizes: Sizes) -> None:
     n, half = sizes.streams, sizes.streams // 2
     plans: dict[str, tuple[list[NodeSpec], bool]] = {
@@ -509,34 +533,39 @@ def _load_rows(table: Table, engines: Engines, sizes: Sizes) -> None:
     for name, s in kept.items():
         _describe(table, name, s)
 
-    one, two = kept["1 clustered node"], kept["2 clustered nodes"]
+    ones, twos = runs["1 clustered node"], runs["2 clustered nodes"]
+    two, one, ratios = _median_pair(twos, ones, lambda r, q: q["throughput"] / r["throughput"])
     table.add(Row("1 vs 2 nodes: delivered events/s, 2 nodes", two["throughput"], "events/s",
                   one["throughput"], "1 clustered node", at_least(1.0)))  # fmt: skip
+    _ratios_note(table, "1 vs 2 nodes, events/s", [1 / x for x in ratios])
+    two, one, ratios = _median_pair(twos, ones, lambda r, q: r["us_per_event"] / q["us_per_event"])
     table.add(Row("1 vs 2 nodes: CPU per event, 2 nodes", two["us_per_event"], "µs",
                   one["us_per_event"], "1 clustered node", at_most(1.5)))  # fmt: skip
+    _ratios_note(table, "1 vs 2 nodes, CPU per event", ratios)
 
-    solo, pair = kept["1 daemon, no cluster"], kept["node A clustered, node B watching"]
+    pairs, solos = runs["node A clustered, node B watching"], runs["1 daemon, no cluster"]
+    pair, solo, ratios = _median_pair(pairs, solos, lambda r, q: _a_us(r) / q["us_per_event"])
     a = pair["nodes"]["a"]
-    a_us = 1e6 * a["cpu"] / max(a["local"]["events"], 1)
-    table.add(Row("cluster path: node A CPU per event", a_us, "µs", solo["us_per_event"],
+    table.add(Row("cluster path: node A CPU per event", _a_us(pair), "µs", solo["us_per_event"],
                   "same daemon, no [cluster]", at_most(1.5)))  # fmt: skip
+    _ratios_note(table, "cluster path, node A vs no cluster", ratios)
     b = pair["nodes"]["b"]
     b_us = 1e6 * b["cpu"] / max(b["remote"]["events"], 1)
     table.add(Row("cluster path: node B CPU per event received", b_us, "µs",
                   solo["us_per_event"], "same daemon, no [cluster]"))  # fmt: skip
     if low:
         rate = low * 1000 / (sizes.tick_ms * sizes.spread)
-        low_solo, low_a = kept[_LOW_SOLO], kept[_LOW_PAIR]["nodes"]["a"]
-        a_us = 1e6 * low_a["cpu"] / max(low_a["local"]["events"], 1)
+        low_pair, low_solo, ratios = _median_pair(
+            runs[_LOW_PAIR], runs[_LOW_SOLO], lambda r, q: _a_us(r) / q["us_per_event"]
+        )
         name = f"cluster path @{rate:,.0f} events/s: node A CPU per event"
-        table.add(Row(name, a_us, "µs", low_solo["us_per_event"], "same daemon, no [cluster]",
-                      at_most(1.5)))  # fmt: skip
+        table.add(Row(name, _a_us(low_pair), "µs", low_solo["us_per_event"],
+                      "same daemon, no [cluster]", at_most(1.5)))  # fmt: skip
         table.note(
             f"cluster path @{rate:,.0f} events/s, node A vs no cluster, run by run: "
             + ", ".join(
-                f"{1e6 * p['nodes']['a']['cpu'] / max(p['nodes']['a']['local']['events'], 1):.0f}"
-                f"/{q['us_per_event']:.0f} µs"
-                for p, q in zip(runs[_LOW_PAIR], runs[_LOW_SOLO], strict=True)
+                f"{_a_us(p):.0f}/{q['us_per_event']:.0f} µs = {ratio:.2f}x"
+                for p, q, ratio in zip(runs[_LOW_PAIR], runs[_LOW_SOLO], ratios, strict=True)
             )
         )
     bound = f"the {_P99_MS:g} ms bound"
@@ -587,6 +616,11 @@ def _load_rows(table: Table, engines: Engines, sizes: Sizes) -> None:
                     f"{s['us_per_event']:.1f} µs/event {s['throughput']:,.0f}/s" for s in rs
                 )
             )
+
+
+def _ratios_note(table: Table, name: str, ratios: list[float]) -> None:
+    if len(ratios) > 1:
+        table.note(f"{name}, repeat by repeat: " + ", ".join(f"{x:.2f}x" for x in ratios))
 
 
 # ---------------------------------------------------------------------------------------------
