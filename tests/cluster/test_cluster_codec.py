@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamvisor.actors import BackgroundStatus, PollingStopped, ToolCall, ToolResult
 from streamvisor.cluster._codec import UndecodableItem, decode, dedup_key, encode
@@ -153,3 +155,27 @@ def test_odd_values_in_a_record_cross_exactly() -> None:
     back = decode(encode(status) or b"")
     assert isinstance(back, BackgroundStatus)
     assert _same(back.response, status.response)
+
+
+#: Any value `json.loads` can make: integers of any size, every float (NaN, infinities, -0.0),
+#: text with lone surrogates, nested lists and objects.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(st.characters(codec=None, exclude_categories=())),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(st.characters(exclude_categories=()), max_size=4), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_any_json_value_crosses_exactly(value: object) -> None:
+    data = {"type": "response.output_text.delta", "value": value}
+    event = StreamEvent("response.output_text.delta", 1, data, "resp_1", "s1", "chat", 2.5)
+    back = decode(encode(event) or b"")
+    assert isinstance(back, StreamEvent)
+    assert _same(back.data, data)
