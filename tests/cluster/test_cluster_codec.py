@@ -165,8 +165,12 @@ JSON_VALUES = st.recursive(
     | st.integers()
     | st.floats()
     | st.text(st.characters(codec=None, exclude_categories=())),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(st.characters(exclude_categories=()), max_size=4), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text(st.characters(exclude_categories=()), max_size=4), inner, max_size=4
+        )
+    ),
     max_leaves=20,
 )
 
