@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import types
 from contextlib import aclosing
 from pathlib import Path
@@ -18,6 +19,7 @@ from streamvisor import _samples as samples
 from streamvisor.daemon import Daemon, open_daemon
 from streamvisor.gateway import Gateway, serve_gateway
 from streamvisor.mockapi import MockAPIConfig, serve
+from streamvisor.openai import StreamEvent
 from streamvisor.testing import daemon_config
 
 from . import _ws_client as ws
@@ -865,9 +867,7 @@ def test_all_lists_exactly_the_public_names() -> None:
 ODD = json.loads('{"type": "response.output_text.delta", "delta": "x\\ud83dy", "logprob": NaN}')
 
 
-def _odd_event(seq: int) -> Any:
-    from streamvisor.openai import StreamEvent
-
+def _odd_event(seq: int) -> StreamEvent:
     return StreamEvent("response.output_text.delta", seq, ODD, "resp_odd", "odd", "responses", 1.0)
 
 
@@ -892,7 +892,7 @@ class TestWhateverTheServerSent:
                             break
         assert [s["sequence_number"] for s in seen] == [1, 2]
         assert seen[0]["data"]["delta"] == "x\ud83dy"
-        assert seen[0]["data"]["logprob"] != seen[0]["data"]["logprob"]  # NaN
+        assert math.isnan(seen[0]["data"]["logprob"])
 
     async def test_over_the_websocket(self, daemon: Daemon, gateway: Gateway) -> None:
         with trio.fail_after(10):
@@ -905,4 +905,5 @@ class TestWhateverTheServerSent:
                 first, second = await sock.receive_json(), await sock.receive_json()
                 await sock.close()
         assert first["data"]["data"]["delta"] == "x\ud83dy"
+        assert math.isnan(first["data"]["data"]["logprob"])
         assert second["data"]["sequence_number"] == 2

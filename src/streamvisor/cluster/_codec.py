@@ -90,10 +90,11 @@ def _pack(value: list[Any]) -> bytes:
     try:
         payload = orjson.dumps(value, default=_plain)
     except orjson.JSONEncodeError:  # a lone surrogate, an integer past 64 bits
-        return _EXACT + _exact_dumps(value).encode("ascii")
-    if b"null" in payload and _non_finite(value):  # orjson wrote a NaN or infinity as null
-        return _EXACT + _exact_dumps(value).encode("ascii")
-    return payload
+        pass
+    else:
+        if b"null" not in payload or not _non_finite(value):  # no NaN or infinity made null
+            return payload
+    return _EXACT + _exact_dumps(value).encode("ascii")
 
 
 def _unpack(payload: bytes) -> Any:
