@@ -6,12 +6,13 @@ import json
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from streamvisor.actors import BackgroundStatus, PollingStopped, ToolCall, ToolResult
 from streamvisor.cluster._codec import UndecodableItem, decode, dedup_key, encode
 from streamvisor.openai import StreamEvent
 from streamvisor.supervisor import Missed
+
+from .._json_values import JSON_VALUES
 
 EVENT = StreamEvent(
     type="response.output_text.delta",
@@ -155,24 +156,6 @@ def test_odd_values_in_a_record_cross_exactly() -> None:
     back = decode(encode(status) or b"")
     assert isinstance(back, BackgroundStatus)
     assert _same(back.response, status.response)
-
-
-#: Any value `json.loads` can make: integers of any size, every float (NaN, infinities, -0.0),
-#: text with lone surrogates, nested lists and objects.
-JSON_VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats()
-    | st.text(st.characters(codec=None, exclude_categories=())),
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(
-            st.text(st.characters(exclude_categories=()), max_size=4), inner, max_size=4
-        )
-    ),
-    max_leaves=20,
-)
 
 
 @settings(max_examples=300, deadline=None)

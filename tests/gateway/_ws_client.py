@@ -23,6 +23,10 @@ from wsproto.events import (
 )
 
 
+def _not_json(token: str) -> Any:
+    raise ValueError(f"the server wrote {token}, which is not JSON")
+
+
 class Rejected(Exception):
     """The server refused the handshake (``.status_code``, and the JSON ``.body`` if any)."""
 
@@ -81,7 +85,8 @@ class WSClient:
         await self._stream.send_all(self._ws.send(BytesMessage(data)))
 
     async def receive_json(self) -> Any:
-        """The next text message, parsed. Raises `Closed` if the server closes."""
+        """The next text message, parsed as strict JSON (``NaN`` and ``Infinity`` refused, as a
+        browser's ``JSON.parse`` refuses them). Raises `Closed` if the server closes."""
         parts: list[str] = []
         while True:
             event = await self._event()
@@ -92,7 +97,7 @@ class WSClient:
             elif isinstance(event, TextMessage):
                 parts.append(event.data)
                 if event.message_finished:
-                    return json.loads("".join(parts))
+                    return json.loads("".join(parts), parse_constant=_not_json)
 
     async def next_answer(self) -> Any:
         """The next reply or error to a command (bus events are skipped)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import types
 from contextlib import aclosing
 from pathlib import Path
@@ -867,15 +866,26 @@ def test_all_lists_exactly_the_public_names() -> None:
 ODD = json.loads('{"type": "response.output_text.delta", "delta": "x\\ud83dy", "logprob": NaN}')
 
 
+def strict_json(text: str) -> Any:
+    """``text`` read as strict JSON: ``NaN`` and ``Infinity`` refused, as ``JSON.parse`` does."""
+
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def _odd_event(seq: int) -> StreamEvent:
     return StreamEvent("response.output_text.delta", seq, ODD, "resp_odd", "odd", "responses", 1.0)
 
 
 class TestWhateverTheServerSent:
     """An event whose text no UTF-8 encoder takes (a lone surrogate) and whose number is NaN
-    reaches every subscriber as JSON that reads back to the same value (the surrogate as a
-    ``\\ud83d`` escape), and the next event follows: it used to fail the encode and end the
-    subscriber's connection."""
+    reaches every subscriber, and the next event follows: it used to fail the encode and end
+    the subscriber's connection. The surrogate reads back as itself (written as its
+    ``\\ud83d`` escape); the NaN, which strict JSON has no word for (a browser's
+    ``JSON.parse`` refuses the ``NaN`` token), is written as ``null``, as JavaScript's
+    ``JSON.stringify`` writes it."""
 
     async def test_over_sse(self, daemon: Daemon, client: httpx.AsyncClient) -> None:
         with trio.fail_after(10):
@@ -887,12 +897,12 @@ class TestWhateverTheServerSent:
                 seen = []
                 async with aclosing(source.aiter_sse()) as events:
                     async for sse in events:
-                        seen.append(json.loads(sse.data))
+                        seen.append(strict_json(sse.data))
                         if len(seen) == 2:
                             break
         assert [s["sequence_number"] for s in seen] == [1, 2]
         assert seen[0]["data"]["delta"] == "x\ud83dy"
-        assert math.isnan(seen[0]["data"]["logprob"])
+        assert seen[0]["data"]["logprob"] is None
 
     async def test_over_the_websocket(self, daemon: Daemon, gateway: Gateway) -> None:
         with trio.fail_after(10):
@@ -905,5 +915,5 @@ class TestWhateverTheServerSent:
                 first, second = await sock.receive_json(), await sock.receive_json()
                 await sock.close()
         assert first["data"]["data"]["delta"] == "x\ud83dy"
-        assert math.isnan(first["data"]["data"]["logprob"])
+        assert first["data"]["data"]["logprob"] is None
         assert second["data"]["sequence_number"] == 2

@@ -108,6 +108,31 @@ def test_a_lone_surrogate_is_relayed_as_the_escape_it_came_as() -> None:
     assert "é🙂" in plain  # UTF-8 as is otherwise
 
 
+def _strict(text: str) -> Any:
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_number_json_has_no_word_for_is_relayed_as_null() -> None:
+    """``NaN`` / ``Infinity`` in a server's frame (Python's json reads them; no JSON parser
+    of another language does) reach a /v1 client as ``null``, as ``JSON.stringify`` writes
+    them, so that the Node SDK can parse the frame; finite numbers are untouched."""
+    data = json.loads(
+        '{"type": "response.output_text.delta", "delta": "a", "logprob": NaN,'
+        ' "top": [{"p": Infinity}, -Infinity, 1.5e300, 2], "n": {"k": [NaN]}}'
+    )
+    frame = sse_event("response.output_text.delta", data)
+    assert _strict(frame.split("data: ", 1)[1]) == {
+        "type": "response.output_text.delta",
+        "delta": "a",
+        "logprob": None,
+        "top": [{"p": None}, None, 1.5e300, 2],
+        "n": {"k": [None]},
+    }
+
+
 class TestClientView:
     def test_a_background_client_gets_the_frames_as_sent(self) -> None:
         data = {"type": "response.queued", "response": {"background": True}}

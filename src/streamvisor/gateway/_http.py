@@ -8,6 +8,7 @@ response (a whole JSON/bytes body, or a stream of chunks), and `parse_form` read
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from email.message import Message as _HeaderParser
@@ -73,17 +74,44 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 def json_text(value: Any, default: Callable[[Any], Any] | None = None) -> str:
-    """Compact JSON, UTF-8 as is, that every UTF-8 encoder takes.
+    """Compact strict JSON (RFC 8259), UTF-8 as is, that every UTF-8 encoder and every JSON
+    parser takes.
 
-    A string `json.loads` made from a ``"\\ud83d"`` escape (half an emoji, which an
-    OpenAI-compatible server may send) holds a lone surrogate: such JSON is written with ASCII
-    escapes instead, which read back to the same string (it used to fail the encode and end
-    the client's connection).
+    Two things `json.loads` reads from an OpenAI-compatible server's frame have no strict JSON
+    form, and are written as a client in any language can read them (they used to fail the
+    encode and end the client's connection, or reach a browser as a ``NaN`` token its
+    ``JSON.parse`` refuses):
+
+    - a string holding a lone surrogate (half an emoji, sent as a ``"\\ud83d"`` escape): the
+      JSON is written with ASCII escapes, which read back to the same string;
+    - a NaN or an infinity: written as ``null``, as JavaScript's ``JSON.stringify`` writes it.
     """
-    text = json.dumps(value, separators=(",", ":"), default=default, ensure_ascii=False)
+    try:
+        text = json.dumps(
+            value, separators=(",", ":"), default=default, ensure_ascii=False, allow_nan=False
+        )
+    except ValueError:  # a NaN or an infinity somewhere (the rare path)
+        value = _finite(value, default)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     if not text.isascii() and _SURROGATE.search(text) is not None:
         return json.dumps(value, separators=(",", ":"), default=default)
     return text
+
+
+def _finite(value: Any, default: Callable[[Any], Any] | None) -> Any:
+    """``value`` as plain JSON data with every non-finite float replaced by None (what
+    ``default`` converts is converted first, so that a record's floats are reached too)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, dict):
+        return {key: _finite(item, default) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item, default) for item in value]
+    if default is None:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return _finite(default(value), default)
 
 
 def dumps(value: Any) -> str:
