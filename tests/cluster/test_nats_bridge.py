@@ -8,6 +8,7 @@ what came before it.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import trio
@@ -95,21 +96,44 @@ class TestPublishSubscribe:
         assert got[0].seq < got[1].seq
 
     async def test_skip_origin_leaves_out_only_that_exact_node(self, nats_names: NatsNames) -> None:
-        """Node ``a`` skips its own events, not those of ``ab`` or ``b a`` (the origin is read
-        off the raw header line: it must match the whole value)."""
+        """Node ``a`` skips its own events, not those of ``ab`` or ``a-b`` (the origin is the
+        subject's token after the prefix: it must match the whole token)."""
         async with (
             open_node(nats_names, "a") as a,
             open_node(nats_names, "ab") as ab,
-            open_node(nats_names, "b a") as ba,
+            open_node(nats_names, "a-b") as ba,
             a.subscribe("**", skip_origin="a") as events,
         ):
             a.publish("x", b"mine")
             await a.flush()
             ab.publish("x", b"from ab")
             await ab.flush()
-            ba.publish("x", b"from b a")
+            ba.publish("x", b"from a-b")
             got = await receive(events, 2)
-        assert [(m.payload, m.origin) for m in got] == [(b"from ab", "ab"), (b"from b a", "b a")]
+        assert [(m.payload, m.origin) for m in got] == [(b"from ab", "ab"), (b"from a-b", "a-b")]
+
+    async def test_a_node_id_that_is_no_subject_token_is_refused(
+        self, nats_names: NatsNames
+    ) -> None:
+        """The node id is a token of every subject the node publishes on."""
+        for node_id in ("b a", "a.b", "a*", "", "é"):
+            with pytest.raises(InvalidSubject, match="node id"):
+                async with open_node(nats_names, node_id):
+                    pass  # pragma: no cover
+
+    async def test_replaying_everything_gives_events_only(self, nats_names: NatsNames) -> None:
+        """Each bridge announces itself on the stream when it opens; a subscriber replaying
+        the stream from its start gets the events, not the announcements."""
+        async with open_node(nats_names, "a") as a, open_node(nats_names, "b") as b:
+            a.publish("x", b"1")
+            await a.flush()
+            b.publish("x", b"2")
+            await b.flush()
+            async with a.subscribe("**", after=0) as events:
+                got = await receive(events, 2)
+                b.publish("sentinel", b"")
+                assert await until_sentinel(events) == []
+        assert [(m.origin, m.payload) for m in got] == [("a", b"1"), ("b", b"2")]
 
     async def test_double_star_matches_the_bare_prefix_and_everything_below_it(
         self, nats_names: NatsNames
@@ -208,6 +232,108 @@ class TestPublishSubscribe:
         with pytest.raises(ValueError, match="linger"):
             async with open_node(nats_names, "a", linger=linger):
                 raise AssertionError("unreachable")
+
+
+class TestOtherNodes:
+    """`subscribe_others`: every other node's events, and JetStream never sends a node its
+    own."""
+
+    async def test_the_listed_nodes_events_arrive_and_the_nodes_own_are_not_asked_for(
+        self, nats_names: NatsNames
+    ) -> None:
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            a.subscribe_others(["b"], after=await a.last_seq()) as events,
+        ):
+            (feed,) = a._feeds
+            assert feed.filters == (f"{nats_names.prefix}.~", f"{nats_names.prefix}.b.>")
+            a.publish("x", b"mine")
+            b.publish("x", b"theirs")
+            a.publish("x", b"mine again")
+            b.publish("x", b"theirs again")
+            await a.flush()
+            b.publish("sentinel", b"")
+            got = await until_sentinel(events)
+        assert [(m.payload, m.origin) for m in got] == [(b"theirs", "b"), (b"theirs again", "b")]
+
+    async def test_a_node_that_joins_later_is_received_from_its_first_event(
+        self, nats_names: NatsNames
+    ) -> None:
+        """The newcomer was not listed: its announcement adds it, and nothing it published
+        is missed or doubled, while a listed node's events flow on, all in stream order."""
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            a.subscribe_others(["b"], after=await a.last_seq()) as events,
+        ):
+            for n in range(50):
+                b.publish("x", b"b%d" % n)
+            async with open_node(nats_names, "c") as c:
+                for n in range(100):
+                    c.publish("x", b"c%d" % n)
+                    if n % 2:
+                        b.publish("x", b"b%d" % (50 + n // 2))
+                await c.flush()
+                await b.flush()
+                c.publish("sentinel", b"")
+                got = await until_sentinel(events)
+            (feed,) = a._feeds
+            assert feed.members == {"b", "c"}
+        assert [m.payload for m in got if m.origin == "c"] == [b"c%d" % n for n in range(100)]
+        assert [m.payload for m in got if m.origin == "b"] == [b"b%d" % n for n in range(100)]
+        assert [m.seq for m in got] == sorted({m.seq for m in got})
+
+    async def test_a_newcomer_during_a_reconnect_is_not_missed(self, nats_names: NatsNames) -> None:
+        """Two nodes join one after the other, each publishing at once: both are added (the
+        second while the consumer is being recreated for the first)."""
+        async with (
+            open_node(nats_names, "a") as a,
+            a.subscribe_others([], after=await a.last_seq()) as events,
+            open_node(nats_names, "b") as b,
+            open_node(nats_names, "c") as c,
+        ):
+            for n in range(20):
+                b.publish("x", b"b%d" % n)
+                c.publish("x", b"c%d" % n)
+            await b.flush()
+            await c.flush()
+            c.publish("sentinel", b"")
+            got = await until_sentinel(events)
+        assert [m.payload for m in got if m.origin == "b"] == [b"b%d" % n for n in range(20)]
+        assert [m.payload for m in got if m.origin == "c"] == [b"c%d" % n for n in range(20)]
+
+    async def test_the_consumer_delivers_nothing_past_an_announcement_before_it_is_recreated(
+        self, nats_names: NatsNames
+    ) -> None:
+        """The stream holds: c's hello, c's first events, then b's. Node a's bridge reads
+        them in one go (its thread is held while they are stored): b's events must wait for
+        the consumer that also asks for c's, or a would skip c's first events."""
+        async with (
+            open_node(nats_names, "a") as a,
+            open_node(nats_names, "b") as b,
+            a.subscribe_others(["b"], after=await a.last_seq()) as events,
+        ):
+            a._loop.call_soon_threadsafe(time.sleep, 0.5)  # a's bridge thread is held
+            async with open_node(nats_names, "c") as c:
+                for n in range(10):
+                    c.publish("x", b"c%d" % n)
+                await c.flush()
+                for n in range(10):
+                    b.publish("x", b"b%d" % n)
+                await b.flush()
+                c.publish("sentinel", b"")
+                got = await until_sentinel(events)
+        assert [m.payload for m in got] == [b"c%d" % n for n in range(10)] + [
+            b"b%d" % n for n in range(10)
+        ]
+
+    async def test_a_bad_argument_is_refused_at_once(self, nats_names: NatsNames) -> None:
+        async with open_node(nats_names, "a") as a:
+            with pytest.raises(InvalidSubject, match="node id"):
+                a.subscribe_others(["b.c"], after=0)
+            with pytest.raises(ValueError, match="after"):
+                a.subscribe_others(["b"], after=-1)
 
 
 class TestReplay:

@@ -105,6 +105,16 @@ class TestLease:
             await store.record_cursor("a", 1)
         assert sql(pg_dsn, "SELECT token, cursor FROM responses") == [(2, 1)]
 
+    async def test_other_nodes_lists_every_node_that_joined_alive_or_not(self, pg_dsn: str) -> None:
+        """The nodes whose events a node asks JetStream for: a node that left stays listed
+        (its events may still be in flight), the asking node is not."""
+        async with node(pg_dsn, "n1") as n1, node(pg_dsn, "n2") as n2:
+            assert await n1.other_nodes() == ["n2"]
+            async with node(pg_dsn, "n3") as n3:
+                await n3.leave()
+            assert await n1.other_nodes() == ["n2", "n3"]
+            assert await n2.other_nodes() == ["n1", "n3"]
+
     async def test_leave_expires_the_lease_at_once(self, pg_dsn: str) -> None:
         async with node(pg_dsn, "n1") as leaving, node(pg_dsn, "n2") as survivor:
             await leaving.add(rec("a"))

@@ -79,7 +79,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, TypeVar
 
@@ -96,7 +96,6 @@ from nats.js import api as js_api
 from ._bridge_errors import (
     BridgeClosed,
     HandlerFailed,
-    InvalidSubject,
     NatsUnavailable,
     NoResponders,
     PayloadTooLarge,
@@ -118,7 +117,7 @@ from ._consumer import (
     Message,
     OrderedConsumer,
 )
-from ._subjects import check_name, check_subject, pattern_filters, topic_subject
+from ._subjects import check_name, check_subject, hello_subject, pattern_filters, topic_subject
 
 _new_loop: Callable[[], asyncio.AbstractEventLoop]
 try:
@@ -285,7 +284,7 @@ class NatsBridge:
         *,
         node_id: str,
         stream: str = "STREAMVISOR",
-        subject_prefix: str = "sv.ev",
+        subject_prefix: str = "sv.events",
         max_age: float = 3600.0,
         duplicate_window: float = 120.0,
         max_backlog: int = 100_000,
@@ -313,8 +312,7 @@ class NatsBridge:
         it flushes (bounded by ``flush_timeout``; what is left is logged), closes the connection
         and joins the bridge's thread.
         """
-        if not isinstance(node_id, str) or _HEADER_VALUE.fullmatch(node_id) is None:
-            raise InvalidSubject(node_id, "a node id is 1-512 characters of printable ASCII")
+        check_name(node_id, "node id")  # a token of every subject it publishes on
         check_name(stream, "stream name")
         check_subject(subject_prefix, wildcards=False)
         if max_backlog < 1:
@@ -404,6 +402,7 @@ class NatsBridge:
             nc=self._nc,
             js=self._js,
             stream=self._stream,
+            prefix=self._prefix,
             prefix_len=self._prefix_len,
             connected=self._connected,
             deliver=self._deliver,
@@ -413,6 +412,7 @@ class NatsBridge:
         )
         self._connected.set()
         await self._ensure_stream()
+        await self._say_hello()
         self._spawn(self._drain_outbox())
         self._spawn(self._watch_feeds())
 
@@ -439,6 +439,21 @@ class NatsBridge:
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
             raise NatsUnavailable(
                 self._url, f"stream {self._stream!r}: {type(error).__name__}: {error}"
+            ) from None
+
+    async def _say_hello(self) -> None:
+        """(asyncio) Announce this node on the stream, stored before any event it publishes:
+        a node asking JetStream for the other nodes' events adds it (`subscribe_others`)."""
+        try:
+            await self._js.publish(
+                hello_subject(self._prefix),
+                b"",
+                timeout=self._ack_timeout,
+                headers={ORIGIN_HEADER: self._node_id},
+            )
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
+            raise NatsUnavailable(
+                self._url, f"announcing node {self._node_id!r}: {type(error).__name__}: {error}"
             ) from None
 
     async def _shutdown(self) -> None:
@@ -520,7 +535,8 @@ class NatsBridge:
     # Publishing
 
     def publish(self, topic: str, payload: bytes, *, msg_id: str | None = None) -> None:
-        """Queue one event for ``f"{subject_prefix}.{topic}"``; never blocks, never awaits.
+        """Queue one event for ``f"{subject_prefix}.{node_id}.{topic}"``; never blocks, never
+        awaits.
 
         ``msg_id`` becomes the ``Nats-Msg-Id`` header: JetStream stores one message per id
         within the duplicate window (a node re-publishing a dead node's events after a takeover
@@ -535,7 +551,7 @@ class NatsBridge:
             raise BridgeClosed("publish on a closed NatsBridge")
         subject = self._subjects.get(topic)
         if subject is None:
-            subject = topic_subject(self._prefix, topic).encode()
+            subject = topic_subject(self._prefix, self._node_id, topic).encode()
             if len(self._subjects) >= _CACHE_LIMIT:
                 self._subjects.clear()
             self._subjects[topic] = subject
@@ -745,6 +761,46 @@ class NatsBridge:
             raise ValueError(f"buffer must be a positive int, not {buffer!r}")
         return self._subscription(filters, after, buffer, skip_origin)
 
+    def subscribe_others(
+        self, nodes: Iterable[str], *, after: int, buffer: int = 10_000
+    ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Message]]:
+        """Receive every other node's events after stream sequence ``after``, in stream order,
+        without this node's own: JetStream is asked for ``nodes``' events only (one filter per
+        node, so this node's own events are never sent to it), and for every node's hello.
+
+        A bridge's first message is its hello, stored before any event it publishes. A hello
+        from a node not asked for yet adds it and recreates the consumer from the message after
+        the hello: nothing of the new node is missed. So that no node is missed at all, the
+        caller reads ``after`` (`last_seq`) *before* it lists ``nodes``, and a node registers
+        (is listed) before it opens its bridge: a node not listed then said hello after
+        ``after``.
+
+        Raises `NatsUnavailable` on entry if the consumer cannot be created, `BridgeClosed`
+        after close, `InvalidSubject` for a node id that is not one.
+        """
+        members = {check_name(node, "node id") for node in nodes}
+        if not isinstance(after, int) or after < 0:
+            raise ValueError(f"after must be a stream sequence >= 0, not {after!r}")
+        if not isinstance(buffer, int) or buffer < 1:
+            raise ValueError(f"buffer must be a positive int, not {buffer!r}")
+        return self._subscription((), after, buffer, self._node_id, members)
+
+    async def last_seq(self) -> int:
+        """The stream's last sequence now (the ``after`` of a feed of what is published from
+        now on). Raises `NatsUnavailable`, `BridgeClosed`."""
+        if self._closed:
+            raise BridgeClosed("last_seq on a closed NatsBridge")
+        return await self._call(self._last_seq())
+
+    async def _last_seq(self) -> int:
+        try:
+            info = await self._js.stream_info(self._stream)
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
+            raise NatsUnavailable(
+                self._url, f"stream {self._stream!r}: {type(error).__name__}: {error}"
+            ) from None
+        return int(info.state.last_seq)
+
     @asynccontextmanager
     async def _subscription(
         self,
@@ -752,11 +808,12 @@ class NatsBridge:
         after: int | None,
         buffer: int,
         skip_origin: str | None,
+        members: set[str] | None = None,
     ) -> AsyncIterator[trio.MemoryReceiveChannel[Message]]:
         if self._closed:
             raise BridgeClosed("subscribe on a closed NatsBridge")
         send, receive = trio.open_memory_channel[Message](math.inf)
-        feed = await self._call(self._open_feed(filters, after, send, buffer, skip_origin))
+        feed = await self._call(self._open_feed(filters, after, send, buffer, skip_origin, members))
         try:
             with receive:
                 yield receive
@@ -772,12 +829,13 @@ class NatsBridge:
         send: trio.MemorySendChannel[Message],
         buffer: int,
         skip_origin: str | None,
+        members: set[str] | None,
     ) -> OrderedConsumer:
         try:
             if after is None:
                 info = await self._js.stream_info(self._stream)
                 after = info.state.last_seq
-            feed = OrderedConsumer(self._host, filters, after, send, buffer, skip_origin)
+            feed = OrderedConsumer(self._host, filters, after, send, buffer, skip_origin, members)
             await feed.create()
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
             raise NatsUnavailable(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Final
 
 import attrs
@@ -36,6 +36,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from ._client import LaneClient, header_fields
+from ._subjects import hello_subject, origin_filter
 
 __all__ = ["BridgeCounters", "ConsumerHost", "Message", "OrderedConsumer", "parse_ack_reply"]
 
@@ -64,12 +65,13 @@ RETRY_FIRST, RETRY_MAX = 0.05, 1.0
 class Message:
     """One event as JetStream stored it."""
 
-    #: The bus topic (the subject without the bridge's prefix).
+    #: The bus topic (the subject without the bridge's prefix and the origin).
     topic: str
     payload: bytes
     #: The JetStream stream sequence: pass the last one seen as ``after=`` to resume.
     seq: int
-    #: The node id of the bridge that published it.
+    #: The node id of the bridge that published it (the subject's first token after the
+    #: prefix).
     origin: str
     #: The ``Nats-Msg-Id`` the publisher gave, if any.
     msg_id: str | None
@@ -93,7 +95,10 @@ class ConsumerHost:
     nc: LaneClient
     js: JetStreamContext
     stream: str
-    #: ``len(subject_prefix) + 1``: a stored subject minus this many characters is the topic.
+    #: The bridge's subject prefix.
+    prefix: str
+    #: ``len(subject_prefix) + 1``: a stored subject minus this many characters is the origin,
+    #: a dot and the topic.
     prefix_len: int
     #: Set while the connection is up.
     connected: asyncio.Event
@@ -134,18 +139,20 @@ class OrderedConsumer:
         send: trio.MemorySendChannel[Message],
         buffer: int,
         skip_origin: str | None = None,
+        members: Iterable[str] | None = None,
     ) -> None:
         self.host = host
-        self.filters = filters
         self.buffer = buffer
         #: Messages this node published are dropped here, on the asyncio side, before they cost
-        #: a hop into trio and a decode (a node's own events echo back from JetStream).
+        #: a hop into trio and a decode (the origin is the subject's first token).
         self.skip_origin = skip_origin
-        #: The header line the bridge of ``skip_origin`` writes: found in the raw block, a
-        #: message is dropped before its headers are parsed.
-        self.own_line = (
-            None if skip_origin is None else f"\r\n{ORIGIN_HEADER}: {skip_origin}\r\n".encode()
-        )
+        self.own_token = None if skip_origin is None else skip_origin.encode()
+        #: For a feed of every other node's events (`NatsBridge.subscribe_others`): the nodes
+        #: whose events it asks JetStream for, one filter each, and a node's hello adds one.
+        self.members: set[str] | None = None if members is None else set(members)
+        self.filters = filters if self.members is None else self._member_filters()
+        #: The filters the current consumer was created with.
+        self.created_filters: tuple[str, ...] = ()
         #: A flow-control answer held back while the subscriber is behind.
         self.held_reply: str | None = None
         self.last_seq = last_seq
@@ -160,6 +167,12 @@ class OrderedConsumer:
         self.last_activity = time.monotonic()
         self.resetting = False
         self.closed = False
+
+    def _member_filters(self) -> tuple[str, ...]:
+        assert self.members is not None
+        prefix = self.host.prefix
+        others = sorted(self.members - {self.skip_origin})
+        return (hello_subject(prefix), *(origin_filter(prefix, node) for node in others))
 
     async def create(self) -> None:
         """Subscribe a fresh inbox and create a consumer delivering from ``last_seq + 1``."""
@@ -186,10 +199,12 @@ class OrderedConsumer:
             mem_storage=True,
             num_replicas=1,
         )
-        if len(self.filters) == 1:
-            config.filter_subject = self.filters[0]
+        filters = self.filters
+        if len(filters) == 1:
+            config.filter_subject = filters[0]
         else:
-            config.filter_subjects = list(self.filters)
+            config.filter_subjects = list(filters)
+        self.created_filters = filters
         info = await self.host.js.add_consumer(self.host.stream, config=config)
         self.consumer = info.name
         self.last_activity = time.monotonic()
@@ -216,26 +231,41 @@ class OrderedConsumer:
         if sseq <= self.last_seq:
             return  # already delivered before a reset
         self.last_seq = sseq
-        if headers is None:
-            fields = {}
-        elif self.own_line is not None and self.own_line in headers:
-            return  # this node's own event, echoed back
-        else:
-            fields = header_fields(headers)[1]
-        origin = fields.get(ORIGIN_HEADER)
-        if origin is not None and origin == self.skip_origin:
+        rest = subject[self.host.prefix_len :]
+        dot = rest.find(b".")
+        if dot < 0:  # a node's hello (`hello_subject`): no event
+            if self.members is not None and headers is not None:
+                self._hello(header_fields(headers)[1].get(ORIGIN_HEADER))
             return
+        origin = rest[:dot]
+        if origin == self.own_token:
+            return  # this node's own event, echoed back
+        fields = {} if headers is None else header_fields(headers)[1]
         msg_id = fields.get(MSG_ID_HEADER)
         if msg_id is not None and msg_id.startswith(AUTO_ID):
             msg_id = None
         message = Message(
-            topic=subject[self.host.prefix_len :].decode("utf-8", "replace"),
+            topic=rest[dot + 1 :].decode("utf-8", "replace"),
             payload=data,
             seq=sseq,
-            origin=origin or "",
+            origin=origin.decode("ascii", "replace"),
             msg_id=msg_id,
         )
         self.host.deliver(self.send, message)
+
+    def _hello(self, node: str | None) -> None:
+        """A node announced itself before its first event: a node this feed does not ask for
+        yet is added, and the consumer is recreated from the message after the hello (this
+        one: ``last_seq``), so its first event is the new consumer's to deliver."""
+        assert self.members is not None
+        if node is None or node in self.members or node == self.skip_origin:
+            return
+        self.members.add(node)
+        self.filters = self._member_filters()
+        # Nothing more from this consumer: what it would deliver next may come after the new
+        # node's first event, which it does not carry.
+        self.generation += 1
+        self.reset(f"node {node} joined")
 
     async def _on_control(self, reply: str, headers: dict[str, str]) -> None:
         """A flow-control request, or a heartbeat (check for a silent gap; a stalled consumer's
@@ -298,7 +328,9 @@ class OrderedConsumer:
                 await self._drop()
                 try:
                     await self.create()
-                    return
+                    if self.filters == self.created_filters:
+                        return
+                    continue  # a node joined meanwhile: create it again with its filter
                 except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:
                     log.warning("nats_consumer_create_failed", filters=self.filters, error=error)
                 await asyncio.sleep(pause)

@@ -39,7 +39,7 @@ import contextlib
 import os
 import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, Protocol
 
@@ -60,6 +60,12 @@ from ._pgstore import ClusterStore
 __all__ = ["ClusterNode", "Hooks", "NodeStatus", "NodeStore", "default_node_id"]
 
 log = structlog.get_logger("streamvisor.cluster")
+
+#: Retrying PostgreSQL for the list of nodes (seconds): first pause, longest pause.
+_RETRY_FIRST: Final = 0.25
+_RETRY_MAX: Final = 5.0
+#: A node id a bridge can publish under (`check_name`).
+_NODE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 #: The error code of a dead node's foreground stream, ended by a survivor.
 NODE_LOST: Final = "node_lost"
@@ -138,6 +144,8 @@ class _Bridge(Protocol):
     def subscribe(
         self, pattern: str, *, after: int | None = None, skip_origin: str | None = None
     ) -> Any: ...
+    def subscribe_others(self, nodes: Iterable[str], *, after: int) -> Any: ...
+    async def last_seq(self) -> int: ...
     def serve(self, subject: str, handler: Callable[[bytes], Awaitable[bytes]]) -> Any: ...
     async def request(self, subject: str, payload: bytes, *, timeout: float) -> bytes: ...  # noqa: ASYNC109
 
@@ -372,6 +380,23 @@ class ClusterNode:
     # -- events from other nodes ----------------------------------------------------------------
 
     async def deliver(self) -> None:
-        """Deliver every other node's events here, forever (the bridge resumes after outages)."""
-        async with self.bridge.subscribe("**", skip_origin=self.node_id) as messages:
+        """Deliver every other node's events here, forever (the bridge resumes after outages).
+
+        JetStream is asked for the other nodes' events only, not for this node's own (which
+        its subscribers had in-process): the stream's last sequence is read first, then the
+        nodes that joined (every node joins in PostgreSQL before it opens its bridge), and a
+        node that joins later announces itself on the stream (`NatsBridge.subscribe_others`).
+        """
+        after = await self.bridge.last_seq()
+        pause = _RETRY_FIRST
+        while True:
+            try:
+                nodes = await self.store.other_nodes()
+                break
+            except StoreError as exc:  # PostgreSQL away: nothing is missed meanwhile (after)
+                log.warning("cluster.nodes_unknown", error=str(exc), retry_in=pause)
+                await trio.sleep(pause)
+                pause = min(2 * pause, _RETRY_MAX)
+        others = [node for node in nodes if _NODE_ID.fullmatch(node)]
+        async with self.bridge.subscribe_others(others, after=after) as messages:
             await self.bus.run(messages)

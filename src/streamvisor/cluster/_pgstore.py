@@ -338,6 +338,18 @@ class ClusterStore(RegistryWrites[Tx]):
 
         return await self._direct("expired_nodes", expired)
 
+    async def other_nodes(self) -> list[str]:
+        """Every other node that joined this cluster, alive or not, by id (the nodes whose
+        events this node asks JetStream for)."""
+
+        def nodes(conn: Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT node_id FROM nodes WHERE node_id <> %s ORDER BY node_id", (self.node_id,)
+            )
+            return [row["node_id"] for row in rows]
+
+        return await self._direct("other_nodes", nodes)
+
     async def take_over(self, dead_node: str) -> list[TrackedResponse] | None:
         """Take over the work of *dead_node* if its lease has expired and nobody took it over
         yet; returns its active records now owned by this node (oldest first, maybe none), to

@@ -1,10 +1,18 @@
 """Bus topics and patterns as NATS subjects, checked so that nothing is silently mis-routed.
 
-The bus splits topics on ``.``; NATS splits subjects on ``.`` too, so a topic maps to
-``f"{prefix}.{topic}"`` segment for segment. What differs is the wildcards: the bus's ``*`` is
-NATS's ``*``, but the bus's trailing ``**`` (zero or more segments) has no NATS equivalent, as
-NATS's ``>`` matches one or more. So ``a.**`` becomes two filters, ``prefix.a`` and
-``prefix.a.>``; a lone ``**`` becomes ``prefix.>`` (topics are never empty).
+An event published on node ``origin`` on bus topic ``topic`` is stored on the subject
+``f"{prefix}.{origin}.{topic}"``: the publishing node is the subject's first token after the
+prefix, so a node can ask JetStream for every other node's events and not for its own (one
+filter per other node, `origin_filter`). The bus splits topics on ``.``; NATS splits subjects
+on ``.`` too, so the topic maps segment for segment. What differs is the wildcards: the bus's
+``*`` is NATS's ``*``, but the bus's trailing ``**`` (zero or more segments) has no NATS
+equivalent, as NATS's ``>`` matches one or more. So ``a.**`` becomes two filters,
+``prefix.*.a`` and ``prefix.*.a.>``; a lone ``**`` becomes ``prefix.*.>`` (topics are never
+empty).
+
+A node announces itself on `hello_subject` (``prefix.~``, its id in the message's origin
+header) before its first event: one token after the prefix, so no pattern's filters match it
+(they all have at least two), and ``~`` is no node id.
 
 Every character of the bus's recommended topic alphabet (``A-Za-z0-9_-:@+=``) is legal in a
 NATS subject token. What NATS would read differently is refused with `InvalidSubject` instead of
@@ -22,7 +30,14 @@ from typing import Final
 
 from ._bridge_errors import InvalidSubject
 
-__all__ = ["check_name", "check_subject", "pattern_filters", "topic_subject"]
+__all__ = [
+    "check_name",
+    "check_subject",
+    "hello_subject",
+    "origin_filter",
+    "pattern_filters",
+    "topic_subject",
+]
 
 #: One literal subject token: printable ASCII without ``.``, ``*`` or ``>``.
 _TOKEN: Final = r"[\x21-\x29\x2b-\x2d\x2f-\x3d\x3f-\x7e]+"
@@ -61,13 +76,25 @@ def _literal(value: object, what: str) -> str:
     return value
 
 
-def topic_subject(prefix: str, topic: str) -> str:
-    """The subject a bus topic is published on. Raises `InvalidSubject` naming the problem."""
-    return f"{prefix}.{_literal(topic, 'topic')}"
+def topic_subject(prefix: str, origin: str, topic: str) -> str:
+    """The subject node ``origin`` publishes a bus topic on. Raises `InvalidSubject` naming the
+    problem with the topic (``origin`` is a node id, checked by `check_name` once)."""
+    return f"{prefix}.{origin}.{_literal(topic, 'topic')}"
+
+
+def hello_subject(prefix: str) -> str:
+    """The subject a node announces itself on (see the module)."""
+    return f"{prefix}.~"
+
+
+def origin_filter(prefix: str, origin: str) -> str:
+    """The filter subject of every event node ``origin`` publishes."""
+    return f"{prefix}.{origin}.>"
 
 
 def pattern_filters(prefix: str, pattern: str) -> tuple[str, ...]:
-    """The NATS filter subjects that together match exactly what the bus pattern matches.
+    """The NATS filter subjects that together match exactly what the bus pattern matches, on
+    every node.
 
     Raises `InvalidSubject` if the pattern is malformed in the bus's syntax (``**`` anywhere
     but last, ``*`` mixed into a segment) or holds a character NATS cannot carry.
@@ -85,10 +112,10 @@ def pattern_filters(prefix: str, pattern: str) -> tuple[str, ...]:
         elif segment != "*" and _TOKEN_RE.fullmatch(segment) is None:
             raise InvalidSubject(pattern, f"{_explain(segment)} (in a pattern)")
     if segments[-1] != "**":
-        return (f"{prefix}.{pattern}",)
+        return (f"{prefix}.*.{pattern}",)
     if len(segments) == 1:
-        return (f"{prefix}.>",)
-    fixed = f"{prefix}.{'.'.join(segments[:-1])}"
+        return (f"{prefix}.*.>",)
+    fixed = f"{prefix}.*.{'.'.join(segments[:-1])}"
     return (fixed, f"{fixed}.>")
 
 
