@@ -56,6 +56,7 @@ from ._codec import UndecodableItem, decode
 from ._commands import CommandServer, RemoteSession, command_subject
 from ._errors import ClusterStoreError, LeaseLost
 from ._pgstore import ClusterStore
+from ._subjects import is_name
 
 __all__ = ["ClusterNode", "Hooks", "NodeStatus", "NodeStore", "default_node_id"]
 
@@ -64,8 +65,6 @@ log = structlog.get_logger("streamvisor.cluster")
 #: Retrying PostgreSQL for the list of nodes (seconds): first pause, longest pause.
 _RETRY_FIRST: Final = 0.25
 _RETRY_MAX: Final = 5.0
-#: A node id a bridge can publish under (`check_name`).
-_NODE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 #: The error code of a dead node's foreground stream, ended by a survivor.
 NODE_LOST: Final = "node_lost"
@@ -397,6 +396,6 @@ class ClusterNode:
                 log.warning("cluster.nodes_unknown", error=str(exc), retry_in=pause)
                 await trio.sleep(pause)
                 pause = min(2 * pause, _RETRY_MAX)
-        others = [node for node in nodes if _NODE_ID.fullmatch(node)]
+        others = [node for node in nodes if is_name(node)]  # one a bridge can publish under
         async with self.bridge.subscribe_others(others, after=after) as messages:
             await self.bus.run(messages)

@@ -26,7 +26,7 @@ nothing in streamvisor produces it).
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, TypeGuard
 
 from ._bridge_errors import InvalidSubject
 
@@ -34,6 +34,7 @@ __all__ = [
     "check_name",
     "check_subject",
     "hello_subject",
+    "is_name",
     "origin_filter",
     "pattern_filters",
     "topic_subject",
@@ -137,8 +138,13 @@ def check_subject(subject: object, *, wildcards: bool) -> str:
     return subject
 
 
+def is_name(name: object) -> TypeGuard[str]:
+    """Whether ``name`` is a valid stream name or node id (`check_name`)."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
 def check_name(name: object, what: str) -> str:
     """A stream name, or a node id carried in a header: ``A-Za-z0-9_-``, 1-255 characters."""
-    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+    if not is_name(name):
         raise InvalidSubject(name, f"a {what} is 1-255 characters of A-Za-z0-9_-")
     return name
