@@ -17,11 +17,11 @@ asyncio event loop in one thread and meets trio at three narrow points:
 
 The loop is uvloop's where it installs (not on Windows): the bridge's thread is mostly loop
 turns -- a wake-up from trio, the linger, the write, a read of the acks, a read of the other
-nodes' deliveries, each a turn -- and uvloop runs a turn and its socket callbacks in C. Measured with
-``python -m bench.cluster_bridge --rate 2000``, interleaved runs, CPU per event: 70/82/74 us
-against 78/85/94 with asyncio's loop one hour, 114/131/122/114 against 129/115/132/115 (the
-threads other than trio's: 70.5 against 77 us, medians) the next, on a slower machine; in
-``bench cluster`` the difference is below the noise.
+nodes' deliveries, each a turn -- and uvloop runs a turn and its socket callbacks in C.
+Measured with ``python -m bench.cluster_bridge --rate 2000``, interleaved runs, CPU per event:
+70/82/74 us against 78/85/94 with asyncio's loop one hour, 114/131/122/114 against
+129/115/132/115 (the threads other than trio's: 70.5 against 77 us, medians) the next, on a
+slower machine; in ``bench cluster`` the difference is below the noise.
 
 trio-asyncio was the alternative. It would run nats-py inside trio's thread, but every nats-py
 callback then runs as an asyncio-in-trio task, its loop is a second scheduler layered on trio's
