@@ -156,7 +156,7 @@ class BridgeStatistics:
     rejected: int
     #: Batches sent again after a missing ack.
     retried_batches: int
-    #: Consumers recreated (gap, missed heartbeats, reconnect).
+    #: Consumers recreated (gap, missed heartbeats, reconnect, a node joining).
     consumer_resets: int
     #: Times the connection came back after a loss.
     reconnects: int
