@@ -1,7 +1,11 @@
-"""A hypothesis strategy for any value `json.loads` can make, shared by the tests of every
-place that writes such values out again (the cluster codec, the gateway's JSON)."""
+"""Any value `json.loads` can make, for the tests of every place that writes such values out
+again (the cluster codec, the gateway's JSON): a hypothesis strategy, an exact comparison, and
+a strict reader."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -21,3 +25,24 @@ JSON_VALUES = st.recursive(
     ),
     max_leaves=20,
 )
+
+
+def same(a: object, b: object) -> bool:
+    """Equal, with NaN equal to NaN and -0.0 told apart from 0.0."""
+    if isinstance(a, float) and isinstance(b, float):
+        return repr(a) == repr(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
+def strict_json(text: str) -> Any:
+    """``text`` read as strict JSON (RFC 8259): ``NaN`` and ``Infinity`` refused, as a
+    browser's ``JSON.parse`` refuses them."""
+    return json.loads(text, parse_constant=_not_json)

@@ -12,7 +12,7 @@ from streamvisor.cluster._codec import UndecodableItem, decode, dedup_key, encod
 from streamvisor.openai import StreamEvent
 from streamvisor.supervisor import Missed
 
-from .._json_values import JSON_VALUES
+from .._json_values import JSON_VALUES, same
 
 EVENT = StreamEvent(
     type="response.output_text.delta",
@@ -119,17 +119,6 @@ ODD_VALUES = json.loads(
 )
 
 
-def _same(a: object, b: object) -> bool:
-    """Equal, with NaN equal to NaN and -0.0 told apart from 0.0."""
-    if isinstance(a, float) and isinstance(b, float):
-        return repr(a) == repr(b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and a == b
-
-
 @pytest.mark.parametrize("key", sorted(ODD_VALUES))
 def test_whatever_json_loads_made_of_a_frame_crosses_exactly(key: str) -> None:
     """Every value the wire layer can hand on crosses intact: the node that streams it must
@@ -141,21 +130,21 @@ def test_whatever_json_loads_made_of_a_frame_crosses_exactly(key: str) -> None:
     assert payload is not None
     back = decode(payload)
     assert isinstance(back, StreamEvent)
-    assert _same(back.data, data)
+    assert same(back.data, data)
 
 
 def test_every_odd_value_at_once_crosses_exactly() -> None:
     event = StreamEvent("response.completed", 9, ODD_VALUES, "resp_1", None, "responses", 1.0)
     back = decode(encode(event) or b"")
     assert isinstance(back, StreamEvent)
-    assert _same(back.data, ODD_VALUES)
+    assert same(back.data, ODD_VALUES)
 
 
 def test_odd_values_in_a_record_cross_exactly() -> None:
     status = BackgroundStatus("resp_1", "completed", None, dict(ODD_VALUES), 1.5, "s1")
     back = decode(encode(status) or b"")
     assert isinstance(back, BackgroundStatus)
-    assert _same(back.response, status.response)
+    assert same(back.response, status.response)
 
 
 @settings(max_examples=300, deadline=None)
@@ -165,4 +154,4 @@ def test_any_json_value_crosses_exactly(value: object) -> None:
     event = StreamEvent("response.output_text.delta", 1, data, "resp_1", "s1", "chat", 2.5)
     back = decode(encode(event) or b"")
     assert isinstance(back, StreamEvent)
-    assert _same(back.data, data)
+    assert same(back.data, data)

@@ -22,9 +22,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-
-def _not_json(token: str) -> Any:
-    raise ValueError(f"the server wrote {token}, which is not JSON")
+from .._json_values import strict_json
 
 
 class Rejected(Exception):
@@ -97,7 +95,7 @@ class WSClient:
             elif isinstance(event, TextMessage):
                 parts.append(event.data)
                 if event.message_finished:
-                    return json.loads("".join(parts), parse_constant=_not_json)
+                    return strict_json("".join(parts))
 
     async def next_answer(self) -> Any:
         """The next reply or error to a command (bus events are skipped)."""

@@ -21,6 +21,7 @@ from streamvisor.mockapi import MockAPIConfig, serve
 from streamvisor.openai import StreamEvent
 from streamvisor.testing import daemon_config
 
+from .._json_values import strict_json
 from . import _ws_client as ws
 
 #: httpx chains its body iterators (aiter_lines -> aiter_text -> aiter_bytes -> aiter_raw -> the
@@ -864,15 +865,6 @@ def test_all_lists_exactly_the_public_names() -> None:
 #: What `json.loads` makes of a frame from an OpenAI-compatible server that escapes half an emoji
 #: (a lone surrogate) and writes a NaN: the wire layer hands both on unchanged.
 ODD = json.loads('{"type": "response.output_text.delta", "delta": "x\\ud83dy", "logprob": NaN}')
-
-
-def strict_json(text: str) -> Any:
-    """``text`` read as strict JSON: ``NaN`` and ``Infinity`` refused, as ``JSON.parse`` does."""
-
-    def refuse(token: str) -> Any:
-        raise ValueError(f"{token} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def _odd_event(seq: int) -> StreamEvent:

@@ -8,21 +8,12 @@ import math
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import given, settings
 
 from streamvisor.gateway._http import dumps, json_text
 
-from .._json_values import JSON_VALUES
-
-
-def strict(text: str) -> Any:
-    """``text`` as strict JSON (RFC 8259): ``NaN`` and ``Infinity`` refused, as ``JSON.parse``
-    refuses them."""
-
-    def refuse(token: str) -> Any:
-        raise ValueError(f"{token} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
+from .._json_values import JSON_VALUES, same, strict_json
 
 
 def finite(value: Any) -> Any:
@@ -36,23 +27,12 @@ def finite(value: Any) -> Any:
     return value
 
 
-def same(a: Any, b: Any) -> bool:
-    """Equal, with -0.0 told from 0.0 (``==`` does not)."""
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b and math.copysign(1, a) == math.copysign(1, b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(map(same, a, b))
-    return type(a) is type(b) and a == b
-
-
 @settings(max_examples=300, deadline=None)
 @given(JSON_VALUES)
 def test_any_value_is_written_as_strict_json_any_client_reads(value: Any) -> None:
     text = json_text({"value": value})
     text.encode()  # strict UTF-8: a lone surrogate is written as its escape
-    assert same(strict(text), {"value": finite(value)})
+    assert same(strict_json(text), {"value": finite(value)})
 
 
 def test_utf8_is_written_as_is_and_numbers_untouched() -> None:
@@ -73,10 +53,19 @@ def test_records_the_gateway_converts_are_written_the_same_way() -> None:
     class Event:
         data: dict[str, Any]
 
-    assert strict(dumps({"event": Event({"p": math.inf})})) == {"event": {"data": {"p": None}}}
+    assert strict_json(dumps({"event": Event({"p": math.inf})})) == {"event": {"data": {"p": None}}}
+
+
+def test_what_is_not_json_still_raises_beside_a_nan() -> None:
+    """Without a converter, an object JSON has no form for is refused as `json.dumps` refuses
+    it, whether or not a NaN came before it."""
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        json_text({"p": math.nan, "o": object()})
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        json_text({"o": object()})
 
 
 def test_a_non_finite_key_is_written_as_python_names_it() -> None:
     """Only numbers become null: a key is a string in JSON (json.loads never makes a float
     key, but a Python caller might)."""
-    assert strict(json_text({math.nan: 1})) == {"NaN": 1}
+    assert strict_json(json_text({math.nan: 1})) == {"NaN": 1}

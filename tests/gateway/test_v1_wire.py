@@ -12,6 +12,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from streamvisor.gateway._v1_wire import ChatChunks, client_view, sse_event
 from streamvisor.openai import ChatAccumulator
+from tests._json_values import strict_json
 from tests._recorded import RECORDED
 
 CHAT_RECORDINGS = sorted(p.name for p in RECORDED.glob("*_chat_*.sse"))
@@ -108,13 +109,6 @@ def test_a_lone_surrogate_is_relayed_as_the_escape_it_came_as() -> None:
     assert "é🙂" in plain  # UTF-8 as is otherwise
 
 
-def _strict(text: str) -> Any:
-    def refuse(token: str) -> Any:
-        raise ValueError(f"{token} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
-
-
 def test_a_number_json_has_no_word_for_is_relayed_as_null() -> None:
     """``NaN`` / ``Infinity`` in a server's frame (Python's json reads them; no JSON parser
     of another language does) reach a /v1 client as ``null``, as ``JSON.stringify`` writes
@@ -124,7 +118,7 @@ def test_a_number_json_has_no_word_for_is_relayed_as_null() -> None:
         ' "top": [{"p": Infinity}, -Infinity, 1.5e300, 2], "n": {"k": [NaN]}}'
     )
     frame = sse_event("response.output_text.delta", data)
-    assert _strict(frame.split("data: ", 1)[1]) == {
+    assert strict_json(frame.split("data: ", 1)[1]) == {
         "type": "response.output_text.delta",
         "delta": "a",
         "logprob": None,

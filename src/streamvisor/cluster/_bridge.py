@@ -833,8 +833,7 @@ class NatsBridge:
     ) -> OrderedConsumer:
         try:
             if after is None:
-                info = await self._js.stream_info(self._stream)
-                after = info.state.last_seq
+                after = await self._last_seq()
             feed = OrderedConsumer(self._host, filters, after, send, buffer, skip_origin, members)
             await feed.create()
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as error:

@@ -231,13 +231,13 @@ class OrderedConsumer:
         if sseq <= self.last_seq:
             return  # already delivered before a reset
         self.last_seq = sseq
-        rest = subject[self.host.prefix_len :]
-        dot = rest.find(b".")
+        start = self.host.prefix_len
+        dot = subject.find(b".", start)
         if dot < 0:  # a node's hello (`hello_subject`): no event
             if self.members is not None and headers is not None:
                 self._hello(header_fields(headers)[1].get(ORIGIN_HEADER))
             return
-        origin = rest[:dot]
+        origin = subject[start:dot]
         if origin == self.own_token:
             return  # this node's own event, echoed back
         fields = {} if headers is None else header_fields(headers)[1]
@@ -245,7 +245,7 @@ class OrderedConsumer:
         if msg_id is not None and msg_id.startswith(AUTO_ID):
             msg_id = None
         message = Message(
-            topic=rest[dot + 1 :].decode("utf-8", "replace"),
+            topic=subject[dot + 1 :].decode("utf-8", "replace"),
             payload=data,
             seq=sseq,
             origin=origin.decode("ascii", "replace"),

@@ -110,7 +110,7 @@ def _finite(value: Any, default: Callable[[Any], Any] | None) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(item, default) for item in value]
     if default is None:
-        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+        return value  # not JSON: the encode raises its TypeError
     return _finite(default(value), default)
 
 

@@ -61,7 +61,7 @@ def padding() -> str:
 
 
 def _dumps(value: Any) -> str:
-    # The API's own framing: compact JSON, UTF-8 as is (a lone surrogate escaped).
+    # The API's own framing: compact strict JSON, UTF-8 as is (`json_text`).
     return json_text(value)
 
 
