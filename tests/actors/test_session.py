@@ -3,6 +3,7 @@ Responses streams, stop, errors, retries, model rules, slow subscribers."""
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -19,7 +20,7 @@ from streamvisor.actors.sessions._errors import (
 )
 from streamvisor.actors.sessions._handle import open_session
 from streamvisor.actors.sessions._requests import check_session_id
-from streamvisor.actors.sessions._values import StreamTicket
+from streamvisor.actors.sessions._values import StreamTicket, _Record
 from streamvisor.mockapi import Fault, MockServer
 from streamvisor.openai import (
     BadRequestError,
@@ -154,6 +155,25 @@ class TestOutcomesKept:
                 later = await env.handle.wait(ticket.stream_id)
         assert waited.response is not None
         assert (later.status, later.response) == ("completed", None)
+
+    async def test_a_finished_stream_leaves_nothing_behind_but_its_outcome(
+        self, server: MockServer
+    ) -> None:
+        """The first stream of a session used to stay alive for the session's life (its
+        request body, its accumulator, all its text), held by the actor's loop."""
+        with trio.fail_after(20):
+            async with session_env(server.url, results_kept=0) as env:
+                ticket = await env.handle.chat("gpt-4o", USER)
+                await env.handle.wait(ticket.stream_id)
+                while _records_of(ticket.stream_id):
+                    await trio.sleep(0.01)
+                outcome = await env.handle.wait(ticket.stream_id)
+        assert (outcome.status, outcome.response) == ("completed", None)
+
+
+def _records_of(stream_id: str) -> list[_Record]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, _Record) and o.stream_id == stream_id]
 
 
 class TestForegroundResponses:

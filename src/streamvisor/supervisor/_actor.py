@@ -195,6 +195,9 @@ async def _serve(actor: Actor, ref: ActorRef, receive: trio.MemoryReceiveChannel
                 if item is None:
                     # Awaited outside the `except` block: an idle actor parked in it kept the
                     # WouldBlock, its traceback and frames alive (0.6 KiB per idle session).
+                    # Nor does it keep the last message it handled while it waits (a session's
+                    # last request body, a caller's reply channel).
+                    payload = extra = None
                     item = await recv()
                     served = 0
                 tag, payload, extra = item
@@ -244,13 +247,20 @@ async def _terminate(actor: Actor, ref: ActorRef, reason: ExitReason) -> ExitRea
     return reason
 
 
+def _start_pending(ref: ActorRef, nursery: trio.Nursery) -> None:
+    """Start the tasks spawned before the actor had a nursery. (A function of its own: the
+    loop's variables would otherwise keep the first task's arguments, e.g. a session's first
+    stream with all its text, for as long as the actor serves.)"""
+    pending, ref._pending = ref._pending, None
+    for fn, args in pending or ():
+        nursery.start_soon(_spawned, ref, fn, args)
+
+
 async def _serve_in_nursery(
     actor: Actor, ref: ActorRef, receive: trio.MemoryReceiveChannel[_Item], nursery: trio.Nursery
 ) -> ExitReason:
     ref._nursery = nursery
-    pending, ref._pending = ref._pending, None
-    for fn, args in pending or ():
-        nursery.start_soon(_spawned, ref, fn, args)
+    _start_pending(ref, nursery)
     with trio.CancelScope() as serve_scope:
         ref._serve_scope = serve_scope
         if ref._crash is None:
