@@ -418,3 +418,90 @@ class TestPieces:
             if seq % 97 == 0:  # a read in the middle of the stream
                 assert acc.output_text == "".join(words[: seq - 1])
         assert acc.output_text == "".join(words)
+
+
+class TestOneCopyOfALongText:
+    """The `.done` events and the terminal event repeat the whole text; each arrives decoded
+    into a string of its own, and the accumulator makes them hold the one it already has."""
+
+    def finished(self, text: str) -> tuple[ResponseAccumulator, list[StreamEvent]]:
+        """A message streamed as `text`, then its four authoritative repeats, each a distinct
+        but equal string (as `json.loads` makes them)."""
+
+        def again() -> str:
+            return "".join(list(text))  # equal, not the same object
+
+        part = {"type": "output_text", "text": "", "annotations": []}
+        item = {"type": "message", "id": "msg_1", "role": "assistant", "content": [part]}
+        done_part = {**part, "text": again()}
+        done_item = {**item, "content": [{**part, "text": again()}]}
+        instructions = "Answer briefly, in the voice of a ship's log. " * 4
+        final = {
+            "id": "resp_1",
+            "status": "completed",
+            "instructions": "".join(list(instructions)),
+            "output": [{**item, "content": [{**part, "text": again()}]}],
+        }
+        acc = ResponseAccumulator()
+        events = [
+            created(instructions=instructions),
+            added(1, 0, **item),
+            ev("response.content_part.added", 2, output_index=0, content_index=0, part=part),
+            text_delta(3, text[:10]),
+            text_delta(4, text[10:]),
+            ev("response.output_text.done", 5, output_index=0, content_index=0, text=again()),
+            ev("response.content_part.done", 6, output_index=0, content_index=0, part=done_part),
+            ev("response.output_item.done", 7, output_index=0, item=done_item),
+            ev("response.completed", 8, response=final),
+        ]
+        for event in events:
+            acc.feed(event)
+        return acc, events
+
+    def test_the_repeats_hold_the_text_of_text_done(self) -> None:
+        text = "Ahoy 😊 — " + "the sea was calm today. " * 20
+        acc, events = self.finished(text)
+        first = events[5].data["text"]
+        repeats = [
+            events[6].data["part"]["text"],
+            events[7].data["item"]["content"][0]["text"],
+            events[8].data["response"]["output"][0]["content"][0]["text"],
+        ]
+        assert first == text
+        assert all(repeat is first for repeat in repeats)
+        assert acc.output_text is first
+        # `response.created`'s instructions, repeated by `response.completed`, are shared too.
+        created_instructions = events[0].data["response"]["instructions"]
+        assert events[8].data["response"]["instructions"] is created_instructions
+
+    def test_short_or_different_strings_keep_their_own(self) -> None:
+        _, events = self.finished("short")
+        assert events[6].data["part"]["text"] == "short"
+        assert events[6].data["part"]["text"] is not events[5].data["text"]
+
+    def test_a_done_event_that_differs_keeps_its_value(self) -> None:
+        acc = with_message()
+        acc.feed(text_delta(2, "x" * 100))
+        acc.feed(
+            ev("response.output_text.done", 3, output_index=0, content_index=0, text="y" * 100)
+        )
+        part = {"type": "output_text", "text": "z" * 100}
+        acc.feed(ev("response.content_part.done", 4, output_index=0, content_index=0, part=part))
+        assert part["text"] == "z" * 100
+        assert acc.output_text == "z" * 100
+
+    def test_a_deeply_nested_terminal_response_is_walked_within_bounds(self) -> None:
+        nested: dict[str, Any] = {"leaf": "v" * 100}
+        for _ in range(5000):
+            nested = {"n": nested}
+        acc = ResponseAccumulator()
+        acc.feed(created(metadata=copy.deepcopy({"n": {"leaf": "v" * 100}})))
+        acc.feed(
+            ev(
+                "response.completed",
+                1,
+                response={"id": "resp_1", "status": "completed", "output": [], "metadata": nested},
+            )
+        )
+        assert acc.result is not None
+        assert acc.result["metadata"] is nested

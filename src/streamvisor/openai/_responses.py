@@ -137,6 +137,43 @@ def _copy_response(resp: Mapping[str, Any]) -> dict[str, Any]:
     return new
 
 
+#: Strings shorter than this are not worth comparing (`_share`).
+_SHARED_MIN = 64
+#: How deep `_share` looks: a response's output text is at depth 5 (response, output, item,
+#: content, part).
+_SHARED_DEPTH = 6
+
+
+def _share(new: Any, old: Any, depth: int = _SHARED_DEPTH) -> None:
+    """Make `new`, a JSON value just decoded, hold `old`'s string objects wherever the two hold
+    equal long strings at the same place (in place: `new` is not published yet).
+
+    A stream's `*.done` events and its terminal event each repeat the whole text (the output
+    text four times over: text done, part done, item done, completed), and each was decoded
+    into a string of its own: a long answer was held four times while those events waited for
+    their subscribers. Sharing keeps one copy, the one the accumulator already holds.
+    """
+    if type(new) is dict:
+        if type(old) is not dict:
+            return
+        for key, value in new.items():
+            prior = old.get(key)
+            if type(value) is str:
+                if (
+                    type(prior) is str
+                    and value is not prior
+                    and len(value) >= _SHARED_MIN
+                    and len(value) == len(prior)
+                    and value == prior
+                ):
+                    new[key] = prior
+            elif depth > 1 and prior is not None:
+                _share(value, prior, depth - 1)
+    elif type(new) is list and type(old) is list and depth > 1:
+        for value, prior in zip(new, old, strict=False):
+            _share(value, prior, depth - 1)
+
+
 class ResponseAccumulator:
     """Assembles one Response from its events; keeps the resume cursor.
 
@@ -343,6 +380,7 @@ class ResponseAccumulator:
         if self._snap is None:
             self._snap = _copy_response(resp)
         else:
+            _share(resp, self._snap)
             status = resp.get("status")
             if status is not None:
                 self._snap["status"] = status
@@ -350,6 +388,7 @@ class ResponseAccumulator:
     def _on_terminal(self, data: Mapping[str, Any]) -> None:
         resp = data.get("response")
         if isinstance(resp, dict):
+            _share(resp, self._snap)
             self._final = self._snap = resp
             self._pending.clear()
             self._dirty = False
@@ -382,6 +421,7 @@ class ResponseAccumulator:
         out = self._ensure_snapshot()["output"]
         self._drop_pending(oi)
         if 0 <= oi < len(out):
+            _share(item, out[oi])
             out[oi] = _copy_item(item)
         else:
             self.anomalies += 1
@@ -408,7 +448,9 @@ class ResponseAccumulator:
         assert isinstance(idx, int)
         kinds = ("summary",) if list_key == "summary" else ("text", "refusal")
         self._drop_pending(oi, kinds, idx)
-        self._ensure_snapshot()["output"][oi][list_key][idx] = _copy_part(part)
+        parts = self._ensure_snapshot()["output"][oi][list_key]
+        _share(part, parts[idx])
+        parts[idx] = _copy_part(part)
 
     def _on_content_part_added(self, data: Mapping[str, Any]) -> None:
         self._add_part(data, "content", "content_index")
