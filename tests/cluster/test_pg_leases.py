@@ -115,6 +115,20 @@ class TestLease:
             assert await n1.other_nodes() == ["n2", "n3"]
             assert await n2.other_nodes() == ["n1", "n3"]
 
+    async def test_a_node_taken_over_long_ago_is_not_listed_until_it_joins_again(
+        self, pg_dsn: str
+    ) -> None:
+        """Nodes under fresh ids (a pod name each start) must not grow every filter forever."""
+        async with node(pg_dsn, "n1") as n1:
+            async with node(pg_dsn, "n2") as n2:
+                await n2.leave()
+            assert await n1.take_over("n2") == []
+            # Its lease ran out just now: what it published may still be on its way.
+            assert await n1.other_nodes() == ["n2"]
+            assert await n1.other_nodes(settled_after=0.0) == []
+            async with node(pg_dsn, "n2"):  # it joins again
+                assert await n1.other_nodes(settled_after=0.0) == ["n2"]
+
     async def test_leave_expires_the_lease_at_once(self, pg_dsn: str) -> None:
         async with node(pg_dsn, "n1") as leaving, node(pg_dsn, "n2") as survivor:
             await leaving.add(rec("a"))

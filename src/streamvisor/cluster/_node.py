@@ -383,8 +383,9 @@ class ClusterNode:
 
         JetStream is asked for the other nodes' events only, not for this node's own (which
         its subscribers had in-process): the stream's last sequence is read first, then the
-        nodes that joined (every node joins in PostgreSQL before it opens its bridge), and a
-        node that joins later announces itself on the stream (`NatsBridge.subscribe_others`).
+        nodes that joined (every node joins in PostgreSQL before it opens its bridge; long
+        fenced ones left out, see `ClusterStore.other_nodes`), and a node that joins later announces
+        itself on the stream (`NatsBridge.subscribe_others`).
         """
         after = await self.bridge.last_seq()
         pause = _RETRY_FIRST

@@ -84,6 +84,9 @@ _T = TypeVar("_T")
 
 #: How long `take_over` waits for the dead node's row (held by a write of its still under way).
 _TAKE_OVER_LOCK_TIMEOUT: Final = "5s"
+#: Seconds after its lease ran out that a node taken over stops being listed by `other_nodes`:
+#: far beyond what a leaving node's bridge waits for its last acks (``flush_timeout``, 10 s).
+SETTLED_AFTER: Final = 300.0
 
 
 # ------------------------------------------------------------------------------------ store
@@ -338,13 +341,21 @@ class ClusterStore(RegistryWrites[Tx]):
 
         return await self._direct("expired_nodes", expired)
 
-    async def other_nodes(self) -> list[str]:
-        """Every other node that joined this cluster, alive or not, by id (the nodes whose
-        events this node asks JetStream for)."""
+    async def other_nodes(self, *, settled_after: float = SETTLED_AFTER) -> list[str]:
+        """The other nodes that may still publish events, by id (the nodes whose events this
+        node asks JetStream for, from now on): every node that joined, alive or not, except
+        one taken over (`take_over`) whose lease ran out more than ``settled_after`` seconds
+        ago (the database's clock). Such a node is fenced: whatever it published while it was
+        a member is stored by then, and it joins again, announcing itself, before it publishes
+        anything new. So a cluster whose nodes start under fresh ids (a pod name) does not
+        grow every node's filter with each one that ever lived."""
 
         def nodes(conn: Connection) -> list[str]:
             rows = conn.execute(
-                "SELECT node_id FROM nodes WHERE node_id <> %s ORDER BY node_id", (self.node_id,)
+                "SELECT node_id FROM nodes WHERE node_id <> %s AND (taken_by IS NULL "
+                "OR lease_expires > clock_timestamp() - make_interval(secs => %s)) "
+                "ORDER BY node_id",
+                (self.node_id, settled_after),
             )
             return [row["node_id"] for row in rows]
 
