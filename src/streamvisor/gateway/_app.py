@@ -290,6 +290,10 @@ async def _events(app: GatewayApp, request: Request, out: Responder) -> None:
                 continue
             name, data = bus_item(item)
             await out.write(sse_frame(name, dumps(data)))
+            # Not kept while the loop waits for the next one (a quiet stream kept its last
+            # event, a ``response.completed`` with the whole response, for as long as it stayed
+            # quiet).
+            del item, data
 
 
 def _replay_cursor(request: Request) -> int | None:
@@ -332,6 +336,9 @@ async def _replayed_events(
             if item is not None:
                 name, data = bus_item(item)
                 await out.write(f"id: {message.seq}\n" + sse_frame(name, dumps(data)))
+                del data
+            # Not kept while the loop waits for the next one (as in `_events`).
+            del message, item
 
 
 # ------------------------------------------------------------------------------------- routing

@@ -254,6 +254,9 @@ async def _forward(app: GatewayApp, socket: _Socket, subscription: Subscription[
             return
         name, data = bus_item(item)
         await socket.send_json({"kind": "event", "event": name, "data": data})
+        # Not kept while the loop waits for the next one (a quiet socket kept its last event,
+        # a ``response.completed`` with the whole response, for as long as it stayed quiet).
+        del item, data
 
 
 async def _refuse(app: GatewayApp, scope: Scope, send: Send, exc: BaseException) -> None:
@@ -341,7 +344,10 @@ async def _serve_accepted(
                 data = bytes(message.get("bytes") or b"")
             if socket.in_flight >= MAX_IN_FLIGHT:
                 await _refuse_command(app, socket, data)
-                continue
-            socket.in_flight += 1
-            nursery.start_soon(_run_command, app, socket, data)
+            else:
+                socket.in_flight += 1
+                nursery.start_soon(_run_command, app, socket, data)
+            # Not kept while the loop waits for the next message (a command of up to
+            # `MAX_MESSAGE` bytes, kept for as long as the client said nothing more).
+            del message, data
         nursery.cancel_scope.cancel()
