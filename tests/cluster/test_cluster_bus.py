@@ -4,12 +4,15 @@ the real one is tested against a real nats-server in the bridge's tests."""
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 from typing import Any
 
 import attrs
 import trio
 import trio.lowlevel
+import trio.testing
 
 from streamvisor.actors import BackgroundStatus
 from streamvisor.cluster._bus import ClusterBus
@@ -240,6 +243,25 @@ async def test_run_delivers_a_backlog_in_order_with_a_checkpoint_every_few_hundr
     assert got == list(range(600))
     between = sorted(set(seen) - {0})
     assert 1 <= len(between) <= 3, between
+
+
+async def test_run_does_not_keep_the_last_message_while_it_waits() -> None:
+    """A node's delivery loop lives as long as the node: waiting for the next message, it
+    used to keep the last one (its whole payload, a ``response.completed`` say). Checked once
+    every task is blocked, without a message more (which would replace the one kept)."""
+    bus = ClusterBus("node-a")
+    send, receive = trio.open_memory_channel[Any](math.inf)
+    last = remote("session.s1", ev(0))
+    gone = weakref.ref(last)
+    async with bus.subscribe("session.**") as sub, trio.open_nursery() as nursery:
+        nursery.start_soon(bus.run, receive)
+        send.send_nowait(last)
+        del last
+        await trio.testing.wait_all_tasks_blocked()
+        assert sub.receive_nowait() == ev(0)
+        gc.collect()
+        assert gone() is None
+        nursery.cancel_scope.cancel()
 
 
 async def test_an_event_with_a_lone_surrogate_or_nan_is_forwarded_not_raised() -> None:

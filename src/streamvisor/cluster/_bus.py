@@ -214,6 +214,9 @@ class ClusterBus(EventBus[Any]):
                 except (trio.WouldBlock, trio.EndOfChannel):  # the next receive says which
                     break
                 self.deliver(message)
+            # Not kept while the loop waits for the next batch (a quiet cluster kept its last
+            # message, a ``response.completed`` with the whole response, for the node's life).
+            del message
 
     # -- what a survivor needs ----------------------------------------------------------------
 
