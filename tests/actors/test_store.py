@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import sqlite3
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -782,6 +784,22 @@ class TestGroupCommit:
                 "sync", lambda tx: tx.conn.execute("PRAGMA synchronous").fetchone()
             )
             assert row[0] == 2
+
+    async def test_the_writer_does_not_keep_its_last_batch_while_it_waits(self) -> None:
+        """The writer thread lives as long as the store: waiting for the next operation, it
+        kept the last batch -- the operations' arguments and results (``all()``: every record,
+        each with its request) -- until another came. No operation more here (it would replace
+        the batch kept): the thread is polled until it has let go."""
+        async with RegistryStore.open(":memory:") as store:
+            await store.add(rec(request={"input": "x" * 1000}))
+            records = await store.all()
+            gone = weakref.ref(records[0])
+            del records
+            with trio.fail_after(5):
+                gc.collect()
+                while gone() is not None:
+                    await trio.sleep(0.01)
+                    gc.collect()
 
 
 class TestNamespaces:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from typing import Any
 
 import trio
@@ -145,6 +147,25 @@ class TestGroupCommit:
             store.add_nowait(rec("last"), lambda record, error: answers.append(record or error))
         assert answers == [rec("last")]
         assert sql(pg_dsn, "SELECT response_id FROM responses") == [("last",)]
+
+    async def test_the_writer_does_not_keep_its_last_batch_while_it_waits(
+        self, pg_dsn: str
+    ) -> None:
+        """The writer thread lives as long as the node: waiting for the next operation, it
+        kept the last batch -- the operations' arguments and results (``all()``: every record,
+        each with its request) -- until another came. No operation more here (it would replace
+        the batch kept): the thread is polled until it has let go."""
+        async with node(pg_dsn) as store:
+            await store.add(rec(request={"input": "x" * 1000}))
+            records = await store.all()
+            gone = weakref.ref(records[0])
+            del records
+
+            async def let_go() -> bool:
+                gc.collect()
+                return gone() is None
+
+            await eventually(let_go)
 
 
 class TestMetricsCounters:

@@ -342,6 +342,9 @@ class Writer(BatchWriter):
             if batch:
                 self._run_batch(batch)
                 self._send(batch)
+            # Not kept while the thread waits for the next operation: the operations'
+            # arguments and results (``all()``: every record, each with its request).
+            del batch
 
     def _run_batch(self, batch: list[Op[Any]]) -> None:
         store = self.store

@@ -435,6 +435,9 @@ class _Writer(BatchWriter):
                     except Exception as exc:  # the connection itself failed (SAVEPOINT...)
                         self._fail(batch, exc)
                     self._send(batch)
+                # Not kept while the thread waits for the next operation: the operations'
+                # arguments and results (``all()``: every record, each with its request).
+                del batch
         finally:
             try:
                 _close_connection(self.conn)
