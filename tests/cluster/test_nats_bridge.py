@@ -7,8 +7,10 @@ what came before it.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 import pytest
 import trio
@@ -525,3 +527,27 @@ class TestBackpressure:
                 got = await receive(events, total)
         assert held_at < total // 2
         assert [int(m.payload) for m in got] == list(range(total))
+
+
+class Blob(bytearray):
+    """A payload that can be weakly referenced (bytes cannot), to tell when it is gone."""
+
+
+class TestRetention:
+    async def test_the_publisher_does_not_keep_its_last_batch_while_it_waits(
+        self, nats_names: NatsNames
+    ) -> None:
+        """The bridge's publishing loop lives as long as the node: waiting, idle, for the next
+        publish, it kept the last batch (every payload in it). No publish more here (it would
+        replace the batch kept): the bridge's thread is polled until it has let go."""
+        async with open_node(nats_names, "a") as a:
+            payload = Blob(b'{"event": 1}')
+            gone = weakref.ref(payload)
+            a.publish("t.x", payload)  # type: ignore[arg-type]  # bytes-like will do
+            del payload
+            await a.flush()
+            with trio.fail_after(WAIT):
+                gc.collect()
+                while gone() is not None:
+                    await trio.sleep(0.01)
+                    gc.collect()

@@ -648,6 +648,9 @@ class NatsBridge:
             self._batches += 1
             await self._send_batch(batch)
             self._count_acked(count)
+            # Not kept while the loop waits, idle, for the next publish (every payload of the
+            # last batch, for as long as the node published nothing more).
+            del batch, payload
 
     async def _send_batch(self, batch: list[Outgoing]) -> None:
         """(asyncio) Publish a batch with every message in flight, and retry, in order, those
