@@ -7,8 +7,10 @@ about what the server saw and what subscribers received.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,6 +44,7 @@ from streamvisor.openai import (
     ClientSettings,
     OpenAIClient,
     OutcomeUnknownError,
+    Polled,
     RetryPolicy,
 )
 from streamvisor.supervisor import ChildSpec, NoSuchActor, Registry, open_supervisor, start_actor
@@ -962,3 +965,30 @@ class TestInASupervisionTree:
         assert statuses(notes) == [("queued", "in_progress"), ("in_progress", "completed")]
         assert stored.status == "completed"
         assert api.gets[0][0] == pytest.approx(1.0)  # the new instance polled at once
+
+
+class TestRetention:
+    async def test_a_poller_does_not_keep_its_last_answer_while_it_waits(
+        self, mock_clock: Clock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A poller lives as long as its response runs (hours, for a long one): waiting for
+        its next poll, it kept the last answer (the whole response, as the server sent it).
+        Checked between the first poll and the second (which would replace it); the clock
+        moves only when the test says."""
+        answers: list[weakref.ref[Polled]] = []
+        retrieve = OpenAIClient.retrieve_response
+
+        async def spy(client: OpenAIClient, response_id: str, **kw: Any) -> Polled:
+            polled = await retrieve(client, response_id, **kw)
+            answers.append(weakref.ref(polled))
+            return polled
+
+        monkeypatch.setattr(OpenAIClient, "retrieve_response", spy)
+        async with rig(FakeAPI(next_script=[Ok("in_progress")])) as r:
+            await r.handle.create("hi", "gpt-4o")
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(SECTION.poll_interval)  # the first poll, then a wait for the next
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(answers) == 1
+            gc.collect()
+            assert answers[0]() is None

@@ -236,6 +236,11 @@ class ResponsePoller(Actor):
         else:
             delay = self._first_delay
         while True:
+            # Nothing of the last poll is kept while the poller waits for the next (the
+            # response as the server sent it, the record with its request): a poller lives as
+            # long as its response runs, hours for a long one.
+            record = polled = observed = None
+            body: Any = None
             await self._sleep(delay)
             record = await store.find(rid)
             if record is None or record.is_terminal or record.mode != "poll":
@@ -262,7 +267,7 @@ class ResponsePoller(Actor):
                     retry_in=round(delay, 3),
                 )
                 continue
-            body: Any = polled.response  # typed dict, but it is whatever the server sent
+            body = polled.response  # typed dict, but it is whatever the server sent
             if not isinstance(body, dict):  # a proxy's HTML page, say
                 text = f"malformed_response: not a JSON object: {str(body)[:200]!r}"
                 record = await store.record_poll(rid, at=shared.wall_clock(), error=text)
