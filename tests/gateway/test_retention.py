@@ -20,9 +20,12 @@ import pytest
 import trio
 import trio.testing
 
+from streamvisor.actors import EventLog, LogRead
 from streamvisor.daemon import Daemon
-from streamvisor.gateway import create_gateway_app
+from streamvisor.gateway import _v1_relay, create_gateway_app
 from streamvisor.gateway._app import GatewayApp
+from streamvisor.gateway._http import Responder
+from streamvisor.openai import StreamEvent
 
 
 class Payload:
@@ -173,4 +176,43 @@ async def test_a_websocket_does_not_keep_its_last_command_while_it_waits(daemon:
         await trio.testing.wait_all_tasks_blocked()
         assert '"kind":"reply"' in peer.sent[-1]["text"]
         assert await _gone(gone)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_resumed_v1_stream_does_not_keep_what_it_read_from_the_log(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GET /v1/responses/{id}?stream=true`` of a stream still running sends what the event
+    log holds, then follows the session live: it kept the log's answer (every event so far,
+    decoded again from the database) for the rest of the stream."""
+    app = create_gateway_app(daemon, keepalive=3600)
+    await daemon.open_session("s1")
+    rid = "resp_kept"
+    daemon.event_log.annotate(rid, session_id="s1", background=False)
+    for seq, type_ in enumerate(("response.created", "response.output_text.delta")):
+        data = {"type": type_, "sequence_number": seq, "delta": "x" * 1000}
+        daemon.event_log.append(StreamEvent(type_, seq, data, rid, "s1", "responses", 1.0))
+    await daemon.event_log.flush()
+    reads: list[weakref.ref[LogRead]] = []
+    read = type(daemon.event_log).read
+
+    async def spy(log: EventLog, response_id: str, after: int | None) -> LogRead:
+        answer = await read(log, response_id, after)
+        reads.append(weakref.ref(answer))
+        return answer
+
+    async def streaming(session: Any, response_id: str) -> bool:
+        return True  # the session is still streaming it (as far as this relay can tell)
+
+    monkeypatch.setattr(type(daemon.event_log), "read", spy)
+    monkeypatch.setattr(_v1_relay, "_streaming", streaming)
+    peer = _Peer()
+    async with trio.open_nursery() as nursery:
+        out = Responder(peer.send, app.redact)
+        nursery.start_soon(_v1_relay.resume_response, app, out, rid, None)
+        with trio.fail_after(5):  # (the log is read in a worker thread)
+            while not any(b"output_text.delta" in m.get("body", b"") for m in peer.sent):
+                await trio.sleep(0.01)
+        assert len(reads) == 1
+        assert await _gone(reads[0])
         nursery.cancel_scope.cancel()

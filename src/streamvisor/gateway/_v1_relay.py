@@ -372,6 +372,8 @@ async def resume_response(
         )
         await out.start(200, SSE_HEADERS)
         await relay.send_read(read)
+        # Not kept for the rest of the stream: every event logged so far, decoded again.
+        del read
         if relay.finished():
             return
         if running:
