@@ -356,6 +356,16 @@ class TestCursorAndPolls:
             assert (await store.record_cursor("resp_1", 0)).cursor == 5
             assert (await store.get("resp_1")).cursor == 5
 
+    async def test_a_cursor_write_stores_the_cursor_and_its_time_and_keeps_the_rest(self) -> None:
+        """Cursor writes update their two columns only (no JSON of the request): read back
+        from the database, the record is the one before with those two changed."""
+        async with RegistryStore.open(":memory:") as store:
+            request = {"input": [{"role": "user", "content": "hi"}], "tools": [{"type": "x"}]}
+            added = await store.add(rec(owner="session:s1", metadata={"k": "v"}, request=request))
+            await store.record_cursors({"resp_1": 7}, at=T0 + 3)
+            stored = await store.get("resp_1")
+        assert stored == attrs.evolve(added, cursor=7, updated_at=T0 + 3)
+
     async def test_cursor_starts_from_zero(self) -> None:
         """The first cursor may be 0 (response.created)."""
         async with RegistryStore.open(":memory:") as store:

@@ -10,6 +10,7 @@ import itertools
 import math
 from typing import Any
 
+import attrs
 import pytest
 
 from streamvisor.actors.background._errors import IllegalTransition
@@ -118,6 +119,27 @@ class TestCursorAndPolls:
         moved = advance_cursor(record, 6, 9.0)
         assert (moved.cursor, moved.updated_at) == (6, 9.0)
         assert advance_cursor(_record(), 0, None).updated_at == 1.0
+
+    def test_a_moved_cursor_is_the_record_evolve_would_make_without_refreezing_it(self) -> None:
+        """The hot path of every durable stream: the request and metadata are the same
+        (frozen) objects, not frozen again; every other field is kept; the copy is frozen."""
+        record = _record(
+            status="completed",
+            cursor=1,
+            owner="session:s1",
+            mode="stream",
+            poll_attempts=2,
+            last_error="timeout",
+            metadata={"k": "v"},
+            request={"input": [{"role": "user", "content": "hi"}], "tools": [{"type": "x"}]},
+        )
+        moved = advance_cursor(record, 7, 9.5)
+        assert moved == attrs.evolve(record, cursor=7, updated_at=9.5)
+        assert moved.request is record.request
+        assert moved.metadata is record.metadata
+        assert advance_cursor(record, 8, None) == attrs.evolve(record, cursor=8)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            moved.cursor = 9  # type: ignore[misc]
 
     @pytest.mark.parametrize("cursor", [-1, True, 1.0, "3", None])
     def test_a_bad_cursor_is_refused(self, cursor: object) -> None:

@@ -226,6 +226,9 @@ class Tx:
             self._refused(record.response_id)
         self.changed[record.response_id] = record
 
+    def write_cursor(self, record: TrackedResponse) -> None:
+        self.write(record)  # one statement either way, with the fencing check
+
     def delete(self, response_id: str) -> None:
         cursor = self.conn.execute(_DELETE, self.params(response_id=response_id))
         if cursor.rowcount != 1:

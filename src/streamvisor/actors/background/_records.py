@@ -217,6 +217,24 @@ class TrackedResponse:
         return {field.name: _thaw(getattr(self, field.name)) for field in attrs.fields(type(self))}
 
 
+def with_cursor(record: TrackedResponse, cursor: int, updated_at: float | None) -> TrackedResponse:
+    """*record* with ``cursor`` (and ``updated_at``, when given) replaced: `attrs.evolve` without
+    running every field's converter and validator again. The two values must be checked by the
+    caller (``check_cursor``, ``_time``); no invariant across fields involves them. The hot path
+    of every durable stream (a cursor write every 32 events): evolving re-froze the request and
+    the metadata each time, 15 µs of the 18 a cursor write's new record cost."""
+    new: TrackedResponse = object.__new__(TrackedResponse)
+    for name in _FIELD_NAMES:
+        object.__setattr__(new, name, getattr(record, name))
+    object.__setattr__(new, "cursor", cursor)
+    if updated_at is not None:
+        object.__setattr__(new, "updated_at", updated_at)
+    return new
+
+
+_FIELD_NAMES: tuple[str, ...] = tuple(field.name for field in attrs.fields(TrackedResponse))
+
+
 @attrs.frozen
 class StatusChange:
     """What ``record_status`` did: the record as stored afterwards, and whether it changed."""

@@ -322,6 +322,15 @@ class _Tx:
         self.conn.execute(_REPLACE, (*values[1:], self.namespace, values[0]))
         self.changed[record.response_id] = record
 
+    def write_cursor(self, record: TrackedResponse) -> None:
+        # Two columns, not every one: no JSON encoding of the request for a cursor write.
+        self.conn.execute(
+            "UPDATE responses SET cursor = ?, updated_at = ? "
+            "WHERE namespace = ? AND response_id = ?",
+            (record.cursor, record.updated_at, self.namespace, record.response_id),
+        )
+        self.changed[record.response_id] = record
+
     def delete(self, response_id: str) -> None:
         self.conn.execute(
             "DELETE FROM responses WHERE namespace = ? AND response_id = ?",

@@ -21,6 +21,7 @@ from ._records import (
     StatusChange,
     TrackedResponse,
     _time,
+    with_cursor,
 )
 
 __all__ = [
@@ -115,13 +116,12 @@ def apply_status(
 
 def advance_cursor(record: TrackedResponse, cursor: int, stamp: float | None) -> TrackedResponse:
     """*record* with its resume cursor moved up to *cursor* (and ``updated_at`` = *stamp* if
-    given); *record* itself -- the same object, nothing to write -- if *cursor* is not higher."""
+    given); *record* itself -- the same object, nothing to write -- if *cursor* is not higher.
+    *stamp* is a checked time (``_time``); *cursor* is checked here."""
+    check_cursor(cursor)
     if record.cursor is not None and cursor <= record.cursor:
         return record
-    changes: dict[str, Any] = {"cursor": cursor}
-    if stamp is not None:
-        changes["updated_at"] = stamp
-    return attrs.evolve(record, **changes)
+    return with_cursor(record, cursor, stamp)
 
 
 def count_poll(record: TrackedResponse, *, at: float, error: str | None = None) -> TrackedResponse:

@@ -35,6 +35,9 @@ class RecordTx(Protocol):
     """What the writes need of a store's view of its transaction."""
 
     def write(self, record: TrackedResponse) -> None: ...
+    def write_cursor(self, record: TrackedResponse) -> None:
+        """`write` for a record whose cursor and ``updated_at`` alone changed."""
+
     def delete(self, response_id: str) -> None: ...
 
 
@@ -210,5 +213,5 @@ def _advance(
 ) -> TrackedResponse:
     new = advance_cursor(record, cursor, stamp)
     if new is not record:
-        tx.write(new)
+        tx.write_cursor(new)
     return new
