@@ -474,7 +474,7 @@ class TestOneCopyOfALongText:
         created_instructions = events[0].data["response"]["instructions"]
         assert events[8].data["response"]["instructions"] is created_instructions
 
-    def test_short_or_different_strings_keep_their_own(self) -> None:
+    def test_short_strings_keep_their_own(self) -> None:
         _, events = self.finished("short")
         assert events[6].data["part"]["text"] == "short"
         assert events[6].data["part"]["text"] is not events[5].data["text"]

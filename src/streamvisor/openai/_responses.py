@@ -11,6 +11,10 @@ resume overlap): dropped silently and counted in `.duplicates`. A jump is a gap:
 `SequenceError` and leaves the state untouched, so the caller can resume from `.cursor`. An
 out-of-order event therefore always shows up as a gap first (the later number arrives early):
 reported, never silently reordered.
+
+Events are read, not changed, with one exception that changes no value: a long string that a
+`*.done` or terminal event repeats is replaced by the equal one the accumulator already holds
+(`_share`), so that a long answer is held once, not once per repeat.
 """
 
 from __future__ import annotations
@@ -146,7 +150,8 @@ _SHARED_DEPTH = 6
 
 def _share(new: Any, old: Any, depth: int = _SHARED_DEPTH) -> None:
     """Make `new`, a JSON value just decoded, hold `old`'s string objects wherever the two hold
-    equal long strings at the same place (in place: `new` is not published yet).
+    equal long strings at the same place (in place; every value stays equal, so a subscriber
+    that already holds `new` reads the same).
 
     A stream's `*.done` events and its terminal event each repeat the whole text (the output
     text four times over: text done, part done, item done, completed), and each was decoded

@@ -117,8 +117,8 @@ def apply_status(
 def advance_cursor(record: TrackedResponse, cursor: int, stamp: float | None) -> TrackedResponse:
     """*record* with its resume cursor moved up to *cursor* (and ``updated_at`` = *stamp* if
     given); *record* itself -- the same object, nothing to write -- if *cursor* is not higher.
-    *stamp* is a checked time (``_time``); *cursor* is checked here."""
-    check_cursor(cursor)
+    Both are checked by the caller (``check_cursor``, ``_time``: the registry's cursor writes
+    check every cursor before writing any), as `with_cursor` requires."""
     if record.cursor is not None and cursor <= record.cursor:
         return record
     return with_cursor(record, cursor, stamp)
