@@ -333,6 +333,43 @@ class TestInterruption:
         assert len(events) == 1
         assert isinstance(error, MalformedStreamError)
 
+    async def test_a_frame_nested_too_deep_is_malformed_not_a_recursion_error(self) -> None:
+        """A frame is data from the network: no nesting may end the stream otherwise than as a
+        malformed one (json.loads raises RecursionError for this)."""
+        deep = "[" * 100_000 + "]" * 100_000
+        body = rframe("response.created", 0, response=RESP) + f"data: {deep}\n\n".encode()
+        events, error = await responses_events(body)
+        assert [e.type for e in events] == ["response.created"]
+        assert isinstance(error, MalformedStreamError)
+        assert error.cursor == 0
+        chunk = {"id": "c", "choices": [{"index": 0, "delta": {"content": "a"}}]}
+        events, error = await chat_events(cframe(chunk) + f"data: {deep}\n\n".encode())
+        assert [e.type for e in events] == ["response.created", "response.output_text.delta"]
+        assert isinstance(error, MalformedStreamError)
+
+    async def test_numbers_are_read_as_json_loads_reads_them(self) -> None:
+        """An integer beyond 64 bits stays an exact int, NaN and an overflowing number are
+        floats, as the official SDK (json.loads) reads them."""
+        big = 2**70
+        body = (
+            rframe("response.created", 0, response=RESP)
+            + b'data: {"type": "x.big", "sequence_number": 1, "n": '
+            + str(big).encode()
+            + b', "id": "1234567890123456789012", "f": NaN, "g": 1e400, "h": -0.0}\n\n'
+            + rframe("x.small", 2, n=7, f=0.5)
+            + rframe("response.completed", 3, response=DONE)
+        )
+        events, error = await responses_events(body)
+        assert error is None
+        data = events[1].data
+        assert type(data["n"]) is int
+        assert data["n"] == big
+        assert data["f"] != data["f"]  # NaN
+        assert data["g"] == float("inf")
+        assert str(data["h"]) == "-0.0"
+        assert events[2].data["n"] == 7
+        assert events[2].data["f"] == 0.5
+
     async def test_a_done_sentinel_ends_a_responses_stream_like_eof(self) -> None:
         body = (
             rframe("response.created", 0, response=RESP)

@@ -16,7 +16,6 @@ shielded.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -34,18 +33,12 @@ from ._errors import (
     StreamInterrupted,
 )
 from ._events import TERMINAL_TYPES, Api, StreamEvent, new_event
+from ._json import loads as _loads  # a frame's JSON, as json.loads reads it
 from ._responses import ResponseAccumulator, normalize_error
 from ._retry import RateLimits
 from ._sse import Frame, SSEParser
 
 __all__ = ["EventStream"]
-
-# A frame's `data` is parsed as `json.loads` would: first by the C scanner behind it, without its
-# type checks and whitespace regexes (the usual frame is one value, no surrounding blanks); if
-# the scanner finds no value at 0 or stops before the end, `json.loads` itself decides (blanks
-# are fine, anything else raises ValueError).
-_scan: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 (untyped in typeshed)
-_loads_exactly = json.loads
 
 
 _DRAIN_TIMEOUT = 1.0
@@ -310,13 +303,8 @@ class EventStream:
         data: Any
         sse_event, raw = frame
         if raw:
-            try:  # `_loads`, inlined: this is the per-event hot path
-                try:
-                    data, end = _scan(raw, 0)
-                except StopIteration:
-                    end = -1
-                if end != len(raw):
-                    data = _loads_exactly(raw)
+            try:
+                data = _loads(raw)
             except ValueError:
                 if raw.startswith("[DONE]"):  # a Chat-style terminator
                     self._finished = True
@@ -375,13 +363,8 @@ class EventStream:
         acc = self._chat
         if not raw or acc is None:
             return None
-        try:  # `_loads`, inlined: this is the per-event hot path
-            try:
-                data, end = _scan(raw, 0)
-            except StopIteration:
-                end = -1
-            if end != len(raw):
-                data = _loads_exactly(raw)
+        try:
+            data = _loads(raw)
         except ValueError:
             if raw.startswith("[DONE]"):
                 self._finished = True
