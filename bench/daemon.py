@@ -49,8 +49,13 @@ this machine's one core and its p99 was 94 ms.)
 
 Responses rows are compared with bare trio + httpx reading the same Responses stream (the same
 bytes: Responses frames are about twice the size of Chat chunks), Chat rows with bare httpx reading
-Chat. Targets (issue 9): daemon Chat CPU per event <= 0.9x, daemon Responses <= 1.0x,
-`receive_batch()` subscribers <= 1.0x the CPU of `async for` ones, RSS per stream <= 1.0x.
+Chat. Bare httpx keeps nothing of what it reads; the daemon keeps each stream's answer for
+``wait()`` (its text for Chat, its final Response for Responses). Two more bare rows, one run
+each, keep that too ("keeping its answer": the Chat deltas joined once the stream ends, the
+Response of ``response.completed``), as a client written by hand to use the answer would: the
+daemon's RSS per stream is printed against them as well, without a target. Targets (issue 9):
+daemon Chat CPU per event <= 0.9x, daemon Responses <= 1.0x, `receive_batch()` subscribers
+<= 1.0x the CPU of `async for` ones, RSS per stream <= 1.0x.
 (What a subscriber's way of reading saves is about a microsecond of the daemon's ~40 per event,
 below what whole runs resolve here: `bench/runtime` measures it alone, on the bus, paired.)
 
@@ -84,6 +89,9 @@ _RESPONSES_BODY = {"model": _MODEL, "input": "Hello", "stream": True}
 _REFERENCE = "bare trio + httpx"
 _REFERENCE_RESPONSES = "bare trio + httpx, Responses"
 _DURABLE = "daemon responses, durable"
+#: Bare httpx keeping what the daemon keeps for wait(): the text (Chat), the final Response.
+_KEEPING = "bare trio + httpx keeping its answer"
+_KEEPING_RESPONSES = "bare trio + httpx keeping its answer, Responses"
 #: The carried-load rows' bound on p99 delivery latency.
 _CARRIED_P99_MS = 50.0
 _T = TypeVar("_T")
@@ -397,7 +405,13 @@ def run_daemon(
 
 
 async def _httpx_run(
-    url: str, streams: int, events: int, keepalive: int, max_connections: int, framing: str
+    url: str,
+    streams: int,
+    events: int,
+    keepalive: int,
+    max_connections: int,
+    framing: str,
+    keep: bool = False,
 ) -> dict[str, Any]:
     import httpx
     import httpx_sse
@@ -407,8 +421,11 @@ async def _httpx_run(
     loads = json.loads
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=keepalive)
     client = httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
+    #: With `keep`: every stream's answer, held to the end of the run as the daemon holds it.
+    answers: list[Any] = []
 
     async def chat(_: int) -> None:
+        parts: list[str] = []
         try:
             async with httpx_sse.aconnect_sse(
                 client, "POST", "/v1/chat/completions", json=_CHAT_BODY
@@ -418,9 +435,14 @@ async def _httpx_run(
                         continue
                     chunk = loads(sse.data)
                     choices = chunk["choices"]
-                    probe.event(choices[0]["delta"].get("content") if choices else None)
+                    content = choices[0]["delta"].get("content") if choices else None
+                    if keep and content:
+                        parts.append(content)
+                    probe.event(content)
         except Exception as exc:
             phases.failed(exc)
+        if keep:
+            answers.append("".join(parts))
 
     async def responses(_: int) -> None:
         try:
@@ -433,6 +455,8 @@ async def _httpx_run(
                         probe.event(event["delta"])
                     else:
                         probe.event()
+                        if keep and event["type"] == "response.completed":
+                            answers.append(event["response"])
         except Exception as exc:
             phases.failed(exc)
 
@@ -451,9 +475,11 @@ def run_httpx(
     keepalive: int,
     max_connections: int,
     framing: str = "chat",
+    keep: bool = False,
 ) -> dict[str, Any]:
-    """Child entry point: the bare trio + httpx row (`framing`: "chat" or "responses")."""
-    return trio.run(_httpx_run, url, streams, events, keepalive, max_connections, framing)
+    """Child entry point: the bare trio + httpx row (`framing`: "chat" or "responses"; `keep`:
+    hold every stream's answer to the end, as the daemon does for wait())."""
+    return trio.run(_httpx_run, url, streams, events, keepalive, max_connections, framing, keep)
 
 
 async def _sdk_run(base_url: str, streams: int, events: int) -> dict[str, Any]:
@@ -711,6 +737,10 @@ def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> dict[str, dict
     n, timeout = sizes.streams, sizes.timeout
     plan = _plan(server, sizes, n)
     plan.append(("official SDK", "run_sdk", (server.base_url, n, sizes.events), 1))
+    bare = (server.url, n, sizes.events, 100, max(n, 1000))
+    plan.append((_KEEPING, "run_httpx", (*bare, "chat", True), 1))
+    if sizes.responses:
+        plan.append((_KEEPING_RESPONSES, "run_httpx", (*bare, "responses", True), 1))
     with tempfile.TemporaryDirectory(prefix="streamvisor-bench-") as tmp:
         if sizes.responses:
             # Durable: registered in a file registry (as in production), resumable; the
@@ -728,6 +758,11 @@ def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> dict[str, dict
         target = at_most(1.0) if name in ("daemon chat", "daemon responses") else None
         table.add(Row(f"{name}: RSS per stream", _kib_per_stream(r), "KiB",
                       _kib_per_stream(results[reference]), reference, target))  # fmt: skip
+    for name, keeping in (("daemon chat", _KEEPING), ("daemon responses", _KEEPING_RESPONSES)):
+        if name in results and keeping in results:
+            table.add(Row(f"{name}: RSS per stream vs a client keeping its answer",
+                          _kib_per_stream(results[name]), "KiB",
+                          _kib_per_stream(results[keeping]), keeping))  # fmt: skip
     if _DURABLE in results and "daemon responses" in results:
         durable, plain = results[_DURABLE], results["daemon responses"]
         table.add(Row(f"{_DURABLE}: RSS per stream vs not durable", _kib_per_stream(durable),
