@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,8 +18,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import trio
 
-from streamvisor._cli import DEMOS, status_line
+from streamvisor._cli import DEMOS, status_line, until_interrupted
 from streamvisor.daemon import DaemonStatus
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
@@ -343,6 +345,67 @@ class TestDemoCommand:
         assert code == 130, err
         assert err.strip().splitlines()[-1] == "interrupted"
         assert "Traceback" not in err
+
+
+class TestUntilInterrupted:
+    """A demo runs under `until_interrupted`: SIGINT is a signal it waits for, never a
+    KeyboardInterrupt raised in whichever task happens to run."""
+
+    async def test_sigint_cancels_the_demo_and_exits_130(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        started = trio.Event()
+
+        async def demo() -> int:
+            started.set()
+            await trio.sleep_forever()
+            return 0
+
+        async def interrupt() -> None:
+            await started.wait()
+            os.kill(os.getpid(), signal.SIGINT)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(interrupt)
+            code = await until_interrupted(demo)
+        assert code == 130
+        assert capsys.readouterr().err.strip() == "interrupted"
+
+    async def test_a_demo_that_ends_keeps_its_exit_code(self) -> None:
+        async def demo() -> int:
+            await trio.lowlevel.checkpoint()
+            return 1
+
+        assert await until_interrupted(demo) == 1
+
+    async def test_sigint_inside_a_task_that_swallows_groups_still_interrupts(self) -> None:
+        """SIGINT arriving while a task runs inside a wrapper that logs and drops exception
+        groups, as hypercorn's ASGI wrapper does for the embedded server's requests: as a
+        KeyboardInterrupt it was raised in that task, dropped there, and the demo ran to its
+        end (exit 0)."""
+
+        async def busy() -> None:
+            until = time.monotonic() + 0.5  # the signal comes after 0.05 s, mid-loop
+            while time.monotonic() < until:
+                pass
+            await trio.lowlevel.checkpoint()
+
+        async def demo() -> int:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(busy)
+            except BaseExceptionGroup:
+                pass  # "Error in ASGI Framework", and on
+            await trio.lowlevel.checkpoint()
+            return 0
+
+        pid = os.getpid()
+        timer = threading.Timer(0.05, os.kill, (pid, signal.SIGINT))
+        timer.start()
+        try:
+            assert await until_interrupted(demo) == 130
+        finally:
+            timer.cancel()
 
 
 class TestStatusLine:

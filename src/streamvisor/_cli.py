@@ -6,7 +6,8 @@
     python run.py cluster [--nodes N]  N daemons as one cluster, with PostgreSQL and NATS
 
 Exit codes: 0 after a clean shutdown (SIGINT / SIGTERM) or a demo that ran to its end, 1 for a
-demo that failed, 2 for bad arguments or configuration, 130 for an interrupt during startup.
+demo that failed, 2 for bad arguments or configuration, 130 for an interrupted demo or an
+interrupt during startup.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import functools
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Final, TextIO
 
@@ -249,13 +250,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 chat=args.model or defaults.chat,
                 reasoning=args.reasoning_model or defaults.reasoning,
             )
-            return trio.run(functools.partial(run_demo, args.feature, config, models=models))
+            demo = functools.partial(run_demo, args.feature, config, models=models)
+            return trio.run(until_interrupted, demo)
         interval = getattr(args, "status_interval", 30.0)
         return trio.run(
             functools.partial(serve_daemon, config, interval, gateway_token=gateway_token)
         )
     except KeyboardInterrupt:
-        # Only before the signal handlers are installed (or in a demo): nothing left running.
+        # Only before the signal handlers are installed: nothing left running.
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
@@ -267,11 +269,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {leaf}", file=sys.stderr)
         return 1
     except BaseExceptionGroup as group:  # not an Exception: it holds a KeyboardInterrupt
-        # Ctrl-C in a demo arrives through its nurseries: the same interrupt, grouped.
+        # Ctrl-C before the handlers are installed, arriving through a nursery: grouped.
         if group.split(KeyboardInterrupt)[1] is not None:
             raise
         print("interrupted", file=sys.stderr)
         return 130
+
+
+async def until_interrupted(run: Callable[[], Awaitable[int]]) -> int:
+    """``await run()`` (a demo) and return its exit code, or 130 after saying "interrupted" on
+    stderr if SIGINT came first.
+
+    SIGINT is taken as a signal, not as trio's ``KeyboardInterrupt``: that would be raised in
+    whatever task was running when it came, and a task whose caller catches exception groups
+    could swallow it (hypercorn's ASGI wrapper logs any group but a cancellation and goes on,
+    and the embedded server runs in the demo's process): the demo then ran to its end and
+    exited 0 (seen once in a full `make test` run). Must run in the main thread.
+    """
+    interrupted = False
+    code = 0
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal interrupted
+                async for _ in signals:
+                    interrupted = True
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(watch)
+            code = await run()
+            nursery.cancel_scope.cancel()
+    if interrupted:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code
 
 
 def _only_error(exc: BaseException) -> BaseException:
