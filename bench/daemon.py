@@ -684,10 +684,15 @@ def _rows_for(
                       at_most(1.0) if full else None))  # fmt: skip
 
 
+def _bare(server: LoadServer, sizes: Sizes, n: int) -> tuple[Any, ...]:
+    """`run_httpx`'s first arguments for `n` streams: the pool the daemon's client has."""
+    return (server.url, n, sizes.events, 100, max(n, 1000))
+
+
 def _plan(server: LoadServer, sizes: Sizes, n: int) -> list[tuple[str, str, tuple[Any, ...], int]]:
     """The rows at `n` streams: (name, child entry point, its arguments, runs)."""
     events, repeats = sizes.events, sizes.repeats
-    bare = (server.url, n, events, 100, max(n, 1000))
+    bare = _bare(server, sizes, n)
     plan: list[tuple[str, str, tuple[Any, ...], int]] = [
         ("daemon chat", "run_daemon", (server.base_url, n, events, "chat"), repeats),
         (_REFERENCE, "run_httpx", (*bare, "chat"), repeats),
@@ -737,7 +742,7 @@ def _main_rows(table: Table, server: LoadServer, sizes: Sizes) -> dict[str, dict
     n, timeout = sizes.streams, sizes.timeout
     plan = _plan(server, sizes, n)
     plan.append(("official SDK", "run_sdk", (server.base_url, n, sizes.events), 1))
-    bare = (server.url, n, sizes.events, 100, max(n, 1000))
+    bare = _bare(server, sizes, n)
     plan.append((_KEEPING, "run_httpx", (*bare, "chat", True), 1))
     if sizes.responses:
         plan.append((_KEEPING_RESPONSES, "run_httpx", (*bare, "responses", True), 1))

@@ -384,9 +384,17 @@ class TestUntilInterrupted:
         KeyboardInterrupt it was raised in that task, dropped there, and the demo ran to its
         end (exit 0)."""
 
+        sent = threading.Event()
+
+        def interrupt() -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            sent.set()
+
         async def busy() -> None:
-            until = time.monotonic() + 0.5  # the signal comes after 0.05 s, mid-loop
-            while time.monotonic() < until:
+            threading.Thread(target=interrupt).start()
+            # The signal lands in this loop, in this task: its handler runs at the loop's next
+            # bytecode boundary, before `sent` can be seen set.
+            while not sent.is_set():
                 pass
             await trio.lowlevel.checkpoint()
 
@@ -399,13 +407,7 @@ class TestUntilInterrupted:
             await trio.lowlevel.checkpoint()
             return 0
 
-        pid = os.getpid()
-        timer = threading.Timer(0.05, os.kill, (pid, signal.SIGINT))
-        timer.start()
-        try:
-            assert await until_interrupted(demo) == 130
-        finally:
-            timer.cancel()
+        assert await until_interrupted(demo) == 130
 
 
 class TestStatusLine:

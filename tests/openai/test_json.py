@@ -34,11 +34,12 @@ def same(a: Any, b: Any) -> bool:
 
 
 def agree(text: str) -> None:
-    """`loads` returns what `json.loads` returns, or raises ValueError where it raises."""
+    """`loads` returns what `json.loads` returns, or raises ValueError where it raises (a
+    RecursionError too: a frame too deep is malformed, not a crash)."""
     try:
         expected = json.loads(text)
     except (ValueError, RecursionError):
-        with pytest.raises((ValueError, RecursionError)):
+        with pytest.raises(ValueError):
             loads(text)
         return
     assert same(loads(text), expected), text[:200]

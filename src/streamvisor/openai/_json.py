@@ -13,7 +13,7 @@ for a double, a lone surrogate escape (``"\\ud800"``), nesting past 1,024 levels
 orjson refuses goes to `json.loads`, which reads it or raises its `ValueError`. One it reads
 differently: an integer beyond 64 bits becomes a float. An integer that large has at least 19
 digits in a row, so a document with a run of 19 digits (in a string too: ids, stamps) goes to
-`json.loads` as well, found with two C-speed passes over its UTF-8 (a digit map, a search).
+`json.loads` as well, found in the UTF-8 orjson reads anyway (a digit map and a search, in C).
 Otherwise orjson reads every document as `json.loads` does and refuses every document it
 refuses (``tests/openai/test_json.py`` checks both, on edge cases and on generated and mutated
 documents). Nesting deep enough to exhaust the interpreter's stack raises `ValueError` as well
