@@ -15,13 +15,17 @@ asyncio event loop in one thread and meets trio at three narrow points:
   coroutines on the loop (``run_coroutine_threadsafe``); their completion wakes trio through
   ``run_sync_soon``, and a trio cancellation cancels the asyncio task.
 
-The loop is uvloop's where it installs (not on Windows): the bridge's thread is mostly loop
-turns -- a wake-up from trio, the linger, the write, a read of the acks, a read of the other
-nodes' deliveries, each a turn -- and uvloop runs a turn and its socket callbacks in C.
-Measured with ``python -m bench.cluster_bridge --rate 2000``, interleaved runs, CPU per event:
-70/82/74 us against 78/85/94 with asyncio's loop one hour, 114/131/122/114 against
-129/115/132/115 (the threads other than trio's: 70.5 against 77 us, medians) the next, on a
-slower machine; in ``bench cluster`` the difference is below the noise.
+The loop is asyncio's own. The thread shares the GIL with trio's, and what decides the
+cross-node latency is how soon trio's thread gets the GIL back. asyncio's loop is Python: it
+lets go of the GIL in every socket call and at every bytecode boundary where trio's thread asks
+for it. uvloop, the loop here until 2026-12-04, runs a loop turn and its socket callbacks in C,
+holding the GIL through them. Measured in ``bench cluster`` (10,000 events/s; interleaved runs
+of each loop on the same machine): cross-node p99 12.8 and 14.1 ms against 23.6 and 30.8 ms
+with uvloop (single runs 10.1, 10.5, 13.4 against 16.6, 11.4, 15.1 ms), p50 1.8-3.1 against
+2.7-7.1 ms. The price is CPU: the node running the streams paid 4-7% more per event (cluster
+path 1.37 and 1.39x against 1.09 and 1.22x the daemon without ``[cluster]``), a receiving node
+up to a third more in single runs (1.40-1.51 against 1.05-1.49 s of CPU per run). Both stay
+within bench cluster's bounds.
 
 trio-asyncio was the alternative. It would run nats-py inside trio's thread, but every nats-py
 callback then runs as an asyncio-in-trio task, its loop is a second scheduler layered on trio's
@@ -118,12 +122,6 @@ from ._consumer import (
     OrderedConsumer,
 )
 from ._subjects import check_name, check_subject, hello_subject, pattern_filters, topic_subject
-
-_new_loop: Callable[[], asyncio.AbstractEventLoop]
-try:
-    from uvloop import new_event_loop as _new_loop
-except ImportError:  # pragma: no cover - no uvloop on Windows: asyncio's own loop
-    _new_loop = asyncio.new_event_loop
 
 __all__ = ["BridgeStatistics", "Message", "NatsBridge"]
 
@@ -253,7 +251,7 @@ class NatsBridge:
         )
         self._delivery_scheduled = False
         # -- asyncio side --
-        self._loop = _new_loop()
+        self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._run_loop, name=f"streamvisor-nats-{node_id}", daemon=True
         )
