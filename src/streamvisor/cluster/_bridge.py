@@ -59,15 +59,17 @@ Reliability, and how it is bounded:
   the connection and joins the thread.
 
 What it costs (``python -m bench.cluster_bridge``, two bridges in one process, one server on
-loopback, 136-byte events, 2 shared cores, 3 runs): at 10,000 events/s, 36-47 us of CPU per
-event published on one node and delivered on the other (60 us before the lanes of `_client.py`),
-of which 13-18 us in the trio thread (0.3-0.5 us of it is `publish` itself; the rest is waking
-up for deliveries and receiving them) and the rest in the two asyncio threads, mostly nats-py's
-protocol parsing and the acks. At 2,000 events/s, 87-138 us: each batch's wake-ups, socket
-writes and reads are shared by fewer events. Latency publish -> delivery into the other node's
-trio task: p50 4-7 ms, p99 12-32 ms (the 2 ms linger included). Saturated: about 20,000-34,000
-events/s. The asyncio threads share the GIL with trio: their time is time the daemon's own
-thread cannot run Python.
+loopback, 136-byte events, 2 shared cores; interleaved pairs on 2026-12-04, asyncio's loop
+against uvloop, three at 10,000 events/s and two at 2,000): at 10,000 events/s, 28-39 us of CPU
+per event published on one node and delivered on the other (uvloop: 27-32), of which 10-14 us
+in the trio thread (0.3 us of it is `publish` itself; the rest is waking up for deliveries and
+receiving them) and the rest in the two asyncio threads, mostly nats-py's protocol parsing and
+the acks. At 2,000 events/s, 74-79 us (uvloop: 69-72): each batch's wake-ups, socket writes and
+reads are shared by fewer events. Latency publish -> delivery into the other node's trio task:
+p50 3.7-4.4 ms, p99 5.4-7.7 ms (the 2 ms linger included), the same as uvloop's. Saturated:
+about 50,000-56,000 events/s. This bench's trio thread has little else to do, so it does not
+show what the loop's choice is for: in a daemon whose trio thread is busy, the time the asyncio
+thread holds the GIL is time the daemon's own thread cannot run Python (see the loop, above).
 """
 
 from __future__ import annotations
