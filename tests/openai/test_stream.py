@@ -349,26 +349,30 @@ class TestInterruption:
 
     async def test_numbers_are_read_as_json_loads_reads_them(self) -> None:
         """An integer beyond 64 bits stays an exact int, NaN and an overflowing number are
-        floats, as the official SDK (json.loads) reads them."""
+        floats, as the official SDK (json.loads) reads them. The big integer has a frame of its
+        own: a NaN beside it would send the frame to json.loads whatever its digits."""
         big = 2**70
         body = (
             rframe("response.created", 0, response=RESP)
             + b'data: {"type": "x.big", "sequence_number": 1, "n": '
             + str(big).encode()
-            + b', "id": "1234567890123456789012", "f": NaN, "g": 1e400, "h": -0.0}\n\n'
-            + rframe("x.small", 2, n=7, f=0.5)
-            + rframe("response.completed", 3, response=DONE)
+            + b"}\n\n"
+            + b'data: {"type": "x.odd", "sequence_number": 2, "id": "1234567890123456789012", '
+            + b'"f": NaN, "g": 1e400, "h": -0.0}\n\n'
+            + rframe("x.small", 3, n=7, f=0.5)
+            + rframe("response.completed", 4, response=DONE)
         )
         events, error = await responses_events(body)
         assert error is None
-        data = events[1].data
-        assert type(data["n"]) is int
-        assert data["n"] == big
-        assert data["f"] != data["f"]  # NaN
-        assert data["g"] == float("inf")
-        assert str(data["h"]) == "-0.0"
-        assert events[2].data["n"] == 7
-        assert events[2].data["f"] == 0.5
+        assert type(events[1].data["n"]) is int
+        assert events[1].data["n"] == big
+        odd = events[2].data
+        assert odd["id"] == "1234567890123456789012"
+        assert odd["f"] != odd["f"]  # NaN
+        assert odd["g"] == float("inf")
+        assert str(odd["h"]) == "-0.0"
+        assert events[3].data["n"] == 7
+        assert events[3].data["f"] == 0.5
 
     async def test_a_done_sentinel_ends_a_responses_stream_like_eof(self) -> None:
         body = (
