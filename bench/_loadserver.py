@@ -15,7 +15,10 @@ Requests (any method; the request body is read and discarded):
 * a path containing ``/responses`` → a Responses stream (`event:` + `data:` frames with
   `sequence_number`: created, in_progress, output_item.added, content_part.added, output_text
   deltas, the `.done` events, response.completed);
-* ``/_stats`` → JSON: CPU seconds, requests served, streams in flight, late ticks.
+* ``/_stats`` → JSON: CPU seconds, requests served, connections accepted (this request's own
+  included), streams in flight, late ticks;
+* a path ending in ``/models`` → an empty model list (``{"object": "list", "data": []}``): a
+  client opens its connections with it before a measured run (`bench.cluster`).
 
 Spread (``spread=k``): paced streams are dealt into k groups by arrival, and each tick writes to
 one group, so a stream gets an event every k ticks and the load is even over time, as independent
@@ -53,7 +56,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -331,6 +334,9 @@ _HEAD = (
 )
 
 
+_MODELS: Final = b'{"object":"list","data":[]}'
+
+
 def _plain(status: str, body: bytes, content_type: str = "application/json") -> bytes:
     return (
         f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n\r\n"
@@ -460,6 +466,7 @@ class _Server:
         self.bodies = _Bodies(options.events_per_chunk)
         self.paced: set[_Conn] = set()
         self.requests = 0
+        self.connections = 0
         self.streams = 0
         self.ticks = 0
         self.late_ticks = 0
@@ -472,6 +479,7 @@ class _Server:
         return {
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "requests": self.requests,
+            "connections": self.connections,
             "paced_in_flight": len(self.paced),
             "late_ticks": self.late_ticks,
         }
@@ -497,6 +505,7 @@ class _Server:
                 sock, _ = self.listener.accept()
             except BlockingIOError:
                 return
+            self.connections += 1
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = _Conn(sock)
@@ -564,6 +573,8 @@ class _Server:
         conn.close_after = headers.get("connection", "").lower() == "close"
         if path.startswith("/_stats"):
             conn.out.append(memoryview(_plain("200 OK", json.dumps(self.stats()).encode())))
+        elif path.rstrip("/").endswith("/models"):
+            conn.out.append(memoryview(_plain("200 OK", _MODELS)))
         elif "chat/completions" in path or "/responses" in path:
             framing = "chat" if "chat/completions" in path else "responses"
             events = int(headers.get("x-bench-events", self.options.events))
@@ -698,6 +709,12 @@ class LoadServer:
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server process has used so far."""
         return cpu_seconds(self.pid)
+
+    def stats(self) -> dict[str, Any]:
+        """The server's ``/_stats`` (fetched on a connection of its own, which it counts)."""
+        import httpx
+
+        return dict(httpx.get(f"{self.url}/_stats", timeout=10).json())
 
 
 @contextlib.contextmanager

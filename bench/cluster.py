@@ -50,6 +50,16 @@ Rows:
    stream is paced at a few ms, the outage is the largest gap after the kill). Several kills,
    each on a fresh cluster; median and max. Target <= 2 x lease_ttl.
 
+Warm connections. Before "ready", every node opens as many connections to the load server as
+it runs streams (`_open_connections`: that many model lists at once, kept alive in its pool),
+so each row measures a daemon that has been running, whose pool holds open connections, not
+the storm of a cold pool opening 100 connections in the first milliseconds of the run; every
+run's note says how many connections the nodes opened during it (0 when the pools were warm).
+Measured on 2026-12-04 in five interleaved pairs of the cross-node run: in the first 200 ms
+of a run with a cold pool the cross-node p99 was 21-65 ms (6-11 ms with warm pools), after
+that 9.8-12.9 ms (11.4-16.9 warm); the run's whole p99 13.5-51.1 against 11.3-16.8 ms. A cold
+pool's storm is a cost of a daemon's first burst of streams; the rows measure the steady state.
+
 This machine has 2 cores: the node processes, the mock OpenAI server, nats-server, PostgreSQL
 and this parent share them (nothing is pinned), so every row measures the cluster with its load
 generator on the same cores.
@@ -248,6 +258,7 @@ async def _node(spec: dict[str, Any]) -> None:
         async with trio.open_nursery() as streams_nursery:
             for handle in handles:
                 await streams_nursery.start(one if spec["subscribe"] else unwatched, handle)
+            await _open_connections(daemon, streams)
             print("ready", flush=True)
             if (await line()).strip() != "go":
                 return
@@ -276,6 +287,20 @@ async def _node(spec: dict[str, Any]) -> None:
         print("result " + json.dumps(result), flush=True)
         await line()  # the parent's "exit" (after reading this process's CPU)
         nursery.cancel_scope.cancel()
+
+
+async def _open_connections(daemon: Any, count: int) -> None:
+    """Open ``count`` connections to the load server in the daemon's pool (``count`` model
+    lists at once, each answered and its connection kept alive), so the measured streams find
+    them open, as in a daemon that has been running: see "Warm connections" in the module
+    docstring."""
+
+    async def one() -> None:
+        await daemon.client.list_models()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            nursery.start_soon(one)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -411,6 +436,7 @@ def _run(engines: Engines, sizes: Sizes, nodes: list[NodeSpec], *, cluster: bool
         for _, proc in procs:
             wait_for_line(proc, "ready", 60)
         load_cpu, nats_cpu = engines.load.cpu_seconds(), _nats_cpu(engines)
+        connections = engines.load.stats()["connections"]
         cpu0 = {spec.name: cpu_seconds(proc.pid) for spec, proc in procs}
         wall0 = time.monotonic()
         for _, proc in procs:
@@ -425,6 +451,8 @@ def _run(engines: Engines, sizes: Sizes, nodes: list[NodeSpec], *, cluster: bool
             results[spec.name] = result
         results["_load_cpu"] = engines.load.cpu_seconds() - load_cpu
         results["_nats_cpu"] = _nats_cpu(engines) - nats_cpu
+        # Opened by the nodes during the run (the pools were warm if 0), less the stats' own.
+        results["_connected"] = engines.load.stats()["connections"] - connections - 1
         results["_wall0"] = wall0
         return results
     finally:
@@ -475,6 +503,7 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
         "missed": sum(r["local"]["missed"] for r in nodes.values()),
         "load_cpu": results["_load_cpu"],
         "nats_cpu": results["_nats_cpu"],
+        "connected": results["_connected"],
         "nodes": nodes,
     }
 
@@ -486,7 +515,9 @@ def _describe(table: Table, name: str, s: dict[str, Any]) -> None:
     table.note(
         f"{name}: {s['events']:,} events in {s['wall']:.2f} s ({s['throughput']:,.0f}/s), "
         f"nodes' CPU {s['cpu']:.2f} s ({per_node}); load server CPU {s['load_cpu']:.2f} s, "
-        f"nats-server {s['nats_cpu']:.2f} s"
+        f"nats-server {s['nats_cpu']:.2f} s; connections opened during the run "
+        f"{s['connected']}"
+        + (" (pools not warm)" if s["connected"] else "")
         + (f"; {len(s['errors'])} errors, first: {s['errors'][0]}" if s["errors"] else "")
         + (f"; {s['missed']} missed" if s["missed"] else "")
     )

@@ -566,17 +566,11 @@ def run_pool(url: str, streams: int, keepalive: int) -> dict[str, Any]:
 # In the parent: rows
 
 
-def _server_stats(server: LoadServer) -> dict[str, Any]:
-    import httpx
-
-    return dict(httpx.get(f"{server.url}/_stats", timeout=10).json())
-
-
 def _measure(server: LoadServer, target: str, *args: Any, timeout: float) -> dict[str, Any]:
     """Run one child pinned to core 0; add the server's CPU, CPU wait and late ticks meanwhile."""
-    before, waited = _server_stats(server), _run_delay(server.pid)
+    before, waited = server.stats(), _run_delay(server.pid)
     result = call_in_subprocess(f"bench.daemon:{target}", *args, core=0, timeout=timeout)
-    after = _server_stats(server)
+    after = server.stats()
     result["server_waited"] = _run_delay(server.pid) - waited
     result["server_late"] = int(after["late_ticks"] - before["late_ticks"])
     result["server_cpu"] = float(after["cpu_seconds"] - before["cpu_seconds"])
