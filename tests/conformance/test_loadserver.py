@@ -100,8 +100,40 @@ class TestLoadServerStreams:
         assert elapsed < 2.0
 
     async def test_an_unknown_path_is_a_404(self, load_server: LoadServer) -> None:
-        """Only the two streaming endpoints and `/_stats` exist."""
+        """Only the two streaming endpoints, `/models` and `/_stats` exist."""
         with trio.fail_after(GUARD):
             async with httpx.AsyncClient(base_url=load_server.url) as http:
-                response = await http.get("/v1/models")
+                response = await http.get("/v1/files")
         assert response.status_code == 404
+
+    async def test_model_lists_open_the_connections_the_streams_then_reuse(
+        self, load_server: LoadServer
+    ) -> None:
+        """bench/cluster's warm-up: five model lists at once open five connections in the
+        client's pool; five streams at once after them open none (the server counts what it
+        accepted, each `/_stats` request's own connection included)."""
+        with trio.fail_after(GUARD):
+            before = (await trio.to_thread.run_sync(load_server.stats))["connections"]
+            async with OpenAIClient.open(ClientSettings(base_url=load_server.base_url)) as client:
+                lists: list[dict[str, object]] = []
+
+                async def list_models() -> None:
+                    lists.append(await client.list_models())
+
+                async with trio.open_nursery() as nursery:
+                    for _ in range(5):
+                        nursery.start_soon(list_models)
+                warmed = (await trio.to_thread.run_sync(load_server.stats))["connections"]
+
+                async def stream() -> None:
+                    async with client.stream_response({"model": "m", "input": "hi"}) as events:
+                        async for _ in events:
+                            pass
+
+                async with trio.open_nursery() as nursery:
+                    for _ in range(5):
+                        nursery.start_soon(stream)
+                after = (await trio.to_thread.run_sync(load_server.stats))["connections"]
+        assert lists == [{"object": "list", "data": []}] * 5
+        assert warmed - before == 5 + 1
+        assert after - warmed == 1
