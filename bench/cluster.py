@@ -435,8 +435,8 @@ def _run(engines: Engines, sizes: Sizes, nodes: list[NodeSpec], *, cluster: bool
             procs.append((spec, proc))
         for _, proc in procs:
             wait_for_line(proc, "ready", 60)
-        load_cpu, nats_cpu = engines.load.cpu_seconds(), _nats_cpu(engines)
         connections = engines.load.stats()["connections"]
+        load_cpu, nats_cpu = engines.load.cpu_seconds(), _nats_cpu(engines)
         cpu0 = {spec.name: cpu_seconds(proc.pid) for spec, proc in procs}
         wall0 = time.monotonic()
         for _, proc in procs:
