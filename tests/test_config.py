@@ -431,6 +431,7 @@ class TestClusterSection:
         cluster = Config().cluster
         assert not cluster.enabled
         assert cluster.lease_ttl == 10.0
+        assert cluster.publish_interval == 0.0075
         assert cluster.node_id is None
 
     def test_both_engines_from_the_environment_turn_it_on(self) -> None:
@@ -441,10 +442,12 @@ class TestClusterSection:
                 "STREAMVISOR_CLUSTER_NATS_URL": self.NATS,
                 "STREAMVISOR_CLUSTER_NODE_ID": "node-a",
                 "STREAMVISOR_CLUSTER_LEASE_TTL": "2.5",
+                "STREAMVISOR_CLUSTER_PUBLISH_INTERVAL": "0",
             },
         )
         assert config.cluster.enabled
         assert (config.cluster.node_id, config.cluster.lease_ttl) == ("node-a", 2.5)
+        assert config.cluster.publish_interval == 0.0
         shown = repr(config)
         assert "hunter2-secret" not in shown
         assert "nats-secret" not in shown
@@ -465,6 +468,8 @@ class TestClusterSection:
             ("node_id", "a" * 65),
             ("node_id", "node a"),
             ("lease_ttl", "0"),
+            ("publish_interval", "-0.001"),
+            ("publish_interval", "1.5"),
         ],
     )
     def test_bad_values_name_the_key(self, key: str, value: str) -> None:

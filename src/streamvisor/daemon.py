@@ -420,7 +420,9 @@ async def _join_cluster(stack: AsyncExitStack, config: Config, namespace: str) -
             lease_ttl=section.lease_ttl,
         )
     )
-    bridge = await stack.enter_async_context(NatsBridge.open(section.nats_url, node_id=node_id))
+    bridge = await stack.enter_async_context(
+        NatsBridge.open(section.nats_url, node_id=node_id, interval=section.publish_interval)
+    )
     assert isinstance(store, NodeStore)
     store.before_cursors = bridge.flush
     store.events_flow = lambda: bridge.connected

@@ -227,6 +227,37 @@ class TestPublishSubscribe:
         assert [int(m.payload) for m in got] == list(range(5))
         assert (stats.published, stats.batches) == (5, 1)
 
+    async def test_under_load_a_batch_starts_at_most_once_per_interval(
+        self, nats_names: NatsNames
+    ) -> None:
+        """Events published without pause for 0.3 s with a 0.1 s interval leave in at most
+        five batches (the first after the linger, then one per interval: a slow core makes
+        fewer, never more), in order; without an interval each batch goes as soon as the one
+        before it is acked."""
+        async with (
+            open_node(nats_names, "a", linger=0.0, interval=0.1) as a,
+            a.subscribe("**") as events,
+        ):
+            start = trio.current_time()
+            sent = 0
+            while trio.current_time() - start < 0.3:
+                a.publish("i", str(sent).encode())
+                sent += 1
+                await trio.sleep(0.002)
+            elapsed = trio.current_time() - start
+            got = await receive(events, sent)
+            stats = a.statistics()
+        assert [int(m.payload) for m in got] == list(range(sent))
+        assert 2 <= stats.batches <= 2 + elapsed / 0.1
+
+    @pytest.mark.parametrize("interval", [-0.001, 1.001])
+    async def test_an_interval_outside_zero_to_one_second_is_refused(
+        self, nats_names: NatsNames, interval: float
+    ) -> None:
+        with pytest.raises(ValueError, match="interval"):
+            async with open_node(nats_names, "a", interval=interval):
+                raise AssertionError("unreachable")
+
     @pytest.mark.parametrize("linger", [-0.001, 1.001])
     async def test_linger_outside_zero_to_one_second_is_refused(
         self, nats_names: NatsNames, linger: float

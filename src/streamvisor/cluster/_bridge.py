@@ -134,6 +134,8 @@ log = structlog.get_logger("streamvisor.cluster")
 
 #: The most events one batch sends before awaiting their acks.
 _BATCH: Final = 2048
+#: `NatsBridge.open`'s ``interval``: under load, at most one batch per this many seconds.
+DEFAULT_INTERVAL: Final = 0.0075
 #: Bounded cleanup: closing the connection and joining the thread.
 _CLOSE_TIMEOUT: Final = 5.0
 #: Topics resolved to subjects, at most this many cached; past it the cache starts over.
@@ -220,6 +222,7 @@ class NatsBridge:
         ack_timeout: float,
         auto_msg_ids: bool,
         linger: float,
+        interval: float,
         _private: object = None,
     ) -> None:
         if _private is not _PRIVATE:
@@ -236,6 +239,7 @@ class NatsBridge:
         self._ack_timeout = ack_timeout
         self._auto_msg_ids = auto_msg_ids
         self._linger = linger
+        self._interval = interval
         self._batches = 0  # asyncio side
         self._instance = f"{AUTO_ID}{node_id}~{os.urandom(6).hex()}~"
         #: Every message's header block begins so (then its msg id, if any, and a blank line).
@@ -293,6 +297,7 @@ class NatsBridge:
         connect_timeout: float = 5.0,
         auto_msg_ids: bool = True,
         linger: float = 0.002,
+        interval: float = DEFAULT_INTERVAL,
     ) -> AsyncIterator[NatsBridge]:
         """Connect to ``url``, create or update the stream, and yield the bridge.
 
@@ -304,7 +309,9 @@ class NatsBridge:
         event without a caller's msg_id one of the bridge's (retries then never duplicate; see
         the module docstring for what the server pays). ``linger``: how long the publishing
         loop, woken from idle by a publish, waits for more before it sends the batch (seconds;
-        0 sends at once).
+        0 sends at once). ``interval``: under load, a batch starts at most once per this many
+        seconds (unless a full batch is waiting), so batches grow with the rate (0: each batch
+        as soon as the one before it is acked; see the module docstring for the trade).
 
         Raises `InvalidSubject` for a bad node id, stream name or prefix, `NatsUnavailable` if
         the server cannot be reached within ``connect_timeout``, `StreamRefused` if JetStream
@@ -319,6 +326,8 @@ class NatsBridge:
             raise ValueError(f"max_backlog must be at least 1, not {max_backlog}")
         if not 0 <= linger <= 1:
             raise ValueError(f"linger must be 0-1 s, not {linger}")
+        if not 0 <= interval <= 1:
+            raise ValueError(f"interval must be 0-1 s, not {interval}")
         bridge = cls(
             url,
             node_id=node_id,
@@ -331,6 +340,7 @@ class NatsBridge:
             ack_timeout=ack_timeout,
             auto_msg_ids=auto_msg_ids,
             linger=linger,
+            interval=interval,
             _private=_PRIVATE,
         )
         bridge._thread.start()
@@ -620,8 +630,13 @@ class NatsBridge:
         this thread, a socket write, a read of its acks and, on every node, a read of its
         delivery. Under load the loop is never idle (a batch forms while the previous one
         awaits its acks), so lingering costs latency only when there was nothing to wait for.
+        Under load, a batch starts at most once per ``interval`` (unless a full batch waits):
+        the acks of a batch come back within 1-3 ms, and without it the batches stay that
+        small however high the rate (12-15 events at 10,000 events/s).
         """
         outbox = self._outbox
+        clock = self._loop.time
+        started = -math.inf  # when the last batch went
         while True:
             if not outbox:
                 self._wake.clear()
@@ -632,6 +647,10 @@ class NatsBridge:
                 if self._linger:
                     await asyncio.sleep(self._linger)
                 continue
+            wait = self._interval - (clock() - started)
+            if wait > 0 and len(outbox) < _BATCH:
+                await asyncio.sleep(wait)
+            started = clock()
             count = min(len(outbox), _BATCH)
             batch = []
             origin = self._origin_block
