@@ -55,12 +55,12 @@ it runs streams (`_open_connections`: that many model lists at once, kept alive 
 so each row measures a daemon that has been running, whose pool holds open connections, not
 the storm of a cold pool opening 100 connections in the first milliseconds of the run; every
 run's note says how many connections the nodes opened during it (0 when the pools were warm).
-Measured on 2026-12-04 in five interleaved pairs of the cross-node run: in the first 200 ms
-of a run with a cold pool the cross-node p99 was 21-65 ms (6-11 ms with warm pools), after
-that 9.8-12.9 ms (11.4-16.9 warm); the run's whole p99 13.5-51.1 against 11.3-16.8 ms. A cold
-pool's storm is a cost of a daemon's first burst of streams; the rows measure the steady state,
-and one more run of row 3 with every pool cold shows the storm (no target): its p99, and the
-p99 over B's first 200 ms of events.
+Measured on 2026-12-04 (before the publish interval) in five interleaved pairs of the
+cross-node run: in the first 200 ms of a run with a cold pool the cross-node p99 was 21-65 ms
+(6-11 ms with warm pools), after that 9.8-12.9 ms (11.4-16.9 warm); the run's whole p99
+13.5-51.1 against 11.3-16.8 ms. A cold pool's storm is a cost of a daemon's first burst of
+streams; the rows measure the steady state, and one more run of row 3 with every pool cold
+shows the storm (no target): its p99, and the p99 over B's first 200 ms of events.
 
 This machine has 2 cores: the node processes, the mock OpenAI server, nats-server, PostgreSQL
 and this parent share them (nothing is pinned), so every row measures the cluster with its load

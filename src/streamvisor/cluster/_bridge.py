@@ -74,9 +74,13 @@ receiving them) and the rest in the two asyncio threads, mostly nats-py's protoc
 the acks. At 2,000 events/s, 74-79 us (uvloop: 69-72): each batch's wake-ups, socket writes and
 reads are shared by fewer events. Latency publish -> delivery into the other node's trio task:
 p50 3.7-4.4 ms, p99 5.4-7.7 ms (the 2 ms linger included), the same as uvloop's. Saturated:
-about 50,000-56,000 events/s. This bench's trio thread has little else to do, so it does not
-show what the loop's choice is for: in a daemon whose trio thread is busy, the time the asyncio
-thread holds the GIL is time the daemon's own thread cannot run Python (see the loop, above).
+about 50,000-56,000 events/s. With the 7.5 ms ``interval`` (two runs each, that evening):
+28-32 us per event at 10,000 events/s and 68-74 at 2,000, about the same (this bench publishes
+a 5 ms tick's events at once, so its batches were a tick each already), latency p50 6.3-6.8
+and p99 11.7-12.2 ms at 10,000, p50 4.5-4.7 and p99 8.8-8.9 ms at 2,000. This bench's trio
+thread has little else to do, so it shows neither what the loop's choice is for nor what the
+interval saves: in a daemon whose trio thread is busy, the time the asyncio thread holds the
+GIL is time the daemon's own thread cannot run Python (see the loop, above).
 """
 
 from __future__ import annotations
