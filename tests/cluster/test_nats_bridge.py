@@ -250,20 +250,13 @@ class TestPublishSubscribe:
         assert [int(m.payload) for m in got] == list(range(sent))
         assert 2 <= stats.batches <= 2 + elapsed / 0.1
 
-    @pytest.mark.parametrize("interval", [-0.001, 1.001])
-    async def test_an_interval_outside_zero_to_one_second_is_refused(
-        self, nats_names: NatsNames, interval: float
+    @pytest.mark.parametrize("option", ["linger", "interval"])
+    @pytest.mark.parametrize("value", [-0.001, 1.001])
+    async def test_a_linger_or_interval_outside_zero_to_one_second_is_refused(
+        self, nats_names: NatsNames, option: str, value: float
     ) -> None:
-        with pytest.raises(ValueError, match="interval"):
-            async with open_node(nats_names, "a", interval=interval):
-                raise AssertionError("unreachable")
-
-    @pytest.mark.parametrize("linger", [-0.001, 1.001])
-    async def test_linger_outside_zero_to_one_second_is_refused(
-        self, nats_names: NatsNames, linger: float
-    ) -> None:
-        with pytest.raises(ValueError, match="linger"):
-            async with open_node(nats_names, "a", linger=linger):
+        with pytest.raises(ValueError, match=option):
+            async with open_node(nats_names, "a", **{option: value}):
                 raise AssertionError("unreachable")
 
 
