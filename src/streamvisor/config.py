@@ -168,13 +168,15 @@ def _int(default: int, *, low: int, high: int | None = None) -> Any:
     )
 
 
-def _float(default: float, *, low: float, strict: bool = True) -> Any:
-    expected = f"a number {'>' if strict else '>='} {low:g} (seconds)"
+def _float(default: float, *, low: float, strict: bool = True, high: float | None = None) -> Any:
+    expected = f"a number {'>' if strict else '>='} {low:g}" + (
+        f" and <= {high:g}" if high is not None else ""
+    )
     return _setting(
         default,
         "float",
-        lambda v: _is_num(v) and (v > low if strict else v >= low),
-        expected,
+        lambda v: _is_num(v) and (v > low if strict else v >= low) and (high is None or v <= high),
+        expected + " (seconds)",
     )
 
 
@@ -531,15 +533,9 @@ class ClusterSection:
     #: Under load, a node sends its events to JetStream in at most one batch per this many
     #: seconds (0-1; 0: a batch as soon as the one before it is acked). Larger batches cost
     #: less CPU per event on every node; each event may wait up to this long before it leaves.
-    publish_interval: float = _float(0.0075, low=0, strict=False)
+    publish_interval: float = _float(0.0075, low=0, strict=False, high=1)
 
     def __attrs_post_init__(self) -> None:
-        _cross_check(
-            self,
-            "publish_interval",
-            self.publish_interval <= 1,
-            "cluster.publish_interval must be 0-1 s",
-        )
         _cross_check(
             self,
             "nats_url" if self.postgres_dsn is not None else "postgres_dsn",
