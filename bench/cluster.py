@@ -187,7 +187,7 @@ async def _node(spec: dict[str, Any]) -> None:
     local: dict[str, Any] = {"events": 0, "missed": 0, "first": 0.0, "last": 0.0, "errors": []}
     local_latencies: list[float] = []
     remote: dict[str, Any] = {
-        "events": 0, "ended": 0, "missed": 0, "latencies": [], "seen": [], "last": 0.0,
+        "events": 0, "ended": 0, "missed": 0, "latencies": [], "seen": [],
     }  # fmt: skip
     expected_remote = spec["watch"]
     all_remote = trio.Event()
@@ -218,7 +218,6 @@ async def _node(spec: dict[str, Any]) -> None:
                     remote["events"] += 1
                     remote["latencies"].append(now - event.received_at)
                     remote["seen"].append(time.monotonic())
-                    remote["last"] = time.monotonic()
                     if event.terminal:
                         remote["ended"] += 1
                         if remote["ended"] >= expected_remote:
@@ -278,7 +277,7 @@ async def _node(spec: dict[str, Any]) -> None:
             await all_remote.wait()
         cpu = time.process_time()
         lat = sorted(remote["latencies"])
-        first = remote["seen"][0] if remote["seen"] else 0.0
+        first, last = (remote["seen"][0], remote["seen"][-1]) if remote["seen"] else (0.0, 0.0)
         early = sorted(
             latency
             for latency, seen in zip(remote["latencies"], remote["seen"], strict=True)
@@ -293,7 +292,7 @@ async def _node(spec: dict[str, Any]) -> None:
             "remote": {
                 "events": remote["events"],
                 "missed": remote["missed"],
-                "last": remote["last"],
+                "last": last,
                 "p50": _pct(lat, 0.50),
                 "p99": _pct(lat, 0.99),
                 "max": lat[-1] if lat else float("nan"),
@@ -577,16 +576,17 @@ def _load_rows(table: Table, engines: Engines, sizes: Sizes) -> None:
         _CROSS: ([NodeSpec("a", n, subscribe=False), NodeSpec("b", 0, n)], True),
         _COLD: ([NodeSpec("a", n, subscribe=False, warm=False), NodeSpec("b", 0, n)], True),
     }
+    times = dict.fromkeys(plans, sizes.repeats)  # runs of each plan
+    times[_COLD] = 1
     low = sizes.low_streams
     if low:
         plans[_LOW_SOLO] = ([NodeSpec("solo", low)], False)
         plans[_LOW_PAIR] = ([NodeSpec("a", low), NodeSpec("b", 0, low)], True)
+        times[_LOW_SOLO] = times[_LOW_PAIR] = sizes.low_repeats
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in plans}
-    lower = (_LOW_SOLO, _LOW_PAIR)
-    for repeat in range(max(sizes.repeats, sizes.low_repeats if low else 0)):
+    for repeat in range(max(times.values())):
         for name, (nodes, cluster) in plans.items():
-            times = 1 if name == _COLD else sizes.low_repeats if name in lower else sizes.repeats
-            if repeat < times:
+            if repeat < times[name]:
                 runs[name].append(_summary(_run(engines, sizes, nodes, cluster=cluster)))
     kept = {name: _median_run(rs) for name, rs in runs.items()}
     for name, s in kept.items():
