@@ -27,16 +27,6 @@ CHAT_RECORDINGS = sorted(p.stem for p in RECORDED.glob("*_chat_*.sse"))
 RESPONSES_RECORDINGS = sorted(p.stem for p in RECORDED.glob("*_responses_*.sse"))
 ALL_RECORDINGS = sorted([*CHAT_RECORDINGS, *RESPONSES_RECORDINGS])
 
-#: The official SDK leaves its SSE async generators suspended when it stops at `[DONE]` or at a
-#: terminal event; under trio their finalizers warn. That is the SDK's doing: silence only those.
-#: Since 3.63 it also drains an HTTP/1.1 body after `[DONE]` while its event generator is still
-#: suspended on httpcore's byte stream (`HTTP11ConnectionByteStream.__aiter__`), the same leak.
-SDK_GENERATOR_LEAK = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <async_generator object"
-    r" (SSEDecoder\.aiter_bytes|AsyncStream\._iter_events|Response\.aiter_bytes"
-    r"|PoolByteStream\.__aiter__|AsyncStream\.__stream__|HTTP11ConnectionByteStream\.__aiter__)"
-    r":pytest.PytestUnraisableExceptionWarning"
-)
 
 #: Retries with no backoff of their own: any wait between attempts comes from the server's hint.
 NO_BACKOFF = RetryPolicy(max_retries=2, initial_delay=0.0, max_delay=0.0, random=lambda: 0.0)

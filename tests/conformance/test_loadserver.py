@@ -15,8 +15,9 @@ import trio
 from bench._loadserver import LoadServer, open_load_server, stream_text
 
 from streamvisor.openai import ClientSettings, OpenAIClient
+from tests._sdk import SDK_GENERATOR_LEAK
 
-from .conftest import GUARD, SDK_GENERATOR_LEAK
+from .conftest import GUARD
 
 EVENTS = 60
 

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from streamvisor.openai import StreamEvent
+from tests._sdk import SDK_GENERATOR_LEAK
 
 from ._views import our_chat, sdk_chat
 from .conftest import (
@@ -22,7 +23,6 @@ from .conftest import (
     GUARD,
     RECORDED,
     RESPONSES_RECORDINGS,
-    SDK_GENERATOR_LEAK,
     OpenClient,
     replay,
 )

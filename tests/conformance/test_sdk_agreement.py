@@ -17,9 +17,10 @@ import pytest
 import trio
 
 from streamvisor.openai import StreamEvent
+from tests._sdk import SDK_GENERATOR_LEAK
 
 from ._views import our_chat, sdk_chat
-from .conftest import GUARD, SDK_GENERATOR_LEAK, client_opener, running_server
+from .conftest import GUARD, client_opener, running_server
 
 #: Both twins' seed: seeded servers hand out the same ids for the same request sequence.
 TWIN_SEED = "twins"

@@ -21,9 +21,10 @@ import trio
 
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 from streamvisor.openai import SequenceError, StreamError, StreamEvent
+from tests._sdk import SDK_GENERATOR_LEAK
 
 from ._views import our_chat, sdk_chat
-from .conftest import GUARD, SDK_GENERATOR_LEAK, OpenClient, client_opener
+from .conftest import GUARD, OpenClient, client_opener
 from .test_recordings import recorded_frames
 
 BACKGROUND = "10_responses_background_stream_create"

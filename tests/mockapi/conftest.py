@@ -14,17 +14,6 @@ from streamvisor.mockapi import MockAPIConfig, MockServer, serve
 
 API_KEY = "sk-test-mockapi-0123456789"
 
-#: The SDK (3.x) stops iterating its own async generators at `data: [DONE]` without closing them,
-#: and under trio their finalizer warns. That is the SDK's doing, not the server's: silence only it.
-#: Since 3.63 it also drains an HTTP/1.1 body after `[DONE]` while its event generator is still
-#: suspended on httpcore's byte stream (`HTTP11ConnectionByteStream.__aiter__`), the same leak.
-SDK_GENERATOR_LEAK = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <async_generator object"
-    r" (SSEDecoder\.aiter_bytes|AsyncStream\._iter_events|Response\.aiter_bytes"
-    r"|PoolByteStream\.__aiter__|HTTP11ConnectionByteStream\.__aiter__)"
-    r":pytest.PytestUnraisableExceptionWarning"
-)
-
 
 @pytest.fixture
 async def server(recorded_dir: Path) -> AsyncIterator[MockServer]:

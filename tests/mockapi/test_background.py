@@ -13,8 +13,9 @@ import pytest
 import trio
 
 from streamvisor.mockapi import MockAPIConfig, MockServer, serve
+from tests._sdk import SDK_GENERATOR_LEAK
 
-from .conftest import API_KEY, SDK_GENERATOR_LEAK, consume
+from .conftest import API_KEY, consume
 
 pytestmark = SDK_GENERATOR_LEAK
 

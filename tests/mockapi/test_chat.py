@@ -12,8 +12,9 @@ import pytest
 import trio
 
 from streamvisor.mockapi import MockServer
+from tests._sdk import SDK_GENERATOR_LEAK
 
-from .conftest import API_KEY, SDK_GENERATOR_LEAK
+from .conftest import API_KEY
 
 pytestmark = SDK_GENERATOR_LEAK
 

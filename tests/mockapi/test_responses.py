@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from .conftest import SDK_GENERATOR_LEAK
+from tests._sdk import SDK_GENERATOR_LEAK
 
 pytestmark = SDK_GENERATOR_LEAK
 

@@ -8,8 +8,9 @@ import openai
 import pytest
 
 from streamvisor.mockapi import Fault, MockServer
+from tests._sdk import SDK_GENERATOR_LEAK
 
-from .conftest import API_KEY, SDK_GENERATOR_LEAK
+from .conftest import API_KEY
 
 pytestmark = SDK_GENERATOR_LEAK
 
